@@ -169,8 +169,8 @@ class AutoencoderDetector:
         import keras
         import tensorflow as tf
 
-        from aedetect.network import build_autoencoder
         from aedetect.data.tfdata import array_dataset, stream_dataset
+        from aedetect.network import build_autoencoder
 
         self._validate_params()
         # Seeds fix the weights, the split-off validation rows and the shuffling order. Op
