@@ -20,7 +20,7 @@ app = typer.Typer(help="Anomaly detection in tabular data with autoencoders.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Fetch, generate and convert data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages are not cut at 80 columns
 out = Console()
 
 DataOpt = Annotated[str, typer.Option(
@@ -28,6 +28,13 @@ DataOpt = Annotated[str, typer.Option(
     "the real ULB file")]
 SeedOpt = Annotated[int, typer.Option(help="seed for the split, the weights and the shuffling")]
 ProtocolOpt = Annotated[str, typer.Option(help="split protocol: 'guide' or 'time'")]
+
+
+def _tensorflow():
+    """Load TensorFlow (quietly) before any module that needs it; --help and errors stay fast."""
+    from aedetect._quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
 
 def _load(data: str, cache_dir: Path | None = None):
@@ -83,6 +90,7 @@ def data_to_tfrecord(
     from aedetect.train import split_frame, write_split_tfrecords
 
     df, _ = _load(data)
+    _tensorflow()
     split = split_frame(df, _config(protocol=protocol, seed=seed))
     with console.status("writing TFRecord shards"):
         write_split_tfrecords(df, split, out_dir)
@@ -108,12 +116,13 @@ def _units(text: str) -> list[int]:
 
 
 def _train(data, config, model_dir: Path | None, overwrite: bool):
-    from aedetect.train import train_detector
-    from aedetect.ui import TrainingProgress
-
     if model_dir is not None and model_dir.exists() and not overwrite:
         raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
     df, path = _load(data)
+    _tensorflow()
+    from aedetect.callbacks import TrainingProgress
+    from aedetect.train import train_detector
+
     with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
         with TrainingProgress(config.epochs, console) as progress:
             result = train_detector(df, config, callbacks=[progress], work_dir=work)
@@ -172,11 +181,14 @@ def evaluate(
     metrics_out: Annotated[Path | None, typer.Option("--out", help="write metrics.json")] = None,
 ):
     """Evaluate a model on labelled data: metrics table and metrics.json."""
-    from aedetect.artifact import load_detector
+    from aedetect.artifact import load_detector, read_manifest
+
+    read_manifest(model_dir)  # a bad model folder fails fast, before data and TensorFlow load
+    df, _ = _load(data)
+    _tensorflow()
     from aedetect.train import evaluate_detector, frame_fingerprint, split_frame
 
     det = load_detector(model_dir)
-    df, _ = _load(data)
     meta = det.manifest_.metadata
     if rows == "test":
         if meta.get("data_fingerprint") != frame_fingerprint(df):
@@ -213,10 +225,12 @@ def score(
     out_file: Annotated[Path, typer.Option("--out", help="output .csv or .parquet")],
 ):
     """Score a file: the same rows with `score` and `flag` columns added."""
-    from aedetect.artifact import load_detector
+    from aedetect.artifact import load_detector, read_manifest
     from aedetect.data.io import read_raw, write_table
     from aedetect.data.schema import CREDITCARD, Schema, validate_frame
 
+    read_manifest(model_dir)
+    _tensorflow()
     det = load_detector(model_dir)
     schema = Schema(features=tuple(det.feature_names_in_), label=CREDITCARD.label)
     df = read_raw(data)
@@ -264,13 +278,10 @@ def demo(
 
 
 def main() -> None:
-    from aedetect._quiet import import_tensorflow_quietly
-
     try:
-        import_tensorflow_quietly()
         app()
     except AedetectError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; nothing was written[/yellow]")

@@ -145,7 +145,7 @@ class AutoencoderDetector:
         if not finite.all():
             r, c = np.argwhere(~finite)[0]
             raise DataError(
-                f"X column {self.feature_names_in_[c]!r}, row {r + 1}: value {arr[r, c]!r} is "
+                f"X column {self.feature_names_in_[c]!r}, row {r + 1}: value {float(arr[r, c])!r} is "
                 "not a finite number"
             )
         if fitting:

@@ -1,4 +1,4 @@
-"""Terminal output for the CLI: progress bars (download, training) and the metrics table."""
+"""Terminal output for the CLI: the download progress bar and the metrics table."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import keras
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -15,7 +14,6 @@ from rich.progress import (
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
@@ -38,35 +36,6 @@ def fetch_with_progress(cache_dir=None, console: Console | None = None) -> Path:
             bar.update(tasks[stage], completed=done, total=total or None)
 
         return fetch_creditcard(cache_dir, progress=report)
-
-
-class TrainingProgress(keras.callbacks.Callback):
-    """A Rich progress bar over epochs showing the training and validation loss."""
-
-    def __init__(self, epochs: int, console: Console | None = None):
-        super().__init__()
-        self._bar = Progress(TextColumn("training"), BarColumn(),
-                             TextColumn("epoch {task.completed}/{task.total}"),
-                             TextColumn("{task.fields[losses]}"), TimeElapsedColumn(),
-                             TimeRemainingColumn(), console=console or Console(stderr=True))
-        self._task = self._bar.add_task("train", total=epochs, losses="")
-
-    def __enter__(self):
-        self._bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._bar.stop()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        losses = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if "loss" in k)
-        self._bar.update(self._task, completed=epoch + 1, losses=losses)
-
-    def on_train_end(self, logs=None):
-        # Early stopping ends before the last epoch: show the bar as finished.
-        done = self._bar.tasks[0].completed
-        self._bar.update(self._task, total=done)
 
 
 def _fmt(v) -> str:

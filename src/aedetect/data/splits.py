@@ -71,7 +71,7 @@ def time_split(
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(len(time)), time))
     n = len(order)
-    a, b = int(n * train_share), int(n * (train_share + validation_share))
+    a, b = round(n * train_share), round(n * (train_share + validation_share))
     early, middle, late = order[:a], order[a:b], order[b:]
     return Split(
         protocol="time",

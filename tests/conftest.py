@@ -1,0 +1,33 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from aedetect.data.generate import generate_transactions  # noqa: E402
+from aedetect.data.schema import CREDITCARD  # noqa: E402
+
+FEATURES = list(CREDITCARD.features)
+
+
+@pytest.fixture(scope="session")
+def frame():
+    """8,000 generated transactions, 2% anomalies."""
+    return generate_transactions(8_000, fraud_rate=0.02, seed=7)
+
+
+@pytest.fixture(scope="session")
+def fitted(frame):
+    """A small detector trained on the normal rows of `frame` (session-wide: training costs)."""
+    from aedetect import AutoencoderDetector
+
+    normals = frame[frame["Class"] == 0][FEATURES]
+    det = AutoencoderDetector(hidden_units=(16, 6, 16), epochs=8, batch_size=128,
+                              log_columns=["Amount"], periodic_columns=[("Time", 86400.0)], seed=1)
+    return det.fit(normals)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

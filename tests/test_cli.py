@@ -1,0 +1,112 @@
+"""End to end through the installed `aedetect` command, on generated data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def run(*args, ok=True):
+    proc = subprocess.run([sys.executable, "-m", "aedetect.cli", *map(str, args)],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def trained(workdir):
+    data = workdir / "gen.csv"
+    run("data", "generate", "--rows", 6000, "--fraud-rate", 0.02, "--out", data)
+    model = workdir / "model"
+    run("train", "--data", data, "--out", model, "--epochs", 5, "--batch-size", 128,
+        "--threshold-rule", "best_f1")
+    return data, model
+
+
+def test_train_evaluate_score(trained, workdir):
+    data, model = trained
+    metrics_path = workdir / "metrics.json"
+    proc = run("evaluate", "--model", model, "--data", data, "--out", metrics_path)
+    assert "ROC-AUC" in proc.stdout and "guide (published)" in proc.stdout
+    m = json.loads(metrics_path.read_text())
+    required = {"roc_auc", "pr_auc", "precision", "recall", "f1", "threshold", "threshold_rule",
+                "recall_at_precision_0_93", "precision_at_recall_0_433", "mean_mse_normal",
+                "mean_mse_fraud", "n_test", "n_test_fraud", "seed", "protocol"}
+    assert required <= set(m)
+    assert m["threshold_rule"] == "best_f1" and m["protocol"] == "guide"
+    assert m["roc_auc"] > 0.9  # quality floor on generated data
+    assert m["n_test_fraud"] == round(120 * 480 / 492)
+
+    scored = workdir / "scored.parquet"
+    run("score", "--model", model, "--data", data, "--out", scored)
+    out = pd.read_parquet(scored)
+    src = pd.read_csv(data)
+    assert len(out) == len(src) and {"score", "flag"} <= set(out.columns)
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert ((out["score"] > manifest["threshold"]["value"]) == out["flag"].astype(bool)).all()
+
+
+def test_evaluate_other_file_needs_rows_all(trained, workdir):
+    _, model = trained
+    other = workdir / "other.csv"
+    run("data", "generate", "--rows", 2000, "--fraud-rate", 0.05, "--seed", 9, "--out", other)
+    proc = run("evaluate", "--model", model, "--data", other, ok=False)
+    assert proc.returncode == 2 and "--rows all" in proc.stderr
+    proc = run("evaluate", "--model", model, "--data", other, "--rows", "all")
+    assert "2,000 / 100" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--data", "missing.csv", "--out", "m"], "missing.csv: no such file"),
+    (["train", "--data", "{bad}", "--out", "m"], "column 'V2', row 3: value 'x' is not a number"),
+    (["train", "--data", "{gen}", "--out", "m", "--hidden-units", "20,a"], "--hidden-units must be"),
+    (["train", "--data", "{gen}", "--out", "m", "--protocol", "random"], "option 'protocol'"),
+    (["evaluate", "--model", "{gen}", "--data", "{gen}"], "no such model folder"),
+])
+def test_user_mistakes_give_one_clear_line(trained, workdir, args, message):
+    data, _ = trained
+    bad = workdir / "bad.csv"
+    df = pd.read_csv(data).head(10).astype({"V2": object})
+    df.loc[2, "V2"] = "x"
+    df.to_csv(bad, index=False)
+    args = [a.format(bad=bad, gen=data) for a in args]
+    proc = subprocess.run([sys.executable, "-m", "aedetect.cli", *args], capture_output=True,
+                          text=True, env=ENV, cwd=workdir, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (workdir / "m").exists()  # nothing written on failure
+
+
+def test_data_commands(workdir):
+    shards = workdir / "shards"
+    data = workdir / "small.parquet"
+    run("data", "generate", "--rows", 3000, "--out", data)
+    run("data", "to-tfrecord", "--data", data, "--out", shards)
+    names = {p.name.split("-")[0] for p in shards.glob("*.tfrecord")}
+    assert names == {"train", "validation", "selection", "test"}
+    meta = json.loads((shards / "meta.json").read_text())
+    assert sum(meta["sizes"].values()) == 3000
+
+
+def test_demo_falls_back_to_generated_data_when_offline(tmp_path):
+    env = {**ENV, "AEDETECT_CACHE": str(tmp_path / "cache"), "PIP_NO_INDEX": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "aedetect.cli", "demo", "--out", tmp_path / "demo", "--epochs", 2,
+         "--offline-rows", 4000], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "using 4,000 rows of generated data" in proc.stderr
+    assert "NOT the ULB results" in proc.stderr
+    m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert m["n_test"] > 0 and (tmp_path / "demo" / "model" / "manifest.json").is_file()

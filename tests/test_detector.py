@@ -1,0 +1,77 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from aedetect import AutoencoderDetector
+from aedetect.data.schema import CREDITCARD
+from aedetect.errors import DataError
+
+FEATURES = list(CREDITCARD.features)
+
+
+def test_fit_returns_self_and_sets_fitted_attributes(fitted):
+    assert fitted.n_features_in_ == 30 and fitted.feature_names_in_ == FEATURES
+    assert len(fitted.feature_names_out_) == 31
+    assert 1 <= fitted.best_epoch_ <= fitted.n_epochs_ <= 8
+    assert len(fitted.history_["loss"]) == fitted.n_epochs_
+    assert fitted.threshold.rule == "normal_percentile" and fitted.threshold_ > 0
+
+
+def test_scores_separate_anomalies(frame, fitted):
+    scores = fitted.score_samples(frame[FEATURES])
+    assert scores.shape == (len(frame),) and (scores >= 0).all()
+    assert roc_auc_score(frame["Class"], scores) > 0.9  # quality floor on generated data
+
+
+def test_one_score_direction(frame, fitted):
+    x = frame[FEATURES].head(200)
+    s = fitted.score_samples(x)
+    np.testing.assert_allclose(fitted.decision_function(x), s - fitted.threshold_)
+    np.testing.assert_array_equal(fitted.predict(x), (s > fitted.threshold_).astype(int))
+    np.testing.assert_allclose(fitted.feature_errors(x).mean(axis=1), s, rtol=1e-6)
+
+
+def test_columns_are_matched_by_name(frame, fitted):
+    x = frame[FEATURES].head(50)
+    shuffled = x[FEATURES[::-1]].assign(extra=1.0)
+    np.testing.assert_allclose(fitted.score_samples(shuffled), fitted.score_samples(x))
+
+
+def test_wrong_input_is_explained(frame, fitted):
+    with pytest.raises(DataError, match=r"missing column\(s\) \['Amount'\]"):
+        fitted.score_samples(frame[FEATURES].drop(columns="Amount"))
+    with pytest.raises(DataError, match="X has 29 features, but the detector was fitted with 30"):
+        fitted.score_samples(np.zeros((3, 29)))
+    bad = frame[FEATURES].head(5).copy()
+    bad.iloc[2, 3] = np.nan
+    with pytest.raises(DataError, match=r"column 'V3', row 3: value nan"):
+        fitted.score_samples(bad)
+
+
+def test_unfitted_and_bad_parameters(frame):
+    with pytest.raises(RuntimeError, match="not fitted yet"):
+        AutoencoderDetector().score_samples(frame[FEATURES])
+    for bad in ({"epochs": 0}, {"dropout": 1.0}, {"validation_fraction": 0.0},
+                {"threshold_percentile": 100}):
+        with pytest.raises(ValueError, match="must be"):
+            AutoencoderDetector(**bad).fit(frame[FEATURES])
+    with pytest.raises(ValueError, match="unknown parameter 'depth'"):
+        AutoencoderDetector().set_params(depth=3)
+
+
+def test_same_seed_same_model(frame):
+    normals = frame[frame["Class"] == 0][FEATURES].head(2000)
+    a = AutoencoderDetector((8, 4, 8), epochs=2, seed=5).fit(normals)
+    b = AutoencoderDetector((8, 4, 8), epochs=2, seed=5).fit(normals)
+    c = AutoencoderDetector((8, 4, 8), epochs=2, seed=6).fit(normals)
+    x = frame[FEATURES].head(300)
+    np.testing.assert_array_equal(a.score_samples(x), b.score_samples(x))
+    assert not np.allclose(a.score_samples(x), c.score_samples(x))
+
+
+def test_numpy_input_gets_generic_names():
+    x = np.random.default_rng(0).normal(size=(500, 4))
+    det = AutoencoderDetector((3,), epochs=1).fit(x)
+    assert det.feature_names_in_ == ["x0", "x1", "x2", "x3"]
+    assert det.score_samples(pd.DataFrame(x, columns=det.feature_names_in_)).shape == (500,)

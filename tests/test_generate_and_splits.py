@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from aedetect.data.generate import generate_transactions
+from aedetect.data.schema import CREDITCARD, validate_frame
+from aedetect.data.splits import guide_split, make_split, time_split
+
+
+def test_generated_data_has_schema_and_known_anomaly_share():
+    df = generate_transactions(5_000, fraud_rate=0.03, seed=3)
+    validate_frame(df)  # raises if the schema is off
+    assert list(df.columns) == [*CREDITCARD.features, "Class"]
+    assert int(df["Class"].sum()) == 150
+    assert df["Time"].is_monotonic_increasing
+    assert (df["Amount"] >= 0).all()
+    assert generate_transactions(5_000, 0.03, seed=3).equals(df)
+    assert not generate_transactions(5_000, 0.03, seed=4).equals(df)
+
+
+@pytest.mark.parametrize("rows, rate", [(5, 0.01), (100, 0.5), (100, -0.1)])
+def test_generate_rejects_bad_arguments(rows, rate):
+    with pytest.raises(ValueError, match="must be"):
+        generate_transactions(rows, rate)
+
+
+def _ulb_like_labels(seed=0):
+    y = np.zeros(284_807, dtype=int)
+    y[np.random.default_rng(seed).choice(len(y), 492, replace=False)] = 1
+    return y
+
+
+def test_guide_split_reproduces_the_guides_counts():
+    y = _ulb_like_labels()
+    s = guide_split(y, seed=0)
+    assert len(s.test) == 34_000 and y[s.test].sum() == 480
+    assert len(s.selection) == 240 and y[s.selection].sum() == 12  # 5% anomalies
+    assert y[s.train].sum() == 0 and y[s.validation].sum() == 0  # no anomaly is trained on
+    parts = [s.train, s.validation, s.selection, s.test]
+    assert sum(len(p) for p in parts) == len(y)
+    assert len(np.unique(np.concatenate(parts))) == len(y)  # disjoint, covers all rows
+    assert abs(len(s.validation) / (len(s.validation) + len(s.train)) - 0.1) < 0.001
+
+
+def test_guide_split_is_seeded():
+    y = _ulb_like_labels()
+    a, b, c = guide_split(y, 1), guide_split(y, 1), guide_split(y, 2)
+    assert np.array_equal(a.test, b.test) and np.array_equal(a.train, b.train)
+    assert not np.array_equal(a.test, c.test)
+
+
+def test_time_split_trains_on_earlier_rows_only():
+    df = generate_transactions(4_000, 0.02, seed=1)
+    s = time_split(df["Time"].to_numpy(), df["Class"].to_numpy(), seed=0)
+    t = df["Time"].to_numpy()
+    assert t[s.train].max() <= t[s.validation].min() <= t[s.test].min()
+    assert df["Class"].to_numpy()[s.train].sum() == 0
+    assert len(s.test) == 800
+    assert set(s.validation) <= set(s.selection)
+
+
+def test_make_split_rejects_unknown_protocol():
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        make_split("random", np.zeros(10))
