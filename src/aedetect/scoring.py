@@ -91,10 +91,11 @@ class _Source:
         self.parse_bad.append(row)
         return "skip"
 
-    def fraction_done(self) -> float | None:
+    def fraction_done(self, rows: int) -> float | None:
         if self.fmt == "csv":
             return min(self._stream.tell() / self.size, 1.0)
-        return None
+        total = self._pf.metadata.num_rows
+        return min(rows / total, 1.0) if total else None
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         while True:
@@ -277,7 +278,7 @@ def score_file(
                     n_flagged += int(table.column("flag").to_numpy().sum())
                 n_read += total
                 if progress is not None:
-                    progress(n_read, source.fraction_done())
+                    progress(n_read, source.fraction_done(n_read))
             if n_read == 0:
                 raise DataError(f"{data}: the file has no data rows")
             writer.commit(out_schema or pa.schema([("row", pa.int64())]))
