@@ -9,6 +9,7 @@ to a side file (`"skip"`); none is silently dropped. Row numbers are 1-based dat
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import tempfile
@@ -252,22 +253,29 @@ def score_file(
     side_schema = pa.schema([("row", pa.int64()), ("reason", pa.string())]
                             + [(c, pa.string()) for c in names])
     n_read = n_scored = n_flagged = n_skipped = 0
+    next_row, pending = 1, {}  # unsplittable CSV rows by data-row number, not yet passed
     out_schema = None
+    end = pa.RecordBatch.from_pylist([], schema=source.schema)
     try:
         with _sigterm_raises():
-            for batch in source:
-                parse_bad, source.parse_bad = source.parse_bad, []
-                bad_nums = np.array([r.number - 1 if r.number else -1 for r in parse_bad], "int64")
-                total = batch.num_rows + len(parse_bad)
-                rows = np.arange(n_read + 1, n_read + total + 1)
-                rows = rows[~np.isin(rows, bad_nums)][:batch.num_rows]
+            for batch in itertools.chain(source, [end]):
+                # The parser reports unsplittable rows as it reads, which may be a block ahead of
+                # the batch handed out; number the batch's rows around them.
+                for r in source.parse_bad:
+                    pending[r.number - 1 if r.number else 0] = r
+                source.parse_bad = []
+                n = batch.num_rows
+                cand = np.arange(next_row, next_row + n + len(pending))
+                rows = cand[~np.isin(cand, list(pending))][:n]
+                next_row = int(rows[-1]) + 1 if n else next_row
+                passed = [pending.pop(k) for k in sorted(pending) if k < next_row or batch is end]
                 x, reasons = _parse_features(batch, features)
                 bad = reasons != None  # noqa: E711
-                if on_bad_rows == "error" and (parse_bad or bad.any()):
-                    raise DataError(_first_problem(data, parse_bad, rows, reasons))
-                if side is not None and (parse_bad or bad.any()):
-                    side.write(_bad_table(batch, bad, rows, reasons, parse_bad, side_schema))
-                n_skipped += int(bad.sum()) + len(parse_bad)
+                if on_bad_rows == "error" and (passed or bad.any()):
+                    raise DataError(_first_problem(data, passed, rows, reasons))
+                if side is not None and (passed or bad.any()):
+                    side.write(_bad_table(batch, bad, rows, reasons, passed, side_schema))
+                n_skipped += int(bad.sum()) + len(passed)
                 good = ~bad
                 if good.any():
                     table = _scored_table(detector, batch.filter(pa.array(good)), x[good], rows[good],
@@ -276,8 +284,8 @@ def score_file(
                     writer.write(table)
                     n_scored += int(good.sum())
                     n_flagged += int(table.column("flag").to_numpy().sum())
-                n_read += total
-                if progress is not None:
+                n_read += n + len(passed)
+                if progress is not None and n:
                     progress(n_read, source.fraction_done(n_read))
             if n_read == 0:
                 raise DataError(f"{data}: the file has no data rows")

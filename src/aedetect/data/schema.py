@@ -134,7 +134,7 @@ def column_problems(raw: pd.Series, col: str) -> tuple[np.ndarray, np.ndarray]:
 
     Returns float64 values (NaN where bad) and a per-row reason (None where the value is good).
     """
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan, copy=True)
     reasons = np.full(len(values), None, dtype=object)
     empty = raw.isna().to_numpy()
     not_number = np.isnan(values) & ~empty
