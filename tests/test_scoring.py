@@ -120,11 +120,11 @@ def test_interrupt_in_process_leaves_nothing(detector, frame, tmp_path):
 
 
 def test_sigterm_to_cli_leaves_no_output(model_dir, tmp_path):
-    src = write_table(generate_transactions(60_000, 0.01, seed=3), tmp_path / "big.csv")
+    src = write_table(generate_transactions(150_000, 0.01, seed=3), tmp_path / "big.csv")
     out = tmp_path / "out" / "scored.csv"
     out.parent.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli", "score", "--model", str(model_dir),
-                             "--data", str(src), "--out", str(out), "--chunk-rows", "500"],
+                             "--data", str(src), "--out", str(out), "--chunk-rows", "200"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not any(out.parent.iterdir()) and time.monotonic() < deadline:  # wait for the temp file

@@ -9,7 +9,6 @@ to a side file (`"skip"`); none is silently dropped. Row numbers are 1-based dat
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import tempfile
@@ -58,29 +57,30 @@ def bad_rows_path(out: str | os.PathLike) -> Path:
 
 # -- reading ----------------------------------------------------------------------------------
 class _Source:
-    """Record batches of a CSV or Parquet file, with rows the CSV parser could not split."""
+    """Chunks of a CSV or Parquet file, with the CSV rows the parser could not split.
+
+    CSV is cut into byte blocks at line ends (never inside a quoted value) by this class and each
+    block is parsed on its own: pyarrow's streaming CSV reader reads ahead without limit on a
+    fast disk, so it would hold most of a large file in memory. Yields (table, bad rows), where a
+    bad row is (1-based data row within the chunk, reason).
+    """
 
     def __init__(self, path: Path, features: list[str], chunk_rows: int):
         self.path, self.fmt = path, table_format(path)
         if not path.is_file():
             raise DataError(f"{path}: no such file")
-        if path.stat().st_size == 0:
-            raise DataError(f"{path}: the file is empty")
         self.size = path.stat().st_size
-        self.parse_bad: list = []  # pyarrow InvalidRow tuples (wrong number of fields)
+        if self.size == 0:
+            raise DataError(f"{path}: the file is empty")
         try:
             if self.fmt == "csv":
-                self._stream = pa.input_stream(str(path))
-                self._reader = pacsv.open_csv(
-                    self._stream,
-                    read_options=pacsv.ReadOptions(block_size=_block_size(path, chunk_rows),
-                                                   use_threads=False),
-                    parse_options=pacsv.ParseOptions(invalid_row_handler=self._on_invalid),
-                    convert_options=pacsv.ConvertOptions(
-                        column_types={c: pa.string() for c in features},
-                        strings_can_be_null=True, null_values=[""]),
-                )
-                self.schema = self._reader.schema
+                self._file = open(path, "rb")
+                self._header = self._file.readline()
+                self._block = _block_size(path, chunk_rows)
+                self._types = {c: pa.string() for c in features}
+                self._first = self._read_chunk()
+                self.schema = self._first[0].schema
+                self._types = dict(zip(self.schema.names, self.schema.types, strict=True))
             else:
                 self._pf = pq.ParquetFile(path)
                 self.schema = self._pf.schema_arrow
@@ -88,29 +88,58 @@ class _Source:
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
             raise DataError(f"{path}: cannot read as {self.fmt.upper()}: {exc}") from None
 
-    def _on_invalid(self, row) -> str:
-        self.parse_bad.append(row)
-        return "skip"
+    def _read_chunk(self) -> tuple[pa.Table, list] | None:
+        data = self._file.read(self._block)
+        if not data and self._first_done():
+            return None
+        if data and not data.endswith(b"\n"):
+            data += self._file.readline()
+        while data.count(b'"') % 2:  # the cut fell inside a quoted value: read to its end
+            more = self._file.readline()
+            if not more:
+                break
+            data += more
+        bad: list = []
+
+        def on_invalid(row) -> str:
+            line = row.number - 1 if row.number else 0  # the header is line 1
+            bad.append((line, f"expected {row.expected_columns} fields, found {row.actual_columns}: "
+                              f"{row.text!r}"))
+            return "skip"
+
+        table = pacsv.read_csv(
+            pa.py_buffer(self._header + data),
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=len(self._header) + len(data) + 1),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types=self._types, strings_can_be_null=True,
+                                                 null_values=[""]))
+        return table.combine_chunks(), bad
+
+    def _first_done(self) -> bool:
+        return hasattr(self, "schema")
 
     def fraction_done(self, rows: int) -> float | None:
         if self.fmt == "csv":
-            return min(self._stream.tell() / self.size, 1.0)
+            return min(self._file.tell() / self.size, 1.0)
         total = self._pf.metadata.num_rows
         return min(rows / total, 1.0) if total else None
 
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        while True:
+    def __iter__(self) -> Iterator[tuple[pa.Table | pa.RecordBatch, list]]:
+        if self.fmt == "parquet":
+            yield from ((batch, []) for batch in self._reader)
+            return
+        chunk, self._first = self._first, None
+        while chunk is not None:
+            if chunk[0].num_rows or chunk[1]:
+                yield chunk
             try:
-                batch = next(self._reader)
-            except StopIteration:
-                return
+                chunk = self._read_chunk()
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise DataError(f"{self.path}: cannot read as {self.fmt.upper()}: {exc}") from None
-            yield batch
+                raise DataError(f"{self.path}: cannot read as CSV: {exc}") from None
 
     def close(self) -> None:
         if self.fmt == "csv":
-            self._stream.close()
+            self._file.close()
 
 
 def _block_size(path: Path, chunk_rows: int) -> int:
@@ -119,7 +148,7 @@ def _block_size(path: Path, chunk_rows: int) -> int:
         head = f.read(1 << 20)
     lines = max(head.count(b"\n") - 1, 1)
     per_row = max(len(head) // (lines + 1), 1)
-    return int(min(max(chunk_rows * per_row, 1 << 16), 1 << 30))
+    return int(min(max(chunk_rows * per_row, 1 << 12), 1 << 30))
 
 
 def _parse_features(batch: pa.RecordBatch, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -248,27 +277,21 @@ def score_file(
                         + (f" and id column(s) {list(id_columns)}" if id_columns else ""))
     keep = names if all_columns else list(id_columns)
     out.parent.mkdir(parents=True, exist_ok=True)
-    writer = _AtomicWriter(out, out_fmt)
-    side = _AtomicWriter(bad_rows_path(out), "csv") if on_bad_rows == "skip" else None
+    writer = side = None
     side_schema = pa.schema([("row", pa.int64()), ("reason", pa.string())]
                             + [(c, pa.string()) for c in names])
     n_read = n_scored = n_flagged = n_skipped = 0
-    next_row, pending = 1, {}  # unsplittable CSV rows by data-row number, not yet passed
     out_schema = None
-    end = pa.RecordBatch.from_pylist([], schema=source.schema)
     try:
-        with _sigterm_raises():
-            for batch in itertools.chain(source, [end]):
-                # The parser reports unsplittable rows as it reads, which may be a block ahead of
-                # the batch handed out; number the batch's rows around them.
-                for r in source.parse_bad:
-                    pending[r.number - 1 if r.number else 0] = r
-                source.parse_bad = []
+        with _sigterm_raises():  # before the temporary files exist, so `kill` cannot orphan one
+            writer = _AtomicWriter(out, out_fmt)
+            side = _AtomicWriter(bad_rows_path(out), "csv") if on_bad_rows == "skip" else None
+            for batch, parse_bad in source:
                 n = batch.num_rows
-                cand = np.arange(next_row, next_row + n + len(pending))
-                rows = cand[~np.isin(cand, list(pending))][:n]
-                next_row = int(rows[-1]) + 1 if n else next_row
-                passed = [pending.pop(k) for k in sorted(pending) if k < next_row or batch is end]
+                bad_nums = np.array([n_read + line for line, _ in parse_bad], "int64")
+                rows = np.arange(n_read + 1, n_read + n + len(parse_bad) + 1)
+                rows = rows[~np.isin(rows, bad_nums)][:n]
+                passed = [(n_read + line, why) for line, why in parse_bad]
                 x, reasons = _parse_features(batch, features)
                 bad = reasons != None  # noqa: E711
                 if on_bad_rows == "error" and (passed or bad.any()):
@@ -285,7 +308,7 @@ def score_file(
                     n_scored += int(good.sum())
                     n_flagged += int(table.column("flag").to_numpy().sum())
                 n_read += n + len(passed)
-                if progress is not None and n:
+                if progress is not None:
                     progress(n_read, source.fraction_done(n_read))
             if n_read == 0:
                 raise DataError(f"{data}: the file has no data rows")
@@ -293,9 +316,9 @@ def score_file(
             if side is not None:
                 side.commit(side_schema)
     except BaseException:
-        writer.discard()
-        if side is not None:
-            side.discard()
+        for w in (writer, side):
+            if w is not None:
+                w.discard()
         raise
     finally:
         source.close()
@@ -304,10 +327,8 @@ def score_file(
                         time.perf_counter() - start)
 
 
-def _first_problem(data: Path, parse_bad, rows: np.ndarray, reasons: np.ndarray) -> str:
-    candidates = [(r.number - 1 if r.number else 0,
-                   f"expected {r.expected_columns} fields, found {r.actual_columns}: {r.text!r}")
-                  for r in parse_bad]
+def _first_problem(data: Path, passed: list, rows: np.ndarray, reasons: np.ndarray) -> str:
+    candidates = list(passed)
     bad = np.flatnonzero(reasons != None)  # noqa: E711
     if bad.size:
         candidates.append((int(rows[bad[0]]), reasons[bad[0]]))
@@ -316,11 +337,10 @@ def _first_problem(data: Path, parse_bad, rows: np.ndarray, reasons: np.ndarray)
             "file and score the rest)")
 
 
-def _bad_table(batch, bad, rows, reasons, parse_bad, schema) -> pa.Table:
-    cols = {"row": list(rows[bad]) + [r.number - 1 if r.number else None for r in parse_bad],
-            "reason": list(reasons[bad]) + [f"expected {r.expected_columns} fields, found "
-                                            f"{r.actual_columns}: {r.text!r}" for r in parse_bad]}
+def _bad_table(batch, bad, rows, reasons, passed, schema) -> pa.Table:
+    cols = {"row": list(rows[bad]) + [row for row, _ in passed],
+            "reason": list(reasons[bad]) + [why for _, why in passed]}
     picked = batch.filter(pa.array(bad))
     for c in batch.schema.names:
-        cols[c] = pc.cast(picked.column(c), pa.string()).to_pylist() + [None] * len(parse_bad)
+        cols[c] = pc.cast(picked.column(c), pa.string()).to_pylist() + [None] * len(passed)
     return pa.table(cols, schema=schema)
