@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -125,6 +126,12 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
         m["requests"].labels(known, str(response.status_code)).inc()
         m["latency"].labels(known).observe(time.perf_counter() - start)
         return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Field and reason only: echoing the input back could hold non-JSON values (Infinity).
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, 422)
 
     @app.get("/healthz")
     def healthz() -> dict:
