@@ -1,3 +1,5 @@
+"""Shared fixtures: generated data and small trained detectors (session-wide: training costs)."""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,13 +21,35 @@ def frame():
 
 @pytest.fixture(scope="session")
 def fitted(frame):
-    """A small detector trained on the normal rows of `frame` (session-wide: training costs)."""
+    """A small detector trained on the normal rows of `frame`."""
     from aedetect import AutoencoderDetector
 
     normals = frame[frame["Class"] == 0][FEATURES]
     det = AutoencoderDetector(hidden_units=(16, 6, 16), epochs=8, batch_size=128,
                               log_columns=["Amount"], periodic_columns=[("Time", 86400.0)], seed=1)
     return det.fit(normals)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A saved model folder for the scoring, service and export tests."""
+    from aedetect.detector import AutoencoderDetector
+
+    df = generate_transactions(4000, 0.01, seed=1)
+    normals = df[df["Class"] == 0][FEATURES]
+    det = AutoencoderDetector(epochs=3, batch_size=256, log_columns=CREDITCARD.log_columns,
+                              periodic_columns=CREDITCARD.periodic_columns, jit_compile=False,
+                              seed=0).fit(normals)
+    path = tmp_path_factory.mktemp("models") / "model"
+    det.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def detector(model_dir):
+    from aedetect.artifact import load_detector
+
+    return load_detector(model_dir)
 
 
 @pytest.fixture

@@ -103,8 +103,8 @@ def test_data_commands(workdir):
 def test_demo_falls_back_to_generated_data_when_offline(tmp_path):
     env = {**ENV, "AEDETECT_CACHE": str(tmp_path / "cache"), "PIP_NO_INDEX": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "aedetect.cli", "demo", "--out", tmp_path / "demo", "--epochs", 2,
-         "--offline-rows", 4000], capture_output=True, text=True, env=env, timeout=300)
+        [sys.executable, "-m", "aedetect.cli", "demo", "--out", str(tmp_path / "demo"), "--epochs", "2",
+         "--offline-rows", "4000"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "using 4,000 rows of generated data" in proc.stderr
     assert "NOT the ULB results" in proc.stderr

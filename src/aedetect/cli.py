@@ -100,11 +100,16 @@ def data_to_tfrecord(
 def _config(**kwargs):
     from aedetect.config import TrainConfig
 
-    try:
-        return TrainConfig(**{k: v for k, v in kwargs.items() if v is not None})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise AedetectError(f"option {first['loc'][0]!r}: {first['msg']}") from None
+    return _settings(TrainConfig, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def _load_model(model_dir: Path, check_only: bool = False):
+    """Verify the folder first (fast, no TensorFlow), then load it."""
+    from aedetect.artifact import load_detector, read_manifest
+
+    read_manifest(model_dir)
+    _tensorflow()
+    return None if check_only else load_detector(model_dir)
 
 
 def _units(text: str) -> list[int]:
@@ -181,14 +186,13 @@ def evaluate(
     metrics_out: Annotated[Path | None, typer.Option("--out", help="write metrics.json")] = None,
 ):
     """Evaluate a model on labelled data: metrics table and metrics.json."""
-    from aedetect.artifact import load_detector, read_manifest
+    from aedetect.artifact import read_manifest
 
     read_manifest(model_dir)  # a bad model folder fails fast, before data and TensorFlow load
     df, _ = _load(data)
-    _tensorflow()
+    det = _load_model(model_dir)
     from aedetect.train import evaluate_detector, frame_fingerprint, split_frame
 
-    det = load_detector(model_dir)
     meta = det.manifest_.metadata
     if rows == "test":
         if meta.get("data_fingerprint") != frame_fingerprint(df):
@@ -223,25 +227,89 @@ def score(
     model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
     data: Annotated[Path, typer.Option("--data", help="CSV/Parquet file to score")],
     out_file: Annotated[Path, typer.Option("--out", help="output .csv or .parquet")],
+    id_columns: Annotated[str, typer.Option(
+        help="comma-separated input columns to copy to the output (e.g. an id)")] = "",
+    all_columns: Annotated[bool, typer.Option(help="copy every input column to the output")] = False,
+    top_k: Annotated[int, typer.Option(help="top contributing features per row")] = 3,
+    chunk_rows: Annotated[int, typer.Option(help="rows per chunk; bounds memory")] = 50_000,
+    on_bad_rows: Annotated[str, typer.Option(
+        help="'error': stop at the first bad row; 'skip': write bad rows to OUT.bad-rows.csv")] = "error",
 ):
-    """Score a file: the same rows with `score` and `flag` columns added."""
-    from aedetect.artifact import load_detector, read_manifest
-    from aedetect.data.io import read_raw, write_table
-    from aedetect.data.schema import CREDITCARD, Schema, validate_frame
+    """Score a file of any size in chunks: row, ids, score, flag and top features per row."""
+    from aedetect.scoring import score_file
+    from aedetect.ui import ScoringProgress
 
-    read_manifest(model_dir)
-    _tensorflow()
-    det = load_detector(model_dir)
-    schema = Schema(features=tuple(det.feature_names_in_), label=CREDITCARD.label)
-    df = read_raw(data)
-    checked = validate_frame(df, schema, source=str(data), require_label=False, allow_extra=True)
-    scores = det.score_samples(checked[list(schema.features)])
-    df = df.copy()
-    df["score"] = scores
-    df["flag"] = (scores > det.threshold_).astype("int8")
-    write_table(df, out_file)
-    console.print(f"scored {len(df):,} rows, flagged {int(df['flag'].sum()):,} "
-                  f"(threshold {det.threshold_:.4g}); wrote {out_file}")
+    if on_bad_rows not in ("error", "skip"):
+        raise AedetectError(f"--on-bad-rows must be 'error' or 'skip'; got {on_bad_rows!r}")
+    if chunk_rows < 1 or top_k < 0:
+        raise AedetectError(f"--chunk-rows must be >= 1 and --top-k >= 0; got {chunk_rows}, {top_k}")
+    det = _load_model(model_dir)
+    ids = [c.strip() for c in id_columns.split(",") if c.strip()]
+    try:
+        with ScoringProgress(console) as progress:
+            s = score_file(det, data, out_file, id_columns=ids, all_columns=all_columns, top_k=top_k,
+                           chunk_rows=chunk_rows, on_bad_rows=on_bad_rows, progress=progress)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted; no output was written ({out_file} is unchanged)[/yellow]")
+        sys.exit(130)
+    console.print(f"scored {s.rows_scored:,} of {s.rows_read:,} rows in {s.seconds:.1f} s "
+                  f"({s.rows_per_second:,.0f} rows/s), flagged {s.rows_flagged:,} "
+                  f"(threshold {s.threshold:.4g}); wrote {s.output}")
+    if s.bad_rows_file is not None:
+        console.print(f"skipped {s.rows_skipped:,} bad row(s); rows and reasons in {s.bad_rows_file}")
+
+
+@app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch: Annotated[int, typer.Option(help="most transactions per request")] = 1000,
+    max_body_bytes: Annotated[int, typer.Option(help="largest request body accepted")] = 1_048_576,
+    api_key_env: Annotated[str, typer.Option(
+        help="environment variable holding the API key; auth is on when it is set")] = "AEDETECT_API_KEY",
+    top_k: Annotated[int, typer.Option(help="top contributing features per transaction")] = 3,
+):
+    """Serve the model over HTTP: POST /v1/score, GET /healthz, /v1/model, /metrics."""
+    import uvicorn
+
+    from aedetect.service import ServiceSettings, create_app
+
+    settings = _settings(ServiceSettings, max_batch=max_batch, max_body_bytes=max_body_bytes,
+                         api_key_env=api_key_env, top_k=top_k)
+    _load_model(model_dir, check_only=True)
+    api = create_app(model_dir, settings)
+    auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
+    console.print(f"serving {model_dir} on http://{host}:{port} (API-key auth {auth})")
+    uvicorn.run(api, host=host, port=port, log_level="warning")
+
+
+def _settings(cls, **kwargs):
+    try:
+        return cls(**kwargs)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise AedetectError(f"option {first['loc'][0]!r}: {first['msg']}") from None
+
+
+@app.command()
+def export(
+    model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder to write the export to")],
+    fmt: Annotated[str, typer.Option("--format", help="only 'savedmodel'")] = "savedmodel",
+    overwrite: bool = False,
+):
+    """Export a TensorFlow SavedModel that takes raw columns and returns score and flag."""
+    if fmt != "savedmodel":
+        raise AedetectError(f"--format must be 'savedmodel'; got {fmt!r}")
+    det = _load_model(model_dir)
+    from aedetect.export import export_savedmodel
+
+    with console.status("writing SavedModel"):
+        export_savedmodel(det, out_dir, overwrite=overwrite)
+    console.print(f"SavedModel written to {out_dir} (signature 'serving_default': one float32 "
+                  f"[None] input per column {det.feature_names_in_[0]!r}..."
+                  f"{det.feature_names_in_[-1]!r}; outputs 'score', 'flag')")
 
 
 @app.command()

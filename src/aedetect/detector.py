@@ -268,6 +268,15 @@ class AutoencoderDetector:
         """Reconstruction MSE of each row: higher = more anomalous."""
         return self.feature_errors(X).mean(axis=1)
 
+    def score_tf(self, x_preprocessed):
+        """Per-row score from preprocessed features, in TensorFlow ops (used by the SavedModel
+        export, so the exported graph computes the same score as `score_samples`)."""
+        import tensorflow as tf
+
+        self._check_fitted()
+        x = tf.cast(x_preprocessed, tf.float32)
+        return tf.reduce_mean(tf.square(self.model_(x, training=False) - x), axis=1)
+
     def decision_function(self, X) -> np.ndarray:
         return self.score_samples(X) - self.threshold_
 

@@ -83,3 +83,35 @@ def write_json(obj, path: str | os.PathLike) -> Path:
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+class ScoringProgress:
+    """A progress callback for `score_file`: rows read, rows/s, and the share of the file read."""
+
+    def __init__(self, console: Console | None = None):
+        self._bar = Progress(TextColumn("scoring"), BarColumn(),
+                             TextColumn("{task.percentage:>3.0f}%"),
+                             TextColumn("{task.fields[rows]:,} rows"),
+                             TextColumn("{task.fields[rate]:,.0f} rows/s"), TimeElapsedColumn(),
+                             console=console or Console(stderr=True), transient=True)
+        self._task = self._bar.add_task("score", total=None, rows=0, rate=0.0)
+        self._start = 0.0
+
+    def __enter__(self):
+        import time
+
+        self._start = time.perf_counter()
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._bar.stop()
+
+    def __call__(self, rows: int, fraction: float | None) -> None:
+        import time
+
+        rate = rows / max(time.perf_counter() - self._start, 1e-9)
+        if fraction is None:
+            self._bar.update(self._task, rows=rows, rate=rate)
+        else:
+            self._bar.update(self._task, total=1.0, completed=fraction, rows=rows, rate=rate)

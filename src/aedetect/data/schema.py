@@ -127,3 +127,22 @@ def _label_column(s: pd.Series, col: str, source: str) -> pd.Series:
             f"got {s.iloc[i]!r} ({int((~ok).sum())} such row(s))"
         )
     return values.astype("int8")
+
+
+def column_problems(raw: pd.Series, col: str) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised check of one feature column, for callers that skip bad rows instead of stopping.
+
+    Returns float64 values (NaN where bad) and a per-row reason (None where the value is good).
+    """
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan, copy=True)
+    reasons = np.full(len(values), None, dtype=object)
+    empty = raw.isna().to_numpy()
+    not_number = np.isnan(values) & ~empty
+    infinite = np.isinf(values)
+    for i in np.flatnonzero(empty):
+        reasons[i] = f"column {col!r}: empty value"
+    for mask, what in ((not_number, "is not a number"), (infinite, "is not finite")):
+        for i in np.flatnonzero(mask):
+            reasons[i] = f"column {col!r}: value {raw.iloc[i]!r} {what}"
+    values[empty | not_number | infinite] = np.nan
+    return values, reasons

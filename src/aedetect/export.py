@@ -1,0 +1,78 @@
+"""Export a detector as a TensorFlow SavedModel that any TF runtime (e.g. TensorFlow Serving) serves.
+
+The `serving_default` signature takes the raw columns, one float32 tensor of shape [None] per
+input column named like the column (`Time`, `V1`, ..., `Amount`), so TF Serving's JSON
+`{"instances": [{"Time": 0, "V1": -1.36, ...}]}` maps straight onto it. Preprocessing runs inside
+the graph (`Preprocessor.transform_tf`) and the score is `AutoencoderDetector.score_tf`, the
+same computation as `score_samples`. Outputs: `score` (float32 [None]) and `flag` (int32 [None],
+1 when score > threshold). The folder is written under a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from aedetect.errors import ArtifactError
+
+EXPORT_INFO = "aedetect-export.json"
+
+
+def _module(detector):
+    import tensorflow as tf
+
+    names = list(detector.feature_names_in_)
+    spec = {name: tf.TensorSpec([None], tf.float32, name=_safe(name)) for name in names}
+
+    class ExportedDetector(tf.Module):
+        def __init__(self):
+            super().__init__(name="aedetect")
+            self.model = detector.model_  # tracked, so its weights are saved with the graph
+            self.threshold = tf.constant(detector.threshold_, tf.float32)
+
+        @tf.function(input_signature=[spec])
+        def serve(self, columns):
+            x = tf.stack([columns[name] for name in names], axis=1)
+            score = detector.score_tf(detector.preprocessor_.transform_tf(x))
+            return {"score": score, "flag": tf.cast(score > self.threshold, tf.int32)}
+
+    return ExportedDetector()
+
+
+def _safe(name: str) -> str:
+    """A TensorSpec name (graph op names allow [A-Za-z0-9_.-/] and no leading symbol)."""
+    out = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in name)
+    return out if out[:1].isalnum() else f"c_{out}"
+
+
+def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write `detector` as a SavedModel folder at `path` (see the module docstring)."""
+    import tensorflow as tf
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ArtifactError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        module = _module(detector)
+        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
+        info = {"format": "tensorflow-savedmodel", "signature": "serving_default",
+                "inputs": {name: "float32 [None]" for name in detector.feature_names_in_},
+                "outputs": {"score": "float32 [None]", "flag": "int32 [None]"},
+                "threshold": float(detector.threshold_)}
+        (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

@@ -1,0 +1,346 @@
+"""Batch scoring of files larger than memory: stream CSV/Parquet in chunks, write atomically.
+
+Memory stays bounded by the chunk, not the file: each chunk is read, checked, scored and written
+before the next is read. Output goes to a temporary file in the output folder and is renamed into
+place at the end, so an interrupted run (Ctrl-C, SIGTERM) leaves no partial output. Bad rows
+either stop the run (`on_bad_rows="error"`, naming file, row and reason) or go, with their reason,
+to a side file (`"skip"`); none is silently dropped. Row numbers are 1-based data rows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from aedetect.data.io import table_format
+from aedetect.data.schema import column_problems
+from aedetect.errors import DataError
+
+BadRows = Literal["error", "skip"]
+Progress = Callable[[int, float | None], None]  # (rows read so far, fraction of the file done)
+
+
+@dataclass
+class ScoreSummary:
+    output: Path
+    rows_read: int
+    rows_scored: int
+    rows_flagged: int
+    rows_skipped: int
+    bad_rows_file: Path | None
+    threshold: float
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds > 0 else float("nan")
+
+
+def bad_rows_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".bad-rows.csv")
+
+
+# -- reading ----------------------------------------------------------------------------------
+class _Source:
+    """Chunks of a CSV or Parquet file, with the CSV rows the parser could not split.
+
+    CSV is cut into byte blocks at line ends (never inside a quoted value) by this class and each
+    block is parsed on its own: pyarrow's streaming CSV reader reads ahead without limit on a
+    fast disk, so it would hold most of a large file in memory. Yields (table, bad rows), where a
+    bad row is (1-based data row within the chunk, reason).
+    """
+
+    def __init__(self, path: Path, features: list[str], chunk_rows: int):
+        self.path, self.fmt = path, table_format(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        self.size = path.stat().st_size
+        if self.size == 0:
+            raise DataError(f"{path}: the file is empty")
+        try:
+            if self.fmt == "csv":
+                self._file = open(path, "rb")
+                self._header = self._file.readline()
+                self._block = _block_size(path, chunk_rows)
+                self._types = {c: pa.string() for c in features}
+                self._first = self._read_chunk()
+                self.schema = self._first[0].schema
+                self._types = dict(zip(self.schema.names, self.schema.types, strict=True))
+            else:
+                self._pf = pq.ParquetFile(path)
+                self.schema = self._pf.schema_arrow
+                self._reader = self._pf.iter_batches(batch_size=chunk_rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            raise DataError(f"{path}: cannot read as {self.fmt.upper()}: {exc}") from None
+
+    def _read_chunk(self) -> tuple[pa.Table, list] | None:
+        data = self._file.read(self._block)
+        if not data and self._first_done():
+            return None
+        if data and not data.endswith(b"\n"):
+            data += self._file.readline()
+        while data.count(b'"') % 2:  # the cut fell inside a quoted value: read to its end
+            more = self._file.readline()
+            if not more:
+                break
+            data += more
+        bad: list = []
+
+        def on_invalid(row) -> str:
+            line = row.number - 1 if row.number else 0  # the header is line 1
+            bad.append((line, f"expected {row.expected_columns} fields, found {row.actual_columns}: "
+                              f"{row.text!r}"))
+            return "skip"
+
+        table = pacsv.read_csv(
+            pa.py_buffer(self._header + data),
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=len(self._header) + len(data) + 1),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types=self._types, strings_can_be_null=True,
+                                                 null_values=[""]))
+        return table.combine_chunks(), bad
+
+    def _first_done(self) -> bool:
+        return hasattr(self, "schema")
+
+    def fraction_done(self, rows: int) -> float | None:
+        if self.fmt == "csv":
+            return min(self._file.tell() / self.size, 1.0)
+        total = self._pf.metadata.num_rows
+        return min(rows / total, 1.0) if total else None
+
+    def __iter__(self) -> Iterator[tuple[pa.Table | pa.RecordBatch, list]]:
+        if self.fmt == "parquet":
+            yield from ((batch, []) for batch in self._reader)
+            return
+        chunk, self._first = self._first, None
+        while chunk is not None:
+            if chunk[0].num_rows or chunk[1]:
+                yield chunk
+            try:
+                chunk = self._read_chunk()
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise DataError(f"{self.path}: cannot read as CSV: {exc}") from None
+
+    def close(self) -> None:
+        if self.fmt == "csv":
+            self._file.close()
+
+
+def _block_size(path: Path, chunk_rows: int) -> int:
+    """Bytes per CSV block for about `chunk_rows` rows, from the length of the first lines."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    lines = max(head.count(b"\n") - 1, 1)
+    per_row = max(len(head) // (lines + 1), 1)
+    return int(min(max(chunk_rows * per_row, 1 << 12), 1 << 30))
+
+
+def _parse_features(batch: pa.RecordBatch, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 feature matrix and per-row reasons (None = good row), vectorised per column."""
+    n = batch.num_rows
+    x = np.empty((n, len(features)))
+    reasons = np.full(n, None, dtype=object)
+    for j, col in enumerate(features):
+        arr = batch.column(col)
+        try:  # fast path: a clean column casts in one vectorised call
+            values = pc.cast(arr, pa.float64())
+            v = values.to_numpy(zero_copy_only=False)
+            clean = values.null_count == 0 and np.isfinite(v).all()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            clean = False
+        if not clean:
+            v, why = column_problems(arr.to_pandas(), col)
+            first = (why != None) & (reasons == None)  # noqa: E711 (element-wise on object arrays)
+            reasons[first] = why[first]
+        x[:, j] = v
+    return x, reasons
+
+
+# -- writing ----------------------------------------------------------------------------------
+class _AtomicWriter:
+    """A CSV or Parquet writer to a temporary file, renamed onto `path` by `commit`."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt, self._writer = path, fmt, None
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            cls = pacsv.CSVWriter if self.fmt == "csv" else pq.ParquetWriter
+            self._writer = cls(str(self.tmp), table.schema)
+        self._writer.write_table(table)
+
+    def commit(self, empty_schema: pa.Schema) -> None:
+        if self._writer is None:
+            self.write(empty_schema.empty_table())
+        self._writer.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - the file is removed anyway
+                pass
+        self.tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM into KeyboardInterrupt, so `kill` cleans up like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+# -- scoring ----------------------------------------------------------------------------------
+def top_features(errors: np.ndarray, names: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Names and squared errors of the `k` features each row reconstructs worst."""
+    k = min(k, errors.shape[1])
+    idx = np.argsort(-errors, axis=1, kind="stable")[:, :k]
+    return np.asarray(names, dtype=object)[idx], np.take_along_axis(errors, idx, axis=1)
+
+
+def _scored_table(det, batch, x, rows, keep_cols, features, top_k) -> pa.Table:
+    scores = det.score_samples(x)
+    cols: dict[str, pa.Array] = {"row": pa.array(rows, pa.int64())}
+    for c in keep_cols:
+        cols[c] = pa.array(x[:, features.index(c)]) if c in features else batch.column(c)
+    cols["score"] = pa.array(scores, pa.float64())
+    cols["flag"] = pa.array((scores > det.threshold_).astype("int8"), pa.int8())
+    if top_k > 0:
+        names, errs = top_features(det.feature_errors(x), det.feature_names_out_, top_k)
+        for i in range(names.shape[1]):
+            cols[f"top{i + 1}_feature"] = pa.array(names[:, i], pa.string())
+            cols[f"top{i + 1}_error"] = pa.array(errs[:, i], pa.float64())
+    return pa.table(cols)
+
+
+def score_file(
+    detector,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    id_columns: list[str] | tuple[str, ...] = (),
+    all_columns: bool = False,
+    top_k: int = 3,
+    chunk_rows: int = 50_000,
+    on_bad_rows: BadRows = "error",
+    progress: Progress | None = None,
+) -> ScoreSummary:
+    """Score `data` chunk by chunk with `detector` and write `out` (.csv or .parquet).
+
+    Output columns: `row` (1-based data row), the id columns (or every input column with
+    `all_columns`), `score`, `flag` and the `top_k` worst-reconstructed features with their errors.
+    """
+    if on_bad_rows not in ("error", "skip"):
+        raise ValueError(f"on_bad_rows must be 'error' or 'skip'; got {on_bad_rows!r}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1; got {chunk_rows}")
+    data, out = Path(data), Path(out)
+    out_fmt = table_format(out)
+    features = list(detector.feature_names_in_)
+    start = time.perf_counter()
+    source = _Source(data, features, chunk_rows)
+    names = source.schema.names
+    missing = [c for c in features + list(id_columns) if c not in names]
+    if missing:
+        source.close()
+        raise DataError(f"{data}: missing column(s) {missing}; the model needs {features}"
+                        + (f" and id column(s) {list(id_columns)}" if id_columns else ""))
+    keep = names if all_columns else list(id_columns)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = side = None
+    side_schema = pa.schema([("row", pa.int64()), ("reason", pa.string())]
+                            + [(c, pa.string()) for c in names])
+    n_read = n_scored = n_flagged = n_skipped = 0
+    out_schema = None
+    try:
+        with _sigterm_raises():  # before the temporary files exist, so `kill` cannot orphan one
+            writer = _AtomicWriter(out, out_fmt)
+            side = _AtomicWriter(bad_rows_path(out), "csv") if on_bad_rows == "skip" else None
+            for batch, parse_bad in source:
+                n = batch.num_rows
+                bad_nums = np.array([n_read + line for line, _ in parse_bad], "int64")
+                rows = np.arange(n_read + 1, n_read + n + len(parse_bad) + 1)
+                rows = rows[~np.isin(rows, bad_nums)][:n]
+                passed = [(n_read + line, why) for line, why in parse_bad]
+                x, reasons = _parse_features(batch, features)
+                bad = reasons != None  # noqa: E711
+                if on_bad_rows == "error" and (passed or bad.any()):
+                    raise DataError(_first_problem(data, passed, rows, reasons))
+                if side is not None and (passed or bad.any()):
+                    side.write(_bad_table(batch, bad, rows, reasons, passed, side_schema))
+                n_skipped += int(bad.sum()) + len(passed)
+                good = ~bad
+                if good.any():
+                    table = _scored_table(detector, batch.filter(pa.array(good)), x[good], rows[good],
+                                          keep, features, top_k)
+                    out_schema = table.schema
+                    writer.write(table)
+                    n_scored += int(good.sum())
+                    n_flagged += int(table.column("flag").to_numpy().sum())
+                n_read += n + len(passed)
+                if progress is not None:
+                    progress(n_read, source.fraction_done(n_read))
+            if n_read == 0:
+                raise DataError(f"{data}: the file has no data rows")
+            writer.commit(out_schema or pa.schema([("row", pa.int64())]))
+            if side is not None:
+                side.commit(side_schema)
+    except BaseException:
+        for w in (writer, side):
+            if w is not None:
+                w.discard()
+        raise
+    finally:
+        source.close()
+    return ScoreSummary(out, n_read, n_scored, n_flagged, n_skipped,
+                        side.path if side is not None else None, float(detector.threshold_),
+                        time.perf_counter() - start)
+
+
+def _first_problem(data: Path, passed: list, rows: np.ndarray, reasons: np.ndarray) -> str:
+    candidates = list(passed)
+    bad = np.flatnonzero(reasons != None)  # noqa: E711
+    if bad.size:
+        candidates.append((int(rows[bad[0]]), reasons[bad[0]]))
+    row, reason = min(candidates)
+    return (f"{data}: row {row}: {reason} (pass --on-bad-rows skip to write bad rows to a side "
+            "file and score the rest)")
+
+
+def _bad_table(batch, bad, rows, reasons, passed, schema) -> pa.Table:
+    cols = {"row": list(rows[bad]) + [row for row, _ in passed],
+            "reason": list(reasons[bad]) + [why for _, why in passed]}
+    picked = batch.filter(pa.array(bad))
+    for c in batch.schema.names:
+        cols[c] = pc.cast(picked.column(c), pa.string()).to_pylist() + [None] * len(passed)
+    return pa.table(cols, schema=schema)

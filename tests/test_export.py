@@ -1,0 +1,27 @@
+"""The SavedModel export scores like the Python path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aedetect.data.generate import generate_transactions
+from aedetect.errors import ArtifactError
+from aedetect.export import export_savedmodel
+
+
+def test_savedmodel_equals_python_path(detector, tmp_path):
+    import tensorflow as tf
+
+    path = export_savedmodel(detector, tmp_path / "export")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary folder left
+    df = generate_transactions(2000, 0.05, seed=11)
+    X = df[detector.feature_names_in_]
+    expected = detector.score_samples(X)
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    out = serve(**{c: tf.constant(X[c].to_numpy(np.float32)) for c in detector.feature_names_in_})
+    np.testing.assert_allclose(out["score"].numpy(), expected, rtol=0, atol=1e-5)
+    assert (out["flag"].numpy() == (expected > detector.threshold_)).all()
+    assert out["flag"].numpy().sum() > 0  # the comparison covers flagged rows too
+    with pytest.raises(ArtifactError, match="already exists"):
+        export_savedmodel(detector, path)

@@ -1,0 +1,137 @@
+"""Streaming batch scoring: equality with in-memory scoring, bad-row policies, atomic output."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aedetect.data.generate import generate_transactions
+from aedetect.data.io import write_table
+from aedetect.data.schema import CREDITCARD
+from aedetect.errors import DataError
+from aedetect.scoring import bad_rows_path, score_file
+
+FEATURES = list(CREDITCARD.features)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    df = generate_transactions(3000, 0.02, seed=7)
+    df.insert(0, "tx_id", [f"t{i}" for i in range(len(df))])
+    return df
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("fmt_in,fmt_out", [("csv", "parquet"), ("parquet", "csv")])
+def test_streaming_equals_in_memory(detector, frame, tmp_path, fmt_in, fmt_out):
+    src = write_table(frame, tmp_path / f"in.{fmt_in}")
+    seen = []
+    s = score_file(detector, src, tmp_path / f"out.{fmt_out}", id_columns=["tx_id"], chunk_rows=700,
+                   progress=lambda rows, frac: seen.append(rows))
+    assert len(seen) >= 4 and seen[-1] == len(frame)  # several chunks, each reported
+    out = pd.read_csv(s.output) if fmt_out == "csv" else pd.read_parquet(s.output)
+    expected = detector.score_samples(frame[FEATURES])
+    assert list(out.columns[:4]) == ["row", "tx_id", "score", "flag"]
+    assert (out["tx_id"].to_numpy() == frame["tx_id"].to_numpy()).all()
+    np.testing.assert_allclose(out["score"].to_numpy(), expected, rtol=1e-6)
+    assert (out["flag"].to_numpy() == (expected > detector.threshold_)).all()
+    assert s.rows_flagged == int((expected > detector.threshold_).sum())
+    errors = detector.feature_errors(frame[FEATURES])
+    worst = np.asarray(detector.feature_names_out_)[errors.argmax(axis=1)]
+    assert (out["top1_feature"].to_numpy() == worst).all()
+    assert _leftovers(tmp_path) == []
+
+
+def test_all_columns_option(detector, frame, tmp_path):
+    src = write_table(frame.head(50), tmp_path / "in.csv")
+    out = pd.read_csv(score_file(detector, src, tmp_path / "o.csv", all_columns=True, top_k=0).output)
+    assert list(out.columns) == ["row", *frame.columns, "score", "flag"]
+    np.testing.assert_allclose(out["V1"], frame["V1"].head(50))
+
+
+def _with_bad_rows(frame, tmp_path):
+    text = frame.head(400).to_csv(index=False).splitlines()
+    header = text[0].split(",")
+    row = text[10].split(",")                         # data row 10: a word in V3
+    row[header.index("V3")] = "abc"
+    text[10] = ",".join(row)
+    row = text[250].split(",")                        # data row 250: empty Amount
+    row[header.index("Amount")] = ""
+    text[250] = ",".join(row)
+    text[300] = ",".join(text[300].split(",")[:-2])   # data row 300: too few fields
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(text) + "\n")
+    return path
+
+
+def test_bad_rows_error_names_file_row_and_reason(detector, frame, tmp_path):
+    src = _with_bad_rows(frame, tmp_path)
+    with pytest.raises(DataError, match=r"bad\.csv: row 10: column 'V3': value 'abc' is not a number"):
+        score_file(detector, src, tmp_path / "out.csv", chunk_rows=100)
+    assert not (tmp_path / "out.csv").exists() and _leftovers(tmp_path) == []
+
+
+def test_bad_rows_skip_writes_side_file(detector, frame, tmp_path):
+    src = _with_bad_rows(frame, tmp_path)
+    s = score_file(detector, src, tmp_path / "out.csv", chunk_rows=100, on_bad_rows="skip",
+                   id_columns=["tx_id"])
+    assert (s.rows_read, s.rows_scored, s.rows_skipped) == (400, 397, 3)
+    side = pd.read_csv(bad_rows_path(tmp_path / "out.csv"))
+    assert sorted(side["row"]) == [10, 250, 300]
+    reasons = dict(zip(side["row"], side["reason"], strict=True))
+    assert "'V3': value 'abc'" in reasons[10] and "'Amount': empty" in reasons[250]
+    assert "expected 32 fields, found 30" in reasons[300]
+    out = pd.read_csv(s.output)
+    assert set(out["row"]) == set(range(1, 401)) - {10, 250, 300}  # every row accounted for
+    kept = frame.head(400).drop(index=[9, 249, 299])
+    assert (out["tx_id"].to_numpy() == kept["tx_id"].to_numpy()).all()
+    np.testing.assert_allclose(out["score"], detector.score_samples(kept[FEATURES]), rtol=1e-6)
+
+
+def test_missing_column_is_reported(detector, frame, tmp_path):
+    src = write_table(frame.drop(columns=["V7"]).head(20), tmp_path / "in.csv")
+    with pytest.raises(DataError, match=r"missing column\(s\) \['V7'\]"):
+        score_file(detector, src, tmp_path / "o.csv")
+
+
+def test_interrupt_in_process_leaves_nothing(detector, frame, tmp_path):
+    src = write_table(frame, tmp_path / "in.csv")
+    (tmp_path / "o.parquet").write_bytes(b"previous")
+
+    def stop(rows, frac):
+        if rows > 1000:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        score_file(detector, src, tmp_path / "o.parquet", chunk_rows=500, on_bad_rows="skip",
+                   progress=stop)
+    assert (tmp_path / "o.parquet").read_bytes() == b"previous"  # the old output is untouched
+    assert not bad_rows_path(tmp_path / "o.parquet").exists() and _leftovers(tmp_path) == []
+
+
+def test_sigterm_to_cli_leaves_no_output(model_dir, tmp_path):
+    src = write_table(generate_transactions(150_000, 0.01, seed=3), tmp_path / "big.csv")
+    out = tmp_path / "out" / "scored.csv"
+    out.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli", "score", "--model", str(model_dir),
+                             "--data", str(src), "--out", str(out), "--chunk-rows", "200"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(out.parent.iterdir()) and time.monotonic() < deadline:  # wait for the temp file
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "no output was written" in err
+    assert os.listdir(out.parent) == []
