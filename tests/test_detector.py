@@ -75,3 +75,28 @@ def test_numpy_input_gets_generic_names():
     det = AutoencoderDetector((3,), epochs=1).fit(x)
     assert det.feature_names_in_ == ["x0", "x1", "x2", "x3"]
     assert det.score_samples(pd.DataFrame(x, columns=det.feature_names_in_)).shape == (500,)
+
+
+@pytest.mark.parametrize("score", ["feature_normalized", "residual_mahalanobis"])
+def test_score_variants_sum_contributions_and_survive_saving(frame, tmp_path, score):
+    normals = frame[frame["Class"] == 0][FEATURES]
+    det = AutoencoderDetector((16, 6, 16), epochs=6, score=score, seed=3, log_columns=["Amount"],
+                              periodic_columns=[("Time", 86400.0)]).fit(normals)
+    x = frame[FEATURES]
+    s, c = det.score_with_contributions(x)
+    np.testing.assert_allclose(c.sum(axis=1), s, rtol=1e-9)
+    np.testing.assert_allclose(det.score_samples(x), s)
+    assert roc_auc_score(frame["Class"], s) > 0.9
+    # the label-free threshold flags about 0.1% of validation normals
+    assert (det.validation_scores_ > det.threshold_).mean() <= 0.002
+    loaded = AutoencoderDetector.load(det.save(tmp_path / score))
+    np.testing.assert_allclose(loaded.score_samples(x), s, rtol=1e-6)
+    import tensorflow as tf
+
+    x_pre = det.preprocessor_.transform(x.to_numpy())
+    np.testing.assert_allclose(det.score_tf(tf.constant(x_pre)).numpy(), s, rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_score_is_refused(frame):
+    with pytest.raises(ValueError, match="score must be one of"):
+        AutoencoderDetector(score="l1").fit(frame[FEATURES])

@@ -46,7 +46,7 @@ def test_streaming_equals_in_memory(detector, frame, tmp_path, fmt_in, fmt_out):
     np.testing.assert_allclose(out["score"].to_numpy(), expected, rtol=1e-6)
     assert (out["flag"].to_numpy() == (expected > detector.threshold_)).all()
     assert s.rows_flagged == int((expected > detector.threshold_).sum())
-    errors = detector.feature_errors(frame[FEATURES])
+    errors = detector.feature_contributions(frame[FEATURES])
     worst = np.asarray(detector.feature_names_out_)[errors.argmax(axis=1)]
     assert (out["top1_feature"].to_numpy() == worst).all()
     assert _leftovers(tmp_path) == []

@@ -42,7 +42,7 @@ def test_score_matches_detector(client, detector, rows):
     assert body["threshold"] == pytest.approx(detector.threshold_)
     assert [res["flag"] for res in body["results"]] == list(expected > detector.threshold_)
     assert body["results"][0]["id"] == "card-1" and body["results"][1]["id"] is None
-    errors = detector.feature_errors(rows.iloc[:1])[0]
+    errors = detector.feature_contributions(rows.iloc[:1])[0]
     top = body["results"][0]["top_features"]
     assert len(top) == 3 and top[0]["feature"] == detector.feature_names_out_[errors.argmax()]
 

@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ValidationError
 
 from aedetect.errors import ArtifactError
+from aedetect.scores import stats_from_config, stats_to_config
 
 FORMAT = "aedetect-artifact"
 FORMAT_VERSION = 1
@@ -36,6 +37,7 @@ class Manifest(BaseModel):
     detector_params: dict
     input_schema: dict
     preprocessing: dict
+    score_stats: dict = {}
     threshold: dict
     training: dict
     metadata: dict = {}
@@ -79,6 +81,7 @@ def save_detector(detector, path, metadata: dict | None = None, *, overwrite: bo
             input_schema={"feature_names": list(detector.feature_names_in_),
                           "dtypes": {c: "float64" for c in detector.feature_names_in_}},
             preprocessing=detector.preprocessor_.to_config(),
+            score_stats=stats_to_config(detector.score_stats_),
             threshold=detector.threshold.to_dict(),
             training={
                 "n_train": int(detector.n_train_),
@@ -173,6 +176,9 @@ def load_detector(path):
     det.model_ = model
     det._score_fn = None
     det.preprocessor_ = pre
+    det.score_stats_ = stats_from_config(manifest.score_stats)
+    if det.score != "mse" and not det.score_stats_:
+        raise ArtifactError(f"{path}: score {det.score!r} needs score_stats, which the manifest lacks")
     det.feature_names_in_ = list(manifest.input_schema["feature_names"])
     det.n_features_in_ = len(det.feature_names_in_)
     det.threshold = Threshold.from_dict(manifest.threshold)

@@ -158,6 +158,8 @@ def train(
     noise_std: float = 0.0,
     dropout: float = 0.0,
     l2: float = 0.0,
+    score: Annotated[str, typer.Option(
+        help="mse | feature_normalized | residual_mahalanobis (see aedetect.scores)")] = "mse",
     input_pipeline: Annotated[str, typer.Option(help="'memory' or 'tfrecord'")] = "memory",
     threshold_rule: Annotated[str, typer.Option(
         help="fixed | best_f1 | normal_percentile | min_precision")] = "normal_percentile",
@@ -170,7 +172,7 @@ def train(
     config = _config(protocol=protocol, seed=seed, hidden_units=_units(hidden_units),
                      activation=activation, epochs=epochs, batch_size=batch_size,
                      learning_rate=learning_rate, patience=patience, noise_std=noise_std,
-                     dropout=dropout, l2=l2, input_pipeline=input_pipeline,
+                     dropout=dropout, l2=l2, score=score, input_pipeline=input_pipeline,
                      threshold_rule=threshold_rule, threshold_value=threshold,
                      threshold_percentile=percentile, min_precision=min_precision)
     _train(data, config, model_dir, overwrite)

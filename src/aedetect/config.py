@@ -23,6 +23,7 @@ class TrainConfig(BaseModel):
     noise_std: float = Field(0.0, ge=0)
     dropout: float = Field(0.0, ge=0, lt=1)
     l2: float = Field(0.0, ge=0)
+    score: Literal["mse", "feature_normalized", "residual_mahalanobis"] = "mse"
     input_pipeline: Literal["memory", "tfrecord"] = "memory"
     threshold_rule: ThresholdRule = "normal_percentile"
     threshold_value: float | None = None  # for the fixed rule
@@ -38,5 +39,5 @@ class TrainConfig(BaseModel):
 
     def detector_params(self) -> dict:
         keys = ("hidden_units", "activation", "epochs", "batch_size", "learning_rate", "patience",
-                "noise_std", "dropout", "l2", "threshold_percentile", "seed")
+                "noise_std", "dropout", "l2", "score", "threshold_percentile", "seed")
         return {k: getattr(self, k) for k in keys}

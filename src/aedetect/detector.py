@@ -1,6 +1,7 @@
 """AutoencoderDetector: an estimator in the scikit-learn style, trained on normal rows only.
 
-One score direction: `score_samples` is the reconstruction MSE (higher = more anomalous);
+One score direction: `score_samples` is a reconstruction error (higher = more anomalous; the
+guide's MSE by default, see `aedetect.scores` for the others);
 `decision_function = score_samples - threshold_`; `predict` returns 1 for flagged rows.
 """
 
@@ -15,6 +16,7 @@ import pandas as pd
 
 from aedetect.errors import DataError
 from aedetect.preprocessing import Preprocessor
+from aedetect.scores import check_score, contributions, fit_stats, score_tf
 from aedetect.thresholds import Threshold, normal_percentile
 
 SCORE_CHUNK = 65_536
@@ -48,6 +50,7 @@ class AutoencoderDetector:
         l2: float = 0.0,
         log_columns: Iterable[str] = (),
         periodic_columns: Iterable[tuple[str, float]] = (),
+        score: str = "mse",
         threshold_percentile: float = 99.9,
         shuffle_buffer: int = 262_144,
         jit_compile: bool = True,
@@ -66,6 +69,7 @@ class AutoencoderDetector:
         self.l2 = l2
         self.log_columns = log_columns
         self.periodic_columns = periodic_columns
+        self.score = score
         self.threshold_percentile = threshold_percentile
         self.shuffle_buffer = shuffle_buffer
         self.jit_compile = jit_compile
@@ -75,7 +79,7 @@ class AutoencoderDetector:
     # -- parameters -------------------------------------------------------------------------
     _PARAMS = ("hidden_units", "activation", "epochs", "batch_size", "learning_rate", "patience",
                "validation_fraction", "noise_std", "dropout", "l2", "log_columns",
-               "periodic_columns", "threshold_percentile", "shuffle_buffer", "jit_compile",
+               "periodic_columns", "score", "threshold_percentile", "shuffle_buffer", "jit_compile",
                "seed", "verbose")
 
     def get_params(self) -> dict:
@@ -104,6 +108,7 @@ class AutoencoderDetector:
             ("l2", self.l2 >= 0, ">= 0"),
             ("threshold_percentile", 0 < self.threshold_percentile < 100, "in (0, 100)"),
         ]
+        check_score(self.score)
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"{name} must be {allowed}; got {getattr(self, name)!r}")
@@ -229,7 +234,8 @@ class AutoencoderDetector:
         val_loss = self.history_.get("val_loss", [])
         self.n_epochs_ = len(val_loss)
         self.best_epoch_ = int(np.argmin(val_loss)) + 1 if val_loss else self.n_epochs_
-        self.validation_scores_ = self._errors_from_preprocessed(x_val).mean(axis=1)
+        self.score_stats_ = fit_stats(self.score, self._residuals(x_val))
+        self.validation_scores_ = self._contributions(x_val).sum(axis=1)
         self.threshold = Threshold(
             "normal_percentile",
             normal_percentile(self.validation_scores_, self.threshold_percentile),
@@ -242,31 +248,47 @@ class AutoencoderDetector:
         return Preprocessor(self.feature_names_in_, self.log_columns, self.periodic_columns)
 
     # -- scoring ----------------------------------------------------------------------------
-    def _errors_from_preprocessed(self, x: np.ndarray) -> np.ndarray:
+    def _residuals(self, x: np.ndarray) -> np.ndarray:
+        """reconstruction - x for preprocessed rows, computed in chunks by a traced function."""
         import tensorflow as tf
 
         if getattr(self, "_score_fn", None) is None:
             model = self.model_
 
             @tf.function(reduce_retracing=True)
-            def errors(batch):
-                return tf.square(model(batch, training=False) - batch)
+            def residuals(batch):
+                return model(batch, training=False) - batch
 
-            self._score_fn = errors
+            self._score_fn = residuals
         out = np.empty_like(x)
         for start in range(0, len(x), SCORE_CHUNK):
             part = x[start:start + SCORE_CHUNK]
             out[start:start + SCORE_CHUNK] = self._score_fn(tf.constant(part)).numpy()
         return out
 
+    def _contributions(self, x_pre: np.ndarray) -> np.ndarray:
+        return contributions(self.score, self.score_stats_, self._residuals(x_pre))
+
+    def _preprocess(self, X) -> np.ndarray:
+        self._check_fitted()
+        return self.preprocessor_.transform(self._matrix(X))
+
     def feature_errors(self, X) -> np.ndarray:
         """Squared reconstruction error of each preprocessed feature (`feature_names_out_`)."""
-        self._check_fitted()
-        return self._errors_from_preprocessed(self.preprocessor_.transform(self._matrix(X)))
+        return np.square(self._residuals(self._preprocess(X)))
+
+    def feature_contributions(self, X) -> np.ndarray:
+        """Each preprocessed feature's share of the score: rows sum to `score_samples(X)`."""
+        return self._contributions(self._preprocess(X))
 
     def score_samples(self, X) -> np.ndarray:
-        """Reconstruction MSE of each row: higher = more anomalous."""
-        return self.feature_errors(X).mean(axis=1)
+        """Anomaly score of each row (see `aedetect.scores`): higher = more anomalous."""
+        return self.feature_contributions(X).sum(axis=1)
+
+    def score_with_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and per-feature contributions from one pass through the network."""
+        c = self.feature_contributions(X)
+        return c.sum(axis=1), c
 
     def score_tf(self, x_preprocessed):
         """Per-row score from preprocessed features, in TensorFlow ops (used by the SavedModel
@@ -275,7 +297,7 @@ class AutoencoderDetector:
 
         self._check_fitted()
         x = tf.cast(x_preprocessed, tf.float32)
-        return tf.reduce_mean(tf.square(self.model_(x, training=False) - x), axis=1)
+        return score_tf(self.score, self.score_stats_, self.model_(x, training=False) - x)
 
     def decision_function(self, X) -> np.ndarray:
         return self.score_samples(X) - self.threshold_

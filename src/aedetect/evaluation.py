@@ -50,17 +50,23 @@ def at_threshold(y, scores, threshold: float) -> dict:
             "n_flagged": int(flags.sum())}
 
 
-def evaluate_scores(y, scores, threshold: float, guide_threshold: float = GUIDE_THRESHOLD) -> dict:
-    """All test-set metrics for one score vector: the flat keys of metrics.json."""
+def evaluate_scores(y, scores, threshold: float, mse=None,
+                    guide_threshold: float = GUIDE_THRESHOLD) -> dict:
+    """All test-set metrics for one score vector: the flat keys of metrics.json.
+
+    `mse`: each row's reconstruction MSE, when the score is something else; the guide's
+    threshold and the mean-MSE figures refer to the MSE.
+    """
     y = np.asarray(y).astype(int)
     scores = np.asarray(scores, dtype="float64")
+    mse = scores if mse is None else np.asarray(mse, dtype="float64")
     if y.shape != scores.shape:
         raise ValueError(f"labels and scores differ in shape: {y.shape} vs {scores.shape}")
     n_fraud = int(y.sum())
     if n_fraud == 0 or n_fraud == len(y):
         raise ValueError(f"evaluation needs both classes; got {n_fraud} anomalies in {len(y)} rows")
     chosen = at_threshold(y, scores, threshold)
-    guide = at_threshold(y, scores, guide_threshold)
+    guide = at_threshold(y, mse, guide_threshold)
     return {
         "n_test": int(len(y)),
         "n_test_fraud": n_fraud,
@@ -68,8 +74,8 @@ def evaluate_scores(y, scores, threshold: float, guide_threshold: float = GUIDE_
         "pr_auc": float(average_precision_score(y, scores)),
         "recall_at_precision_0_93": recall_at_precision(y, scores, GUIDE_PRECISION),
         "precision_at_recall_0_433": precision_at_recall(y, scores, GUIDE_RECALL),
-        "mean_mse_normal": float(scores[y == 0].mean()),
-        "mean_mse_fraud": float(scores[y == 1].mean()),
+        "mean_mse_normal": float(mse[y == 0].mean()),
+        "mean_mse_fraud": float(mse[y == 1].mean()),
         "threshold": chosen["threshold"],
         "precision": chosen["precision"],
         "recall": chosen["recall"],

@@ -222,24 +222,24 @@ def _sigterm_raises():
 
 # -- scoring ----------------------------------------------------------------------------------
 def top_features(errors: np.ndarray, names: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Names and squared errors of the `k` features each row reconstructs worst."""
+    """Names and values of the `k` features that contribute most to each row's score."""
     k = min(k, errors.shape[1])
     idx = np.argsort(-errors, axis=1, kind="stable")[:, :k]
     return np.asarray(names, dtype=object)[idx], np.take_along_axis(errors, idx, axis=1)
 
 
 def _scored_table(det, batch, x, rows, keep_cols, features, top_k) -> pa.Table:
-    scores = det.score_samples(x)
+    scores, contrib = det.score_with_contributions(x)
     cols: dict[str, pa.Array] = {"row": pa.array(rows, pa.int64())}
     for c in keep_cols:
         cols[c] = pa.array(x[:, features.index(c)]) if c in features else batch.column(c)
     cols["score"] = pa.array(scores, pa.float64())
     cols["flag"] = pa.array((scores > det.threshold_).astype("int8"), pa.int8())
     if top_k > 0:
-        names, errs = top_features(det.feature_errors(x), det.feature_names_out_, top_k)
+        names, values = top_features(contrib, det.feature_names_out_, top_k)
         for i in range(names.shape[1]):
             cols[f"top{i + 1}_feature"] = pa.array(names[:, i], pa.string())
-            cols[f"top{i + 1}_error"] = pa.array(errs[:, i], pa.float64())
+            cols[f"top{i + 1}_contribution"] = pa.array(values[:, i], pa.float64())
     return pa.table(cols)
 
 

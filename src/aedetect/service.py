@@ -36,16 +36,16 @@ class ServiceSettings(BaseModel):
     top_k: int = Field(3, ge=0, description="top contributing features per transaction")
 
 
-class FeatureError(BaseModel):
+class FeatureContribution(BaseModel):
     feature: str
-    error: float
+    contribution: float  # this feature's share of the score
 
 
 class ScoreResult(BaseModel):
     id: str | int | None = None
     score: float
     flag: bool
-    top_features: list[FeatureError]
+    top_features: list[FeatureContribution]
 
 
 class ScoreResponse(BaseModel):
@@ -148,15 +148,15 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
     @app.post("/v1/score", response_model=ScoreResponse, dependencies=[Depends(require_key)])
     def score(body: ScoreRequest) -> ScoreResponse:  # sync: runs in the thread pool, off the loop
         x = np.array([[getattr(t, f"f{i}") for i in range(len(names))] for t in body.transactions])
-        scores = det.score_samples(x)
+        scores, contrib = det.score_with_contributions(x)
         flags = scores > det.threshold_
         if settings.top_k:
-            top_n, top_e = top_features(det.feature_errors(x), det.feature_names_out_, settings.top_k)
+            top_n, top_e = top_features(contrib, det.feature_names_out_, settings.top_k)
         m["scored"].inc(len(x))
         m["flagged"].inc(int(flags.sum()))
         results = [
             ScoreResult(id=t.id, score=float(s), flag=bool(f), top_features=[
-                FeatureError(feature=n, error=float(e)) for n, e in zip(top_n[i], top_e[i], strict=True)
+                FeatureContribution(feature=n, contribution=float(e)) for n, e in zip(top_n[i], top_e[i], strict=True)
             ] if settings.top_k else [])
             for i, (t, s, f) in enumerate(zip(body.transactions, scores, flags, strict=True))
         ]

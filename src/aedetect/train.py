@@ -113,9 +113,12 @@ def evaluate_detector(det, df, rows: np.ndarray | None, schema: Schema = CREDITC
                       *, threshold: Threshold | None = None) -> dict:
     """Metrics of `det` on `df.iloc[rows]` (all rows when None) at its own threshold."""
     part = df if rows is None else df.iloc[rows]
-    scores = det.score_samples(part[list(schema.features)])
+    x = part[list(schema.features)]
     t = threshold or det.threshold
-    metrics = evaluate_scores(part[schema.label].to_numpy(), scores, t.value)
+    mse = det.feature_errors(x).mean(axis=1)
+    scores = mse if det.score == "mse" else det.score_samples(x)
+    metrics = evaluate_scores(part[schema.label].to_numpy(), scores, t.value, mse=mse)
+    metrics["score"] = det.score
     metrics["threshold_rule"] = t.rule
     metrics["threshold_source"] = t.source
     return metrics

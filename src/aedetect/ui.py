@@ -55,6 +55,7 @@ def metrics_table(m: dict, title: str | None = None) -> Table:
     t.add_column("guide (published)", justify="right")
     rows = [
         ("test rows / anomalies", f"{m['n_test']:,} / {m['n_test_fraud']:,}", "~34,000 / 480"),
+        ("score", m.get("score", "mse"), "mse"),
         ("ROC-AUC", m["roc_auc"], None),
         ("PR-AUC (average precision)", m["pr_auc"], None),
         ("recall at precision >= 0.93", m["recall_at_precision_0_93"], guide["recall"]),
@@ -65,7 +66,7 @@ def metrics_table(m: dict, title: str | None = None) -> Table:
         ("  F1", m["f1"], None),
         ("  flagged: TP / FP", f"{m['confusion_matrix']['tp']:,} / {m['confusion_matrix']['fp']:,}",
          None),
-        ("at the guide's threshold 10: precision", g10["precision"], guide["precision"]),
+        ("at the guide's MSE threshold 10: precision", g10["precision"], guide["precision"]),
         ("  recall", g10["recall"], guide["recall"]),
         ("  F1", g10["f1"], 2 * 0.93 * 0.433 / (0.93 + 0.433)),
         ("mean MSE, normal rows", m["mean_mse_normal"], guide["mean_mse_normal"]),

@@ -1,0 +1,76 @@
+"""How reconstruction residuals become one anomaly score per row (higher = more anomalous).
+
+`r = reconstruction - x`, in the preprocessed (standardised) feature space. Statistics are fitted
+on validation normals, never on anomalies.
+
+mse                   mean_j r_j^2: the guide's score.
+feature_normalized    mean_j r_j^2 / E[r_j^2]: each feature's error relative to its typical
+                      error on normal rows, so features the network reconstructs well count more.
+residual_mahalanobis  (r - mu)^T P (r - mu), mu and P = mean and (Ledoit-Wolf shrunk) precision
+                      of the residuals of normal rows. Normal residuals are correlated across
+                      features; an anomaly breaks that pattern even when each error is small.
+
+Each score is a sum of per-feature contributions (`contributions`), which explain a flag: for
+the Mahalanobis score, feature j contributes (r - mu)_j * (P (r - mu))_j.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SCORES = ("mse", "feature_normalized", "residual_mahalanobis")
+
+
+def check_score(kind: str) -> str:
+    if kind not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}; got {kind!r}")
+    return kind
+
+
+def fit_stats(kind: str, residuals: np.ndarray) -> dict[str, np.ndarray]:
+    """Statistics of normal rows' residuals that the score needs."""
+    check_score(kind)
+    r = np.asarray(residuals, dtype="float64")
+    if kind == "mse":
+        return {}
+    if kind == "feature_normalized":
+        return {"scale": np.maximum((r**2).mean(axis=0), 1e-12)}
+    from sklearn.covariance import LedoitWolf
+
+    if len(r) < 2:
+        raise ValueError("residual_mahalanobis needs at least 2 validation rows")
+    lw = LedoitWolf().fit(r)
+    return {"mean": lw.location_, "precision": lw.precision_}
+
+
+def contributions(kind: str, stats: dict, r: np.ndarray) -> np.ndarray:
+    """Per-feature contributions whose row sums are the scores."""
+    d = r.shape[1]
+    if kind == "mse":
+        return (r * r) / d
+    if kind == "feature_normalized":
+        return (r * r) / (stats["scale"] * d)
+    c = r - stats["mean"]
+    return (c @ stats["precision"]) * c
+
+
+def score_tf(kind: str, stats: dict, r):
+    """The same row scores as `contributions(...).sum(1)`, in TensorFlow ops (for exports)."""
+    import tensorflow as tf
+
+    d = float(r.shape[-1])
+    if kind == "mse":
+        return tf.reduce_sum(tf.square(r), axis=1) / d
+    if kind == "feature_normalized":
+        scale = tf.constant(stats["scale"], tf.float32)
+        return tf.reduce_sum(tf.square(r) / scale, axis=1) / d
+    c = r - tf.constant(stats["mean"], tf.float32)
+    return tf.reduce_sum(tf.matmul(c, tf.constant(stats["precision"], tf.float32)) * c, axis=1)
+
+
+def stats_to_config(stats: dict) -> dict:
+    return {k: np.asarray(v).tolist() for k, v in stats.items()}
+
+
+def stats_from_config(cfg: dict) -> dict:
+    return {k: np.asarray(v, dtype="float64") for k, v in cfg.items()}
