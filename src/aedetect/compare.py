@@ -126,10 +126,11 @@ def _cell(s: dict, key: str) -> str:
     return text if s["std"] is None else f"{text} ± {s['std']:.{digits}f}"
 
 
-def table_rows(cmp: Comparison) -> list[list[str]]:
+def table_rows(cmp: Comparison, notes: bool = True) -> list[list[str]]:
     summary = cmp.summary()
     return [[name + (" (uses labels)" if cmp.uses_labels[name] else ""),
-             *(_cell(summary[name][k], k) for k in METRICS), cmp.notes[name]] for name in summary]
+             *(_cell(summary[name][k], k) for k in METRICS), *([cmp.notes[name]] if notes else [])]
+            for name in summary]
 
 
 def markdown_table(cmp: Comparison) -> str:
@@ -154,7 +155,9 @@ def comparison_report(cmp: Comparison, title: str = "aedetect: autoencoder and b
              f"Daily alerts: the top-scored test rows a budget of {fmt(cmp.alerts_per_day)} alerts a day "
              "allows for the test rows' share of the stream. The supervised row uses labels and is a ceiling, "
              "not a competitor.")
-    rep.table(["method", *METRICS.values(), "how it was run"], table_rows(cmp))
+    rep.table(["method", *METRICS.values()], table_rows(cmp, notes=False))
+    rep.table(["method", "how it was run"], [[name, note] for name, note in cmp.notes.items()],
+              "text")
     from aedetect import plots
 
     rep.figure("compare_pr", plots.pr_curves(cmp.curves), f"Precision-recall of every method (seed {cmp.seeds[0]}).")

@@ -23,10 +23,10 @@ padding:0 16px;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:4px}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 10px;
 text-align:right;white-space:nowrap}th{background:#f4f4f4;white-space:normal}td:first-child,th:first-child{text-align:left}
+table.text td{text-align:left;white-space:normal}
 .warn{background:#fff6d6;border-left:4px solid #e0a800;padding:8px 12px;margin:8px 0}
 .note{color:#555;font-size:.92em}.tag{display:inline-block;background:#e8eefc;color:#234;
 border-radius:4px;padding:0 6px;font-size:.8em;margin-left:6px}
-td:last-child{white-space:normal;text-align:left;font-size:.88em}
 figure{display:inline-block;width:48%;margin:8px 1% 8px 0;vertical-align:top}
 figure.wide{width:98%}figcaption{font-size:.85em;color:#555}img{max-width:100%}
 """
@@ -78,11 +78,12 @@ class Report:
         for w in items:
             self.blocks.append(f'<div class="warn">{html.escape(w)}</div>')
 
-    def table(self, header: list[str], rows: list[list]) -> None:
+    def table(self, header: list[str], rows: list[list], css: str = "") -> None:
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c if isinstance(c, str) else fmt(c))}</td>"
                                         for c in row) + "</tr>" for row in rows)
-        self.blocks.append(f"<table><tr>{head}</tr>{body}</table>")
+        cls = f' class="{css}"' if css else ""
+        self.blocks.append(f"<table{cls}><tr>{head}</tr>{body}</table>")
 
     def figure(self, name: str, fig, caption: str, wide: bool = False) -> None:
         png = plots.png_bytes(fig)
