@@ -22,8 +22,8 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1080px;
 padding:0 16px;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:4px}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 10px;
-text-align:right;white-space:nowrap}th{background:#f4f4f4;white-space:normal}td:first-child,th:first-child{text-align:left}
-table.text td{text-align:left;white-space:normal}
+text-align:right;white-space:nowrap}th{background:#f4f4f4;white-space:normal}td:first-child,th:first-child{text-align:left;white-space:normal}
+table.text td,table.text th{text-align:left;white-space:normal}
 .warn{background:#fff6d6;border-left:4px solid #e0a800;padding:8px 12px;margin:8px 0}
 .note{color:#555;font-size:.92em}.tag{display:inline-block;background:#e8eefc;color:#234;
 border-radius:4px;padding:0 6px;font-size:.8em;margin-left:6px}
