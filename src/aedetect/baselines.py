@@ -75,15 +75,18 @@ class SupervisedScorer:
     a fit becomes ten times slower, not faster.
     """
 
-    note = "USES LABELS: trained on every labelled row outside the test set"
+    note = "USES LABELS: 200 trees, trained on every labelled row outside the test set"
 
     def __init__(self, seed: int = 0):
         self.seed = seed
 
     def fit(self, X, y) -> SupervisedScorer:
         with threadpool_limits(1):
-            self.model_ = HistGradientBoostingClassifier(random_state=self.seed, early_stopping=False,
-                                                         max_iter=200).fit(X, y)
+            # Without l2 the leaf values of near-pure leaves blow up on data with 0.2% anomalies:
+            # on the real file the defaults score every test row alike (ROC-AUC 0.5).
+            self.model_ = HistGradientBoostingClassifier(
+                random_state=self.seed, early_stopping=False, max_iter=200, learning_rate=0.05,
+                l2_regularization=1.0).fit(X, y)
         self.n_labelled_anomalies_ = int(np.sum(y))
         return self
 
