@@ -124,3 +124,17 @@ def test_comparison_summary_is_mean_and_sample_std_over_seeds():
     s = cmp.summary()["m"]["pr_auc"]
     assert s["mean"] == pytest.approx(0.4) and s["std"] == pytest.approx(0.2)
     assert "| m | 0.400 ± 0.200 |" in markdown_table(cmp)
+
+
+@pytest.mark.parametrize("option, value, name", [("--max-fpr", "1.5", "max_fpr"),
+                                                 ("--alerts-per-day", "0", "alerts_per_day"),
+                                                 ("--cost-review", "-1", "cost_review"),
+                                                 ("--threshold-rule", "top10", "threshold_rule")])
+def test_cli_train_rejects_bad_rule_options_before_reading_data(tmp_path, option, value, name):
+    from aedetect.errors import AedetectError
+
+    run = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "absent.csv"), "--out",
+                                   str(tmp_path / "m"), option, value])
+    assert isinstance(run.exception, AedetectError)
+    assert f"option {name!r}" in str(run.exception)
+    assert not (tmp_path / "m").exists()
