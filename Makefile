@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/demo
+SEEDS ?= 2
+EPOCHS ?= 10
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench clean compare
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +17,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/aedetect demo --out $(OUT)
+
+# The autoencoder beside the baselines on the real data, both protocols: runs/compare-*/report.html
+compare: $(STAMP)
+	$(BIN)/aedetect compare --protocol guide --seeds $(SEEDS) --epochs $(EPOCHS) --report runs/compare-guide
+	$(BIN)/aedetect compare --protocol time --seeds $(SEEDS) --epochs $(EPOCHS) --report runs/compare-time
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -140,6 +140,14 @@ def _train(data, config, model_dir: Path | None, overwrite: bool):
     console.print(f"trained {det.n_epochs_} epochs (best {det.best_epoch_}) on "
                   f"{det.n_train_:,} normal rows; threshold {det.threshold_:.4g} "
                   f"({det.threshold.rule}, {det.threshold.source})")
+    est = det.threshold.estimate
+    if est:
+        from aedetect.report import interval
+
+        console.print(f"expected on the {est['rows']}: precision {interval(est['precision'])}, "
+                      f"recall {interval(est['recall'])} (95% bootstrap intervals)")
+    for w in det.threshold.warnings:
+        console.print(f"[yellow]warning: {w}[/yellow]")
     return df, result
 
 
@@ -162,10 +170,17 @@ def train(
         help="mse | feature_normalized | residual_mahalanobis (see aedetect.scores)")] = "mse",
     input_pipeline: Annotated[str, typer.Option(help="'memory' or 'tfrecord'")] = "memory",
     threshold_rule: Annotated[str, typer.Option(
-        help="fixed | best_f1 | normal_percentile | min_precision")] = "normal_percentile",
+        help="fixed | normal_percentile | contamination | alert_budget (label-free); best_f1 | "
+        "min_precision | max_fpr | expected_cost (use the labelled selection set)")] = "normal_percentile",
     threshold: Annotated[float | None, typer.Option(help="value for the fixed rule")] = None,
     percentile: Annotated[float, typer.Option(help="q for normal_percentile")] = 99.9,
     min_precision: float = 0.93,
+    max_fpr: Annotated[float, typer.Option(help="highest false-positive rate for max_fpr")] = 0.001,
+    alerts_per_day: Annotated[float, typer.Option(help="alert budget a day for alert_budget")] = 50.0,
+    cost_missed: Annotated[float, typer.Option(help="expected_cost: cost of a missed anomaly")] = 100.0,
+    cost_review: Annotated[float, typer.Option(help="expected_cost: cost of reviewing an alert")] = 5.0,
+    cost_per_amount: Annotated[bool, typer.Option(help="expected_cost: a miss costs cost_missed x Amount")] = False,
+    contamination: Annotated[float, typer.Option(help="share of rows flagged by contamination")] = 0.001,
     overwrite: bool = False,
 ):
     """Train on the training normals of a split and write the model folder."""
@@ -174,7 +189,9 @@ def train(
                      learning_rate=learning_rate, patience=patience, noise_std=noise_std,
                      dropout=dropout, l2=l2, score=score, input_pipeline=input_pipeline,
                      threshold_rule=threshold_rule, threshold_value=threshold,
-                     threshold_percentile=percentile, min_precision=min_precision)
+                     threshold_percentile=percentile, min_precision=min_precision, max_fpr=max_fpr,
+                     alerts_per_day=alerts_per_day, cost_missed=cost_missed, cost_review=cost_review,
+                     cost_per_amount=cost_per_amount, contamination=contamination)
     _train(data, config, model_dir, overwrite)
     console.print(f"model written to {model_dir}")
 
@@ -186,9 +203,13 @@ def evaluate(
     rows: Annotated[str, typer.Option(
         help="'test': the test split the model was trained with (same data file); 'all'")] = "test",
     metrics_out: Annotated[Path | None, typer.Option("--out", help="write metrics.json")] = None,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report", help="folder for report.html (self-contained), its PNGs and metrics.json")] = None,
+    alerts_per_day: Annotated[float, typer.Option(help="daily alert budget for the report")] = 50.0,
 ):
     """Evaluate a model on labelled data: metrics table and metrics.json."""
     from aedetect.artifact import read_manifest
+    from aedetect.data.schema import CREDITCARD
 
     read_manifest(model_dir)  # a bad model folder fails fast, before data and TensorFlow load
     df, _ = _load(data)
@@ -208,9 +229,55 @@ def evaluate(
         idx, protocol, seed = None, "all rows", meta.get("seed")
     else:
         raise AedetectError(f"--rows must be 'test' or 'all'; got {rows!r}")
-    metrics = evaluate_detector(det, df, idx)
+    metrics = evaluate_detector(det, df, idx, alerts_per_day=alerts_per_day)
     metrics.update(seed=seed, protocol=protocol)
     _report(metrics, metrics_out)
+    if report_dir is not None:
+        from aedetect.report import evaluation_report
+
+        part = df if idx is None else df.iloc[idx]
+        x = part[list(det.feature_names_in_)]
+        with console.status("drawing the report"):
+            rep = evaluation_report(det, part[CREDITCARD.label].to_numpy(), det.score_samples(x),
+                                    det.feature_errors(x), metrics, f"aedetect evaluation: {model_dir}")
+            path = rep.write(report_dir, metrics)
+        console.print(f"report written to {path}")
+
+
+@app.command()
+def compare(
+    data: DataOpt = "creditcard",
+    protocol: ProtocolOpt = "guide",
+    seed: SeedOpt = 0,
+    seeds: Annotated[int, typer.Option(help="repeat split and training for this many seeds")] = 1,
+    epochs: int = 50,
+    alerts_per_day: Annotated[float, typer.Option(help="daily alert budget")] = 50.0,
+    lof_max_train: Annotated[int, typer.Option(help="LocalOutlierFactor trains on at most this "
+                                               "many normals")] = 20_000,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report", help="folder for report.html, compare.md and metrics.json")] = None,
+):
+    """The autoencoder beside IsolationForest, PCA, LocalOutlierFactor and a supervised ceiling."""
+    from rich.table import Table
+
+    from aedetect.compare import METRICS, compare_methods, comparison_report, markdown_table, table_rows
+
+    config = _config(protocol=protocol, seed=seed, epochs=epochs)
+    df, _ = _load(data)
+    _tensorflow()
+    with console.status("comparing") as status:
+        cmp = compare_methods(df, config, seeds, alerts_per_day=alerts_per_day,
+                              lof_max_train=lof_max_train, progress=status.update)
+    table = Table(title=f"test set, {protocol} protocol, seeds {cmp.seeds}")
+    for h in ["method", *METRICS.values(), "how it was run"]:
+        table.add_column(h, justify="left" if h in ("method", "how it was run") else "right")
+    for row in table_rows(cmp):
+        table.add_row(*row)
+    out.print(table)
+    if report_dir is not None:
+        rep = comparison_report(cmp)
+        path = rep.write(report_dir, cmp.to_dict(), extra={"compare.md": markdown_table(cmp)})
+        console.print(f"report written to {path}")
 
 
 def _report(metrics: dict, path: Path | None) -> None:

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-ThresholdRule = Literal["fixed", "best_f1", "normal_percentile", "min_precision"]
+ThresholdRule = Literal["fixed", "best_f1", "normal_percentile", "min_precision", "max_fpr",
+                        "alert_budget", "expected_cost", "contamination"]
 
 
 class TrainConfig(BaseModel):
@@ -29,6 +30,12 @@ class TrainConfig(BaseModel):
     threshold_value: float | None = None  # for the fixed rule
     threshold_percentile: float = Field(99.9, gt=0, lt=100)
     min_precision: float = Field(0.93, gt=0, le=1)
+    max_fpr: float = Field(0.001, ge=0, lt=1)
+    alerts_per_day: float = Field(50.0, gt=0)
+    cost_missed: float = Field(100.0, ge=0)  # per missed anomaly (times Amount with cost_per_amount)
+    cost_review: float = Field(5.0, ge=0)  # per flagged row an analyst reviews
+    cost_per_amount: bool = False
+    contamination: float = Field(0.001, gt=0, lt=0.5)
 
     @field_validator("hidden_units")
     @classmethod

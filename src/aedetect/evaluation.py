@@ -83,3 +83,17 @@ def evaluate_scores(y, scores, threshold: float, mse=None,
         "confusion_matrix": {k: chosen[k] for k in ("tn", "fp", "fn", "tp")},
         "at_guide_threshold": guide,
     }
+
+
+def at_alert_budget(y, scores, alerts_per_day: float, per_day: float) -> dict:
+    """Precision and recall of the top-scored rows an alert budget allows on these rows.
+
+    The rows are taken as a sample of a stream of `per_day` rows a day, so
+    round(len(y) * alerts_per_day / per_day) alerts are raised (at least one).
+    """
+    y, scores = np.asarray(y).astype(int), np.asarray(scores, dtype="float64")
+    k = max(1, int(round(len(y) * alerts_per_day / per_day)))
+    top = np.argsort(-scores, kind="stable")[:k]
+    caught = int(y[top].sum())
+    return {"alerts_per_day": float(alerts_per_day), "n_alerts": k,
+            "precision": caught / k, "recall": caught / max(1, int(y.sum()))}

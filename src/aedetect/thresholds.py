@@ -2,6 +2,9 @@
 
 Every rule returns a float `t`; rows with score > t are flagged. Scores follow one direction:
 higher = more anomalous.
+
+Label-free rules: fixed, normal_percentile, contamination, alert_budget.
+Labelled rules (need both classes): best_f1, min_precision, max_fpr, expected_cost.
 """
 
 from __future__ import annotations
@@ -11,17 +14,26 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-RULES = ("fixed", "best_f1", "normal_percentile", "min_precision")
+RULES = ("fixed", "best_f1", "normal_percentile", "min_precision", "max_fpr", "alert_budget",
+         "expected_cost", "contamination")
+LABELLED_RULES = ("best_f1", "min_precision", "max_fpr", "expected_cost")
+SECONDS_PER_DAY = 86_400.0
 
 
 @dataclass(frozen=True)
 class Threshold:
-    """A chosen threshold and how it was chosen (stored in the artifact)."""
+    """A chosen threshold and how it was chosen (stored in the artifact).
+
+    `estimate`: precision and recall expected at this threshold on the labelled selection set,
+    with bootstrap intervals (see `aedetect.uncertainty`); `warnings`: why not to trust it much.
+    """
 
     rule: str
     value: float
     params: dict = field(default_factory=dict)
     source: str = ""  # which rows the rule looked at, e.g. "selection set (12 anomalies)"
+    estimate: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -29,7 +41,8 @@ class Threshold:
     @classmethod
     def from_dict(cls, d: dict) -> Threshold:
         return cls(rule=d["rule"], value=float(d["value"]), params=dict(d.get("params", {})),
-                   source=d.get("source", ""))
+                   source=d.get("source", ""), estimate=dict(d.get("estimate", {})),
+                   warnings=list(d.get("warnings", [])))
 
 
 def _check_labelled(scores, y) -> tuple[np.ndarray, np.ndarray]:
@@ -50,6 +63,18 @@ def _between(scores: np.ndarray, cut: float) -> float:
     return float((cut + lower.max()) / 2) if lower.size else float(np.nextafter(cut, -np.inf))
 
 
+def _top_k(scores, k: int) -> float:
+    """A cut that flags at most `k` rows (fewer when scores tie at the boundary)."""
+    s = np.sort(np.asarray(scores, dtype="float64"))[::-1]
+    if s.size == 0:
+        raise ValueError("a threshold rule needs at least one score")
+    if k <= 0:
+        return float(s[0])
+    if k >= s.size:
+        return float(np.nextafter(s[-1], -np.inf))
+    return float(s[k])
+
+
 def fixed(value: float) -> float:
     if not np.isfinite(value):
         raise ValueError(f"a fixed threshold must be a finite number; got {value!r}")
@@ -67,6 +92,38 @@ def normal_percentile(normal_scores, q: float = 99.9) -> float:
     if s.size == 0:
         raise ValueError("normal_percentile needs at least one score")
     return float(np.percentile(s, q))
+
+
+def contamination(scores, share: float = 0.001) -> float:
+    """Label-free: flag the top `share` of the (unlabelled) scored rows: floor(share * n) rows."""
+    if not 0 < share < 0.5:
+        raise ValueError(f"contamination must be in (0, 0.5); got {share!r}")
+    s = np.asarray(scores, dtype="float64")
+    return _top_k(s, int(np.floor(share * s.size + 1e-9)))
+
+
+def rows_per_day(time) -> float:
+    """Rows per day of a stream whose `time` column counts seconds."""
+    t = np.asarray(time, dtype="float64")
+    span = float(t.max() - t.min()) if t.size else 0.0
+    if span <= 0:
+        raise ValueError("the Time column spans no time; cannot count alerts per day")
+    return t.size / (span / SECONDS_PER_DAY)
+
+
+def alert_budget(scores, alerts_per_day: float, per_day: float) -> float:
+    """Label-free: at most `alerts_per_day` alerts per day, for a stream of `per_day` rows a day.
+
+    The scored rows are taken as a sample of that stream: floor(len(scores) * alerts_per_day /
+    per_day) of them are flagged. For a contiguous window of the stream, `per_day` is
+    `rows_per_day(time)` of the same rows; for a random sample, pass the whole stream's rate.
+    """
+    if not alerts_per_day > 0:
+        raise ValueError(f"alerts_per_day must be > 0; got {alerts_per_day!r}")
+    if not per_day > 0:
+        raise ValueError(f"rows per day must be > 0; got {per_day!r}")
+    s = np.asarray(scores, dtype="float64")
+    return _top_k(s, int(np.floor(s.size * alerts_per_day / per_day + 1e-9)))
 
 
 def best_f1(scores, y) -> float:
@@ -92,6 +149,41 @@ def min_precision(scores, y, min_precision: float = 0.93) -> float:
     return _between(scores, cuts[best])
 
 
+def max_fpr(scores, y, max_fpr: float = 0.001) -> float:
+    """The lowest cut whose false-positive rate is at most `max_fpr`: at most floor(max_fpr * n0)
+    of the n0 normal rows are flagged, and every anomaly above the cut is caught."""
+    if not 0 <= max_fpr < 1:
+        raise ValueError(f"max_fpr must be in [0, 1); got {max_fpr!r}")
+    scores, y = _check_labelled(scores, y)
+    normals = scores[y == 0]
+    return _top_k(normals, int(np.floor(max_fpr * normals.size + 1e-9)))
+
+
+def expected_cost(scores, y, cost_missed: float = 100.0, cost_review: float = 5.0,
+                  amounts=None) -> float:
+    """The cut with the lowest total cost: `cost_missed` per missed anomaly (times its amount when
+    `amounts` is given) plus `cost_review` per flagged row. Ties go to the fewer alerts."""
+    if cost_missed < 0 or cost_review < 0:
+        raise ValueError(f"costs must be >= 0; got cost_missed={cost_missed!r}, "
+                         f"cost_review={cost_review!r}")
+    scores, y = _check_labelled(scores, y)
+    value = np.where(y == 1, 1.0, 0.0)
+    if amounts is not None:
+        amounts = np.asarray(amounts, dtype="float64")
+        if amounts.shape != scores.shape:
+            raise ValueError(f"amounts and scores differ in shape: {amounts.shape} vs {scores.shape}")
+        value = value * amounts
+    order = np.argsort(-scores, kind="stable")
+    s, caught = scores[order], np.cumsum(value[order])
+    # Flagging the top i rows is only possible where a score differs from the next one.
+    ends = np.flatnonzero(np.append(s[:-1] > s[1:], True))  # last index of each tie group
+    n_flagged = np.concatenate([[0], ends + 1])
+    missed = value.sum() - np.concatenate([[0.0], caught[ends]])
+    cost = cost_missed * missed + cost_review * n_flagged
+    best = int(np.argmin(cost))
+    return float(s[0]) if best == 0 else _between(scores, s[ends[best - 1]])
+
+
 def choose_threshold(
     rule: str,
     *,
@@ -101,6 +193,13 @@ def choose_threshold(
     y=None,
     q: float = 99.9,
     precision: float = 0.93,
+    fpr: float = 0.001,
+    alerts_per_day: float = 50.0,
+    per_day: float | None = None,
+    cost_missed: float = 100.0,
+    cost_review: float = 5.0,
+    amounts=None,
+    share: float = 0.001,
     source: str = "",
 ) -> Threshold:
     """Apply a named rule; the result records the rule, its parameters and the rows it used."""
@@ -110,9 +209,24 @@ def choose_threshold(
         return Threshold("fixed", fixed(value), {"value": value}, source or "given")
     if rule == "normal_percentile":
         return Threshold("normal_percentile", normal_percentile(normal_scores, q), {"q": q}, source)
+    if rule == "contamination":
+        return Threshold("contamination", contamination(scores, share), {"contamination": share},
+                         source)
+    if rule == "alert_budget":
+        if per_day is None:
+            raise ValueError("rule 'alert_budget' needs the stream's rows per day")
+        return Threshold("alert_budget", alert_budget(scores, alerts_per_day, per_day),
+                         {"alerts_per_day": alerts_per_day, "rows_per_day": per_day}, source)
     if rule == "best_f1":
         return Threshold("best_f1", best_f1(scores, y), {}, source)
     if rule == "min_precision":
         return Threshold("min_precision", min_precision(scores, y, precision),
                          {"min_precision": precision}, source)
+    if rule == "max_fpr":
+        return Threshold("max_fpr", max_fpr(scores, y, fpr), {"max_fpr": fpr}, source)
+    if rule == "expected_cost":
+        return Threshold("expected_cost",
+                         expected_cost(scores, y, cost_missed, cost_review, amounts),
+                         {"cost_missed": cost_missed, "cost_review": cost_review,
+                          "times_amount": amounts is not None}, source)
     raise ValueError(f"threshold rule must be one of {RULES}; got {rule!r}")

@@ -1,0 +1,140 @@
+"""The operational rules wired into training, the HTML report, and the CLI commands around them."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from aedetect.cli import app
+from aedetect.config import TrainConfig
+from aedetect.data.generate import generate_transactions
+from aedetect.report import evaluation_report
+from aedetect.train import evaluate_detector, select_threshold, train_detector
+
+FIGURES = {"histogram.png", "pr_curve.png", "roc_curve.png", "threshold_sweep.png",
+           "confusion_matrix.png", "feature_errors.png", "loss.png"}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    df = generate_transactions(4000, 0.03, seed=0)
+    return df, train_detector(df, TrainConfig(epochs=2, batch_size=128, protocol="time"))
+
+
+@pytest.mark.parametrize("rule", ["max_fpr", "alert_budget", "expected_cost", "contamination",
+                                  "min_precision"])
+def test_rules_are_chosen_on_the_right_rows_with_an_estimate(trained, rule):
+    df, result = trained
+    config = TrainConfig(protocol="time", threshold_rule=rule, alerts_per_day=200, max_fpr=0.01)
+    t = select_threshold(result.detector, df, result.split, config)
+    assert t.rule == rule
+    sel = df.iloc[result.split.selection]
+    scores = result.detector.score_samples(sel.drop(columns="Class"))
+    flagged = int((scores > t.value).sum())
+    assert t.estimate["n_flagged"] == flagged
+    assert "selection" in t.source
+    if rule == "alert_budget":
+        # 4000 rows over two days: 2000 a day; 200 alerts a day is 10% of the selection window.
+        assert flagged <= int(len(sel) * 200 / (len(df) / (np.ptp(df["Time"]) / 86400)))
+        assert t.params["alerts_per_day"] == 200
+    if rule == "max_fpr":
+        assert int(((scores > t.value) & (sel["Class"] == 0)).sum()) <= int(0.01 * (sel["Class"] == 0).sum())
+    assert any("anomalies" in w for w in t.warnings)  # the generated selection set is small
+
+
+def test_rule_choice_travels_in_the_artifact(trained, tmp_path):
+    df, result = trained
+    det = result.detector
+    det.threshold = select_threshold(det, df, result.split, TrainConfig(protocol="time",
+                                                                        threshold_rule="expected_cost"))
+    det.save(tmp_path / "model")
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["threshold"]["rule"] == "expected_cost"
+    assert manifest["threshold"]["params"]["cost_missed"] == 100.0
+    assert manifest["threshold"]["estimate"]["recall"]["low"] is not None
+    assert manifest["threshold"]["warnings"]
+
+
+def test_report_is_self_contained_with_every_figure(trained, tmp_path):
+    df, result = trained
+    det, test = result.detector, df.iloc[result.split.test]
+    m = evaluate_detector(det, df, result.split.test)
+    x = test.drop(columns="Class")
+    rep = evaluation_report(det, test["Class"], det.score_samples(x), det.feature_errors(x), m, "t")
+    path = rep.write(tmp_path / "rep", m)
+    files = {p.name for p in (tmp_path / "rep").iterdir()}
+    assert FIGURES | {"report.html", "metrics.json"} <= files
+    assert not any(name.endswith(".part") for name in files)
+    for name in FIGURES:
+        assert (tmp_path / "rep" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = path.read_text()
+    sources = re.findall(r'src="([^"]*)"', text)
+    assert len(sources) == len(FIGURES)
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r"(href|src)=\"(https?:|//|file:)", text) and "<script" not in text
+    assert "test set only" in text
+    saved = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert saved["pr_auc"] == pytest.approx(m["pr_auc"])
+    assert saved["bootstrap"]["recall"]["low"] <= saved["recall"] <= saved["bootstrap"]["recall"]["high"]
+    assert 1 <= saved["alert_budget"]["n_alerts"] <= len(test)
+
+
+def test_cli_evaluate_writes_the_report(trained, tmp_path):
+    df, result = trained
+    result.detector.save(tmp_path / "model")
+    df.to_csv(tmp_path / "data.csv", index=False)
+    run = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path / "model"), "--data",
+                                   str(tmp_path / "data.csv"), "--rows", "all", "--report",
+                                   str(tmp_path / "rep")])
+    assert run.exit_code == 0, run.output
+    assert (tmp_path / "rep" / "report.html").is_file()
+    assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["n_test"] == len(df)
+
+
+def test_cli_compare_runs_every_method_on_the_same_split(tmp_path):
+    df = generate_transactions(2500, 0.04, seed=1)
+    df.to_csv(tmp_path / "data.csv", index=False)
+    run = CliRunner().invoke(app, ["compare", "--data", str(tmp_path / "data.csv"), "--seeds", "1",
+                                   "--epochs", "1", "--lof-max-train", "500", "--report",
+                                   str(tmp_path / "rep")])
+    assert run.exit_code == 0, run.output
+    summary = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert set(summary["summary"]) == {"autoencoder", "IsolationForest", "PCA reconstruction",
+                                       "LocalOutlierFactor", "HistGradientBoosting (supervised)"}
+    assert len(summary["runs"]) == 1 and summary["seeds"] == [0]
+    for method in summary["summary"].values():
+        assert method["pr_auc"]["std"] is None and 0 <= method["pr_auc"]["mean"] <= 1
+    # Same split: every method saw the same test rows, so its PR-AUC is above chance there.
+    assert summary["summary"]["PCA reconstruction"]["pr_auc"]["mean"] > 0.3
+    assert summary["uses_labels"]["HistGradientBoosting (supervised)"] is True
+    assert "500-row subsample" in summary["notes"]["LocalOutlierFactor"]
+    table = (tmp_path / "rep" / "compare.md").read_text()
+    assert table.count("\n") == 7 and "(uses labels)" in table
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "Side by side" in html and (tmp_path / "rep" / "compare_pr.png").is_file()
+
+
+def test_comparison_summary_is_mean_and_sample_std_over_seeds():
+    from aedetect.compare import METRICS, Comparison, markdown_table
+
+    runs = [{"m": {k: v for k in METRICS}} for v in (0.2, 0.4, 0.6)]
+    cmp = Comparison("guide", [0, 1, 2], 50.0, notes={"m": "n"}, uses_labels={"m": False}, runs=runs)
+    s = cmp.summary()["m"]["pr_auc"]
+    assert s["mean"] == pytest.approx(0.4) and s["std"] == pytest.approx(0.2)
+    assert "| m | 0.400 ± 0.200 |" in markdown_table(cmp)
+
+
+@pytest.mark.parametrize("option, value, name", [("--max-fpr", "1.5", "max_fpr"),
+                                                 ("--alerts-per-day", "0", "alerts_per_day"),
+                                                 ("--cost-review", "-1", "cost_review"),
+                                                 ("--threshold-rule", "top10", "threshold_rule")])
+def test_cli_train_rejects_bad_rule_options_before_reading_data(tmp_path, option, value, name):
+    from aedetect.errors import AedetectError
+
+    run = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "absent.csv"), "--out",
+                                   str(tmp_path / "m"), option, value])
+    assert isinstance(run.exception, AedetectError)
+    assert f"option {name!r}" in str(run.exception)
+    assert not (tmp_path / "m").exists()
