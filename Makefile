@@ -5,7 +5,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/demo
 SEEDS ?= 2
-EPOCHS ?= 10
 
 .PHONY: demo test test-slow lint bench clean compare
 
@@ -20,8 +19,8 @@ demo: $(STAMP)
 
 # The autoencoder beside the baselines on the real data, both protocols: runs/compare-*/report.html
 compare: $(STAMP)
-	$(BIN)/aedetect compare --protocol guide --seeds $(SEEDS) --epochs $(EPOCHS) --report runs/compare-guide
-	$(BIN)/aedetect compare --protocol time --seeds $(SEEDS) --epochs $(EPOCHS) --report runs/compare-time
+	$(BIN)/aedetect compare --protocol guide --seeds $(SEEDS) --report runs/compare-guide
+	$(BIN)/aedetect compare --protocol time --seeds $(SEEDS) --report runs/compare-time
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

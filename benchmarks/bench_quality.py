@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from sklearn.covariance import EmpiricalCovariance  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from aedetect.config import TrainConfig  # noqa: E402
+from aedetect.config import PRESETS, TrainConfig  # noqa: E402
 from aedetect.data.generate import generate_transactions  # noqa: E402
 from aedetect.data.schema import CREDITCARD, Schema  # noqa: E402
 from aedetect.evaluation import evaluate_scores  # noqa: E402
@@ -32,8 +32,7 @@ from aedetect.train import split_frame, train_detector  # noqa: E402
 
 # The guide's network on standardised raw columns: no log amount, no hour of day.
 RAW = Schema(features=CREDITCARD.features, label="Class", time="Time")
-GUIDE = TrainConfig(hidden_units=[20, 8, 20], activation="tanh", epochs=5, batch_size=256,
-                    patience=5, score="mse")
+GUIDE = TrainConfig(**PRESETS["guide"])
 KEYS = ("roc_auc", "pr_auc", "recall_at_precision_0_93", "precision_at_recall_0_433",
         "f1", "precision", "recall", "fit_s")
 

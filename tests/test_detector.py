@@ -29,7 +29,7 @@ def test_one_score_direction(frame, fitted):
     s = fitted.score_samples(x)
     np.testing.assert_allclose(fitted.decision_function(x), s - fitted.threshold_)
     np.testing.assert_array_equal(fitted.predict(x), (s > fitted.threshold_).astype(int))
-    np.testing.assert_allclose(fitted.feature_errors(x).mean(axis=1), s, rtol=1e-6)
+    np.testing.assert_allclose(fitted.feature_contributions(x).sum(axis=1), s, rtol=1e-6)
 
 
 def test_columns_are_matched_by_name(frame, fitted):
@@ -77,15 +77,17 @@ def test_numpy_input_gets_generic_names():
     assert det.score_samples(pd.DataFrame(x, columns=det.feature_names_in_)).shape == (500,)
 
 
-@pytest.mark.parametrize("score", ["feature_normalized", "residual_mahalanobis"])
+@pytest.mark.parametrize("score", ["mse", "feature_normalized", "residual_mahalanobis"])
 def test_score_variants_sum_contributions_and_survive_saving(frame, tmp_path, score):
     normals = frame[frame["Class"] == 0][FEATURES]
-    det = AutoencoderDetector((16, 6, 16), epochs=6, score=score, seed=3, log_columns=["Amount"],
+    det = AutoencoderDetector((16, 6, 16), epochs=6, batch_size=256, score=score, seed=3, log_columns=["Amount"],
                               periodic_columns=[("Time", 86400.0)]).fit(normals)
     x = frame[FEATURES]
     s, c = det.score_with_contributions(x)
     np.testing.assert_allclose(c.sum(axis=1), s, rtol=1e-9)
     np.testing.assert_allclose(det.score_samples(x), s)
+    if score == "mse":  # the guide's score: the mean squared reconstruction error
+        np.testing.assert_allclose(det.feature_errors(x).mean(axis=1), s, rtol=1e-6)
     assert roc_auc_score(frame["Class"], s) > 0.9
     # the label-free threshold flags about 0.1% of validation normals
     assert (det.validation_scores_ > det.threshold_).mean() <= 0.002

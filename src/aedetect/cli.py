@@ -14,6 +14,7 @@ import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 from rich.console import Console  # noqa: E402
 
+from aedetect.config import default_of  # noqa: E402
 from aedetect.errors import AedetectError  # noqa: E402
 
 app = typer.Typer(help="Anomaly detection in tabular data with autoencoders.",
@@ -97,10 +98,14 @@ def data_to_tfrecord(
     console.print(f"wrote {split.sizes()} rows as shards to {out_dir}")
 
 
-def _config(**kwargs):
-    from aedetect.config import TrainConfig
+def _config(preset: str = "default", **kwargs):
+    """A TrainConfig from a preset plus the options given (None = not given)."""
+    from aedetect.config import PRESETS, TrainConfig
 
-    return _settings(TrainConfig, **{k: v for k, v in kwargs.items() if v is not None})
+    if preset not in PRESETS:
+        raise AedetectError(f"--preset must be one of {sorted(PRESETS)}; got {preset!r}")
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    return _settings(TrainConfig, **{**PRESETS[preset], **given})
 
 
 def _load_model(model_dir: Path, check_only: bool = False):
@@ -157,17 +162,24 @@ def train(
     data: DataOpt = "creditcard",
     protocol: ProtocolOpt = "guide",
     seed: SeedOpt = 0,
-    hidden_units: Annotated[str, typer.Option(help="hidden layer sizes")] = "20,8,20",
-    activation: str = "tanh",
-    epochs: int = 50,
-    batch_size: int = 256,
-    learning_rate: float = 1e-3,
-    patience: int = 5,
-    noise_std: float = 0.0,
-    dropout: float = 0.0,
-    l2: float = 0.0,
-    score: Annotated[str, typer.Option(
-        help="mse | feature_normalized | residual_mahalanobis (see aedetect.scores)")] = "mse",
+    preset: Annotated[str, typer.Option(
+        help="starting configuration: 'default' or 'guide' (20-8-20 tanh, MSE, 5 epochs, batch 256)")
+    ] = "default",
+    hidden_units: Annotated[str | None, typer.Option(
+        help=f"hidden layer sizes [default: {','.join(map(str, default_of('hidden_units')))}]")] = None,
+    activation: Annotated[str | None, typer.Option(help=f"[default: {default_of('activation')}]")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"at most [default: {default_of('epochs')}]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help=f"[default: {default_of('batch_size')}]")] = None,
+    learning_rate: Annotated[float | None, typer.Option(
+        help=f"[default: {default_of('learning_rate')}]")] = None,
+    patience: Annotated[int | None, typer.Option(
+        help=f"early-stopping patience in epochs [default: {default_of('patience')}]")] = None,
+    noise_std: Annotated[float | None, typer.Option(help="input noise while training [default: 0]")] = None,
+    dropout: Annotated[float | None, typer.Option(help="[default: 0]")] = None,
+    l2: Annotated[float | None, typer.Option(help="weight decay [default: 0]")] = None,
+    score: Annotated[str | None, typer.Option(
+        help="mse | feature_normalized | residual_mahalanobis (see aedetect.scores) "
+        f"[default: {default_of('score')}]")] = None,
     input_pipeline: Annotated[str, typer.Option(help="'memory' or 'tfrecord'")] = "memory",
     threshold_rule: Annotated[str, typer.Option(
         help="fixed | normal_percentile | contamination | alert_budget (label-free); best_f1 | "
@@ -184,7 +196,8 @@ def train(
     overwrite: bool = False,
 ):
     """Train on the training normals of a split and write the model folder."""
-    config = _config(protocol=protocol, seed=seed, hidden_units=_units(hidden_units),
+    config = _config(preset=preset, protocol=protocol, seed=seed,
+                     hidden_units=_units(hidden_units) if hidden_units else None,
                      activation=activation, epochs=epochs, batch_size=batch_size,
                      learning_rate=learning_rate, patience=patience, noise_std=noise_std,
                      dropout=dropout, l2=l2, score=score, input_pipeline=input_pipeline,
@@ -250,7 +263,7 @@ def compare(
     protocol: ProtocolOpt = "guide",
     seed: SeedOpt = 0,
     seeds: Annotated[int, typer.Option(help="repeat split and training for this many seeds")] = 1,
-    epochs: int = 50,
+    epochs: Annotated[int | None, typer.Option(help=f"at most [default: {default_of('epochs')}]")] = None,
     alerts_per_day: Annotated[float, typer.Option(help="daily alert budget")] = 50.0,
     lof_max_train: Annotated[int, typer.Option(help="LocalOutlierFactor trains on at most this "
                                                "many normals")] = 20_000,
@@ -386,7 +399,7 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="folder for metrics.json and the model")] = Path("runs/demo"),
     data: DataOpt = "creditcard",
     seed: SeedOpt = 0,
-    epochs: int = 50,
+    epochs: Annotated[int | None, typer.Option(help=f"at most [default: {default_of('epochs')}]")] = None,
     offline_rows: Annotated[int, typer.Option(
         help="rows of generated data used when the real file cannot be fetched")] = 100_000,
 ):
