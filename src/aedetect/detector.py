@@ -18,6 +18,9 @@ from aedetect.preprocessing import Preprocessor
 from aedetect.thresholds import Threshold, normal_percentile
 
 SCORE_CHUNK = 65_536
+# Training steps run per call into TensorFlow: one Python round trip per step costs more than a
+# step of a small network, so Keras runs this many steps inside one compiled loop.
+STEPS_PER_EXECUTION = 64
 
 
 def _as_frame_or_array(X):
@@ -215,7 +218,7 @@ class AutoencoderDetector:
                                   self.activation, noise_std=self.noise_std,
                                   dropout=self.dropout, l2=self.l2)
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse",
-                      jit_compile=bool(self.jit_compile))
+                      jit_compile=bool(self.jit_compile), steps_per_execution=STEPS_PER_EXECUTION)
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
                                              restore_best_weights=True)
         history = model.fit(train_ds, validation_data=val_ds, epochs=int(self.epochs),

@@ -82,11 +82,29 @@ def validate_frame(
             f"{source}: unexpected column(s) {_quote(extra)}; expected exactly {_quote(expected)}"
         )
     out = df.copy()
-    for col in schema.features:
-        out[col] = _numeric_column(df[col], col, source)
+    features = list(schema.features)
+    if not _all_finite_numbers(df, features):  # the per-column checks find and name the first bad value
+        for col in features:
+            out[col] = _numeric_column(df[col], col, source)
+    else:
+        for col in features:
+            if out[col].dtype != "float64":
+                out[col] = out[col].astype("float64")
     if schema.label and schema.label in df.columns:
         out[schema.label] = _label_column(df[schema.label], schema.label, source)
     return out
+
+
+def _all_finite_numbers(df: pd.DataFrame, columns: list[str]) -> bool:
+    """One vectorised check for the common case: numeric columns, every value finite."""
+    if not all(pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+               for c in columns):
+        return False
+    try:
+        values = df[columns].to_numpy(dtype="float64")
+    except (TypeError, ValueError):  # e.g. a nullable integer column holding <NA>
+        return False
+    return bool(np.isfinite(values).all())
 
 
 def _first_bad(mask: np.ndarray) -> int:
