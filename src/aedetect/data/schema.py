@@ -107,6 +107,11 @@ def _all_finite_numbers(df: pd.DataFrame, columns: list[str]) -> bool:
     return bool(np.isfinite(values).all())
 
 
+def _shown(value):
+    """A cell as a plain Python value, so messages say `inf`, not `np.float64(inf)`."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
@@ -124,14 +129,14 @@ def _numeric_column(s: pd.Series, col: str, source: str) -> pd.Series:
     if bad.any():
         i = _first_bad(bad)
         raise DataError(
-            f"{source}: column {col!r}, row {i + 1}: value {s.iloc[i]!r} is not a number "
+            f"{source}: column {col!r}, row {i + 1}: value {_shown(s.iloc[i])!r} is not a number "
             f"({int(bad.sum())} such value(s) in this column)"
         )
     values = values.astype("float64")
     inf = ~np.isfinite(values.to_numpy())
     if inf.any():
         i = _first_bad(inf)
-        raise DataError(f"{source}: column {col!r}, row {i + 1}: value {s.iloc[i]!r} is not finite")
+        raise DataError(f"{source}: column {col!r}, row {i + 1}: value {_shown(s.iloc[i])!r} is not finite")
     return values
 
 
@@ -142,6 +147,6 @@ def _label_column(s: pd.Series, col: str, source: str) -> pd.Series:
         i = _first_bad(~ok)
         raise DataError(
             f"{source}: column {col!r}, row {i + 1}: label must be 0 (normal) or 1 (anomaly), "
-            f"got {s.iloc[i]!r} ({int((~ok).sum())} such row(s))"
+            f"got {_shown(s.iloc[i])!r} ({int((~ok).sum())} such row(s))"
         )
     return values.astype("int8")
