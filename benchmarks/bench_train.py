@@ -121,7 +121,7 @@ def bench_pyod(x, xt, yt, epochs: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-epochs", type=int, default=50)
-    ap.add_argument("--pyod-epochs", type=int, default=10)
+    ap.add_argument("--pyod-epochs", type=int, default=5)
     args = ap.parse_args()
 
     df, split = real_data()

@@ -16,8 +16,8 @@ from common import OUT_DIR
 
 HERE = Path(__file__).parent
 FULL = {
-    "train": ["--max-epochs", "50", "--pyod-epochs", "10"],
-    "score": ["--rows", "10000,100000,1000000", "--repeats", "3"],
+    "train": ["--max-epochs", "50", "--pyod-epochs", "5"],
+    "score": ["--rows", "10000,100000,1000000", "--repeats", "2"],
     "growth": ["--rows", "10000,100000,1000000", "--width", "30,100,300"],
     "service": [],
 }

@@ -17,8 +17,8 @@ class TrainConfig(BaseModel):
     hidden_units: list[int] = Field(default_factory=lambda: [20, 8, 20])
     activation: str = "tanh"
     epochs: int = Field(50, ge=1)
-    batch_size: int = Field(256, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(2048, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
     patience: int = Field(5, ge=0)
     noise_std: float = Field(0.0, ge=0)
     dropout: float = Field(0.0, ge=0, lt=1)
