@@ -47,7 +47,7 @@ def main() -> None:
         seconds[name] = time.perf_counter() - start
         if rc != 0:
             failed.append(name)
-    parts = [(OUT_DIR / f"{n}.md").read_text() for n in seconds if (OUT_DIR / f"{n}.md").is_file()]
+    parts = [(OUT_DIR / f"{n}.md").read_text() for n in plan if (OUT_DIR / f"{n}.md").is_file()]
     times = ", ".join(f"{n} {s:.0f} s" for n, s in seconds.items())
     text = "\n".join(parts) + f"\nBenchmark run times: {times}; total {sum(seconds.values()):.0f} s.\n"
     (OUT_DIR / "all.md").write_text(text)
