@@ -6,7 +6,11 @@ STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/demo
 SEEDS ?= 2
 
+<<<<<<< HEAD
 .PHONY: demo test test-slow lint bench clean compare
+=======
+.PHONY: demo test test-slow lint bench bench-quick clean
+>>>>>>> issue-5
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +31,18 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+# Benchmarks need the `bench` extra (PyOD and the CPU build of torch) on top of the dev install.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run_all.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

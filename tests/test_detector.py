@@ -102,3 +102,15 @@ def test_score_variants_sum_contributions_and_survive_saving(frame, tmp_path, sc
 def test_unknown_score_is_refused(frame):
     with pytest.raises(ValueError, match="score must be one of"):
         AutoencoderDetector(score="l1").fit(frame[FEATURES])
+
+
+def test_batch_size_is_lowered_for_small_training_sets():
+    from aedetect.detector import effective_batch_size
+
+    assert effective_batch_size(2048, 225_510) == 2048  # the credit-card training set
+    assert effective_batch_size(2048, 7_000) == 140  # 50 steps an epoch
+    assert effective_batch_size(2048, 500) == 32
+    assert effective_batch_size(16, 500) == 16  # an explicit small batch is kept
+    x = np.random.default_rng(0).normal(size=(3_000, 3))
+    det = AutoencoderDetector((4,), epochs=1).fit(x)
+    assert det.batch_size_ == 54  # 2,700 training rows after the 10% validation hold-out

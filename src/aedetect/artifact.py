@@ -86,6 +86,7 @@ def save_detector(detector, path, metadata: dict | None = None, *, overwrite: bo
             training={
                 "n_train": int(detector.n_train_),
                 "n_validation": int(detector.n_validation_),
+                "batch_size": int(detector.batch_size_),
                 "data_fingerprint": detector.training_fingerprint_,
                 "epochs_run": int(detector.n_epochs_),
                 "best_epoch": int(detector.best_epoch_),
@@ -184,6 +185,7 @@ def load_detector(path):
     det.threshold = Threshold.from_dict(manifest.threshold)
     t = manifest.training
     det.n_train_, det.n_validation_ = t["n_train"], t["n_validation"]
+    det.batch_size_ = t.get("batch_size", det.batch_size)
     det.training_fingerprint_ = t["data_fingerprint"]
     det.n_epochs_, det.best_epoch_ = t["epochs_run"], t["best_epoch"]
     det.history_ = t["history"]

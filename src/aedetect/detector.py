@@ -20,6 +20,16 @@ from aedetect.scores import check_score, contributions, fit_stats, score_tf
 from aedetect.thresholds import Threshold, normal_percentile
 
 SCORE_CHUNK = 65_536
+# Training steps run per call into TensorFlow: one Python round trip per step costs more than a
+# step of a small network, so Keras runs this many steps inside one compiled loop.
+STEPS_PER_EXECUTION = 64
+
+
+def effective_batch_size(batch_size: int, n_rows: int, min_steps: int = 50) -> int:
+    """The batch size used for `n_rows` training rows: `batch_size`, lowered (not below 32) so
+    an epoch has at least `min_steps` steps. Large batches suit the 200k-row credit-card set;
+    on a few thousand rows they would leave a handful of updates per epoch."""
+    return int(max(1, min(batch_size, max(32, n_rows // min_steps))))
 
 
 def _as_frame_or_array(X):
@@ -199,7 +209,8 @@ class AutoencoderDetector:
                 digest.update(np.ascontiguousarray(block, dtype="float64").tobytes())
                 n_train += len(block)
                 self.preprocessor_.partial_fit(block)
-            train_ds = stream_dataset(X, self.preprocessor_, self.batch_size, self.seed,
+            self.batch_size_ = effective_batch_size(self.batch_size, n_train)
+            train_ds = stream_dataset(X, self.preprocessor_, self.batch_size_, self.seed,
                                       self.shuffle_buffer)
             x_val = self.preprocessor_.transform(
                 np.concatenate([b.numpy() for b in validation_data.batch(65_536)]))
@@ -214,7 +225,8 @@ class AutoencoderDetector:
                 val_raw = self._matrix(validation_data)
             digest, n_train = hashlib.sha256(np.ascontiguousarray(x).tobytes()), len(x)
             self.preprocessor_ = self._new_preprocessor().fit(x)
-            train_ds = array_dataset(self.preprocessor_.transform(x), self.batch_size, self.seed)
+            self.batch_size_ = effective_batch_size(self.batch_size, n_train)
+            train_ds = array_dataset(self.preprocessor_.transform(x), self.batch_size_, self.seed)
             x_val = self.preprocessor_.transform(val_raw)
         val_ds = tf.data.Dataset.from_tensor_slices((x_val, x_val)).batch(8192)
 
@@ -222,7 +234,7 @@ class AutoencoderDetector:
                                   self.activation, noise_std=self.noise_std,
                                   dropout=self.dropout, l2=self.l2)
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse",
-                      jit_compile=bool(self.jit_compile))
+                      jit_compile=bool(self.jit_compile), steps_per_execution=STEPS_PER_EXECUTION)
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
                                              restore_best_weights=True)
         history = model.fit(train_ds, validation_data=val_ds, epochs=int(self.epochs),

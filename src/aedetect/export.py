@@ -4,7 +4,7 @@ The `serving_default` signature takes the raw columns, one float32 tensor of sha
 input column named like the column (`Time`, `V1`, ..., `Amount`), so TF Serving's JSON
 `{"instances": [{"Time": 0, "V1": -1.36, ...}]}` maps straight onto it. Preprocessing runs inside
 the graph (`Preprocessor.transform_tf`) and the score is `AutoencoderDetector.score_tf`, the
-same computation as `score_samples`. Outputs: `score` (float32 [None]) and `flag` (int32 [None],
+same computation as `score_samples`. Outputs: `score` (float64 [None]) and `flag` (int32 [None],
 1 when score > threshold). The folder is written under a temporary name and renamed into place.
 """
 
@@ -31,7 +31,7 @@ def _module(detector):
         def __init__(self):
             super().__init__(name="aedetect")
             self.model = detector.model_  # tracked, so its weights are saved with the graph
-            self.threshold = tf.constant(detector.threshold_, tf.float32)
+            self.threshold = tf.constant(detector.threshold_, tf.float64)
 
         @tf.function(input_signature=[spec])
         def serve(self, columns):
@@ -62,7 +62,7 @@ def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = Fa
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
         info = {"format": "tensorflow-savedmodel", "signature": "serving_default",
                 "inputs": {name: "float32 [None]" for name in detector.feature_names_in_},
-                "outputs": {"score": "float32 [None]", "flag": "int32 [None]"},
+                "outputs": {"score": "float64 [None]", "flag": "int32 [None]"},
                 "threshold": float(detector.threshold_)}
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
         old = None

@@ -125,9 +125,45 @@ class Preprocessor:
             raise RuntimeError("this Preprocessor is not fitted yet; call fit() first")
 
     def transform(self, x: np.ndarray) -> np.ndarray:
+        """Preprocessed float32 rows, computed column block by column block (no per-row Python).
+
+        Pass-through columns are copied with one gather; only log and periodic columns get their
+        own arithmetic, in float64 before the cast (the phase of a large `Time` needs it).
+        """
         self._require_fitted()
-        e = self._expand_np(self._check(x).astype("float64"))
-        return ((e - self.mean_) / self.scale_).astype("float32")
+        x = self._check(x)
+        out = np.empty((len(x), self.n_features_out), dtype="float32")
+        plain_in, plain_out = self._layout()
+        if plain_in:
+            out[:, plain_out] = x[:, plain_in]
+        periodic = dict(self.periodic_columns)
+        j_out = 0
+        for j, c in enumerate(self.feature_names):
+            if c in periodic:
+                phase = (2 * np.pi / periodic[c]) * np.asarray(x[:, j], dtype="float64")
+                out[:, j_out], out[:, j_out + 1] = np.sin(phase), np.cos(phase)
+                j_out += 2
+                continue
+            if c in self.log_columns:
+                out[:, j_out] = np.log1p(np.maximum(np.asarray(x[:, j], dtype="float64"), 0.0))
+            j_out += 1
+        out -= self.mean_
+        out /= self.scale_
+        return out
+
+    def _layout(self) -> tuple[list[int], list[int]]:
+        """Input and output positions of the columns that pass through unchanged."""
+        periodic = dict(self.periodic_columns)
+        plain_in, plain_out, j_out = [], [], 0
+        for j, c in enumerate(self.feature_names):
+            if c in periodic:
+                j_out += 2
+                continue
+            if c not in self.log_columns:
+                plain_in.append(j)
+                plain_out.append(j_out)
+            j_out += 1
+        return plain_in, plain_out
 
     def transform_tf(self, x):
         """The same transform in TensorFlow ops, for tf.data pipelines and exported graphs."""

@@ -55,17 +55,22 @@ def contributions(kind: str, stats: dict, r: np.ndarray) -> np.ndarray:
 
 
 def score_tf(kind: str, stats: dict, r):
-    """The same row scores as `contributions(...).sum(1)`, in TensorFlow ops (for exports)."""
+    """The same row scores as `contributions(...).sum(1)`, in TensorFlow ops (for exports).
+
+    Computed in float64 like the NumPy path: a Mahalanobis score reaches the hundreds, where
+    float32 alone would differ from it in the fifth significant digit.
+    """
     import tensorflow as tf
 
+    r = tf.cast(r, tf.float64)
     d = float(r.shape[-1])
     if kind == "mse":
         return tf.reduce_sum(tf.square(r), axis=1) / d
     if kind == "feature_normalized":
-        scale = tf.constant(stats["scale"], tf.float32)
+        scale = tf.constant(stats["scale"], tf.float64)
         return tf.reduce_sum(tf.square(r) / scale, axis=1) / d
-    c = r - tf.constant(stats["mean"], tf.float32)
-    return tf.reduce_sum(tf.matmul(c, tf.constant(stats["precision"], tf.float32)) * c, axis=1)
+    c = r - tf.constant(stats["mean"], tf.float64)
+    return tf.reduce_sum(tf.matmul(c, tf.constant(stats["precision"], tf.float64)) * c, axis=1)
 
 
 def stats_to_config(stats: dict) -> dict:

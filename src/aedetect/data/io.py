@@ -68,7 +68,10 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         if fmt == "csv":
             pacsv.write_csv(table, tmp)
         else:
-            pq.write_table(table, tmp)
+            # Dictionary encoding pays for repeated values, not for measured floats: trying it on
+            # every float column made writing several times slower and the file larger.
+            pq.write_table(table, tmp, use_dictionary=[
+                f.name for f in table.schema if not pa.types.is_floating(f.type)])
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

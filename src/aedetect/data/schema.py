@@ -82,11 +82,34 @@ def validate_frame(
             f"{source}: unexpected column(s) {_quote(extra)}; expected exactly {_quote(expected)}"
         )
     out = df.copy()
-    for col in schema.features:
-        out[col] = _numeric_column(df[col], col, source)
+    features = list(schema.features)
+    if not _all_finite_numbers(df, features):  # the per-column checks find and name the first bad value
+        for col in features:
+            out[col] = _numeric_column(df[col], col, source)
+    else:
+        for col in features:
+            if out[col].dtype != "float64":
+                out[col] = out[col].astype("float64")
     if schema.label and schema.label in df.columns:
         out[schema.label] = _label_column(df[schema.label], schema.label, source)
     return out
+
+
+def _all_finite_numbers(df: pd.DataFrame, columns: list[str]) -> bool:
+    """One vectorised check for the common case: numeric columns, every value finite."""
+    if not all(pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+               for c in columns):
+        return False
+    try:
+        values = df[columns].to_numpy(dtype="float64")
+    except (TypeError, ValueError):  # e.g. a nullable integer column holding <NA>
+        return False
+    return bool(np.isfinite(values).all())
+
+
+def _shown(value):
+    """A cell as a plain Python value, so messages say `inf`, not `np.float64(inf)`."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _first_bad(mask: np.ndarray) -> int:
@@ -106,14 +129,14 @@ def _numeric_column(s: pd.Series, col: str, source: str) -> pd.Series:
     if bad.any():
         i = _first_bad(bad)
         raise DataError(
-            f"{source}: column {col!r}, row {i + 1}: value {s.iloc[i]!r} is not a number "
+            f"{source}: column {col!r}, row {i + 1}: value {_shown(s.iloc[i])!r} is not a number "
             f"({int(bad.sum())} such value(s) in this column)"
         )
     values = values.astype("float64")
     inf = ~np.isfinite(values.to_numpy())
     if inf.any():
         i = _first_bad(inf)
-        raise DataError(f"{source}: column {col!r}, row {i + 1}: value {s.iloc[i]!r} is not finite")
+        raise DataError(f"{source}: column {col!r}, row {i + 1}: value {_shown(s.iloc[i])!r} is not finite")
     return values
 
 
@@ -124,7 +147,7 @@ def _label_column(s: pd.Series, col: str, source: str) -> pd.Series:
         i = _first_bad(~ok)
         raise DataError(
             f"{source}: column {col!r}, row {i + 1}: label must be 0 (normal) or 1 (anomaly), "
-            f"got {s.iloc[i]!r} ({int((~ok).sum())} such row(s))"
+            f"got {_shown(s.iloc[i])!r} ({int((~ok).sum())} such row(s))"
         )
     return values.astype("int8")
 

@@ -1,0 +1,91 @@
+"""The fast paths give the same results as the plain ones, and bad input is still named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aedetect.data.generate import generate_transactions
+from aedetect.data.schema import CREDITCARD, validate_frame
+from aedetect.data.tfdata import array_dataset
+from aedetect.errors import DataError
+from aedetect.preprocessing import Preprocessor
+
+
+def _epoch(ds) -> list[np.ndarray]:
+    return [x.numpy() for x, _ in ds]
+
+
+def test_array_dataset_covers_every_row_once_per_epoch_and_reshuffles():
+    x = np.arange(103 * 2, dtype="float32").reshape(103, 2)
+    ds = array_dataset(x, 10, seed=3)
+    first, second = _epoch(ds), _epoch(ds)
+    assert [len(b) for b in first] == [10] * 10 + [3]
+    for batches in (first, second):
+        rows = np.concatenate(batches)
+        np.testing.assert_array_equal(np.sort(rows[:, 0]), x[:, 0])
+        np.testing.assert_array_equal(rows[:, 1], rows[:, 0] + 1)  # rows stay whole
+    assert not np.array_equal(np.concatenate(first), np.concatenate(second))
+    assert not np.array_equal(np.concatenate(first), x)
+    assert int(ds.cardinality()) == 11
+
+
+def test_array_dataset_same_seed_same_order_other_seed_other_order():
+    x = np.arange(500, dtype="float32").reshape(250, 2)
+    a = np.concatenate(_epoch(array_dataset(x, 32, seed=1)))
+    b = np.concatenate(_epoch(array_dataset(x, 32, seed=1)))
+    c = np.concatenate(_epoch(array_dataset(x, 32, seed=2)))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def _reference_transform(p: Preprocessor, x: np.ndarray) -> np.ndarray:
+    e = p._expand_np(x.astype("float64"))
+    return ((e - p.mean_) / p.scale_).astype("float32")
+
+
+def test_vectorised_transform_matches_the_column_by_column_formula_and_tf():
+    x = generate_transactions(3000, 0.02, seed=4)[list(CREDITCARD.features)].to_numpy()
+    p = Preprocessor(CREDITCARD.features, CREDITCARD.log_columns, CREDITCARD.periodic_columns).fit(x)
+    got = p.transform(x)
+    assert got.dtype == np.float32 and got.shape == (3000, 31)
+    np.testing.assert_allclose(got, _reference_transform(p, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, p.transform_tf(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_transform_without_special_columns():
+    x = np.random.default_rng(0).normal(size=(50, 4))
+    p = Preprocessor(["a", "b", "c", "d"]).fit(x)
+    np.testing.assert_allclose(p.transform(x), _reference_transform(p, x), atol=1e-6)
+
+
+def _frame(n=20) -> pd.DataFrame:
+    return generate_transactions(n, 0.1, seed=1)
+
+
+def test_validate_fast_path_returns_float64_features():
+    df = _frame()
+    df["Time"] = df["Time"].astype("int64")
+    out = validate_frame(df)
+    assert all(out[c].dtype == "float64" for c in CREDITCARD.features)
+    np.testing.assert_array_equal(out["Time"].to_numpy(), df["Time"].to_numpy().astype("float64"))
+    assert df["Time"].dtype == "int64"  # the input is not changed
+
+
+@pytest.mark.parametrize(("value", "match"), [
+    (np.nan, r"column 'V3', row 5: empty value"),
+    (np.inf, r"column 'V3', row 5: value inf is not finite"),
+])
+def test_validate_still_names_a_bad_value_in_a_numeric_column(value, match):
+    df = _frame()
+    df.loc[4, "V3"] = value
+    with pytest.raises(DataError, match=match):
+        validate_frame(df, source="f.csv")
+
+
+def test_validate_nullable_integer_with_missing_value():
+    df = _frame()
+    df["Time"] = pd.array([None, *range(1, len(df))], dtype="Int64")
+    with pytest.raises(DataError, match=r"column 'Time', row 1: empty value"):
+        validate_frame(df)
