@@ -6,11 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/demo
 SEEDS ?= 2
 
-<<<<<<< HEAD
-.PHONY: demo test test-slow lint bench clean compare
-=======
-.PHONY: demo test test-slow lint bench bench-quick clean
->>>>>>> issue-5
+.PHONY: demo test test-slow lint bench bench-quick quality compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -23,25 +23,16 @@ from aedetect.data.schema import CREDITCARD
 
 
 def score_file(model_dir, in_path, out_path) -> int:
-    """End-to-end scoring of one file, as `aedetect score` does it; returns the row count.
+    """End-to-end scoring of one file, as `aedetect score` does it (streaming, with the top
+    contributing features); returns the row count.
 
     The one place the benchmark touches the scoring code: point it at another implementation
     to measure that one instead.
     """
     from aedetect.artifact import load_detector
-    from aedetect.data.io import read_raw, write_table
-    from aedetect.data.schema import Schema, validate_frame
+    from aedetect.scoring import score_file as stream_score
 
-    det = load_detector(model_dir)
-    schema = Schema(features=tuple(det.feature_names_in_), label=CREDITCARD.label)
-    df = read_raw(in_path)
-    checked = validate_frame(df, schema, source=str(in_path), require_label=False, allow_extra=True)
-    scores = det.score_samples(checked[list(schema.features)])
-    df = df.copy()
-    df["score"] = scores
-    df["flag"] = (scores > det.threshold_).astype("int8")
-    write_table(df, out_path)
-    return len(df)
+    return stream_score(load_detector(model_dir), in_path, out_path).rows_read
 
 
 def floor_read(path: Path) -> None:
