@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/aedetect demo --out $(OUT)
 
+# Quality over 5 seeds, both protocols: defaults beside the guide's recipe and Mahalanobis distance
+quality: $(STAMP)
+	$(BIN)/python benchmarks/bench_quality.py --seeds 5 --protocols guide time --out runs/bench/quality.md
+
 # The autoencoder beside the baselines on the real data, both protocols: runs/compare-*/report.html
 compare: $(STAMP)
 	$(BIN)/aedetect compare --protocol guide --seeds $(SEEDS) --report runs/compare-guide
