@@ -114,3 +114,21 @@ def test_batch_size_is_lowered_for_small_training_sets():
     x = np.random.default_rng(0).normal(size=(3_000, 3))
     det = AutoencoderDetector((4,), epochs=1).fit(x)
     assert det.batch_size_ == 54  # 2,700 training rows after the 10% validation hold-out
+
+
+def test_auto_code_width_follows_the_data():
+    from aedetect.detector import resolve_hidden_units
+
+    rng = np.random.default_rng(0)
+    low_rank = rng.normal(size=(5000, 3)) @ rng.normal(size=(3, 20)) + 0.01 * rng.normal(size=(5000, 20))
+    assert resolve_hidden_units("auto", low_rank) == (64, 32, 3, 32, 64)
+    assert resolve_hidden_units("auto", rng.normal(size=(5000, 30))) == (64, 32, 16, 32, 64)
+    assert resolve_hidden_units([20, 8, 20], low_rank) == (20, 8, 20)
+    with pytest.raises(ValueError, match="'auto' or a list of sizes"):
+        resolve_hidden_units("wide", low_rank)
+
+
+def test_fitted_network_uses_the_resolved_sizes(fitted):
+    assert fitted.hidden_units_ == (16, 6, 16)
+    dense = [layer.units for layer in fitted.model_.layers if hasattr(layer, "units")]
+    assert dense == [16, 6, 16, 31]

@@ -87,6 +87,7 @@ def save_detector(detector, path, metadata: dict | None = None, *, overwrite: bo
                 "n_train": int(detector.n_train_),
                 "n_validation": int(detector.n_validation_),
                 "batch_size": int(detector.batch_size_),
+                "hidden_units": list(detector.hidden_units_),
                 "data_fingerprint": detector.training_fingerprint_,
                 "epochs_run": int(detector.n_epochs_),
                 "best_epoch": int(detector.best_epoch_),
@@ -186,6 +187,7 @@ def load_detector(path):
     t = manifest.training
     det.n_train_, det.n_validation_ = t["n_train"], t["n_validation"]
     det.batch_size_ = t.get("batch_size", det.batch_size)
+    det.hidden_units_ = tuple(t.get("hidden_units", ()))
     det.training_fingerprint_ = t["data_fingerprint"]
     det.n_epochs_, det.best_epoch_ = t["epochs_run"], t["best_epoch"]
     det.history_ = t["history"]

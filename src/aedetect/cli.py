@@ -117,7 +117,9 @@ def _load_model(model_dir: Path, check_only: bool = False):
     return None if check_only else load_detector(model_dir)
 
 
-def _units(text: str) -> list[int]:
+def _units(text: str) -> list[int] | str:
+    if text.strip() == "auto":
+        return "auto"
     try:
         return [int(u) for u in text.split(",") if u.strip()]
     except ValueError:
@@ -166,7 +168,8 @@ def train(
         help="starting configuration: 'default' or 'guide' (20-8-20 tanh, MSE, 5 epochs, batch 256)")
     ] = "default",
     hidden_units: Annotated[str | None, typer.Option(
-        help=f"hidden layer sizes [default: {','.join(map(str, default_of('hidden_units')))}]")] = None,
+        help="hidden layer sizes, e.g. 64,32,16,32,64; 'auto': 64-32-code-32-64 with the code "
+        "sized to the data (at most 16) [default: auto]")] = None,
     activation: Annotated[str | None, typer.Option(help=f"[default: {default_of('activation')}]")] = None,
     epochs: Annotated[int | None, typer.Option(help=f"at most [default: {default_of('epochs')}]")] = None,
     batch_size: Annotated[int | None, typer.Option(help=f"[default: {default_of('batch_size')}]")] = None,

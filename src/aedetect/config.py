@@ -17,7 +17,7 @@ class TrainConfig(BaseModel):
     seed: int = 0
     # Defaults: a wider ReLU network scored by the Mahalanobis distance of its residuals; see
     # docs/experiments.md for the runs behind them. PRESETS["guide"] is the guide's recipe.
-    hidden_units: list[int] = Field(default_factory=lambda: [64, 32, 16, 32, 64])
+    hidden_units: list[int] | Literal["auto"] = "auto"  # auto: 64-32-code-32-64, see the detector
     activation: str = "relu"
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(2048, ge=1)
@@ -41,9 +41,9 @@ class TrainConfig(BaseModel):
 
     @field_validator("hidden_units")
     @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if not v or any(u < 1 for u in v):
-            raise ValueError(f"hidden_units must be positive sizes, e.g. 20,8,20; got {v}")
+    def _positive(cls, v):
+        if v != "auto" and (not v or any(u < 1 for u in v)):
+            raise ValueError(f"hidden_units must be 'auto' or positive sizes, e.g. 20,8,20; got {v}")
         return v
 
     def detector_params(self) -> dict:

@@ -66,7 +66,7 @@ def metrics_table(m: dict, title: str | None = None) -> Table:
         ("  F1", m["f1"], None),
         ("  flagged: TP / FP", f"{m['confusion_matrix']['tp']:,} / {m['confusion_matrix']['fp']:,}",
          None),
-        ("at the guide's MSE threshold 10: precision", g10["precision"], guide["precision"]),
+        ("at MSE threshold 10: precision", g10["precision"], guide["precision"]),
         ("  recall", g10["recall"], guide["recall"]),
         ("  F1", g10["f1"], 2 * 0.93 * 0.433 / (0.93 + 0.433)),
         ("mean MSE, normal rows", m["mean_mse_normal"], guide["mean_mse_normal"]),
