@@ -135,3 +135,30 @@ def test_sigterm_to_cli_leaves_no_output(model_dir, tmp_path):
     assert proc.returncode == 130, err
     assert "no output was written" in err
     assert os.listdir(out.parent) == []
+
+
+def test_prefetch_keeps_order_and_raises_producer_errors():
+    from aedetect.scoring import prefetch
+
+    assert list(prefetch(iter(range(100)), depth=1)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise DataError("bad chunk")
+
+    got = []
+    with pytest.raises(DataError, match="bad chunk"):
+        for item in prefetch(failing()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_top_features_match_a_full_sort(rng):
+    from aedetect.scoring import top_features
+
+    values = rng.normal(size=(200, 31))
+    names = [f"f{i}" for i in range(31)]
+    top_n, top_v = top_features(values, names, 3)
+    order = np.argsort(-values, axis=1)[:, :3]
+    np.testing.assert_array_equal(top_v, np.take_along_axis(values, order, axis=1))
+    assert (top_n == np.asarray(names, dtype=object)[order]).all()
