@@ -19,13 +19,14 @@ FULL = {
     "train": ["--max-epochs", "50", "--pyod-epochs", "5"],
     "score": ["--rows", "10000,100000,1000000", "--repeats", "2"],
     "growth": ["--rows", "10000,100000,1000000", "--width", "30,100,300"],
-    "service": [],
+    "service": ["--requests", "1000", "--seconds", "15"],
+    "score_memory": ["--rows", "200000"],
 }
 QUICK = {
     "train": ["--max-epochs", "3", "--pyod-epochs", "1"],
     "score": ["--rows", "10000", "--repeats", "1"],
     "growth": ["--rows", "10000,30000", "--width", "30,60", "--width-rows", "10000"],
-    "service": [],
+    "service": ["--requests", "100", "--seconds", "5"],
 }
 
 
@@ -50,6 +51,7 @@ def main() -> None:
     parts = [(OUT_DIR / f"{n}.md").read_text() for n in plan if (OUT_DIR / f"{n}.md").is_file()]
     times = ", ".join(f"{n} {s:.0f} s" for n, s in seconds.items())
     text = "\n".join(parts) + f"\nBenchmark run times: {times}; total {sum(seconds.values()):.0f} s.\n"
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "all.md").write_text(text)
     print(f"\nwrote {OUT_DIR / 'all.md'} ({times})")
     if failed:

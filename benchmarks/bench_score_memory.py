@@ -1,6 +1,6 @@
 """Batch scoring: throughput and peak memory of streaming `score_file` vs reading the whole file.
 
-Run: .venv/bin/python benchmarks/bench_scoring.py --model runs/demo/model --rows 200000 1000000
+Run: .venv/bin/python benchmarks/bench_score_memory.py --model runs/demo/model --rows 200000 1000000
 
 Each measurement runs in a fresh subprocess; peak RSS growth is measured above the process's RSS
 after the model is loaded and warmed up (psutil, sampled every 5 ms).
@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from common import report, table
 
 CHILD = r"""
 import json, sys, threading, time, psutil
@@ -54,7 +56,7 @@ def measure(mode: str, model: str, data: Path, chunk: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", default="runs/demo/model", help="model folder (make demo writes one)")
     ap.add_argument("--rows", type=int, nargs="+", default=[200_000])
     ap.add_argument("--chunk-rows", type=int, default=20_000)
     ap.add_argument("--skip-in-memory", action="store_true", help="only the streaming path")
@@ -64,6 +66,7 @@ def main() -> None:
     from aedetect.data.io import write_table
 
     print(f"{'rows':>10} {'file MB':>8} {'mode':>10} {'rows/s':>10} {'peak RSS growth MB':>19}")
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.rows:
             data = write_table(generate_transactions(n, 0.01, seed=5), Path(tmp) / f"data-{n}.csv")
@@ -73,7 +76,13 @@ def main() -> None:
                 r = measure(mode.replace("in-memory", "memory"), args.model, data, args.chunk_rows)
                 print(f"{n:>10,} {size:>8.0f} {mode:>10} {r['rows'] / r['seconds']:>10,.0f} "
                       f"{r['peak_growth_mb']:>19.0f}", flush=True)
+                results.append([n, round(size), mode, round(r["rows"] / r["seconds"]),
+                                round(r["peak_growth_mb"])])
             data.unlink()
+    body = (f"Model {args.model}; generated CSV; streaming with {args.chunk_rows:,}-row chunks vs "
+            "reading the whole file; peak RSS growth above the process with the model loaded.\n\n"
+            + table(["rows", "file MB", "mode", "rows/s", "peak RSS growth MB"], results))
+    report("score_memory", "Batch scoring memory: streaming vs whole file", body)
 
 
 if __name__ == "__main__":
