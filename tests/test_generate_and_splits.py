@@ -51,11 +51,17 @@ def test_guide_split_is_seeded():
 def test_time_split_trains_on_earlier_rows_only():
     df = generate_transactions(4_000, 0.02, seed=1)
     s = time_split(df["Time"].to_numpy(), df["Class"].to_numpy(), seed=0)
-    t = df["Time"].to_numpy()
-    assert t[s.train].max() <= t[s.validation].min() <= t[s.test].min()
-    assert df["Class"].to_numpy()[s.train].sum() == 0
-    assert len(s.test) == 800
-    assert set(s.validation) <= set(s.selection)
+    t, y = df["Time"].to_numpy(), df["Class"].to_numpy()
+    early = max(t[s.train].max(), t[s.validation].max())
+    assert early <= t[s.selection].min() and t[s.selection].max() <= t[s.test].min()
+    assert y[s.train].sum() == 0 and y[s.validation].sum() == 0
+    assert not set(s.train) & set(s.validation)
+    # validation normals are a random tenth of the early period's normals, not a later window
+    assert abs(len(s.validation) / (len(s.train) + len(s.validation)) - 0.1) < 0.01
+    assert t[s.validation].min() < np.median(t[s.train]) < t[s.validation].max()
+    assert len(s.test) == 800 and len(s.selection) == 400
+    other = time_split(df["Time"].to_numpy(), y, seed=1)
+    assert np.array_equal(other.test, s.test) and not np.array_equal(other.validation, s.validation)
 
 
 def test_make_split_rejects_unknown_protocol():

@@ -5,8 +5,11 @@ guide:  the guide's protocol. On the real data (492 frauds, 284,315 normals): a 
         228 normals (5% frauds) for choosing thresholds; 10% of the remaining normals for
         validation (early stopping, label-free thresholds); the rest, normals only, trains.
         On other data the same shares are used (480/492 of the anomalies go to test, ...).
-time:   ordered by time: the earliest 70% of rows train (normals only), the next 10% are the
-        validation normals and the labelled selection set, the last 20% test.
+time:   ordered by time: the normals of the earliest 70% of rows train, less a seeded random 10%
+        of them held out as validation normals; the next 10% of rows are the labelled selection
+        set; the last 20% test. Validation normals come from the training period rather than
+        from a later window, so the score statistics and the label-free threshold they give
+        describe normal traffic of every hour, not one stretch of a day.
 """
 
 from __future__ import annotations
@@ -64,20 +67,22 @@ def guide_split(
 
 def time_split(
     time: np.ndarray, y: np.ndarray, seed: int = 0,
-    train_share: float = 0.7, validation_share: float = 0.1,
+    train_share: float = 0.7, selection_share: float = 0.1, validation_fraction: float = 0.1,
 ) -> Split:
-    """Earlier rows train, later rows test. `seed` only orders ties and shuffles nothing else."""
+    """Earlier rows train, later rows test; `seed` picks the validation normals and orders ties."""
     time, y = np.asarray(time), np.asarray(y)
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(len(time)), time))
     n = len(order)
-    a, b = round(n * train_share), round(n * (train_share + validation_share))
+    a, b = round(n * train_share), round(n * (train_share + selection_share))
     early, middle, late = order[:a], order[a:b], order[b:]
+    normals = rng.permutation(early[y[early] == 0])
+    n_val = round(len(normals) * validation_fraction)
     return Split(
         protocol="time",
         seed=seed,
-        train=np.sort(early[y[early] == 0]),
-        validation=np.sort(middle[y[middle] == 0]),
+        train=np.sort(normals[n_val:]),
+        validation=np.sort(normals[:n_val]),
         selection=np.sort(middle),
         test=np.sort(late),
     )
