@@ -156,8 +156,10 @@ def evaluation_report(det, y, scores, feature_errors, m: dict, title: str) -> Re
     threshold_section(rep, m)
     t = m["threshold"]
     rep.heading("Figures", test_only=True)
-    rep.figure("histogram", plots.error_histogram(y, scores, t),
-               "Reconstruction error of normal rows and anomalies, log scale, threshold dashed.")
+    score_name = getattr(det, "score", "mse")
+    rep.figure("histogram", plots.error_histogram(y, scores, t, label=f"anomaly score: {score_name}"),
+               f"The anomaly score ({score_name}) of normal rows and anomalies, log scale, "
+               "threshold dashed.")
     rep.figure("pr_curve", plots.pr_curves({"autoencoder": (y, scores)}, (m["precision"], m["recall"])),
                "Precision against recall over all thresholds; the dot is the chosen one.")
     rep.figure("roc_curve", plots.roc_curves({"autoencoder": (y, scores)}), "ROC curve.")
