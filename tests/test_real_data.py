@@ -19,12 +19,29 @@ def test_real_file_shape(ulb):
     assert ulb.shape == (284_807, 31) and int(ulb["Class"].sum()) == 492
 
 
+# Floors well under what the defaults measured over 5 seeds (docs/experiments.md), and far above
+# the guide's recipe (PR-AUC 0.58 on the guide protocol, 0.07 on the time-ordered one).
+FLOORS = {"guide": {"roc_auc": 0.93, "pr_auc": 0.75, "recall_at_precision_0_93": 0.6, "f1": 0.75},
+          "time": {"roc_auc": 0.88, "pr_auc": 0.30}}
+
+
 @pytest.mark.parametrize("protocol", ["guide", "time"])
 def test_quality_floors_on_real_data(ulb, protocol):
-    result = train_detector(ulb, TrainConfig(protocol=protocol, seed=0, epochs=20))
+    result = train_detector(ulb, TrainConfig(protocol=protocol, seed=0))
     m = evaluate_detector(result.detector, ulb, result.split.test)
     if protocol == "guide":
         assert (m["n_test"], m["n_test_fraud"]) == (34_000, 480)
-    assert m["roc_auc"] > 0.90
-    assert m["pr_auc"] > 0.40
+    for key, floor in FLOORS[protocol].items():
+        assert m[key] > floor, (key, m[key])
     assert m["mean_mse_fraud"] > 10 * m["mean_mse_normal"]
+
+
+def test_guide_preset_replicates_the_guide(ulb):
+    """The guide's recipe lands where the guide's article does on ranking quality, far below
+    the defaults at precision 0.93."""
+    from aedetect.config import PRESETS
+
+    result = train_detector(ulb, TrainConfig(**PRESETS["guide"], seed=0))
+    m = evaluate_detector(result.detector, ulb, result.split.test)
+    assert 0.90 < m["roc_auc"] < 0.97
+    assert 0.45 < m["pr_auc"] < 0.75
