@@ -14,6 +14,8 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -64,13 +66,34 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def save_detector(detector, path, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
+@contextmanager
+def atomic_folder(path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; on success it replaces `path` in one rename.
+
+    Readers never see half a folder, and a failure (or Ctrl-C) leaves `path` as it was.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise ArtifactError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_detector(detector, path, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
+    path = Path(path)
+    with atomic_folder(path, overwrite=overwrite) as tmp:
         detector.model_.save(tmp / MODEL_FILE)
         manifest = Manifest(
             format=FORMAT,
@@ -97,16 +120,6 @@ def save_detector(detector, path, metadata: dict | None = None, *, overwrite: bo
             files={MODEL_FILE: _sha256(tmp / MODEL_FILE)},
         )
         (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from aedetect.errors import ArtifactError
+from aedetect.artifact import atomic_folder
 
 EXPORT_INFO = "aedetect-export.json"
 
@@ -53,11 +51,7 @@ def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = Fa
     import tensorflow as tf
 
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise ArtifactError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with atomic_folder(path, overwrite=overwrite) as tmp:
         module = _module(detector)
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
         info = {"format": "tensorflow-savedmodel", "signature": "serving_default",
@@ -65,14 +59,4 @@ def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = Fa
                 "outputs": {"score": "float64 [None]", "flag": "int32 [None]"},
                 "threshold": float(detector.threshold_)}
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
