@@ -169,20 +169,20 @@ def train(
     ] = "default",
     hidden_units: Annotated[str | None, typer.Option(
         help="hidden layer sizes, e.g. 64,32,16,32,64; 'auto': 64-32-code-32-64 with the code "
-        "sized to the data (at most 16) [default: auto]")] = None,
-    activation: Annotated[str | None, typer.Option(help=f"[default: {default_of('activation')}]")] = None,
-    epochs: Annotated[int | None, typer.Option(help=f"at most [default: {default_of('epochs')}]")] = None,
-    batch_size: Annotated[int | None, typer.Option(help=f"[default: {default_of('batch_size')}]")] = None,
+        "sized to the data (at most 16) \\[default: auto]")] = None,
+    activation: Annotated[str | None, typer.Option(help=f"\\[default: {default_of('activation')}]")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"at most \\[default: {default_of('epochs')}]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help=f"\\[default: {default_of('batch_size')}]")] = None,
     learning_rate: Annotated[float | None, typer.Option(
-        help=f"[default: {default_of('learning_rate')}]")] = None,
+        help=f"\\[default: {default_of('learning_rate')}]")] = None,
     patience: Annotated[int | None, typer.Option(
-        help=f"early-stopping patience in epochs [default: {default_of('patience')}]")] = None,
-    noise_std: Annotated[float | None, typer.Option(help="input noise while training [default: 0]")] = None,
-    dropout: Annotated[float | None, typer.Option(help="[default: 0]")] = None,
-    l2: Annotated[float | None, typer.Option(help="weight decay [default: 0]")] = None,
+        help=f"early-stopping patience in epochs \\[default: {default_of('patience')}]")] = None,
+    noise_std: Annotated[float | None, typer.Option(help="input noise while training \\[default: 0]")] = None,
+    dropout: Annotated[float | None, typer.Option(help="\\[default: 0]")] = None,
+    l2: Annotated[float | None, typer.Option(help="weight decay \\[default: 0]")] = None,
     score: Annotated[str | None, typer.Option(
         help="mse | feature_normalized | residual_mahalanobis (see aedetect.scores) "
-        f"[default: {default_of('score')}]")] = None,
+        f"\\[default: {default_of('score')}]")] = None,
     input_pipeline: Annotated[str, typer.Option(help="'memory' or 'tfrecord'")] = "memory",
     threshold_rule: Annotated[str, typer.Option(
         help="fixed | normal_percentile | contamination | alert_budget (label-free); best_f1 | "
@@ -266,7 +266,7 @@ def compare(
     protocol: ProtocolOpt = "guide",
     seed: SeedOpt = 0,
     seeds: Annotated[int, typer.Option(help="repeat split and training for this many seeds")] = 1,
-    epochs: Annotated[int | None, typer.Option(help=f"at most [default: {default_of('epochs')}]")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"at most \\[default: {default_of('epochs')}]")] = None,
     alerts_per_day: Annotated[float, typer.Option(help="daily alert budget")] = 50.0,
     lof_max_train: Annotated[int, typer.Option(help="LocalOutlierFactor trains on at most this "
                                                "many normals")] = 20_000,
@@ -402,7 +402,7 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="folder for metrics.json and the model")] = Path("runs/demo"),
     data: DataOpt = "creditcard",
     seed: SeedOpt = 0,
-    epochs: Annotated[int | None, typer.Option(help=f"at most [default: {default_of('epochs')}]")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"at most \\[default: {default_of('epochs')}]")] = None,
     offline_rows: Annotated[int, typer.Option(
         help="rows of generated data used when the real file cannot be fetched")] = 100_000,
 ):
