@@ -206,17 +206,30 @@ class _AtomicWriter:
 
 @contextmanager
 def _sigterm_raises():
-    """Turn SIGTERM into KeyboardInterrupt, so `kill` cleans up like Ctrl-C does."""
+    """Turn SIGTERM into KeyboardInterrupt, so `kill` cleans up like Ctrl-C does.
+
+    A signal that lands inside native code (TensorFlow tracing a function, say) can surface as
+    another exception type wrapping ours; once SIGTERM was received, whatever propagates is
+    reported as the KeyboardInterrupt it stands for.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received = []
 
     def handler(signum, frame):
+        received.append(signum)
         raise KeyboardInterrupt("terminated (SIGTERM)")
 
     old = signal.signal(signal.SIGTERM, handler)
     try:
         yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        if received:
+            raise KeyboardInterrupt("terminated (SIGTERM)") from None
+        raise
     finally:
         signal.signal(signal.SIGTERM, old)
 
