@@ -85,14 +85,15 @@ def main() -> None:
     heads = ["s/epoch (best)", "µs/row/epoch", "score s", "µs/row scored"]
     b_train = exponent(sizes, [r[1] for r in by_rows])
     b_score = exponent(sizes, [r[3] for r in by_rows])
-    body = ("Rows (generated credit-card rows, 20-8-20 network, detector defaults, "
+    body = ("Rows (generated credit-card rows, detector defaults: auto 64-32-code-32-64 network, "
+            "residual-Mahalanobis score, "
             f"{EPOCHS} epochs):\n\n" + table(["rows", *heads], by_rows)
             + f"\n\nGrowth exponent over rows: training b = {b_train:.2f} ({verdict(b_train)}), "
               f"scoring b = {b_score:.2f} ({verdict(b_score)}).\n\n")
     if len(widths) > 1:
         wt = exponent(widths, [r[1] for r in by_width])
         ws = exponent(widths, [r[3] for r in by_width])
-        body += (f"Width ({args.width_rows:,} rows of low-rank data, 20-8-20 network):\n\n"
+        body += (f"Width ({args.width_rows:,} rows of low-rank data, detector defaults):\n\n"
                  + table(["columns", *heads], by_width)
                  + f"\n\nGrowth exponent over width: training b = {wt:.2f} ({verdict(wt)}), "
                    f"scoring b = {ws:.2f} ({verdict(ws)}).")

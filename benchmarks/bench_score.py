@@ -80,7 +80,7 @@ def parts(model_dir: Path, path: Path, repeats: int) -> dict:
             "check (validate_frame)": best_of(
                 lambda: validate_frame(df, schema, require_label=False, allow_extra=True), repeats),
             "preprocess (transform)": best_of(lambda: det.preprocessor_.transform(x.to_numpy()), repeats),
-            "network (errors)": best_of(lambda: det._errors_from_preprocessed(pre), repeats),
+            "network + score (residuals, contributions)": best_of(lambda: det._contributions(pre), repeats),
             "score_samples (all in memory)": best_of(lambda: det.score_samples(x), repeats),
             "write (write_table)": best_of(lambda: write_table(out, target), repeats),
         }
