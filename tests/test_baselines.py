@@ -39,3 +39,14 @@ def test_lof_trains_on_a_seeded_subsample_and_says_so(data):
     b = LOFScorer(seed=1, max_train=300).fit(x[y == 0])
     assert a.model_.n_samples_fit_ == 300 and "300-row subsample" in a.note
     np.testing.assert_allclose(a.score_samples(x[:50]), b.score_samples(x[:50]))
+
+
+def test_pca_residual_scorer_keeps_90_percent_and_says_so(data):
+    from aedetect.baselines import PCAResidualScorer
+
+    x, y = data
+    model = PCAResidualScorer().fit(x[y == 0])
+    assert model.model_.explained_variance_ratio_.sum() >= 0.9
+    assert f"{model.model_.n_components_} components" in model.note
+    # the residual-Mahalanobis score of training normals averages about the residual dimension
+    assert 0.5 * x.shape[1] < model.score_samples(x[y == 0]).mean() < 1.5 * x.shape[1]

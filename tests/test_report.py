@@ -102,7 +102,8 @@ def test_cli_compare_runs_every_method_on_the_same_split(tmp_path):
     assert run.exit_code == 0, run.output
     summary = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert set(summary["summary"]) == {"autoencoder", "IsolationForest", "PCA reconstruction",
-                                       "LocalOutlierFactor", "HistGradientBoosting (supervised)"}
+                                       "PCA + residual Mahalanobis", "LocalOutlierFactor",
+                                       "HistGradientBoosting (supervised)"}
     assert len(summary["runs"]) == 1 and summary["seeds"] == [0]
     for method in summary["summary"].values():
         assert method["pr_auc"]["std"] is None and 0 <= method["pr_auc"]["mean"] <= 1
@@ -111,7 +112,7 @@ def test_cli_compare_runs_every_method_on_the_same_split(tmp_path):
     assert summary["uses_labels"]["HistGradientBoosting (supervised)"] is True
     assert "500-row subsample" in summary["notes"]["LocalOutlierFactor"]
     table = (tmp_path / "rep" / "compare.md").read_text()
-    assert table.count("\n") == 7 and "(uses labels)" in table
+    assert table.count("\n") == 8 and "(uses labels)" in table
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "Side by side" in html and (tmp_path / "rep" / "compare_pr.png").is_file()
 
