@@ -132,3 +132,10 @@ def test_fitted_network_uses_the_resolved_sizes(fitted):
     assert fitted.hidden_units_ == (16, 6, 16)
     dense = [layer.units for layer in fitted.model_.layers if hasattr(layer, "units")]
     assert dense == [16, 6, 16, 31]
+
+
+def test_score_and_errors_match_the_separate_calls(frame, fitted):
+    x = frame[FEATURES].head(500)
+    scores, errors = fitted.score_and_errors(x)
+    np.testing.assert_allclose(scores, fitted.score_samples(x), rtol=1e-9)
+    np.testing.assert_allclose(errors, fitted.feature_errors(x), rtol=1e-9)

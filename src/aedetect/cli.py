@@ -254,8 +254,9 @@ def evaluate(
         part = df if idx is None else df.iloc[idx]
         x = part[list(det.feature_names_in_)]
         with console.status("drawing the report"):
-            rep = evaluation_report(det, part[CREDITCARD.label].to_numpy(), det.score_samples(x),
-                                    det.feature_errors(x), metrics, f"aedetect evaluation: {model_dir}")
+            scores, errors = det.score_and_errors(x)
+            rep = evaluation_report(det, part[CREDITCARD.label].to_numpy(), scores, errors, metrics,
+                                    f"aedetect evaluation: {model_dir}")
             path = rep.write(report_dir, metrics)
         console.print(f"report written to {path}")
 

@@ -328,6 +328,11 @@ class AutoencoderDetector:
         c = self.feature_contributions(X)
         return c.sum(axis=1), c
 
+    def score_and_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and squared reconstruction errors from one pass through the network."""
+        r = self._residuals(self._preprocess(X))
+        return contributions(self.score, self.score_stats_, r).sum(axis=1), np.square(r)
+
     def score_tf(self, x_preprocessed):
         """Per-row score from preprocessed features, in TensorFlow ops (used by the SavedModel
         export, so the exported graph computes the same score as `score_samples`)."""

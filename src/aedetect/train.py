@@ -160,8 +160,8 @@ def evaluate_detector(det, df, rows: np.ndarray | None, schema: Schema = CREDITC
     y = part[schema.label].to_numpy()
     x = part[list(schema.features)]
     t = threshold or det.threshold
-    mse = det.feature_errors(x).mean(axis=1)
-    scores = mse if det.score == "mse" else det.score_samples(x)
+    scores, errors = det.score_and_errors(x)
+    mse = errors.mean(axis=1)
     metrics = evaluate_scores(y, scores, t.value, mse=mse)
     metrics["score"] = det.score
     metrics["threshold_rule"] = t.rule
