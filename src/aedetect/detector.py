@@ -319,9 +319,15 @@ class AutoencoderDetector:
         """Each preprocessed feature's share of the score: rows sum to `score_samples(X)`."""
         return self._contributions(self._preprocess(X))
 
+    def anomaly_score(self, X) -> np.ndarray:
+        """Anomaly score of each row (see `aedetect.scores`): higher = more anomalous.
+
+        The fraud view used by the CLI, the service and the reports."""
+        return self.feature_contributions(X).sum(axis=1)
+
     def score_samples(self, X) -> np.ndarray:
         """Anomaly score of each row (see `aedetect.scores`): higher = more anomalous."""
-        return self.feature_contributions(X).sum(axis=1)
+        return self.anomaly_score(X)
 
     def score_with_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Scores and per-feature contributions from one pass through the network."""
