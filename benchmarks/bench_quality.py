@@ -62,8 +62,8 @@ def autoencoder(df, config: TrainConfig, schema: Schema) -> dict:
     det, split = result.detector, result.split
     feats = list(schema.features)
     test = df.iloc[split.test]
-    scores = det.score_samples(test[feats])
-    val = det.score_samples(df.iloc[split.validation][feats])
+    scores = det.anomaly_score(test[feats])
+    val = det.anomaly_score(df.iloc[split.validation][feats])
     out = _label_free(test["Class"].to_numpy(), scores, val)
     return {**out, "fit_s": fit_s, "epochs": det.n_epochs_}
 

@@ -29,7 +29,7 @@ def score_file(model_dir, in_path, out_path) -> int:
     The one place the benchmark touches the scoring code: point it at another implementation
     to measure that one instead.
     """
-    from aedetect.artifact import load_detector
+    from aedetect.detector import load_detector
     from aedetect.scoring import score_file as stream_score
 
     return stream_score(load_detector(model_dir), in_path, out_path).rows_read
@@ -56,12 +56,12 @@ def train_model(df, split, model_dir: Path) -> None:
 
 def parts(model_dir: Path, path: Path, repeats: int) -> dict:
     """Where the time goes, step by step, on one file."""
-    from aedetect.artifact import load_detector
     from aedetect.data.io import read_raw, write_table
     from aedetect.data.schema import Schema, validate_frame
+    from aedetect.detector import load_detector
 
     def first_score():  # a freshly loaded model traces its scoring graph on first use
-        load_detector(model_dir).score_samples(x.head(1000))
+        load_detector(model_dir).anomaly_score(x.head(1000))
 
     det = load_detector(model_dir)
     schema = Schema(features=tuple(det.feature_names_in_), label=CREDITCARD.label)
@@ -69,7 +69,7 @@ def parts(model_dir: Path, path: Path, repeats: int) -> dict:
     checked = validate_frame(df, schema, require_label=False, allow_extra=True)
     x = checked[list(schema.features)]
     pre = det.preprocessor_.transform(x.to_numpy())
-    det.score_samples(x)  # warm the traced scoring function
+    det.anomaly_score(x)  # warm the traced scoring function
     out = df.assign(score=0.0, flag=np.int8(0))
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / f"out{path.suffix}"
@@ -81,7 +81,7 @@ def parts(model_dir: Path, path: Path, repeats: int) -> dict:
                 lambda: validate_frame(df, schema, require_label=False, allow_extra=True), repeats),
             "preprocess (transform)": best_of(lambda: det.preprocessor_.transform(x.to_numpy()), repeats),
             "network + score (residuals, contributions)": best_of(lambda: det._contributions(pre), repeats),
-            "score_samples (all in memory)": best_of(lambda: det.score_samples(x), repeats),
+            "score_samples (all in memory)": best_of(lambda: det.anomaly_score(x), repeats),
             "write (write_table)": best_of(lambda: write_table(out, target), repeats),
         }
 

@@ -19,10 +19,10 @@ from common import report, table
 
 CHILD = r"""
 import json, sys, threading, time, psutil
-from aedetect.artifact import load_detector
+from aedetect.detector import load_detector
 mode, model, data, out, chunk = sys.argv[1:6]
 det = load_detector(model)
-det.score_samples([[0.0] * det.n_features_in_])
+det.anomaly_score([[0.0] * det.n_features_in_])
 proc = psutil.Process()
 base = peak = proc.memory_info().rss
 done = False
@@ -39,7 +39,7 @@ if mode == "stream":
 else:
     from aedetect.data.io import read_raw, write_table
     df = read_raw(data)
-    df["score"] = det.score_samples(df[det.feature_names_in_])
+    df["score"] = det.anomaly_score(df[det.feature_names_in_])
     write_table(df, out); rows = len(df)
 seconds = time.perf_counter() - start
 done = True; t.join()

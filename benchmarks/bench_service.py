@@ -66,8 +66,8 @@ def main() -> None:
 
     import httpx
 
-    from aedetect.artifact import load_detector
     from aedetect.data.generate import generate_transactions
+    from aedetect.detector import load_detector
 
     det = load_detector(args.model)
     rows = generate_transactions(1000, 0.01, seed=21)[det.feature_names_in_]

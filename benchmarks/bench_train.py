@@ -71,7 +71,7 @@ def bench_aedetect(df, max_epochs: int, overrides: dict, label: str):
         result = train_detector(df, config, callbacks=[timer])
     det = result.detector
     pr_auc = evaluate_detector(det, df, result.split.test)["pr_auc"]
-    return dict(name=f"aedetect {label} (batch {config.batch_size}, lr {config.learning_rate:g})",
+    return dict(name=f"aedetect {label} (batch {config.param('batch_size')}, lr {config.param('learning_rate'):g})",
                 epoch=per_epoch(timer.seconds), cpu=per_epoch(timer.cpu_seconds),
                 first=timer.seconds[0], wall=t.seconds, epochs=det.n_epochs_, best=det.best_epoch_, pr_auc=pr_auc)
 

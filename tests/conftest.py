@@ -47,7 +47,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def detector(model_dir):
-    from aedetect.artifact import load_detector
+    from aedetect.detector import load_detector
 
     return load_detector(model_dir)
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from aedetect import AutoencoderDetector
-from aedetect.artifact import MANIFEST_FILE, MODEL_FILE, load_detector, read_manifest
+from aedetect.artifact import MANIFEST_FILE, MODEL_FILE, read_manifest
 from aedetect.data.schema import CREDITCARD
+from aedetect.detector import load_detector
 from aedetect.errors import ArtifactError
 from aedetect.thresholds import Threshold
 
@@ -20,7 +21,7 @@ def saved(tmp_path, fitted):
 def test_round_trip_gives_identical_scores(saved, fitted, frame):
     loaded = AutoencoderDetector.load(saved)
     x = frame[FEATURES]
-    np.testing.assert_array_equal(loaded.score_samples(x), fitted.score_samples(x))
+    np.testing.assert_array_equal(loaded.anomaly_score(x), fitted.anomaly_score(x))
     assert loaded.threshold == fitted.threshold
     assert loaded.get_params() == fitted.get_params()
     assert loaded.feature_names_out_ == fitted.feature_names_out_

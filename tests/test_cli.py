@@ -29,7 +29,7 @@ def trained(workdir):
     data = workdir / "gen.csv"
     run("data", "generate", "--rows", 6000, "--fraud-rate", 0.02, "--out", data)
     model = workdir / "model"
-    run("train", "--data", data, "--out", model, "--epochs", 5, "--batch-size", 128,
+    run("train", "--data", data, "--out", model, "--epochs", 5, "--set", "batch_size=128",
         "--threshold-rule", "best_f1")
     return data, model
 
@@ -62,19 +62,24 @@ def test_evaluate_other_file_needs_rows_all(trained, workdir):
     other = workdir / "other.csv"
     run("data", "generate", "--rows", 2000, "--fraud-rate", 0.05, "--seed", 9, "--out", other)
     proc = run("evaluate", "--model", model, "--data", other, ok=False)
-    assert proc.returncode == 2 and "--rows all" in proc.stderr
+    assert proc.returncode == 1 and "--rows all" in proc.stderr
     proc = run("evaluate", "--model", model, "--data", other, "--rows", "all")
     assert "2,000 / 100" in proc.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "--data", "missing.csv", "--out", "m"], "missing.csv: no such file"),
-    (["train", "--data", "{bad}", "--out", "m"], "column 'V2', row 3: value 'x' is not a number"),
-    (["train", "--data", "{gen}", "--out", "m", "--hidden-units", "20,a"], "--hidden-units must be"),
-    (["train", "--data", "{gen}", "--out", "m", "--protocol", "random"], "option 'protocol'"),
-    (["evaluate", "--model", "{gen}", "--data", "{gen}"], "no such model folder"),
+@pytest.mark.parametrize("args, message, status", [
+    (["train", "--data", "missing.csv", "--out", "m"], "missing.csv: no such file", 1),
+    (["train", "--data", "{bad}", "--out", "m"], "column 'V2', row 3: value 'x' is not a number", 1),
+    (["train", "--data", "{gen}", "--out", "m", "--hidden-units", "20,a"], "--hidden-units must be", 2),
+    (["train", "--data", "{gen}", "--out", "m", "--protocol", "random"], "protocol: Input should be", 2),
+    (["train", "--data", "{gen}", "--out", "m", "--set", "epochs=0"],
+     "The 'epochs' parameter of AutoencoderDetector must be an int in the range [1, inf). Got 0", 2),
+    (["train", "--data", "{gen}", "--out", "m", "--set", "depth=3"], "unknown detector parameter(s) ['depth']", 2),
+    (["train", "--data", "{gen}", "--out", "m", "--set", "epochs"], "--set takes key=value", 2),
+    (["evaluate", "--model", "{gen}", "--data", "{gen}"], "no such model folder", 1),
+    (["evaluate", "--model", "{gen}", "--data", "{gen}", "--rows", "some"], "--rows must be 'test' or 'all'", 2),
 ])
-def test_user_mistakes_give_one_clear_line(trained, workdir, args, message):
+def test_user_mistakes_give_one_clear_line(trained, workdir, args, message, status):
     data, _ = trained
     bad = workdir / "bad.csv"
     df = pd.read_csv(data).head(10).astype({"V2": object})
@@ -83,7 +88,7 @@ def test_user_mistakes_give_one_clear_line(trained, workdir, args, message):
     args = [a.format(bad=bad, gen=data) for a in args]
     proc = subprocess.run([sys.executable, "-m", "aedetect.cli", *args], capture_output=True,
                           text=True, env=ENV, cwd=workdir, timeout=300)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == status, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (workdir / "m").exists()  # nothing written on failure
@@ -110,3 +115,37 @@ def test_demo_falls_back_to_generated_data_when_offline(tmp_path):
     assert "NOT the ULB results" in proc.stderr
     m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert m["n_test"] > 0 and (tmp_path / "demo" / "model" / "manifest.json").is_file()
+
+
+def test_settings_from_a_config_file_and_set(trained, workdir):
+    data, _ = trained
+    cfg = workdir / "run.json"
+    cfg.write_text(json.dumps({"protocol": "time", "detector": {"hidden_units": [8, 3, 8], "epochs": 2},
+                               "alerts_per_day": 20}))
+    model = workdir / "from-config"
+    run("train", "--data", data, "--out", model, "--config", cfg, "--set", "epochs=3",
+        "--threshold-rule", "alert_budget")
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["detector_params"]["hidden_units"] == [8, 3, 8]
+    assert manifest["detector_params"]["epochs"] == 3  # --set wins over the file
+    assert manifest["threshold"]["rule"] == "alert_budget"
+    assert manifest["threshold"]["params"]["alerts_per_day"] == 20
+    assert manifest["training"]["split"]["protocol"] == "time"
+
+
+def test_version_json_and_quiet(trained, workdir):
+    from aedetect import __version__
+
+    assert run("--version").stdout.strip() == f"aedetect {__version__}"
+    data, model = trained
+    proc = run("-q", "evaluate", "--model", model, "--data", data, "--json")
+    m = json.loads(proc.stdout)
+    assert m["threshold_rule"] == "best_f1" and m["intervals"]["method"] == "clopper-pearson"
+    assert proc.stderr == ""
+
+
+def test_tables_are_not_cut_when_piped(trained):
+    data, model = trained
+    out = run("evaluate", "--model", model, "--data", data).stdout
+    assert "at MSE threshold 10: precision" in out  # a long label, whole on one line
+    assert max(len(line) for line in out.splitlines()) > 80

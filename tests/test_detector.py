@@ -1,7 +1,11 @@
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
+from sklearn.utils._param_validation import InvalidParameterError
 
 from aedetect import AutoencoderDetector
 from aedetect.data.schema import CREDITCARD
@@ -10,54 +14,99 @@ from aedetect.errors import DataError
 FEATURES = list(CREDITCARD.features)
 
 
-def test_fit_returns_self_and_sets_fitted_attributes(fitted):
-    assert fitted.n_features_in_ == 30 and fitted.feature_names_in_ == FEATURES
-    assert len(fitted.feature_names_out_) == 31
-    assert 1 <= fitted.best_epoch_ <= fitted.n_epochs_ <= 8
-    assert len(fitted.history_["loss"]) == fitted.n_epochs_
-    assert fitted.threshold.rule == "normal_percentile" and fitted.threshold_ > 0
+def test_fit_returns_self_and_sets_fitted_attributes(frame):
+    normals = frame[frame["Class"] == 0][FEATURES].head(1500)
+    det = AutoencoderDetector((8, 4, 8), epochs=2, jit_compile=False)
+    assert det.fit(normals) is det
+    assert det.n_features_in_ == 30 and list(det.feature_names_in_) == FEATURES
+    assert len(det.feature_names_out_) == 30  # no periodic column here: one output per column
+    assert 1 <= det.best_epoch_ <= det.n_epochs_ <= 2
+    assert len(det.history_["loss"]) == det.n_epochs_
+    assert det.threshold.rule == "normal_percentile" and det.threshold_ > 0
+    assert det.offset_ == -det.threshold_
 
 
 def test_scores_separate_anomalies(frame, fitted):
-    scores = fitted.score_samples(frame[FEATURES])
+    scores = fitted.anomaly_score(frame[FEATURES])
     assert scores.shape == (len(frame),) and (scores >= 0).all()
     assert roc_auc_score(frame["Class"], scores) > 0.9  # quality floor on generated data
 
 
-def test_one_score_direction(frame, fitted):
-    x = frame[FEATURES].head(200)
-    s = fitted.score_samples(x)
-    np.testing.assert_allclose(fitted.decision_function(x), s - fitted.threshold_)
-    np.testing.assert_array_equal(fitted.predict(x), (s > fitted.threshold_).astype(int))
-    np.testing.assert_allclose(fitted.feature_contributions(x).sum(axis=1), s, rtol=1e-6)
+def test_scikit_learn_outlier_convention(frame, fitted):
+    x = frame[FEATURES]
+    a = fitted.anomaly_score(x)
+    np.testing.assert_allclose(fitted.score_samples(x), -a)
+    np.testing.assert_allclose(fitted.decision_function(x), fitted.threshold_ - a)
+    pred = fitted.predict(x)
+    assert pred.dtype.kind == "i" and set(np.unique(pred)) == {-1, 1}
+    np.testing.assert_array_equal(pred == -1, a > fitted.threshold_)
+    np.testing.assert_array_equal(pred == -1, fitted.decision_function(x) < 0)
+    np.testing.assert_allclose(fitted.feature_contributions(x).sum(axis=1), a, rtol=1e-6)
 
 
-def test_columns_are_matched_by_name(frame, fitted):
+def test_feature_names_follow_scikit_learn(frame, fitted):
     x = frame[FEATURES].head(50)
-    shuffled = x[FEATURES[::-1]].assign(extra=1.0)
-    np.testing.assert_allclose(fitted.score_samples(shuffled), fitted.score_samples(x))
+    with pytest.raises(ValueError, match="Feature names must be in the same order"):
+        fitted.anomaly_score(x[FEATURES[::-1]])
+    with pytest.raises(ValueError, match="Feature names seen at fit time, yet now missing:\n- Amount"):
+        fitted.anomaly_score(x.drop(columns="Amount"))
+    with pytest.raises(ValueError, match="X has 29 features, but AutoencoderDetector is expecting 30"):
+        fitted.anomaly_score(np.zeros((3, 29)))
 
 
-def test_wrong_input_is_explained(frame, fitted):
-    with pytest.raises(DataError, match=r"missing column\(s\) \['Amount'\]"):
-        fitted.score_samples(frame[FEATURES].drop(columns="Amount"))
-    with pytest.raises(DataError, match="X has 29 features, but the detector was fitted with 30"):
-        fitted.score_samples(np.zeros((3, 29)))
+def test_non_finite_values_are_named_by_column_and_row(frame, fitted):
     bad = frame[FEATURES].head(5).copy()
     bad.iloc[2, 3] = np.nan
-    with pytest.raises(DataError, match=r"column 'V3', row 3: value nan"):
-        fitted.score_samples(bad)
+    with pytest.raises(DataError, match=r"column 'V3', row 3: value NaN is not a finite number"):
+        fitted.anomaly_score(bad)
+    bad.iloc[2, 3] = -np.inf
+    with pytest.raises(DataError, match=r"column 'V3', row 3: value -inf"):
+        fitted.predict(bad)
+    text = bad.astype({"V1": object})
+    text.iloc[0, 1] = "x"
+    with pytest.raises(DataError, match=r"non-numeric column\(s\) \['V1'\]"):
+        fitted.anomaly_score(text)
 
 
-def test_unfitted_and_bad_parameters(frame):
-    with pytest.raises(RuntimeError, match="not fitted yet"):
-        AutoencoderDetector().score_samples(frame[FEATURES])
-    for bad in ({"epochs": 0}, {"dropout": 1.0}, {"validation_fraction": 0.0},
-                {"threshold_percentile": 100}):
-        with pytest.raises(ValueError, match="must be"):
-            AutoencoderDetector(**bad).fit(frame[FEATURES])
-    with pytest.raises(ValueError, match="unknown parameter 'depth'"):
-        AutoencoderDetector().set_params(depth=3)
+def test_unfitted_use_raises_not_fitted_error(frame):
+    det = AutoencoderDetector()
+    for method in ("anomaly_score", "score_samples", "decision_function", "predict"):
+        with pytest.raises(NotFittedError):
+            getattr(det, method)(frame[FEATURES])
+
+
+@pytest.mark.parametrize(("param", "bad", "message"), [
+    ("epochs", 0, "'epochs' parameter of AutoencoderDetector must be an int in the range"),
+    ("dropout", 1.0, "'dropout' parameter of AutoencoderDetector must be a float in the range"),
+    ("validation_fraction", 0.0, "'validation_fraction' parameter"),
+    ("threshold_percentile", 100, "'threshold_percentile' parameter"),
+    ("score_type", "l1", "'score_type' parameter of AutoencoderDetector must be a str among"),
+    ("hidden_units", (8, 0, 8), "'hidden_units' parameter of AutoencoderDetector must be 'auto' or"),
+    ("activation", "cubic", "'activation' parameter"),
+])
+def test_bad_parameters_name_the_parameter(frame, param, bad, message):
+    with pytest.raises((InvalidParameterError, ValueError), match=message):
+        AutoencoderDetector(**{param: bad}).fit(frame[FEATURES].head(100))
+
+
+def test_parameters_are_returned_exactly_as_given():
+    det = AutoencoderDetector(hidden_units=(8, 4, 8), periodic_columns=(("Time", 86400.0),))
+    params = det.get_params(deep=True)
+    assert params["hidden_units"] == (8, 4, 8) and params["periodic_columns"] == (("Time", 86400.0),)
+    with pytest.raises(ValueError, match="Invalid parameter 'depth'"):
+        det.set_params(depth=3)
+    assert "hidden_units=(8, 4, 8)" in repr(det)
+
+
+def test_fit_ignores_labels(frame):
+    """y is ignored, as in every scikit-learn outlier detector: the labels never become
+    validation rows (they used to, silently)."""
+    normals = frame[frame["Class"] == 0][FEATURES].head(600)
+    a = AutoencoderDetector((8, 4, 8), epochs=2, seed=5, jit_compile=False).fit(normals)
+    b = AutoencoderDetector((8, 4, 8), epochs=2, seed=5, jit_compile=False).fit(
+        normals, np.zeros(len(normals)))
+    assert a.n_validation_ == b.n_validation_ == 60
+    np.testing.assert_array_equal(a.anomaly_score(normals), b.anomaly_score(normals))
 
 
 def test_same_seed_same_model(frame):
@@ -65,77 +114,78 @@ def test_same_seed_same_model(frame):
     a = AutoencoderDetector((8, 4, 8), epochs=2, seed=5).fit(normals)
     b = AutoencoderDetector((8, 4, 8), epochs=2, seed=5).fit(normals)
     c = AutoencoderDetector((8, 4, 8), epochs=2, seed=6).fit(normals)
-    x = frame[FEATURES].head(300)
-    np.testing.assert_array_equal(a.score_samples(x), b.score_samples(x))
-    assert not np.allclose(a.score_samples(x), c.score_samples(x))
+    x = frame[FEATURES].head(100)
+    np.testing.assert_array_equal(a.anomaly_score(x), b.anomaly_score(x))
+    assert not np.allclose(a.anomaly_score(x), c.anomaly_score(x))
 
 
-def test_numpy_input_gets_generic_names():
-    x = np.random.default_rng(0).normal(size=(500, 4))
-    det = AutoencoderDetector((3,), epochs=1).fit(x)
-    assert det.feature_names_in_ == ["x0", "x1", "x2", "x3"]
-    assert det.score_samples(pd.DataFrame(x, columns=det.feature_names_in_)).shape == (500,)
+def test_numpy_input_has_no_feature_names():
+    x = np.random.default_rng(0).normal(size=(500, 6))
+    det = AutoencoderDetector((3,), epochs=1, jit_compile=False).fit(x)
+    assert not hasattr(det, "feature_names_in_") and det.n_features_in_ == 6
+    assert det.preprocessor_.feature_names == [f"x{i}" for i in range(6)]
+    assert det.anomaly_score(x).shape == (500,)
 
 
-@pytest.mark.parametrize("score", ["mse", "feature_normalized", "residual_mahalanobis"])
-def test_score_variants_sum_contributions_and_survive_saving(frame, tmp_path, score):
+@pytest.mark.parametrize("score_type", ["mse", "feature_normalized", "residual_mahalanobis"])
+def test_score_types_sum_their_contributions(frame, tmp_path, score_type):
     normals = frame[frame["Class"] == 0][FEATURES]
-    det = AutoencoderDetector((16, 6, 16), epochs=6, batch_size=256, score=score, seed=3, log_columns=["Amount"],
-                              periodic_columns=[("Time", 86400.0)]).fit(normals)
+    det = AutoencoderDetector((16, 6, 16), epochs=6, batch_size=256, score_type=score_type, seed=3,
+                              log_columns=["Amount"], periodic_columns=[("Time", 86400.0)]).fit(normals)
     x = frame[FEATURES]
     s, c = det.score_with_contributions(x)
-    np.testing.assert_allclose(c.sum(axis=1), s, rtol=1e-9)
-    np.testing.assert_allclose(det.score_samples(x), s)
-    if score == "mse":  # the guide's score: the mean squared reconstruction error
+    assert c.shape == (len(x), 31)
+    np.testing.assert_allclose(det.anomaly_score(x), s)
+    if score_type == "mse":
         np.testing.assert_allclose(det.feature_errors(x).mean(axis=1), s, rtol=1e-6)
     assert roc_auc_score(frame["Class"], s) > 0.9
-    # the label-free threshold flags about 0.1% of validation normals
     assert (det.validation_scores_ > det.threshold_).mean() <= 0.002
-    loaded = AutoencoderDetector.load(det.save(tmp_path / score))
-    np.testing.assert_allclose(loaded.score_samples(x), s, rtol=1e-6)
-    import tensorflow as tf
-
-    x_pre = det.preprocessor_.transform(x.to_numpy())
-    np.testing.assert_allclose(det.score_tf(tf.constant(x_pre)).numpy(), s, rtol=1e-4, atol=1e-4)
+    loaded = AutoencoderDetector.load(det.save(tmp_path / score_type))
+    np.testing.assert_allclose(loaded.anomaly_score(x), s, rtol=1e-6)
+    assert loaded.get_params() == det.get_params()
 
 
-def test_unknown_score_is_refused(frame):
-    with pytest.raises(ValueError, match="score must be one of"):
-        AutoencoderDetector(score="l1").fit(frame[FEATURES])
+def test_the_guide_network_is_a_parameter_set(frame):
+    normals = frame[frame["Class"] == 0][FEATURES]
+    det = AutoencoderDetector((20, 8, 20), "tanh", epochs=3, batch_size=256, score_type="mse").fit(normals)
+    assert [layer.units for layer in det.model_.layers[1:]] == [20, 8, 20, 30]
+    assert roc_auc_score(frame["Class"], det.anomaly_score(frame[FEATURES])) > 0.85
 
 
-def test_batch_size_is_lowered_for_small_training_sets():
-    from aedetect.detector import effective_batch_size
-
-    assert effective_batch_size(2048, 225_510) == 2048  # the credit-card training set
-    assert effective_batch_size(2048, 7_000) == 140  # 50 steps an epoch
-    assert effective_batch_size(2048, 500) == 32
-    assert effective_batch_size(16, 500) == 16  # an explicit small batch is kept
-    x = np.random.default_rng(0).normal(size=(3_000, 3))
-    det = AutoencoderDetector((4,), epochs=1).fit(x)
-    assert det.batch_size_ == 54  # 2,700 training rows after the 10% validation hold-out
-
-
-def test_auto_code_width_follows_the_data():
-    from aedetect.detector import resolve_hidden_units
-
-    rng = np.random.default_rng(0)
-    low_rank = rng.normal(size=(5000, 3)) @ rng.normal(size=(3, 20)) + 0.01 * rng.normal(size=(5000, 20))
-    assert resolve_hidden_units("auto", low_rank) == (64, 32, 3, 32, 64)
-    assert resolve_hidden_units("auto", rng.normal(size=(5000, 30))) == (64, 32, 16, 32, 64)
-    assert resolve_hidden_units([20, 8, 20], low_rank) == (20, 8, 20)
-    with pytest.raises(ValueError, match="'auto' or a list of sizes"):
-        resolve_hidden_units("wide", low_rank)
-
-
-def test_fitted_network_uses_the_resolved_sizes(fitted):
-    assert fitted.hidden_units_ == (16, 6, 16)
-    dense = [layer.units for layer in fitted.model_.layers if hasattr(layer, "units")]
-    assert dense == [16, 6, 16, 31]
+def test_validation_data_is_used_when_given(frame):
+    normals = frame[frame["Class"] == 0][FEATURES]
+    det = AutoencoderDetector((4,), epochs=1, jit_compile=False).fit(
+        normals.iloc[:3000], validation_data=normals.iloc[3000:3500])
+    assert det.n_train_ == 3000 and det.n_validation_ == 500
 
 
 def test_score_and_errors_match_the_separate_calls(frame, fitted):
-    x = frame[FEATURES].head(500)
+    x = frame[FEATURES].head(300)
     scores, errors = fitted.score_and_errors(x)
-    np.testing.assert_allclose(scores, fitted.score_samples(x), rtol=1e-9)
+    np.testing.assert_allclose(scores, fitted.anomaly_score(x), rtol=1e-9)
     np.testing.assert_allclose(errors, fitted.feature_errors(x), rtol=1e-9)
+    fast, contrib = fitted.score_matrix(x.to_numpy())
+    np.testing.assert_allclose(fast, scores, rtol=1e-9)
+
+
+def test_pickle_round_trip_keeps_the_network(frame, fitted):
+    x = frame[FEATURES].head(200)
+    copy = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(copy.anomaly_score(x), fitted.anomaly_score(x))
+    assert copy.threshold == fitted.threshold and copy.get_params() == fitted.get_params()
+
+
+def test_state_round_trip_without_a_folder(frame, fitted):
+    state = fitted._get_state()
+    again = AutoencoderDetector._from_state(state, fitted.model_)
+    x = frame[FEATURES].head(100)
+    np.testing.assert_array_equal(again.anomaly_score(x), fitted.anomaly_score(x))
+    assert list(again.feature_names_in_) == FEATURES
+
+
+def test_a_tiny_table_fits():
+    x = pd.DataFrame({"a": [0.0, 1.0, 2.0], "b": [1.0, 0.5, 0.0]})
+    det = AutoencoderDetector(epochs=1, jit_compile=False).fit(x)
+    assert det.predict(x).shape == (3,)
+    with pytest.raises(ValueError, match="got 1 sample"):
+        AutoencoderDetector(epochs=1).fit(x.head(1))

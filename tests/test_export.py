@@ -31,13 +31,13 @@ def test_savedmodel_equals_python_path(detector, tmp_path, kind):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary folder left
     df = generate_transactions(2000, 0.05, seed=11)
     X = df[detector.feature_names_in_]
-    expected = detector.score_samples(X)
+    expected = detector.anomaly_score(X)
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     out = serve(**{c: tf.constant(X[c].to_numpy(np.float32)) for c in detector.feature_names_in_})
     if kind == "mse":
         np.testing.assert_allclose(out["score"].numpy(), expected, rtol=0, atol=1e-5)
     else:
-        assert detector.score == "residual_mahalanobis"
+        assert detector.score_type == "residual_mahalanobis"
         np.testing.assert_allclose(out["score"].numpy(), expected, rtol=1e-5, atol=1e-5)
     assert (out["flag"].numpy() == (expected > detector.threshold_)).all()
     assert out["flag"].numpy().sum() > 0  # the comparison covers flagged rows too

@@ -40,7 +40,7 @@ def test_streaming_equals_in_memory(detector, frame, tmp_path, fmt_in, fmt_out):
                    progress=lambda rows, frac: seen.append(rows))
     assert len(seen) >= 4 and seen[-1] == len(frame)  # several chunks, each reported
     out = pd.read_csv(s.output) if fmt_out == "csv" else pd.read_parquet(s.output)
-    expected = detector.score_samples(frame[FEATURES])
+    expected = detector.anomaly_score(frame[FEATURES])
     assert list(out.columns[:4]) == ["row", "tx_id", "score", "flag"]
     assert (out["tx_id"].to_numpy() == frame["tx_id"].to_numpy()).all()
     np.testing.assert_allclose(out["score"].to_numpy(), expected, rtol=1e-6)
@@ -95,7 +95,7 @@ def test_bad_rows_skip_writes_side_file(detector, frame, tmp_path):
     assert set(out["row"]) == set(range(1, 401)) - {10, 250, 300}  # every row accounted for
     kept = frame.head(400).drop(index=[9, 249, 299])
     assert (out["tx_id"].to_numpy() == kept["tx_id"].to_numpy()).all()
-    np.testing.assert_allclose(out["score"], detector.score_samples(kept[FEATURES]), rtol=1e-6)
+    np.testing.assert_allclose(out["score"], detector.anomaly_score(kept[FEATURES]), rtol=1e-6)
 
 
 def test_missing_column_is_reported(detector, frame, tmp_path):

@@ -16,10 +16,10 @@ BOUND_MB = 300
 
 CHILD = r"""
 import json, sys, threading, time, psutil
-from aedetect.artifact import load_detector
+from aedetect.detector import load_detector
 from aedetect.scoring import score_file
 det = load_detector(sys.argv[1])
-det.score_samples([[0.0] * det.n_features_in_])
+det.anomaly_score([[0.0] * det.n_features_in_])
 proc = psutil.Process()
 base = peak = proc.memory_info().rss
 done = False

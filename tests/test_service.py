@@ -36,7 +36,7 @@ def test_score_matches_detector(client, detector, rows):
     r = client.post("/v1/score", json={"transactions": txs})
     assert r.status_code == 200, r.text
     body = r.json()
-    expected = detector.score_samples(rows.iloc[:20])
+    expected = detector.anomaly_score(rows.iloc[:20])
     got = np.array([res["score"] for res in body["results"]])
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert body["threshold"] == pytest.approx(detector.threshold_)

@@ -41,9 +41,9 @@ def test_max_fpr_allows_floor_of_rate_times_normals_false_positives():
 
 def test_alert_budget_flags_the_share_of_rows_the_budget_allows():
     # A stream of 100 rows a day and 20 alerts a day: 20% of the 10 scored rows.
-    assert flagged(alert_budget(SCORES, alerts_per_day=20, per_day=100)) == {10, 9}
-    assert flagged(alert_budget(SCORES, alerts_per_day=1, per_day=100)) == set()
-    assert flagged(alert_budget(SCORES, alerts_per_day=500, per_day=100)) == set(SCORES)
+    assert flagged(alert_budget(SCORES, alerts_per_day=20, rows_per_day=100)) == {10, 9}
+    assert flagged(alert_budget(SCORES, alerts_per_day=1, rows_per_day=100)) == set()
+    assert flagged(alert_budget(SCORES, alerts_per_day=500, rows_per_day=100)) == set(SCORES)
 
 
 def test_rows_per_day_counts_rows_over_the_time_span():
@@ -54,7 +54,7 @@ def test_rows_per_day_counts_rows_over_the_time_span():
 
 def test_alert_budget_never_exceeds_budget_with_ties():
     scores = np.array([1.0, 2.0, 3.0, 3.0, 3.0])
-    t = alert_budget(scores, alerts_per_day=2, per_day=5)
+    t = alert_budget(scores, alerts_per_day=2, rows_per_day=5)
     assert (scores > t).sum() <= 2
 
 
@@ -103,15 +103,27 @@ def test_labelled_rules_need_both_classes(rule):
 
 @pytest.mark.parametrize("rule", sorted(set(RULES) - {"fixed", "normal_percentile"}))
 def test_choose_threshold_records_rule_params_and_source(rule):
-    t = choose_threshold(rule, scores=SCORES, y=Y, per_day=100.0, source="selection set")
+    extra = {"rows_per_day": 100.0} if rule == "alert_budget" else {}
+    t = choose_threshold(rule, scores=SCORES, y=Y, source="selection set", **extra)
     assert t.rule == rule and t.source == "selection set"
     back = Threshold.from_dict(t.to_dict())
     assert back == t
 
 
-def test_choose_threshold_rejects_unknown_rule():
+def test_choose_threshold_rejects_unknown_rule_and_parameters():
     with pytest.raises(ValueError, match="threshold rule must be one of"):
         choose_threshold("top10", scores=SCORES)
+    with pytest.raises(ValueError, match=r"rule 'max_fpr' takes \['max_fpr'\]; got \['fpr'\]"):
+        choose_threshold("max_fpr", scores=SCORES, y=Y, fpr=0.1)
+
+
+def test_every_rule_in_the_registry_maps_to_config_fields():
+    from aedetect.config import TrainConfig
+
+    for rule in RULES.values():
+        for field in rule.config.values():
+            assert TrainConfig().param(field) is not None or field == "threshold_value"
+        assert rule.needs_labels == (rule.name in ("best_f1", "min_precision", "max_fpr", "expected_cost"))
 
 
 def test_threshold_round_trip_keeps_estimate_and_warnings():

@@ -52,7 +52,7 @@ def test_labelled_rules_need_both_classes():
 
 
 def test_choose_threshold_records_rule_and_params():
-    t = th.choose_threshold("min_precision", scores=SCORES, y=LABELS, precision=0.9, source="sel")
+    t = th.choose_threshold("min_precision", scores=SCORES, y=LABELS, min_precision=0.9, source="sel")
     assert t.rule == "min_precision" and t.params == {"min_precision": 0.9} and t.source == "sel"
     assert th.Threshold.from_dict(t.to_dict()) == t
     with pytest.raises(ValueError, match="threshold rule must be one of"):

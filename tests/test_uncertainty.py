@@ -1,9 +1,10 @@
-"""Bootstrap intervals for precision and recall, and small-sample warnings."""
+"""Exact binomial intervals for precision and recall, and small-sample warnings."""
 
 import numpy as np
 import pytest
+from scipy.stats import beta
 
-from aedetect.uncertainty import bootstrap_precision_recall, small_sample_warnings
+from aedetect.uncertainty import precision_recall_intervals, proportion_interval, small_sample_warnings
 
 
 def _rows(n_anomalies, n_normals, caught, false_alerts):
@@ -14,51 +15,43 @@ def _rows(n_anomalies, n_normals, caught, false_alerts):
 
 def test_point_estimates_are_the_plain_precision_and_recall():
     y, s = _rows(12, 228, caught=9, false_alerts=3)
-    b = bootstrap_precision_recall(y, s, 0.5)
+    b = precision_recall_intervals(y, s, 0.5)
     assert b["recall"]["value"] == pytest.approx(9 / 12)
     assert b["precision"]["value"] == pytest.approx(9 / 12)
     assert b["n_anomalies"] == 12 and b["n_normals"] == 228 and b["n_flagged"] == 12
+    assert b["method"] == "clopper-pearson"
     for k in ("precision", "recall"):
         assert b[k]["low"] <= b[k]["value"] <= b[k]["high"]
 
 
-def test_no_spread_when_nothing_is_uncertain():
-    y, s = _rows(12, 228, caught=12, false_alerts=0)
-    b = bootstrap_precision_recall(y, s, 0.5)
-    assert b["recall"] == {"value": 1.0, "low": 1.0, "high": 1.0}
-    assert b["precision"] == {"value": 1.0, "low": 1.0, "high": 1.0}
+@pytest.mark.parametrize(("caught", "n", "low", "high"), [
+    (5, 5, 0.478, 1.000),   # the bootstrap printed 1.000-1.000
+    (11, 12, 0.615, 0.998),  # the bootstrap printed 0.750-1.000
+])
+def test_small_counts_keep_their_uncertainty(caught, n, low, high):
+    y, s = _rows(n, 100, caught=caught, false_alerts=0)
+    r = precision_recall_intervals(y, s, 0.5)["recall"]
+    assert r["low"] == pytest.approx(low, abs=5e-4) and r["high"] == pytest.approx(high, abs=5e-4)
+
+
+def test_matches_the_clopper_pearson_formula():
+    for k, n in [(0, 10), (3, 10), (10, 10), (480, 500)]:
+        ci = proportion_interval(k, n, level=0.9)
+        lo = 0.0 if k == 0 else beta.ppf(0.05, k, n - k + 1)
+        hi = 1.0 if k == n else beta.ppf(0.95, k + 1, n - k)
+        assert ci["low"] == pytest.approx(lo, abs=1e-9) and ci["high"] == pytest.approx(hi, abs=1e-9)
 
 
 def test_nothing_flagged_has_no_precision():
     y, s = _rows(12, 228, caught=0, false_alerts=0)
-    b = bootstrap_precision_recall(y, s, 0.5)
-    assert b["precision"]["value"] is None and b["recall"]["value"] == 0.0
+    b = precision_recall_intervals(y, s, 0.5)
+    assert b["precision"] == {"value": None, "low": None, "high": None} and b["recall"]["value"] == 0.0
 
 
 def test_interval_shrinks_with_more_anomalies():
-    small = bootstrap_precision_recall(*_rows(12, 228, 6, 2), 0.5)["recall"]
-    large = bootstrap_precision_recall(*_rows(1200, 22800, 600, 200), 0.5)["recall"]
+    small = precision_recall_intervals(*_rows(12, 228, 6, 2), 0.5)["recall"]
+    large = precision_recall_intervals(*_rows(1200, 22800, 600, 200), 0.5)["recall"]
     assert (small["high"] - small["low"]) > 5 * (large["high"] - large["low"])
-    # Recall 0.5 of 12: the binomial 95% range is about 0.5 +- 0.29.
-    assert small["low"] == pytest.approx(0.25, abs=0.09) and small["high"] == pytest.approx(0.75, abs=0.09)
-
-
-def test_matches_an_explicit_stratified_resampling():
-    rng = np.random.default_rng(1)
-    y = (rng.random(400) < 0.1).astype(int)
-    s = rng.random(400) + y * 0.6
-    closed = bootstrap_precision_recall(y, s, 0.8, n_boot=4000, seed=2)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    recalls, precisions = [], []
-    for _ in range(2000):
-        p, n = rng.choice(pos, pos.size), rng.choice(neg, neg.size)
-        tp, fp = (s[p] > 0.8).sum(), (s[n] > 0.8).sum()
-        recalls.append(tp / pos.size)
-        precisions.append(tp / (tp + fp))
-    assert closed["recall"]["low"] == pytest.approx(np.percentile(recalls, 2.5), abs=0.04)
-    assert closed["recall"]["high"] == pytest.approx(np.percentile(recalls, 97.5), abs=0.04)
-    assert closed["precision"]["low"] == pytest.approx(np.percentile(precisions, 2.5), abs=0.04)
-
 
 def test_guide_selection_set_warns_about_twelve_anomalies():
     y = np.r_[np.ones(12), np.zeros(228)]

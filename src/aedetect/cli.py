@@ -14,7 +14,6 @@ import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from aedetect.config import default_of  # noqa: E402
 from aedetect.errors import AedetectError  # noqa: E402
 
 app = typer.Typer(help="Anomaly detection in tabular data with autoencoders.",
@@ -22,13 +21,50 @@ app = typer.Typer(help="Anomaly detection in tabular data with autoencoders.",
 data_app = typer.Typer(help="Fetch, generate and convert data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console(stderr=True, soft_wrap=True)  # messages are not cut at 80 columns
-out = Console()
+# Tables on stdout: full width when piped or redirected (Rich would cut them to 80 columns).
+out = Console(width=None if sys.stdout.isatty() else 200)
+
+
+class UsageError(AedetectError):
+    """A wrong option or combination of options: exit status 2, like Click's own usage errors."""
+
+
+def _version(value: bool) -> None:
+    if value:
+        from aedetect import __version__
+
+        print(f"aedetect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="only errors and results: no "
+                                        "progress bars or status lines")] = False,
+):
+    """Anomaly detection in tabular data with autoencoders."""
+    console.quiet = quiet
 
 DataOpt = Annotated[str, typer.Option(
     "--data", help="CSV/Parquet file with the credit-card columns, or 'creditcard' to fetch "
     "the real ULB file")]
 SeedOpt = Annotated[int, typer.Option(help="seed for the split, the weights and the shuffling")]
 ProtocolOpt = Annotated[str, typer.Option(help="split protocol: 'guide' or 'time'")]
+
+
+def _settings_help() -> str:
+    from aedetect.config import settings_help
+
+    return settings_help().replace("[", "\\[")
+
+
+def _rules_help() -> str:
+    from aedetect.thresholds import RULES
+
+    return ("threshold rule: " + "; ".join(f"{r.name}: {r.description}" for r in RULES.values())
+            + " \\[default: normal_percentile]")
 
 
 def _tensorflow():
@@ -57,7 +93,7 @@ def data_fetch(
     from aedetect.ui import fetch_with_progress
 
     if name != "creditcard":
-        raise AedetectError(f"unknown data set {name!r}; available: 'creditcard'")
+        raise UsageError(f"unknown data set {name!r}; available: 'creditcard'")
     print(fetch_with_progress(cache_dir))
 
 
@@ -75,7 +111,7 @@ def data_generate(
     try:
         df = generate_transactions(rows, fraud_rate, seed)
     except ValueError as exc:
-        raise AedetectError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     write_table(df, out_file)
     console.print(f"wrote {len(df):,} rows ({int(df['Class'].sum()):,} anomalies) to {out_file}")
 
@@ -98,33 +134,47 @@ def data_to_tfrecord(
     console.print(f"wrote {split.sizes()} rows as shards to {out_dir}")
 
 
-def _config(preset: str = "default", **kwargs):
-    """A TrainConfig from a preset plus the options given (None = not given)."""
-    from aedetect.config import PRESETS, TrainConfig
+def _config(preset: str = "default", config_file: Path | None = None, settings: list[str] | None = None,
+            **flags):
+    """A TrainConfig: preset, then --config FILE, then --set key=value, then the common flags
+    (None = not given)."""
+    from pydantic import ValidationError as PydanticError
 
-    if preset not in PRESETS:
-        raise AedetectError(f"--preset must be one of {sorted(PRESETS)}; got {preset!r}")
-    given = {k: v for k, v in kwargs.items() if v is not None}
-    return _settings(TrainConfig, **{**PRESETS[preset], **given})
+    from aedetect.config import build_config, parse_settings, read_config_file
+
+    layers = []
+    if config_file is not None:
+        layers.append(read_config_file(config_file))
+    layers.append(parse_settings(settings or []))
+    layers.append({k: v for k, v in flags.items() if v is not None})
+    try:
+        return build_config(preset, *layers)
+    except PydanticError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "setting"
+        raise UsageError(f"{where}: {first['msg']}") from None
+    except ValueError as exc:  # the estimator's constraints
+        raise UsageError(str(exc)) from None
 
 
-def _load_model(model_dir: Path, check_only: bool = False):
+def _load_model(model_dir: Path):
     """Verify the folder first (fast, no TensorFlow), then load it."""
-    from aedetect.artifact import load_detector, read_manifest
+    from aedetect.artifact import read_manifest
+    from aedetect.detector import load_detector
 
     read_manifest(model_dir)
     _tensorflow()
-    return None if check_only else load_detector(model_dir)
+    return load_detector(model_dir)
 
 
-def _units(text: str) -> list[int] | str:
-    if text.strip() == "auto":
-        return "auto"
+def _units(text: str | None) -> list[int] | str | None:
+    if text is None or text.strip() == "auto":
+        return None if text is None else "auto"
     try:
         return [int(u) for u in text.split(",") if u.strip()]
     except ValueError:
-        raise AedetectError(f"--hidden-units must be comma-separated integers like 20,8,20; "
-                            f"got {text!r}") from None
+        raise UsageError(f"--hidden-units must be comma-separated integers like 20,8,20; "
+                         f"got {text!r}") from None
 
 
 def _train(data, config, model_dir: Path | None, overwrite: bool):
@@ -136,7 +186,7 @@ def _train(data, config, model_dir: Path | None, overwrite: bool):
     from aedetect.train import train_detector
 
     with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
-        with TrainingProgress(config.epochs, console) as progress:
+        with TrainingProgress(config.param("epochs"), console) as progress:
             result = train_detector(df, config, callbacks=[progress], work_dir=work)
     det = result.detector
     meta = {"data_file": str(path), "data_fingerprint": result.data_fingerprint,
@@ -152,64 +202,52 @@ def _train(data, config, model_dir: Path | None, overwrite: bool):
         from aedetect.report import interval
 
         console.print(f"expected on the {est['rows']}: precision {interval(est['precision'])}, "
-                      f"recall {interval(est['recall'])} (95% bootstrap intervals)")
+                      f"recall {interval(est['recall'])} (95% exact binomial intervals)")
     for w in det.threshold.warnings:
         console.print(f"[yellow]warning: {w}[/yellow]")
     return df, result
+
+
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="a setting as key=value, repeatable, e.g. --set learning_rate=3e-3 --set "
+    "alerts_per_day=20. Settings and defaults: " + _settings_help())]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="a JSON (or YAML) file of settings, e.g. a run's saved config; --set and "
+    "the flags override it")]
 
 
 @app.command()
 def train(
     model_dir: Annotated[Path, typer.Option("--out", help="model folder to write")],
     data: DataOpt = "creditcard",
-    protocol: ProtocolOpt = "guide",
-    seed: SeedOpt = 0,
+    protocol: Annotated[str | None, typer.Option(help="split protocol: 'guide' or 'time' "
+                                                 "\\[default: guide]")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="seed for the split, the weights and the shuffling \\[default: 0]")] = None,
     preset: Annotated[str, typer.Option(
         help="starting configuration: 'default' or 'guide' (20-8-20 tanh, MSE, 5 epochs, batch 256)")
     ] = "default",
     hidden_units: Annotated[str | None, typer.Option(
         help="hidden layer sizes, e.g. 64,32,16,32,64; 'auto': 64-32-code-32-64 with the code "
         "sized to the data (at most 16) \\[default: auto]")] = None,
-    activation: Annotated[str | None, typer.Option(help=f"\\[default: {default_of('activation')}]")] = None,
-    epochs: Annotated[int | None, typer.Option(help=f"at most \\[default: {default_of('epochs')}]")] = None,
-    batch_size: Annotated[int | None, typer.Option(help=f"\\[default: {default_of('batch_size')}]")] = None,
-    learning_rate: Annotated[float | None, typer.Option(
-        help=f"\\[default: {default_of('learning_rate')}]")] = None,
-    patience: Annotated[int | None, typer.Option(
-        help=f"early-stopping patience in epochs \\[default: {default_of('patience')}]")] = None,
-    noise_std: Annotated[float | None, typer.Option(help="input noise while training \\[default: 0]")] = None,
-    dropout: Annotated[float | None, typer.Option(help="\\[default: 0]")] = None,
-    l2: Annotated[float | None, typer.Option(help="weight decay \\[default: 0]")] = None,
-    score: Annotated[str | None, typer.Option(
-        help="mse | feature_normalized | residual_mahalanobis (see aedetect.scores) "
-        f"\\[default: {default_of('score')}]")] = None,
-    input_pipeline: Annotated[str, typer.Option(help="'memory' or 'tfrecord'")] = "memory",
-    threshold_rule: Annotated[str, typer.Option(
-        help="fixed | normal_percentile | contamination | alert_budget (label-free); best_f1 | "
-        "min_precision | max_fpr | expected_cost (use the labelled selection set)")] = "normal_percentile",
-    threshold: Annotated[float | None, typer.Option(help="value for the fixed rule")] = None,
-    percentile: Annotated[float, typer.Option(help="q for normal_percentile")] = 99.9,
-    min_precision: float = 0.93,
-    max_fpr: Annotated[float, typer.Option(help="highest false-positive rate for max_fpr")] = 0.001,
-    alerts_per_day: Annotated[float, typer.Option(help="alert budget a day for alert_budget")] = 50.0,
-    cost_missed: Annotated[float, typer.Option(help="expected_cost: cost of a missed anomaly")] = 100.0,
-    cost_review: Annotated[float, typer.Option(help="expected_cost: cost of reviewing an alert")] = 5.0,
-    cost_per_amount: Annotated[bool, typer.Option(help="expected_cost: a miss costs cost_missed x Amount")] = False,
-    contamination: Annotated[float, typer.Option(help="share of rows flagged by contamination")] = 0.001,
+    epochs: Annotated[int | None, typer.Option(help="at most \\[default: 100]")] = None,
+    threshold_rule: Annotated[str | None, typer.Option(help=_rules_help())] = None,
+    input_pipeline: Annotated[str | None, typer.Option(
+        help="'memory' or 'tfrecord' \\[default: memory]")] = None,
+    settings: SetOpt = None,
+    config_file: ConfigOpt = None,
     overwrite: bool = False,
 ):
     """Train on the training normals of a split and write the model folder."""
-    config = _config(preset=preset, protocol=protocol, seed=seed,
-                     hidden_units=_units(hidden_units) if hidden_units else None,
-                     activation=activation, epochs=epochs, batch_size=batch_size,
-                     learning_rate=learning_rate, patience=patience, noise_std=noise_std,
-                     dropout=dropout, l2=l2, score=score, input_pipeline=input_pipeline,
-                     threshold_rule=threshold_rule, threshold_value=threshold,
-                     threshold_percentile=percentile, min_precision=min_precision, max_fpr=max_fpr,
-                     alerts_per_day=alerts_per_day, cost_missed=cost_missed, cost_review=cost_review,
-                     cost_per_amount=cost_per_amount, contamination=contamination)
+    config = _config(preset, config_file, settings, protocol=protocol, seed=seed,
+                     hidden_units=_units(hidden_units), epochs=epochs,
+                     threshold_rule=threshold_rule, input_pipeline=input_pipeline)
     _train(data, config, model_dir, overwrite)
     console.print(f"model written to {model_dir}")
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the results as JSON on stdout "
+                                      "instead of the table")]
 
 
 @app.command()
@@ -222,42 +260,27 @@ def evaluate(
     report_dir: Annotated[Path | None, typer.Option(
         "--report", help="folder for report.html (self-contained), its PNGs and metrics.json")] = None,
     alerts_per_day: Annotated[float, typer.Option(help="daily alert budget for the report")] = 50.0,
+    as_json: JsonOpt = False,
 ):
     """Evaluate a model on labelled data: metrics table and metrics.json."""
     from aedetect.artifact import read_manifest
-    from aedetect.data.schema import CREDITCARD
 
+    if rows not in ("test", "all"):
+        raise UsageError(f"--rows must be 'test' or 'all'; got {rows!r}")
     read_manifest(model_dir)  # a bad model folder fails fast, before data and TensorFlow load
     df, _ = _load(data)
     det = _load_model(model_dir)
-    from aedetect.train import evaluate_detector, frame_fingerprint, split_frame
+    from aedetect.evaluation import evaluate_model
 
-    meta = det.manifest_.metadata
-    if rows == "test":
-        if meta.get("data_fingerprint") != frame_fingerprint(df):
-            raise AedetectError(
-                f"{data} is not the file this model was trained on, so its test split is "
-                "unknown; pass --rows all to evaluate on every row")
-        config = _config(**meta["config"])
-        split = split_frame(df, config)
-        idx, protocol, seed = split.test, config.protocol, config.seed
-    elif rows == "all":
-        idx, protocol, seed = None, "all rows", meta.get("seed")
-    else:
-        raise AedetectError(f"--rows must be 'test' or 'all'; got {rows!r}")
-    metrics = evaluate_detector(det, df, idx, alerts_per_day=alerts_per_day)
-    metrics.update(seed=seed, protocol=protocol)
-    _report(metrics, metrics_out)
+    ev = evaluate_model(det, df, rows, alerts_per_day=alerts_per_day)
+    _report(ev.metrics, metrics_out, as_json)
     if report_dir is not None:
         from aedetect.report import evaluation_report
 
-        part = df if idx is None else df.iloc[idx]
-        x = part[list(det.feature_names_in_)]
         with console.status("drawing the report"):
-            scores, errors = det.score_and_errors(x)
-            rep = evaluation_report(det, part[CREDITCARD.label].to_numpy(), scores, errors, metrics,
+            rep = evaluation_report(det, ev.y, ev.scores, ev.errors, ev.metrics,
                                     f"aedetect evaluation: {model_dir}")
-            path = rep.write(report_dir, metrics)
+            path = rep.write(report_dir, ev.metrics)
         console.print(f"report written to {path}")
 
 
@@ -267,12 +290,13 @@ def compare(
     protocol: ProtocolOpt = "guide",
     seed: SeedOpt = 0,
     seeds: Annotated[int, typer.Option(help="repeat split and training for this many seeds")] = 1,
-    epochs: Annotated[int | None, typer.Option(help=f"at most \\[default: {default_of('epochs')}]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="at most \\[default: 100]")] = None,
     alerts_per_day: Annotated[float, typer.Option(help="daily alert budget")] = 50.0,
     lof_max_train: Annotated[int, typer.Option(help="LocalOutlierFactor trains on at most this "
                                                "many normals")] = 20_000,
     report_dir: Annotated[Path | None, typer.Option(
         "--report", help="folder for report.html, compare.md and metrics.json")] = None,
+    as_json: JsonOpt = False,
 ):
     """The autoencoder beside IsolationForest, PCA, LocalOutlierFactor and a supervised ceiling."""
     from rich.table import Table
@@ -285,22 +309,32 @@ def compare(
     with console.status("comparing") as status:
         cmp = compare_methods(df, config, seeds, alerts_per_day=alerts_per_day,
                               lof_max_train=lof_max_train, progress=status.update)
-    table = Table(title=f"test set, {protocol} protocol, seeds {cmp.seeds}")
-    for h in ["method", *METRICS.values(), "how it was run"]:
-        table.add_column(h, justify="left" if h in ("method", "how it was run") else "right")
-    for row in table_rows(cmp):
-        table.add_row(*row)
-    out.print(table)
+    if as_json:
+        import json
+
+        print(json.dumps(cmp.to_dict(), indent=2))
+    else:
+        table = Table(title=f"test set, {protocol} protocol, seeds {cmp.seeds}")
+        for h in ["method", *METRICS.values(), "how it was run"]:
+            table.add_column(h, justify="left" if h in ("method", "how it was run") else "right")
+        for row in table_rows(cmp):
+            table.add_row(*row)
+        out.print(table)
     if report_dir is not None:
         rep = comparison_report(cmp)
         path = rep.write(report_dir, cmp.to_dict(), extra={"compare.md": markdown_table(cmp)})
         console.print(f"report written to {path}")
 
 
-def _report(metrics: dict, path: Path | None) -> None:
+def _report(metrics: dict, path: Path | None, as_json: bool = False) -> None:
     from aedetect.ui import metrics_table
 
-    out.print(metrics_table(metrics))
+    if as_json:
+        import json
+
+        print(json.dumps(metrics, indent=2))
+    else:
+        out.print(metrics_table(metrics))
     if path is not None:
         from aedetect.ui import write_json
 
@@ -326,9 +360,9 @@ def score(
     from aedetect.ui import ScoringProgress
 
     if on_bad_rows not in ("error", "skip"):
-        raise AedetectError(f"--on-bad-rows must be 'error' or 'skip'; got {on_bad_rows!r}")
+        raise UsageError(f"--on-bad-rows must be 'error' or 'skip'; got {on_bad_rows!r}")
     if chunk_rows < 1 or top_k < 0:
-        raise AedetectError(f"--chunk-rows must be >= 1 and --top-k >= 0; got {chunk_rows}, {top_k}")
+        raise UsageError(f"--chunk-rows must be >= 1 and --top-k >= 0; got {chunk_rows}, {top_k}")
     det = _load_model(model_dir)
     ids = [c.strip() for c in id_columns.split(",") if c.strip()]
     try:
@@ -363,7 +397,9 @@ def serve(
 
     settings = _settings(ServiceSettings, max_batch=max_batch, max_body_bytes=max_body_bytes,
                          api_key_env=api_key_env, top_k=top_k)
-    _load_model(model_dir, check_only=True)
+    from aedetect.artifact import read_manifest
+
+    read_manifest(model_dir)
     api = create_app(model_dir, settings)
     auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
     console.print(f"serving {model_dir} on http://{host}:{port} (API-key auth {auth})")
@@ -375,7 +411,7 @@ def _settings(cls, **kwargs):
         return cls(**kwargs)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise AedetectError(f"option {first['loc'][0]!r}: {first['msg']}") from None
+        raise UsageError(f"option {first['loc'][0]!r}: {first['msg']}") from None
 
 
 @app.command()
@@ -387,7 +423,7 @@ def export(
 ):
     """Export a TensorFlow SavedModel that takes raw columns and returns score and flag."""
     if fmt != "savedmodel":
-        raise AedetectError(f"--format must be 'savedmodel'; got {fmt!r}")
+        raise UsageError(f"--format must be 'savedmodel'; got {fmt!r}")
     det = _load_model(model_dir)
     from aedetect.export import export_savedmodel
 
@@ -403,7 +439,7 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="folder for metrics.json and the model")] = Path("runs/demo"),
     data: DataOpt = "creditcard",
     seed: SeedOpt = 0,
-    epochs: Annotated[int | None, typer.Option(help=f"at most \\[default: {default_of('epochs')}]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="at most \\[default: 100]")] = None,
     offline_rows: Annotated[int, typer.Option(
         help="rows of generated data used when the real file cannot be fetched")] = 100_000,
 ):
@@ -426,8 +462,8 @@ def demo(
     df, result = _train(data, config, out_dir / "model", overwrite=True)
     from aedetect.train import evaluate_detector
 
-    metrics = evaluate_detector(result.detector, df, result.split.test)
-    metrics.update(seed=seed, protocol=config.protocol)
+    metrics = evaluate_detector(result.detector, df, result.split.test, seed=seed)
+    metrics["protocol"] = config.protocol
     _report(metrics, out_dir / "metrics.json")
 
 
@@ -435,8 +471,11 @@ def main() -> None:
     try:
         app()
     except AedetectError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        from rich.markup import escape
+
+        console.quiet = False
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2 if isinstance(exc, UsageError) else 1)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; nothing was written[/yellow]")
         sys.exit(130)

@@ -14,11 +14,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from aedetect.baselines import BASELINES, LOFScorer
 from aedetect.config import TrainConfig
 from aedetect.data.schema import CREDITCARD, Schema
-from aedetect.evaluation import GUIDE_PRECISION, at_alert_budget, recall_at_precision
+from aedetect.evaluation import GUIDE_PRECISION, at_alert_budget, evaluate_detector, recall_at_precision
 from aedetect.preprocessing import Preprocessor
 from aedetect.report import Report, evaluation_report, fmt
 from aedetect.thresholds import rows_per_day
-from aedetect.train import evaluate_detector, train_detector
+from aedetect.train import train_detector
 
 AUTOENCODER = "autoencoder"
 METRICS = {"pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "recall_at_precision_0_93": "recall at precision 0.93",
@@ -81,17 +81,21 @@ def compare_methods(df: pd.DataFrame, config: TrainConfig, seeds: int = 1, schem
         test = df.iloc[split.test]
         y = test[schema.label].to_numpy().astype(int)
         start = time.perf_counter()
-        scores = det.score_samples(test[features])
+        if i == 0:  # one network pass gives the metrics and the report's inputs
+            ev = evaluate_detector(det, df, split.test, schema, alerts_per_day=alerts_per_day,
+                                   seed=seed, full=True)
+            scores = ev.scores
+        else:
+            scores = det.anomaly_score(test[features])
         score_s = time.perf_counter() - start
         run = {AUTOENCODER: _metrics(y, scores, fit_s, score_s, alerts_per_day, per_day)}
         result.notes[AUTOENCODER] = (f"hidden {list(det.hidden_units_)}, {det.n_epochs_} epochs "
-                                     f"(at most {cfg.epochs})")
+                                     f"(at most {cfg.param('epochs')})")
         result.uses_labels[AUTOENCODER] = False
         if i == 0:
-            m = evaluate_detector(det, df, split.test, schema, alerts_per_day=alerts_per_day, seed=seed)
-            m.update(seed=seed, protocol=cfg.protocol)
-            result.first = {"detector": det, "y": y, "scores": scores, "metrics": m,
-                            "feature_errors": det.feature_errors(test[features])}
+            ev.metrics["protocol"] = cfg.protocol
+            result.first = {"detector": det, "y": y, "scores": scores, "metrics": ev.metrics,
+                            "feature_errors": ev.errors}
             result.curves[AUTOENCODER] = (y, scores)
         pre = Preprocessor(features, schema.log_columns, schema.periodic_columns)
         pre.fit(df.iloc[split.train][features].to_numpy())

@@ -1,36 +1,58 @@
-"""Typed training configuration shared by the CLI, the Python API and the benchmarks."""
+"""The training run's configuration, shared by the CLI, the Python API and the benchmarks.
+
+Detector hyperparameters are not declared here: they are `AutoencoderDetector`'s parameters,
+checked by its `_parameter_constraints` (scikit-learn's validation), so each is defined once.
+A `TrainConfig` holds the run around the detector (split protocol, seed, input pipeline, the
+threshold rule and its parameters) and a `detector` dict of the estimator's parameters; any
+estimator parameter given at the top level (`TrainConfig(epochs=5)`) goes into that dict.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ThresholdRule = Literal["fixed", "best_f1", "normal_percentile", "min_precision", "max_fpr",
-                        "alert_budget", "expected_cost", "contamination"]
+from aedetect.detector import AutoencoderDetector
+from aedetect.errors import AedetectError
+from aedetect.thresholds import RULES
+
+DETECTOR_PARAMS = tuple(AutoencoderDetector._parameter_constraints)
+
+
+def detector_defaults() -> dict:
+    return AutoencoderDetector().get_params()
+
+
+def check_detector_params(params: dict) -> dict:
+    """Raise ValueError naming the parameter when one is unknown or outside its constraints."""
+    from sklearn.utils._param_validation import validate_parameter_constraints
+
+    unknown = sorted(set(params) - set(DETECTOR_PARAMS))
+    if unknown:
+        raise ValueError(f"unknown detector parameter(s) {unknown}; valid: {', '.join(DETECTOR_PARAMS)}")
+    constraints = {k: AutoencoderDetector._parameter_constraints[k] for k in params}
+    validate_parameter_constraints(constraints, params, caller_name="AutoencoderDetector")
+    if "hidden_units" in params:
+        from aedetect.detector import _check_hidden_units
+
+        _check_hidden_units(params["hidden_units"])
+    return params
 
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     protocol: Literal["guide", "time"] = "guide"
-    seed: int = 0
-    # Defaults: a wider ReLU network scored by the Mahalanobis distance of its residuals; see
-    # docs/experiments.md for the runs behind them. PRESETS["guide"] is the guide's recipe.
-    hidden_units: list[int] | Literal["auto"] = "auto"  # auto: 64-32-code-32-64, see the detector
-    activation: str = "relu"
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(2048, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    patience: int = Field(5, ge=0)
-    noise_std: float = Field(0.0, ge=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    l2: float = Field(0.0, ge=0)
-    score: Literal["mse", "feature_normalized", "residual_mahalanobis"] = "residual_mahalanobis"
+    seed: int = Field(0, ge=0)
     input_pipeline: Literal["memory", "tfrecord"] = "memory"
-    threshold_rule: ThresholdRule = "normal_percentile"
-    threshold_value: float | None = None  # for the fixed rule
-    threshold_percentile: float = Field(99.9, gt=0, lt=100)
+    # AutoencoderDetector parameters (see its docstring); the seed above is the detector's seed.
+    detector: dict[str, Any] = {}
+    # The threshold rule (aedetect.thresholds.RULES) and its parameters.
+    threshold_rule: str = "normal_percentile"
+    threshold_value: float | None = None  # for the fixed rule; default the guide's 10
     min_precision: float = Field(0.93, gt=0, le=1)
     max_fpr: float = Field(0.001, ge=0, lt=1)
     alerts_per_day: float = Field(50.0, gt=0)
@@ -39,29 +61,124 @@ class TrainConfig(BaseModel):
     cost_per_amount: bool = False
     contamination: float = Field(0.001, gt=0, lt=0.5)
 
-    @field_validator("hidden_units")
+    @model_validator(mode="before")
     @classmethod
-    def _positive(cls, v):
-        if v != "auto" and (not v or any(u < 1 for u in v)):
-            raise ValueError(f"hidden_units must be 'auto' or positive sizes, e.g. 20,8,20; got {v}")
+    def _gather_detector_params(cls, data):
+        """Estimator parameters given at the top level move into `detector`."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        detector = dict(data.get("detector") or {})
+        for key in [k for k in data if k in DETECTOR_PARAMS and k != "seed"]:
+            detector[key] = data.pop(key)
+        if "score" in data:  # the parameter's old name
+            detector["score_type"] = data.pop("score")
+        if "score" in detector:
+            detector["score_type"] = detector.pop("score")
+        seed = detector.pop("seed", None)  # the run's seed is the detector's seed
+        if seed is not None:
+            data.setdefault("seed", seed)
+        data["detector"] = detector
+        return data
+
+    @field_validator("detector")
+    @classmethod
+    def _check_detector(cls, v: dict) -> dict:
+        return check_detector_params(dict(v))
+
+    @field_validator("threshold_rule")
+    @classmethod
+    def _check_rule(cls, v: str) -> str:
+        if v not in RULES:
+            raise ValueError(f"threshold_rule must be one of {tuple(RULES)}; got {v!r}")
         return v
 
     def detector_params(self) -> dict:
-        keys = ("hidden_units", "activation", "epochs", "batch_size", "learning_rate", "patience",
-                "noise_std", "dropout", "l2", "score", "threshold_percentile", "seed")
-        return {k: getattr(self, k) for k in keys}
+        """The given estimator parameters, with the run's seed."""
+        return {**self.detector, "seed": self.seed}
+
+    def param(self, name: str):
+        """A setting by name: a run field, or an estimator parameter (its default when not given)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        return {**detector_defaults(), **self.detector_params()}[name]
 
 
 # Named starting points; explicit options override them.
 PRESETS: dict[str, dict] = {
     "default": {},
     # The guide: dense 20-8-20 tanh, MSE score, 5 epochs at batch 256.
-    "guide": {"hidden_units": [20, 8, 20], "activation": "tanh", "epochs": 5, "batch_size": 256,
-              "learning_rate": 1e-3, "score": "mse"},
+    "guide": {"detector": {"hidden_units": [20, 8, 20], "activation": "tanh", "epochs": 5,
+                           "batch_size": 256, "learning_rate": 1e-3, "score_type": "mse"}},
 }
 
 
-def default_of(name: str):
-    """A TrainConfig field's default, for help texts."""
-    field = TrainConfig.model_fields[name]
-    return field.default_factory() if field.default_factory else field.default
+def parse_value(text: str):
+    """A --set value: JSON when it parses (numbers, true/false, lists), a comma list of such
+    values, else the string itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    if "," in text:
+        return [parse_value(part.strip()) for part in text.split(",") if part.strip()]
+    return text
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """`["epochs=20", "hidden_units=20,8,20"]` -> {"epochs": 20, "hidden_units": [20, 8, 20]}."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AedetectError(f"--set takes key=value, e.g. --set epochs=20; got {pair!r}")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Settings from a JSON (or, with PyYAML installed, YAML) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise AedetectError(f"{path}: no such config file")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # a user's file: say what is wrong, no traceback
+        raise AedetectError(f"{path}: cannot parse ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise AedetectError(f"{path}: expected a mapping of settings; got {type(data).__name__}")
+    return data
+
+
+def build_config(preset: str = "default", *layers: dict) -> TrainConfig:
+    """A TrainConfig from a preset and layers of settings, later layers winning; estimator
+    parameters may sit at the top level or under `detector`."""
+    if preset not in PRESETS:
+        raise AedetectError(f"--preset must be one of {sorted(PRESETS)}; got {preset!r}")
+    merged: dict = {}
+    detector: dict = {}
+    for layer in (PRESETS[preset], *layers):
+        layer = dict(layer)
+        detector.update(layer.pop("detector", None) or {})
+        for k, v in layer.items():
+            if k in DETECTOR_PARAMS and k != "seed":
+                detector[k] = v
+            else:
+                merged[k] = v
+    return TrainConfig(**merged, detector=detector)
+
+
+def settings_help() -> str:
+    """Every setting --set takes, with its default: the estimator's parameters and the run's."""
+    defaults = detector_defaults()
+    det = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, tuple) else list(v)}"
+                    for k, v in defaults.items() if k != "seed")
+    run = ", ".join(f"{k}={f.default}" for k, f in TrainConfig.model_fields.items()
+                    if k not in ("detector", "protocol", "seed", "threshold_rule", "input_pipeline"))
+    return f"detector: {det}; threshold rules: {run}"

@@ -1,28 +1,39 @@
-"""AutoencoderDetector: an estimator in the scikit-learn style, trained on normal rows only.
+"""AutoencoderDetector: a scikit-learn outlier detector trained on normal rows only.
 
-One score direction: `score_samples` is a reconstruction error (higher = more anomalous; the
-guide's MSE by default, see `aedetect.scores` for the others);
-`decision_function = score_samples - threshold_`; `predict` returns 1 for flagged rows.
+Two views of one score, each with its own name:
+
+- the fraud view, `anomaly_score(X)`: higher = more anomalous (a reconstruction error, see
+  `aedetect.scores`); rows with `anomaly_score > threshold_` are flagged. The CLI, the service and
+  the reports use it.
+- scikit-learn's outlier convention (IsolationForest, LocalOutlierFactor): `score_samples(X)` =
+  `-anomaly_score(X)` (lower = more abnormal), `offset_ = -threshold_`, `decision_function(X) =
+  score_samples(X) - offset_` (< 0 means outlier), `predict(X)` = -1 for outliers, +1 for inliers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+import tempfile
+from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from aedetect.errors import DataError
 from aedetect.preprocessing import Preprocessor
-from aedetect.scores import check_score, contributions, fit_stats, score_tf
+from aedetect.scores import SCORES, contributions, fit_stats, score_tf, stats_from_config, stats_to_config
 from aedetect.thresholds import Threshold, normal_percentile
 
 SCORE_CHUNK = 65_536
 # Training steps run per call into TensorFlow: one Python round trip per step costs more than a
 # step of a small network, so Keras runs this many steps inside one compiled loop.
 STEPS_PER_EXECUTION = 64
+ACTIVATIONS = {"relu", "tanh", "elu", "selu", "gelu", "silu", "sigmoid", "linear", "leaky_relu"}
 
 
 def resolve_hidden_units(hidden_units, x: np.ndarray, max_code: int = 16) -> tuple[int, ...]:
@@ -34,13 +45,14 @@ def resolve_hidden_units(hidden_units, x: np.ndarray, max_code: int = 16) -> tup
     for 90%) this gives 16.
     """
     if isinstance(hidden_units, str):
-        if hidden_units != "auto":
-            raise ValueError(f"hidden_units must be 'auto' or a list of sizes; got {hidden_units!r}")
         from sklearn.decomposition import PCA
 
-        sample = x[np.random.default_rng(0).permutation(len(x))[:20_000]]
-        ratios = PCA().fit(sample).explained_variance_ratio_
-        k90 = int(np.searchsorted(np.cumsum(ratios), 0.9) + 1)
+        if len(x) < 3:
+            k90 = x.shape[1]
+        else:
+            sample = x[np.random.default_rng(0).permutation(len(x))[:20_000]]
+            ratios = PCA().fit(sample).explained_variance_ratio_
+            k90 = int(np.searchsorted(np.cumsum(np.nan_to_num(ratios)), 0.9) + 1)
         return (64, 32, max(2, min(max_code, k90)), 32, 64)
     return tuple(int(u) for u in hidden_units)
 
@@ -52,43 +64,186 @@ def effective_batch_size(batch_size: int, n_rows: int, min_steps: int = 50) -> i
     return int(max(1, min(batch_size, max(32, n_rows // min_steps))))
 
 
-def _as_frame_or_array(X):
-    if isinstance(X, (pd.DataFrame, np.ndarray)):
-        return X
-    return np.asarray(X)
+def _check_hidden_units(value) -> None:
+    if isinstance(value, str):
+        return
+    if len(value) == 0 or not all(isinstance(u, Integral) and not isinstance(u, bool) and u >= 1
+                                  for u in value):
+        raise ValueError(f"The 'hidden_units' parameter of AutoencoderDetector must be 'auto' or "
+                         f"a non-empty sequence of positive integers. Got {value!r} instead.")
 
 
-class AutoencoderDetector:
-    """Dense autoencoder anomaly detector.
+def _json_params(params: dict) -> dict:
+    """Parameters as JSON values (tuples become lists), for the manifest."""
+    out = dict(params)
+    if not isinstance(out["hidden_units"], str):
+        out["hidden_units"] = [int(u) for u in out["hidden_units"]]
+    out["log_columns"] = [str(c) for c in out["log_columns"]]
+    out["periodic_columns"] = [[str(c), float(p)] for c, p in out["periodic_columns"]]
+    return out
 
-    Parameters are stored as given; `fit` validates them and sets fitted attributes ending in `_`.
-    The defaults are a wider ReLU network (`hidden_units="auto"`: 64-32-code-32-64, see
-    `resolve_hidden_units`) scored by the Mahalanobis distance of its residuals (see
-    docs/experiments.md); `hidden_units=(20, 8, 20), activation="tanh", score="mse"` is the
-    guide's network.
+
+def _sequence_types(params: dict) -> dict:
+    """Which sequence parameters were tuples and which lists, so a loaded detector's
+    `get_params()` returns them exactly as given (JSON keeps only lists)."""
+    return {k: type(v).__name__ for k, v in params.items() if isinstance(v, (list, tuple))}
+
+
+def _params_from_json(params: dict, types: dict | None = None) -> dict:
+    out = dict(params)
+    if "score" in out and "score_type" not in out:  # folders written before the rename
+        out["score_type"] = out.pop("score")
+    if not isinstance(out.get("hidden_units", "auto"), str):
+        out["hidden_units"] = tuple(int(u) for u in out["hidden_units"])
+    out["log_columns"] = tuple(out.get("log_columns", ()))
+    out["periodic_columns"] = tuple((c, float(p)) for c, p in out.get("periodic_columns", ()))
+    for key, kind in (types or {}).items():
+        if key in out and kind == "list" and isinstance(out[key], tuple):
+            out[key] = list(out[key])
+    return out
+
+
+class AutoencoderDetector(OutlierMixin, BaseEstimator):
+    """Dense autoencoder anomaly detector, trained on normal rows only.
+
+    The network learns to reconstruct normal rows; a row it reconstructs badly is anomalous.
+    `fit` standardises the columns (after `log1p` of `log_columns` and a sin/cos encoding of
+    `periodic_columns`), trains with early stopping on held-out normal rows, fits the score's
+    statistics on those rows, and sets the threshold at their `threshold_percentile`-th
+    percentile (a label-free false-positive budget).
+
+    The defaults (a 64-32-code-32-64 ReLU network scored by the Mahalanobis distance of its
+    residuals) come from the experiments in docs/experiments.md. The guide's network is
+    ``AutoencoderDetector(hidden_units=(20, 8, 20), activation="tanh", score_type="mse",
+    epochs=5, batch_size=256)``.
+
+    Parameters
+    ----------
+    hidden_units : "auto" or sequence of int, default="auto"
+        Sizes of the hidden layers, bottleneck included, e.g. ``(20, 8, 20)``. ``"auto"``:
+        64-32-code-32-64 with the code as wide as the number of principal components that hold
+        90% of the training rows' variance, between 2 and 16.
+    activation : str, default="relu"
+        Activation of the hidden layers (a Keras activation name).
+    epochs : int, default=100
+        Most training epochs; early stopping usually ends sooner.
+    batch_size : int, default=2048
+        Rows per gradient step; lowered (not below 32) so an epoch has at least 50 steps.
+    learning_rate : float, default=1e-3
+        Adam's learning rate.
+    patience : int, default=5
+        Epochs without improvement of the validation loss before training stops; the best
+        epoch's weights are kept.
+    validation_fraction : float, default=0.1
+        Share of `X` held out (seeded) for early stopping, the score's statistics and the
+        threshold, when `fit` gets no `validation_data`.
+    noise_std : float, default=0.0
+        Standard deviation of Gaussian noise added to the inputs while training (denoising).
+    dropout : float, default=0.0
+        Dropout rate after each hidden layer but the last.
+    l2 : float, default=0.0
+        L2 weight decay on the dense kernels.
+    log_columns : sequence of str, default=()
+        Heavy-tailed non-negative columns (e.g. ``"Amount"``) that get ``log1p`` first.
+    periodic_columns : sequence of (str, float), default=()
+        Columns of a clock and their period, e.g. ``(("Time", 86400.0),)``: encoded as the sine
+        and cosine of their phase, so the network sees the hour of day.
+    score_type : {"residual_mahalanobis", "feature_normalized", "mse"}, default="residual_mahalanobis"
+        How residuals become a score (see `aedetect.scores`); ``"mse"`` is the guide's.
+    threshold_percentile : float, default=99.9
+        The threshold is this percentile of the validation normals' scores: about
+        ``100 - threshold_percentile`` percent of normal rows get flagged.
+    shuffle_buffer : int, default=262144
+        Shuffle buffer of the streaming input path (`X` given as a `tf.data.Dataset`).
+    jit_compile : bool, default=True
+        Compile training steps with XLA.
+    seed : int, default=0
+        Seed of the weights, the held-out rows and the shuffling. Training on CPU is
+        reproducible for a given seed and thread count.
+    verbose : int, default=0
+        Keras training output (0 silent, 1 progress bar, 2 one line per epoch).
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of columns seen in `fit`.
+    feature_names_in_ : ndarray of str
+        Column names seen in `fit`; only defined when `X` had string column names.
+    model_ : keras.Model
+        The trained autoencoder (on preprocessed columns).
+    preprocessor_ : Preprocessor
+        The fitted column transforms.
+    hidden_units_ : tuple of int
+        The hidden layer sizes used (``"auto"`` resolved).
+    batch_size_ : int
+        The batch size used.
+    score_stats_ : dict of ndarray
+        Statistics of the validation normals' residuals used by the score.
+    threshold_ : float
+        Rows with ``anomaly_score > threshold_`` are flagged. `threshold` holds the rule, its
+        parameters and where it came from (see `aedetect.thresholds.Threshold`).
+    offset_ : float
+        ``-threshold_``, scikit-learn's offset: ``decision_function = score_samples - offset_``.
+    validation_scores_ : ndarray
+        Anomaly scores of the validation normals (empty after loading from a folder).
+    n_train_, n_validation_ : int
+        Rows trained on and held out.
+    n_epochs_, best_epoch_ : int
+        Epochs run, and the epoch whose weights were kept.
+    history_ : dict of list of float
+        Training and validation loss per epoch.
+    training_fingerprint_ : str
+        sha256 of the training rows.
+
+    Examples
+    --------
+    >>> det = AutoencoderDetector(hidden_units=(20, 8, 20), epochs=20).fit(normal_rows)
+    >>> flags = det.predict(new_rows) == -1          # scikit-learn convention
+    >>> scores = det.anomaly_score(new_rows)         # higher = more anomalous
     """
+
+    _parameter_constraints: dict = {
+        "hidden_units": [StrOptions({"auto"}), list, tuple],
+        "activation": [StrOptions(ACTIVATIONS)],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "patience": [Interval(Integral, 0, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "noise_std": [Interval(Real, 0, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "l2": [Interval(Real, 0, None, closed="left")],
+        "log_columns": [list, tuple],
+        "periodic_columns": [list, tuple],
+        "score_type": [StrOptions(set(SCORES))],
+        "threshold_percentile": [Interval(Real, 0, 100, closed="neither")],
+        "shuffle_buffer": [Interval(Integral, 1, None, closed="left")],
+        "jit_compile": ["boolean"],
+        "seed": [Interval(Integral, 0, None, closed="left")],
+        "verbose": ["verbose"],
+    }
 
     def __init__(
         self,
-        hidden_units: Sequence[int] | str = "auto",
-        activation: str = "relu",
+        hidden_units="auto",
+        activation="relu",
         *,
-        epochs: int = 100,
-        batch_size: int = 2048,
-        learning_rate: float = 1e-3,
-        patience: int = 5,
-        validation_fraction: float = 0.1,
-        noise_std: float = 0.0,
-        dropout: float = 0.0,
-        l2: float = 0.0,
-        log_columns: Iterable[str] = (),
-        periodic_columns: Iterable[tuple[str, float]] = (),
-        score: str = "residual_mahalanobis",
-        threshold_percentile: float = 99.9,
-        shuffle_buffer: int = 262_144,
-        jit_compile: bool = True,
-        seed: int = 0,
-        verbose: int = 0,
+        epochs=100,
+        batch_size=2048,
+        learning_rate=1e-3,
+        patience=5,
+        validation_fraction=0.1,
+        noise_std=0.0,
+        dropout=0.0,
+        l2=0.0,
+        log_columns=(),
+        periodic_columns=(),
+        score_type="residual_mahalanobis",
+        threshold_percentile=99.9,
+        shuffle_buffer=262_144,
+        jit_compile=True,
+        seed=0,
+        verbose=0,
     ):
         self.hidden_units = hidden_units
         self.activation = activation
@@ -102,108 +257,74 @@ class AutoencoderDetector:
         self.l2 = l2
         self.log_columns = log_columns
         self.periodic_columns = periodic_columns
-        self.score = score
+        self.score_type = score_type
         self.threshold_percentile = threshold_percentile
         self.shuffle_buffer = shuffle_buffer
         self.jit_compile = jit_compile
         self.seed = seed
         self.verbose = verbose
 
-    # -- parameters -------------------------------------------------------------------------
-    _PARAMS = ("hidden_units", "activation", "epochs", "batch_size", "learning_rate", "patience",
-               "validation_fraction", "noise_std", "dropout", "l2", "log_columns",
-               "periodic_columns", "score", "threshold_percentile", "shuffle_buffer", "jit_compile",
-               "seed", "verbose")
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
 
-    def get_params(self) -> dict:
-        params = {k: getattr(self, k) for k in self._PARAMS}
-        if params["hidden_units"] != "auto":
-            params["hidden_units"] = [int(u) for u in params["hidden_units"]]
-        params["log_columns"] = list(params["log_columns"])
-        params["periodic_columns"] = [[c, float(p)] for c, p in params["periodic_columns"]]
-        return params
-
-    def set_params(self, **params) -> AutoencoderDetector:
-        for k, v in params.items():
-            if k not in self._PARAMS:
-                raise ValueError(f"unknown parameter {k!r}; valid: {', '.join(self._PARAMS)}")
-            setattr(self, k, v)
-        return self
-
-    def _validate_params(self) -> None:
-        checks = [
-            ("epochs", self.epochs >= 1, "an integer >= 1"),
-            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("patience", self.patience >= 0, ">= 0"),
-            ("validation_fraction", 0 < self.validation_fraction < 1, "in (0, 1)"),
-            ("noise_std", self.noise_std >= 0, ">= 0"),
-            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
-            ("l2", self.l2 >= 0, ">= 0"),
-            ("threshold_percentile", 0 < self.threshold_percentile < 100, "in (0, 100)"),
-        ]
-        check_score(self.score)
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"{name} must be {allowed}; got {getattr(self, name)!r}")
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
 
     # -- input handling -----------------------------------------------------------------------
-    def _matrix(self, X, *, fitting: bool = False) -> np.ndarray:
-        X = _as_frame_or_array(X)
+    def _validate_X(self, X, *, reset: bool) -> np.ndarray:
+        """X as a float64 matrix: scikit-learn's checks (feature count and names), then every
+        value finite, reported with its column and row."""
         if isinstance(X, pd.DataFrame):
-            names = [str(c) for c in X.columns]
-            if fitting:
-                self.feature_names_in_ = names
-            else:
-                missing = [c for c in self.feature_names_in_ if c not in names]
-                if missing:
-                    raise DataError(
-                        f"X is missing column(s) {missing}; the detector was fitted with "
-                        f"{self.n_features_in_} columns {self.feature_names_in_}"
-                    )
-                X = X[self.feature_names_in_]
-            try:
-                arr = X.to_numpy(dtype="float64")
-            except (TypeError, ValueError):
-                bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
-                raise DataError(f"X has non-numeric column(s) {bad}") from None
-        else:
-            arr = np.asarray(X, dtype="float64")
-            if arr.ndim != 2:
-                raise DataError(f"X must be 2-dimensional (rows x features); got shape {arr.shape}")
-            if fitting:
-                self.feature_names_in_ = [f"x{i}" for i in range(arr.shape[1])]
-            elif arr.shape[1] != self.n_features_in_:
-                raise DataError(
-                    f"X has {arr.shape[1]} features, but the detector was fitted with "
-                    f"{self.n_features_in_}"
-                )
-        if len(arr) == 0:
-            raise DataError("X has no rows")
+            bad = [c for c in X.columns if not (pd.api.types.is_numeric_dtype(X[c])
+                                                or pd.api.types.is_bool_dtype(X[c]))]
+            if bad:
+                raise DataError(f"X has non-numeric column(s) {bad}; every column must be a number")
+        try:
+            arr = validate_data(self, X, reset=reset, dtype="float64", ensure_all_finite=False,
+                                ensure_min_samples=1)
+        except DataError:
+            raise
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
         finite = np.isfinite(arr)
         if not finite.all():
             r, c = np.argwhere(~finite)[0]
-            raise DataError(
-                f"X column {self.feature_names_in_[c]!r}, row {r + 1}: value {float(arr[r, c])!r} is "
-                "not a finite number"
-            )
-        if fitting:
-            self.n_features_in_ = arr.shape[1]
+            v = float(arr[r, c])
+            text = "NaN" if np.isnan(v) else ("inf" if v > 0 else "-inf")
+            raise DataError(f"X column {self._columns()[c]!r}, row {r + 1}: value {text} is not a "
+                            "finite number")
         return arr
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise RuntimeError(
-                "This AutoencoderDetector is not fitted yet; call fit() or load a saved one"
-            )
+    def _columns(self) -> list[str]:
+        """Column names: the DataFrame's, or x0, x1, ... for arrays."""
+        if hasattr(self, "feature_names_in_"):
+            return [str(c) for c in self.feature_names_in_]
+        return [f"x{i}" for i in range(self.n_features_in_)]
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, X, validation_data=None, callbacks=(), feature_names=None) -> AutoencoderDetector:
-        """Train on normal rows `X` (DataFrame, array, or an unbatched tf.data.Dataset of rows).
+    def fit(self, X, y=None, *, validation_data=None, callbacks=(), feature_names=None):
+        """Train on normal rows `X`.
 
-        `validation_data`: normal rows for early stopping and the label-free threshold. When
-        omitted, `validation_fraction` of `X` is held out (seeded). A Dataset `X` needs it, and
-        `feature_names` names its columns.
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features), or tf.data.Dataset
+            Normal rows only. An unbatched `tf.data.Dataset` of rows streams from disk (it needs
+            `validation_data`; `feature_names` names its columns).
+        y : ignored
+            Present for the scikit-learn API. Labels are not used: pass only normal rows.
+        validation_data : array-like, DataFrame or tf.data.Dataset, default=None
+            Normal rows for early stopping, the score's statistics and the threshold; when
+            omitted, `validation_fraction` of `X` is held out (seeded).
+        callbacks : sequence of keras.callbacks.Callback, default=()
+            Extra Keras callbacks (progress bars, timers).
+        feature_names : sequence of str, default=None
+            Column names of a `tf.data.Dataset` `X`.
+
+        Returns
+        -------
+        self : AutoencoderDetector
         """
         import keras
         import tensorflow as tf
@@ -212,18 +333,18 @@ class AutoencoderDetector:
         from aedetect.network import build_autoencoder
 
         self._validate_params()
+        _check_hidden_units(self.hidden_units)
         # Seeds fix the weights, the split-off validation rows and the shuffling order. Op
         # determinism is not forced: it would disable XLA, and on CPU the dense kernels give the
         # same result for the same seed and thread count (a test checks this).
         keras.utils.set_random_seed(self.seed)
 
-        streaming = isinstance(X, tf.data.Dataset)
-        if streaming:
+        if isinstance(X, tf.data.Dataset):
             if validation_data is None:
                 raise ValueError("fit() on a tf.data.Dataset needs validation_data")
             self.n_features_in_ = int(X.element_spec.shape[-1])
-            self.feature_names_in_ = list(feature_names) if feature_names else [
-                f"x{i}" for i in range(self.n_features_in_)]
+            if feature_names:
+                self.feature_names_in_ = np.asarray(list(feature_names), dtype=object)
             self.preprocessor_ = self._new_preprocessor()
             digest, n_train = hashlib.sha256(), 0
             for chunk in X.batch(65_536):
@@ -236,23 +357,28 @@ class AutoencoderDetector:
                                       self.shuffle_buffer)
             x_val = self.preprocessor_.transform(
                 np.concatenate([b.numpy() for b in validation_data.batch(65_536)]))
+            x_shape = x_val
         else:
-            x = self._matrix(X, fitting=True)
+            x = self._validate_X(X, reset=True)
             if validation_data is None:
-                rng = np.random.default_rng(self.seed)
-                order = rng.permutation(len(x))
-                n_val = max(1, int(round(len(x) * self.validation_fraction)))
+                if len(x) < 2:
+                    raise DataError(f"fit needs at least 2 rows, to hold some out for validation; "
+                                    f"got {len(x)} sample")
+                order = np.random.default_rng(self.seed).permutation(len(x))
+                n_val = min(len(x) - 1, max(2, int(round(len(x) * self.validation_fraction))))
                 val_raw, x = x[order[:n_val]], x[np.sort(order[n_val:])]
             else:
-                val_raw = self._matrix(validation_data)
+                val_raw = self._validate_X(validation_data, reset=False)
             digest, n_train = hashlib.sha256(np.ascontiguousarray(x).tobytes()), len(x)
             self.preprocessor_ = self._new_preprocessor().fit(x)
             self.batch_size_ = effective_batch_size(self.batch_size, n_train)
-            train_ds = array_dataset(self.preprocessor_.transform(x), self.batch_size_, self.seed)
+            x_pre = self.preprocessor_.transform(x)
+            train_ds = array_dataset(x_pre, self.batch_size_, self.seed)
             x_val = self.preprocessor_.transform(val_raw)
+            x_shape = x_pre
         val_ds = tf.data.Dataset.from_tensor_slices((x_val, x_val)).batch(8192)
 
-        self.hidden_units_ = resolve_hidden_units(self.hidden_units, x_val)
+        self.hidden_units_ = resolve_hidden_units(self.hidden_units, x_shape)
         model = build_autoencoder(self.preprocessor_.n_features_out, self.hidden_units_,
                                   self.activation, noise_std=self.noise_std,
                                   dropout=self.dropout, l2=self.l2)
@@ -263,16 +389,18 @@ class AutoencoderDetector:
         history = model.fit(train_ds, validation_data=val_ds, epochs=int(self.epochs),
                             callbacks=[stop, *callbacks], verbose=self.verbose,
                             shuffle=False)  # the dataset shuffles itself, seeded
-        self.model_ = model
-        self._score_fn = None
+        self._set_model(model)
         self.n_train_, self.n_validation_ = n_train, len(x_val)
         self.training_fingerprint_ = "sha256:" + digest.hexdigest()
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         val_loss = self.history_.get("val_loss", [])
         self.n_epochs_ = len(val_loss)
         self.best_epoch_ = int(np.argmin(val_loss)) + 1 if val_loss else self.n_epochs_
-        self.score_stats_ = fit_stats(self.score, self._residuals(x_val))
-        self.validation_scores_ = self._contributions(x_val).sum(axis=1)
+        r_val = self._residuals(x_val)
+        # Residual statistics need at least 2 rows; a tiny validation set borrows training rows.
+        r_stats = r_val if len(r_val) >= 2 else np.concatenate([r_val, self._residuals(x_shape[:2])])
+        self.score_stats_ = fit_stats(self.score_type, r_stats)
+        self.validation_scores_ = contributions(self.score_type, self.score_stats_, r_val).sum(axis=1)
         self.threshold = Threshold(
             "normal_percentile",
             normal_percentile(self.validation_scores_, self.threshold_percentile),
@@ -282,109 +410,230 @@ class AutoencoderDetector:
         return self
 
     def _new_preprocessor(self) -> Preprocessor:
-        return Preprocessor(self.feature_names_in_, self.log_columns, self.periodic_columns)
+        return Preprocessor(self._columns(), self.log_columns, self.periodic_columns)
+
+    def _set_model(self, model) -> None:
+        """Keep the network and its traced scoring function (built once, so scoring never
+        changes the estimator's state)."""
+        import tensorflow as tf
+
+        spec = tf.TensorSpec([None, self.preprocessor_.n_features_out], tf.float32)
+
+        @tf.function(input_signature=[spec])  # one trace for every chunk size
+        def residuals(batch):
+            return model(batch, training=False) - batch
+
+        self.model_ = model
+        self._residual_fn = residuals
 
     # -- scoring ----------------------------------------------------------------------------
     def _residuals(self, x: np.ndarray) -> np.ndarray:
         """reconstruction - x for preprocessed rows, computed in chunks by a traced function."""
         import tensorflow as tf
 
-        if getattr(self, "_score_fn", None) is None:
-            model = self.model_
-            spec = tf.TensorSpec([None, self.preprocessor_.n_features_out], tf.float32)
-
-            @tf.function(input_signature=[spec])  # one trace for every chunk size
-            def residuals(batch):
-                return model(batch, training=False) - batch
-
-            self._score_fn = residuals
         out = np.empty_like(x)
         for start in range(0, len(x), SCORE_CHUNK):
             part = x[start:start + SCORE_CHUNK]
-            out[start:start + SCORE_CHUNK] = self._score_fn(tf.constant(part)).numpy()
+            out[start:start + SCORE_CHUNK] = self._residual_fn(tf.constant(part)).numpy()
         return out
 
-    def _contributions(self, x_pre: np.ndarray) -> np.ndarray:
-        return contributions(self.score, self.score_stats_, self._residuals(x_pre))
-
     def _preprocess(self, X) -> np.ndarray:
-        self._check_fitted()
-        return self.preprocessor_.transform(self._matrix(X))
+        check_is_fitted(self)
+        return self.preprocessor_.transform(self._validate_X(X, reset=False))
 
     def feature_errors(self, X) -> np.ndarray:
         """Squared reconstruction error of each preprocessed feature (`feature_names_out_`)."""
         return np.square(self._residuals(self._preprocess(X)))
 
     def feature_contributions(self, X) -> np.ndarray:
-        """Each preprocessed feature's share of the score: rows sum to `score_samples(X)`."""
-        return self._contributions(self._preprocess(X))
+        """Each preprocessed feature's share of the anomaly score: rows sum to `anomaly_score(X)`."""
+        r = self._residuals(self._preprocess(X))
+        return contributions(self.score_type, self.score_stats_, r).astype("float64")
 
     def anomaly_score(self, X) -> np.ndarray:
-        """Anomaly score of each row (see `aedetect.scores`): higher = more anomalous.
+        """Anomaly score of each row: higher = more anomalous (the fraud view).
 
-        The fraud view used by the CLI, the service and the reports."""
+        Rows with a score above `threshold_` are flagged. See `aedetect.scores` for how
+        residuals become a score.
+        """
         return self.feature_contributions(X).sum(axis=1)
 
-    def score_samples(self, X) -> np.ndarray:
-        """Anomaly score of each row (see `aedetect.scores`): higher = more anomalous."""
-        return self.anomaly_score(X)
-
     def score_with_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and per-feature contributions from one pass through the network."""
+        """Anomaly scores and per-feature contributions from one pass through the network."""
         c = self.feature_contributions(X)
         return c.sum(axis=1), c
 
+    def score_matrix(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Anomaly scores and per-feature contributions of a float matrix whose columns are in
+        the fitted order and already checked (finite, right width): the fast path of the batch
+        scorer and the service, which validate rows themselves."""
+        check_is_fitted(self)
+        r = self._residuals(self.preprocessor_.transform(np.asarray(x, dtype="float64")))
+        c = contributions(self.score_type, self.score_stats_, r).astype("float64")
+        return c.sum(axis=1), c
+
     def score_and_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and squared reconstruction errors from one pass through the network."""
+        """Anomaly scores and squared reconstruction errors from one pass through the network."""
         r = self._residuals(self._preprocess(X))
-        return contributions(self.score, self.score_stats_, r).sum(axis=1), np.square(r)
+        return contributions(self.score_type, self.score_stats_, r).sum(axis=1), np.square(r)
 
-    def score_tf(self, x_preprocessed):
-        """Per-row score from preprocessed features, in TensorFlow ops (used by the SavedModel
-        export, so the exported graph computes the same score as `score_samples`)."""
-        import tensorflow as tf
-
-        self._check_fitted()
-        x = tf.cast(x_preprocessed, tf.float32)
-        return score_tf(self.score, self.score_stats_, self.model_(x, training=False) - x)
+    def score_samples(self, X) -> np.ndarray:
+        """scikit-learn's convention: the opposite of `anomaly_score` (lower = more abnormal)."""
+        return -self.anomaly_score(X)
 
     def decision_function(self, X) -> np.ndarray:
-        return self.score_samples(X) - self.threshold_
+        """``score_samples(X) - offset_``: negative for outliers (flagged rows)."""
+        return self.score_samples(X) - self.offset_
 
     def predict(self, X) -> np.ndarray:
-        return (self.decision_function(X) > 0).astype("int8")
+        """-1 for outliers (``anomaly_score > threshold_``), +1 for inliers."""
+        return np.where(self.anomaly_score(X) > self.threshold_, -1, 1)
+
+    def score_tf(self, x_preprocessed):
+        """Anomaly score from preprocessed features in TensorFlow ops (for the SavedModel export,
+        so the exported graph computes the same score as `anomaly_score`)."""
+        import tensorflow as tf
+
+        check_is_fitted(self)
+        x = tf.cast(x_preprocessed, tf.float32)
+        return score_tf(self.score_type, self.score_stats_, self.model_(x, training=False) - x)
 
     @property
     def feature_names_out_(self) -> list[str]:
-        self._check_fitted()
+        """Names of the preprocessed features the network sees."""
+        check_is_fitted(self)
         return self.preprocessor_.output_names
 
     # -- threshold --------------------------------------------------------------------------
     @property
     def threshold(self) -> Threshold:
-        self._check_fitted()
+        check_is_fitted(self)
         return self._threshold
 
     @threshold.setter
     def threshold(self, value: Threshold | float) -> None:
         if not isinstance(value, Threshold):
             value = Threshold("fixed", float(value), {"value": float(value)}, "given")
+        if not np.isfinite(value.value):
+            raise ValueError(f"a threshold must be a finite number; got {value.value!r}")
         self._threshold = value
 
     @property
     def threshold_(self) -> float:
         return self.threshold.value
 
-    # -- persistence --------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = False):
-        """Write an artifact folder (model.keras + manifest.json); see `aedetect.artifact`."""
-        from aedetect.artifact import save_detector
+    @property
+    def offset_(self) -> float:
+        return -self.threshold_
 
-        self._check_fitted()
-        return save_detector(self, path, metadata=metadata, overwrite=overwrite)
+    # -- state ------------------------------------------------------------------------------
+    def _get_state(self) -> dict:
+        """Everything but the network's weights, as JSON values (the model folder's manifest
+        sections; `_from_state` rebuilds the detector from them and the network)."""
+        check_is_fitted(self)
+        names = self._columns()
+        training = {
+            "n_train": int(self.n_train_), "n_validation": int(self.n_validation_),
+            "batch_size": int(self.batch_size_), "hidden_units": [int(u) for u in self.hidden_units_],
+            "data_fingerprint": self.training_fingerprint_, "epochs_run": int(self.n_epochs_),
+            "best_epoch": int(self.best_epoch_), "history": self.history_,
+        }
+        if getattr(self, "split_", None):
+            training["split"] = self.split_
+        return {
+            "detector_params": _json_params(self.get_params()),
+            "detector_param_types": _sequence_types(self.get_params()),
+            "input_schema": {"feature_names": names, "named": hasattr(self, "feature_names_in_"),
+                             "dtypes": {c: "float64" for c in names}},
+            "preprocessing": self.preprocessor_.to_config(),
+            "score_stats": stats_to_config(self.score_stats_),
+            "threshold": self.threshold.to_dict(),
+            "training": training,
+        }
+
+    @classmethod
+    def _from_state(cls, state: dict, model) -> AutoencoderDetector:
+        """A fitted detector from `_get_state()`'s sections and the Keras network."""
+        det = cls(**_params_from_json(state["detector_params"], state.get("detector_param_types")))
+        det.preprocessor_ = Preprocessor.from_config(state["preprocessing"])
+        names = list(state["input_schema"]["feature_names"])
+        if names != list(det.preprocessor_.feature_names):
+            raise ValueError(f"input schema columns {names} differ from the preprocessing's "
+                             f"{det.preprocessor_.feature_names}")
+        if tuple(model.input_shape[1:]) != (det.preprocessor_.n_features_out,):
+            raise ValueError(f"the network takes {model.input_shape[1:]} inputs, but the "
+                             f"preprocessing makes {det.preprocessor_.n_features_out} features")
+        det.n_features_in_ = len(names)
+        if state["input_schema"].get("named", True):
+            det.feature_names_in_ = np.asarray(names, dtype=object)
+        det._set_model(model)
+        det.score_stats_ = stats_from_config(state["score_stats"])
+        if det.score_type != "mse" and not det.score_stats_:
+            raise ValueError(f"score {det.score_type!r} needs score statistics, which are missing")
+        det.threshold = Threshold.from_dict(state["threshold"])
+        t = state["training"]
+        det.n_train_, det.n_validation_ = int(t["n_train"]), int(t["n_validation"])
+        det.batch_size_ = int(t.get("batch_size", det.batch_size))
+        det.hidden_units_ = tuple(t.get("hidden_units", ()))
+        det.training_fingerprint_ = t["data_fingerprint"]
+        det.n_epochs_, det.best_epoch_ = int(t["epochs_run"]), int(t["best_epoch"])
+        det.history_ = t["history"]
+        if t.get("split"):
+            det.split_ = t["split"]
+        det.validation_scores_ = np.array([])
+        return det
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__ itself
+        model = state.pop("model_", None)
+        state.pop("_residual_fn", None)
+        if model is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "model.keras"
+                model.save(path)
+                state["_keras_bytes"] = path.read_bytes()
+        return state
+
+    def __setstate__(self, state):
+        keras_bytes = state.pop("_keras_bytes", None)
+        super().__setstate__(state)
+        if keras_bytes is not None:
+            import keras
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "model.keras"
+                path.write_bytes(keras_bytes)
+                self._set_model(keras.saving.load_model(path, compile=False, safe_mode=True))
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
+        """Write a model folder (model.keras + manifest.json), the documented way to ship a
+        model; see `aedetect.artifact`."""
+        from aedetect.artifact import MODEL_FILE, write_folder
+
+        state = self._get_state()
+        return write_folder(path, state, {MODEL_FILE: self.model_.save}, metadata=metadata,
+                            overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AutoencoderDetector:
-        from aedetect.artifact import load_detector
+        """Load a verified model folder (refused, with the reason, if it does not match)."""
+        import keras
 
-        return load_detector(path)
+        from aedetect.artifact import MODEL_FILE, read_manifest
+        from aedetect.errors import ArtifactError
+
+        path = Path(path)
+        manifest = read_manifest(path)
+        try:
+            model = keras.saving.load_model(path / MODEL_FILE, compile=False, safe_mode=True)
+            det = cls._from_state(manifest.sections(), model)
+        except Exception as exc:  # a hash-valid folder that still cannot be rebuilt
+            raise ArtifactError(f"{path}: cannot rebuild the detector: {exc}") from None
+        det.manifest_ = manifest
+        return det
+
+
+def load_detector(path: str | os.PathLike) -> AutoencoderDetector:
+    """Load a verified model folder into a fitted AutoencoderDetector."""
+    return AutoencoderDetector.load(path)

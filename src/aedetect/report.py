@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from aedetect import plots
+from aedetect.files import atomic_file
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1080px;margin:24px auto;
@@ -56,9 +56,8 @@ def interval(d: dict | None) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
 
 
 class Report:
@@ -118,7 +117,7 @@ def threshold_section(rep: Report, m: dict) -> None:
     params = ", ".join(f"{k}={fmt(v)}" for k, v in (m.get("threshold_params") or {}).items())
     rep.para(f"Rule {m['threshold_rule']}({params}) chose {fmt(m['threshold'])} from "
              f"{m.get('threshold_source') or 'given value'}. Rows scoring above it are flagged.")
-    est, boot = m.get("threshold_estimate") or {}, m.get("bootstrap") or {}
+    est, boot = m.get("threshold_estimate") or {}, m.get("intervals") or {}
     rows = []
     if est:
         rows.append([f"expected, on the {est.get('rows', 'selection set')}", interval(est["precision"]),
@@ -130,8 +129,8 @@ def threshold_section(rep: Report, m: dict) -> None:
         level = int(round(100 * (est or boot).get("level", 0.95)))
         rep.table(["at this threshold", f"precision ({level}% interval)", f"recall ({level}% interval)",
                    "rows flagged"], rows)
-        rep.para("Intervals: class-stratified bootstrap of the labelled rows at this threshold; they "
-                 "cover sampling noise, not the choice of the threshold itself.", "note")
+        rep.para("Intervals: exact (Clopper-Pearson) binomial intervals of the labelled rows at this "
+                 "threshold; they cover sampling noise, not the choice of the threshold itself.", "note")
     rep.warnings(m.get("threshold_warnings") or [])
 
 

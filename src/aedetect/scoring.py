@@ -294,7 +294,7 @@ def prefetch(items: Iterator, depth: int = 2) -> Iterator:
 
 
 def _scored_table(det, batch, x, rows, keep_cols, features, top_k) -> pa.Table:
-    scores, contrib = det.score_with_contributions(x)
+    scores, contrib = det.score_matrix(x)
     cols: dict[str, pa.Array] = {"row": pa.array(rows, pa.int64())}
     for c in keep_cols:
         cols[c] = pa.array(x[:, features.index(c)]) if c in features else batch.column(c)

@@ -83,7 +83,7 @@ def _public_manifest(manifest) -> dict:
 
 
 def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = None) -> FastAPI:
-    from aedetect.artifact import load_detector
+    from aedetect.detector import load_detector
 
     settings = settings or ServiceSettings()
     det = load_detector(Path(model_dir))  # raises ArtifactError: the server does not start
@@ -92,7 +92,7 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
     ScoreRequest = create_model(
         "ScoreRequest", __config__=ConfigDict(extra="forbid"),
         transactions=(list[Transaction], Field(min_length=1, max_length=settings.max_batch)))
-    det.score_samples(np.zeros((1, len(names))))  # trace the scoring function before serving
+    det.score_matrix(np.zeros((1, len(names))))  # trace the scoring function before serving
     api_key = os.environ.get(settings.api_key_env) or None
     registry = CollectorRegistry()
     m = _metrics(registry)
@@ -148,7 +148,7 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
     @app.post("/v1/score", response_model=ScoreResponse, dependencies=[Depends(require_key)])
     def score(body: ScoreRequest) -> ScoreResponse:  # sync: runs in the thread pool, off the loop
         x = np.array([[getattr(t, f"f{i}") for i in range(len(names))] for t in body.transactions])
-        scores, contrib = det.score_with_contributions(x)
+        scores, contrib = det.score_matrix(x)
         flags = scores > det.threshold_
         if settings.top_k:
             top_n, top_e = top_features(contrib, det.feature_names_out_, settings.top_k)

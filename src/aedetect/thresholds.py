@@ -9,14 +9,13 @@ Labelled rules (need both classes): best_f1, min_precision, max_fpr, expected_co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-RULES = ("fixed", "best_f1", "normal_percentile", "min_precision", "max_fpr", "alert_budget",
-         "expected_cost", "contamination")
-LABELLED_RULES = ("best_f1", "min_precision", "max_fpr", "expected_cost")
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -25,7 +24,7 @@ class Threshold:
     """A chosen threshold and how it was chosen (stored in the artifact).
 
     `estimate`: precision and recall expected at this threshold on the labelled selection set,
-    with bootstrap intervals (see `aedetect.uncertainty`); `warnings`: why not to trust it much.
+    with exact binomial intervals (see `aedetect.uncertainty`); `warnings`: why not to trust it much.
     """
 
     rule: str
@@ -111,19 +110,19 @@ def rows_per_day(time) -> float:
     return t.size / (span / SECONDS_PER_DAY)
 
 
-def alert_budget(scores, alerts_per_day: float, per_day: float) -> float:
-    """Label-free: at most `alerts_per_day` alerts per day, for a stream of `per_day` rows a day.
+def alert_budget(scores, alerts_per_day: float = 50.0, rows_per_day: float | None = None) -> float:
+    """Label-free: at most `alerts_per_day` alerts per day, for a stream of `rows_per_day` rows a day.
 
     The scored rows are taken as a sample of that stream: floor(len(scores) * alerts_per_day /
-    per_day) of them are flagged. For a contiguous window of the stream, `per_day` is
+    rows_per_day) of them are flagged. For a contiguous window of the stream, `rows_per_day` is
     `rows_per_day(time)` of the same rows; for a random sample, pass the whole stream's rate.
     """
     if not alerts_per_day > 0:
         raise ValueError(f"alerts_per_day must be > 0; got {alerts_per_day!r}")
-    if not per_day > 0:
-        raise ValueError(f"rows per day must be > 0; got {per_day!r}")
+    if rows_per_day is None or not rows_per_day > 0:
+        raise ValueError(f"alert_budget needs the stream's rows per day (> 0); got {rows_per_day!r}")
     s = np.asarray(scores, dtype="float64")
-    return _top_k(s, int(np.floor(s.size * alerts_per_day / per_day + 1e-9)))
+    return _top_k(s, int(np.floor(s.size * alerts_per_day / rows_per_day + 1e-9)))
 
 
 def best_f1(scores, y) -> float:
@@ -184,49 +183,69 @@ def expected_cost(scores, y, cost_missed: float = 100.0, cost_review: float = 5.
     return float(s[0]) if best == 0 else _between(scores, s[ends[best - 1]])
 
 
-def choose_threshold(
-    rule: str,
-    *,
-    value: float | None = None,
-    normal_scores=None,
-    scores=None,
-    y=None,
-    q: float = 99.9,
-    precision: float = 0.93,
-    fpr: float = 0.001,
-    alerts_per_day: float = 50.0,
-    per_day: float | None = None,
-    cost_missed: float = 100.0,
-    cost_review: float = 5.0,
-    amounts=None,
-    share: float = 0.001,
-    source: str = "",
-) -> Threshold:
-    """Apply a named rule; the result records the rule, its parameters and the rows it used."""
-    if rule == "fixed":
-        if value is None:
-            raise ValueError("rule 'fixed' needs a value")
-        return Threshold("fixed", fixed(value), {"value": value}, source or "given")
-    if rule == "normal_percentile":
-        return Threshold("normal_percentile", normal_percentile(normal_scores, q), {"q": q}, source)
-    if rule == "contamination":
-        return Threshold("contamination", contamination(scores, share), {"contamination": share},
-                         source)
-    if rule == "alert_budget":
-        if per_day is None:
-            raise ValueError("rule 'alert_budget' needs the stream's rows per day")
-        return Threshold("alert_budget", alert_budget(scores, alerts_per_day, per_day),
-                         {"alerts_per_day": alerts_per_day, "rows_per_day": per_day}, source)
-    if rule == "best_f1":
-        return Threshold("best_f1", best_f1(scores, y), {}, source)
-    if rule == "min_precision":
-        return Threshold("min_precision", min_precision(scores, y, precision),
-                         {"min_precision": precision}, source)
-    if rule == "max_fpr":
-        return Threshold("max_fpr", max_fpr(scores, y, fpr), {"max_fpr": fpr}, source)
+@dataclass(frozen=True)
+class Rule:
+    """A threshold rule: `fn(scores[, y], **params) -> float`, which scores it looks at, and its
+    parameters. `config` maps each parameter to the TrainConfig field that sets it."""
+
+    name: str
+    fn: Callable[..., float]
+    data: Literal["none", "normal", "stream", "labelled"]
+    config: dict = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.data == "labelled"
+
+
+# One registry used by training, the CLI (help texts, option checks) and the reports.
+RULES: dict[str, Rule] = {r.name: r for r in (
+    Rule("fixed", fixed, "none", {"value": "threshold_value"}, "a given value (the guide's 10)"),
+    Rule("normal_percentile", normal_percentile, "normal", {"q": "threshold_percentile"},
+         "the q-th percentile of validation normals' scores (label-free)"),
+    Rule("contamination", contamination, "stream", {"share": "contamination"},
+         "flag the top share of a stretch of the stream (label-free)"),
+    Rule("alert_budget", alert_budget, "stream", {"alerts_per_day": "alerts_per_day"},
+         "at most k alerts a day (label-free; needs a time column)"),
+    Rule("best_f1", best_f1, "labelled", {}, "the cut with the best F1 on the selection set"),
+    Rule("min_precision", min_precision, "labelled", {"min_precision": "min_precision"},
+         "the highest recall at a precision floor"),
+    Rule("max_fpr", max_fpr, "labelled", {"max_fpr": "max_fpr"},
+         "the highest recall at a false-positive-rate ceiling"),
+    Rule("expected_cost", expected_cost, "labelled",
+         {"cost_missed": "cost_missed", "cost_review": "cost_review"},
+         "the lowest cost of missed anomalies plus reviewed alerts"),
+)}
+
+
+def get_rule(name: str) -> Rule:
+    if name not in RULES:
+        raise ValueError(f"threshold rule must be one of {tuple(RULES)}; got {name!r}")
+    return RULES[name]
+
+
+def choose_threshold(rule: str, *, scores=None, y=None, source: str = "", **params) -> Threshold:
+    """Apply a named rule from `RULES`; the result records the rule, its parameters and the rows
+    it used. `scores` are the rows the rule looks at (validation normals for normal_percentile,
+    a stretch of the stream for contamination and alert_budget, labelled rows for the others)."""
+    r = get_rule(rule)
+    params = {k: v for k, v in params.items() if v is not None}
+    import inspect
+
+    accepted = set(inspect.signature(r.fn).parameters) - {"scores", "y", "normal_scores"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ValueError(f"rule {rule!r} takes {sorted(accepted) or 'no parameters'}; got {unknown}")
+    if r.data == "none":
+        value = r.fn(**params)
+    elif r.needs_labels:
+        value = r.fn(scores, y, **params)
+    else:
+        if scores is None:
+            raise ValueError(f"rule {rule!r} needs scores")
+        value = r.fn(scores, **params)
+    stored = {k: v for k, v in params.items() if k != "amounts"}
     if rule == "expected_cost":
-        return Threshold("expected_cost",
-                         expected_cost(scores, y, cost_missed, cost_review, amounts),
-                         {"cost_missed": cost_missed, "cost_review": cost_review,
-                          "times_amount": amounts is not None}, source)
-    raise ValueError(f"threshold rule must be one of {RULES}; got {rule!r}")
+        stored["times_amount"] = params.get("amounts") is not None
+    return Threshold(rule, float(value), stored, source or ("given" if rule == "fixed" else ""))

@@ -18,9 +18,9 @@ from aedetect.data.schema import CREDITCARD, Schema
 from aedetect.data.splits import Split, make_split
 from aedetect.detector import AutoencoderDetector
 from aedetect.errors import AedetectError
-from aedetect.evaluation import at_alert_budget, evaluate_scores
-from aedetect.thresholds import Threshold, choose_threshold, rows_per_day
-from aedetect.uncertainty import bootstrap_precision_recall, small_sample_warnings
+from aedetect.evaluation import evaluate_detector  # noqa: F401  (the evaluation's home)
+from aedetect.thresholds import choose_threshold, get_rule, rows_per_day
+from aedetect.uncertainty import precision_recall_intervals, small_sample_warnings
 
 
 @dataclass
@@ -44,8 +44,9 @@ def split_frame(df: pd.DataFrame, config: TrainConfig, schema: Schema = CREDITCA
 
 
 def new_detector(config: TrainConfig, schema: Schema = CREDITCARD, verbose: int = 0):
-    return AutoencoderDetector(**config.detector_params(), log_columns=schema.log_columns,
-                               periodic_columns=schema.periodic_columns, verbose=verbose)
+    params = {"log_columns": schema.log_columns, "periodic_columns": schema.periodic_columns,
+              "verbose": verbose, **config.detector_params()}
+    return AutoencoderDetector(**params)
 
 
 def train_detector(
@@ -77,7 +78,11 @@ def train_detector(
         det.fit(df.iloc[split.train][features], validation_data=df.iloc[split.validation][features],
                 callbacks=callbacks)
     det.threshold = select_threshold(det, df, split, config, schema)
-    return TrainResult(det, split, config, frame_fingerprint(df))
+    fingerprint = frame_fingerprint(df)
+    # What `evaluate_model(..., rows="test")` needs to find the test rows again.
+    det.split_ = {"protocol": config.protocol, "seed": config.seed, "data_fingerprint": fingerprint,
+                  "sizes": split.sizes()}
+    return TrainResult(det, split, config, fingerprint)
 
 
 def write_split_tfrecords(df, split: Split, out_dir, schema: Schema = CREDITCARD) -> Path:
@@ -105,72 +110,42 @@ def stream_sample(split: Split) -> tuple[np.ndarray, str]:
 
 
 def select_threshold(det, df, split: Split, config: TrainConfig, schema: Schema = CREDITCARD):
-    """Apply the configured rule: label-free rules see validation normals (or the selection
-    window of the time protocol), labelled rules see only the selection set, never the test set.
+    """Apply the configured rule (`aedetect.thresholds.RULES`): label-free rules see validation
+    normals (or the selection window of the time protocol), labelled rules see only the
+    selection set, never the test set.
 
-    The result carries precision and recall on the selection set with bootstrap intervals, and
-    warnings when that set is too small to support the rule.
+    The result carries precision and recall on the selection set with exact binomial
+    intervals, and warnings when that set is too small to support the rule.
     """
-    rule = config.threshold_rule
+    rule = get_rule(config.threshold_rule)
     features = list(schema.features)
     sel = df.iloc[split.selection]
     y_sel = sel[schema.label].to_numpy()
-    sel_scores = det.score_samples(sel[features])
+    sel_scores = det.anomaly_score(sel[features])
     sel_source = f"selection set ({int(y_sel.sum())} anomalies, {int((y_sel == 0).sum())} normals)"
-    if rule == "fixed":
-        t = choose_threshold("fixed", value=config.threshold_value if
-                             config.threshold_value is not None else 10.0)
-    elif rule == "normal_percentile":
+    params = {p: config.param(field) for p, field in rule.config.items()}
+    if rule.data == "normal":
         t = det.threshold  # fit() set it from the validation normals
-    elif rule in ("contamination", "alert_budget"):
+    elif rule.data == "none":
+        t = choose_threshold(rule.name, value=10.0 if params["value"] is None else params["value"])
+    elif rule.data == "stream":
         rows, name = stream_sample(split)
-        scores = sel_scores if rows is split.selection else det.score_samples(df.iloc[rows][features])
-        per_day = None
-        if rule == "alert_budget":
+        scores = sel_scores if rows is split.selection else det.anomaly_score(df.iloc[rows][features])
+        if rule.name == "alert_budget":
             if not schema.time:
                 raise AedetectError("the alert_budget rule needs a time column to count days")
-            per_day = rows_per_day(df[schema.time].to_numpy())
-        t = choose_threshold(rule, scores=scores, alerts_per_day=config.alerts_per_day,
-                             per_day=per_day, share=config.contamination,
-                             source=f"{name} ({len(rows)} rows)")
+            params["rows_per_day"] = rows_per_day(df[schema.time].to_numpy())
+        t = choose_threshold(rule.name, scores=scores, source=f"{name} ({len(rows)} rows)", **params)
     else:
-        amounts = None
-        if rule == "expected_cost" and config.cost_per_amount:
+        if rule.name == "expected_cost" and config.cost_per_amount:
             if "Amount" not in sel:
                 raise AedetectError("cost_per_amount needs an 'Amount' column")
-            amounts = sel["Amount"].to_numpy()
-        t = choose_threshold(rule, scores=sel_scores, y=y_sel, precision=config.min_precision,
-                             fpr=config.max_fpr, cost_missed=config.cost_missed,
-                             cost_review=config.cost_review, amounts=amounts, source=sel_source)
+            params["amounts"] = sel["Amount"].to_numpy()
+        t = choose_threshold(rule.name, scores=sel_scores, y=y_sel, source=sel_source, **params)
     if not ((y_sel == 1).any() and (y_sel == 0).any()):
         return t
-    estimate = bootstrap_precision_recall(y_sel, sel_scores, t.value, seed=config.seed)
+    estimate = precision_recall_intervals(y_sel, sel_scores, t.value)
     estimate["rows"] = sel_source
     warnings = small_sample_warnings(t.rule, t.params, y_sel, n_flagged=estimate["n_flagged"],
                                      stream_anomaly_share=float(df[schema.label].mean()))
     return replace(t, estimate=estimate, warnings=warnings)
-
-
-def evaluate_detector(det, df, rows: np.ndarray | None, schema: Schema = CREDITCARD,
-                      *, threshold: Threshold | None = None, alerts_per_day: float = 50.0,
-                      seed: int = 0) -> dict:
-    """Metrics of `det` on `df.iloc[rows]` (all rows when None) at its own threshold, with
-    bootstrap intervals for precision and recall and the precision of a daily alert budget."""
-    part = df if rows is None else df.iloc[rows]
-    y = part[schema.label].to_numpy()
-    x = part[list(schema.features)]
-    t = threshold or det.threshold
-    scores, errors = det.score_and_errors(x)
-    mse = errors.mean(axis=1)
-    metrics = evaluate_scores(y, scores, t.value, mse=mse)
-    metrics["score"] = det.score
-    metrics["threshold_rule"] = t.rule
-    metrics["threshold_source"] = t.source
-    metrics["threshold_params"] = t.params
-    metrics["threshold_estimate"] = t.estimate
-    metrics["threshold_warnings"] = t.warnings
-    metrics["bootstrap"] = bootstrap_precision_recall(y, scores, t.value, seed=seed)
-    if schema.time:
-        metrics["alert_budget"] = at_alert_budget(y, scores, alerts_per_day,
-                                                  rows_per_day(df[schema.time].to_numpy()))
-    return metrics

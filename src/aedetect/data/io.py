@@ -24,7 +24,7 @@ def table_format(path: str | os.PathLike) -> str:
     return FORMATS[suffix]
 
 
-def read_raw(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+def read_raw(path: str | os.PathLike) -> pd.DataFrame:
     """Read a CSV or Parquet file into a DataFrame with no schema check."""
     path = Path(path)
     fmt = table_format(path)
@@ -36,7 +36,7 @@ def read_raw(path: str | os.PathLike, columns: list[str] | None = None) -> pd.Da
         if fmt == "csv":
             table = pacsv.read_csv(path)
         else:
-            table = pq.read_table(path, columns=columns)
+            table = pq.read_table(path)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         raise DataError(f"{path}: cannot read as {fmt.upper()}: {exc}") from None
     return table.to_pandas()

@@ -20,25 +20,6 @@ class Schema:
     log_columns: tuple[str, ...] = field(default=())  # heavy-tailed, non-negative columns
     periodic_columns: tuple[tuple[str, float], ...] = field(default=())  # (column, period)
 
-    def to_dict(self) -> dict:
-        return {
-            "features": list(self.features),
-            "label": self.label,
-            "time": self.time,
-            "log_columns": list(self.log_columns),
-            "periodic_columns": [[c, p] for c, p in self.periodic_columns],
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Schema:
-        return cls(
-            features=tuple(d["features"]),
-            label=d.get("label"),
-            time=d.get("time"),
-            log_columns=tuple(d.get("log_columns", ())),
-            periodic_columns=tuple((c, float(p)) for c, p in d.get("periodic_columns", ())),
-        )
-
 
 CREDITCARD = Schema(
     features=("Time", *(f"V{i}" for i in range(1, 29)), "Amount"),
