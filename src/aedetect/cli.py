@@ -149,6 +149,8 @@ def _config(preset: str = "default", config_file: Path | None = None, settings: 
     layers.append({k: v for k, v in flags.items() if v is not None})
     try:
         return build_config(preset, *layers)
+    except AedetectError as exc:
+        raise UsageError(str(exc)) from None
     except PydanticError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "setting"

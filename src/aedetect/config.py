@@ -163,8 +163,13 @@ def build_config(preset: str = "default", *layers: dict) -> TrainConfig:
         raise AedetectError(f"--preset must be one of {sorted(PRESETS)}; got {preset!r}")
     merged: dict = {}
     detector: dict = {}
+    known = set(TrainConfig.model_fields) | set(DETECTOR_PARAMS)
     for layer in (PRESETS[preset], *layers):
         layer = dict(layer)
+        unknown = sorted(set(layer) - known)
+        if unknown:
+            raise AedetectError(f"unknown setting(s) {unknown}; settings are the detector's parameters "
+                                f"({', '.join(DETECTOR_PARAMS)}) and {', '.join(sorted(TrainConfig.model_fields))}")
         detector.update(layer.pop("detector", None) or {})
         for k, v in layer.items():
             if k in DETECTOR_PARAMS and k != "seed":
