@@ -15,7 +15,7 @@ def _mse_detector():
     from aedetect.data.schema import CREDITCARD
 
     df = generate_transactions(3000, 0.0, seed=2)
-    return AutoencoderDetector((16, 6, 16), epochs=2, score="mse", log_columns=CREDITCARD.log_columns,
+    return AutoencoderDetector((16, 6, 16), epochs=2, score_type="mse", log_columns=CREDITCARD.log_columns,
                                periodic_columns=CREDITCARD.periodic_columns).fit(df[list(CREDITCARD.features)])
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from aedetect.errors import AedetectError
+from aedetect.errors import ArtifactError
 
 
 def sha256_file(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None,
@@ -58,7 +58,7 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     """Yield a temporary folder beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise AedetectError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
+        raise ArtifactError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
