@@ -46,9 +46,12 @@ def test_streaming_equals_in_memory(detector, frame, tmp_path, fmt_in, fmt_out):
     np.testing.assert_allclose(out["score"].to_numpy(), expected, rtol=1e-6)
     assert (out["flag"].to_numpy() == (expected > detector.threshold_)).all()
     assert s.rows_flagged == int((expected > detector.threshold_).sum())
-    errors = detector.feature_contributions(frame[FEATURES])
-    worst = np.asarray(detector.feature_names_out_)[errors.argmax(axis=1)]
+    # Explanations name input columns: the contributions of `Time:sin` and `Time:cos` add up.
+    names, per_column = detector.preprocessor_.column_contributions(
+        detector.feature_contributions(frame[FEATURES]))
+    worst = np.asarray(names)[per_column.argmax(axis=1)]
     assert (out["top1_feature"].to_numpy() == worst).all()
+    assert all(r.startswith(f"{f}=") for r, f in zip(out["top1_reason"], out["top1_feature"], strict=True))
     assert _leftovers(tmp_path) == []
 
 

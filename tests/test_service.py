@@ -42,9 +42,11 @@ def test_score_matches_detector(client, detector, rows):
     assert body["threshold"] == pytest.approx(detector.threshold_)
     assert [res["flag"] for res in body["results"]] == list(expected > detector.threshold_)
     assert body["results"][0]["id"] == "card-1" and body["results"][1]["id"] is None
-    errors = detector.feature_contributions(rows.iloc[:1])[0]
+    names, per_column = detector.preprocessor_.column_contributions(
+        detector.feature_contributions(rows.iloc[:1]))
     top = body["results"][0]["top_features"]
-    assert len(top) == 3 and top[0]["feature"] == detector.feature_names_out_[errors.argmax()]
+    assert len(top) == 3 and top[0]["feature"] == names[per_column[0].argmax()]
+    assert top[0]["reason"].startswith(top[0]["feature"] + "=")
 
 
 @pytest.mark.parametrize("change,field,msg", [

@@ -20,6 +20,8 @@ app = typer.Typer(help="Anomaly detection in tabular data with autoencoders.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Fetch, generate and convert data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+schema_app = typer.Typer(help="Infer the schema of a table.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
 console = Console(stderr=True, soft_wrap=True)  # messages are not cut at 80 columns
 # Tables on stdout: full width when piped or redirected (Rich would cut them to 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -48,8 +50,19 @@ def _main_options(
     console.quiet = quiet
 
 DataOpt = Annotated[str, typer.Option(
-    "--data", help="CSV/Parquet file with the credit-card columns, or 'creditcard' to fetch "
-    "the real ULB file")]
+    "--data", help="a table (.csv, .csv.gz, .csv.zst, .parquet), or 'creditcard' to fetch the "
+    "real ULB file")]
+LabelOpt = Annotated[str | None, typer.Option(
+    help="the 0/1 label column \\[default: inferred: a 0/1 column named like class, label, "
+    "is_fraud, y]")]
+TimeOpt = Annotated[str | None, typer.Option(
+    help="the time column, seconds or datetimes \\[default: inferred]")]
+IdsOpt = Annotated[str, typer.Option(help="comma-separated id columns (kept, never read by the "
+                                     "model)")]
+ExcludeOpt = Annotated[str, typer.Option(help="comma-separated columns to ignore")]
+CategoricalOpt = Annotated[str, typer.Option(help="comma-separated columns to treat as categories")]
+SchemaOpt = Annotated[Path | None, typer.Option(
+    "--schema", help="schema file (.yaml/.json, see `aedetect schema infer`) instead of inference")]
 SeedOpt = Annotated[int, typer.Option(help="seed for the split, the weights and the shuffling")]
 ProtocolOpt = Annotated[str, typer.Option(help="split protocol: 'guide' or 'time'")]
 
@@ -83,6 +96,59 @@ def _load(data: str, cache_dir: Path | None = None):
         return read_table(path), path
 
 
+def _names(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _read(data: str, cache_dir: Path | None = None):
+    from aedetect.data.io import read_raw
+    from aedetect.ui import fetch_with_progress
+
+    path = fetch_with_progress(cache_dir) if data == "creditcard" else Path(data)
+    with console.status(f"reading {path}"):
+        return read_raw(path), path
+
+
+def _load_table(data: str, schema_file=None, label_column=None, time_column=None, id_columns="",
+                exclude_columns="", categorical_columns=""):
+    """Read a table, resolve its schema (a file, or inferred, then the overrides), check it."""
+    from aedetect.data.infer import resolve_schema
+    from aedetect.data.schema import check_table
+
+    df, path = _read(data)
+    schema = resolve_schema(df, schema_file=str(schema_file) if schema_file else None,
+                            label_column=label_column, time_column=time_column,
+                            id_columns=_names(id_columns), exclude_columns=_names(exclude_columns),
+                            categorical_columns=_names(categorical_columns))
+    df, unknown = check_table(df, schema, source=str(path))
+    if unknown:
+        console.print(f"[yellow]warning: {path}: column(s) {unknown} are not in the schema; "
+                      "ignored[/yellow]")
+    return df, path, schema
+
+
+@schema_app.command("infer")
+def schema_infer(
+    data: Annotated[str, typer.Option("--data", help="a table (.csv, .csv.gz, .csv.zst, .parquet)")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="write the schema (.yaml/.json) "
+                                                  "to edit and pass to train --schema")] = None,
+    label_column: LabelOpt = None,
+    time_column: TimeOpt = None,
+    id_columns: IdsOpt = "",
+    exclude_columns: ExcludeOpt = "",
+    categorical_columns: CategoricalOpt = "",
+):
+    """Infer each column's role and type; print the table and write it to edit."""
+    from aedetect.ui import schema_table
+
+    _, path, schema = _load_table(data, None, label_column, time_column, id_columns,
+                                  exclude_columns, categorical_columns)
+    out.print(schema_table(schema, title=f"schema of {path}"))
+    if out_file is not None:
+        schema.to_file(out_file)
+        console.print(f"schema written to {out_file}")
+
+
 @data_app.command("fetch")
 def data_fetch(
     name: Annotated[str, typer.Argument(help="data set name; only 'creditcard'")] = "creditcard",
@@ -101,19 +167,27 @@ def data_fetch(
 def data_generate(
     out_file: Annotated[Path, typer.Option("--out", help="output .csv or .parquet")],
     rows: Annotated[int, typer.Option(help="number of rows")] = 50_000,
-    fraud_rate: Annotated[float, typer.Option(help="share of anomalies (Class=1)")] = 0.01,
+    fraud_rate: Annotated[float, typer.Option(help="share of anomalies")] = 0.01,
     seed: SeedOpt = 0,
+    kind: Annotated[str, typer.Option(
+        help="'creditcard': the ULB columns (Time, V1..V28, Amount, Class); 'transactions': ids, "
+        "timestamps, categories, missing values, is_fraud and fraud_kind")] = "creditcard",
 ):
-    """Write generated transactions with the credit-card columns and a known anomaly share."""
-    from aedetect.data.generate import generate_transactions
+    """Write generated data with a known share of anomalies (.csv, .csv.gz, .csv.zst, .parquet)."""
+    from aedetect.data.generate import generate_transaction_log, generate_transactions
     from aedetect.data.io import write_table
 
+    kinds = {"creditcard": (generate_transactions, "Class"),
+             "transactions": (generate_transaction_log, "is_fraud")}
+    if kind not in kinds:
+        raise UsageError(f"--kind must be one of {sorted(kinds)}; got {kind!r}")
+    make, label = kinds[kind]
     try:
-        df = generate_transactions(rows, fraud_rate, seed)
+        df = make(rows, fraud_rate, seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     write_table(df, out_file)
-    console.print(f"wrote {len(df):,} rows ({int(df['Class'].sum()):,} anomalies) to {out_file}")
+    console.print(f"wrote {len(df):,} rows ({int(df[label].sum()):,} anomalies) to {out_file}")
 
 
 @data_app.command("to-tfrecord")
@@ -179,20 +253,27 @@ def _units(text: str | None) -> list[int] | str | None:
                          f"got {text!r}") from None
 
 
-def _train(data, config, model_dir: Path | None, overwrite: bool):
+def _train(data, config, model_dir: Path | None, overwrite: bool, schema_opts: dict | None = None):
     if model_dir is not None and model_dir.exists() and not overwrite:
         raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
-    df, path = _load(data)
+    from aedetect.ui import schema_table
+
+    df, path, schema = _load_table(data, **(schema_opts or {}))
+    console.print(schema_table(schema, title=f"schema of {path}"))
+    if schema.label is None:
+        console.print(f"[yellow]no label column: training on all {len(df):,} rows (10% held out "
+                      "for validation); no test set, so nothing is evaluated. Pass --label-column "
+                      "to name one.[/yellow]")
     _tensorflow()
     from aedetect.callbacks import TrainingProgress
     from aedetect.train import train_detector
 
     with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
         with TrainingProgress(config.param("epochs"), console) as progress:
-            result = train_detector(df, config, callbacks=[progress], work_dir=work)
+            result = train_detector(df, config, schema, callbacks=[progress], work_dir=work)
     det = result.detector
     meta = {"data_file": str(path), "data_fingerprint": result.data_fingerprint,
-            "protocol": config.protocol, "seed": config.seed, "split_sizes": result.split.sizes(),
+            "protocol": result.split.protocol, "seed": config.seed, "split_sizes": result.split.sizes(),
             "config": config.model_dump()}
     if model_dir is not None:
         det.save(model_dir, metadata=meta, overwrite=overwrite)
@@ -238,13 +319,25 @@ def train(
         help="'memory' or 'tfrecord' \\[default: memory]")] = None,
     settings: SetOpt = None,
     config_file: ConfigOpt = None,
+    label_column: LabelOpt = None,
+    time_column: TimeOpt = None,
+    id_columns: IdsOpt = "",
+    exclude_columns: ExcludeOpt = "",
+    categorical_columns: CategoricalOpt = "",
+    schema_file: SchemaOpt = None,
     overwrite: bool = False,
 ):
-    """Train on the training normals of a split and write the model folder."""
+    """Train on the training normals of a split and write the model folder.
+
+    The table's schema is inferred (and printed) or read from --schema; without a label column
+    every row trains."""
     config = _config(preset, config_file, settings, protocol=protocol, seed=seed,
                      hidden_units=_units(hidden_units), epochs=epochs,
                      threshold_rule=threshold_rule, input_pipeline=input_pipeline)
-    _train(data, config, model_dir, overwrite)
+    _train(data, config, model_dir, overwrite, dict(
+        schema_file=schema_file, label_column=label_column, time_column=time_column,
+        id_columns=id_columns, exclude_columns=exclude_columns,
+        categorical_columns=categorical_columns))
     console.print(f"model written to {model_dir}")
 
 
@@ -270,12 +363,13 @@ def evaluate(
     if rows not in ("test", "all"):
         raise UsageError(f"--rows must be 'test' or 'all'; got {rows!r}")
     read_manifest(model_dir)  # a bad model folder fails fast, before data and TensorFlow load
-    df, _ = _load(data)
+    df, path = _read(data)
     det = _load_model(model_dir)
     from aedetect.evaluation import evaluate_model
+    from aedetect.train import model_schema
 
-    ev = evaluate_model(det, df, rows, alerts_per_day=alerts_per_day)
-    _report(ev.metrics, metrics_out, as_json)
+    ev = evaluate_model(det, df, rows, alerts_per_day=alerts_per_day, source=str(path))
+    _report(ev.metrics, metrics_out, as_json, model_schema(det))
     if report_dir is not None:
         from aedetect.report import evaluation_report
 
@@ -328,7 +422,8 @@ def compare(
         console.print(f"report written to {path}")
 
 
-def _report(metrics: dict, path: Path | None, as_json: bool = False) -> None:
+def _report(metrics: dict, path: Path | None, as_json: bool = False, schema=None) -> None:
+    from aedetect.data.schema import CREDITCARD
     from aedetect.ui import metrics_table
 
     if as_json:
@@ -336,7 +431,8 @@ def _report(metrics: dict, path: Path | None, as_json: bool = False) -> None:
 
         print(json.dumps(metrics, indent=2))
     else:
-        out.print(metrics_table(metrics))
+        guide = schema is None or schema.features == list(CREDITCARD.features)
+        out.print(metrics_table(metrics, guide_column=guide))
     if path is not None:
         from aedetect.ui import write_json
 
@@ -374,6 +470,9 @@ def score(
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; no output was written ({out_file} is unchanged)[/yellow]")
         sys.exit(130)
+    if s.ignored_columns:
+        console.print(f"[yellow]warning: column(s) {s.ignored_columns} are not in the model's "
+                      "schema; ignored[/yellow]")
     console.print(f"scored {s.rows_scored:,} of {s.rows_read:,} rows in {s.seconds:.1f} s "
                   f"({s.rows_per_second:,.0f} rows/s), flagged {s.rows_flagged:,} "
                   f"(threshold {s.threshold:.4g}); wrote {s.output}")
@@ -462,11 +561,12 @@ def demo(
             write_table(generate_transactions(offline_rows, 0.01, seed), data)
     config = _config(seed=seed, epochs=epochs)
     df, result = _train(data, config, out_dir / "model", overwrite=True)
-    from aedetect.train import evaluate_detector
+    from aedetect.train import evaluate_detector, model_schema
 
-    metrics = evaluate_detector(result.detector, df, result.split.test, seed=seed)
+    schema = model_schema(result.detector)
+    metrics = evaluate_detector(result.detector, df, result.split.test, schema, seed=seed)
     metrics["protocol"] = config.protocol
-    _report(metrics, out_dir / "metrics.json")
+    _report(metrics, out_dir / "metrics.json", schema=schema)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from aedetect.data.schema import DatasetSchema
 from aedetect.errors import DataError
 from aedetect.preprocessing import Preprocessor
 from aedetect.scores import SCORES, contributions, fit_stats, score_tf, stats_from_config, stats_to_config
@@ -64,6 +65,13 @@ def effective_batch_size(batch_size: int, n_rows: int, min_steps: int = 50) -> i
     return int(max(1, min(batch_size, max(32, n_rows // min_steps))))
 
 
+def _row_bytes(x) -> bytes:
+    """The training rows as bytes, for the data fingerprint (tables of any column type too)."""
+    if isinstance(x, pd.DataFrame):
+        return pd.util.hash_pandas_object(x, index=False).to_numpy().tobytes()
+    return np.ascontiguousarray(x).tobytes()
+
+
 def _check_hidden_units(value) -> None:
     if isinstance(value, str):
         return
@@ -80,6 +88,8 @@ def _json_params(params: dict) -> dict:
         out["hidden_units"] = [int(u) for u in out["hidden_units"]]
     out["log_columns"] = [str(c) for c in out["log_columns"]]
     out["periodic_columns"] = [[str(c), float(p)] for c, p in out["periodic_columns"]]
+    if out.get("schema") is not None and not isinstance(out["schema"], dict):
+        out["schema"] = out["schema"].model_dump(mode="json")
     return out
 
 
@@ -148,6 +158,11 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     periodic_columns : sequence of (str, float), default=()
         Columns of a clock and their period, e.g. ``(("Time", 86400.0),)``: encoded as the sine
         and cosine of their phase, so the network sees the hour of day.
+    schema : DatasetSchema or dict, default=None
+        The table's columns with their roles and types (see `aedetect.data.schema`). When
+        given, `X` is a table whose feature columns may hold categories, datetimes and missing
+        values, each read by its type (see `aedetect.preprocessing`); `log_columns` and
+        `periodic_columns` are then ignored (the schema says which columns get them).
     score_type : {"residual_mahalanobis", "feature_normalized", "mse"}, default="residual_mahalanobis"
         How residuals become a score (see `aedetect.scores`); ``"mse"`` is the guide's.
     threshold_percentile : float, default=99.9
@@ -215,6 +230,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         "l2": [Interval(Real, 0, None, closed="left")],
         "log_columns": [list, tuple],
         "periodic_columns": [list, tuple],
+        "schema": [dict, DatasetSchema, None],
         "score_type": [StrOptions(set(SCORES))],
         "threshold_percentile": [Interval(Real, 0, 100, closed="neither")],
         "shuffle_buffer": [Interval(Integral, 1, None, closed="left")],
@@ -238,6 +254,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         l2=0.0,
         log_columns=(),
         periodic_columns=(),
+        schema=None,
         score_type="residual_mahalanobis",
         threshold_percentile=99.9,
         shuffle_buffer=262_144,
@@ -257,6 +274,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         self.l2 = l2
         self.log_columns = log_columns
         self.periodic_columns = periodic_columns
+        self.schema = schema
         self.score_type = score_type
         self.threshold_percentile = threshold_percentile
         self.shuffle_buffer = shuffle_buffer
@@ -273,9 +291,37 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         return hasattr(self, "model_")
 
     # -- input handling -----------------------------------------------------------------------
+    def _dataset_schema(self) -> DatasetSchema | None:
+        if self.schema is None or isinstance(self.schema, DatasetSchema):
+            return self.schema
+        return DatasetSchema.model_validate(self.schema)
+
+    def _validate_table(self, X, *, reset: bool) -> pd.DataFrame:
+        """With a dataset schema: the schema's feature columns of a table, as given (text,
+        datetimes, missing values); the preprocessor checks each value by its column's type."""
+        names = self._dataset_schema().features
+        if reset:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+            self.n_features_in_ = len(names)
+        if not isinstance(X, pd.DataFrame):
+            arr = np.asarray(X, dtype=object)
+            if arr.ndim != 2 or arr.shape[1] != len(names):
+                raise DataError(f"X has shape {arr.shape}; the schema has {len(names)} feature "
+                                f"columns {names}")
+            X = pd.DataFrame(arr, columns=names)
+        missing = [c for c in names if c not in X.columns]
+        if missing:
+            raise DataError(f"X is missing column(s) {missing}; the detector reads {len(names)} "
+                            f"columns {names}")
+        if len(X) == 0:
+            raise DataError("X has no rows")
+        return X[names]
+
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         """X as a float64 matrix: scikit-learn's checks (feature count and names), then every
-        value finite, reported with its column and row."""
+        value finite, reported with its column and row. With a dataset schema, a table."""
+        if self.schema is not None:
+            return self._validate_table(X, reset=reset)
         if isinstance(X, pd.DataFrame):
             bad = [c for c in X.columns if not (pd.api.types.is_numeric_dtype(X[c])
                                                 or pd.api.types.is_bool_dtype(X[c]))]
@@ -366,10 +412,11 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
                                     f"got {len(x)} sample")
                 order = np.random.default_rng(self.seed).permutation(len(x))
                 n_val = min(len(x) - 1, max(2, int(round(len(x) * self.validation_fraction))))
-                val_raw, x = x[order[:n_val]], x[np.sort(order[n_val:])]
+                take = x.iloc.__getitem__ if isinstance(x, pd.DataFrame) else x.__getitem__
+                val_raw, x = take(order[:n_val]), take(np.sort(order[n_val:]))
             else:
                 val_raw = self._validate_X(validation_data, reset=False)
-            digest, n_train = hashlib.sha256(np.ascontiguousarray(x).tobytes()), len(x)
+            digest, n_train = hashlib.sha256(_row_bytes(x)), len(x)
             self.preprocessor_ = self._new_preprocessor().fit(x)
             self.batch_size_ = effective_batch_size(self.batch_size, n_train)
             x_pre = self.preprocessor_.transform(x)
@@ -410,6 +457,8 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         return self
 
     def _new_preprocessor(self) -> Preprocessor:
+        if self.schema is not None:
+            return Preprocessor.from_schema(self._dataset_schema())
         return Preprocessor(self._columns(), self.log_columns, self.periodic_columns)
 
     def _set_model(self, model) -> None:
@@ -466,9 +515,12 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     def score_matrix(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Anomaly scores and per-feature contributions of a float matrix whose columns are in
         the fitted order and already checked (finite, right width): the fast path of the batch
-        scorer and the service, which validate rows themselves."""
+        scorer and the service, which validate rows themselves. With a dataset schema, `x` is
+        the table of feature columns (the preprocessor reads each by its type)."""
         check_is_fitted(self)
-        r = self._residuals(self.preprocessor_.transform(np.asarray(x, dtype="float64")))
+        if self.schema is None:
+            x = np.asarray(x, dtype="float64")
+        r = self._residuals(self.preprocessor_.transform(x))
         c = contributions(self.score_type, self.score_stats_, r).astype("float64")
         return c.sum(axis=1), c
 
@@ -526,6 +578,12 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     def offset_(self) -> float:
         return -self.threshold_
 
+    def _input_dtypes(self, names: list[str]) -> dict[str, str]:
+        schema = self._dataset_schema()
+        if schema is None:
+            return {c: "float64" for c in names}
+        return {c.name: c.type for c in schema.feature_columns}
+
     # -- state ------------------------------------------------------------------------------
     def _get_state(self) -> dict:
         """Everything but the network's weights, as JSON values (the model folder's manifest
@@ -544,7 +602,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
             "detector_params": _json_params(self.get_params()),
             "detector_param_types": _sequence_types(self.get_params()),
             "input_schema": {"feature_names": names, "named": hasattr(self, "feature_names_in_"),
-                             "dtypes": {c: "float64" for c in names}},
+                             "dtypes": self._input_dtypes(names)},
             "preprocessing": self.preprocessor_.to_config(),
             "score_stats": stats_to_config(self.score_stats_),
             "threshold": self.threshold.to_dict(),

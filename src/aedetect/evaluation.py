@@ -132,12 +132,16 @@ def evaluate_detector(det, df, rows: np.ndarray | None, schema=None, *, threshol
 
     One pass through the network; `full=True` returns the `Evaluation` (scores and errors too).
     """
-    from aedetect.data.schema import CREDITCARD
+    from aedetect.errors import AedetectError
     from aedetect.thresholds import rows_per_day
+    from aedetect.train import as_dataset_schema, model_schema
     from aedetect.uncertainty import precision_recall_intervals
 
-    schema = schema or CREDITCARD
+    schema = as_dataset_schema(schema) if schema is not None else model_schema(det)
     part = df if rows is None else df.iloc[rows]
+    if schema.label is None or schema.label not in part.columns:
+        raise AedetectError("evaluation needs labels: the data has no label column"
+                            + (f" {schema.label!r}" if schema.label else " (name one with --label-column)"))
     y = part[schema.label].to_numpy().astype(int)
     t = threshold or det.threshold
     scores, errors = det.score_and_errors(part[list(getattr(det, "feature_names_in_", schema.features))])
@@ -148,23 +152,31 @@ def evaluate_detector(det, df, rows: np.ndarray | None, schema=None, *, threshol
     metrics["intervals"] = precision_recall_intervals(y, scores, t.value)
     if schema.time:
         metrics["alert_budget"] = at_alert_budget(y, scores, alerts_per_day,
-                                                  rows_per_day(df[schema.time].to_numpy()))
+                                                  rows_per_day(schema.time_seconds(df)))
     return Evaluation(metrics, y, scores, errors, det) if full else metrics
 
 
-def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 50.0) -> Evaluation:
+def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 50.0,
+                   source: str | None = None) -> Evaluation:
     """Evaluate a model folder (or a fitted detector) on a labelled table.
 
     `data`: a DataFrame or a CSV/Parquet path. `rows="test"`: the test split the model was
     trained with (`train_detector` records it; the data must be the same file), `"all"`: every row.
     """
-    from aedetect.data.io import read_table
+    from aedetect.data.io import read_raw
+    from aedetect.data.schema import check_table
     from aedetect.detector import AutoencoderDetector
     from aedetect.errors import AedetectError
-    from aedetect.train import frame_fingerprint, split_frame
+    from aedetect.train import frame_fingerprint, model_schema, split_frame
 
     det = model if isinstance(model, AutoencoderDetector) else AutoencoderDetector.load(model)
-    df = data if not isinstance(data, (str, os.PathLike)) else read_table(Path(data))
+    schema = model_schema(det)
+    if schema.label is None:
+        raise AedetectError("this model was trained without a label column, and evaluation needs "
+                            "labels; train with a label column (--label-column)")
+    source = source or (str(data) if isinstance(data, (str, os.PathLike)) else "data")
+    df = data if not isinstance(data, (str, os.PathLike)) else read_raw(Path(data))
+    df, _ = check_table(df, schema, source=source, require_label=True)
     split_info = getattr(det, "split_", None)
     if rows == "test":
         if not split_info:
@@ -177,11 +189,11 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
         from aedetect.config import TrainConfig
 
         config = TrainConfig(protocol=split_info["protocol"], seed=split_info["seed"])
-        idx, protocol, seed = split_frame(df, config).test, config.protocol, config.seed
+        idx, protocol, seed = split_frame(df, config, schema).test, config.protocol, config.seed
     elif rows == "all":
         idx, protocol, seed = None, "all rows", (split_info or {}).get("seed", det.seed)
     else:
         raise AedetectError(f"rows must be 'test' or 'all'; got {rows!r}")
-    ev = evaluate_detector(det, df, idx, alerts_per_day=alerts_per_day, seed=seed, full=True)
+    ev = evaluate_detector(det, df, idx, schema, alerts_per_day=alerts_per_day, seed=seed, full=True)
     ev.metrics["protocol"] = protocol
     return ev

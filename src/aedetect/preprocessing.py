@@ -1,94 +1,194 @@
 """Preprocessing fitted on training normals, stored as plain numbers in the model's manifest.
 
-Steps, in order: log1p of heavy-tailed non-negative columns (e.g. `Amount`); periodic columns
-(e.g. `Time`, period one day) become sin/cos of their phase, so the model sees the hour of day
-rather than a clock that only grows; then every column is standardised. The same arithmetic
-exists in NumPy (batch scoring) and in TensorFlow ops (tf.data pipelines, the SavedModel export);
-a test keeps them equal.
+Each feature column becomes one block of output features, by its type (see `DatasetSchema`):
+  numeric/integer  the value (log1p of heavy-tailed non-negative columns, decided at inference);
+                   a missing value is imputed with the training median and, when the training
+                   rows had missing values, flagged in a `col:missing` feature
+  boolean          0/1, missing as for numbers
+  time (seconds)   sin/cos of the phase of each period (a day: `Time:sin`, `Time:cos`)
+  datetime         sin/cos of the hour of day and of the day of week
+  categorical      one-hot (`col=value`) up to `max_categories` categories; above it, the
+                   category's share of the training rows (`col:frequency`). Categories on
+                   fewer than 0.5% of the training rows share one `col=(rare)` feature (a
+                   one-hot feature that is almost always 0 would make every rare value look
+                   as strange as an unseen one). Either way a
+                   `col=(unseen)` feature is 1 for a category never seen in training, so such a
+                   row is scored (not rejected) and its explanation names the category
+Then every output feature is standardised, except 0/1 indicators, which are only centred.
+`sources` maps each output feature to its column, so
+contributions sum back to the user's columns (`column_contributions`, `reasons`).
+
+The same arithmetic exists in NumPy (`transform`) and in TensorFlow ops (`transform_tf`, for
+tf.data pipelines and the SavedModel export); tests keep them equal. `transform` takes a 2-D
+array of the input columns in order (numbers only) or a table (DataFrame / mapping of columns).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
+from aedetect.data.schema import DAY, WEEK, DatasetSchema, as_seconds
 from aedetect.errors import DataError
+
+UNSEEN = "(unseen)"
+MISSING = "(missing)"
+RARE = "(rare)"
+MIN_SHARE = 0.005  # a category on fewer training rows shares the `(rare)` one-hot feature
+MAX_FREQUENCIES = 100_000  # categories kept by a frequency encoding; rarer ones count as unseen
+_PERIOD_NAMES = {DAY: "hour", WEEK: "weekday"}
 
 
 class Preprocessor:
+    """Per-column transforms and a standardisation, fitted on normal rows.
+
+    `Preprocessor(feature_names, log_columns, periodic_columns)` is the numbers-only form (the
+    credit-card layout); `Preprocessor.from_schema(schema)` handles every column type.
+    """
+
     def __init__(
         self,
         feature_names: Sequence[str],
         log_columns: Iterable[str] = (),
         periodic_columns: Iterable[tuple[str, float]] = (),
+        *,
+        blocks: list[dict] | None = None,
+        missing: str = "error",
+        max_categories: int = 20,
     ):
-        self.feature_names = list(feature_names)
-        self.log_columns = [c for c in log_columns if c in self.feature_names]
-        self.periodic_columns = [(c, float(p)) for c, p in periodic_columns
-                                 if c in self.feature_names]
+        self.feature_names = [str(c) for c in feature_names]
+        log = set(log_columns)
+        periodic = {c: float(p) for c, p in periodic_columns}
+        self.blocks = blocks if blocks is not None else [
+            {"column": c, "kind": "periodic", "periods": [periodic[c]], "datetime": False}
+            if c in periodic else {"column": c, "kind": "numeric", "log": c in log}
+            for c in self.feature_names]
+        self.missing = missing
+        self.max_categories = int(max_categories)
         self.mean_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
         self._count = 0
         self._sum: np.ndarray | None = None
         self._sumsq: np.ndarray | None = None
 
+    @classmethod
+    def from_schema(cls, schema: DatasetSchema) -> Preprocessor:
+        blocks = []
+        for c in schema.feature_columns:
+            if c.type == "categorical":
+                blocks.append({"column": c.name, "kind": "categorical"})
+            elif c.type == "datetime":
+                blocks.append({"column": c.name, "kind": "periodic", "periods": [DAY, WEEK],
+                               "datetime": True})
+            elif c.role == "time":
+                blocks.append({"column": c.name, "kind": "periodic", "periods": c.periods or [DAY],
+                               "datetime": False})
+            else:
+                blocks.append({"column": c.name, "kind": "numeric", "log": bool(c.log)})
+        return cls(schema.features, blocks=blocks, missing=schema.missing,
+                   max_categories=schema.max_categories)
+
     # -- layout -----------------------------------------------------------------------------
+    @property
+    def log_columns(self) -> list[str]:
+        return [b["column"] for b in self.blocks if b["kind"] == "numeric" and b.get("log")]
+
+    @property
+    def periodic_columns(self) -> list[tuple[str, float]]:
+        return [(b["column"], b["periods"][0]) for b in self.blocks
+                if b["kind"] == "periodic" and len(b["periods"]) == 1 and not b["datetime"]]
+
+    @property
+    def categorical_columns(self) -> list[str]:
+        return [b["column"] for b in self.blocks if b["kind"] in ("onehot", "frequency", "categorical")]
+
+    @property
+    def numbers_only(self) -> bool:
+        """True when every input is a number, so a 2-D float array can be transformed."""
+        return all(b["kind"] in ("numeric", "periodic") and not b.get("datetime")
+                   for b in self.blocks)
+
     @property
     def n_features_in(self) -> int:
         return len(self.feature_names)
 
+    def _block_names(self, b: dict) -> list[str]:
+        c, kind = b["column"], b["kind"]
+        if kind == "numeric":
+            names = [f"log1p({c})" if b.get("log") else c]
+            return names + ([f"{c}:missing"] if b.get("indicator") else [])
+        if kind == "periodic":
+            if len(b["periods"]) == 1 and not b["datetime"] and b["periods"][0] == DAY:
+                names = [f"{c}:sin", f"{c}:cos"]
+            else:
+                names = [f"{c}:{_PERIOD_NAMES.get(p, f'{p:g}s')}_{f}" for p in b["periods"]
+                         for f in ("sin", "cos")]
+            return names + ([f"{c}:missing"] if b.get("indicator") else [])
+        if kind == "onehot":
+            rare = [f"{c}={RARE}"] if b.get("rare") else []
+            return [f"{c}={v}" for v in b["categories"]] + rare + [f"{c}={UNSEEN}"]
+        if kind == "frequency":
+            return [f"{c}:frequency", f"{c}={UNSEEN}"]
+        raise RuntimeError(f"column {c!r} is not fitted yet")
+
     @property
     def output_names(self) -> list[str]:
-        periodic = dict(self.periodic_columns)
-        names: list[str] = []
-        for c in self.feature_names:
-            if c in periodic:
-                names += [f"{c}:sin", f"{c}:cos"]
-            elif c in self.log_columns:
-                names.append(f"log1p({c})")
+        return [n for b in self.blocks for n in self._block_names(b)]
+
+    @property
+    def binary_outputs(self) -> np.ndarray:
+        """Which output features are 0/1 indicators (one-hot, rare, unseen, missing)."""
+        flags = []
+        for b in self.blocks:
+            k = len(self._block_names(b))
+            if b["kind"] == "onehot":
+                flags += [True] * k
+            elif b["kind"] == "frequency":
+                flags += [False, True]
             else:
-                names.append(c)
-        return names
+                flags += [False] * (k - 1) + [bool(b.get("indicator"))]
+        return np.array(flags, dtype=bool)
+
+    @property
+    def sources(self) -> list[str]:
+        """The input column of each output feature."""
+        return [b["column"] for b in self.blocks for _ in self._block_names(b)]
 
     @property
     def n_features_out(self) -> int:
         return len(self.output_names)
 
-    def _expand_np(self, x: np.ndarray) -> np.ndarray:
-        periodic = dict(self.periodic_columns)
-        cols = []
-        for j, c in enumerate(self.feature_names):
-            v = x[:, j]
-            if c in periodic:
-                phase = (2 * np.pi / periodic[c]) * v
-                cols += [np.sin(phase), np.cos(phase)]
-            elif c in self.log_columns:
-                cols.append(np.log1p(np.maximum(v, 0.0)))
-            else:
-                cols.append(v)
-        return np.stack(cols, axis=1)
-
-    def _expand_tf(self, x):
-        import tensorflow as tf
-
-        periodic = dict(self.periodic_columns)
-        cols = []
-        for j, c in enumerate(self.feature_names):
-            v = x[:, j]
-            if c in periodic:
-                phase = (2 * np.pi / periodic[c]) * v
-                cols += [tf.sin(phase), tf.cos(phase)]
-            elif c in self.log_columns:
-                cols.append(tf.math.log1p(tf.maximum(v, 0.0)))
-            else:
-                cols.append(v)
-        return tf.stack(cols, axis=1)
-
     # -- fitting ----------------------------------------------------------------------------
-    def partial_fit(self, x: np.ndarray) -> Preprocessor:
-        """Accumulate mean/variance over chunks, so a file larger than memory can be fitted."""
-        e = self._expand_np(self._check(x).astype("float64"))
+    def _fit_blocks(self, X) -> None:
+        """Medians, categories and frequencies from the training rows (once, first chunk)."""
+        cols = self._columns(X)
+        for b in self.blocks:
+            if b["kind"] == "categorical":
+                counts = _categories(cols[b["column"]]).value_counts()
+                if len(counts) <= self.max_categories:
+                    common = counts >= MIN_SHARE * counts.sum()
+                    b.update(kind="onehot", categories=[str(v) for v in counts.index[common]],
+                             rare=[str(v) for v in counts.index[~common]])
+                else:
+                    share = counts.head(MAX_FREQUENCIES) / counts.sum()
+                    b.update(kind="frequency", frequencies={str(k): float(v) for k, v in share.items()})
+            elif b["kind"] in ("numeric", "periodic") and "median" not in b:
+                v = self._numbers(b, cols[b["column"]], allow_missing=True)
+                finite = v[~np.isnan(v)]
+                b["median"] = float(np.median(finite)) if len(finite) else 0.0
+                b["indicator"] = bool(np.isnan(v).any())
+                if b["indicator"] and self.missing == "error":
+                    self._numbers(b, cols[b["column"]])  # raises, naming the row
+
+    def partial_fit(self, X) -> Preprocessor:
+        """Accumulate mean/variance over chunks, so a file larger than memory can be fitted.
+
+        Medians and categories come from the first chunk."""
+        if self._count == 0:
+            self._fit_blocks(X)
+        e = self._expand(X, dtype="float64")
         if self._sum is None:
             self._sum = np.zeros(e.shape[1])
             self._sumsq = np.zeros(e.shape[1])
@@ -103,75 +203,224 @@ class Preprocessor:
         var = np.maximum(self._sumsq / self._count - mean_d**2, 0.0)
         self.mean_ = (mean_d + self._shift).astype("float32")
         std = np.sqrt(var)
-        self.scale_ = np.where(std > 1e-12, std, 1.0).astype("float32")
+        # Indicators are centred, not scaled: scaled by its standard deviation, the one-hot
+        # feature of a 1% category would reach 10 on its rows and swamp the numbers.
+        self.scale_ = np.where((std > 1e-12) & ~self.binary_outputs, std, 1.0).astype("float32")
         return self
 
-    def fit(self, x: np.ndarray) -> Preprocessor:
+    def fit(self, X) -> Preprocessor:
         self._count, self._sum, self._sumsq = 0, None, None
-        return self.partial_fit(x)
+        for b in self.blocks:
+            if b["kind"] in ("onehot", "frequency"):
+                b["kind"] = "categorical"
+            b.pop("median", None)
+        return self.partial_fit(X)
+
+    # -- reading the input ------------------------------------------------------------------
+    def _columns(self, X) -> Mapping:
+        """The input as a mapping of column name to values; a missing column is an error."""
+        if not isinstance(X, (pd.DataFrame, Mapping)):
+            x = np.asarray(X)
+            if x.ndim != 2 or x.shape[1] != self.n_features_in:
+                raise DataError(f"expected {self.n_features_in} feature columns {self.feature_names}; "
+                                f"got an array of shape {x.shape}")
+            return {c: x[:, j] for j, c in enumerate(self.feature_names)}
+        names = list(X.columns) if isinstance(X, pd.DataFrame) else list(X.keys())
+        missing = [c for c in self.feature_names if c not in names]
+        if missing:
+            raise DataError(f"missing column(s) {', '.join(repr(c) for c in missing)}; the model "
+                            f"reads {len(self.feature_names)} columns {self.feature_names}")
+        return X
+
+    def _numbers(self, b: dict, values, allow_missing: bool = False) -> np.ndarray:
+        """A numeric or time column as float64; NaN where missing (an error when not allowed)."""
+        c = b["column"]
+        s = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
+        if b.get("datetime"):
+            v = as_seconds(s, c)
+        elif s.dtype.kind == "f":
+            v = s.to_numpy(dtype="float64")
+        elif pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            v = s.to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            v = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            bad = np.isnan(v) & s.notna().to_numpy() & (s.astype(str).str.strip() != "").to_numpy()
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise DataError(f"column {c!r}, row {i + 1}: value {s.iloc[i]!r} is not a number "
+                                f"({int(bad.sum())} such value(s) in this column)")
+        inf = np.isinf(v)
+        if inf.any():
+            i = int(np.flatnonzero(inf)[0])
+            raise DataError(f"column {c!r}, row {i + 1}: value {v[i]!r} is not finite")
+        if not allow_missing:
+            nan = np.isnan(v)
+            if nan.any() and (self.missing == "error" or "median" not in b):
+                i = int(np.flatnonzero(nan)[0])
+                raise DataError(f"column {c!r}, row {i + 1}: empty value ({int(nan.sum())} empty "
+                                "value(s) in this column); every feature must be a number")
+        return v
 
     # -- transforming -----------------------------------------------------------------------
-    def _check(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        if x.ndim != 2 or x.shape[1] != self.n_features_in:
-            raise DataError(
-                f"expected {self.n_features_in} feature columns {self.feature_names}; "
-                f"got an array of shape {x.shape}"
-            )
-        return x
+    def _expand(self, X, dtype: str = "float32") -> np.ndarray:
+        """The output features before standardising, block by block (no per-row Python)."""
+        cols = self._columns(X)
+        n = len(next(iter(cols.values()))) if isinstance(cols, dict) else len(cols)
+        out = np.empty((n, self.n_features_out), dtype=dtype)
+        j = 0
+        for b in self.blocks:
+            raw = cols[b["column"]]
+            k = len(self._block_names(b))
+            if b["kind"] in ("numeric", "periodic"):
+                if b["kind"] == "numeric" and not b.get("log") and not b.get("indicator") and \
+                        isinstance(raw, np.ndarray) and raw.dtype.kind in "fiu":
+                    out[:, j] = raw  # the common case: one cast, no copies
+                    bad = ~np.isfinite(out[:, j])
+                    if bad.any():
+                        self._numbers(b, raw)  # names the row and value
+                    j += k
+                    continue
+                v = self._numbers(b, raw)
+                nan = np.isnan(v)
+                if b.get("indicator"):
+                    v = np.where(nan, b["median"], v)
+                    out[:, j + k - 1] = nan
+                elif nan.any():  # not missing in training: impute, no indicator feature
+                    v = np.where(nan, b["median"], v)
+                if b["kind"] == "numeric":
+                    out[:, j] = np.log1p(np.maximum(v, 0.0)) if b.get("log") else v
+                else:
+                    for i, p in enumerate(b["periods"]):
+                        phase = (2 * np.pi / p) * v
+                        out[:, j + 2 * i], out[:, j + 2 * i + 1] = np.sin(phase), np.cos(phase)
+            else:
+                cats = _categories(raw)
+                if b["kind"] == "onehot":
+                    levels = b["categories"] + b.get("rare", [])
+                    codes = pd.Categorical(cats, categories=levels).codes
+                    codes = np.where(codes < 0, k - 1, np.minimum(codes, len(b["categories"])))
+                    block = np.zeros((n, k), dtype=dtype)
+                    block[np.arange(n), codes] = 1.0
+                    out[:, j:j + k] = block
+                else:
+                    freq = cats.map(b["frequencies"]).to_numpy(dtype="float64", na_value=np.nan)
+                    unseen = np.isnan(freq)
+                    out[:, j], out[:, j + 1] = np.where(unseen, 0.0, freq), unseen
+            j += k
+        return out
 
     def _require_fitted(self) -> None:
         if self.mean_ is None:
             raise RuntimeError("this Preprocessor is not fitted yet; call fit() first")
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """Preprocessed float32 rows, computed column block by column block (no per-row Python).
-
-        Pass-through columns are copied with one gather; only log and periodic columns get their
-        own arithmetic, in float64 before the cast (the phase of a large `Time` needs it).
-        """
+    def transform(self, X) -> np.ndarray:
+        """Preprocessed float32 rows (see the module docstring)."""
         self._require_fitted()
-        x = self._check(x)
-        out = np.empty((len(x), self.n_features_out), dtype="float32")
-        plain_in, plain_out = self._layout()
-        if plain_in:
-            out[:, plain_out] = x[:, plain_in]
-        periodic = dict(self.periodic_columns)
-        j_out = 0
-        for j, c in enumerate(self.feature_names):
-            if c in periodic:
-                phase = (2 * np.pi / periodic[c]) * np.asarray(x[:, j], dtype="float64")
-                out[:, j_out], out[:, j_out + 1] = np.sin(phase), np.cos(phase)
-                j_out += 2
-                continue
-            if c in self.log_columns:
-                out[:, j_out] = np.log1p(np.maximum(np.asarray(x[:, j], dtype="float64"), 0.0))
-            j_out += 1
+        out = self._expand(X)
         out -= self.mean_
         out /= self.scale_
         return out
 
-    def _layout(self) -> tuple[list[int], list[int]]:
-        """Input and output positions of the columns that pass through unchanged."""
-        periodic = dict(self.periodic_columns)
-        plain_in, plain_out, j_out = [], [], 0
-        for j, c in enumerate(self.feature_names):
-            if c in periodic:
-                j_out += 2
-                continue
-            if c not in self.log_columns:
-                plain_in.append(j)
-                plain_out.append(j_out)
-            j_out += 1
-        return plain_in, plain_out
-
     def transform_tf(self, x):
-        """The same transform in TensorFlow ops, for tf.data pipelines and exported graphs."""
+        """The same transform in TensorFlow ops, for tf.data pipelines and exported graphs.
+
+        `x`: a float matrix of the input columns in order (numbers-only layouts), or a mapping
+        of column name to a 1-D tensor: float for numbers, float64 seconds since 1970 for
+        datetimes, strings for categories ("" = missing).
+        """
         import tensorflow as tf
 
         self._require_fitted()
-        x = tf.cast(x, tf.float32)
-        return (self._expand_tf(x) - tf.constant(self.mean_)) / tf.constant(self.scale_)
+        if not isinstance(x, Mapping):
+            x = tf.cast(x, tf.float32)
+            x = {c: x[:, j] for j, c in enumerate(self.feature_names)}
+        cols = []
+        for b in self.blocks:
+            v = x[b["column"]]
+            if b["kind"] in ("numeric", "periodic"):
+                wide = b["kind"] == "periodic" and (b["datetime"] or v.dtype == tf.float64)
+                v = tf.cast(v, tf.float64 if wide else tf.float32)
+                nan = tf.math.is_nan(v)
+                v = tf.where(nan, tf.cast(b.get("median", 0.0), v.dtype), v)
+                if b["kind"] == "numeric":
+                    cols.append(tf.math.log1p(tf.maximum(v, 0.0)) if b.get("log") else v)
+                else:
+                    for p in b["periods"]:
+                        phase = (2 * np.pi / p) * v
+                        cols += [tf.cast(tf.sin(phase), tf.float32), tf.cast(tf.cos(phase), tf.float32)]
+                if b.get("indicator"):
+                    cols.append(tf.cast(nan, tf.float32))
+                continue
+            v = tf.where(tf.equal(v, ""), MISSING, v)
+            if b["kind"] == "onehot":
+                hit = tf.cast(tf.equal(v[:, None], tf.constant(b["categories"] + b.get("rare", []))),
+                              tf.float32)
+                own, rare = hit[:, :len(b["categories"])], hit[:, len(b["categories"]):]
+                cols += tf.unstack(own, axis=1)
+                if b.get("rare"):
+                    cols.append(tf.reduce_max(rare, axis=1))
+                cols.append(1.0 - tf.reduce_max(hit, axis=1))
+            else:
+                table = self._tf_table(b)
+                freq = table.lookup(v)
+                cols += [tf.maximum(freq, 0.0), tf.cast(freq < 0, tf.float32)]
+        return (tf.stack(cols, axis=1) - tf.constant(self.mean_)) / tf.constant(self.scale_)
+
+    def _tf_table(self, b: dict):
+        """A lookup table for a frequency block, made once (an export tracks `tf_tables`)."""
+        import tensorflow as tf
+
+        tables = self.__dict__.setdefault("_tables", {})
+        if b["column"] not in tables:
+            keys, values = zip(*b["frequencies"].items(), strict=True)
+            init = tf.lookup.KeyValueTensorInitializer(list(keys), np.asarray(values, "float32"))
+            tables[b["column"]] = tf.lookup.StaticHashTable(init, default_value=-1.0)
+        return tables[b["column"]]
+
+    def tf_tables(self) -> list:
+        return [self._tf_table(b) for b in self.blocks if b["kind"] == "frequency"]
+
+    # -- explanations -----------------------------------------------------------------------
+    def column_contributions(self, contributions: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Sum per-output-feature contributions back to the input columns (rows keep their sums)."""
+        sources = self.sources
+        names = list(dict.fromkeys(sources))
+        index = {c: i for i, c in enumerate(names)}
+        to_col = np.zeros((len(sources), len(names)), dtype=contributions.dtype)
+        to_col[np.arange(len(sources)), [index[s] for s in sources]] = 1.0
+        return names, contributions @ to_col
+
+    def describe(self, X, columns: np.ndarray) -> np.ndarray:
+        """For `columns[i, k]` (a column name per row and rank), the reason in the user's terms:
+        `merchant_category='jewelry' (unseen)`, `amount=1520.5`, `device=(missing)`."""
+        cols = self._columns(X)
+        out = np.empty(columns.shape, dtype=object)
+        by_name = {b["column"]: b for b in self.blocks}
+        cache: dict[str, tuple] = {}
+        for name in np.unique(columns):
+            b = by_name[name]
+            if name not in cache:
+                raw = cols[name]
+                if b["kind"] in ("onehot", "frequency"):
+                    cats = _categories(raw).to_numpy(dtype=object)
+                    seen = set(b["frequencies"] if b["kind"] == "frequency" else
+                               b["categories"] + b.get("rare", []))
+                    rare = set(b.get("rare", []))
+                    cache[name] = (cats, np.array([" (unseen)" if c not in seen else
+                                                   " (rare)" if c in rare else "" for c in cats]))
+                else:
+                    s = raw if isinstance(raw, pd.Series) else pd.Series(np.asarray(raw))
+                    cache[name] = (s.to_numpy(dtype=object), None)
+            values, unseen = cache[name]
+            for i, k in zip(*np.nonzero(columns == name), strict=True):
+                v = values[i]
+                if b["kind"] in ("onehot", "frequency"):
+                    out[i, k] = f"{name}={v!r}{unseen[i]}" if v != MISSING else f"{name}=(missing)"
+                elif v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+                    out[i, k] = f"{name}=(missing)"
+                else:
+                    out[i, k] = f"{name}={_short(v)}"
+        return out
 
     # -- persistence --------------------------------------------------------------------------
     def to_config(self) -> dict:
@@ -180,6 +429,9 @@ class Preprocessor:
             "feature_names": self.feature_names,
             "log_columns": self.log_columns,
             "periodic_columns": [[c, p] for c, p in self.periodic_columns],
+            "blocks": self.blocks,
+            "missing": self.missing,
+            "max_categories": self.max_categories,
             "output_names": self.output_names,
             "mean": [float(v) for v in self.mean_],
             "scale": [float(v) for v in self.scale_],
@@ -189,7 +441,9 @@ class Preprocessor:
     @classmethod
     def from_config(cls, cfg: dict) -> Preprocessor:
         p = cls(cfg["feature_names"], cfg["log_columns"],
-                [(c, float(v)) for c, v in cfg["periodic_columns"]])
+                [(c, float(v)) for c, v in cfg["periodic_columns"]],
+                blocks=[dict(b) for b in cfg["blocks"]] if "blocks" in cfg else None,
+                missing=cfg.get("missing", "error"), max_categories=cfg.get("max_categories", 20))
         p.mean_ = np.asarray(cfg["mean"], dtype="float32")
         p.scale_ = np.asarray(cfg["scale"], dtype="float32")
         p._count = int(cfg.get("n_samples_seen", 0))
@@ -198,3 +452,19 @@ class Preprocessor:
                 f"preprocessing config holds {len(p.mean_)} means for {p.n_features_out} features"
             )
         return p
+
+
+def _categories(values) -> pd.Series:
+    """Category labels as strings; missing (None, NaN, "") becomes `(missing)`."""
+    s = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, dtype=object))
+    s = s.reset_index(drop=True)
+    missing = s.isna().to_numpy()
+    out = s.astype(str)
+    out[missing | (out == "").to_numpy()] = MISSING
+    return out
+
+
+def _short(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.6g}"
+    return str(v)

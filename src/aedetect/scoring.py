@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -27,8 +27,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from aedetect.data.io import table_format
-from aedetect.data.schema import column_problems
+from aedetect.data.io import compression, table_format
+from aedetect.data.schema import as_seconds, column_problems
 from aedetect.errors import DataError
 
 BadRows = Literal["error", "skip"]
@@ -45,6 +45,7 @@ class ScoreSummary:
     bad_rows_file: Path | None
     threshold: float
     seconds: float
+    ignored_columns: list[str] = field(default_factory=list)  # in the file, unknown to the model
 
     @property
     def rows_per_second(self) -> float:
@@ -75,9 +76,11 @@ class _Source:
             raise DataError(f"{path}: the file is empty")
         try:
             if self.fmt == "csv":
-                self._file = open(path, "rb")
+                self._raw = open(path, "rb")
+                codec = compression(path)
+                self._file = _Lines(pa.CompressedInputStream(self._raw, codec)) if codec else self._raw
                 self._header = self._file.readline()
-                self._block = _block_size(path, chunk_rows)
+                self._block = _block_size(path, chunk_rows, codec)
                 self._types = {c: pa.string() for c in features}
                 self._first = self._read_chunk()
                 self.schema = self._first[0].schema
@@ -121,7 +124,7 @@ class _Source:
 
     def fraction_done(self, rows: int) -> float | None:
         if self.fmt == "csv":
-            return min(self._file.tell() / self.size, 1.0)
+            return min(self._raw.tell() / self.size, 1.0)
         total = self._pf.metadata.num_rows
         return min(rows / total, 1.0) if total else None
 
@@ -141,11 +144,40 @@ class _Source:
     def close(self) -> None:
         if self.fmt == "csv":
             self._file.close()
+            self._raw.close()
 
 
-def _block_size(path: Path, chunk_rows: int) -> int:
+class _Lines:
+    """`read` and `readline` over a decompressing stream (pyarrow's has no `readline`)."""
+
+    def __init__(self, stream):
+        self._stream, self._buf = stream, b""
+
+    def _fill(self, n: int) -> bool:
+        more = self._stream.read(max(n, 1 << 16))
+        self._buf += more
+        return bool(more)
+
+    def read(self, n: int) -> bytes:
+        while len(self._buf) < n and self._fill(n - len(self._buf)):
+            pass
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def readline(self) -> bytes:
+        while b"\n" not in self._buf and self._fill(1 << 16):
+            pass
+        end = self._buf.find(b"\n") + 1 or len(self._buf)
+        out, self._buf = self._buf[:end], self._buf[end:]
+        return out
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _block_size(path: Path, chunk_rows: int, codec: str | None = None) -> int:
     """Bytes per CSV block for about `chunk_rows` rows, from the length of the first lines."""
-    with open(path, "rb") as f:
+    with pa.input_stream(str(path), compression=codec) as f:
         head = f.read(1 << 20)
     lines = max(head.count(b"\n") - 1, 1)
     per_row = max(len(head) // (lines + 1), 1)
@@ -171,6 +203,49 @@ def _parse_features(batch: pa.RecordBatch, features: list[str]) -> tuple[np.ndar
             reasons[first] = why[first]
         x[:, j] = v
     return x, reasons
+
+
+def _parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
+    """The feature columns as a DataFrame (numbers parsed, categories as given) and per-row
+    reasons (None = good row), for a model with a dataset schema. A missing value is good where
+    the model imputes it; a category never seen in training is good (it is scored)."""
+    import pandas as pd
+
+    n = batch.num_rows
+    reasons = np.full(n, None, dtype=object)
+    frame = {}
+    for b in preprocessor.blocks:
+        col = b["column"]
+        raw = batch.column(col).to_pandas()
+        if b["kind"] in ("onehot", "frequency"):
+            frame[col] = raw
+            continue
+        if b.get("datetime"):
+            try:
+                frame[col] = pd.Series(as_seconds(raw, col))
+                continue
+            except Exception:  # noqa: BLE001 - find the bad rows one by one below
+                v = np.array([_seconds_or_nan(x) for x in raw])
+                why = np.array([None if not (isinstance(x, str) and np.isnan(t)) else
+                                f"column {col!r}: value {x!r} is not a date/time"
+                                for x, t in zip(raw, v, strict=True)], dtype=object)
+        else:
+            v, why = column_problems(raw, col)
+        if preprocessor.missing == "impute":
+            why[raw.isna().to_numpy()] = None
+        first = (why != None) & (reasons == None)  # noqa: E711 (element-wise on object arrays)
+        reasons[first] = why[first]
+        frame[col] = pd.Series(v)
+    return pd.DataFrame(frame), reasons
+
+
+def _seconds_or_nan(x) -> float:
+    import pandas as pd
+
+    try:
+        return float(as_seconds(pd.Series([x]))[0])
+    except Exception:  # noqa: BLE001
+        return float("nan")
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -294,16 +369,21 @@ def prefetch(items: Iterator, depth: int = 2) -> Iterator:
 
 
 def _scored_table(det, batch, x, rows, keep_cols, features, top_k) -> pa.Table:
+    """Scores, flags and the `top_k` input columns behind each score, with their values."""
+    from aedetect.explain import top_columns
+
     scores, contrib = det.score_matrix(x)
     cols: dict[str, pa.Array] = {"row": pa.array(rows, pa.int64())}
     for c in keep_cols:
-        cols[c] = pa.array(x[:, features.index(c)]) if c in features else batch.column(c)
+        cols[c] = pa.array(x[:, features.index(c)]) if c in features and isinstance(x, np.ndarray) \
+            else batch.column(c)
     cols["score"] = pa.array(scores, pa.float64())
     cols["flag"] = pa.array((scores > det.threshold_).astype("int8"), pa.int8())
     if top_k > 0:
-        names, values = top_features(contrib, det.feature_names_out_, top_k)
+        names, values, reasons = top_columns(det.preprocessor_, x, contrib, top_k)
         for i in range(names.shape[1]):
             cols[f"top{i + 1}_feature"] = pa.array(names[:, i], pa.string())
+            cols[f"top{i + 1}_reason"] = pa.array(reasons[:, i], pa.string())
             cols[f"top{i + 1}_contribution"] = pa.array(values[:, i], pa.float64())
     return pa.table(cols)
 
@@ -340,6 +420,9 @@ def score_file(
         source.close()
         raise DataError(f"{data}: missing column(s) {missing}; the model needs {features}"
                         + (f" and id column(s) {list(id_columns)}" if id_columns else ""))
+    table_model = getattr(detector, "schema", None) is not None
+    known = detector._dataset_schema().names if table_model else features
+    ignored = [c for c in names if c not in known and c not in id_columns]
     keep = names if all_columns else list(id_columns)
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = side = None
@@ -357,7 +440,10 @@ def score_file(
                 rows = np.arange(n_read + 1, n_read + n + len(parse_bad) + 1)
                 rows = rows[~np.isin(rows, bad_nums)][:n]
                 passed = [(n_read + line, why) for line, why in parse_bad]
-                x, reasons = _parse_features(batch, features)
+                if table_model:
+                    x, reasons = _parse_table(batch, detector.preprocessor_)
+                else:
+                    x, reasons = _parse_features(batch, features)
                 bad = reasons != None  # noqa: E711
                 if on_bad_rows == "error" and (passed or bad.any()):
                     raise DataError(_first_problem(data, passed, rows, reasons))
@@ -366,7 +452,8 @@ def score_file(
                 n_skipped += int(bad.sum()) + len(passed)
                 good = ~bad
                 if good.any():
-                    table = _scored_table(detector, batch.filter(pa.array(good)), x[good], rows[good],
+                    x_good = x[good] if isinstance(x, np.ndarray) else x[good].reset_index(drop=True)
+                    table = _scored_table(detector, batch.filter(pa.array(good)), x_good, rows[good],
                                           keep, features, top_k)
                     out_schema = table.schema
                     writer.write(table)
@@ -389,7 +476,7 @@ def score_file(
         source.close()
     return ScoreSummary(out, n_read, n_scored, n_flagged, n_skipped,
                         side.path if side is not None else None, float(detector.threshold_),
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, ignored)
 
 
 def _first_problem(data: Path, passed: list, rows: np.ndarray, reasons: np.ndarray) -> str:

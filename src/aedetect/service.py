@@ -12,7 +12,9 @@ variable named by `api_key_env` is set, every route except `/healthz` needs that
 import hmac
 import os
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
@@ -22,7 +24,7 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from aedetect.scoring import top_features
+from aedetect.explain import top_columns
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -37,8 +39,9 @@ class ServiceSettings(BaseModel):
 
 
 class FeatureContribution(BaseModel):
-    feature: str
-    contribution: float  # this feature's share of the score
+    feature: str  # an input column
+    contribution: float  # its share of the score (its preprocessed features summed)
+    reason: str | None = None  # the column and its value, e.g. "merchant_category='jewelry' (unseen)"
 
 
 class ScoreResult(BaseModel):
@@ -53,10 +56,32 @@ class ScoreResponse(BaseModel):
     results: list[ScoreResult]
 
 
-def transaction_model(feature_names: list[str]) -> type[BaseModel]:
-    """A pydantic model with one required finite float per input column, plus an optional id."""
-    fields = {f"f{i}": (float, Field(alias=name, allow_inf_nan=False))
-              for i, name in enumerate(feature_names)}
+_FIELD_TYPES = {"numeric": float, "integer": float, "boolean": bool, "categorical": str,
+                "datetime": datetime}
+
+
+def transaction_model(feature_names: list[str], schema=None) -> type[BaseModel]:
+    """A pydantic model with one field per input column, plus an optional id.
+
+    Without a dataset schema every column is a required finite float. With one, each field has
+    its column's type: numbers, booleans, categories as strings, datetimes as ISO 8601 strings
+    (or seconds since 1970); a field may be null where the model imputes missing values."""
+    specs = {c.name: c for c in schema.feature_columns} if schema is not None else {}
+    nullable = schema is not None and schema.missing == "impute"
+    fields = {}
+    for j, c in enumerate(schema.columns if schema is not None else []):
+        if c.name not in specs and c.name != "id":  # ids, the label, excluded: accepted, unread
+            fields[f"k{j}"] = (Any, Field(None, alias=c.name, description="not read by the model"))
+    for i, name in enumerate(feature_names):
+        kind = _FIELD_TYPES[specs[name].type] if name in specs else float
+        if name in specs and specs[name].role == "time" and specs[name].type != "datetime":
+            kind = float
+        extra = {"allow_inf_nan": False} if kind is float else \
+            {"coerce_numbers_to_str": True} if kind is str else {}
+        if nullable or (kind is str and schema is not None):
+            fields[f"f{i}"] = (kind | None, Field(None, alias=name, **extra))
+        else:
+            fields[f"f{i}"] = (kind, Field(alias=name, **extra))
     fields["id"] = (str | int | None, Field(None, description="echoed back in the result"))
     return create_model("Transaction", __config__=ConfigDict(extra="forbid", populate_by_name=False),
                         **fields)
@@ -88,7 +113,8 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
     settings = settings or ServiceSettings()
     det = load_detector(Path(model_dir))  # raises ArtifactError: the server does not start
     names = list(det.feature_names_in_)
-    Transaction = transaction_model(names)
+    table_model = getattr(det, "schema", None) is not None
+    Transaction = transaction_model(names, det._dataset_schema() if table_model else None)
     ScoreRequest = create_model(
         "ScoreRequest", __config__=ConfigDict(extra="forbid"),
         transactions=(list[Transaction], Field(min_length=1, max_length=settings.max_batch)))
@@ -147,16 +173,23 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
 
     @app.post("/v1/score", response_model=ScoreResponse, dependencies=[Depends(require_key)])
     def score(body: ScoreRequest) -> ScoreResponse:  # sync: runs in the thread pool, off the loop
-        x = np.array([[getattr(t, f"f{i}") for i in range(len(names))] for t in body.transactions])
+        if table_model:
+            import pandas as pd
+
+            x = pd.DataFrame({name: [getattr(t, f"f{i}") for t in body.transactions]
+                              for i, name in enumerate(names)})
+        else:
+            x = np.array([[getattr(t, f"f{i}") for i in range(len(names))] for t in body.transactions])
         scores, contrib = det.score_matrix(x)
         flags = scores > det.threshold_
         if settings.top_k:
-            top_n, top_e = top_features(contrib, det.feature_names_out_, settings.top_k)
+            top_n, top_e, top_r = top_columns(det.preprocessor_, x, contrib, settings.top_k)
         m["scored"].inc(len(x))
         m["flagged"].inc(int(flags.sum()))
         results = [
             ScoreResult(id=t.id, score=float(s), flag=bool(f), top_features=[
-                FeatureContribution(feature=n, contribution=float(e)) for n, e in zip(top_n[i], top_e[i], strict=True)
+                FeatureContribution(feature=n, contribution=float(e), reason=r)
+                for n, e, r in zip(top_n[i], top_e[i], top_r[i], strict=True)
             ] if settings.top_k else [])
             for i, (t, s, f) in enumerate(zip(body.transactions, scores, flags, strict=True))
         ]

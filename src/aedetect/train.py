@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from aedetect.config import TrainConfig
-from aedetect.data.schema import CREDITCARD, Schema
-from aedetect.data.splits import Split, make_split
+from aedetect.data.schema import CREDITCARD, DatasetSchema, Schema
+from aedetect.data.splits import Split, make_split, unlabelled_split
 from aedetect.detector import AutoencoderDetector
 from aedetect.errors import AedetectError
 from aedetect.evaluation import evaluate_detector  # noqa: F401  (the evaluation's home)
@@ -34,19 +34,49 @@ class TrainResult:
 def frame_fingerprint(df: pd.DataFrame) -> str:
     h = hashlib.sha256()
     h.update(",".join(map(str, df.columns)).encode())
-    h.update(np.ascontiguousarray(df.to_numpy(dtype="float64")).tobytes())
+    if all(pd.api.types.is_numeric_dtype(df[c]) for c in df.columns):
+        h.update(np.ascontiguousarray(df.to_numpy(dtype="float64")).tobytes())
+    else:  # categories, datetimes, missing values: by their text, so that the same table read
+        # from CSV (timestamps parsed) and from Parquet (timestamps as text) has one fingerprint
+        text = df.astype(str).where(df.notna(), "")
+        h.update(pd.util.hash_pandas_object(text, index=False).to_numpy().tobytes())
     return "sha256:" + h.hexdigest()
 
 
-def split_frame(df: pd.DataFrame, config: TrainConfig, schema: Schema = CREDITCARD) -> Split:
-    time = df[schema.time].to_numpy() if schema.time else None
-    return make_split(config.protocol, df[schema.label].to_numpy(), time, config.seed)
+def as_dataset_schema(schema: Schema | DatasetSchema | None) -> DatasetSchema:
+    if schema is None:
+        schema = CREDITCARD
+    return schema if isinstance(schema, DatasetSchema) else DatasetSchema.from_legacy(schema)
 
 
-def new_detector(config: TrainConfig, schema: Schema = CREDITCARD, verbose: int = 0):
-    params = {"log_columns": schema.log_columns, "periodic_columns": schema.periodic_columns,
-              "verbose": verbose, **config.detector_params()}
-    return AutoencoderDetector(**params)
+def model_schema(det) -> DatasetSchema:
+    """The dataset schema a detector was trained with (the credit-card one for older models)."""
+    if getattr(det, "schema", None) is not None:
+        return det._dataset_schema()
+    return DatasetSchema.from_legacy(CREDITCARD)
+
+
+def has_labels(df: pd.DataFrame, schema: Schema | DatasetSchema) -> bool:
+    label = as_dataset_schema(schema).label
+    return label is not None and label in df.columns
+
+
+def split_frame(df: pd.DataFrame, config: TrainConfig,
+                schema: Schema | DatasetSchema = CREDITCARD) -> Split:
+    """The configured split; without a label column, every row trains (`unlabelled_split`)."""
+    ds = as_dataset_schema(schema)
+    if not has_labels(df, ds):
+        return unlabelled_split(len(df), config.seed)
+    time = ds.time_seconds(df) if ds.time else None
+    return make_split(config.protocol, df[ds.label].to_numpy(), time, config.seed)
+
+
+def new_detector(config: TrainConfig, schema: Schema | DatasetSchema = CREDITCARD, verbose: int = 0):
+    if isinstance(schema, DatasetSchema):
+        params = {"schema": schema.model_dump(mode="json")}
+    else:
+        params = {"log_columns": schema.log_columns, "periodic_columns": schema.periodic_columns}
+    return AutoencoderDetector(**params, verbose=verbose, **config.detector_params())
 
 
 def train_detector(
@@ -66,6 +96,9 @@ def train_detector(
     features = list(schema.features)
     det = new_detector(config, schema)
     if config.input_pipeline == "tfrecord":
+        if isinstance(schema, DatasetSchema) and not det._new_preprocessor().numbers_only:
+            raise AedetectError("the tfrecord input pipeline takes numeric columns only; this "
+                                "data has categorical or datetime columns (use the memory pipeline)")
         from aedetect.data.tfdata import read_tfrecords
 
         if work_dir is None:
@@ -80,7 +113,7 @@ def train_detector(
     det.threshold = select_threshold(det, df, split, config, schema)
     fingerprint = frame_fingerprint(df)
     # What `evaluate_model(..., rows="test")` needs to find the test rows again.
-    det.split_ = {"protocol": config.protocol, "seed": config.seed, "data_fingerprint": fingerprint,
+    det.split_ = {"protocol": split.protocol, "seed": config.seed, "data_fingerprint": fingerprint,
                   "sizes": split.sizes()}
     return TrainResult(det, split, config, fingerprint)
 
@@ -90,9 +123,11 @@ def write_split_tfrecords(df, split: Split, out_dir, schema: Schema = CREDITCARD
     from aedetect.data.tfdata import write_meta, write_tfrecords
 
     features = list(schema.features)
+    label = as_dataset_schema(schema).label
     for name in ("train", "validation", "selection", "test"):
         rows = df.iloc[getattr(split, name)]
-        write_tfrecords(rows[features].to_numpy(), out_dir, name, y=rows[schema.label].to_numpy())
+        y = rows[label].to_numpy() if label in rows else np.zeros(len(rows), "int8")
+        write_tfrecords(rows[features].to_numpy(), out_dir, name, y=y)
     write_meta(out_dir, {"feature_names": features, "label": schema.label,
                          "protocol": split.protocol, "seed": split.seed, "sizes": split.sizes()})
     return Path(out_dir)
@@ -119,8 +154,11 @@ def select_threshold(det, df, split: Split, config: TrainConfig, schema: Schema 
     """
     rule = get_rule(config.threshold_rule)
     features = list(schema.features)
+    ds = as_dataset_schema(schema)
+    if split.protocol == "unlabelled":
+        return _label_free_threshold(det, df, split, config, ds)
     sel = df.iloc[split.selection]
-    y_sel = sel[schema.label].to_numpy()
+    y_sel = sel[ds.label].to_numpy()
     sel_scores = det.anomaly_score(sel[features])
     sel_source = f"selection set ({int(y_sel.sum())} anomalies, {int((y_sel == 0).sum())} normals)"
     params = {p: config.param(field) for p, field in rule.config.items()}
@@ -132,9 +170,9 @@ def select_threshold(det, df, split: Split, config: TrainConfig, schema: Schema 
         rows, name = stream_sample(split)
         scores = sel_scores if rows is split.selection else det.anomaly_score(df.iloc[rows][features])
         if rule.name == "alert_budget":
-            if not schema.time:
+            if not ds.time:
                 raise AedetectError("the alert_budget rule needs a time column to count days")
-            params["rows_per_day"] = rows_per_day(df[schema.time].to_numpy())
+            params["rows_per_day"] = rows_per_day(ds.time_seconds(df))
         t = choose_threshold(rule.name, scores=scores, source=f"{name} ({len(rows)} rows)", **params)
     else:
         if rule.name == "expected_cost" and config.cost_per_amount:
@@ -147,5 +185,26 @@ def select_threshold(det, df, split: Split, config: TrainConfig, schema: Schema 
     estimate = precision_recall_intervals(y_sel, sel_scores, t.value)
     estimate["rows"] = sel_source
     warnings = small_sample_warnings(t.rule, t.params, y_sel, n_flagged=estimate["n_flagged"],
-                                     stream_anomaly_share=float(df[schema.label].mean()))
+                                     stream_anomaly_share=float(df[ds.label].mean()))
     return replace(t, estimate=estimate, warnings=warnings)
+
+
+def _label_free_threshold(det, df, split: Split, config: TrainConfig, ds: DatasetSchema):
+    """With no labels: the label-free rules, on the validation rows."""
+    rule = get_rule(config.threshold_rule)
+    params = {p: config.param(field) for p, field in rule.config.items()}
+    if rule.data == "normal":
+        return det.threshold
+    if rule.data == "none":
+        return choose_threshold(rule.name, value=10.0 if params["value"] is None else params["value"])
+    if rule.data != "stream":
+        raise AedetectError(f"the {rule.name} threshold rule needs labels, and the data has no "
+                            "label column; use a label-free rule or pass --label-column")
+    if rule.name == "alert_budget":
+        if not ds.time:
+            raise AedetectError("the alert_budget rule needs a time column to count days")
+        params["rows_per_day"] = rows_per_day(ds.time_seconds(df))
+    rows = split.validation
+    scores = det.anomaly_score(df.iloc[rows][list(ds.features)])
+    return choose_threshold(rule.name, scores=scores, source=f"validation rows ({len(rows)} rows)",
+                            **params)

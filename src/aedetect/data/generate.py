@@ -57,3 +57,197 @@ def generate_transactions(
     frame["Class"] = np.concatenate([np.zeros(n_normal, "int8"), np.ones(n_fraud, "int8")])
     frame = frame.sample(frac=1.0, random_state=seed).sort_values("Time", kind="stable")
     return frame.reset_index(drop=True)[[*CREDITCARD.features, "Class"]]
+
+
+# -- a transactions table with categories, missing values and planted fraud of known kinds ----
+FRAUD_KINDS = ("unusual_amount", "unseen_pair", "burst", "night", "new_device")
+CATEGORIES = {  # merchant category: (share of transactions, log-amount offset)
+    "grocery": (0.22, 0.0), "restaurant": (0.16, -0.2), "fuel": (0.10, 0.3),
+    "fashion": (0.08, 0.5), "pharmacy": (0.07, -0.3), "entertainment": (0.07, 0.0),
+    "online_services": (0.09, -0.8), "electronics": (0.06, 1.2), "travel": (0.05, 1.5),
+    "utilities": (0.05, 0.8), "jewelry": (0.02, 1.6), "gambling": (0.03, 0.4),
+}
+COUNTRIES = {"US": 0.40, "GB": 0.12, "DE": 0.10, "FR": 0.09, "ES": 0.07, "IT": 0.06, "NL": 0.05,
+             "CA": 0.05, "BR": 0.03, "IN": 0.03}
+HOURLY = np.array([0.2, 0.1, 0.08, 0.08, 0.1, 0.3, 0.8, 1.5, 2.0, 2.2, 2.3, 2.5,
+                   3.0, 2.6, 2.3, 2.3, 2.5, 2.8, 3.0, 2.8, 2.2, 1.5, 0.9, 0.5])
+START = np.datetime64("2024-03-04T00:00:00")  # a Monday
+WEEKS = 6
+BURST = 8  # transactions in one burst
+
+
+def _pick(rng, table: dict, n: int, p=None) -> np.ndarray:
+    keys = list(table)
+    w = np.array([v[0] if isinstance(v, tuple) else v for v in table.values()]) if p is None else p
+    return np.asarray(keys, dtype=object)[rng.choice(len(keys), size=n, p=w / w.sum())]
+
+
+def generate_transaction_log(n_rows: int = 50_000, fraud_rate: float = 0.01,
+                             seed: int = 0) -> pd.DataFrame:
+    """A card-transactions table as a fraud team keeps one: ids, timestamps over six weeks with
+    daily and weekly cycles, customers and merchants with categorical attributes, amounts,
+    per-customer aggregates, missing values, an `is_fraud` label and `fraud_kind`.
+
+    Normal behaviour: each customer has a home country, a card type, a usual device and a typical
+    spend; each merchant a category and a country, and each category trades in a few countries
+    only. Frauds, an equal share of each kind in `FRAUD_KINDS`:
+      unusual_amount  8-40 times the customer's average amount
+      unseen_pair     a merchant category in a country where no such merchant trades
+      burst           8 small online payments by one customer within ten minutes
+      night           an online payment between 01:00 and 05:00, otherwise ordinary
+      new_device      an online payment from a device first seen today, of another type
+    """
+    if n_rows < 100:
+        raise ValueError(f"n_rows must be at least 100 for the transactions kind; got {n_rows}")
+    if not 0.0 <= fraud_rate < 0.5:
+        raise ValueError(f"fraud_rate must be in [0, 0.5); got {fraud_rate!r}")
+    rng = np.random.default_rng(seed)
+    countries = list(COUNTRIES)
+    # Customers.
+    n_cust = max(50, n_rows // 40)
+    c_country = _pick(rng, COUNTRIES, n_cust)
+    c_card = rng.choice(np.array(["debit", "credit", "prepaid"], dtype=object), n_cust, p=[.55, .4, .05])
+    c_level = rng.normal(3.3, 0.6, n_cust)
+    c_device = rng.choice(np.array(["ios", "android", "web"], dtype=object), n_cust, p=[.45, .4, .15])
+    c_device_age = rng.exponential(400.0, n_cust)
+    c_age = np.round(rng.uniform(20, 3650, n_cust))
+    # Merchants: each category trades in 3-5 countries (always including the US).
+    allowed = {cat: ["US", *rng.choice(countries[1:], rng.integers(2, 5), replace=False)]
+               for cat in CATEGORIES}
+    n_merch = max(60, n_rows // 150)
+    m_cat = _pick(rng, CATEGORIES, n_merch)
+    m_country = np.array([rng.choice(allowed[c]) for c in m_cat], dtype=object)
+    # Normal transactions.
+    cust = rng.integers(0, n_cust, n_rows)
+    cat = _pick(rng, CATEGORIES, n_rows)
+    # A merchant of the drawn category: in the customer's country (85%, when there is one) or any.
+    cat_code = pd.Categorical(cat, categories=list(CATEGORIES)).codes
+    country_code = pd.Categorical(c_country[cust], categories=countries).codes
+    m_cat_code = pd.Categorical(m_cat, categories=list(CATEGORIES)).codes
+    m_country_code = pd.Categorical(m_country, categories=countries).codes
+    local = _draw_from_groups(rng, m_cat_code * 100 + m_country_code, cat_code * 100 + country_code)
+    anywhere = _draw_from_groups(rng, m_cat_code, cat_code)
+    merch = np.where((local >= 0) & (rng.random(n_rows) < 0.85), local, anywhere)
+    day = rng.choice(7 * WEEKS, n_rows, p=_day_weights())
+    seconds = day * 86_400.0 + rng.choice(24, n_rows, p=HOURLY / HOURLY.sum()) * 3600.0 \
+        + rng.uniform(0, 3600, n_rows)
+    online_share = np.where(cat == "online_services", 1.0, np.where(np.isin(cat, ["fuel", "grocery"]), 0.05, 0.25))
+    online = rng.random(n_rows) < online_share
+    channel = np.where(online, "online", np.where(rng.random(n_rows) < 0.4, "contactless", "chip"))
+    offsets = np.array([CATEGORIES[c][1] for c in cat])
+    amount = np.exp(c_level[cust] + offsets + rng.normal(0, 0.55, n_rows))
+    device = np.where(online, c_device[cust], "pos_terminal").astype(object)
+    device_age = np.where(online, np.floor(c_device_age[cust] * rng.uniform(0.9, 1.0, n_rows)), np.nan)
+    new_device = online & (rng.random(n_rows) < 0.02)  # honest customers change phones too
+    device_age[new_device] = 0.0
+    frame = pd.DataFrame({
+        "customer": cust, "merchant": merch, "merchant_category": cat,
+        "merchant_country": m_country[merch], "customer_country": c_country[cust],
+        "channel": channel.astype(object), "card_type": c_card[cust], "device": device,
+        "device_age_days": device_age, "account_age_days": c_age[cust],
+        "customer_avg_amount": np.round(np.exp(c_level[cust] + 0.17) * rng.uniform(0.9, 1.1, n_rows), 2),
+        "amount": amount, "seconds": seconds, "fraud_kind": None,
+    })
+    _plant_frauds(frame, rng, int(round(n_rows * fraud_rate)), allowed, c_device, c_level)
+    return _finish(frame, rng)
+
+
+def _draw_from_groups(rng, member_keys: np.ndarray, row_keys: np.ndarray) -> np.ndarray:
+    """For each row, a random member whose key equals the row's key (-1 when there is none)."""
+    order = np.argsort(member_keys, kind="stable")
+    keys, starts, counts = np.unique(member_keys[order], return_index=True, return_counts=True)
+    pos = np.clip(np.searchsorted(keys, row_keys), 0, len(keys) - 1)
+    found = keys[pos] == row_keys
+    pick = starts[pos] + np.floor(rng.random(len(row_keys)) * counts[pos]).astype(np.int64)
+    return np.where(found, order[pick], -1)
+
+
+def _day_weights() -> np.ndarray:
+    week = np.array([1.0, 1.0, 1.05, 1.05, 1.2, 1.35, 0.85])  # Monday ... Sunday
+    w = np.tile(week, WEEKS)
+    return w / w.sum()
+
+
+def _plant_frauds(frame, rng, n_fraud, allowed, c_device, c_level) -> None:
+    counts = np.full(len(FRAUD_KINDS), n_fraud // len(FRAUD_KINDS))
+    counts[: n_fraud % len(FRAUD_KINDS)] += 1
+    rows = rng.permutation(len(frame))
+    at = 0
+    for kind, n in zip(FRAUD_KINDS, counts, strict=True):
+        if n == 0:
+            continue
+        idx = rows[at:at + n]
+        at += n
+        online = dict(channel="online", device_age_days=np.floor(rng.exponential(400.0, n)))
+        if kind == "unusual_amount":
+            frame.loc[idx, "amount"] = frame.loc[idx, "customer_avg_amount"].to_numpy() * rng.uniform(8, 40, n)
+        elif kind == "unseen_pair":
+            cats = rng.choice(list(CATEGORIES), n)
+            frame.loc[idx, "merchant_category"] = cats
+            frame.loc[idx, "merchant_country"] = [rng.choice([k for k in COUNTRIES if k not in allowed[c]])
+                                                  for c in cats]
+            frame.loc[idx, "merchant"] = frame["merchant"].max() + 1 + np.arange(n)
+            cust = frame.loc[idx, "customer"].to_numpy()
+            frame.loc[idx, "amount"] = np.exp(c_level[cust] + [CATEGORIES[c][1] for c in cats]
+                                              + rng.normal(0, 0.55, n))
+            frame.loc[idx, ["channel", "device"]] = np.c_[["online"] * n, c_device[cust]]
+            frame.loc[idx, "device_age_days"] = online["device_age_days"]
+        elif kind == "burst":
+            group = np.arange(n) // BURST
+            base = frame.loc[idx, "seconds"].to_numpy()[group * BURST]
+            cust = frame.loc[idx, "customer"].to_numpy()[group * BURST]
+            frame.loc[idx, "customer"] = cust
+            frame.loc[idx, "seconds"] = base + np.sort(rng.uniform(0, 600, n))
+            frame.loc[idx, "amount"] = rng.uniform(1.0, 5.0, n)
+            frame.loc[idx, "merchant_category"] = "online_services"
+            frame.loc[idx, ["channel", "device"]] = np.c_[["online"] * n, c_device[cust]]
+            frame.loc[idx, "device_age_days"] = online["device_age_days"]
+            frame.loc[idx, ["customer_country", "card_type"]] = frame.loc[
+                idx[group * BURST], ["customer_country", "card_type"]].to_numpy()
+        elif kind == "night":
+            day = np.floor(frame.loc[idx, "seconds"].to_numpy() / 86_400.0)
+            frame.loc[idx, "seconds"] = day * 86_400.0 + rng.uniform(1, 5, n) * 3600.0
+            cust = frame.loc[idx, "customer"].to_numpy()
+            frame.loc[idx, ["channel", "device"]] = np.c_[["online"] * n, c_device[cust]]
+            frame.loc[idx, "device_age_days"] = online["device_age_days"]
+        else:  # new_device
+            cust = frame.loc[idx, "customer"].to_numpy()
+            other = {"ios": ["android", "web"], "android": ["ios", "web"], "web": ["ios", "android"]}
+            frame.loc[idx, ["channel", "device"]] = np.c_[["online"] * n,
+                                                          [rng.choice(other[d]) for d in c_device[cust]]]
+            frame.loc[idx, "device_age_days"] = 0.0
+            frame.loc[idx, "amount"] = frame.loc[idx, "amount"].to_numpy() * rng.uniform(2, 5, n)
+        frame.loc[idx, "fraud_kind"] = kind
+
+
+def _finish(frame: pd.DataFrame, rng) -> pd.DataFrame:
+    """Order by time, add per-customer counts, ids, timestamps and missing values."""
+    frame = frame.sort_values("seconds", kind="stable").reset_index(drop=True)
+    # Transactions of the same customer in the hour up to and including this one.
+    key = frame["customer"].to_numpy() * 1e8 + frame["seconds"].to_numpy()
+    order = np.argsort(key, kind="stable")
+    k = key[order]
+    count = np.empty(len(frame), dtype=np.int64)
+    count[order] = np.arange(len(k)) - np.searchsorted(k, k - 3600.0, side="left") + 1
+    n = len(frame)
+    ts = START + (frame["seconds"].to_numpy() * 1000).astype("timedelta64[ms]")
+    out = pd.DataFrame({
+        "transaction_id": [f"tx{i:08d}" for i in range(1, n + 1)],
+        "timestamp": pd.Series(ts).dt.strftime("%Y-%m-%d %H:%M:%S"),
+        "customer_id": [f"c{c:06d}" for c in frame["customer"]],
+        "merchant_id": [f"m{m:05d}" for m in frame["merchant"]],
+    })
+    for c in ("merchant_category", "merchant_country", "customer_country", "channel", "card_type",
+              "device"):
+        out[c] = frame[c].astype(object)
+    out["amount"] = np.round(frame["amount"].to_numpy(dtype="float64"), 2)
+    out["customer_avg_amount"] = frame["customer_avg_amount"].to_numpy()
+    out["tx_count_1h"] = count
+    out["device_age_days"] = frame["device_age_days"].to_numpy(dtype="float64")
+    out["account_age_days"] = frame["account_age_days"].to_numpy(dtype="float64")
+    # Missing values, as real feeds have them: device unknown, account age not joined.
+    out.loc[rng.random(n) < 0.03, "device"] = None
+    out.loc[rng.random(n) < 0.02, "account_age_days"] = np.nan
+    out["is_fraud"] = frame["fraud_kind"].notna().to_numpy().astype("int8")
+    out["fraud_kind"] = frame["fraud_kind"].to_numpy()
+    return out

@@ -1,4 +1,5 @@
-"""Read and write CSV or Parquet through pyarrow; validate on read, write atomically."""
+"""Read and write CSV (plain, .gz or .zst) or Parquet through pyarrow; validate on read, write
+atomically."""
 
 from __future__ import annotations
 
@@ -15,17 +16,28 @@ from aedetect.data.schema import CREDITCARD, Schema, validate_frame
 from aedetect.errors import DataError
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+COMPRESSION = {".gz": "gzip", ".zst": "zstd"}  # of CSV files
+SUFFIXES = ".csv, .csv.gz, .csv.zst, .parquet"
 
 
 def table_format(path: str | os.PathLike) -> str:
-    suffix = Path(path).suffix.lower()
+    """'csv' or 'parquet', from the file name (`.csv.gz` and `.csv.zst` are CSV)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in COMPRESSION and Path(p.stem).suffix.lower() == ".csv":
+        return "csv"
     if suffix not in FORMATS:
-        raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv or .parquet")
+        raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected {SUFFIXES}")
     return FORMATS[suffix]
 
 
+def compression(path: str | os.PathLike) -> str | None:
+    """The compression of a CSV file ('gzip', 'zstd'), from its name; None when plain."""
+    return COMPRESSION.get(Path(path).suffix.lower())
+
+
 def read_raw(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV or Parquet file into a DataFrame with no schema check."""
+    """Read a CSV (plain or compressed) or Parquet file into a DataFrame, no schema check."""
     path = Path(path)
     fmt = table_format(path)
     if not path.is_file():
@@ -34,7 +46,8 @@ def read_raw(path: str | os.PathLike) -> pd.DataFrame:
         raise DataError(f"{path}: the file is empty")
     try:
         if fmt == "csv":
-            table = pacsv.read_csv(path)
+            with pa.input_stream(str(path), compression=compression(path)) as f:
+                table = pacsv.read_csv(f)
         else:
             table = pq.read_table(path)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
@@ -66,7 +79,8 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     try:
         table = pa.Table.from_pandas(df, preserve_index=False)
         if fmt == "csv":
-            pacsv.write_csv(table, tmp)
+            with pa.output_stream(tmp, compression=compression(path)) as f:
+                pacsv.write_csv(table, f)
         else:
             # Dictionary encoding pays for repeated values, not for measured floats: trying it on
             # every float column made writing several times slower and the file larger.

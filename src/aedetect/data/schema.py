@@ -1,11 +1,22 @@
-"""The input schema and its checks: every problem is reported with file, column, row and value."""
+"""Input schemas and their checks: every problem is reported with file, column, row and value.
+
+`Schema` is the fixed credit-card layout (numeric features, a 0/1 label); `DatasetSchema` says,
+for any table, each column's role (feature, label, time, id, excluded) and type (numeric,
+integer, boolean, categorical, datetime). `aedetect.data.infer` infers one from a table.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aedetect.errors import DataError
 
@@ -150,3 +161,275 @@ def column_problems(raw: pd.Series, col: str) -> tuple[np.ndarray, np.ndarray]:
             reasons[i] = f"column {col!r}: value {raw.iloc[i]!r} {what}"
     values[empty | not_number | infinite] = np.nan
     return values, reasons
+
+
+# -- the dataset schema: every column's role and type, inferred or declared, stored with a model --
+Role = Literal["feature", "label", "time", "id", "excluded"]
+ColumnType = Literal["numeric", "integer", "boolean", "categorical", "datetime"]
+DAY, WEEK = 86_400.0, 604_800.0
+
+
+class ColumnSpec(BaseModel):
+    """One column: its role, its type and, for numeric features, whether it is log-transformed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    role: Role = "feature"
+    type: ColumnType = "numeric"
+    log: bool = False  # log1p before standardising (heavy-tailed, non-negative: see infer.py)
+    periods: list[float] | None = None  # time in seconds: sin/cos of these periods (default a day)
+    note: str = ""  # why inference chose this role or type; shown in the schema table
+
+
+class DatasetSchema(BaseModel):
+    """The columns of a table and what each is for. The order of feature columns is kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: list[ColumnSpec]
+    time_feature: bool = True  # the time column is also a feature (hour of day, day of week)
+    missing: Literal["impute", "error"] = "impute"  # missing feature values: median + indicator
+    max_categories: int = Field(20, ge=1)  # one-hot up to this many categories, frequency above
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetSchema:
+        names = [c.name for c in self.columns]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"column(s) {_quote(dup)} appear more than once")
+        for role in ("label", "time"):
+            cols = [c.name for c in self.columns if c.role == role]
+            if len(cols) > 1:
+                raise ValueError(f"at most one {role} column; got {_quote(cols)}")
+        for c in self.columns:
+            if c.role == "label" and c.type not in ("boolean", "integer", "numeric"):
+                raise ValueError(f"label column {c.name!r} must hold 0/1; its type is {c.type}")
+            if c.role == "time" and c.type not in ("numeric", "integer", "datetime"):
+                raise ValueError(f"time column {c.name!r} must be seconds or a datetime; "
+                                 f"its type is {c.type}")
+            if c.log and c.type not in ("numeric", "integer"):
+                raise ValueError(f"column {c.name!r}: log applies to numeric columns, not {c.type}")
+        if not self.features:
+            raise ValueError("the schema has no feature column")
+        return self
+
+    # -- views ----------------------------------------------------------------------------------
+    def column(self, name: str) -> ColumnSpec:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def label(self) -> str | None:
+        return next((c.name for c in self.columns if c.role == "label"), None)
+
+    @property
+    def time(self) -> str | None:
+        return next((c.name for c in self.columns if c.role == "time"), None)
+
+    @property
+    def ids(self) -> list[str]:
+        return [c.name for c in self.columns if c.role == "id"]
+
+    @property
+    def feature_columns(self) -> list[ColumnSpec]:
+        """The columns the model reads, in table order (the time column too, by default)."""
+        return [c for c in self.columns
+                if c.role == "feature" or (c.role == "time" and self.time_feature)]
+
+    @property
+    def features(self) -> list[str]:
+        return [c.name for c in self.feature_columns]
+
+    def time_seconds(self, df: pd.DataFrame) -> np.ndarray | None:
+        """The time column as float seconds (datetimes: seconds since 1970, wall-clock time)."""
+        if self.time is None:
+            return None
+        return as_seconds(df[self.time], self.time)
+
+    # -- overrides ------------------------------------------------------------------------------
+    def with_overrides(
+        self,
+        *,
+        label_column: str | None = None,
+        time_column: str | None = None,
+        id_columns: Sequence[str] = (),
+        exclude_columns: Sequence[str] = (),
+        categorical_columns: Sequence[str] = (),
+    ) -> DatasetSchema:
+        """A copy with the user's choices applied; a name that is not a column is an error."""
+        given = [label_column, time_column, *id_columns, *exclude_columns, *categorical_columns]
+        unknown = [n for n in given if n is not None and n not in self.names]
+        if unknown:
+            raise DataError(f"no column(s) {_quote(unknown)} in the data; its columns are "
+                            f"{_quote(self.names)}")
+        cols = [c.model_copy() for c in self.columns]
+        for c in cols:
+            if label_column is not None and c.role == "label" and c.name != label_column:
+                c.role, c.note = "excluded", f"not the label (--label-column {label_column})"
+            if time_column is not None and c.role == "time" and c.name != time_column:
+                c.role, c.note = "feature", "not the time column"
+                c.periods = None if c.type != "datetime" else c.periods
+            if c.name == label_column:
+                c.role, c.log, c.note = "label", False, "given"
+                if c.type not in ("boolean", "integer", "numeric"):
+                    raise DataError(f"--label-column {c.name!r} holds {c.type} values; a label "
+                                    "must be 0 (normal) or 1 (anomaly)")
+            if c.name == time_column:
+                if c.type not in ("numeric", "integer", "datetime"):
+                    raise DataError(f"--time-column {c.name!r} holds {c.type} values; expected "
+                                    "seconds or datetimes")
+                c.role, c.log, c.note = "time", False, "given"
+                if c.type != "datetime" and not c.periods:
+                    c.periods = [DAY]
+            if c.name in categorical_columns:
+                c.type, c.log, c.note = "categorical", False, "given"
+                if c.role == "id":
+                    c.role = "feature"
+            if c.name in id_columns:
+                c.role, c.note = "id", "given"
+            if c.name in exclude_columns:
+                c.role, c.note = "excluded", "given"
+        try:
+            return DatasetSchema(columns=cols, time_feature=self.time_feature, missing=self.missing,
+                                 max_categories=self.max_categories)
+        except ValidationError as exc:
+            raise DataError(f"schema: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+    # -- files ----------------------------------------------------------------------------------
+    def to_file(self, path: str | os.PathLike) -> Path:
+        """Write YAML (.yaml/.yml) or JSON (.json), atomically."""
+        path = Path(path)
+        data = self.model_dump(mode="json", exclude_defaults=True)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            text = yaml.safe_dump(data, sort_keys=False, width=100)
+        elif path.suffix.lower() == ".json":
+            text = json.dumps(data, indent=2) + "\n"
+        else:
+            raise DataError(f"{path}: a schema file must end in .yaml, .yml or .json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.part")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> DatasetSchema:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such schema file")
+        text = path.read_text()
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
+            raise DataError(f"{path}: cannot parse: {exc}") from None
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise DataError(f"{path}: {loc or 'schema'}: {first['msg']}") from None
+
+    @classmethod
+    def from_legacy(cls, schema: Schema) -> DatasetSchema:
+        """The dataset schema of a fixed `Schema` (e.g. CREDITCARD)."""
+        periodic = dict(schema.periodic_columns)
+        cols = [ColumnSpec(name=f, role="time" if f == schema.time else "feature",
+                           log=f in schema.log_columns,
+                           periods=[periodic[f]] if f in periodic else None)
+                for f in schema.features]
+        if schema.label:
+            cols.append(ColumnSpec(name=schema.label, role="label", type="integer"))
+        return cls(columns=cols, time_feature=schema.time is None or schema.time in schema.features)
+
+
+def as_seconds(s: pd.Series, name: str = "time", source: str = "input") -> np.ndarray:
+    """Seconds as float64: numbers pass through; datetimes (or datetime strings) become seconds
+    since 1970 of their wall-clock time, so hour of day is the local hour the row was stamped."""
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        return s.to_numpy(dtype="float64", na_value=np.nan)
+    if not pd.api.types.is_datetime64_any_dtype(s):
+        parsed = pd.to_datetime(s, errors="coerce")
+        if parsed.isna().sum() > s.isna().sum():
+            parsed = pd.to_datetime(s, errors="coerce", format="mixed")
+        bad = (parsed.isna() & s.notna()).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{source}: column {name!r}, row {i + 1}: value {_shown(s.iloc[i])!r} "
+                            f"is not a date/time ({int(bad.sum())} such value(s))")
+        s = parsed
+    if getattr(s.dt, "tz", None) is not None:
+        s = s.dt.tz_localize(None)
+    seconds = s.to_numpy(dtype="datetime64[ns]").astype("int64").astype("float64") / 1e9
+    seconds[s.isna().to_numpy()] = np.nan
+    return seconds
+
+
+def check_table(
+    df: pd.DataFrame,
+    schema: DatasetSchema,
+    *,
+    source: str = "input",
+    require_label: bool = False,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Check a table against `schema`: every feature column (and the label, when required) is
+    present; a label holds only 0/1. Returns the frame (label as int8) and the columns the
+    schema does not know, which callers ignore with a warning. Values of feature columns are
+    checked when they are transformed (`Preprocessor`), naming column, row and value."""
+    if len(df.columns) == 0 or len(df) == 0:
+        raise DataError(f"{source}: the file has no data rows")
+    df = df.rename(columns=str)
+    needed = schema.features + ([schema.label] if require_label and schema.label else [])
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {_quote(missing)}; the schema needs "
+                        f"{len(needed)} columns {_quote(needed)}")
+    unknown = [c for c in df.columns if c not in schema.names]
+    for c in schema.feature_columns:
+        _check_values(df[c.name], c, source, allow_missing=schema.missing == "impute")
+    if schema.label and schema.label in df.columns:
+        df = df.copy()
+        df[schema.label] = _label_column(df[schema.label], schema.label, source)
+    return df, unknown
+
+
+def _check_values(s: pd.Series, spec: ColumnSpec, source: str, allow_missing: bool) -> None:
+    """Numbers are numbers, dates are dates; a missing value only where the schema allows it."""
+    if spec.type == "categorical":
+        return
+    if spec.type == "datetime":
+        as_seconds(s, spec.name, source)
+        return
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        v = s.to_numpy(dtype="float64", na_value=np.nan)
+        inf = np.isinf(v)
+        if inf.any():
+            i = _first_bad(inf)
+            raise DataError(f"{source}: column {spec.name!r}, row {i + 1}: value {_shown(s.iloc[i])!r} "
+                            "is not finite")
+        if not allow_missing and np.isnan(v).any():
+            _numeric_column(s, spec.name, source)  # names the first empty value
+        return
+    if pd.api.types.is_bool_dtype(s) and (allow_missing or s.notna().all()):
+        return
+    values, reasons = column_problems(s, spec.name)
+    if allow_missing:
+        reasons[s.isna().to_numpy()] = None
+    bad = reasons != None  # noqa: E711 (element-wise on an object array)
+    if bad.any():
+        i = _first_bad(bad)
+        raise DataError(f"{source}: row {i + 1}: {reasons[i]} ({int(bad.sum())} bad value(s) in "
+                        "this column)")

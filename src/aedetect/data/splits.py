@@ -10,6 +10,10 @@ time:   ordered by time: the normals of the earliest 70% of rows train, less a s
         set; the last 20% test. Validation normals come from the training period rather than
         from a later window, so the score statistics and the label-free threshold they give
         describe normal traffic of every hour, not one stretch of a day.
+no label: every row trains, less a seeded random 10% held out as validation (early stopping, the
+        label-free threshold); there is no selection or test set, so nothing is evaluated.
+        Without labels the training rows may hold anomalies: the autoencoder then learns them a
+        little, which lowers their scores; a share of a percent or so does little harm.
 """
 
 from __future__ import annotations
@@ -86,6 +90,15 @@ def time_split(
         selection=np.sort(middle),
         test=np.sort(late),
     )
+
+
+def unlabelled_split(n_rows: int, seed: int = 0, validation_fraction: float = 0.1) -> Split:
+    """No labels: all rows train, less a seeded random share held out for validation."""
+    order = np.random.default_rng(seed).permutation(n_rows)
+    n_val = max(1, int(round(n_rows * validation_fraction)))
+    empty = np.array([], dtype=np.int64)
+    return Split(protocol="unlabelled", seed=seed, train=np.sort(order[n_val:]),
+                 validation=np.sort(order[:n_val]), selection=empty, test=empty)
 
 
 def make_split(protocol: str, y: np.ndarray, time: np.ndarray | None = None, seed: int = 0) -> Split:

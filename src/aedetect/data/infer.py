@@ -1,0 +1,202 @@
+"""Infer a `DatasetSchema` from a table: each column's type, then its role.
+
+Types, from a sample of rows (`SAMPLE_ROWS`):
+  boolean      a bool column, or integers that are only 0 and 1
+  datetime     a timestamp column, or strings of which at least 95% parse as dates/times
+  categorical  other strings, or integers with at most `MAX_INT_LEVELS` distinct values
+  integer      other integers
+  numeric      floats
+Roles:
+  label     the column named by `label_column`, else the first 0/1 column named like
+            class / label / is_fraud / fraud / y / target / anomaly / outlier
+  time      `time_column`, else a numeric or datetime column named like time / timestamp /
+            datetime / date / event_time / ts, else the first datetime column. A time column in
+            seconds gets sin/cos of the hour of day; with two weeks or more, of the weekday too
+  id        string or integer columns named id / *_id / *Id, or holding a distinct value per row
+  excluded  constant or empty columns, and columns that are set only on labelled anomalies
+            (e.g. a fraud-kind column: a model that reads it would see the answer)
+  feature   every other column
+Log: a numeric feature is log1p-transformed before standardising when it is non-negative, has
+more than 10 distinct values and a skewness above `LOG_SKEW` (amounts, counts): on such columns a
+few huge values would otherwise dominate the squared error.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from aedetect.data.schema import DAY, WEEK, ColumnSpec, DatasetSchema
+from aedetect.errors import DataError
+
+SAMPLE_ROWS = 100_000
+MAX_INT_LEVELS = 10
+LOG_SKEW = 2.0
+LABEL_NAMES = ("class", "label", "is_fraud", "isfraud", "fraud", "y", "target", "is_anomaly",
+               "anomaly", "outlier")
+TIME_NAMES = ("time", "timestamp", "datetime", "date", "event_time", "ts", "transaction_time",
+              "created_at", "trans_date_trans_time")
+_ID = re.compile(r"(^id$|_id$|[a-z0-9]Id$|^uuid$|_uuid$)")
+
+
+def infer_schema(
+    df: pd.DataFrame,
+    *,
+    label_column: str | None = None,
+    time_column: str | None = None,
+    sample_rows: int = SAMPLE_ROWS,
+    seed: int = 0,
+) -> DatasetSchema:
+    """Infer each column's type and role from (a sample of) `df`; see the module docstring."""
+    if len(df.columns) == 0 or len(df) == 0:
+        raise DataError("the table has no data rows; cannot infer a schema")
+    sample = df if len(df) <= sample_rows else df.sample(sample_rows, random_state=seed)
+    types = {str(c): _type(sample[c]) for c in df.columns}
+    sample = sample.rename(columns=str)
+    label = label_column or _find_label(sample, types)
+    time = time_column or _find_time(sample, types, exclude=label)
+    cols = []
+    for name, (kind, why) in types.items():
+        s = sample[name]
+        spec = ColumnSpec(name=name, type=kind, note=why)
+        if name == label:
+            spec.role, spec.note = "label", "given" if label_column else "named like a label, 0/1"
+        elif name == time:
+            spec.role, spec.note = "time", "given" if time_column else _time_note(kind)
+            if kind in ("numeric", "integer"):
+                span = float(np.nanmax(s) - np.nanmin(s)) if s.notna().any() else 0.0
+                spec.periods = [DAY, WEEK] if span >= 2 * WEEK else [DAY]
+        else:
+            spec.role, note = _role(s, kind, name, sample[label] if label else None)
+            spec.note = note or why
+            if spec.role == "feature" and kind in ("numeric", "integer"):
+                spec.log, log_note = _heavy_tailed(s)
+                spec.note = log_note or spec.note
+        cols.append(spec)
+    try:
+        return DatasetSchema(columns=cols)
+    except ValidationError as exc:
+        raise DataError(f"schema: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+
+def _type(s: pd.Series) -> tuple[str, str]:
+    if pd.api.types.is_bool_dtype(s):
+        return "boolean", ""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return "datetime", ""
+    if pd.api.types.is_integer_dtype(s):
+        values = s.dropna().unique()
+        if len(values) <= 2 and set(np.asarray(values).tolist()) <= {0, 1}:
+            return "boolean", "0/1"
+        if len(values) <= MAX_INT_LEVELS:
+            return "categorical", f"integer, {len(values)} distinct values"
+        return "integer", ""
+    if pd.api.types.is_numeric_dtype(s):
+        values = s.dropna()
+        if len(values) and values.isin([0, 1]).all() and values.nunique() == 2:
+            return "boolean", "0/1"
+        return "numeric", ""
+    strings = s.dropna().astype(str)
+    if len(strings) and _looks_like_dates(strings):
+        return "datetime", "dates/times as text"
+    return "categorical", "text"
+
+
+def _looks_like_dates(strings: pd.Series) -> bool:
+    head = strings.head(1000)
+    if not head.str.contains(r"\d[-/:.]\d|\d{4}-\d", regex=True).mean() > 0.95:
+        return False
+    if pd.to_numeric(head, errors="coerce").notna().mean() > 0.5:
+        return False
+    parsed = pd.to_datetime(head, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() >= 0.95)
+
+
+def _find_label(sample: pd.DataFrame, types: dict) -> str | None:
+    for name in sample.columns:
+        if name.lower() in LABEL_NAMES and types[name][0] in ("boolean", "integer", "numeric"):
+            values = pd.to_numeric(sample[name].dropna().astype("int64", errors="ignore"),
+                                   errors="coerce")
+            if len(values) and values.isin([0, 1]).all():
+                return name
+    return None
+
+
+def _find_time(sample: pd.DataFrame, types: dict, exclude: str | None) -> str | None:
+    for name in sample.columns:
+        if name != exclude and name.lower() in TIME_NAMES and \
+                types[name][0] in ("numeric", "integer", "datetime"):
+            return name
+    return next((n for n in sample.columns if n != exclude and types[n][0] == "datetime"), None)
+
+
+def _time_note(kind: str) -> str:
+    return "datetime" if kind == "datetime" else "named like a time, in seconds"
+
+
+def _role(s: pd.Series, kind: str, name: str, label: pd.Series | None) -> tuple[str, str]:
+    present = s.notna()
+    if not present.any():
+        return "excluded", "empty"
+    if s.nunique(dropna=False) <= 1:
+        return "excluded", "constant"
+    if label is not None and _only_on_anomalies(s, label):
+        return "excluded", "set only on anomalies: derived from the label"
+    if kind in ("categorical", "integer"):
+        if _ID.search(name):
+            return "id", "named like an id"
+        if len(s) >= 50 and s.nunique() >= 0.99 * len(s):
+            return "id", "a distinct value per row"
+    return "feature", ""
+
+
+def _only_on_anomalies(s: pd.Series, label: pd.Series) -> bool:
+    y = pd.to_numeric(label, errors="coerce")
+    normal, anomaly = s[y == 0], s[y == 1]
+    if len(anomaly) == 0 or len(normal) == 0:
+        return False
+    # Missing or a single value on every normal row, and something else on most anomalies.
+    fill = normal.iloc[0] if normal.notna().all() and normal.nunique() == 1 else None
+    if normal.notna().any() and fill is None:
+        return False
+    other = anomaly.notna() if fill is None else (anomaly != fill)
+    return bool(other.mean() > 0.5)
+
+
+def _heavy_tailed(s: pd.Series) -> tuple[bool, str]:
+    v = pd.to_numeric(s, errors="coerce").dropna().to_numpy(dtype="float64")
+    if len(v) < 20 or v.min() < 0 or len(np.unique(v[:10_000])) <= 10:
+        return False, ""
+    sd = v.std()
+    skew = float(((v - v.mean()) ** 3).mean() / sd**3) if sd > 0 else 0.0
+    if skew > LOG_SKEW:
+        return True, f"log1p: non-negative, skewness {skew:.1f}"
+    return False, ""
+
+
+def resolve_schema(
+    df: pd.DataFrame,
+    *,
+    schema_file: str | None = None,
+    label_column: str | None = None,
+    time_column: str | None = None,
+    id_columns: list[str] | tuple[str, ...] = (),
+    exclude_columns: list[str] | tuple[str, ...] = (),
+    categorical_columns: list[str] | tuple[str, ...] = (),
+) -> DatasetSchema:
+    """The schema of `df`: read from `schema_file`, or inferred; then the overrides applied."""
+    if schema_file is not None:
+        schema = DatasetSchema.from_file(schema_file)
+    else:
+        names = [str(c) for c in df.columns]
+        for opt, name in (("--label-column", label_column), ("--time-column", time_column)):
+            if name is not None and name not in names:
+                raise DataError(f"{opt} {name!r} is not a column of the data; its columns are "
+                                f"{', '.join(repr(n) for n in names)}")
+        schema = infer_schema(df, label_column=label_column, time_column=time_column)
+    return schema.with_overrides(label_column=label_column, time_column=time_column,
+                                 id_columns=id_columns, exclude_columns=exclude_columns,
+                                 categorical_columns=categorical_columns)

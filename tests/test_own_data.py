@@ -1,0 +1,244 @@
+"""Any team's table end to end: schema inference and overrides, categories, datetimes, missing
+values, no label; train, evaluate, score (gzip CSV, Parquet), serve and export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aedetect.config import TrainConfig
+from aedetect.data.generate import FRAUD_KINDS, generate_transaction_log
+from aedetect.data.infer import infer_schema
+from aedetect.data.io import write_table
+from aedetect.errors import AedetectError, DataError
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def run(*args):
+    proc = subprocess.run([sys.executable, "-m", "aedetect.cli", *map(str, args)],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def table():
+    return generate_transaction_log(3000, 0.04, seed=5)
+
+
+@pytest.fixture(scope="module")
+def files(table, tmp_path_factory):
+    d = tmp_path_factory.mktemp("own")
+    return {suffix: write_table(table, d / f"tx{suffix}") for suffix in (".csv.gz", ".parquet")}
+
+
+@pytest.fixture(scope="module")
+def trained(files, tmp_path_factory):
+    """Infer a schema file, then train from it through the command line, one column excluded."""
+    d = tmp_path_factory.mktemp("own-model")
+    run("schema", "infer", "--data", files[".csv.gz"], "--out", d / "schema.yaml")
+    model = d / "model"
+    proc = run("train", "--data", files[".csv.gz"], "--schema", d / "schema.yaml", "--out", model,
+               "--exclude-columns", "account_age_days", "--epochs", 3, "--hidden-units", "24,8,24",
+               "--batch-size", 64)
+    return model, proc.stderr
+
+
+def test_generated_table_has_the_planted_kinds(table):
+    assert table["is_fraud"].sum() == 120
+    assert table["fraud_kind"].value_counts().to_dict() == {k: 24 for k in FRAUD_KINDS}
+    assert table["device"].isna().any() and table["account_age_days"].isna().any()
+    assert table["transaction_id"].is_unique
+    hours = pd.to_datetime(table["timestamp"]).dt.hour
+    night = table["fraud_kind"] == "night"
+    assert hours[night].between(1, 4).all()
+    assert generate_transaction_log(3000, 0.04, seed=5).equals(table)
+
+
+def test_inferred_roles_and_types(table):
+    s = infer_schema(table)
+    role = {c.name: c.role for c in s.columns}
+    kind = {c.name: c.type for c in s.columns}
+    assert s.label == "is_fraud" and s.time == "timestamp" and kind["timestamp"] == "datetime"
+    assert set(s.ids) == {"transaction_id", "customer_id", "merchant_id"}
+    assert role["fraud_kind"] == "excluded"  # set only on frauds: reading it would leak the label
+    assert kind["merchant_category"] == kind["device"] == "categorical"
+    assert s.column("amount").log and not s.column("customer_avg_amount").log
+
+
+def test_credit_card_columns_infer_to_todays_fixed_schema(frame):
+    from aedetect.data.schema import CREDITCARD
+    from aedetect.preprocessing import Preprocessor
+
+    s = infer_schema(frame)
+    assert (s.features, s.label, s.time) == (list(CREDITCARD.features), "Class", "Time")
+    x = frame[list(CREDITCARD.features)]
+    new = Preprocessor.from_schema(s).fit(x)
+    old = Preprocessor(CREDITCARD.features, CREDITCARD.log_columns, CREDITCARD.periodic_columns).fit(x)
+    assert new.output_names == old.output_names
+    np.testing.assert_array_equal(new.transform(x), old.transform(x.to_numpy()))
+
+
+def test_overrides_and_schema_files(table, tmp_path):
+    from aedetect.data.schema import DatasetSchema
+
+    s = infer_schema(table).with_overrides(label_column=None, id_columns=["device"],
+                                          exclude_columns=["amount"],
+                                          categorical_columns=["account_age_days"])
+    assert "device" in s.ids and "amount" not in s.features
+    assert s.column("account_age_days").type == "categorical"
+    for name in ("s.yaml", "s.json"):
+        assert DatasetSchema.from_file(s.to_file(tmp_path / name)) == s
+    with pytest.raises(DataError, match="no column.*'nope'"):
+        s.with_overrides(exclude_columns=["nope"])
+    with pytest.raises(DataError, match="label.*categorical"):
+        s.with_overrides(label_column="channel")
+
+
+def test_preprocessing_of_categories_and_missing_values(table):
+    import tensorflow as tf
+
+    from aedetect.data.schema import as_seconds
+    from aedetect.preprocessing import Preprocessor
+
+    s = infer_schema(table)
+    pre = Preprocessor.from_schema(s).fit(table)
+    names = pre.output_names
+    assert "device_age_days:missing" in names and "device=(missing)" in names
+    assert "merchant_category=(unseen)" in names and "timestamp:weekday_sin" in names
+    new = table.head(4).copy()
+    new.loc[0, "merchant_category"] = "spaceflight"
+    x = pre.transform(new)
+    assert x[0, names.index("merchant_category=(unseen)")] > 0.5
+    assert x[1:, names.index("merchant_category=(unseen)")].max() < 0.5
+    # TensorFlow computes the same features (the SavedModel export runs this graph).
+    cols = {b["column"]: tf.constant(as_seconds(new[b["column"]]) if b.get("datetime") else
+                                     new[b["column"]].fillna("").astype(str).to_numpy()
+                                     if b["kind"] in ("onehot", "frequency") else
+                                     new[b["column"]].to_numpy("float32"))
+            for b in pre.blocks}
+    np.testing.assert_allclose(pre.transform_tf(cols).numpy(), x, atol=1e-5)
+    again = Preprocessor.from_config(json.loads(json.dumps(pre.to_config())))
+    np.testing.assert_array_equal(again.transform(new), x)
+    # Contributions sum back to the input columns; reasons speak the user's terms.
+    c = np.abs(x)
+    cols_, per_col = pre.column_contributions(c)
+    np.testing.assert_allclose(per_col.sum(axis=1), c.sum(axis=1), rtol=1e-6)
+    assert pre.describe(new, np.array([["merchant_category"]]))[0, 0] == \
+        "merchant_category='spaceflight' (unseen)"
+    with pytest.raises(DataError, match=r"missing column\(s\) 'amount'"):
+        pre.transform(new.drop(columns="amount"))
+    bad = new.astype({"amount": object})
+    bad.loc[2, "amount"] = "lots"
+    with pytest.raises(DataError, match="column 'amount', row 3: value 'lots' is not a number"):
+        pre.transform(bad)
+
+
+def test_train_evaluate_score_from_the_command_line(trained, files, tmp_path):
+    model, log = trained
+    assert "merchant_category" in log and "categorical" in log  # the schema table was printed
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert "account_age_days" not in manifest["input_schema"]["feature_names"]
+    run("evaluate", "--model", model, "--data", files[".parquet"], "--out", tmp_path / "m.json")
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["roc_auc"] > 0.6, metrics["roc_auc"]
+    out = tmp_path / "scored.csv"
+    run("score", "--model", model, "--data", files[".csv.gz"], "--out", out,
+        "--id-columns", "transaction_id")
+    scored = pd.read_csv(out)
+    assert len(scored) == 3000 and scored["transaction_id"].is_unique
+    assert set(scored["top1_feature"]) <= set(manifest["input_schema"]["feature_names"])
+    assert scored["top1_reason"].str.match(r"^[a-z_0-9]+=").all()
+
+
+def test_scoring_parquet_unseen_category_and_missing_column(trained, table, tmp_path):
+    from aedetect.artifact import load_detector
+    from aedetect.scoring import score_file
+
+    det = load_detector(trained[0])
+    new = table.head(50).copy()
+    new.loc[3, "merchant_category"] = "spaceflight"
+    new["note"] = "extra"
+    write_table(new, tmp_path / "new.parquet")
+    s = score_file(det, tmp_path / "new.parquet", tmp_path / "out.parquet")
+    assert s.rows_scored == 50 and "note" in s.ignored_columns
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    reasons = out.filter(like="_reason").astype(str).agg(" ".join, axis=1)
+    assert "merchant_category='spaceflight' (unseen)" in reasons[3]
+    assert out["score"][3] > np.median(out["score"])
+    write_table(new.drop(columns=["channel"]), tmp_path / "less.csv")
+    with pytest.raises(DataError, match="missing column.*'channel'"):
+        score_file(det, tmp_path / "less.csv", tmp_path / "out2.csv")
+
+
+def test_service_takes_categories_as_strings(trained, table):
+    from fastapi.testclient import TestClient
+
+    from aedetect.service import create_app
+
+    client = TestClient(create_app(trained[0]))
+    props = client.get("/openapi.json").json()["components"]["schemas"]["Transaction"]["properties"]
+    assert "string" in json.dumps(props["merchant_category"])
+    rows = json.loads(table.head(3).drop(columns=["is_fraud", "fraud_kind"]).to_json(orient="records"))
+    rows[0]["merchant_category"], rows[1]["device"] = "spaceflight", None
+    for r in rows:
+        r["id"] = r.pop("transaction_id")
+    body = {"transactions": [{k: v for k, v in r.items() if k not in ("customer_id", "merchant_id")}
+                             for r in rows]}
+    resp = client.post("/v1/score", json=body)
+    assert resp.status_code == 200, resp.text
+    results = resp.json()["results"]
+    assert [r["id"] for r in results] == [r["id"] for r in rows]
+    assert any("(unseen)" in (f["reason"] or "") for f in results[0]["top_features"])
+    bad = {"transactions": [{**body["transactions"][0], "amount": "lots"}]}
+    assert client.post("/v1/score", json=bad).status_code == 422
+
+
+def test_savedmodel_takes_strings_and_scores_like_python(trained, table, tmp_path):
+    import tensorflow as tf
+
+    from aedetect.artifact import load_detector
+    from aedetect.data.schema import as_seconds
+    from aedetect.export import export_savedmodel, input_dtypes
+
+    det = load_detector(trained[0])
+    path = export_savedmodel(det, tmp_path / "export")
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    rows = table.head(20)
+    dtypes = input_dtypes(det)
+    assert dtypes["merchant_category"] == "string" and dtypes["timestamp"] == "float64"
+    feed = {}
+    for name, dtype in dtypes.items():
+        v = rows[name]
+        v = as_seconds(v) if dtype == "float64" else v.fillna("").astype(str).to_numpy() \
+            if dtype == "string" else v.to_numpy("float32")
+        feed[name.replace(" ", "_")] = tf.constant(v, getattr(tf, dtype))
+    got = serve(**feed)["score"].numpy()
+    np.testing.assert_allclose(got, det.anomaly_score(rows), rtol=1e-4)
+
+
+def test_a_table_with_no_label_trains_on_every_row(table, tmp_path):
+    from aedetect.detector import AutoencoderDetector
+    from aedetect.train import train_detector
+
+    unlabelled = table.drop(columns=["is_fraud", "fraud_kind"]).head(1500)
+    schema = infer_schema(unlabelled)
+    assert schema.label is None
+    config = TrainConfig(epochs=1, hidden_units=[16, 4, 16], batch_size=64)
+    result = train_detector(unlabelled, config, schema)
+    assert result.split.protocol == "unlabelled"
+    assert result.split.sizes()["train"] + result.split.sizes()["validation"] == 1500
+    with pytest.raises(AedetectError, match="needs labels"):
+        train_detector(unlabelled, config.model_copy(update={"threshold_rule": "best_f1"}), schema)
+    det = result.detector
+    assert isinstance(det, AutoencoderDetector) and np.isfinite(det.threshold_)
+    # Save/load round trip: the same scores, categories and missing values included.
+    loaded = AutoencoderDetector.load(det.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.anomaly_score(unlabelled), det.anomaly_score(unlabelled))
