@@ -138,19 +138,10 @@ def parse_settings(pairs: list[str]) -> dict:
 
 def read_config_file(path: str | Path) -> dict:
     """Settings from a JSON (or, with PyYAML installed, YAML) file."""
-    path = Path(path)
-    if not path.is_file():
-        raise AedetectError(f"{path}: no such config file")
-    text = path.read_text()
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+    from aedetect.files import read_yaml_or_json
 
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # a user's file: say what is wrong, no traceback
-        raise AedetectError(f"{path}: cannot parse ({type(exc).__name__}: {exc})") from None
+    path = Path(path)
+    data = read_yaml_or_json(path, "config file")
     if not isinstance(data, dict):
         raise AedetectError(f"{path}: expected a mapping of settings; got {type(data).__name__}")
     return data

@@ -73,3 +73,22 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_yaml_or_json(path: str | os.PathLike, what: str = "file"):
+    """The contents of a YAML (.yaml/.yml) or JSON file; a missing or unparsable file is an
+    error naming it."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise AedetectError(f"{path}: no such {what}")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except Exception as exc:  # a user's file: say what is wrong, no traceback
+        raise AedetectError(f"{path}: cannot parse ({type(exc).__name__}: {exc})") from None

@@ -315,27 +315,16 @@ class DatasetSchema(BaseModel):
             text = json.dumps(data, indent=2) + "\n"
         else:
             raise DataError(f"{path}: a schema file must end in .yaml, .yml or .json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.part")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        return path
+        from aedetect.files import write_text_atomic
+
+        return write_text_atomic(path, text)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> DatasetSchema:
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"{path}: no such schema file")
-        text = path.read_text()
-        try:
-            if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
+        from aedetect.files import read_yaml_or_json
 
-                data = yaml.safe_load(text)
-            else:
-                data = json.loads(text)
-        except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
-            raise DataError(f"{path}: cannot parse: {exc}") from None
+        path = Path(path)
+        data = read_yaml_or_json(path, "schema file")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
