@@ -19,5 +19,7 @@ def top_columns(preprocessor, X, contributions: np.ndarray, k: int):
     Returns (columns [n, k], contributions [n, k], reasons [n, k]); row sums over all columns
     equal the scores."""
     names, per_column = preprocessor.column_contributions(contributions)
-    columns, values = top_features(per_column, names, k)
-    return columns, values, preprocessor.describe(X, columns)
+    positions, values = top_features(per_column, np.arange(len(names)), k)
+    positions = positions.astype(np.int64)
+    columns = np.asarray(names, dtype=object)[positions]
+    return columns, values, preprocessor.describe(X, positions, names)
