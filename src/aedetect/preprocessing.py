@@ -152,6 +152,12 @@ class Preprocessor:
         return np.array(flags, dtype=bool)
 
     @property
+    def nullable_columns(self) -> list[str]:
+        """Columns that may be missing: categories, and numbers that were missing in training."""
+        return [b["column"] for b in self.blocks
+                if b["kind"] in ("onehot", "frequency") or b.get("indicator")]
+
+    @property
     def sources(self) -> list[str]:
         """The input column of each output feature."""
         return [b["column"] for b in self.blocks for _ in self._block_names(b)]
@@ -285,8 +291,11 @@ class Preprocessor:
                 if b.get("indicator"):
                     v = np.where(nan, b["median"], v)
                     out[:, j + k - 1] = nan
-                elif nan.any():  # not missing in training: impute, no indicator feature
-                    v = np.where(nan, b["median"], v)
+                elif nan.any():  # never missing in training: the model cannot read a gap here
+                    i = int(np.flatnonzero(nan)[0])
+                    raise DataError(f"column {b['column']!r}, row {i + 1}: empty value "
+                                    f"({int(nan.sum())} in this column); the training rows had "
+                                    "no missing values in this column")
                 if b["kind"] == "numeric":
                     out[:, j] = np.log1p(np.maximum(v, 0.0)) if b.get("log") else v
                 else:

@@ -231,7 +231,7 @@ def _parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
                                 for x, t in zip(raw, v, strict=True)], dtype=object)
         else:
             v, why = column_problems(raw, col)
-        if preprocessor.missing == "impute":
+        if b.get("indicator"):  # missing in training too: imputed, not a bad row
             why[raw.isna().to_numpy()] = None
         first = (why != None) & (reasons == None)  # noqa: E711 (element-wise on object arrays)
         reasons[first] = why[first]

@@ -60,14 +60,13 @@ _FIELD_TYPES = {"numeric": float, "integer": float, "boolean": bool, "categorica
                 "datetime": datetime}
 
 
-def transaction_model(feature_names: list[str], schema=None) -> type[BaseModel]:
+def transaction_model(feature_names: list[str], schema=None, nullable=()) -> type[BaseModel]:
     """A pydantic model with one field per input column, plus an optional id.
 
     Without a dataset schema every column is a required finite float. With one, each field has
     its column's type: numbers, booleans, categories as strings, datetimes as ISO 8601 strings
-    (or seconds since 1970); a field may be null where the model imputes missing values."""
+    (or seconds since 1970); the `nullable` columns (where the model reads a gap) may be null."""
     specs = {c.name: c for c in schema.feature_columns} if schema is not None else {}
-    nullable = schema is not None and schema.missing == "impute"
     fields = {}
     for j, c in enumerate(schema.columns if schema is not None else []):
         if c.name not in specs and c.name != "id":  # ids, the label, excluded: accepted, unread
@@ -78,7 +77,7 @@ def transaction_model(feature_names: list[str], schema=None) -> type[BaseModel]:
             kind = float
         extra = {"allow_inf_nan": False} if kind is float else \
             {"coerce_numbers_to_str": True} if kind is str else {}
-        if nullable or (kind is str and schema is not None):
+        if name in nullable:
             fields[f"f{i}"] = (kind | None, Field(None, alias=name, **extra))
         else:
             fields[f"f{i}"] = (kind, Field(alias=name, **extra))
@@ -114,7 +113,8 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
     det = load_detector(Path(model_dir))  # raises ArtifactError: the server does not start
     names = list(det.feature_names_in_)
     table_model = getattr(det, "schema", None) is not None
-    Transaction = transaction_model(names, det._dataset_schema() if table_model else None)
+    Transaction = transaction_model(names, det._dataset_schema() if table_model else None,
+                                    det.preprocessor_.nullable_columns if table_model else ())
     ScoreRequest = create_model(
         "ScoreRequest", __config__=ConfigDict(extra="forbid"),
         transactions=(list[Transaction], Field(min_length=1, max_length=settings.max_batch)))

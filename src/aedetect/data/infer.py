@@ -76,8 +76,11 @@ def infer_schema(
                 spec.log, log_note = _heavy_tailed(s)
                 spec.note = log_note or spec.note
         cols.append(spec)
+    features = [c.name for c in cols if c.role in ("feature", "time")]
+    # Missing feature values: imputed when the table has some; otherwise one is an error.
+    missing = "impute" if sample[features].isna().to_numpy().any() else "error"
     try:
-        return DatasetSchema(columns=cols)
+        return DatasetSchema(columns=cols, missing=missing)
     except ValidationError as exc:
         raise DataError(f"schema: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 

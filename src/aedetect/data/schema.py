@@ -414,11 +414,10 @@ def _check_values(s: pd.Series, spec: ColumnSpec, source: str, allow_missing: bo
         return
     if pd.api.types.is_bool_dtype(s) and (allow_missing or s.notna().all()):
         return
-    values, reasons = column_problems(s, spec.name)
-    if allow_missing:
-        reasons[s.isna().to_numpy()] = None
-    bad = reasons != None  # noqa: E711 (element-wise on an object array)
+    if not allow_missing:
+        _numeric_column(s, spec.name, source)  # names the first bad value
+        return
+    values = pd.to_numeric(s, errors="coerce")
+    bad = (values.isna() & s.notna()).to_numpy() | np.isinf(values.to_numpy(dtype="float64", na_value=0.0))
     if bad.any():
-        i = _first_bad(bad)
-        raise DataError(f"{source}: row {i + 1}: {reasons[i]} ({int(bad.sum())} bad value(s) in "
-                        "this column)")
+        _numeric_column(s.where(s.notna(), 0), spec.name, source)
