@@ -45,3 +45,15 @@ def test_guide_preset_replicates_the_guide(ulb):
     m = evaluate_detector(result.detector, ulb, result.split.test)
     assert 0.90 < m["roc_auc"] < 0.97
     assert 0.45 < m["pr_auc"] < 0.75
+
+
+def test_inference_on_the_real_file_gives_the_fixed_credit_card_schema():
+    """`aedetect train --data creditcard` infers the schema: it must be the fixed one."""
+    from aedetect.data.infer import infer_schema
+    from aedetect.data.io import read_raw
+    from aedetect.data.schema import CREDITCARD
+
+    s = infer_schema(read_raw(fetch_creditcard()))
+    assert (s.features, s.label, s.time) == (list(CREDITCARD.features), "Class", "Time")
+    assert [c.name for c in s.feature_columns if c.log] == ["Amount"]
+    assert s.column("Time").periods == [86_400.0] and s.missing == "error"
