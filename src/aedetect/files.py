@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from aedetect.errors import ArtifactError
+from aedetect.errors import AedetectError, ArtifactError
 
 
 def sha256_file(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None,

@@ -3,6 +3,8 @@
 Types, from a sample of rows (`SAMPLE_ROWS`):
   boolean      a bool column, or integers that are only 0 and 1
   datetime     a timestamp column, or strings of which at least 95% parse as dates/times
+  numeric      text of which at least 90% parses as numbers (the rest are bad values, named
+               by row when the table is checked)
   categorical  other strings, or integers with at most `MAX_INT_LEVELS` distinct values
   integer      other integers
   numeric      floats
@@ -35,6 +37,7 @@ from aedetect.errors import DataError
 SAMPLE_ROWS = 100_000
 MAX_INT_LEVELS = 10
 LOG_SKEW = 2.0
+NUMERIC_SHARE = 0.9  # text columns where at least this share parses as numbers are numeric
 LABEL_NAMES = ("class", "label", "is_fraud", "isfraud", "fraud", "y", "target", "is_anomaly",
                "anomaly", "outlier")
 TIME_NAMES = ("time", "timestamp", "datetime", "date", "event_time", "ts", "transaction_time",
@@ -103,6 +106,11 @@ def _type(s: pd.Series) -> tuple[str, str]:
             return "boolean", "0/1"
         return "numeric", ""
     strings = s.dropna().astype(str)
+    # Numbers with a few stray values (a typo, "n/a") are a numeric column with bad values, which
+    # the checks then name by row, not a column of categories.
+    numbers = pd.to_numeric(strings, errors="coerce")
+    if len(strings) and numbers.notna().mean() >= NUMERIC_SHARE:
+        return "numeric", "numbers as text"
     if len(strings) and _looks_like_dates(strings):
         return "datetime", "dates/times as text"
     return "categorical", "text"
