@@ -47,7 +47,7 @@ def trained(files, tmp_path_factory):
     model = d / "model"
     proc = run("train", "--data", files[".csv.gz"], "--schema", d / "schema.yaml", "--out", model,
                "--exclude-columns", "account_age_days", "--epochs", 3, "--hidden-units", "24,8,24",
-               "--batch-size", 64)
+               "--set", "batch_size=64")
     return model, proc.stderr
 
 
