@@ -142,12 +142,10 @@ def _config(preset: str = "default", config_file: Path | None = None, settings: 
 
     from aedetect.config import build_config, parse_settings, read_config_file
 
-    layers = []
-    if config_file is not None:
-        layers.append(read_config_file(config_file))
-    layers.append(parse_settings(settings or []))
-    layers.append({k: v for k, v in flags.items() if v is not None})
     try:
+        layers = [read_config_file(config_file)] if config_file is not None else []
+        layers.append(parse_settings(settings or []))
+        layers.append({k: v for k, v in flags.items() if v is not None})
         return build_config(preset, *layers)
     except AedetectError as exc:
         raise UsageError(str(exc)) from None
