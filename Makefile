@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/demo
 SEEDS ?= 2
 
-.PHONY: demo test test-slow lint bench bench-quick quality compare clean
+.PHONY: demo test test-slow lint bench bench-quick bench-suite quality compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run_all.py --quick
+
+# Development suite: the defaults beside IsolationForest, ECOD, PyOD's AutoEncoder, a plain Keras
+# autoencoder and Mahalanobis distance on 12 public ADBench sets, 3 seeds: runs/bench/suite.md
+bench-suite: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench_suite.py --seeds 3 --out runs/bench/suite.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

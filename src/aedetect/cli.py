@@ -228,9 +228,10 @@ def train(
         help="starting configuration: 'default' or 'guide' (20-8-20 tanh, MSE, 5 epochs, batch 256)")
     ] = "default",
     hidden_units: Annotated[str | None, typer.Option(
-        help="hidden layer sizes, e.g. 64,32,16,32,64; 'auto': 64-32-code-32-64 with the code "
-        "sized to the data (at most 16) \\[default: auto]")] = None,
-    epochs: Annotated[int | None, typer.Option(help="at most \\[default: 100]")] = None,
+        help="hidden layer sizes, e.g. 64,32,16,32,64; 'auto': sized to the data "
+        "(docs/experiments.md) \\[default: auto]")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        help="at most; 'auto' (--set epochs=auto) from the row count \\[default: auto]")] = None,
     threshold_rule: Annotated[str | None, typer.Option(help=_rules_help())] = None,
     input_pipeline: Annotated[str | None, typer.Option(
         help="'memory' or 'tfrecord' \\[default: memory]")] = None,

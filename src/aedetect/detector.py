@@ -24,43 +24,41 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from aedetect.defaults import (
+    auto_architecture,
+    auto_batch_size,
+    auto_epochs,
+    auto_jit,
+    passes_per_epoch,
+)
 from aedetect.errors import DataError
 from aedetect.preprocessing import Preprocessor
 from aedetect.scores import SCORES, contributions, fit_stats, score_tf, stats_from_config, stats_to_config
 from aedetect.thresholds import Threshold, normal_percentile
 
 SCORE_CHUNK = 65_536
-# Training steps run per call into TensorFlow: one Python round trip per step costs more than a
-# step of a small network, so Keras runs this many steps inside one compiled loop.
+# Training steps run per call into TensorFlow when the step is XLA-compiled (large data): one
+# Python round trip per step costs more than a step of a small network, so Keras runs this many
+# steps inside one compiled loop. On small data the loop's own tracing costs more than it saves
+# (about 1 CPU second of a 4.5 s fit of 1,000 rows), so each call runs one step.
 STEPS_PER_EXECUTION = 64
 ACTIVATIONS = {"relu", "tanh", "elu", "selu", "gelu", "silu", "sigmoid", "linear", "leaky_relu"}
 
 
-def resolve_hidden_units(hidden_units, x: np.ndarray, max_code: int = 16) -> tuple[int, ...]:
-    """`"auto"`: 64-32-code-32-64 with code = min(16, the number of principal components that
-    hold 90% of the variance of the (preprocessed, normal) rows `x`), at least 2.
-
-    A code much wider than the data's intrinsic dimension lets the network pass anomalies
-    through unchanged, so they vanish from the residual; on the credit-card data (25 components
-    for 90%) this gives 16.
-    """
+def resolve_hidden_units(hidden_units, x: np.ndarray) -> tuple[int, ...]:
+    """`"auto"`: `aedetect.defaults.auto_architecture` on the (preprocessed, normal) rows `x`;
+    otherwise the given sizes."""
     if isinstance(hidden_units, str):
-        from sklearn.decomposition import PCA
-
-        if len(x) < 3:
-            k90 = x.shape[1]
-        else:
-            sample = x[np.random.default_rng(0).permutation(len(x))[:20_000]]
-            ratios = PCA().fit(sample).explained_variance_ratio_
-            k90 = int(np.searchsorted(np.cumsum(np.nan_to_num(ratios)), 0.9) + 1)
-        return (64, 32, max(2, min(max_code, k90)), 32, 64)
+        return auto_architecture(len(x), x.shape[1], x)
     return tuple(int(u) for u in hidden_units)
 
 
-def effective_batch_size(batch_size: int, n_rows: int, min_steps: int = 50) -> int:
-    """The batch size used for `n_rows` training rows: `batch_size`, lowered (not below 32) so
-    an epoch has at least `min_steps` steps. Large batches suit the 200k-row credit-card set;
-    on a few thousand rows they would leave a handful of updates per epoch."""
+def effective_batch_size(batch_size, n_rows: int, min_steps: int = 50) -> int:
+    """The batch size used for `n_rows` training rows. `"auto"`: `auto_batch_size`. A number is
+    lowered (not below 32) so an epoch has at least `min_steps` steps: large batches suit the
+    200k-row credit-card set; on a few thousand rows they would leave a handful of updates."""
+    if batch_size == "auto":
+        return auto_batch_size(n_rows)
     return int(max(1, min(batch_size, max(32, n_rows // min_steps))))
 
 
@@ -112,8 +110,9 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     statistics on those rows, and sets the threshold at their `threshold_percentile`-th
     percentile (a label-free false-positive budget).
 
-    The defaults (a 64-32-code-32-64 ReLU network scored by the Mahalanobis distance of its
-    residuals) come from the experiments in docs/experiments.md. The guide's network is
+    The defaults (a ReLU network sized to the data, epochs and batch from the row count, see
+    `aedetect.defaults`, scored by the Mahalanobis distance of its residuals) come from the
+    experiments in docs/experiments.md. The guide's network is
     ``AutoencoderDetector(hidden_units=(20, 8, 20), activation="tanh", score_type="mse",
     epochs=5, batch_size=256)``.
 
@@ -121,14 +120,18 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     ----------
     hidden_units : "auto" or sequence of int, default="auto"
         Sizes of the hidden layers, bottleneck included, e.g. ``(20, 8, 20)``. ``"auto"``:
-        64-32-code-32-64 with the code as wide as the number of principal components that hold
-        90% of the training rows' variance, between 2 and 16.
+        w-w/2-code-w/2-w with w twice the (preprocessed) features as a power of two between 16
+        and 128, and the code as wide as the number of principal components that hold 90% of
+        the training rows' variance, between 2 and 16 (`aedetect.defaults`).
     activation : str, default="relu"
         Activation of the hidden layers (a Keras activation name).
-    epochs : int, default=100
-        Most training epochs; early stopping usually ends sooner.
-    batch_size : int, default=2048
-        Rows per gradient step; lowered (not below 32) so an epoch has at least 50 steps.
+    epochs : int or "auto", default="auto"
+        Most training epochs; early stopping usually ends sooner. ``"auto"``: n_rows / 1,000
+        between 10 and 100, and an epoch is at least 50 updates (small sets are passed over
+        several times per epoch).
+    batch_size : int or "auto", default="auto"
+        Rows per gradient step. ``"auto"``: n_rows / 100 as a power of two between 32 and
+        2,048. A number is lowered (not below 32) so an epoch has at least 50 steps.
     learning_rate : float, default=1e-3
         Adam's learning rate.
     patience : int, default=5
@@ -155,8 +158,9 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         ``100 - threshold_percentile`` percent of normal rows get flagged.
     shuffle_buffer : int, default=262144
         Shuffle buffer of the streaming input path (`X` given as a `tf.data.Dataset`).
-    jit_compile : bool, default=True
-        Compile training steps with XLA.
+    jit_compile : bool or "auto", default="auto"
+        Compile training steps with XLA. ``"auto"``: from 50,000 training rows, where the
+        compile time pays back.
     seed : int, default=0
         Seed of the weights, the held-out rows and the shuffling. Training on CPU is
         reproducible for a given seed and thread count.
@@ -205,8 +209,8 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_units": [StrOptions({"auto"}), list, tuple],
         "activation": [StrOptions(ACTIVATIONS)],
-        "epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "patience": [Interval(Integral, 0, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -218,7 +222,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         "score_type": [StrOptions(set(SCORES))],
         "threshold_percentile": [Interval(Real, 0, 100, closed="neither")],
         "shuffle_buffer": [Interval(Integral, 1, None, closed="left")],
-        "jit_compile": ["boolean"],
+        "jit_compile": ["boolean", StrOptions({"auto"})],
         "seed": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
     }
@@ -228,8 +232,8 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         hidden_units="auto",
         activation="relu",
         *,
-        epochs=100,
-        batch_size=2048,
+        epochs="auto",
+        batch_size="auto",
         learning_rate=1e-3,
         patience=5,
         validation_fraction=0.1,
@@ -241,7 +245,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         score_type="residual_mahalanobis",
         threshold_percentile=99.9,
         shuffle_buffer=262_144,
-        jit_compile=True,
+        jit_compile="auto",
         seed=0,
         verbose=0,
     ):
@@ -329,6 +333,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         import keras
         import tensorflow as tf
 
+        from aedetect.callbacks import ValidationLoss
         from aedetect.data.tfdata import array_dataset, stream_dataset
         from aedetect.network import build_autoencoder
 
@@ -353,6 +358,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
                 n_train += len(block)
                 self.preprocessor_.partial_fit(block)
             self.batch_size_ = effective_batch_size(self.batch_size, n_train)
+            passes = 1  # a stream is large: one pass is many updates
             train_ds = stream_dataset(X, self.preprocessor_, self.batch_size_, self.seed,
                                       self.shuffle_buffer)
             x_val = self.preprocessor_.transform(
@@ -373,23 +379,30 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
             self.preprocessor_ = self._new_preprocessor().fit(x)
             self.batch_size_ = effective_batch_size(self.batch_size, n_train)
             x_pre = self.preprocessor_.transform(x)
-            train_ds = array_dataset(x_pre, self.batch_size_, self.seed)
+            passes = passes_per_epoch(n_train, self.batch_size_) if self.epochs == "auto" else 1
+            train_ds = array_dataset(x_pre, self.batch_size_, self.seed, passes=passes)
             x_val = self.preprocessor_.transform(val_raw)
             x_shape = x_pre
-        val_ds = tf.data.Dataset.from_tensor_slices((x_val, x_val)).batch(8192)
 
         self.hidden_units_ = resolve_hidden_units(self.hidden_units, x_shape)
         model = build_autoencoder(self.preprocessor_.n_features_out, self.hidden_units_,
                                   self.activation, noise_std=self.noise_std,
                                   dropout=self.dropout, l2=self.l2)
+        self.epochs_ = auto_epochs(n_train) if self.epochs == "auto" else int(self.epochs)
+        self.passes_per_epoch_ = passes
+        self.jit_compile_ = (auto_jit(n_train) if self.jit_compile == "auto"
+                             else bool(self.jit_compile))
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse",
-                      jit_compile=bool(self.jit_compile), steps_per_execution=STEPS_PER_EXECUTION)
+                      jit_compile=self.jit_compile_,
+                      steps_per_execution=STEPS_PER_EXECUTION if self.jit_compile_ else 1)
+        self._set_model(model)
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
                                              restore_best_weights=True)
-        history = model.fit(train_ds, validation_data=val_ds, epochs=int(self.epochs),
-                            callbacks=[stop, *callbacks], verbose=self.verbose,
-                            shuffle=False)  # the dataset shuffles itself, seeded
-        self._set_model(model)
+        # The validation loss comes from the residual function that scoring uses anyway, not
+        # from Keras' evaluate(): one traced function less, which is most of a small fit's cost.
+        val_loss = ValidationLoss(lambda: np.mean(np.square(self._residuals(x_val))))
+        history = model.fit(train_ds, epochs=self.epochs_, callbacks=[val_loss, stop, *callbacks],
+                            verbose=self.verbose, shuffle=False)  # the dataset shuffles itself
         self.n_train_, self.n_validation_ = n_train, len(x_val)
         self.training_fingerprint_ = "sha256:" + digest.hexdigest()
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
@@ -419,7 +432,8 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
 
         spec = tf.TensorSpec([None, self.preprocessor_.n_features_out], tf.float32)
 
-        @tf.function(input_signature=[spec])  # one trace for every chunk size
+        # One trace for every chunk size; no control flow, so no AutoGraph conversion either.
+        @tf.function(input_signature=[spec], autograph=False)
         def residuals(batch):
             return model(batch, training=False) - batch
 
