@@ -183,6 +183,30 @@ def run(sets, seeds, methods, log: Path | None = None) -> list[dict]:
     return rows
 
 
+def fit_timing(sizes: list[int], repeats: int = 2) -> str:
+    """Wall and CPU seconds of one fit on generated rows (20 features on a 10-dim plane), the
+    defaults beside PyOD's AutoEncoder and the plain Keras autoencoder, best of `repeats`."""
+    rng = np.random.default_rng(0)
+    methods = {"aedetect": fit_aedetect, "PyOD AutoEncoder": fit_pyod_ae,
+               "Keras 20-8-20": fit_keras_20_8_20}
+    lines = ["| rows | " + " | ".join(f"{m} wall s / CPU s" for m in methods) + " |",
+             "|---|" + "---|" * len(methods)]
+    for n in sizes:
+        x = rng.normal(size=(n, 10)) @ rng.normal(size=(10, 20))
+        cells = []
+        for fit in methods.values():
+            best = None
+            for _ in range(repeats):
+                wall, cpu = time.perf_counter(), time.process_time()
+                fit(x, 0)
+                t = (time.perf_counter() - wall, time.process_time() - cpu)
+                best = t if best is None or t[0] < best[0] else best
+            cells.append(f"{best[0]:.2f} / {best[1]:.2f}")
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def _mean(rows, key, **where) -> float:
     v = [r[key] for r in rows if all(r[k] == w for k, w in where.items())]
     return float(np.mean(v)) if v else float("nan")
@@ -250,10 +274,21 @@ def main() -> None:
     ap.add_argument("--ablations", action="store_true",
                     help="add the default rule with the MSE score")
     ap.add_argument("--out", default=str(OUT_DIR / "suite.md"))
+    ap.add_argument("--timing-rows", metavar="N,N",
+                    help="only time single fits on generated sets of these sizes, e.g. 300,1000")
     ap.add_argument("--tables-from", metavar="JSONL",
                     help="only write the tables from the results log of an earlier run")
     args = ap.parse_args()
     out = Path(args.out)
+    if args.timing_rows:
+        single_thread()
+        warm_up({"aedetect": fit_aedetect, "pyod": fit_pyod_ae, "keras": fit_keras_20_8_20})
+        text = (f"## Fit time, one thread, best of 2\n\nMachine: {machine()}\n\n"
+                f"{fit_timing([int(n) for n in args.timing_rows.split(',')])}\n")
+        print("\n" + text)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        return
     if args.tables_from:
         rows = [json.loads(line) for line in Path(args.tables_from).read_text().splitlines()]
         write(rows, out)
