@@ -320,7 +320,7 @@ def main() -> None:
 def write(rows: list[dict], out: Path) -> None:
     seeds = sorted({r["seed"] for r in rows})
     n_sets = len({r["set"] for r in rows})
-    text = (f"## Development suite: {n_sets} ADBench sets, {len(seeds)} seeds\n\n"
+    text = (f"## Development suite: {n_sets} ADBench sets, seeds {seeds}\n\n"
             f"Machine: {machine()}\n\n{markdown(rows, seeds)}\n")
     print("\n" + text)
     out.parent.mkdir(parents=True, exist_ok=True)

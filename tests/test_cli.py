@@ -73,7 +73,8 @@ def test_evaluate_other_file_needs_rows_all(trained, workdir):
     (["train", "--data", "{gen}", "--out", "m", "--hidden-units", "20,a"], "--hidden-units must be", 2),
     (["train", "--data", "{gen}", "--out", "m", "--protocol", "random"], "protocol: Input should be", 2),
     (["train", "--data", "{gen}", "--out", "m", "--set", "epochs=0"],
-     "The 'epochs' parameter of AutoencoderDetector must be an int in the range [1, inf). Got 0", 2),
+     "The 'epochs' parameter of AutoencoderDetector must be an int in the range [1, inf) or a str "
+     "among {'auto'}. Got 0", 2),
     (["train", "--data", "{gen}", "--out", "m", "--set", "depth=3"], "unknown setting(s) ['depth']", 2),
     (["train", "--data", "{gen}", "--out", "m", "--set", "epochs"], "--set takes key=value", 2),
     (["evaluate", "--model", "{gen}", "--data", "{gen}"], "no such model folder", 1),
