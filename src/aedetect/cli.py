@@ -158,7 +158,7 @@ def _config(preset: str = "default", config_file: Path | None = None, settings: 
 
 
 def _load_model(model_dir: Path):
-    """Verify the folder first (fast, no TensorFlow), then load it."""
+    """Verify the folder first (fast, no TensorFlow), then load it with Keras."""
     from aedetect.artifact import read_manifest
     from aedetect.detector import load_detector
 
@@ -364,7 +364,9 @@ def score(
         raise UsageError(f"--on-bad-rows must be 'error' or 'skip'; got {on_bad_rows!r}")
     if chunk_rows < 1 or top_k < 0:
         raise UsageError(f"--chunk-rows must be >= 1 and --top-k >= 0; got {chunk_rows}, {top_k}")
-    det = _load_model(model_dir)
+    from aedetect.runtime import load_scorer
+
+    det = load_scorer(model_dir)  # NumPy only: scoring never imports TensorFlow
     ids = [c.strip() for c in id_columns.split(",") if c.strip()]
     try:
         with ScoringProgress(console) as progress:
@@ -398,10 +400,7 @@ def serve(
 
     settings = _settings(ServiceSettings, max_batch=max_batch, max_body_bytes=max_body_bytes,
                          api_key_env=api_key_env, top_k=top_k)
-    from aedetect.artifact import read_manifest
-
-    read_manifest(model_dir)
-    api = create_app(model_dir, settings)
+    api = create_app(model_dir, settings)  # verifies the folder; loads no TensorFlow
     auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
     console.print(f"serving {model_dir} on http://{host}:{port} (API-key auth {auth})")
     uvicorn.run(api, host=host, port=port, log_level="warning")

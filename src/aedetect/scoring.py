@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from aedetect.data.io import table_format
 from aedetect.data.schema import column_problems
 from aedetect.errors import DataError
+from aedetect.runtime import top_features
 
 BadRows = Literal["error", "skip"]
 Progress = Callable[[int, float | None], None]  # (rows read so far, fraction of the file done)
@@ -235,18 +236,6 @@ def _sigterm_raises():
 
 
 # -- scoring ----------------------------------------------------------------------------------
-def top_features(errors: np.ndarray, names: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Names and values of the `k` features that contribute most to each row's score."""
-    k = min(k, errors.shape[1])
-    if k < errors.shape[1]:  # select the k largest first: cheaper than sorting every row
-        part = np.argpartition(-errors, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(errors, part, axis=1), axis=1, kind="stable")
-        idx = np.take_along_axis(part, order, axis=1)
-    else:
-        idx = np.argsort(-errors, axis=1, kind="stable")
-    return np.asarray(names, dtype=object)[idx], np.take_along_axis(errors, idx, axis=1)
-
-
 _DONE = object()
 
 

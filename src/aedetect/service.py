@@ -22,7 +22,7 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from aedetect.scoring import top_features
+from aedetect.runtime import top_features
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -83,16 +83,15 @@ def _public_manifest(manifest) -> dict:
 
 
 def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = None) -> FastAPI:
-    from aedetect.detector import load_detector
+    from aedetect.runtime import load_scorer
 
     settings = settings or ServiceSettings()
-    det = load_detector(Path(model_dir))  # raises ArtifactError: the server does not start
+    det = load_scorer(Path(model_dir))  # NumPy runtime; raises ArtifactError: the server does not start
     names = list(det.feature_names_in_)
     Transaction = transaction_model(names)
     ScoreRequest = create_model(
         "ScoreRequest", __config__=ConfigDict(extra="forbid"),
         transactions=(list[Transaction], Field(min_length=1, max_length=settings.max_batch)))
-    det.score_matrix(np.zeros((1, len(names))))  # trace the scoring function before serving
     api_key = os.environ.get(settings.api_key_env) or None
     registry = CollectorRegistry()
     m = _metrics(registry)
