@@ -71,7 +71,11 @@ def _tensorflow():
     """Load TensorFlow (quietly) before any module that needs it; --help and errors stay fast."""
     from aedetect._quiet import import_tensorflow_quietly
 
-    import_tensorflow_quietly()
+    try:
+        import_tensorflow_quietly()
+    except ModuleNotFoundError as exc:  # a scoring-only install: `score` and `serve` still work
+        raise AedetectError(f"this command needs TensorFlow ({exc}); install it with "
+                            "pip install 'aedetect[train]'") from None
 
 
 def _load(data: str, cache_dir: Path | None = None):
