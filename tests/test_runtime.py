@@ -34,23 +34,11 @@ def _assert_parity(scorer, detector, X):
     assert scorer.threshold_ == detector.threshold_
 
 
-@pytest.fixture(scope="module")
-def guide_model(tmp_path_factory):
-    """The guide's network (tanh, MSE score), saved: the other activation and score kind."""
-    from aedetect import AutoencoderDetector
-
-    df = generate_transactions(3000, 0.0, seed=2)
-    det = AutoencoderDetector((16, 6, 16), "tanh", epochs=2, score="mse", jit_compile=False,
-                              log_columns=CREDITCARD.log_columns,
-                              periodic_columns=CREDITCARD.periodic_columns).fit(df[FEATURES])
-    return det.save(tmp_path_factory.mktemp("models") / "guide")
-
-
 @pytest.mark.parametrize("which", ["default", "guide"])
-def test_runtime_equals_keras_path(model_dir, guide_model, which):
+def test_runtime_equals_keras_path(model_dir, guide_model_dir, which):
     from aedetect.artifact import load_detector
 
-    path = model_dir if which == "default" else guide_model
+    path = model_dir if which == "default" else guide_model_dir
     scorer, detector = load_scorer(path), load_detector(path)
     X = generate_transactions(5000, 0.05, seed=11)[FEATURES]
     _assert_parity(scorer, detector, X)

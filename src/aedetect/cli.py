@@ -421,21 +421,35 @@ def _settings(cls, **kwargs):
 @app.command()
 def export(
     model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
-    out_dir: Annotated[Path, typer.Option("--out", help="folder to write the export to")],
-    fmt: Annotated[str, typer.Option("--format", help="only 'savedmodel'")] = "savedmodel",
+    out_dir: Annotated[Path, typer.Option("--out", help="SavedModel folder, or .onnx file, to write")],
+    fmt: Annotated[str, typer.Option("--format", help="'savedmodel' (TF Serving) or 'onnx'")] = "savedmodel",
     overwrite: bool = False,
 ):
-    """Export a TensorFlow SavedModel that takes raw columns and returns score and flag."""
-    if fmt != "savedmodel":
-        raise UsageError(f"--format must be 'savedmodel'; got {fmt!r}")
-    det = _load_model(model_dir)
-    from aedetect.export import export_savedmodel
+    """Export a SavedModel or an ONNX model that takes raw columns and returns score and flag."""
+    if fmt not in ("savedmodel", "onnx"):
+        raise UsageError(f"--format must be 'savedmodel' or 'onnx'; got {fmt!r}")
+    if out_dir.exists() and not overwrite:
+        raise AedetectError(f"{out_dir} already exists; pass --overwrite to replace it")
+    if fmt == "onnx":
+        from aedetect.export import export_onnx
+        from aedetect.runtime import load_scorer
 
-    with console.status("writing SavedModel"):
-        export_savedmodel(det, out_dir, overwrite=overwrite)
-    console.print(f"SavedModel written to {out_dir} (signature 'serving_default': one float32 "
-                  f"[None] input per column {det.feature_names_in_[0]!r}..."
-                  f"{det.feature_names_in_[-1]!r}; outputs 'score', 'flag')")
+        try:
+            import onnx  # noqa: F401
+        except ModuleNotFoundError:
+            raise AedetectError("--format onnx needs the onnx package: pip install 'aedetect[onnx]'") from None
+        det = load_scorer(model_dir)  # the ONNX graph is built from the NumPy weights: no TensorFlow
+        export_onnx(det, out_dir, overwrite=overwrite)
+        what = "ONNX model"
+    else:
+        det = _load_model(model_dir)
+        from aedetect.export import export_savedmodel
+
+        with console.status("writing SavedModel"):
+            export_savedmodel(det, out_dir, overwrite=overwrite)
+        what = "SavedModel (signature 'serving_default')"
+    console.print(f"{what} written to {out_dir}: one float64 [None] input per column "
+                  f"{det.feature_names_in_[0]!r}...{det.feature_names_in_[-1]!r}; outputs 'score', 'flag'")
 
 
 @app.command()

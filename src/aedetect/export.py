@@ -1,43 +1,41 @@
-"""Export a detector as a TensorFlow SavedModel that any TF runtime (e.g. TensorFlow Serving) serves.
+"""Export a model for other runtimes: a SavedModel for TensorFlow Serving, and ONNX.
 
-The `serving_default` signature takes the raw columns, one float32 tensor of shape [None] per
-input column named like the column (`Time`, `V1`, ..., `Amount`), so TF Serving's JSON
-`{"instances": [{"Time": 0, "V1": -1.36, ...}]}` maps straight onto it. Preprocessing runs inside
-the graph (`Preprocessor.transform_tf`) and the score is `AutoencoderDetector.score_tf`, the
-same computation as `score_samples`. Outputs: `score` (float64 [None]) and `flag` (int32 [None],
-1 when score > threshold). The folder is written under a temporary name and renamed into place.
+Both take the raw columns, one float64 tensor of shape [None] per input column named like the
+column (`Time`, `V1`, ..., `Amount`), and return `score` (float64 [None]) and `flag` (int32
+[None], 1 when score > threshold). Preprocessing runs inside the graph in the same order and
+precision as the NumPy path: log1p and periodic columns in float64, then a float32 cast, centre
+and scale; the network in float32; the score in float64. A test checks each against the Python
+path within 1e-5.
+
+SavedModel: written with `keras.export.ExportArchive`, so the Keras model's variables are
+tracked the way TF Serving's loader (the TF1 session loader) and `saved_model_cli run` expect;
+the `serve` endpoint is also the `serving_default` signature.
+
+ONNX: built node by node with the `onnx` package from the TensorFlow-free runtime's weights
+(`aedetect.runtime.Scorer`), so it needs neither TensorFlow nor a converter. Opset 17.
+Outputs are written under a temporary name and renamed into place; permissions follow the umask.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from aedetect.artifact import atomic_folder
+from aedetect.errors import ArtifactError
 
 EXPORT_INFO = "aedetect-export.json"
+ONNX_OPSET = 17
 
 
-def _module(detector):
-    import tensorflow as tf
-
-    names = list(detector.feature_names_in_)
-    spec = {name: tf.TensorSpec([None], tf.float32, name=_safe(name)) for name in names}
-
-    class ExportedDetector(tf.Module):
-        def __init__(self):
-            super().__init__(name="aedetect")
-            self.model = detector.model_  # tracked, so its weights are saved with the graph
-            self.threshold = tf.constant(detector.threshold_, tf.float64)
-
-        @tf.function(input_signature=[spec])
-        def serve(self, columns):
-            x = tf.stack([columns[name] for name in names], axis=1)
-            score = detector.score_tf(detector.preprocessor_.transform_tf(x))
-            return {"score": score, "flag": tf.cast(score > self.threshold, tf.int32)}
-
-    return ExportedDetector()
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _safe(name: str) -> str:
@@ -46,17 +44,149 @@ def _safe(name: str) -> str:
     return out if out[:1].isalnum() else f"c_{out}"
 
 
+# -- SavedModel -----------------------------------------------------------------------------
+def _preprocess_tf(pre, columns: dict, names: list[str]):
+    import tensorflow as tf
+
+    periodic = dict(pre.periodic_columns)
+    cols = []
+    for c in names:
+        v = tf.cast(columns[c], tf.float64)
+        if c in periodic:
+            phase = (2 * np.pi / periodic[c]) * v
+            cols += [tf.sin(phase), tf.cos(phase)]
+        elif c in pre.log_columns:
+            cols.append(tf.math.log1p(tf.maximum(v, 0.0)))
+        else:
+            cols.append(v)
+    x = tf.cast(tf.stack(cols, axis=1), tf.float32)
+    return (x - tf.constant(pre.mean_, tf.float32)) / tf.constant(pre.scale_, tf.float32)
+
+
 def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write `detector` as a SavedModel folder at `path` (see the module docstring)."""
+    import keras
     import tensorflow as tf
+
+    from aedetect.scores import score_tf
+
+    names = list(detector.feature_names_in_)
+    model, pre = detector.model_, detector.preprocessor_
+    kind, stats, threshold = detector.score, detector.score_stats_, float(detector.threshold_)
+    spec = {name: tf.TensorSpec([None], tf.float64, name=_safe(name)) for name in names}
+
+    def serve(columns):
+        x = _preprocess_tf(pre, columns, names)
+        score = score_tf(kind, stats, model(x, training=False) - x)
+        return {"score": score, "flag": tf.cast(score > threshold, tf.int32)}
 
     path = Path(path)
     with atomic_folder(path, overwrite=overwrite) as tmp:
-        module = _module(detector)
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
+        os.chmod(tmp, 0o777 & ~_umask())  # a temporary folder is created 700
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", serve, input_signature=[spec])
+        archive.write_out(str(tmp), verbose=False)
         info = {"format": "tensorflow-savedmodel", "signature": "serving_default",
-                "inputs": {name: "float32 [None]" for name in detector.feature_names_in_},
+                "inputs": {name: "float64 [None]" for name in names},
                 "outputs": {"score": "float64 [None]", "flag": "int32 [None]"},
-                "threshold": float(detector.threshold_)}
+                "threshold": threshold}
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    return path
+
+
+# -- ONNX -----------------------------------------------------------------------------------
+class _Graph:
+    """A small helper that names nodes and constants as it goes."""
+
+    def __init__(self):
+        self.nodes, self.inits, self._n = [], [], 0
+
+    def const(self, value, dtype) -> str:
+        from onnx import numpy_helper
+
+        name = f"const_{len(self.inits)}"
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs) -> str:
+        from onnx import helper
+
+        self._n += 1
+        out = out or f"{op_type.lower()}_{self._n}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+
+def onnx_model(scorer):
+    """The ONNX ModelProto of a `Scorer` (see the module docstring)."""
+    from onnx import TensorProto, checker, helper
+
+    from aedetect import __version__
+
+    g, pre = _Graph(), scorer.preprocessor_
+    names = list(scorer.feature_names_in_)
+    periodic = dict(pre.periodic_columns)
+    axis1 = g.const([1], "int64")
+    cols = []
+    for c in names:
+        v = g.op("Unsqueeze", c, axis1)
+        if c in periodic:
+            phase = g.op("Mul", v, g.const(2 * np.pi / periodic[c], "float64"))
+            cols += [g.op("Sin", phase), g.op("Cos", phase)]
+        elif c in pre.log_columns:  # log1p(max(v, 0)) as Log(1 + v): ONNX has no Log1p
+            cols.append(g.op("Log", g.op("Add", g.op("Max", v, g.const(0.0, "float64")),
+                                         g.const(1.0, "float64"))))
+        else:
+            cols.append(v)
+    x = g.op("Cast", g.op("Concat", *cols, axis=1), to=TensorProto.FLOAT)
+    x = g.op("Div", g.op("Sub", x, g.const(pre.mean_, "float32")), g.const(pre.scale_, "float32"))
+    h = x
+    for kernel, bias, activation in scorer.layers:
+        h = g.op("Add", g.op("MatMul", h, g.const(kernel, "float32")), g.const(bias, "float32"))
+        if activation != "linear":
+            h = g.op({"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}[activation], h)
+    r = g.op("Cast", g.op("Sub", h, x), to=TensorProto.DOUBLE)
+    d, stats = float(pre.n_features_out), scorer.score_stats_
+    if scorer.score == "mse":
+        per = g.op("Div", g.op("Mul", r, r), g.const(d, "float64"))
+    elif scorer.score == "feature_normalized":
+        per = g.op("Div", g.op("Mul", r, r), g.const(stats["scale"] * d, "float64"))
+    else:
+        c = g.op("Sub", r, g.const(stats["mean"], "float64"))
+        per = g.op("Mul", g.op("MatMul", c, g.const(stats["precision"], "float64")), c)
+    score = g.op("ReduceSum", per, axis1, keepdims=0, out="score")
+    g.op("Cast", g.op("Greater", score, g.const(scorer.threshold_, "float64")),
+         to=TensorProto.INT32, out="flag")
+    graph = helper.make_graph(
+        g.nodes, "aedetect",
+        [helper.make_tensor_value_info(c, TensorProto.DOUBLE, ["n"]) for c in names],
+        [helper.make_tensor_value_info("score", TensorProto.DOUBLE, ["n"]),
+         helper.make_tensor_value_info("flag", TensorProto.INT32, ["n"])],
+        g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+                              producer_name="aedetect", producer_version=__version__)
+    model.ir_version = 8  # the IR of opset 17: older ONNX Runtimes load it too
+    helper.set_model_props(model, {"threshold": repr(scorer.threshold_), "score": scorer.score,
+                                   "features": json.dumps(names), "n_preprocessed": str(pre.n_features_out)})
+    checker.check_model(model, full_check=True)
+    return model
+
+
+def export_onnx(scorer, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write `scorer` (from `aedetect.runtime.load_scorer`) as one ONNX file at `path`."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ArtifactError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
+    data = onnx_model(scorer).SerializeToString()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
