@@ -1,11 +1,13 @@
 """The REST service: a FastAPI app factory over one verified model folder.
 
 Routes: `POST /v1/score` (one or many transactions, typed by the model's input schema),
-`GET /healthz`, `GET /v1/model` (the manifest, without local paths) and `GET /metrics`
-(Prometheus text). The model loads once in `create_app`; a folder that fails verification raises
-`ArtifactError` there, so the server never starts with a bad model. When the environment
-variable named by `api_key_env` is set, every route except `/healthz` needs that key in the
-`X-API-Key` header (compared in constant time).
+`GET /healthz`, `GET /v1/model` (the manifest, without local paths), `GET /metrics`
+(Prometheus text) and the open inference protocol under `/v2` (`aedetect.protocol_v2`). The
+model is the NumPy runtime (`aedetect.runtime`): the service never imports TensorFlow. It loads
+once in `create_app`; a folder that fails verification raises `ArtifactError` there, so the
+server never starts with a bad model. When the environment variable named by `api_key_env` is
+set, every route except the health routes needs that key in the `X-API-Key` header (compared in
+constant time).
 """
 
 
@@ -161,4 +163,13 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
         ]
         return ScoreResponse(threshold=det.threshold_, results=results)
 
+    from aedetect.protocol_v2 import create_v2_router
+
+    def on_scored(rows: int, flagged: int) -> None:
+        m["scored"].inc(rows)
+        m["flagged"].inc(flagged)
+
+    # The open inference protocol, model named after its folder: /v2/models/<folder name>/infer
+    app.include_router(create_v2_router(det, Path(model_dir).name, max_rows=settings.max_batch,
+                                        auth=require_key, on_scored=on_scored))
     return app
