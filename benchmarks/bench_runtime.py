@@ -35,7 +35,7 @@ KERAS_SCORE = """
 import sys
 from aedetect._quiet import import_tensorflow_quietly
 import_tensorflow_quietly()
-from aedetect.artifact import load_detector
+from aedetect.detector import load_detector
 from aedetect.scoring import score_file
 score_file(load_detector(sys.argv[1]), sys.argv[2], sys.argv[3])
 """
@@ -46,7 +46,7 @@ import sys, uvicorn
 from aedetect._quiet import import_tensorflow_quietly
 import_tensorflow_quietly()
 import aedetect.runtime
-from aedetect.artifact import load_detector
+from aedetect.detector import load_detector
 aedetect.runtime.load_scorer = load_detector
 from aedetect.service import create_app
 uvicorn.run(create_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
@@ -154,7 +154,7 @@ def in_memory(model: Path, data: Path, repeats: int) -> str:
     scorer = load_scorer(model)
     x = pacsv.read_csv(data).select(scorer.feature_names_in_).to_pandas().to_numpy("float64")
     import_tensorflow_quietly()
-    from aedetect.artifact import load_detector
+    from aedetect.detector import load_detector
 
     det = load_detector(model)
     paths = {"Keras detector (before)": lambda: det.anomaly_score(x),

@@ -51,7 +51,7 @@ def guide_model_dir(tmp_path_factory):
     from aedetect.detector import AutoencoderDetector
 
     df = generate_transactions(3000, 0.0, seed=2)
-    det = AutoencoderDetector((16, 6, 16), "tanh", epochs=2, score="mse", jit_compile=False,
+    det = AutoencoderDetector((16, 6, 16), "tanh", epochs=2, score_type="mse", jit_compile=False,
                               log_columns=CREDITCARD.log_columns,
                               periodic_columns=CREDITCARD.periodic_columns).fit(df[FEATURES])
     return det.save(tmp_path_factory.mktemp("models") / "guide")

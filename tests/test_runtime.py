@@ -36,7 +36,7 @@ def _assert_parity(scorer, detector, X):
 
 @pytest.mark.parametrize("which", ["default", "guide"])
 def test_runtime_equals_keras_path(model_dir, guide_model_dir, which):
-    from aedetect.artifact import load_detector
+    from aedetect.detector import load_detector
 
     path = model_dir if which == "default" else guide_model_dir
     scorer, detector = load_scorer(path), load_detector(path)
@@ -84,7 +84,7 @@ def test_score_and_serve_never_import_tensorflow(model_dir, tmp_path):
     generate_transactions(300, 0.05, seed=3).to_csv(data, index=False)
     code = textwrap.dedent(f"""
         import sys
-        for name in ("tensorflow", "keras", "sklearn", "scipy", "matplotlib", "h5py"):
+        for name in ("tensorflow", "keras", "matplotlib", "h5py"):
             sys.modules[name] = None  # any import of them raises ImportError
         from aedetect.cli import app
         app(["score", "--model", {str(model_dir)!r}, "--data", {str(data)!r},
@@ -108,9 +108,9 @@ def test_score_and_serve_never_import_tensorflow(model_dir, tmp_path):
 def test_runtime_equals_keras_path_on_real_data(tmp_path):
     """The real ULB file, all 284,807 rows, through a model trained on it briefly."""
     from aedetect import AutoencoderDetector
-    from aedetect.artifact import load_detector
     from aedetect.data.fetch import fetch_creditcard
     from aedetect.data.io import read_table
+    from aedetect.detector import load_detector
 
     df = read_table(fetch_creditcard())
     X = df[FEATURES]

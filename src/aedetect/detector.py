@@ -621,13 +621,15 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
-        """Write a model folder (model.keras + manifest.json), the documented way to ship a
-        model; see `aedetect.artifact`."""
+        """Write a model folder (model.keras, weights.npz + manifest.json), the documented way
+        to ship a model; see `aedetect.artifact`."""
         from aedetect.artifact import MODEL_FILE, write_folder
+        from aedetect.runtime import WEIGHTS_FILE, save_weights
 
         state = self._get_state()
-        return write_folder(path, state, {MODEL_FILE: self.model_.save}, metadata=metadata,
-                            overwrite=overwrite)
+        writers = {MODEL_FILE: self.model_.save,
+                   WEIGHTS_FILE: lambda p: save_weights(self.model_, p)}  # for aedetect.runtime
+        return write_folder(path, state, writers, metadata=metadata, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AutoencoderDetector:

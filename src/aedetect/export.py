@@ -72,7 +72,7 @@ def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = Fa
 
     names = list(detector.feature_names_in_)
     model, pre = detector.model_, detector.preprocessor_
-    kind, stats, threshold = detector.score, detector.score_stats_, float(detector.threshold_)
+    kind, stats, threshold = detector.score_type, detector.score_stats_, float(detector.threshold_)
     spec = {name: tf.TensorSpec([None], tf.float64, name=_safe(name)) for name in names}
 
     def serve(columns):
@@ -148,9 +148,9 @@ def onnx_model(scorer):
             h = g.op({"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}[activation], h)
     r = g.op("Cast", g.op("Sub", h, x), to=TensorProto.DOUBLE)
     d, stats = float(pre.n_features_out), scorer.score_stats_
-    if scorer.score == "mse":
+    if scorer.score_type == "mse":
         per = g.op("Div", g.op("Mul", r, r), g.const(d, "float64"))
-    elif scorer.score == "feature_normalized":
+    elif scorer.score_type == "feature_normalized":
         per = g.op("Div", g.op("Mul", r, r), g.const(stats["scale"] * d, "float64"))
     else:
         c = g.op("Sub", r, g.const(stats["mean"], "float64"))
@@ -167,7 +167,7 @@ def onnx_model(scorer):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
                               producer_name="aedetect", producer_version=__version__)
     model.ir_version = 8  # the IR of opset 17: older ONNX Runtimes load it too
-    helper.set_model_props(model, {"threshold": repr(scorer.threshold_), "score": scorer.score,
+    helper.set_model_props(model, {"threshold": repr(scorer.threshold_), "score": scorer.score_type,
                                    "features": json.dumps(names), "n_preprocessed": str(pre.n_features_out)})
     checker.check_model(model, full_check=True)
     return model

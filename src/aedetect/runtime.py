@@ -126,27 +126,28 @@ class Scorer:
 
     Same attributes and scoring calls as a loaded `AutoencoderDetector` (`feature_names_in_`,
     `feature_names_out_`, `threshold_`, `manifest_`, `anomaly_score`, `score_with_contributions`,
-    `predict`), so batch scoring and the service take either.
+    `score_matrix`, `predict`...), so batch scoring and the service take either.
     """
 
     def __init__(self, manifest, layers, path: Path | None = None):
         self.manifest_ = manifest
         self.path = path
         self.layers = layers
-        self.score = manifest.detector_params.get("score", "mse")
+        params = manifest.detector_params
+        self.score_type = params.get("score_type", params.get("score", "mse"))  # older folders: "score"
         self.score_stats_ = stats_from_config(manifest.score_stats)
         self.preprocessor_ = Preprocessor.from_config(manifest.preprocessing)
-        self.feature_names_in_ = list(manifest.input_schema["feature_names"])
+        self.feature_names_in_ = list(manifest.input_schema.feature_names)
         self.n_features_in_ = len(self.feature_names_in_)
-        self.threshold_ = float(manifest.threshold["value"])
+        self.threshold_ = float(manifest.threshold.value)
         d = self.preprocessor_.n_features_out
         if layers[0][0].shape[0] != d or layers[-1][0].shape[1] != d:
             raise ArtifactError(f"{path}: the network maps {layers[0][0].shape[0]} to "
                                 f"{layers[-1][0].shape[1]} features; the preprocessing gives {d}")
         if self.preprocessor_.feature_names != self.feature_names_in_:
             raise ArtifactError(f"{path}: the input schema and the preprocessing list different columns")
-        if self.score != "mse" and not self.score_stats_:
-            raise ArtifactError(f"{path}: score {self.score!r} needs score_stats, which the manifest lacks")
+        if self.score_type != "mse" and not self.score_stats_:
+            raise ArtifactError(f"{path}: score {self.score_type!r} needs score_stats, which the manifest lacks")
         if not np.isfinite(self.threshold_):
             raise ArtifactError(f"{path}: threshold {self.threshold_!r} is not a finite number")
 
@@ -172,7 +173,7 @@ class Scorer:
 
     def _contributions(self, x: np.ndarray) -> np.ndarray:
         x_pre = self.preprocessor_.transform(x)
-        return contributions(self.score, self.score_stats_, self.residuals(x_pre))
+        return contributions(self.score_type, self.score_stats_, self.residuals(x_pre)).astype("float64")
 
     def _matrix(self, X) -> np.ndarray:
         if hasattr(X, "columns"):  # a DataFrame (pandas is not imported for arrays)
@@ -199,13 +200,22 @@ class Scorer:
         return arr
 
     def feature_contributions(self, X) -> np.ndarray:
-        """Each preprocessed feature's share of the score: rows sum to `anomaly_score(X)`.
+        """Each preprocessed feature's share of the score: rows sum to `anomaly_score(X)`."""
+        return self._blocks(self._matrix(X))
+
+    def score_matrix(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and contributions of a float matrix already checked by the caller (columns in
+        the model's order, finite): the batch scorer's and the service's fast path."""
+        c = self._blocks(np.asarray(x, dtype="float64"))
+        return c.sum(axis=1), c
+
+    def _blocks(self, x: np.ndarray) -> np.ndarray:
+        """Contributions of checked rows `x`.
 
         Large inputs go through in blocks of `CHUNK` rows, one block per core at a time, with
         BLAS on one thread: the blocks stay in the CPU caches, and a threaded BLAS on these
         narrow matrices spends its time synchronising (several times slower on a busy machine).
         """
-        x = self._matrix(X)
         if len(x) <= CHUNK:
             return self._contributions(x)
         from threadpoolctl import threadpool_limits
@@ -223,12 +233,21 @@ class Scorer:
         """Anomaly score of each row: higher = more anomalous (see `aedetect.scores`)."""
         return self.feature_contributions(X).sum(axis=1)
 
+    @property
+    def offset_(self) -> float:
+        return -self.threshold_
+
+    def score_samples(self, X) -> np.ndarray:
+        """scikit-learn's convention: the opposite of `anomaly_score` (lower = more abnormal)."""
+        return -self.anomaly_score(X)
+
     def decision_function(self, X) -> np.ndarray:
-        return self.anomaly_score(X) - self.threshold_
+        """``score_samples(X) - offset_``: negative for outliers (flagged rows)."""
+        return self.score_samples(X) - self.offset_
 
     def predict(self, X) -> np.ndarray:
-        """1 for flagged rows (score > threshold), else 0."""
-        return (self.anomaly_score(X) > self.threshold_).astype("int8")
+        """-1 for outliers (``anomaly_score > threshold_``), +1 for inliers."""
+        return np.where(self.anomaly_score(X) > self.threshold_, -1, 1)
 
 
 def load_scorer(model_dir: str | os.PathLike) -> Scorer:
