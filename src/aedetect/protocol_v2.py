@@ -201,7 +201,8 @@ def create_v2_router(scorer, model_name: str, *, max_rows: int = 1000, auth: Cal
         check_name(name)
         return {"name": name, "ready": True}
 
-    @router.post("/models/{name}/infer", response_model=InferenceResponse, dependencies=guarded,
+    @router.post("/models/{name}/infer", response_model=InferenceResponse, response_model_exclude_none=True,
+                 dependencies=guarded,
                  responses={400: {"description": 'a bad request: `{"error": message}`'},
                             404: {"description": "another model name"}})
     def infer(name: str, body: InferenceRequest) -> InferenceResponse:  # sync: runs off the loop
