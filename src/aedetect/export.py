@@ -48,18 +48,8 @@ def _safe(name: str) -> str:
 def _preprocess_tf(pre, columns: dict, names: list[str]):
     import tensorflow as tf
 
-    periodic = dict(pre.periodic_columns)
-    cols = []
-    for c in names:
-        v = tf.cast(columns[c], tf.float64)
-        if c in periodic:
-            phase = (2 * np.pi / periodic[c]) * v
-            cols += [tf.sin(phase), tf.cos(phase)]
-        elif c in pre.log_columns:
-            cols.append(tf.math.log1p(tf.maximum(v, 0.0)))
-        else:
-            cols.append(v)
-    x = tf.cast(tf.stack(cols, axis=1), tf.float32)
+    x = tf.stack([tf.cast(columns[c], tf.float64) for c in names], axis=1)
+    x = tf.cast(pre._expand_tf(x), tf.float32)  # log1p and periodic columns in float64, as in NumPy
     return (x - tf.constant(pre.mean_, tf.float32)) / tf.constant(pre.scale_, tf.float32)
 
 
