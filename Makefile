@@ -11,7 +11,7 @@ SEEDS ?= 2
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -35,7 +35,7 @@ test-slow: $(STAMP)
 # Benchmarks need the `bench` extra (PyOD and the CPU build of torch) on top of the dev install.
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark,bench]"
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

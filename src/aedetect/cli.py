@@ -20,6 +20,8 @@ app = typer.Typer(help="Anomaly detection in tabular data with autoencoders.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Fetch, generate and convert data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+spark_app = typer.Typer(help="Score on Apache Spark (needs the spark extra).", no_args_is_help=True)
+app.add_typer(spark_app, name="spark")
 console = Console(stderr=True, soft_wrap=True)  # messages are not cut at 80 columns
 # Tables on stdout: full width when piped or redirected (Rich would cut them to 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -48,8 +50,8 @@ def _main_options(
     console.quiet = quiet
 
 DataOpt = Annotated[str, typer.Option(
-    "--data", help="CSV/Parquet file with the credit-card columns, or 'creditcard' to fetch "
-    "the real ULB file")]
+    "--data", help="CSV/Parquet file with the credit-card columns, 'creditcard' to fetch "
+    "the real ULB file, or (train) a folder of Parquet/CSV shards of normal rows, streamed")]
 SeedOpt = Annotated[int, typer.Option(help="seed for the split, the weights and the shuffling")]
 ProtocolOpt = Annotated[str, typer.Option(help="split protocol: 'guide' or 'time'")]
 
@@ -247,8 +249,42 @@ def train(
     config = _config(preset, config_file, settings, protocol=protocol, seed=seed,
                      hidden_units=_units(hidden_units), epochs=epochs,
                      threshold_rule=threshold_rule, input_pipeline=input_pipeline)
-    _train(data, config, model_dir, overwrite)
+    if Path(data).is_dir():
+        _train_shards(Path(data), config, model_dir, overwrite)
+    else:
+        _train(data, config, model_dir, overwrite)
     console.print(f"model written to {model_dir}")
+
+
+def _train_shards(folder: Path, config, model_dir: Path, overwrite: bool) -> None:
+    """Train on a folder of Parquet/CSV shards of normal rows, streamed (see data/shards.py)."""
+    from aedetect.thresholds import get_rule
+
+    rule = get_rule(config.threshold_rule)
+    if rule.data not in ("normal", "none"):
+        raise UsageError(f"training from a shard folder supports --threshold-rule "
+                         f"normal_percentile or fixed (no labelled selection set); got "
+                         f"{config.threshold_rule!r}")
+    if model_dir.exists() and not overwrite:
+        raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
+    _tensorflow()
+    from aedetect.callbacks import TrainingProgress
+    from aedetect.data.shards import fit_from_shards
+    from aedetect.thresholds import choose_threshold
+    from aedetect.train import new_detector
+
+    det = new_detector(config)
+    with TrainingProgress(config.param("epochs"), console) as progress:
+        det, data = fit_from_shards(det, folder, callbacks=[progress])
+    if rule.data == "none":  # fixed; normal_percentile was set by fit from the held-out rows
+        value = config.param("threshold_value")
+        det.threshold = choose_threshold(rule.name, value=10.0 if value is None else value)
+    det.save(model_dir, overwrite=overwrite, metadata={
+        "data_folder": str(folder), "shards": len(data.files), "rows_in_shards": data.n_rows,
+        "seed": config.seed, "config": config.model_dump()})
+    console.print(f"trained {det.n_epochs_} epochs (best {det.best_epoch_}) on {det.n_train_:,} "
+                  f"normal rows streamed from {len(data.files)} shard(s), validated on "
+                  f"{det.n_validation_:,}; threshold {det.threshold_:.4g} ({det.threshold.rule})")
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the results as JSON on stdout "
@@ -408,6 +444,40 @@ def serve(
     auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
     console.print(f"serving {model_dir} on http://{host}:{port} (API-key auth {auth})")
     uvicorn.run(api, host=host, port=port, log_level="warning")
+
+
+@spark_app.command("score")
+def spark_score(
+    model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
+    data: Annotated[str, typer.Option("--data", help="Parquet file or folder (any path Spark reads)")],
+    out_dir: Annotated[str, typer.Option("--out", help="Parquet folder to write")],
+    master: Annotated[str | None, typer.Option(help="classic Spark master, e.g. local[2] or "
+                                               "yarn \\[default: local[*]]")] = None,
+    remote: Annotated[str | None, typer.Option(help="Spark Connect URL, e.g. sc://host:15002")] = None,
+    id_columns: Annotated[str, typer.Option(help="comma-separated columns to copy to the output")] = "",
+    top_k: Annotated[int, typer.Option(help="top contributing features per row")] = 3,
+    overwrite: bool = False,
+):
+    """Score Parquet on Spark and write Parquet: ids, score, flag, top features, reason."""
+    from aedetect.artifact import read_manifest
+    from aedetect.spark import score_parquet, session
+
+    if top_k < 0:
+        raise UsageError(f"--top-k must be >= 0; got {top_k}")
+    if master and remote:
+        raise UsageError("give --master or --remote, not both")
+    read_manifest(model_dir)  # a bad folder fails before a Spark session starts
+    if "://" not in out_dir and Path(out_dir).exists() and not overwrite:
+        raise AedetectError(f"{out_dir} already exists; pass --overwrite to replace it")
+    ids = [c.strip() for c in id_columns.split(",") if c.strip()]
+    with console.status("starting Spark"):
+        spark = session(master, remote)
+    with console.status(f"scoring {data} on Spark"):
+        s = score_parquet(spark, model_dir, data, out_dir, id_columns=ids, top_k=top_k,
+                          overwrite=overwrite)
+    console.print(f"scored {s['rows'] - s['unscored']:,} of {s['rows']:,} rows, flagged "
+                  f"{s['flagged']:,}; {s['unscored']:,} row(s) could not be scored (see the "
+                  f"reason column); wrote {out_dir}")
 
 
 def _settings(cls, **kwargs):
