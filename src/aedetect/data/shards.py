@@ -130,8 +130,11 @@ def shard_data(folder, features, *, seed: int = 0, validation_fraction: float = 
     if n_rows == 0:
         raise DataError(f"{folder}: the shards hold no rows")
     share = min(validation_fraction, max_validation / n_rows)
-    val = [x[_held_out(seed, i, b, len(x), share)]
-           for i, b, x in iter_blocks(files, features, label, block_rows)]
+    val, n_train = [], 0
+    for i, b, x in iter_blocks(files, features, label, block_rows):
+        held = _held_out(seed, i, b, len(x), share)
+        val.append(x[held])
+        n_train += int((~held).sum())
     validation = np.concatenate(val) if val else np.empty((0, len(features)))
     if len(validation) < 2:
         raise DataError(f"{folder}: too few normal rows to hold out for validation "
@@ -143,6 +146,9 @@ def shard_data(folder, features, *, seed: int = 0, validation_fraction: float = 
 
     spec = tf.TensorSpec([None, len(features)], tf.float64)
     train = tf.data.Dataset.from_generator(train_blocks, output_signature=spec).unbatch()
+    # A known length lets Keras count the steps of an epoch instead of running into the end
+    # of the data (and warning about it) on every epoch.
+    train = train.apply(tf.data.experimental.assert_cardinality(n_train))
     return ShardData(train, validation, files, n_rows)
 
 
