@@ -45,13 +45,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30, help="at most (early stopping may end sooner)")
     args = ap.parse_args()
     df, split = real_data()
-    rows = []
-    for size in args.sizes:
-        n = None if size == "all" else int(size)
-        runs = [run(df, split, n, seed, args.epochs) for seed in range(args.seeds)]
-        for seed, r in enumerate(runs):
+    sizes = [None if size == "all" else int(size) for size in args.sizes]
+    results: dict = {n: [] for n in sizes}
+    for seed in range(args.seeds):  # every size once before the next seed: partial runs still compare
+        for n in sizes:
+            r = run(df, split, n, seed, args.epochs)
+            results[n].append(r)
             print(f"n={r['n']} seed={seed}: PR-AUC {r['pr_auc']:.4f} ROC-AUC {r['roc_auc']:.4f} "
                   f"{r['epochs']} epochs {r['seconds']:.0f} s", flush=True)
+    rows = []
+    for runs in results.values():
         pr = [r["pr_auc"] for r in runs]
         rows.append([runs[0]["n"], median(pr), float(np.min(pr)), float(np.max(pr)),
                      median([r["roc_auc"] for r in runs]), median([r["seconds"] for r in runs])])

@@ -1,7 +1,5 @@
 """Training from a folder of Parquet/CSV shards, streamed, against the in-memory fit."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,26 +21,6 @@ def shards(tmp_path_factory):
         df.iloc[i * 1500:(i + 1) * 1500].to_parquet(d / f"part-{i:05d}.parquet")
     (d / "_SUCCESS").touch()
     return d, df
-
-
-def test_streaming_fit_matches_the_in_memory_preprocessing(shards):
-    from aedetect.data.shards import fit_from_shards
-    from aedetect.detector import AutoencoderDetector
-
-    d, df = shards
-    det = AutoencoderDetector(hidden_units=(8, 4, 8), epochs=1, batch_size=256, seed=3,
-                              log_columns=CREDITCARD.log_columns,
-                              periodic_columns=CREDITCARD.periodic_columns, jit_compile=False)
-    det, data = fit_from_shards(det, d, validation_fraction=0.1, block_rows=500)
-    files = shard_files(d)
-    train = np.concatenate([x[~_held_out(3, i, b, len(x), 0.1)]
-                            for i, b, x in iter_blocks(files, FEATURES, block_rows=500)])
-    normals = (df["Class"] == 0).sum()
-    assert len(train) + len(data.validation) == normals and det.n_train_ == len(train)
-    ref = Preprocessor(FEATURES, CREDITCARD.log_columns, CREDITCARD.periodic_columns).fit(train)
-    np.testing.assert_allclose(det.preprocessor_.mean_, ref.mean_, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(det.preprocessor_.scale_, ref.scale_, rtol=1e-6)
-    assert np.isfinite(det.threshold_) and det.n_validation_ == len(data.validation)
 
 
 def test_validation_is_seeded_bounded_and_the_same_from_csv(shards, tmp_path):
@@ -69,18 +47,29 @@ def test_bad_shard_folders_name_the_problem(tmp_path, setup, message):
         shard_data(tmp_path, FEATURES)
 
 
-def test_cli_trains_from_a_shard_folder(shards, tmp_path):
+def test_cli_trains_from_a_shard_folder_like_the_in_memory_fit(shards, tmp_path):
+    """`aedetect train --data folder/` streams the shards; its preprocessing statistics equal an
+    in-memory fit on the same training rows, and the held-out rows are the validation set."""
     from typer.testing import CliRunner
 
+    from aedetect.artifact import load_detector
     from aedetect.cli import app
 
-    d, _ = shards
+    d, df = shards
     out = tmp_path / "model"
     result = CliRunner().invoke(app, ["train", "--data", str(d), "--out", str(out), "--epochs", "1",
-                                      "--hidden-units", "8,4,8", "--batch-size", "256"])
+                                      "--hidden-units", "8,4,8", "--batch-size", "256", "--seed", "3"])
     assert result.exit_code == 0, result.output
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["metadata"]["shards"] == 4 and manifest["training"]["n_train"] > 5000
+    det = load_detector(out)
+    assert det.manifest_.metadata["shards"] == 4
+    train = np.concatenate([x[~_held_out(3, i, b, len(x), 0.1)]
+                            for i, b, x in iter_blocks(shard_files(d), FEATURES)])
+    assert det.n_train_ == len(train) and det.n_train_ + det.n_validation_ == (df["Class"] == 0).sum()
+    ref = Preprocessor(FEATURES, CREDITCARD.log_columns, CREDITCARD.periodic_columns).fit(train)
+    np.testing.assert_allclose(det.preprocessor_.mean_, ref.mean_, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(det.preprocessor_.scale_, ref.scale_, rtol=1e-6)
+    assert np.isfinite(det.threshold_) and det.threshold.rule == "normal_percentile"
+
     bad = CliRunner().invoke(app, ["train", "--data", str(d), "--out", str(tmp_path / "m2"),
                                    "--threshold-rule", "best_f1"])
     assert bad.exit_code != 0 and "normal_percentile or fixed" in str(bad.exception)

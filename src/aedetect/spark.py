@@ -89,20 +89,24 @@ def _archive(model_dir: Path, digest: str) -> Path:
     return path
 
 
-def ship_model(spark, model_dir: str | os.PathLike) -> ShippedModel:
-    """Verify the model folder here, then add it to `spark` as an archive (once per session)."""
+def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
+    """Verify the model folder here (every file against the manifest) and describe it."""
     from aedetect.artifact import read_manifest
     from aedetect.preprocessing import Preprocessor
 
-    model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)  # refuses a tampered or incomplete folder
     digest = manifest_digest(model_dir)
-    features = tuple(manifest.input_schema.feature_names)
-    names_out = tuple(Preprocessor.from_config(manifest.preprocessing).output_names)
-    shipped = ShippedModel(f"aedetect-model-{digest[:16]}.zip", digest, features, names_out)
-    key = (id(spark), digest)
+    return ShippedModel(f"aedetect-model-{digest[:16]}.zip", digest,
+                        tuple(manifest.input_schema.feature_names),
+                        tuple(Preprocessor.from_config(manifest.preprocessing).output_names))
+
+
+def ship_model(spark, model_dir: str | os.PathLike, shipped: ShippedModel | None = None) -> ShippedModel:
+    """Add the verified model folder to `spark` as an archive (once per session)."""
+    shipped = shipped or prepare_model(model_dir)
+    key = (id(spark), shipped.digest)
     if key not in _shipped:
-        spark.addArtifacts(str(_archive(model_dir, digest)), archive=True)
+        spark.addArtifacts(str(_archive(Path(model_dir), shipped.digest)), archive=True)
         _shipped[key] = (spark, shipped)  # holding the session keeps its id from being reused
     return shipped
 
@@ -134,8 +138,9 @@ def score(df, model_dir: str | os.PathLike, *, id_columns=(), top_k: int = 3):
     _pyspark()
     _check_args(top_k)
     id_columns = tuple(id_columns)
-    shipped = ship_model(df.sparkSession, model_dir)
+    shipped = prepare_model(model_dir)
     check_schema(df.schema, shipped.features, id_columns)
+    ship_model(df.sparkSession, model_dir, shipped)
     return score_shipped(df, shipped, id_columns, top_k)
 
 
@@ -158,8 +163,9 @@ def score_udf(df, model_dir: str | os.PathLike, *, top_k: int = 3, batch_size: i
 
     from aedetect.spark_worker import make_predict_fn
 
-    shipped = ship_model(df.sparkSession, model_dir)
+    shipped = prepare_model(model_dir)
     check_schema(df.schema, shipped.features)
+    ship_model(df.sparkSession, model_dir, shipped)
     schema = output_schema(df.schema, (), top_k)
     udf = predict_batch_udf(partial(make_predict_fn, shipped, top_k), return_type=schema,
                             batch_size=batch_size)
