@@ -229,7 +229,7 @@ score(df, {str(model_dir)!r}, id_columns=["txn_id"], top_k=2).write.parquet({str
 print(type(spark).__module__)
 spark.stop()
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYSPARK_PYTHON": sys.executable})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "pyspark.sql.connect" in proc.stdout
