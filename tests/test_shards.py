@@ -52,7 +52,7 @@ def test_cli_trains_from_a_shard_folder_like_the_in_memory_fit(shards, tmp_path)
     in-memory fit on the same training rows, and the held-out rows are the validation set."""
     from typer.testing import CliRunner
 
-    from aedetect.artifact import load_detector
+    from aedetect.detector import load_detector
     from aedetect.cli import app
 
     d, df = shards
