@@ -52,8 +52,8 @@ def test_cli_trains_from_a_shard_folder_like_the_in_memory_fit(shards, tmp_path)
     in-memory fit on the same training rows, and the held-out rows are the validation set."""
     from typer.testing import CliRunner
 
-    from aedetect.detector import load_detector
     from aedetect.cli import app
+    from aedetect.detector import load_detector
 
     d, df = shards
     out = tmp_path / "model"
