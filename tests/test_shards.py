@@ -58,7 +58,7 @@ def test_cli_trains_from_a_shard_folder_like_the_in_memory_fit(shards, tmp_path)
     d, df = shards
     out = tmp_path / "model"
     result = CliRunner().invoke(app, ["train", "--data", str(d), "--out", str(out), "--epochs", "1",
-                                      "--hidden-units", "8,4,8", "--batch-size", "256", "--seed", "3"])
+                                      "--hidden-units", "8,4,8", "--set", "batch_size=256", "--seed", "3"])
     assert result.exit_code == 0, result.output
     det = load_detector(out)
     assert det.manifest_.metadata["shards"] == 4
