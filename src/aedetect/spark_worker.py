@@ -4,7 +4,7 @@ This module is imported inside Spark's Python workers, never pickled: the model 
 (a cache in `__main__` would be pickled, empty, into every task) and survives from task to task
 and job to job while Spark reuses the worker (`spark.python.worker.reuse`, on by default). It
 imports no pyspark.sql and no TensorFlow at import time; the thread limits are set before the
-model (and with it TensorFlow) is first loaded.
+model is first loaded (the TensorFlow-free runtime, `aedetect.runtime.load_scorer`).
 """
 
 from __future__ import annotations
@@ -45,14 +45,15 @@ def manifest_digest(model_dir: str | os.PathLike) -> str:
 
 
 def load_model(model_dir: str | os.PathLike):
-    """The one place the worker builds a model: swap in the TensorFlow-free runtime here.
+    """The one place the worker builds a model: the TensorFlow-free runtime (NumPy), so a
+    Python worker never pays TensorFlow's start-up time and memory.
 
-    The returned object needs `score_matrix(x) -> (scores, contributions)` for a checked
-    float matrix and `threshold_`.
+    The returned object has `score_matrix(x) -> (scores, contributions)` for a checked float
+    matrix and `threshold_`.
     """
-    from aedetect.detector import load_detector
+    from aedetect.runtime import load_scorer
 
-    return load_detector(model_dir)
+    return load_scorer(model_dir)
 
 
 def limit_threads(n: int) -> None:
