@@ -8,6 +8,8 @@ import sys
 import pandas as pd
 import pytest
 
+from aedetect.data.generate import generate_transactions
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
@@ -151,3 +153,32 @@ def test_tables_are_not_cut_when_piped():
             "tab.add_row('x' * 150, '1'); c.out.print(tab)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
     assert "x" * 150 in proc.stdout
+
+
+def test_monitor_alarms_on_the_shifted_day_and_exits_3(trained, workdir):
+    _, model = trained
+    assert "reference.json" in json.loads((model / "manifest.json").read_text())["files"]
+    new = workdir / "new.csv"
+    df = generate_transactions(3000, 0.02, seed=21)
+    late = df["Time"] >= 86_400
+    df.loc[late, "V3"] += 2 * df["V3"].std()
+    df.to_csv(new, index=False)
+    proc = run("monitor", "--model", model, "--data", new, "--window", "1d", "--report",
+               workdir / "drift", ok=False)
+    assert proc.returncode == 3, proc.stderr
+    assert "ALARM" in proc.stdout and "24h-48h: columns that moved most: V3" in proc.stderr
+    drift = json.loads((workdir / "drift" / "drift.json").read_text())
+    first, second = drift["windows"]
+    assert not first["alarm"] and second["alarm"] and second["drifted_columns"][0] == "V3"
+    assert second["labels"]["tp"] + second["labels"]["fn"] == int(df.loc[late, "Class"].sum())
+    html = (workdir / "drift" / "report.html").read_text()
+    assert html.count("<img") == 4 and "Benjamini-Hochberg" in html  # flagged share, PSI, 2 windows
+
+
+def test_monitor_needs_a_reference(model_dir, workdir):
+    """A model folder saved without a reference (as by AutoencoderDetector.save)."""
+    new = workdir / "new-noref.csv"
+    generate_transactions(500, 0.02, seed=22).to_csv(new, index=False)
+    proc = run("monitor", "--model", model_dir, "--data", new, ok=False)
+    assert proc.returncode == 2 and "has no reference.json" in proc.stderr
+    assert "pass --reference DATA" in proc.stderr and "Traceback" not in proc.stderr

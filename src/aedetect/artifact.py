@@ -27,10 +27,11 @@ FORMAT = "aedetect-artifact"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
+REFERENCE_FILE = "reference.json"  # the drift-monitoring profile (aedetect.monitor), when trained with one
 MAX_MANIFEST_BYTES = 64 << 20
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILE", "Manifest", "atomic_folder",
-           "read_manifest", "write_folder"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILE", "REFERENCE_FILE", "Manifest",
+           "atomic_folder", "read_manifest", "write_folder"]
 
 
 class InputSchema(BaseModel):

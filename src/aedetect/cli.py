@@ -183,21 +183,28 @@ def _units(text: str | None) -> list[int] | str | None:
                          f"got {text!r}") from None
 
 
-def _train(data, config, model_dir: Path | None, overwrite: bool):
+def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Path | None = None):
     if model_dir is not None and model_dir.exists() and not overwrite:
         raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
+    if warm_start is not None:
+        from aedetect.artifact import read_manifest
+
+        read_manifest(warm_start)  # a bad folder fails before the data loads
     df, path = _load(data)
     _tensorflow()
     from aedetect.callbacks import TrainingProgress
     from aedetect.train import train_detector
 
+    base = _load_model(warm_start) if warm_start is not None else None
     with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
         with TrainingProgress(config.param("epochs"), console) as progress:
-            result = train_detector(df, config, callbacks=[progress], work_dir=work)
+            result = train_detector(df, config, callbacks=[progress], work_dir=work, warm_start=base)
     det = result.detector
     meta = {"data_file": str(path), "data_fingerprint": result.data_fingerprint,
             "protocol": config.protocol, "seed": config.seed, "split_sizes": result.split.sizes(),
             "config": config.model_dump()}
+    if warm_start is not None:
+        meta["warm_start"] = _compare_with_parent(warm_start, det, df, result.split)
     if model_dir is not None:
         det.save(model_dir, metadata=meta, overwrite=overwrite)
     console.print(f"trained {det.n_epochs_} epochs (best {det.best_epoch_}) on "
@@ -222,6 +229,23 @@ ConfigOpt = Annotated[Path | None, typer.Option(
     "the flags override it")]
 
 
+def _compare_with_parent(parent_dir: Path, det, df, split) -> dict:
+    """The parent and the warm-started model on the new split's test rows (for the time
+    protocol, the most recent ones): printed, and kept in the new model's metadata."""
+    from aedetect.data.schema import CREDITCARD
+    from aedetect.detector import load_detector
+    from aedetect.monitor import load_reference
+    from aedetect.monitor_report import compare_models, comparison_table
+
+    part = df.iloc[split.test]
+    rows = compare_models({f"before: {parent_dir}": (load_detector(parent_dir), load_reference(parent_dir)),
+                           "after (warm start)": (det, det.reference_)},
+                          part, part[CREDITCARD.label].to_numpy(), skip=(CREDITCARD.time,))
+    what = f"the {len(part):,} test rows of the new data ({split.protocol} protocol)"
+    out.print(comparison_table(rows, f"before and after the warm start, on {what}"))
+    return {"from": str(parent_dir), "compared_on": what, "models": rows}
+
+
 @app.command()
 def train(
     model_dir: Annotated[Path, typer.Option("--out", help="model folder to write")],
@@ -243,6 +267,10 @@ def train(
         help="'memory' or 'tfrecord' \\[default: memory]")] = None,
     settings: SetOpt = None,
     config_file: ConfigOpt = None,
+    warm_start: Annotated[Path | None, typer.Option(
+        help="model folder to continue training from, on newer normals: its preprocessing and "
+        "network are kept (network settings are ignored), the score statistics and threshold are "
+        "refitted; both models are then compared on the test rows")] = None,
     overwrite: bool = False,
 ):
     """Train on the training normals of a split and write the model folder."""
@@ -250,9 +278,11 @@ def train(
                      hidden_units=_units(hidden_units), epochs=epochs,
                      threshold_rule=threshold_rule, input_pipeline=input_pipeline)
     if Path(data).is_dir():
+        if warm_start is not None:
+            raise UsageError("--warm-start reads one table; it does not take a folder of shards")
         _train_shards(Path(data), config, model_dir, overwrite)
     else:
-        _train(data, config, model_dir, overwrite)
+        _train(data, config, model_dir, overwrite, warm_start)
     console.print(f"model written to {model_dir}")
 
 
@@ -432,14 +462,16 @@ def serve(
     api_key_env: Annotated[str, typer.Option(
         help="environment variable holding the API key; auth is on when it is set")] = "AEDETECT_API_KEY",
     top_k: Annotated[int, typer.Option(help="top contributing features per transaction")] = 3,
+    drift_window: Annotated[int, typer.Option(
+        help="latest scored rows compared with the reference for GET /v1/drift and the drift gauges")] = 10_000,
 ):
-    """Serve the model over HTTP: POST /v1/score, GET /healthz, /v1/model, /metrics."""
+    """Serve the model over HTTP: POST /v1/score, GET /healthz, /v1/model, /v1/drift, /metrics."""
     import uvicorn
 
     from aedetect.service import ServiceSettings, create_app
 
     settings = _settings(ServiceSettings, max_batch=max_batch, max_body_bytes=max_body_bytes,
-                         api_key_env=api_key_env, top_k=top_k)
+                         api_key_env=api_key_env, top_k=top_k, drift_window=drift_window)
     api = create_app(model_dir, settings)  # verifies the folder; loads no TensorFlow
     auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
     console.print(f"serving {model_dir} on http://{host}:{port} (API-key auth {auth})")
@@ -486,6 +518,77 @@ def _settings(cls, **kwargs):
     except ValidationError as exc:
         first = exc.errors()[0]
         raise UsageError(f"option {first['loc'][0]!r}: {first['msg']}") from None
+
+
+@app.command()
+def monitor(
+    model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
+    data: Annotated[Path, typer.Option("--data", help="CSV/Parquet file of new rows")],
+    window: Annotated[str | None, typer.Option(
+        help="cut the rows into windows of this length of --time-column, e.g. 4h, 1d, 30m; "
+        "default: one batch")] = None,
+    time_column: Annotated[str, typer.Option(help="seconds (like the ULB Time) or dates")] = "Time",
+    label_column: Annotated[str, typer.Option(
+        help="0/1 labels, used for precision and recall when the file has them")] = "Class",
+    reference: Annotated[Path | None, typer.Option(
+        help="CSV/Parquet to take the reference from (normal rows, labels when present), for a "
+        "model folder without reference.json")] = None,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report", help="folder for report.html, its PNGs, drift.json and drift.md")] = None,
+    json_out: Annotated[Path | None, typer.Option("--out", help="write drift.json here")] = None,
+    as_json: JsonOpt = False,
+    alpha: Annotated[float, typer.Option(help="test level after the Benjamini-Hochberg correction")] = 0.01,
+    psi_alarm: Annotated[float, typer.Option(help="PSI a column or the score must reach to alarm")] = 0.2,
+    share_ratio: Annotated[float, typer.Option(
+        help="flagged (or anomaly) share must be off its promised interval by this factor to alarm")] = 1.5,
+):
+    """Compare new rows (per time window) with the model's reference: column and score drift,
+    flagged share against the promise, precision and recall. Exit code 3 when an alarm fires."""
+    from aedetect.data.io import read_raw
+    from aedetect.monitor import DriftSettings, load_reference
+    from aedetect.monitor_report import monitor_frame, parse_window, rich_table, write_outputs
+
+    settings = _settings(DriftSettings, alpha=alpha, psi_alarm=psi_alarm, share_ratio=share_ratio)
+    try:
+        seconds = parse_window(window) if window else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    ref = load_reference(model_dir)
+    if ref is None and reference is None:
+        raise UsageError(f"{model_dir} has no reference.json (trained before drift monitoring); "
+                            "pass --reference DATA to take one from a file of rows like the training data")
+    df = read_raw(data)
+    ref_df = read_raw(reference) if reference is not None else None
+    det = _load_model(model_dir)
+    if ref_df is not None:
+        from aedetect.monitor import reference_from_frame
+
+        ref = reference_from_frame(det, ref_df, label_column, source=str(reference),
+                                   time_column=time_column if time_column in ref_df.columns else None)
+    with console.status("scoring and comparing"):
+        run = monitor_frame(det, ref, df, window=seconds, time_column=time_column,
+                            label_column=label_column, settings=settings, source=str(data))
+    if as_json:
+        import json
+
+        print(json.dumps(run.summary, indent=2))
+    else:
+        out.print(rich_table(run.summary))
+        for line in run.summary["hint"]:
+            console.print(f"[yellow]{line}[/yellow]", highlight=False)
+    if json_out is not None:
+        from aedetect.ui import write_json
+
+        write_json(run.summary, json_out)
+    if report_dir is not None:
+        with console.status("drawing the report"):
+            path = write_outputs(run, ref, report_dir, f"aedetect drift: {data}")
+        console.print(f"report written to {path}")
+    if run.alarm:
+        n = sum(w["alarm"] for w in run.summary["windows"])
+        console.print(f"[bold red]alarm[/bold red] in {n} of {len(run.summary['windows'])} window(s); "
+                      f"to retrain from this model: aedetect train --warm-start {model_dir} --data NEWER.csv")
+        raise typer.Exit(3)
 
 
 @app.command()

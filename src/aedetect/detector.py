@@ -308,7 +308,8 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         return [f"x{i}" for i in range(self.n_features_in_)]
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, X, y=None, *, validation_data=None, callbacks=(), feature_names=None):
+    def fit(self, X, y=None, *, validation_data=None, callbacks=(), feature_names=None,
+            warm_start: bool = False):
         """Train on normal rows `X`.
 
         Parameters
@@ -325,6 +326,10 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
             Extra Keras callbacks (progress bars, timers).
         feature_names : sequence of str, default=None
             Column names of a `tf.data.Dataset` `X`.
+        warm_start : bool, default=False
+            Continue from this fitted detector (rows in memory, the same columns): its
+            preprocessing and network are kept and the weights keep training on `X`; the score
+            statistics and the threshold are refitted on the new validation normals.
 
         Returns
         -------
@@ -344,6 +349,10 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         # same result for the same seed and thread count (a test checks this).
         keras.utils.set_random_seed(self.seed)
 
+        if warm_start:
+            check_is_fitted(self)
+            if isinstance(X, tf.data.Dataset):
+                raise ValueError("warm_start needs rows in memory (a DataFrame or an array)")
         if isinstance(X, tf.data.Dataset):
             if validation_data is None:
                 raise ValueError("fit() on a tf.data.Dataset needs validation_data")
@@ -365,7 +374,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
                 np.concatenate([b.numpy() for b in validation_data.batch(65_536)]))
             x_shape = x_val
         else:
-            x = self._validate_X(X, reset=True)
+            x = self._validate_X(X, reset=not warm_start)
             if validation_data is None:
                 if len(x) < 2:
                     raise DataError(f"fit needs at least 2 rows, to hold some out for validation; "
@@ -376,7 +385,8 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
             else:
                 val_raw = self._validate_X(validation_data, reset=False)
             digest, n_train = hashlib.sha256(np.ascontiguousarray(x).tobytes()), len(x)
-            self.preprocessor_ = self._new_preprocessor().fit(x)
+            if not warm_start:
+                self.preprocessor_ = self._new_preprocessor().fit(x)
             self.batch_size_ = effective_batch_size(self.batch_size, n_train)
             x_pre = self.preprocessor_.transform(x)
             passes = passes_per_epoch(n_train, self.batch_size_) if self.epochs == "auto" else 1
@@ -384,10 +394,13 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
             x_val = self.preprocessor_.transform(val_raw)
             x_shape = x_pre
 
-        self.hidden_units_ = resolve_hidden_units(self.hidden_units, x_shape)
-        model = build_autoencoder(self.preprocessor_.n_features_out, self.hidden_units_,
-                                  self.activation, noise_std=self.noise_std,
-                                  dropout=self.dropout, l2=self.l2)
+        if warm_start:
+            model = self.model_
+        else:
+            self.hidden_units_ = resolve_hidden_units(self.hidden_units, x_shape)
+            model = build_autoencoder(self.preprocessor_.n_features_out, self.hidden_units_,
+                                      self.activation, noise_std=self.noise_std,
+                                      dropout=self.dropout, l2=self.l2)
         self.epochs_ = auto_epochs(n_train) if self.epochs == "auto" else int(self.epochs)
         self.passes_per_epoch_ = passes
         self.jit_compile_ = (auto_jit(n_train) if self.jit_compile == "auto"
@@ -621,14 +634,17 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
-        """Write a model folder (model.keras, weights.npz + manifest.json), the documented way
-        to ship a model; see `aedetect.artifact`."""
-        from aedetect.artifact import MODEL_FILE, write_folder
+        """Write a model folder (model.keras, weights.npz, reference.json + manifest.json), the
+        documented way to ship a model; see `aedetect.artifact`."""
+        from aedetect.artifact import MODEL_FILE, REFERENCE_FILE, write_folder
         from aedetect.runtime import WEIGHTS_FILE, save_weights
 
         state = self._get_state()
         writers = {MODEL_FILE: self.model_.save,
                    WEIGHTS_FILE: lambda p: save_weights(self.model_, p)}  # for aedetect.runtime
+        reference = getattr(self, "reference_", None)  # the drift-monitoring profile, see aedetect.monitor
+        if reference is not None:
+            writers[REFERENCE_FILE] = lambda p: p.write_text(reference.to_json())
         return write_folder(path, state, writers, metadata=metadata, overwrite=overwrite)
 
     @classmethod

@@ -8,6 +8,8 @@ once in `create_app`; a folder that fails verification raises `ArtifactError` th
 server never starts with a bad model. When the environment variable named by `api_key_env` is
 set, every route except the health routes needs that key in the `X-API-Key` header (compared in
 constant time).
+
+`GET /v1/drift` and the drift gauges in `/metrics`: see `aedetect.monitor_service`.
 """
 
 
@@ -24,6 +26,7 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from aedetect.monitor_service import install_drift
 from aedetect.runtime import top_features
 
 API_KEY_HEADER = "X-API-Key"
@@ -36,6 +39,7 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted")
     api_key_env: str = Field("AEDETECT_API_KEY", description="environment variable with the key")
     top_k: int = Field(3, ge=0, description="top contributing features per transaction")
+    drift_window: int = Field(10_000, ge=100, description="latest scored rows kept for drift gauges")
 
 
 class FeatureContribution(BaseModel):
@@ -109,6 +113,8 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
             raise HTTPException(401, f"missing or wrong API key in the {API_KEY_HEADER} header",
                                 headers={"WWW-Authenticate": "ApiKey"})
 
+    drift = install_drift(app, model_dir, registry, require_key, settings.drift_window)  # /v1/drift
+
     @app.middleware("http")
     async def limit_and_measure(request: Request, call_next):
         route, start = request.url.path, time.perf_counter()
@@ -155,6 +161,7 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
             top_n, top_e = top_features(contrib, det.feature_names_out_, settings.top_k)
         m["scored"].inc(len(x))
         m["flagged"].inc(int(flags.sum()))
+        drift.observe(x, scores)
         results = [
             ScoreResult(id=t.id, score=float(s), flag=bool(f), top_features=[
                 FeatureContribution(feature=n, contribution=float(e)) for n, e in zip(top_n[i], top_e[i], strict=True)
