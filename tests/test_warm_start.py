@@ -24,8 +24,8 @@ def _shifted(n, seed):
 def test_warm_start_keeps_shape_and_preprocessing_and_refits_the_threshold(model_dir, detector):
     base = load_detector(model_dir)  # a copy: the session's detector stays the parent
     weights = [w.copy() for w in base.model_.get_weights()]
-    new = _shifted(4000, 31)
-    config = TrainConfig(epochs=3, batch_size=256, seed=1)
+    new = _shifted(3000, 31)
+    config = TrainConfig(epochs=2, batch_size=256, seed=1)
     res = train_detector(new, config, warm_start=base)
     det = res.detector
     assert det is base and det.hidden_units_ == detector.hidden_units_
@@ -42,8 +42,14 @@ def test_warm_start_keeps_shape_and_preprocessing_and_refits_the_threshold(model
     assert after["promise"][0] <= after["flagged_share"] <= 1.5 * after["promise"][1]
 
 
-def test_warm_start_needs_a_fitted_detector_and_rows_in_memory():
+def test_warm_start_needs_a_fitted_detector_and_rows_in_memory(detector):
+    import tensorflow as tf
+    from sklearn.exceptions import NotFittedError
+
     from aedetect import AutoencoderDetector
 
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         AutoencoderDetector().fit(np.zeros((10, 3)), warm_start=True)
+    rows = tf.data.Dataset.from_tensor_slices(np.zeros((10, len(FEATURES))))
+    with pytest.raises(ValueError, match="rows in memory"):
+        detector.fit(rows, validation_data=rows, warm_start=True)
