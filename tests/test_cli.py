@@ -155,6 +155,7 @@ def test_tables_are_not_cut_when_piped():
     assert "x" * 150 in proc.stdout
 
 
+@pytest.mark.slow  # a second TensorFlow start in a subprocess; the library path is in test_monitor.py
 def test_monitor_alarms_on_the_shifted_day_and_exits_3(trained, workdir):
     _, model = trained
     assert "reference.json" in json.loads((model / "manifest.json").read_text())["files"]

@@ -3,6 +3,8 @@ reference distribution, alarms on a shifted column, a new category and a changed
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,7 +26,7 @@ from aedetect.monitor import (
     reference_from_frame,
     share_test,
 )
-from aedetect.monitor_report import markdown_table, monitor_frame, parse_window
+from aedetect.monitor_report import markdown_table, monitor_frame, parse_window, write_outputs
 
 FEATURES = list(CREDITCARD.features)
 
@@ -131,7 +133,7 @@ def test_alarm_on_a_changed_fraud_rate(detector, reference):
     assert res["labels"]["recall"] == pytest.approx(recall_score(df["Class"], flags))
 
 
-def test_windows_and_markdown(detector, reference):
+def test_windows_markdown_and_report(detector, reference, tmp_path):
     df = generate_transactions(3000, 0.01, seed=300)
     late = df["Time"] >= 86_400
     df.loc[late, "V5"] += 2 * df["V5"].std()
@@ -143,6 +145,10 @@ def test_windows_and_markdown(detector, reference):
     assert "V5" in second["drifted_columns"] and "V5" not in first["drifted_columns"]
     assert run.summary["hint"][-1].startswith("24h-48h: columns that moved most: V5")
     assert markdown_table(run.summary).count("\n") == 4
+    html = write_outputs(run, reference, tmp_path, "drift").read_text()
+    assert html.count("<img") == 4 and "Benjamini-Hochberg" in html  # flagged share, PSI, 2 windows
+    assert json.loads((tmp_path / "drift.json").read_text())["windows"][1]["drifted_columns"] == \
+        second["drifted_columns"]
 
 
 @pytest.mark.parametrize("bad", ["", "4", "-1h", "4w", "h"])
