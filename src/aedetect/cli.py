@@ -164,13 +164,14 @@ def _config(preset: str = "default", config_file: Path | None = None, settings: 
 
 
 def _load_model(model_dir: Path):
-    """Verify the folder first (fast, no TensorFlow), then load it with Keras."""
+    """Verify the folder first (fast, no TensorFlow), then load it (with its supervised head,
+    if it has one: aedetect.hybrid)."""
     from aedetect.artifact import read_manifest
-    from aedetect.detector import load_detector
+    from aedetect.hybrid import load_model
 
     read_manifest(model_dir)
     _tensorflow()
-    return load_detector(model_dir)
+    return load_model(model_dir)
 
 
 def _units(text: str | None) -> list[int] | str | None:
@@ -207,9 +208,14 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
         meta["warm_start"] = _compare_with_parent(warm_start, det, df, result.split)
     if model_dir is not None:
         det.save(model_dir, metadata=meta, overwrite=overwrite)
-    console.print(f"trained {det.n_epochs_} epochs (best {det.best_epoch_}) on "
-                  f"{det.n_train_:,} normal rows; threshold {det.threshold_:.4g} "
+    ae = getattr(det, "detector", det)  # the autoencoder, also under a hybrid
+    console.print(f"trained {ae.n_epochs_} epochs (best {ae.best_epoch_}) on "
+                  f"{ae.n_train_:,} normal rows; threshold {det.threshold_:.4g} "
                   f"({det.threshold.rule}, {det.threshold.source})")
+    if config.use_labels:
+        from aedetect.hybrid import describe_head
+
+        console.print(describe_head(det))
     est = det.threshold.estimate
     if est:
         from aedetect.report import interval
@@ -265,6 +271,11 @@ def train(
     threshold_rule: Annotated[str | None, typer.Option(help=_rules_help())] = None,
     input_pipeline: Annotated[str | None, typer.Option(
         help="'memory' or 'tfrecord' \\[default: memory]")] = None,
+    use_labels: Annotated[bool | None, typer.Option(
+        "--use-labels", help="also train a supervised head on the labelled rows before the selection "
+        "set (raw features + the autoencoder's residual features), calibrated into a fraud "
+        "probability on the selection set; under --set min_anomalies=20 labelled anomalies the "
+        "autoencoder scores alone (docs/hybrid.md)")] = None,
     settings: SetOpt = None,
     config_file: ConfigOpt = None,
     warm_start: Annotated[Path | None, typer.Option(
@@ -276,10 +287,11 @@ def train(
     """Train on the training normals of a split and write the model folder."""
     config = _config(preset, config_file, settings, protocol=protocol, seed=seed,
                      hidden_units=_units(hidden_units), epochs=epochs,
-                     threshold_rule=threshold_rule, input_pipeline=input_pipeline)
+                     threshold_rule=threshold_rule, input_pipeline=input_pipeline,
+                     use_labels=use_labels)
     if Path(data).is_dir():
-        if warm_start is not None:
-            raise UsageError("--warm-start reads one table; it does not take a folder of shards")
+        if warm_start is not None or use_labels:
+            raise UsageError("--warm-start and --use-labels read one table; they do not take a folder of shards")
         _train_shards(Path(data), config, model_dir, overwrite)
     else:
         _train(data, config, model_dir, overwrite, warm_start)
@@ -601,6 +613,11 @@ def export(
     """Export a SavedModel or an ONNX model that takes raw columns and returns score and flag."""
     if fmt not in ("savedmodel", "onnx"):
         raise UsageError(f"--format must be 'savedmodel' or 'onnx'; got {fmt!r}")
+    from aedetect.artifact import read_manifest
+
+    if "hybrid.json" in read_manifest(model_dir).files:
+        raise AedetectError(f"{model_dir} holds a supervised head (--use-labels), which the exports do "
+                            "not carry; export a model trained without --use-labels")
     if out_dir.exists() and not overwrite:
         raise AedetectError(f"{out_dir} already exists; pass --overwrite to replace it")
     if fmt == "onnx":

@@ -89,10 +89,16 @@ def _public_manifest(manifest) -> dict:
 
 
 def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = None) -> FastAPI:
+    from aedetect.artifact import read_manifest
     from aedetect.runtime import load_scorer
 
     settings = settings or ServiceSettings()
-    det = load_scorer(Path(model_dir))  # NumPy runtime; raises ArtifactError: the server does not start
+    if "hybrid.json" in read_manifest(Path(model_dir)).files:  # a supervised head needs its model
+        from aedetect.hybrid import load_model
+
+        det = load_model(Path(model_dir))
+    else:
+        det = load_scorer(Path(model_dir))  # NumPy runtime; raises ArtifactError: the server does not start
     names = list(det.feature_names_in_)
     Transaction = transaction_model(names)
     ScoreRequest = create_model(

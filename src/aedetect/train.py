@@ -29,7 +29,7 @@ WARM_START_PARAMS = ("epochs", "learning_rate", "patience", "batch_size", "verbo
 
 @dataclass
 class TrainResult:
-    detector: AutoencoderDetector
+    detector: AutoencoderDetector  # a HybridDetector wrapping one with config.use_labels
     split: Split
     config: TrainConfig
     data_fingerprint: str
@@ -97,6 +97,11 @@ def train_detector(
     # What `evaluate_model(..., rows="test")` needs to find the test rows again.
     det.split_ = {"protocol": config.protocol, "seed": config.seed, "data_fingerprint": fingerprint,
                   "sizes": split.sizes()}
+    if config.use_labels:  # the same rule again, on the hybrid's fraud probability
+        from aedetect.hybrid import fit_hybrid
+
+        det = fit_hybrid(det, df, split, schema, min_anomalies=config.min_anomalies, seed=config.seed)
+        det.threshold = select_threshold(det, df, split, config, schema)
     return TrainResult(det, split, config, fingerprint)
 
 
