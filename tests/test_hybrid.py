@@ -154,3 +154,10 @@ def test_cli_score_flags_by_the_probability(trained, tmp_path):
     out = pd.read_csv(scored)
     assert out["score"].between(0, 1).all()
     assert ((out["score"] > doc["threshold"]["value"]) == out["flag"].astype(bool)).all()
+    metrics = tmp_path / "metrics.json"
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(trained["model"]), "--data", str(trained["csv"]),
+                                   "--out", str(metrics)])
+    assert res.exit_code == 0, res.output
+    m = json.loads(metrics.read_text())
+    assert m["score"] == "fraud_probability" and m["threshold_rule"] == "min_precision"
+    assert m["n_test"] == len(trained["split"].test)

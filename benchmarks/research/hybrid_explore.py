@@ -74,8 +74,8 @@ def main():
                       "raw+contributions": raw + [i for i, n in enumerate(names) if n.startswith("ae_contribution")]}
             for name, cols in groups.items():
                 h = head(m[outside][:, cols], y[outside], seed)
-                print(f"  head {name}, {y[outside].sum()} frauds: test {pr(test, h.decision_function(m[test][:, cols])):.3f}",
-                      flush=True)
+                s = h.decision_function(m[test][:, cols])
+                print(f"  head {name}, {y[outside].sum()} frauds: test {pr(test, s):.3f}", flush=True)
             continue
         variants = {"raw, fit rows": (raw, fit), "raw, held-out normals": (raw, heldout),
                     "all, held-out normals": (list(range(m.shape[1])), heldout),

@@ -10,8 +10,8 @@ learnt from, and the threshold rules of `aedetect.thresholds` work on that proba
 Too few labels: with fewer than `min_anomalies` (20) labelled anomalies among the training rows
 the head is not trained, and the hybrid scores with the autoencoder alone (`fallback_` says
 why). Twenty is the smallest leaf HistGradientBoosting grows by default (`min_samples_leaf`):
-below it no leaf can hold anomalies only, and on the real data a head trained on 10-20 frauds
-did not beat the autoencoder (docs/experiments.md).
+below it no leaf can hold anomalies only. It is a judgement, not a tuned value; see
+docs/hybrid.md for what the guide protocol's 12 frauds give.
 
 Storage, never a pickle: the autoencoder folder as usual, the head as `head.skops` (skops.io,
 loaded with an explicit list of trusted types: the one scikit-learn class the tree predictor
