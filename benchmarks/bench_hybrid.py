@@ -168,7 +168,7 @@ CACHE = Path(os.environ.get("AEDETECT_BENCH_OUT", "runs/bench")) / "hybrid-cache
 def trained_autoencoder(df, protocol: str, seed: int):
     """The defaults' autoencoder for a protocol and seed, trained once and kept in a model folder
     (so a run that stops can go on where it stopped), and its split."""
-    from aedetect.artifact import load_detector
+    from aedetect.detector import load_detector
     from aedetect.train import split_frame, train_detector
 
     config = TrainConfig(protocol=protocol, seed=seed)

@@ -49,7 +49,7 @@ def trained(data, tmp_path_factory):
         res = CliRunner().invoke(app, [
             "train", "--data", str(csv), "--out", str(model), "--protocol", "time", "--use-labels",
             "--threshold-rule", "min_precision", "--epochs", str(SMALL["epochs"]), "--hidden-units", "16,6,16",
-            "--batch-size", str(SMALL["batch_size"])])
+            "--set", f"batch_size={SMALL['batch_size']}"])
     assert res.exit_code == 0, res.output
     split = split_frame(data, TrainConfig(protocol="time", seed=0))
     return {"csv": csv, "model": model, "output": res.output, "hybrid": seen.pop("hybrid"), "seen": seen,

@@ -159,11 +159,11 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
     trained with (`train_detector` records it; the data must be the same file), `"all"`: every row.
     """
     from aedetect.data.io import read_table
-    from aedetect.detector import AutoencoderDetector
     from aedetect.errors import AedetectError
+    from aedetect.hybrid import load_model
     from aedetect.train import frame_fingerprint, split_frame
 
-    det = model if isinstance(model, AutoencoderDetector) else AutoencoderDetector.load(model)
+    det = model if hasattr(model, "anomaly_score") else load_model(model)  # hybrid folders too
     df = data if not isinstance(data, (str, os.PathLike)) else read_table(Path(data))
     split_info = getattr(det, "split_", None)
     if rows == "test":
