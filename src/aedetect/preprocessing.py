@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from aedetect.data.schema import MAX_ABS_VALUE
 from aedetect.errors import DataError
 
 
@@ -88,7 +89,7 @@ class Preprocessor:
     # -- fitting ----------------------------------------------------------------------------
     def partial_fit(self, x: np.ndarray) -> Preprocessor:
         """Accumulate mean/variance over chunks, so a file larger than memory can be fitted."""
-        e = self._expand_np(self._check(x).astype("float64"))
+        e = self._expand_np(self._check(x, fitted=False).astype("float64"))
         if self._sum is None:
             self._sum = np.zeros(e.shape[1])
             self._sumsq = np.zeros(e.shape[1])
@@ -111,14 +112,65 @@ class Preprocessor:
         return self.partial_fit(x)
 
     # -- transforming -----------------------------------------------------------------------
-    def _check(self, x: np.ndarray) -> np.ndarray:
+    def _check(self, x: np.ndarray, fitted: bool = True) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.n_features_in:
             raise DataError(
                 f"expected {self.n_features_in} feature columns {self.feature_names}; "
                 f"got an array of shape {x.shape}"
             )
+        if x.dtype.kind in "fiu":
+            lo, hi = self.limits(fitted)
+            with np.errstate(invalid="ignore"):
+                ok = (x >= lo) & (x <= hi)  # False for NaN too
+            if not ok.all():
+                r, c = np.argwhere(~ok)[0]
+                raise DataError(f"column {self.feature_names[c]!r}, row {r + 1}: "
+                                f"{self.value_problem(int(c), x[r, c])}")
         return x
+
+    def limits(self, fitted: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Lowest and highest raw value accepted per input column.
+
+        Every value must be finite with magnitude at most `MAX_ABS_VALUE`; once fitted, a
+        pass-through column must also stay within `MAX_ABS_VALUE` standard deviations of its
+        training mean (a near-constant training column has a tiny scale). Inside these bounds the
+        float32 network cannot overflow, so a huge value scores high (and is flagged) instead of
+        scoring NaN; outside them the value is refused with its reason.
+        """
+        lo = np.full(self.n_features_in, -MAX_ABS_VALUE)
+        hi = np.full(self.n_features_in, MAX_ABS_VALUE)
+        if fitted and self.mean_ is not None:
+            plain_in, plain_out = self._layout()
+            mean = self.mean_[plain_out].astype("float64")
+            scale = self.scale_[plain_out].astype("float64")
+            lo[plain_in] = np.maximum(lo[plain_in], mean - MAX_ABS_VALUE * scale)
+            hi[plain_in] = np.minimum(hi[plain_in], mean + MAX_ABS_VALUE * scale)
+        return lo, hi
+
+    def value_problem(self, j: int, value) -> str:
+        """Why input column `j` refuses `value` (see `limits`)."""
+        from aedetect.data.schema import out_of_range_reason
+
+        value = float(value)
+        if not np.isfinite(value):
+            return f"value {value!r} is not finite"
+        if abs(value) > MAX_ABS_VALUE:
+            return out_of_range_reason(value)
+        return (f"value {value!r} is more than {MAX_ABS_VALUE:g} standard deviations from the "
+                "training mean, beyond what the model can score")
+
+    def problems(self, x: np.ndarray) -> np.ndarray:
+        """Per-row reason (None = the row is in range), for callers that skip bad rows."""
+        x = np.asarray(x, dtype="float64")
+        lo, hi = self.limits()
+        with np.errstate(invalid="ignore"):
+            bad = ~((x >= lo) & (x <= hi))
+        reasons = np.full(len(x), None, dtype=object)
+        for r in np.flatnonzero(bad.any(axis=1)):
+            c = int(np.flatnonzero(bad[r])[0])
+            reasons[r] = f"column {self.feature_names[c]!r}: {self.value_problem(c, x[r, c])}"
+        return reasons
 
     def _require_fitted(self) -> None:
         if self.mean_ is None:
@@ -131,7 +183,7 @@ class Preprocessor:
         own arithmetic, in float64 before the cast (the phase of a large `Time` needs it).
         """
         self._require_fitted()
-        x = self._check(x)
+        x = self._check(x)  # refuses values the float32 network cannot score (see `limits`)
         out = np.empty((len(x), self.n_features_out), dtype="float32")
         plain_in, plain_out = self._layout()
         if plain_in:

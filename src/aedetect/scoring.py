@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from aedetect.data.io import table_format
-from aedetect.data.schema import column_problems
+from aedetect.data.schema import MAX_ABS_VALUE, column_problems
 from aedetect.errors import DataError
 from aedetect.runtime import top_features
 
@@ -153,17 +153,27 @@ def _block_size(path: Path, chunk_rows: int) -> int:
     return int(min(max(chunk_rows * per_row, 1 << 12), 1 << 30))
 
 
-def _parse_features(batch: pa.RecordBatch, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 feature matrix and per-row reasons (None = good row), vectorised per column."""
+def _parse_features(batch: pa.RecordBatch, features: list[str], preprocessor=None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 feature matrix and per-row reasons (None = good row), vectorised per column.
+
+    A value is good when it is a finite number within the range the model can score
+    (`Preprocessor.limits`); anything else makes its row bad, with the reason.
+    """
     n = batch.num_rows
     x = np.empty((n, len(features)))
     reasons = np.full(n, None, dtype=object)
+    if preprocessor is not None:
+        lo, hi = preprocessor.limits()
+    else:
+        lo, hi = np.full(len(features), -MAX_ABS_VALUE), np.full(len(features), MAX_ABS_VALUE)
     for j, col in enumerate(features):
         arr = batch.column(col)
         try:  # fast path: a clean column casts in one vectorised call
             values = pc.cast(arr, pa.float64())
             v = values.to_numpy(zero_copy_only=False)
-            clean = values.null_count == 0 and np.isfinite(v).all()
+            with np.errstate(invalid="ignore"):
+                clean = values.null_count == 0 and bool(((v >= lo[j]) & (v <= hi[j])).all())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             clean = False
         if not clean:
@@ -171,6 +181,10 @@ def _parse_features(batch: pa.RecordBatch, features: list[str]) -> tuple[np.ndar
             first = (why != None) & (reasons == None)  # noqa: E711 (element-wise on object arrays)
             reasons[first] = why[first]
         x[:, j] = v
+    if preprocessor is not None:  # in-range raw values can still be too far from the training mean
+        unchecked = np.flatnonzero(reasons == None)  # noqa: E711
+        far = preprocessor.problems(x[unchecked])
+        reasons[unchecked] = far
     return x, reasons
 
 
@@ -346,7 +360,7 @@ def score_file(
                 rows = np.arange(n_read + 1, n_read + n + len(parse_bad) + 1)
                 rows = rows[~np.isin(rows, bad_nums)][:n]
                 passed = [(n_read + line, why) for line, why in parse_bad]
-                x, reasons = _parse_features(batch, features)
+                x, reasons = _parse_features(batch, features, getattr(detector, "preprocessor_", None))
                 bad = reasons != None  # noqa: E711
                 if on_bad_rows == "error" and (passed or bad.any()):
                     raise DataError(_first_problem(data, passed, rows, reasons))

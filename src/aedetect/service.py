@@ -26,6 +26,8 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from aedetect.data.schema import MAX_ABS_VALUE
+from aedetect.errors import DataError
 from aedetect.monitor_service import install_drift
 from aedetect.runtime import top_features
 
@@ -61,7 +63,8 @@ class ScoreResponse(BaseModel):
 
 def transaction_model(feature_names: list[str]) -> type[BaseModel]:
     """A pydantic model with one required finite float per input column, plus an optional id."""
-    fields = {f"f{i}": (float, Field(alias=name, allow_inf_nan=False))
+    fields = {f"f{i}": (float, Field(alias=name, allow_inf_nan=False, ge=-MAX_ABS_VALUE,
+                                     le=MAX_ABS_VALUE))
               for i, name in enumerate(feature_names)}
     fields["id"] = (str | int | None, Field(None, description="echoed back in the result"))
     return create_model("Transaction", __config__=ConfigDict(extra="forbid", populate_by_name=False),
@@ -145,6 +148,13 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
         # Field and reason only: echoing the input back could hold non-JSON values (Infinity).
         detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, 422)
+
+    @app.exception_handler(DataError)
+    async def refused_values(request: Request, exc: DataError) -> JSONResponse:
+        # A value inside the field bounds that the model still cannot score (see
+        # Preprocessor.limits): refused with the reason, never answered with a null score.
+        return JSONResponse({"detail": [{"loc": ["body", "transactions"], "msg": str(exc),
+                                         "type": "value_error"}]}, 422)
 
     @app.get("/healthz")
     def healthz() -> dict:
