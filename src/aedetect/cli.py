@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 
 from aedetect.errors import AedetectError  # noqa: E402
 
@@ -85,7 +86,7 @@ def _load(data: str, cache_dir: Path | None = None):
     from aedetect.ui import fetch_with_progress
 
     path = fetch_with_progress(cache_dir) if data == "creditcard" else Path(data)
-    with console.status(f"reading {path}"):
+    with console.status(f"reading {escape(str(path))}"):
         return read_table(path), path
 
 
@@ -119,7 +120,7 @@ def data_generate(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     write_table(df, out_file)
-    console.print(f"wrote {len(df):,} rows ({int(df['Class'].sum()):,} anomalies) to {out_file}")
+    console.print(f"wrote {len(df):,} rows ({int(df['Class'].sum()):,} anomalies) to {escape(str(out_file))}")
 
 
 @data_app.command("to-tfrecord")
@@ -137,7 +138,7 @@ def data_to_tfrecord(
     split = split_frame(df, _config(protocol=protocol, seed=seed))
     with console.status("writing TFRecord shards"):
         write_split_tfrecords(df, split, out_dir)
-    console.print(f"wrote {split.sizes()} rows as shards to {out_dir}")
+    console.print(f"wrote {split.sizes()} rows as shards to {escape(str(out_dir))}")
 
 
 def _config(preset: str = "default", config_file: Path | None = None, settings: list[str] | None = None,
@@ -185,29 +186,41 @@ def _units(text: str | None) -> list[int] | str | None:
 
 
 def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Path | None = None):
+    from aedetect.files import check_output_path
+    from aedetect.scoring import sigterm_raises
+
     if model_dir is not None and model_dir.exists() and not overwrite:
         raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
+    if model_dir is not None:  # before training, which can take an hour, not after
+        check_output_path(model_dir, what="model folder")
     if warm_start is not None:
         from aedetect.artifact import read_manifest
 
         read_manifest(warm_start)  # a bad folder fails before the data loads
-    df, path = _load(data)
-    _tensorflow()
-    from aedetect.callbacks import TrainingProgress
-    from aedetect.train import train_detector
+    try:
+        with sigterm_raises():  # `kill` cleans up like Ctrl-C: no shards, no half a folder
+            df, path = _load(data)
+            _tensorflow()
+            from aedetect.callbacks import TrainingProgress
+            from aedetect.train import train_detector
 
-    base = _load_model(warm_start) if warm_start is not None else None
-    with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
-        with TrainingProgress(config.param("epochs"), console) as progress:
-            result = train_detector(df, config, callbacks=[progress], work_dir=work, warm_start=base)
-    det = result.detector
-    meta = {"data_file": str(path), "data_fingerprint": result.data_fingerprint,
-            "protocol": config.protocol, "seed": config.seed, "split_sizes": result.split.sizes(),
-            "config": config.model_dump()}
-    if warm_start is not None:
-        meta["warm_start"] = _compare_with_parent(warm_start, det, df, result.split)
-    if model_dir is not None:
-        det.save(model_dir, metadata=meta, overwrite=overwrite)
+            base = _load_model(warm_start) if warm_start is not None else None
+            with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
+                with TrainingProgress(config.param("epochs"), console) as progress:
+                    result = train_detector(df, config, callbacks=[progress], work_dir=work,
+                                            warm_start=base)
+            det = result.detector
+            meta = {"data_file": str(path), "data_fingerprint": result.data_fingerprint,
+                    "protocol": config.protocol, "seed": config.seed,
+                    "split_sizes": result.split.sizes(), "config": config.model_dump()}
+            if warm_start is not None:
+                meta["warm_start"] = _compare_with_parent(warm_start, det, df, result.split)
+            if model_dir is not None:
+                det.save(model_dir, metadata=meta, overwrite=overwrite)
+    except KeyboardInterrupt:
+        where = f" ({escape(str(model_dir))} is unchanged)" if model_dir is not None else ""
+        console.print(f"[yellow]interrupted; no model was written{where}[/yellow]")
+        sys.exit(130)
     ae = getattr(det, "detector", det)  # the autoencoder, also under a hybrid
     console.print(f"trained {ae.n_epochs_} epochs (best {ae.best_epoch_}) on "
                   f"{ae.n_train_:,} normal rows; threshold {det.threshold_:.4g} "
@@ -223,7 +236,7 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
         console.print(f"expected on the {est['rows']}: precision {interval(est['precision'])}, "
                       f"recall {interval(est['recall'])} (95% exact binomial intervals)")
     for w in det.threshold.warnings:
-        console.print(f"[yellow]warning: {w}[/yellow]")
+        console.print(f"[yellow]warning: {escape(str(w))}[/yellow]")
     return df, result
 
 
@@ -295,7 +308,7 @@ def train(
         _train_shards(Path(data), config, model_dir, overwrite)
     else:
         _train(data, config, model_dir, overwrite, warm_start)
-    console.print(f"model written to {model_dir}")
+    console.print(f"model written to {escape(str(model_dir))}")
 
 
 def _train_shards(folder: Path, config, model_dir: Path, overwrite: bool) -> None:
@@ -347,10 +360,15 @@ def evaluate(
 ):
     """Evaluate a model on labelled data: metrics table and metrics.json."""
     from aedetect.artifact import read_manifest
+    from aedetect.files import check_output_path
 
     if rows not in ("test", "all"):
         raise UsageError(f"--rows must be 'test' or 'all'; got {rows!r}")
     read_manifest(model_dir)  # a bad model folder fails fast, before data and TensorFlow load
+    if metrics_out is not None:
+        check_output_path(metrics_out, what="metrics file")
+    if report_dir is not None:
+        check_output_path(report_dir / "report.html", what="report")
     df, _ = _load(data)
     det = _load_model(model_dir)
     from aedetect.evaluation import evaluate_model
@@ -364,7 +382,7 @@ def evaluate(
             rep = evaluation_report(det, ev.y, ev.scores, ev.errors, ev.metrics,
                                     f"aedetect evaluation: {model_dir}")
             path = rep.write(report_dir, ev.metrics)
-        console.print(f"report written to {path}")
+        console.print(f"report written to {escape(str(path))}")
 
 
 @app.command()
@@ -406,7 +424,7 @@ def compare(
     if report_dir is not None:
         rep = comparison_report(cmp)
         path = rep.write(report_dir, cmp.to_dict(), extra={"compare.md": markdown_table(cmp)})
-        console.print(f"report written to {path}")
+        console.print(f"report written to {escape(str(path))}")
 
 
 def _report(metrics: dict, path: Path | None, as_json: bool = False) -> None:
@@ -422,7 +440,7 @@ def _report(metrics: dict, path: Path | None, as_json: bool = False) -> None:
         from aedetect.ui import write_json
 
         write_json(metrics, path)
-        console.print(f"metrics written to {path}")
+        console.print(f"metrics written to {escape(str(path))}")
 
 
 @app.command()
@@ -439,13 +457,17 @@ def score(
         help="'error': stop at the first bad row; 'skip': write bad rows to OUT.bad-rows.csv")] = "error",
 ):
     """Score a file of any size in chunks: row, ids, score, flag and top features per row."""
-    from aedetect.scoring import score_file
+    from aedetect.files import check_output_path, refuse_overwriting_input
+    from aedetect.scoring import bad_rows_path, score_file
     from aedetect.ui import ScoringProgress
 
     if on_bad_rows not in ("error", "skip"):
         raise UsageError(f"--on-bad-rows must be 'error' or 'skip'; got {on_bad_rows!r}")
     if chunk_rows < 1 or top_k < 0:
         raise UsageError(f"--chunk-rows must be >= 1 and --top-k >= 0; got {chunk_rows}, {top_k}")
+    for target in (out_file, bad_rows_path(out_file)):  # fast, before the model loads
+        refuse_overwriting_input(data, target)
+    check_output_path(out_file)
     from aedetect.runtime import load_scorer
 
     det = load_scorer(model_dir)  # NumPy only: scoring never imports TensorFlow
@@ -455,13 +477,17 @@ def score(
             s = score_file(det, data, out_file, id_columns=ids, all_columns=all_columns, top_k=top_k,
                            chunk_rows=chunk_rows, on_bad_rows=on_bad_rows, progress=progress)
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted; no output was written ({out_file} is unchanged)[/yellow]")
+        console.print(f"[yellow]interrupted; no output was written ({escape(str(out_file))} is "
+                      "unchanged)[/yellow]")
         sys.exit(130)
+    for p in s.stale_removed:
+        console.print(f"removed {escape(str(p))}, a temporary file left by an earlier run that was killed")
     console.print(f"scored {s.rows_scored:,} of {s.rows_read:,} rows in {s.seconds:.1f} s "
                   f"({s.rows_per_second:,.0f} rows/s), flagged {s.rows_flagged:,} "
-                  f"(threshold {s.threshold:.4g}); wrote {s.output}")
+                  f"(threshold {s.threshold:.4g}); wrote {escape(str(s.output))}")
     if s.bad_rows_file is not None:
-        console.print(f"skipped {s.rows_skipped:,} bad row(s); rows and reasons in {s.bad_rows_file}")
+        console.print(f"skipped {s.rows_skipped:,} bad row(s); rows and reasons in "
+                      f"{escape(str(s.bad_rows_file))}")
 
 
 @app.command()
@@ -638,7 +664,7 @@ def export(
         with console.status("writing SavedModel"):
             export_savedmodel(det, out_dir, overwrite=overwrite)
         what = "SavedModel (signature 'serving_default')"
-    console.print(f"{what} written to {out_dir}: one float64 [None] input per column "
+    console.print(f"{what} written to {escape(str(out_dir))}: one float64 [None] input per column "
                   f"{det.feature_names_in_[0]!r}...{det.feature_names_in_[-1]!r}; outputs 'score', 'flag'")
 
 
@@ -679,14 +705,17 @@ def main() -> None:
     try:
         app()
     except AedetectError as exc:
-        from rich.markup import escape
-
         console.quiet = False
         console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2 if isinstance(exc, UsageError) else 1)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; nothing was written[/yellow]")
         sys.exit(130)
+    except OSError as exc:  # a file the system refused (disk full, permissions): one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        console.print(f"[bold red]error:[/bold red] {escape(where + (exc.strerror or str(exc)))}",
+                      highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,10 +26,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from aedetect.data.io import table_format
+from aedetect.data.io import _short, check_column_names, check_input_file, table_format
 from aedetect.data.schema import MAX_ABS_VALUE, column_problems
 from aedetect.errors import DataError
 from aedetect.runtime import top_features
+from aedetect.files import apply_umask, check_output_path, refuse_overwriting_input, remove_stale, temp_beside
 
 BadRows = Literal["error", "skip"]
 Progress = Callable[[int, float | None], None]  # (rows read so far, fraction of the file done)
@@ -46,6 +46,7 @@ class ScoreSummary:
     bad_rows_file: Path | None
     threshold: float
     seconds: float
+    stale_removed: tuple[Path, ...] = ()  # temporary files of an earlier, killed run
 
     @property
     def rows_per_second(self) -> float:
@@ -68,9 +69,8 @@ class _Source:
     """
 
     def __init__(self, path: Path, features: list[str], chunk_rows: int):
+        check_input_file(path)
         self.path, self.fmt = path, table_format(path)
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
         self.size = path.stat().st_size
         if self.size == 0:
             raise DataError(f"{path}: the file is empty")
@@ -88,7 +88,8 @@ class _Source:
                 self.schema = self._pf.schema_arrow
                 self._reader = self._pf.iter_batches(batch_size=chunk_rows)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-            raise DataError(f"{path}: cannot read as {self.fmt.upper()}: {exc}") from None
+            raise DataError(f"{path}: cannot read as {self.fmt.upper()}: {_short(exc)}") from None
+        check_column_names(self.schema.names, path)
 
     def _read_chunk(self) -> tuple[pa.Table, list] | None:
         data = self._file.read(self._block)
@@ -137,7 +138,7 @@ class _Source:
             try:
                 chunk = self._read_chunk()
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise DataError(f"{self.path}: cannot read as CSV: {exc}") from None
+                raise DataError(f"{self.path}: cannot read as CSV: {_short(exc)}") from None
 
     def close(self) -> None:
         if self.fmt == "csv":
@@ -194,9 +195,7 @@ class _AtomicWriter:
 
     def __init__(self, path: Path, fmt: str):
         self.path, self.fmt, self._writer = path, fmt, None
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = temp_beside(path, ".part")
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
@@ -208,6 +207,7 @@ class _AtomicWriter:
         if self._writer is None:
             self.write(empty_schema.empty_table())
         self._writer.close()
+        apply_umask(self.tmp)
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
@@ -220,7 +220,7 @@ class _AtomicWriter:
 
 
 @contextmanager
-def _sigterm_raises():
+def sigterm_raises():
     """Turn SIGTERM into KeyboardInterrupt, so `kill` cleans up like Ctrl-C does.
 
     A signal that lands inside native code (TensorFlow tracing a function, say) can surface as
@@ -334,6 +334,9 @@ def score_file(
         raise ValueError(f"chunk_rows must be >= 1; got {chunk_rows}")
     data, out = Path(data), Path(out)
     out_fmt = table_format(out)
+    for target in (out, bad_rows_path(out)):
+        refuse_overwriting_input(data, target)
+    check_output_path(out)
     features = list(detector.feature_names_in_)
     start = time.perf_counter()
     source = _Source(data, features, chunk_rows)
@@ -345,13 +348,14 @@ def score_file(
                         + (f" and id column(s) {list(id_columns)}" if id_columns else ""))
     keep = names if all_columns else list(id_columns)
     out.parent.mkdir(parents=True, exist_ok=True)
+    stale = remove_stale(out, ".part") + remove_stale(bad_rows_path(out), ".part")
     writer = side = None
     side_schema = pa.schema([("row", pa.int64()), ("reason", pa.string())]
                             + [(c, pa.string()) for c in names])
     n_read = n_scored = n_flagged = n_skipped = 0
     out_schema = None
     try:
-        with _sigterm_raises():  # before the temporary files exist, so `kill` cannot orphan one
+        with sigterm_raises():  # before the temporary files exist, so `kill` cannot orphan one
             writer = _AtomicWriter(out, out_fmt)
             side = _AtomicWriter(bad_rows_path(out), "csv") if on_bad_rows == "skip" else None
             for batch, parse_bad in prefetch(iter(source), depth=1):
@@ -392,7 +396,7 @@ def score_file(
         source.close()
     return ScoreSummary(out, n_read, n_scored, n_flagged, n_skipped,
                         side.path if side is not None else None, float(detector.threshold_),
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, tuple(stale))
 
 
 def _first_problem(data: Path, passed: list, rows: np.ndarray, reasons: np.ndarray) -> str:
