@@ -502,18 +502,40 @@ def serve(
     top_k: Annotated[int, typer.Option(help="top contributing features per transaction")] = 3,
     drift_window: Annotated[int, typer.Option(
         help="latest scored rows compared with the reference for GET /v1/drift and the drift gauges")] = 10_000,
+    public_docs: Annotated[bool, typer.Option(
+        help="serve /docs, /redoc and /openapi.json without the API key")] = False,
+    max_concurrent: Annotated[int, typer.Option(help="scoring requests computed at once")] = 2,
+    max_queue: Annotated[int, typer.Option(help="scoring requests waiting; more get a 503")] = 16,
+    queue_timeout: Annotated[float, typer.Option(
+        help="seconds a request may wait for a slot before a 503 with Retry-After")] = 0.25,
 ):
-    """Serve the model over HTTP: POST /v1/score, GET /healthz, /v1/model, /v1/drift, /metrics."""
+    """Serve the model over HTTP: POST /v1/score, /v2 (KServe), GET /healthz, /v1/model, /v1/drift, /metrics."""
+    import socket
+
     import uvicorn
 
     from aedetect.service import ServiceSettings, create_app
 
     settings = _settings(ServiceSettings, max_batch=max_batch, max_body_bytes=max_body_bytes,
-                         api_key_env=api_key_env, top_k=top_k, drift_window=drift_window)
+                         api_key_env=api_key_env, top_k=top_k, public_docs=public_docs,
+                         max_concurrent=max_concurrent, max_queue=max_queue,
+                         queue_timeout_s=queue_timeout, drift_window=drift_window)
+    from aedetect.artifact import read_manifest
+
+    read_manifest(model_dir)
+    try:  # bind before loading the model and before saying "serving"
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        raise AedetectError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
     api = create_app(model_dir, settings)  # verifies the folder; loads no TensorFlow
     auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
-    console.print(f"serving {model_dir} on http://{host}:{port} (API-key auth {auth})")
-    uvicorn.run(api, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(api, log_level="warning"))
+    console.print(f"serving {escape(str(model_dir))} on http://{host}:{sock.getsockname()[1]} "
+                  f"(API-key auth {auth})")
+    server.run(sockets=[sock])
 
 
 @spark_app.command("score")

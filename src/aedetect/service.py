@@ -10,10 +10,17 @@ set, every route except the health routes needs that key in the `X-API-Key` head
 constant time).
 
 `GET /v1/drift` and the drift gauges in `/metrics`: see `aedetect.monitor_service`.
+
+Contract: the OpenAPI document declares every status a route can answer (400, 401, 411, 413,
+422, 503); numbers and ids are strict (a boolean is neither); under overload a scoring request
+that cannot start within `queue_timeout_s` is refused at once with 503 and `Retry-After`, so
+the latency of accepted requests stays bounded instead of growing with the backlog.
 """
 
 
+import asyncio
 import hmac
+import math
 import os
 import time
 from pathlib import Path
@@ -21,10 +28,11 @@ from pathlib import Path
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
 
 from aedetect.data.schema import MAX_ABS_VALUE
 from aedetect.errors import DataError
@@ -42,6 +50,30 @@ class ServiceSettings(BaseModel):
     api_key_env: str = Field("AEDETECT_API_KEY", description="environment variable with the key")
     top_k: int = Field(3, ge=0, description="top contributing features per transaction")
     drift_window: int = Field(10_000, ge=100, description="latest scored rows kept for drift gauges")
+    public_docs: bool = Field(False, description="serve /docs and /openapi.json without the key")
+    max_concurrent: int = Field(2, ge=1, description="scoring requests computed at once")
+    max_queue: int = Field(16, ge=0, description="scoring requests waiting for a slot")
+    queue_timeout_s: float = Field(0.25, gt=0, description="longest wait for a slot before a 503")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class InvalidField(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblem(BaseModel):
+    detail: list[InvalidField]
+
+
+class Health(BaseModel):
+    status: str
+    features: int
+    threshold: float
 
 
 class FeatureContribution(BaseModel):
@@ -61,14 +93,60 @@ class ScoreResponse(BaseModel):
     results: list[ScoreResult]
 
 
-def transaction_model(feature_names: list[str]) -> type[BaseModel]:
-    """A pydantic model with one required finite float per input column, plus an optional id."""
-    fields = {f"f{i}": (float, Field(alias=name, allow_inf_nan=False, ge=-MAX_ABS_VALUE,
-                                     le=MAX_ABS_VALUE))
+def transaction_model(feature_names: list[str], limits=None) -> type[BaseModel]:
+    """A pydantic model with one required finite float per input column, plus an optional id.
+
+    `limits`: (lowest, highest) accepted value per column (`Preprocessor.limits`), so the schema
+    states exactly what the model scores. Strict: a boolean is not a number, nor an id.
+    """
+    lo, hi = limits if limits is not None else ([-MAX_ABS_VALUE] * len(feature_names),
+                                                 [MAX_ABS_VALUE] * len(feature_names))
+    fields = {f"f{i}": (float, Field(alias=name, allow_inf_nan=False, ge=float(lo[i]),
+                                     le=float(hi[i]), strict=True))
               for i, name in enumerate(feature_names)}
-    fields["id"] = (str | int | None, Field(None, description="echoed back in the result"))
+    fields["id"] = (StrictStr | StrictInt | None, Field(None, description="echoed back in the result"))
     return create_model("Transaction", __config__=ConfigDict(extra="forbid", populate_by_name=False),
                         **fields)
+
+
+class _Gate:
+    """At most `slots` scoring requests at once and `queue` waiting, each at most `timeout` s.
+
+    A request that finds the queue full, or waits longer than `timeout`, is refused at once
+    (503 + Retry-After) rather than held: under overload the accepted requests keep their
+    latency and the client learns to back off.
+    """
+
+    def __init__(self, slots: int, queue: int, timeout: float):
+        self.slots, self.queue, self.timeout = slots, queue, timeout
+        self._sem: asyncio.Semaphore | None = None
+        self.waiting = 0
+
+    async def enter(self) -> bool:
+        if self._sem is None:  # created inside the server's event loop
+            self._sem = asyncio.Semaphore(self.slots)
+        if self._sem.locked() and self.waiting >= self.queue:
+            return False
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._sem.acquire(), self.timeout)
+            return True
+        except (asyncio.TimeoutError, TimeoutError):
+            return False
+        finally:
+            self.waiting -= 1
+
+    def leave(self) -> None:
+        self._sem.release()
+
+
+def _problems(*codes: int) -> dict:
+    described = {400: "malformed request body", 401: "missing or wrong API key",
+                 411: "Content-Length header missing", 413: "request body too large",
+                 422: "invalid request: the field and the reason",
+                 503: "overloaded: retry after the Retry-After seconds"}
+    return {c: {"model": ValidationProblem if c == 422 else Problem, "description": described[c]}
+            for c in codes}
 
 
 def _metrics(registry: CollectorRegistry) -> dict:
@@ -103,7 +181,7 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
     else:
         det = load_scorer(Path(model_dir))  # NumPy runtime; raises ArtifactError: the server does not start
     names = list(det.feature_names_in_)
-    Transaction = transaction_model(names)
+    Transaction = transaction_model(names, det.preprocessor_.limits())
     ScoreRequest = create_model(
         "ScoreRequest", __config__=ConfigDict(extra="forbid"),
         transactions=(list[Transaction], Field(min_length=1, max_length=settings.max_batch)))
@@ -111,17 +189,22 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
     registry = CollectorRegistry()
     m = _metrics(registry)
 
-    app = FastAPI(title="aedetect", version=det.manifest_.versions.get("aedetect", ""))
+    app = FastAPI(title="aedetect", version=det.manifest_.versions.get("aedetect", ""),
+                  docs_url=None, redoc_url=None, openapi_url=None)
     app.state.detector, app.state.settings, app.state.api_key = det, settings, api_key
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+    gate = _Gate(settings.max_concurrent, settings.max_queue, settings.queue_timeout_s)
+    app.state.gate = gate
 
     def require_key(key: str | None = Security(header)) -> None:
-        if api_key is None:
-            return
         if key is None or not hmac.compare_digest(key.encode(), api_key.encode()):
             raise HTTPException(401, f"missing or wrong API key in the {API_KEY_HEADER} header",
                                 headers={"WWW-Authenticate": "ApiKey"})
 
+    # Without a key, no route declares one (a declared but ignored key misleads clients).
+    guarded = [Depends(require_key)] if api_key else []
+    auth = (401,) if api_key else ()
+    docs_guard = [] if settings.public_docs else guarded
     drift = install_drift(app, model_dir, registry, require_key, settings.drift_window)  # /v1/drift
 
     @app.middleware("http")
@@ -134,6 +217,16 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
             elif int(length) > settings.max_body_bytes:
                 response = JSONResponse({"detail": f"request body of {length} bytes exceeds the "
                                          f"limit of {settings.max_body_bytes}"}, 413)
+            elif route == "/v1/score":
+                if await gate.enter():
+                    try:
+                        response = await call_next(request)
+                    finally:
+                        gate.leave()
+                else:
+                    retry = max(1, math.ceil(settings.queue_timeout_s))
+                    response = JSONResponse({"detail": "the service is at capacity; retry later"},
+                                            503, headers={"Retry-After": str(retry)})
             else:
                 response = await call_next(request)
         else:
@@ -151,24 +244,39 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
 
     @app.exception_handler(DataError)
     async def refused_values(request: Request, exc: DataError) -> JSONResponse:
-        # A value inside the field bounds that the model still cannot score (see
-        # Preprocessor.limits): refused with the reason, never answered with a null score.
+        # A value the model cannot score (see Preprocessor.limits): refused with the reason,
+        # never answered with a null score.
         return JSONResponse({"detail": [{"loc": ["body", "transactions"], "msg": str(exc),
                                          "type": "value_error"}]}, 422)
 
-    @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok", "features": len(names), "threshold": det.threshold_}
+    @app.get("/openapi.json", include_in_schema=False, dependencies=docs_guard)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
-    @app.get("/v1/model", dependencies=[Depends(require_key)])
+    @app.get("/docs", include_in_schema=False, dependencies=docs_guard)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="aedetect")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=docs_guard)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="aedetect")
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        return Health(status="ok", features=len(names), threshold=det.threshold_)
+
+    @app.get("/v1/model", dependencies=guarded, responses=_problems(*auth))
     def model_info() -> dict:
         return _public_manifest(det.manifest_)
 
-    @app.get("/metrics", dependencies=[Depends(require_key)])
+    @app.get("/metrics", dependencies=guarded, response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text format"}, **_problems(*auth)})
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/score", response_model=ScoreResponse, dependencies=[Depends(require_key)])
+    @app.post("/v1/score", response_model=ScoreResponse, dependencies=guarded,
+              responses=_problems(400, *auth, 411, 413, 422, 503))
     def score(body: ScoreRequest) -> ScoreResponse:  # sync: runs in the thread pool, off the loop
         x = np.array([[getattr(t, f"f{i}") for i in range(len(names))] for t in body.transactions])
         scores, contrib = det.score_matrix(x)
