@@ -311,6 +311,16 @@ def _scored_table(det, batch, x, rows, keep_cols, features, top_k) -> pa.Table:
     return pa.table(cols)
 
 
+def _output_schema(schema: pa.Schema, keep, features, top_k: int, n_out: int) -> pa.Schema:
+    """The columns `_scored_table` writes, for an output in which no row could be scored."""
+    fields = [("row", pa.int64())]
+    fields += [(c, pa.float64() if c in features else schema.field(c).type) for c in keep]
+    fields += [("score", pa.float64()), ("flag", pa.int8())]
+    for i in range(min(top_k, n_out)):
+        fields += [(f"top{i + 1}_feature", pa.string()), (f"top{i + 1}_contribution", pa.float64())]
+    return pa.schema(fields)
+
+
 def score_file(
     detector,
     data: str | os.PathLike,
@@ -384,7 +394,8 @@ def score_file(
                     progress(n_read, source.fraction_done(n_read))
             if n_read == 0:
                 raise DataError(f"{data}: the file has no data rows")
-            writer.commit(out_schema or pa.schema([("row", pa.int64())]))
+            writer.commit(out_schema or _output_schema(source.schema, keep, features, top_k,
+                                                       len(detector.feature_names_out_)))
             if side is not None:
                 side.commit(side_schema)
     except BaseException:

@@ -140,11 +140,17 @@ class _Gate:
         self._sem.release()
 
 
-def _problems(*codes: int) -> dict:
+def _problems(*codes: int, ref: bool = False) -> dict:
+    """OpenAPI entries for the error answers. `ref`: spell the JSON body out, for a route whose
+    own answers are not JSON (FastAPI would document its errors with the route's media type)."""
     described = {400: "malformed request body", 401: "missing or wrong API key",
                  411: "Content-Length header missing", 413: "request body too large",
                  422: "invalid request: the field and the reason",
                  503: "overloaded: retry after the Retry-After seconds"}
+    if ref:
+        return {c: {"description": described[c], "content": {"application/json": {"schema": {
+            "$ref": f"#/components/schemas/{'ValidationProblem' if c == 422 else 'Problem'}"}}}}
+            for c in codes}
     return {c: {"model": ValidationProblem if c == 422 else Problem, "description": described[c]}
             for c in codes}
 
@@ -271,7 +277,7 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
 
     @app.get("/metrics", dependencies=guarded, response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                              "description": "Prometheus text format"}, **_problems(*auth)})
+                              "description": "Prometheus text format"}, **_problems(*auth, ref=True)})
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
