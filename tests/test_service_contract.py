@@ -93,13 +93,13 @@ def test_overload_gets_503_with_retry_after_and_bounded_wait(model_dir, tx, monk
     app = create_app(model_dir, ServiceSettings(max_concurrent=1, max_queue=1, queue_timeout_s=0.2,
                                                 api_key_env="AEDETECT_UNSET_KEY"))
     det = app.state.detector
-    slow = det.score_with_contributions
+    slow = det.score_matrix
 
     def slow_score(x):
         time.sleep(0.5)
         return slow(x)
 
-    monkeypatch.setattr(det, "score_with_contributions", slow_score)
+    monkeypatch.setattr(det, "score_matrix", slow_score)
 
     async def burst():
         transport = httpx.ASGITransport(app=app)
@@ -130,7 +130,7 @@ def test_serve_reports_a_failed_bind_in_one_line(model_dir, monkeypatch, capsys)
         with pytest.raises(SystemExit) as exit_:
             main()
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and f"cannot listen on 127.0.0.1:{port}" in err
+    assert exit_.value.code == 1 and f"cannot listen on 127.0.0.1:{port}" in err
     assert "serving" not in err and "Traceback" not in err
 
 

@@ -157,7 +157,7 @@ def read_manifest(path) -> Manifest:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
         raise ArtifactError(f"{mpath}: {_first_error(exc)}") from None
-    refuse_if_inconsistent(manifest, mpath)
+    refuse_if_inconsistent(raw, mpath)  # the JSON as written: a `true` threshold is no number
     if MODEL_FILE not in manifest.files:
         raise ArtifactError(f"{mpath}: lists no {MODEL_FILE}")
     for name, expected in manifest.files.items():

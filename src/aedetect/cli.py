@@ -532,7 +532,11 @@ def serve(
         raise AedetectError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
     api = create_app(model_dir, settings)  # verifies the folder; loads no TensorFlow
     auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
-    server = uvicorn.Server(uvicorn.Config(api, log_level="warning"))
+    # A second, coarser gate before the app: connections beyond the app's slots and queue (and
+    # a few for /healthz and /metrics) get uvicorn's plain 503 before their request is parsed,
+    # so a CPU-starved event loop does not pile up work it will answer too late.
+    server = uvicorn.Server(uvicorn.Config(
+        api, log_level="warning", limit_concurrency=max_concurrent + max_queue + 8))
     console.print(f"serving {escape(str(model_dir))} on http://{host}:{sock.getsockname()[1]} "
                   f"(API-key auth {auth})")
     server.run(sockets=[sock])

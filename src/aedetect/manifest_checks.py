@@ -95,7 +95,7 @@ def _check_stats(kind: str, stats: dict[str, Any], width: int) -> None:
     shapes = {"mse": {}, "feature_normalized": {"scale": (width,)},
               "residual_mahalanobis": {"mean": (width,), "precision": (width, width)}}.get(kind)
     if shapes is None:
-        raise ValueError(f"detector_params.score {kind!r} is not a known score")
+        raise ValueError(f"detector_params.score_type {kind!r} is not a known score")
     for key, shape in shapes.items():
         if key not in stats:
             raise ValueError(f"score_stats.{key} is missing; score {kind!r} needs it")
@@ -155,7 +155,8 @@ def check_manifest_semantics(manifest, network_input_width: int | None = None) -
     if "log_columns" in params and sorted(params["log_columns"]) != sorted(pre.log_columns):
         raise ValueError(f"detector_params.log_columns {params['log_columns']} differ from "
                          f"preprocessing.log_columns {pre.log_columns}")
-    _check_stats(params.get("score", "mse"), d.get("score_stats") or {}, width)
+    kind = params.get("score_type", params.get("score", "mse"))  # "score" in older manifests
+    _check_stats(kind, d.get("score_stats") or {}, width)
     if network_input_width is not None and network_input_width != width:
         raise ValueError(f"the network takes {network_input_width} inputs but the preprocessing "
                          f"gives {width} features")
