@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 from aedetect.data.io import _short, check_column_names, check_input_file, table_format
 from aedetect.data.schema import MAX_ABS_VALUE, column_problems
 from aedetect.errors import DataError
-from aedetect.runtime import top_features
 from aedetect.files import apply_umask, check_output_path, refuse_overwriting_input, remove_stale, temp_beside
+from aedetect.runtime import top_features
 
 BadRows = Literal["error", "skip"]
 Progress = Callable[[int, float | None], None]  # (rows read so far, fraction of the file done)
