@@ -59,14 +59,16 @@ def reference(lake, model_dir):
 
 
 def assert_same_scores(got: pd.DataFrame, ref: pd.DataFrame, threshold: float):
-    """Scores within 1e-6 of the larger of the score and the threshold, flags identical.
+    """Scores within 5e-6 of the larger of the score and the threshold, flags identical.
 
-    The network runs in float32, whose rounding depends on the batch shape and thread count:
-    the single-process scorer itself moves by up to about 5e-7 relative between chunk sizes.
+    The network runs in float32, whose rounding depends on the batch shape and thread count
+    (the NumPy runtime scores blocks on a thread per core): the same bound as the runtime's own
+    parity with Keras (tests/test_runtime.py); the single-process scorer itself moves by about
+    5e-7 relative between chunk sizes.
     """
     got = got.set_index("txn_id").loc[ref.index]
     scale = np.maximum(np.abs(ref["score"].to_numpy()), threshold)
-    assert (np.abs(got["score"].to_numpy() - ref["score"].to_numpy()) <= 1e-6 * scale).all()
+    assert (np.abs(got["score"].to_numpy() - ref["score"].to_numpy()) <= 5e-6 * scale).all()
     assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all()
     assert (got["top1_feature"] == ref["top1_feature"]).all()
     assert got["reason"].isna().all()

@@ -468,9 +468,13 @@ def score(
     for target in (out_file, bad_rows_path(out_file)):  # fast, before the model loads
         refuse_overwriting_input(data, target)
     check_output_path(out_file)
+    from aedetect.artifact import read_manifest
     from aedetect.runtime import load_scorer
 
-    det = load_scorer(model_dir)  # NumPy only: scoring never imports TensorFlow
+    if "hybrid.json" in read_manifest(model_dir).files:  # a supervised head needs its model
+        det = _load_model(model_dir)
+    else:
+        det = load_scorer(model_dir)  # NumPy only: scoring never imports TensorFlow
     ids = [c.strip() for c in id_columns.split(",") if c.strip()]
     try:
         with ScoringProgress(console) as progress:

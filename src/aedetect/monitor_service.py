@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException
 from prometheus_client.core import GaugeMetricFamily
 
 from aedetect.monitor import DriftSettings, Reference, compare_batch, load_reference
@@ -121,14 +121,16 @@ class DriftMonitor:
             yield g
 
 
-def install_drift(app, model_dir, registry, require_key, size: int = 10_000) -> DriftMonitor:
+def install_drift(app, model_dir, registry, dependencies=(), size: int = 10_000,
+                  responses: dict | None = None) -> DriftMonitor:
     """Add `GET /v1/drift` and the drift gauges to a service app; return the monitor whose
-    `observe(x, scores)` the scoring route calls."""
+    `observe(x, scores)` the scoring route calls. `dependencies`: the app's guards (the API key,
+    when one is set)."""
     monitor = DriftMonitor(load_reference(model_dir), size)
     registry.register(monitor)
-    router = APIRouter(dependencies=[Depends(require_key)])
+    router = APIRouter(dependencies=list(dependencies))
 
-    @router.get("/v1/drift")
+    @router.get("/v1/drift", responses=responses or {})
     def drift() -> dict:
         if monitor.ref is None:
             raise HTTPException(404, "this model folder has no reference.json (trained before drift "

@@ -191,20 +191,25 @@ def create_v2_router(scorer, model_name: str, *, max_rows: int = 1000, auth: Cal
     def ready() -> dict:
         return {"ready": True}  # the model loads before the app exists
 
-    @router.get("/models/{name}", response_model=ModelMetadata, dependencies=guarded)
+    errors = {404: {"description": "another model name: `{\"error\": message}`"}}
+    if auth is not None:
+        errors[401] = {"description": "missing or wrong API key"}
+
+    @router.get("/models/{name}", response_model=ModelMetadata, dependencies=guarded, responses=errors)
     def model_metadata(name: str) -> ModelMetadata:
         check_name(name)
         return metadata
 
-    @router.get("/models/{name}/ready", dependencies=guarded)
+    @router.get("/models/{name}/ready", dependencies=guarded, responses=errors)
     def model_ready(name: str) -> dict:
         check_name(name)
         return {"name": name, "ready": True}
 
     @router.post("/models/{name}/infer", response_model=InferenceResponse, response_model_exclude_none=True,
                  dependencies=guarded,
-                 responses={400: {"description": 'a bad request: `{"error": message}`'},
-                            404: {"description": "another model name"}})
+                 responses={**errors, 400: {"description": 'a bad request: `{"error": message}`'},
+                            411: {"description": "Content-Length header missing"},
+                            413: {"description": "request body too large"}})
     def infer(name: str, body: InferenceRequest) -> InferenceResponse:  # sync: runs off the loop
         check_name(name)
         wanted = [o.name for o in body.outputs] if body.outputs else list(OUTPUTS)

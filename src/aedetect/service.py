@@ -144,7 +144,7 @@ def _problems(*codes: int, ref: bool = False) -> dict:
     """OpenAPI entries for the error answers. `ref`: spell the JSON body out, for a route whose
     own answers are not JSON (FastAPI would document its errors with the route's media type)."""
     described = {400: "malformed request body", 401: "missing or wrong API key",
-                 411: "Content-Length header missing", 413: "request body too large",
+                 404: "not found", 411: "Content-Length header missing", 413: "request body too large",
                  422: "invalid request: the field and the reason",
                  503: "overloaded: retry after the Retry-After seconds"}
     if ref:
@@ -211,7 +211,8 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
     guarded = [Depends(require_key)] if api_key else []
     auth = (401,) if api_key else ()
     docs_guard = [] if settings.public_docs else guarded
-    drift = install_drift(app, model_dir, registry, require_key, settings.drift_window)  # /v1/drift
+    drift = install_drift(app, model_dir, registry, guarded, settings.drift_window,  # /v1/drift
+                          responses=_problems(*auth, 404))
 
     @app.middleware("http")
     async def limit_and_measure(request: Request, call_next):
@@ -308,5 +309,5 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
 
     # The open inference protocol, model named after its folder: /v2/models/<folder name>/infer
     app.include_router(create_v2_router(det, Path(model_dir).name, max_rows=settings.max_batch,
-                                        auth=require_key, on_scored=on_scored))
+                                        auth=require_key if api_key else None, on_scored=on_scored))
     return app
