@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from aedetect.conventions import OutlierConventions
 from aedetect.defaults import (
     auto_architecture,
     auto_batch_size,
@@ -101,7 +102,7 @@ def _params_from_json(params: dict, types: dict | None = None) -> dict:
     return out
 
 
-class AutoencoderDetector(OutlierMixin, BaseEstimator):
+class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
     """Dense autoencoder anomaly detector, trained on normal rows only.
 
     The network learns to reconstruct normal rows; a row it reconstructs badly is anomalous.
@@ -504,18 +505,6 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         r = self._residuals(self._preprocess(X))
         return contributions(self.score_type, self.score_stats_, r).sum(axis=1), np.square(r)
 
-    def score_samples(self, X) -> np.ndarray:
-        """scikit-learn's convention: the opposite of `anomaly_score` (lower = more abnormal)."""
-        return -self.anomaly_score(X)
-
-    def decision_function(self, X) -> np.ndarray:
-        """``score_samples(X) - offset_``: negative for outliers (flagged rows)."""
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X) -> np.ndarray:
-        """-1 for outliers (``anomaly_score > threshold_``), +1 for inliers."""
-        return np.where(self.anomaly_score(X) > self.threshold_, -1, 1)
-
     def score_tf(self, x_preprocessed):
         """Anomaly score from preprocessed features in TensorFlow ops (for the SavedModel export,
         so the exported graph computes the same score as `anomaly_score`)."""
@@ -548,10 +537,6 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     @property
     def threshold_(self) -> float:
         return self.threshold.value
-
-    @property
-    def offset_(self) -> float:
-        return -self.threshold_
 
     # -- state ------------------------------------------------------------------------------
     def _get_state(self) -> dict:

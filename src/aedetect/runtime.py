@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from aedetect.artifact import ArtifactError, read_manifest
+from aedetect.conventions import OutlierConventions
 from aedetect.errors import DataError
 from aedetect.preprocessing import Preprocessor
 from aedetect.scores import contributions, stats_from_config
@@ -121,7 +122,7 @@ def top_features(errors: np.ndarray, names: list[str], k: int) -> tuple[np.ndarr
     return np.asarray(names, dtype=object)[idx], np.take_along_axis(errors, idx, axis=1)
 
 
-class Scorer:
+class Scorer(OutlierConventions):
     """A model folder's scoring half: preprocessing, network, score, threshold, in NumPy.
 
     Same attributes and scoring calls as a loaded `AutoencoderDetector` (`feature_names_in_`,
@@ -232,22 +233,6 @@ class Scorer:
     def anomaly_score(self, X) -> np.ndarray:
         """Anomaly score of each row: higher = more anomalous (see `aedetect.scores`)."""
         return self.feature_contributions(X).sum(axis=1)
-
-    @property
-    def offset_(self) -> float:
-        return -self.threshold_
-
-    def score_samples(self, X) -> np.ndarray:
-        """scikit-learn's convention: the opposite of `anomaly_score` (lower = more abnormal)."""
-        return -self.anomaly_score(X)
-
-    def decision_function(self, X) -> np.ndarray:
-        """``score_samples(X) - offset_``: negative for outliers (flagged rows)."""
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X) -> np.ndarray:
-        """-1 for outliers (``anomaly_score > threshold_``), +1 for inliers."""
-        return np.where(self.anomaly_score(X) > self.threshold_, -1, 1)
 
 
 def load_scorer(model_dir: str | os.PathLike) -> Scorer:
