@@ -8,12 +8,12 @@ SEEDS ?= 2
 
 TX_OUT ?= runs/demo-transactions
 
-.PHONY: demo demo-transactions test test-slow lint bench bench-quick quality compare clean
+.PHONY: demo demo-transactions test test-slow lint bench bench-quick bench-suite bench-own-data quality compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -45,7 +45,7 @@ test-slow: $(STAMP)
 # Benchmarks need the `bench` extra (PyOD and the CPU build of torch) on top of the dev install.
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark,bench]"
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
@@ -57,6 +57,11 @@ bench-quick: $(BENCH_STAMP)
 # PR-AUC per planted fraud kind on generated transactions: autoencoder beside IsolationForest
 bench-own-data: $(STAMP)
 	$(BIN)/python benchmarks/bench_own_data.py --rows 30000 --seeds 3 --out runs/bench/own-data.md
+
+# Development suite: the defaults beside IsolationForest, ECOD, PyOD's AutoEncoder, a plain Keras
+# autoencoder and Mahalanobis distance on 12 public ADBench sets, 3 seeds: runs/bench/suite.md
+bench-suite: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench_suite.py --seeds 3 --out runs/bench/suite.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

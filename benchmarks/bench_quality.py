@@ -1,5 +1,6 @@
 """Detection quality over seeds: aedetect's defaults beside the guide's recipe and a plain
-Mahalanobis distance, trained in the same run on the same splits.
+Mahalanobis distance, trained in the same run on the same splits; then the label-aware hybrid
+beside the supervised-only model and the autoencoder alone, with its ablation (bench_hybrid.py).
 
 Run: .venv/bin/python benchmarks/bench_quality.py --seeds 5 --protocols guide time
      .venv/bin/python benchmarks/bench_quality.py --data generated --seeds 3
@@ -20,6 +21,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from bench_hybrid import hybrid_runs, hybrid_tables  # noqa: E402
 from sklearn.covariance import EmpiricalCovariance  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
@@ -55,7 +57,7 @@ def mahalanobis(df, split) -> dict:
     return {**out, "fit_s": fit_s}
 
 
-def autoencoder(df, config: TrainConfig, schema: Schema) -> dict:
+def autoencoder(df, config: TrainConfig, schema: Schema, trained: list | None = None) -> dict:
     start = time.perf_counter()
     result = train_detector(df, config, schema)
     fit_s = time.perf_counter() - start
@@ -65,6 +67,8 @@ def autoencoder(df, config: TrainConfig, schema: Schema) -> dict:
     scores = det.anomaly_score(test[feats])
     val = det.anomaly_score(df.iloc[split.validation][feats])
     out = _label_free(test["Class"].to_numpy(), scores, val)
+    if trained is not None:
+        trained.append(result)
     return {**out, "fit_s": fit_s, "epochs": det.n_epochs_}
 
 
@@ -112,24 +116,33 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--protocols", nargs="+", default=["guide", "time"])
     ap.add_argument("--out", default="runs/bench/quality.md")
+    ap.add_argument("--no-labels", action="store_true", help="skip the label-aware hybrid (bench_hybrid.py)")
     args = ap.parse_args()
     df, name = load(args.data)
     sections, raw = [], {}
     for protocol in args.protocols:
         results: dict[str, list[dict]] = {"aedetect (defaults)": [], "guide recipe (20-8-20 tanh, "
                                           "MSE, 5 epochs)": [], "Mahalanobis on inputs": []}
+        labelled: dict[str, list[dict]] = {}
         for seed in range(args.seeds):
             default = TrainConfig(protocol=protocol, seed=seed)
             guide = GUIDE.model_copy(update={"protocol": protocol, "seed": seed})
             split = split_frame(df, default)
-            runs = [autoencoder(df, default, CREDITCARD), autoencoder(df, guide, RAW),
+            trained: list = []
+            runs = [autoencoder(df, default, CREDITCARD, trained), autoencoder(df, guide, RAW),
                     mahalanobis(df, split)]
             for key, r in zip(results, runs, strict=True):
                 results[key].append(r)
                 print(f"{protocol} seed {seed} {key}: " + ", ".join(
                     f"{k} {v:.3f}" for k, v in r.items()), flush=True)
+            if not args.no_labels:  # the label-aware hybrid on the same autoencoder and split
+                print(f"{protocol} seed {seed} label-aware hybrid:", flush=True)
+                for key, r in hybrid_runs(df, trained[0].detector, trained[0].split, seed).items():
+                    labelled.setdefault(key, []).append(r)
         sections.append(table(results, f"{name}, {protocol} protocol, {args.seeds} seeds"))
-        raw[protocol] = results
+        if labelled:
+            sections.append(hybrid_tables(labelled, f"{name}, {protocol} protocol, {args.seeds} seeds"))
+        raw[protocol] = {**results, **labelled}
     text = "\n\n".join(sections)
     print("\n" + text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

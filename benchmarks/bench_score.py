@@ -29,10 +29,10 @@ def score_file(model_dir, in_path, out_path) -> int:
     The one place the benchmark touches the scoring code: point it at another implementation
     to measure that one instead.
     """
-    from aedetect.detector import load_detector
+    from aedetect.runtime import load_scorer
     from aedetect.scoring import score_file as stream_score
 
-    return stream_score(load_detector(model_dir), in_path, out_path).rows_read
+    return stream_score(load_scorer(model_dir), in_path, out_path).rows_read
 
 
 def floor_read(path: Path) -> None:

@@ -46,6 +46,18 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def guide_model_dir(tmp_path_factory):
+    """The guide's network (tanh, MSE score), saved: the other activation and score kind."""
+    from aedetect.detector import AutoencoderDetector
+
+    df = generate_transactions(3000, 0.0, seed=2)
+    det = AutoencoderDetector((16, 6, 16), "tanh", epochs=2, score_type="mse", jit_compile=False,
+                              log_columns=CREDITCARD.log_columns,
+                              periodic_columns=CREDITCARD.periodic_columns).fit(df[FEATURES])
+    return det.save(tmp_path_factory.mktemp("models") / "guide")
+
+
+@pytest.fixture(scope="session")
 def detector(model_dir):
     from aedetect.detector import load_detector
 

@@ -33,9 +33,9 @@ def test_manifest_contents(saved, fitted):
     assert m["threshold"]["rule"] == "normal_percentile"
     assert m["training"]["data_fingerprint"].startswith("sha256:")
     assert set(m["versions"]) >= {"aedetect", "tensorflow", "keras", "numpy"}
-    assert set(m["files"]) == {MODEL_FILE} and len(m["files"][MODEL_FILE]) == 64
+    assert set(m["files"]) == {MODEL_FILE, "weights.npz"} and len(m["files"][MODEL_FILE]) == 64
     assert m["metadata"] == {"note": "test"}
-    assert sorted(p.name for p in saved.iterdir()) == [MANIFEST_FILE, MODEL_FILE]
+    assert sorted(p.name for p in saved.iterdir()) == [MANIFEST_FILE, MODEL_FILE, "weights.npz"]
     assert not [p for p in saved.parent.iterdir() if p.name.startswith(".")]  # no temp left
 
 

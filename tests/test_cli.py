@@ -8,6 +8,8 @@ import sys
 import pandas as pd
 import pytest
 
+from aedetect.data.generate import generate_transactions
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
@@ -73,7 +75,8 @@ def test_evaluate_other_file_needs_rows_all(trained, workdir):
     (["train", "--data", "{gen}", "--out", "m", "--hidden-units", "20,a"], "--hidden-units must be", 2),
     (["train", "--data", "{gen}", "--out", "m", "--protocol", "random"], "protocol: Input should be", 2),
     (["train", "--data", "{gen}", "--out", "m", "--set", "epochs=0"],
-     "The 'epochs' parameter of AutoencoderDetector must be an int in the range [1, inf). Got 0", 2),
+     "The 'epochs' parameter of AutoencoderDetector must be an int in the range [1, inf) or a str "
+     "among {'auto'}. Got 0", 2),
     (["train", "--data", "{gen}", "--out", "m", "--set", "depth=3"], "unknown setting(s) ['depth']", 2),
     (["train", "--data", "{gen}", "--out", "m", "--set", "epochs"], "--set takes key=value", 2),
     (["evaluate", "--model", "{gen}", "--data", "{gen}"], "no such model folder", 1),
@@ -144,8 +147,39 @@ def test_version_json_and_quiet(trained, workdir):
     assert proc.stderr == ""
 
 
-def test_tables_are_not_cut_when_piped(trained):
-    data, model = trained
-    out = run("evaluate", "--model", model, "--data", data).stdout
-    assert "at MSE threshold 10: precision" in out  # a long label, whole on one line
-    assert max(len(line) for line in out.splitlines()) > 80
+def test_tables_are_not_cut_when_piped():
+    """Rich cuts tables to 80 columns when stdout is not a terminal; the CLI asks for full width."""
+    code = ("import aedetect.cli as c, rich.table as t; tab = t.Table('metric', 'value');"
+            "tab.add_row('x' * 150, '1'); c.out.print(tab)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
+    assert "x" * 150 in proc.stdout
+
+
+@pytest.mark.slow  # a second TensorFlow start in a subprocess; the library path is in test_monitor.py
+def test_monitor_alarms_on_the_shifted_day_and_exits_3(trained, workdir):
+    _, model = trained
+    assert "reference.json" in json.loads((model / "manifest.json").read_text())["files"]
+    new = workdir / "new.csv"
+    df = generate_transactions(3000, 0.02, seed=21)
+    late = df["Time"] >= 86_400
+    df.loc[late, "V3"] += 2 * df["V3"].std()
+    df.to_csv(new, index=False)
+    proc = run("monitor", "--model", model, "--data", new, "--window", "1d", "--report",
+               workdir / "drift", ok=False)
+    assert proc.returncode == 3, proc.stderr
+    assert "ALARM" in proc.stdout and "24h-48h: columns that moved most: V3" in proc.stderr
+    drift = json.loads((workdir / "drift" / "drift.json").read_text())
+    first, second = drift["windows"]
+    assert not first["alarm"] and second["alarm"] and second["drifted_columns"][0] == "V3"
+    assert second["labels"]["tp"] + second["labels"]["fn"] == int(df.loc[late, "Class"].sum())
+    html = (workdir / "drift" / "report.html").read_text()
+    assert html.count("<img") == 4 and "Benjamini-Hochberg" in html  # flagged share, PSI, 2 windows
+
+
+def test_monitor_needs_a_reference(model_dir, workdir):
+    """A model folder saved without a reference (as by AutoencoderDetector.save)."""
+    new = workdir / "new-noref.csv"
+    generate_transactions(500, 0.02, seed=22).to_csv(new, index=False)
+    proc = run("monitor", "--model", model_dir, "--data", new, ok=False)
+    assert proc.returncode == 2 and "has no reference.json" in proc.stderr
+    assert "pass --reference DATA" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,45 +1,123 @@
-"""The SavedModel export scores like the Python path."""
+"""Exports score like the Python path, in the consumers that serve them: `saved_model_cli`,
+TF Serving's TF1 session loader (in a process that never imports aedetect), ONNX Runtime."""
 
 from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from aedetect.data.generate import generate_transactions
 from aedetect.errors import ArtifactError
-from aedetect.export import export_savedmodel
+from aedetect.export import export_onnx, export_savedmodel
+from aedetect.runtime import load_scorer
 
-
-def _mse_detector():
-    from aedetect import AutoencoderDetector
-    from aedetect.data.schema import CREDITCARD
-
-    df = generate_transactions(3000, 0.0, seed=2)
-    return AutoencoderDetector((16, 6, 16), epochs=2, score_type="mse", log_columns=CREDITCARD.log_columns,
-                               periodic_columns=CREDITCARD.periodic_columns).fit(df[list(CREDITCARD.features)])
-
-
-@pytest.mark.parametrize("kind", ["default", "mse"])
-def test_savedmodel_equals_python_path(detector, tmp_path, kind):
-    """Within 1e-5: absolute for the MSE score; relative for the Mahalanobis score, whose values
-    reach the hundreds (the float32 network alone differs there by ~1e-6 relative)."""
+TF1_LOADER = textwrap.dedent("""
+    import json, sys
+    import numpy as np
     import tensorflow as tf
+    path, data, names, out = sys.argv[1], np.load(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+    with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+        sig = meta.signature_def["serving_default"]
+        feed = {sig.inputs[c].name: data[:, j] for j, c in enumerate(names)}
+        res = sess.run({k: v.name for k, v in sig.outputs.items()}, feed)
+    assert not any(m.startswith("aedetect") for m in sys.modules)
+    np.save(out + "/score.npy", res["score"]); np.save(out + "/flag.npy", res["flag"])
+""")
 
-    if kind == "mse":
-        detector = _mse_detector()
+
+def _check(score, flag, expected, threshold, rtol=1e-5):
+    np.testing.assert_allclose(score, expected, rtol=rtol, atol=0)
+    np.testing.assert_array_equal(flag, (expected > threshold).astype(flag.dtype))
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_savedmodel_runs_in_saved_model_cli_and_the_tf1_loader(detector, tmp_path, umask_022):
     path = export_savedmodel(detector, tmp_path / "export")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary folder left
-    df = generate_transactions(2000, 0.05, seed=11)
-    X = df[detector.feature_names_in_]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755  # readable by a serving user: the umask's mode
+    assert stat.S_IMODE((path / "saved_model.pb").stat().st_mode) == 0o644
+    names = list(detector.feature_names_in_)
+    X = generate_transactions(400, 0.1, seed=11)[names].to_numpy()
     expected = detector.anomaly_score(X)
-    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-    out = serve(**{c: tf.constant(X[c].to_numpy(np.float32)) for c in detector.feature_names_in_})
-    if kind == "mse":
-        np.testing.assert_allclose(out["score"].numpy(), expected, rtol=0, atol=1e-5)
-    else:
-        assert detector.score_type == "residual_mahalanobis"
-        np.testing.assert_allclose(out["score"].numpy(), expected, rtol=1e-5, atol=1e-5)
-    assert (out["flag"].numpy() == (expected > detector.threshold_)).all()
-    assert out["flag"].numpy().sum() > 0  # the comparison covers flagged rows too
+    assert 0 < (expected > detector.threshold_).sum() < len(X)
+    np.save(tmp_path / "x.npy", X)
+    cli_out, tf1_out = tmp_path / "cli", tmp_path / "tf1"
+    tf1_out.mkdir()
+    np.savez(tmp_path / "x.npz", **{c: X[:, j] for j, c in enumerate(names)})
+    inputs = ";".join(f"{c}={tmp_path / 'x.npz'}[{c}]" for c in names)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    procs = [  # the two start TensorFlow side by side
+        subprocess.Popen([str(cli), "run", "--dir", str(path), "--tag_set", "serve", "--signature_def",
+                          "serving_default", "--inputs", inputs, "--outdir", str(cli_out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env),
+        subprocess.Popen([sys.executable, "-c", TF1_LOADER, str(path), str(tmp_path / "x.npy"),
+                          json.dumps(names), str(tf1_out)], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env),
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err[-3000:]
+    for out in (cli_out, tf1_out):
+        _check(np.load(out / "score.npy"), np.load(out / "flag.npy"), expected, detector.threshold_)
     with pytest.raises(ArtifactError, match="already exists"):
         export_savedmodel(detector, path)
+
+
+def test_savedmodel_mse_in_process(guide_model_dir, tmp_path):
+    """The other score kind and activation, through `tf.saved_model.load`."""
+    import tensorflow as tf
+
+    from aedetect.detector import load_detector
+
+    det = load_detector(guide_model_dir)
+    path = export_savedmodel(det, tmp_path / "export")
+    X = generate_transactions(1000, 0.05, seed=3)[det.feature_names_in_]
+    out = tf.saved_model.load(str(path)).signatures["serving_default"](
+        **{c: tf.constant(X[c].to_numpy()) for c in det.feature_names_in_})
+    _check(out["score"].numpy(), out["flag"].numpy(), det.anomaly_score(X), det.threshold_)
+
+
+@pytest.mark.parametrize("which", ["default", "guide"])
+def test_onnx_export_runs_in_onnx_runtime(model_dir, guide_model_dir, tmp_path, umask_022, which):
+    import onnxruntime as ort
+    from typer.testing import CliRunner
+
+    from aedetect.cli import app
+    from aedetect.detector import load_detector
+
+    src = model_dir if which == "default" else guide_model_dir
+    result = CliRunner().invoke(app, ["export", "--model", str(src), "--format", "onnx",
+                                      "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "m.onnx"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    det = load_detector(src)
+    names = list(det.feature_names_in_)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == names
+    assert [o.name for o in sess.get_outputs()] == ["score", "flag"]
+    X = generate_transactions(3000, 0.05, seed=4)[names]
+    score, flag = sess.run(["score", "flag"], {c: X[c].to_numpy() for c in names})
+    expected = det.anomaly_score(X)  # the Keras path
+    _check(score, flag, expected, det.threshold_)
+    assert 0 < flag.sum() < len(X)
+    np.testing.assert_allclose(score, load_scorer(src).anomaly_score(X), rtol=1e-5)
+    with pytest.raises(ArtifactError, match="already exists"):
+        export_onnx(load_scorer(src), path)

@@ -159,7 +159,7 @@ def test_train_evaluate_score_from_the_command_line(trained, files, tmp_path):
 
 
 def test_scoring_parquet_unseen_category_and_missing_column(trained, table, tmp_path):
-    from aedetect.artifact import load_detector
+    from aedetect.detector import load_detector
     from aedetect.scoring import score_file
 
     det = load_detector(trained[0])
@@ -204,7 +204,7 @@ def test_service_takes_categories_as_strings(trained, table):
 def test_savedmodel_takes_strings_and_scores_like_python(trained, table, tmp_path):
     import tensorflow as tf
 
-    from aedetect.artifact import load_detector
+    from aedetect.detector import load_detector
     from aedetect.data.schema import as_seconds
     from aedetect.export import export_savedmodel, input_dtypes
 
@@ -214,14 +214,46 @@ def test_savedmodel_takes_strings_and_scores_like_python(trained, table, tmp_pat
     rows = table.head(20)
     dtypes = input_dtypes(det)
     assert dtypes["merchant_category"] == "string" and dtypes["timestamp"] == "float64"
+    got = serve(**{name.replace(" ", "_"): tf.constant(v) for name, v in
+                   _export_feed(rows, dtypes, as_seconds).items()})["score"].numpy()
+    np.testing.assert_allclose(got, det.anomaly_score(rows), rtol=1e-5)
+
+
+def _export_feed(rows, dtypes, as_seconds):
+    """The exports' inputs: strings ("" = missing) for categories, float64 seconds for
+    datetimes, float64 (NaN = missing) for numbers."""
     feed = {}
     for name, dtype in dtypes.items():
         v = rows[name]
-        v = as_seconds(v) if dtype == "float64" else v.fillna("").astype(str).to_numpy() \
-            if dtype == "string" else v.to_numpy("float32")
-        feed[name.replace(" ", "_")] = tf.constant(v, getattr(tf, dtype))
-    got = serve(**feed)["score"].numpy()
-    np.testing.assert_allclose(got, det.anomaly_score(rows), rtol=1e-4)
+        if dtype == "string":
+            feed[name] = v.fillna("").astype(str).to_numpy(dtype=object)
+        elif pd.api.types.is_numeric_dtype(v):
+            feed[name] = v.to_numpy("float64", na_value=np.nan)
+        else:
+            feed[name] = as_seconds(v)
+    return feed
+
+
+def test_onnx_export_reads_categories_gaps_and_dates_like_the_runtime(trained, table, tmp_path):
+    import onnxruntime as ort
+
+    from aedetect.data.schema import as_seconds
+    from aedetect.export import export_onnx, input_dtypes
+    from aedetect.runtime import load_scorer
+
+    scorer = load_scorer(trained[0])
+    rows = table.head(200).copy()
+    rows.loc[0, "merchant_category"] = "spaceflight"  # unseen
+    rows.loc[1, "device"] = None  # missing category
+    rows.loc[2, "device_age_days"] = np.nan  # an imputed number with its indicator
+    assert rows["tx_count_1h"].max() > 2  # rare values of a low-cardinality integer category
+    path = export_onnx(scorer, tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = _export_feed(rows, input_dtypes(scorer), as_seconds)
+    score, flag = sess.run(["score", "flag"], feed)
+    expected = scorer.anomaly_score(rows)
+    np.testing.assert_allclose(score, expected, rtol=1e-5)
+    np.testing.assert_array_equal(flag, (expected > scorer.threshold_).astype("int32"))
 
 
 def test_a_table_with_no_label_trains_on_every_row(table, tmp_path):

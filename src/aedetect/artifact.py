@@ -22,15 +22,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from aedetect.errors import ArtifactError
 from aedetect.files import atomic_folder, sha256_file
+from aedetect.manifest_checks import refuse_if_inconsistent
 
 FORMAT = "aedetect-artifact"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
+REFERENCE_FILE = "reference.json"  # the drift-monitoring profile (aedetect.monitor), when trained with one
 MAX_MANIFEST_BYTES = 64 << 20
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILE", "Manifest", "atomic_folder",
-           "read_manifest", "write_folder"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILE", "REFERENCE_FILE", "Manifest",
+           "atomic_folder", "read_manifest", "write_folder"]
 
 
 class InputSchema(BaseModel):
@@ -141,7 +143,9 @@ def read_manifest(path) -> Manifest:
         raise ArtifactError(f"{mpath}: {mpath.stat().st_size:,} bytes is too large for a manifest")
     try:
         raw = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except RecursionError:
+        raise ArtifactError(f"{mpath}: JSON nested too deeply to be a manifest") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{mpath}: not valid JSON ({type(exc).__name__})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ArtifactError(f"{mpath}: format is {raw.get('format') if isinstance(raw, dict) else None!r}, "
@@ -153,6 +157,7 @@ def read_manifest(path) -> Manifest:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
         raise ArtifactError(f"{mpath}: {_first_error(exc)}") from None
+    refuse_if_inconsistent(raw, mpath)  # the JSON as written: a `true` threshold is no number
     if MODEL_FILE not in manifest.files:
         raise ArtifactError(f"{mpath}: lists no {MODEL_FILE}")
     for name, expected in manifest.files.items():

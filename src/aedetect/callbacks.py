@@ -1,4 +1,4 @@
-"""Keras callbacks for the command line."""
+"""Keras callbacks: the validation loss of a fit, and a progress bar for the command line."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 class TrainingProgress(keras.callbacks.Callback):
     """A Rich progress bar over epochs showing the training and validation loss."""
 
-    def __init__(self, epochs: int, console: Console | None = None):
+    def __init__(self, epochs: int | str | None, console: Console | None = None):
         super().__init__()
         self._bar = Progress(TextColumn("training"), BarColumn(),
                              TextColumn("epoch {task.completed}/{task.total}"),
                              TextColumn("{task.fields[losses]}"), TimeElapsedColumn(),
                              TimeRemainingColumn(), console=console or Console(stderr=True))
-        self._task = self._bar.add_task("train", total=epochs, losses="")
+        total = epochs if isinstance(epochs, int) else None  # "auto": known when training starts
+        self._task = self._bar.add_task("train", total=total, losses="")
 
     def __enter__(self):
         self._bar.start()
@@ -24,6 +25,9 @@ class TrainingProgress(keras.callbacks.Callback):
 
     def __exit__(self, *exc):
         self._bar.stop()
+
+    def on_train_begin(self, logs=None):
+        self._bar.update(self._task, total=self.params.get("epochs"))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -34,3 +38,17 @@ class TrainingProgress(keras.callbacks.Callback):
         # Early stopping ends before the last epoch: show the bar as finished.
         done = self._bar.tasks[0].completed
         self._bar.update(self._task, total=done)
+
+
+class ValidationLoss(keras.callbacks.Callback):
+    """Puts `val_loss` = `compute()` into each epoch's logs, ahead of the callbacks that read it
+    (early stopping, history, progress). `compute` is the detector's own residual pass, so a fit
+    traces no separate evaluation function."""
+
+    def __init__(self, compute):
+        super().__init__()
+        self.compute = compute
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["val_loss"] = float(self.compute())

@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 
 from aedetect.errors import AedetectError  # noqa: E402
 
@@ -22,6 +23,8 @@ data_app = typer.Typer(help="Fetch, generate and convert data.", no_args_is_help
 app.add_typer(data_app, name="data")
 schema_app = typer.Typer(help="Infer the schema of a table.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+spark_app = typer.Typer(help="Score on Apache Spark (needs the spark extra).", no_args_is_help=True)
+app.add_typer(spark_app, name="spark")
 console = Console(stderr=True, soft_wrap=True)  # messages are not cut at 80 columns
 # Tables on stdout: full width when piped or redirected (Rich would cut them to 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -50,8 +53,8 @@ def _main_options(
     console.quiet = quiet
 
 DataOpt = Annotated[str, typer.Option(
-    "--data", help="a table (.csv, .csv.gz, .csv.zst, .parquet), or 'creditcard' to fetch the "
-    "real ULB file")]
+    "--data", help="a table (.csv, .csv.gz, .csv.zst, .parquet), 'creditcard' to fetch the real "
+    "ULB file, or (train) a folder of Parquet/CSV shards of normal rows, streamed")]
 LabelOpt = Annotated[str | None, typer.Option(
     help="the 0/1 label column \\[default: inferred: a 0/1 column named like class, label, "
     "is_fraud, y]")]
@@ -84,7 +87,11 @@ def _tensorflow():
     """Load TensorFlow (quietly) before any module that needs it; --help and errors stay fast."""
     from aedetect._quiet import import_tensorflow_quietly
 
-    import_tensorflow_quietly()
+    try:
+        import_tensorflow_quietly()
+    except ModuleNotFoundError as exc:  # a scoring-only install: `score` and `serve` still work
+        raise AedetectError(f"this command needs TensorFlow ({exc}); install it with "
+                            "pip install 'aedetect[train]'") from None
 
 
 def _load(data: str, cache_dir: Path | None = None):
@@ -92,7 +99,7 @@ def _load(data: str, cache_dir: Path | None = None):
     from aedetect.ui import fetch_with_progress
 
     path = fetch_with_progress(cache_dir) if data == "creditcard" else Path(data)
-    with console.status(f"reading {path}"):
+    with console.status(f"reading {escape(str(path))}"):
         return read_table(path), path
 
 
@@ -105,25 +112,27 @@ def _read(data: str, cache_dir: Path | None = None):
     from aedetect.ui import fetch_with_progress
 
     path = fetch_with_progress(cache_dir) if data == "creditcard" else Path(data)
-    with console.status(f"reading {path}"):
+    with console.status(f"reading {escape(str(path))}"):
         return read_raw(path), path
 
 
 def _load_table(data: str, schema_file=None, label_column=None, time_column=None, id_columns="",
-                exclude_columns="", categorical_columns=""):
-    """Read a table, resolve its schema (a file, or inferred, then the overrides), check it."""
+                exclude_columns="", categorical_columns="", schema=None):
+    """Read a table, resolve its schema (`schema` as given, a file, or inferred, then the
+    overrides), check it."""
     from aedetect.data.infer import resolve_schema
     from aedetect.data.schema import check_table
 
     df, path = _read(data)
-    schema = resolve_schema(df, schema_file=str(schema_file) if schema_file else None,
-                            label_column=label_column, time_column=time_column,
-                            id_columns=_names(id_columns), exclude_columns=_names(exclude_columns),
-                            categorical_columns=_names(categorical_columns))
+    if schema is None:
+        schema = resolve_schema(df, schema_file=str(schema_file) if schema_file else None,
+                                label_column=label_column, time_column=time_column,
+                                id_columns=_names(id_columns), exclude_columns=_names(exclude_columns),
+                                categorical_columns=_names(categorical_columns))
     df, unknown = check_table(df, schema, source=str(path))
     if unknown:
-        console.print(f"[yellow]warning: {path}: column(s) {unknown} are not in the schema; "
-                      "ignored[/yellow]")
+        console.print(f"[yellow]warning: {escape(str(path))}: column(s) {escape(str(unknown))} are "
+                      "not in the schema; ignored[/yellow]")
     return df, path, schema
 
 
@@ -187,7 +196,7 @@ def data_generate(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     write_table(df, out_file)
-    console.print(f"wrote {len(df):,} rows ({int(df[label].sum()):,} anomalies) to {out_file}")
+    console.print(f"wrote {len(df):,} rows ({int(df[label].sum()):,} anomalies) to {escape(str(out_file))}")
 
 
 @data_app.command("to-tfrecord")
@@ -205,7 +214,7 @@ def data_to_tfrecord(
     split = split_frame(df, _config(protocol=protocol, seed=seed))
     with console.status("writing TFRecord shards"):
         write_split_tfrecords(df, split, out_dir)
-    console.print(f"wrote {split.sizes()} rows as shards to {out_dir}")
+    console.print(f"wrote {split.sizes()} rows as shards to {escape(str(out_dir))}")
 
 
 def _config(preset: str = "default", config_file: Path | None = None, settings: list[str] | None = None,
@@ -232,13 +241,14 @@ def _config(preset: str = "default", config_file: Path | None = None, settings: 
 
 
 def _load_model(model_dir: Path):
-    """Verify the folder first (fast, no TensorFlow), then load it."""
+    """Verify the folder first (fast, no TensorFlow), then load it (with its supervised head,
+    if it has one: aedetect.hybrid)."""
     from aedetect.artifact import read_manifest
-    from aedetect.detector import load_detector
+    from aedetect.hybrid import load_model
 
     read_manifest(model_dir)
     _tensorflow()
-    return load_detector(model_dir)
+    return load_model(model_dir)
 
 
 def _units(text: str | None) -> list[int] | str | None:
@@ -251,33 +261,64 @@ def _units(text: str | None) -> list[int] | str | None:
                          f"got {text!r}") from None
 
 
-def _train(data, config, model_dir: Path | None, overwrite: bool, schema_opts: dict | None = None):
-    if model_dir is not None and model_dir.exists() and not overwrite:
-        raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
+def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Path | None = None,
+           schema_opts: dict | None = None):
+    from aedetect.files import check_output_path
+    from aedetect.scoring import sigterm_raises
     from aedetect.ui import schema_table
 
-    df, path, schema = _load_table(data, **(schema_opts or {}))
-    console.print(schema_table(schema, title=f"schema of {path}"))
-    if schema.label is None:
-        console.print(f"[yellow]no label column: training on all {len(df):,} rows (10% held out "
-                      "for validation); no test set, so nothing is evaluated. Pass --label-column "
-                      "to name one.[/yellow]")
-    _tensorflow()
-    from aedetect.callbacks import TrainingProgress
-    from aedetect.train import train_detector
+    if model_dir is not None and model_dir.exists() and not overwrite:
+        raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
+    if model_dir is not None:  # before training, which can take an hour, not after
+        check_output_path(model_dir, what="model folder")
+    if warm_start is not None:
+        from aedetect.artifact import read_manifest
 
-    with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
-        with TrainingProgress(config.param("epochs"), console) as progress:
-            result = train_detector(df, config, schema, callbacks=[progress], work_dir=work)
-    det = result.detector
-    meta = {"data_file": str(path), "data_fingerprint": result.data_fingerprint,
-            "protocol": result.split.protocol, "seed": config.seed, "split_sizes": result.split.sizes(),
-            "config": config.model_dump()}
-    if model_dir is not None:
-        det.save(model_dir, metadata=meta, overwrite=overwrite)
-    console.print(f"trained {det.n_epochs_} epochs (best {det.best_epoch_}) on "
-                  f"{det.n_train_:,} normal rows; threshold {det.threshold_:.4g} "
+        read_manifest(warm_start)  # a bad folder fails before the data loads
+    try:
+        with sigterm_raises():  # `kill` cleans up like Ctrl-C: no shards, no half a folder
+            base = None
+            if warm_start is not None:  # the parent's columns and types, not a new inference
+                _tensorflow()
+                from aedetect.train import model_schema
+
+                base = _load_model(warm_start)
+                df, path, schema = _load_table(data, schema=model_schema(base))
+            else:
+                df, path, schema = _load_table(data, **(schema_opts or {}))
+            console.print(schema_table(schema, title=f"schema of {escape(str(path))}"))
+            if schema.label is None:
+                console.print(f"[yellow]no label column: training on all {len(df):,} rows (10% held "
+                              "out for validation); no test set, so nothing is evaluated. Pass "
+                              "--label-column to name one.[/yellow]")
+            _tensorflow()
+            from aedetect.callbacks import TrainingProgress
+            from aedetect.train import train_detector
+
+            with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
+                with TrainingProgress(config.param("epochs"), console) as progress:
+                    result = train_detector(df, config, schema, callbacks=[progress], work_dir=work,
+                                            warm_start=base)
+            det = result.detector
+            meta = {"data_file": str(path), "data_fingerprint": result.data_fingerprint,
+                    "protocol": result.split.protocol, "seed": config.seed,
+                    "split_sizes": result.split.sizes(), "config": config.model_dump()}
+            if warm_start is not None:
+                meta["warm_start"] = _compare_with_parent(warm_start, det, df, result.split, schema)
+            if model_dir is not None:
+                det.save(model_dir, metadata=meta, overwrite=overwrite)
+    except KeyboardInterrupt:
+        where = f" ({escape(str(model_dir))} is unchanged)" if model_dir is not None else ""
+        console.print(f"[yellow]interrupted; no model was written{where}[/yellow]")
+        sys.exit(130)
+    ae = getattr(det, "detector", det)  # the autoencoder, also under a hybrid
+    console.print(f"trained {ae.n_epochs_} epochs (best {ae.best_epoch_}) on "
+                  f"{ae.n_train_:,} normal rows; threshold {det.threshold_:.4g} "
                   f"({det.threshold.rule}, {det.threshold.source})")
+    if config.use_labels:
+        from aedetect.hybrid import describe_head
+
+        console.print(describe_head(det))
     est = det.threshold.estimate
     if est:
         from aedetect.report import interval
@@ -285,7 +326,7 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, schema_opts: d
         console.print(f"expected on the {est['rows']}: precision {interval(est['precision'])}, "
                       f"recall {interval(est['recall'])} (95% exact binomial intervals)")
     for w in det.threshold.warnings:
-        console.print(f"[yellow]warning: {w}[/yellow]")
+        console.print(f"[yellow]warning: {escape(str(w))}[/yellow]")
     return df, result
 
 
@@ -295,6 +336,24 @@ SetOpt = Annotated[list[str] | None, typer.Option(
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="a JSON (or YAML) file of settings, e.g. a run's saved config; --set and "
     "the flags override it")]
+
+
+def _compare_with_parent(parent_dir: Path, det, df, split, schema) -> dict:
+    """The parent and the warm-started model on the new split's test rows (for the time
+    protocol, the most recent ones): printed, and kept in the new model's metadata."""
+    from aedetect.detector import load_detector
+    from aedetect.monitor import load_reference
+    from aedetect.monitor_report import compare_models, comparison_table
+
+    if schema.label is None or not len(split.test):
+        return {"from": str(parent_dir), "compared_on": "nothing: the new data has no labelled test rows"}
+    part = df.iloc[split.test]
+    rows = compare_models({f"before: {parent_dir}": (load_detector(parent_dir), load_reference(parent_dir)),
+                           "after (warm start)": (det, det.reference_)},
+                          part, part[schema.label].to_numpy(), skip=tuple(c for c in [schema.time] if c))
+    what = f"the {len(part):,} test rows of the new data ({split.protocol} protocol)"
+    out.print(comparison_table(rows, f"before and after the warm start, on {what}"))
+    return {"from": str(parent_dir), "compared_on": what, "models": rows}
 
 
 @app.command()
@@ -309,12 +368,18 @@ def train(
         help="starting configuration: 'default' or 'guide' (20-8-20 tanh, MSE, 5 epochs, batch 256)")
     ] = "default",
     hidden_units: Annotated[str | None, typer.Option(
-        help="hidden layer sizes, e.g. 64,32,16,32,64; 'auto': 64-32-code-32-64 with the code "
-        "sized to the data (at most 16) \\[default: auto]")] = None,
-    epochs: Annotated[int | None, typer.Option(help="at most \\[default: 100]")] = None,
+        help="hidden layer sizes, e.g. 64,32,16,32,64; 'auto': sized to the data "
+        "(docs/experiments.md) \\[default: auto]")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        help="at most; 'auto' (--set epochs=auto) from the row count \\[default: auto]")] = None,
     threshold_rule: Annotated[str | None, typer.Option(help=_rules_help())] = None,
     input_pipeline: Annotated[str | None, typer.Option(
         help="'memory' or 'tfrecord' \\[default: memory]")] = None,
+    use_labels: Annotated[bool | None, typer.Option(
+        "--use-labels", help="also train a supervised head on the labelled rows before the selection "
+        "set (raw features + the autoencoder's residual features), calibrated into a fraud "
+        "probability on the selection set; under --set min_anomalies=20 labelled anomalies the "
+        "autoencoder scores alone (docs/hybrid.md)")] = None,
     settings: SetOpt = None,
     config_file: ConfigOpt = None,
     label_column: LabelOpt = None,
@@ -323,6 +388,10 @@ def train(
     exclude_columns: ExcludeOpt = "",
     categorical_columns: CategoricalOpt = "",
     schema_file: SchemaOpt = None,
+    warm_start: Annotated[Path | None, typer.Option(
+        help="model folder to continue training from, on newer normals: its preprocessing and "
+        "network are kept (network settings are ignored), the score statistics and threshold are "
+        "refitted; both models are then compared on the test rows")] = None,
     overwrite: bool = False,
 ):
     """Train on the training normals of a split and write the model folder.
@@ -331,12 +400,52 @@ def train(
     every row trains."""
     config = _config(preset, config_file, settings, protocol=protocol, seed=seed,
                      hidden_units=_units(hidden_units), epochs=epochs,
-                     threshold_rule=threshold_rule, input_pipeline=input_pipeline)
-    _train(data, config, model_dir, overwrite, dict(
-        schema_file=schema_file, label_column=label_column, time_column=time_column,
-        id_columns=id_columns, exclude_columns=exclude_columns,
-        categorical_columns=categorical_columns))
-    console.print(f"model written to {model_dir}")
+                     threshold_rule=threshold_rule, input_pipeline=input_pipeline,
+                     use_labels=use_labels)
+    schema_opts = dict(schema_file=schema_file, label_column=label_column, time_column=time_column,
+                       id_columns=id_columns, exclude_columns=exclude_columns,
+                       categorical_columns=categorical_columns)
+    if Path(data).is_dir():
+        if warm_start is not None or use_labels:
+            raise UsageError("--warm-start and --use-labels read one table; they do not take a folder of shards")
+        if any(v for v in schema_opts.values()):
+            raise UsageError("a folder of shards is read with the credit-card columns; the schema "
+                             "options (--schema, --label-column, ...) take one table")
+        _train_shards(Path(data), config, model_dir, overwrite)
+    else:
+        _train(data, config, model_dir, overwrite, warm_start, schema_opts)
+    console.print(f"model written to {escape(str(model_dir))}")
+
+
+def _train_shards(folder: Path, config, model_dir: Path, overwrite: bool) -> None:
+    """Train on a folder of Parquet/CSV shards of normal rows, streamed (see data/shards.py)."""
+    from aedetect.thresholds import get_rule
+
+    rule = get_rule(config.threshold_rule)
+    if rule.data not in ("normal", "none"):
+        raise UsageError(f"training from a shard folder supports --threshold-rule "
+                         f"normal_percentile or fixed (no labelled selection set); got "
+                         f"{config.threshold_rule!r}")
+    if model_dir.exists() and not overwrite:
+        raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
+    _tensorflow()
+    from aedetect.callbacks import TrainingProgress
+    from aedetect.data.shards import fit_from_shards
+    from aedetect.thresholds import choose_threshold
+    from aedetect.train import new_detector
+
+    det = new_detector(config)
+    with TrainingProgress(config.param("epochs"), console) as progress:
+        det, data = fit_from_shards(det, folder, callbacks=[progress])
+    if rule.data == "none":  # fixed; normal_percentile was set by fit from the held-out rows
+        value = config.param("threshold_value")
+        det.threshold = choose_threshold(rule.name, value=10.0 if value is None else value)
+    det.save(model_dir, overwrite=overwrite, metadata={
+        "data_folder": str(folder), "shards": len(data.files), "rows_in_shards": data.n_rows,
+        "seed": config.seed, "config": config.model_dump()})
+    console.print(f"trained {det.n_epochs_} epochs (best {det.best_epoch_}) on {det.n_train_:,} "
+                  f"normal rows streamed from {len(data.files)} shard(s), validated on "
+                  f"{det.n_validation_:,}; threshold {det.threshold_:.4g} ({det.threshold.rule})")
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the results as JSON on stdout "
@@ -357,10 +466,15 @@ def evaluate(
 ):
     """Evaluate a model on labelled data: metrics table and metrics.json."""
     from aedetect.artifact import read_manifest
+    from aedetect.files import check_output_path
 
     if rows not in ("test", "all"):
         raise UsageError(f"--rows must be 'test' or 'all'; got {rows!r}")
     read_manifest(model_dir)  # a bad model folder fails fast, before data and TensorFlow load
+    if metrics_out is not None:
+        check_output_path(metrics_out, what="metrics file")
+    if report_dir is not None:
+        check_output_path(report_dir / "report.html", what="report")
     df, path = _read(data)
     det = _load_model(model_dir)
     from aedetect.evaluation import evaluate_model
@@ -375,7 +489,7 @@ def evaluate(
             rep = evaluation_report(det, ev.y, ev.scores, ev.errors, ev.metrics,
                                     f"aedetect evaluation: {model_dir}")
             path = rep.write(report_dir, ev.metrics)
-        console.print(f"report written to {path}")
+        console.print(f"report written to {escape(str(path))}")
 
 
 @app.command()
@@ -417,7 +531,7 @@ def compare(
     if report_dir is not None:
         rep = comparison_report(cmp)
         path = rep.write(report_dir, cmp.to_dict(), extra={"compare.md": markdown_table(cmp)})
-        console.print(f"report written to {path}")
+        console.print(f"report written to {escape(str(path))}")
 
 
 def _report(metrics: dict, path: Path | None, as_json: bool = False, schema=None) -> None:
@@ -435,7 +549,7 @@ def _report(metrics: dict, path: Path | None, as_json: bool = False, schema=None
         from aedetect.ui import write_json
 
         write_json(metrics, path)
-        console.print(f"metrics written to {path}")
+        console.print(f"metrics written to {escape(str(path))}")
 
 
 @app.command()
@@ -452,30 +566,44 @@ def score(
         help="'error': stop at the first bad row; 'skip': write bad rows to OUT.bad-rows.csv")] = "error",
 ):
     """Score a file of any size in chunks: row, ids, score, flag and top features per row."""
-    from aedetect.scoring import score_file
+    from aedetect.files import check_output_path, refuse_overwriting_input
+    from aedetect.scoring import bad_rows_path, score_file
     from aedetect.ui import ScoringProgress
 
     if on_bad_rows not in ("error", "skip"):
         raise UsageError(f"--on-bad-rows must be 'error' or 'skip'; got {on_bad_rows!r}")
     if chunk_rows < 1 or top_k < 0:
         raise UsageError(f"--chunk-rows must be >= 1 and --top-k >= 0; got {chunk_rows}, {top_k}")
-    det = _load_model(model_dir)
+    for target in (out_file, bad_rows_path(out_file)):  # fast, before the model loads
+        refuse_overwriting_input(data, target)
+    check_output_path(out_file)
+    from aedetect.artifact import read_manifest
+    from aedetect.runtime import load_scorer
+
+    if "hybrid.json" in read_manifest(model_dir).files:  # a supervised head needs its model
+        det = _load_model(model_dir)
+    else:
+        det = load_scorer(model_dir)  # NumPy only: scoring never imports TensorFlow
     ids = [c.strip() for c in id_columns.split(",") if c.strip()]
     try:
         with ScoringProgress(console) as progress:
             s = score_file(det, data, out_file, id_columns=ids, all_columns=all_columns, top_k=top_k,
                            chunk_rows=chunk_rows, on_bad_rows=on_bad_rows, progress=progress)
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted; no output was written ({out_file} is unchanged)[/yellow]")
+        console.print(f"[yellow]interrupted; no output was written ({escape(str(out_file))} is "
+                      "unchanged)[/yellow]")
         sys.exit(130)
     if s.ignored_columns:
         console.print(f"[yellow]warning: column(s) {s.ignored_columns} are not in the model's "
                       "schema; ignored[/yellow]")
+    for p in s.stale_removed:
+        console.print(f"removed {escape(str(p))}, a temporary file left by an earlier run that was killed")
     console.print(f"scored {s.rows_scored:,} of {s.rows_read:,} rows in {s.seconds:.1f} s "
                   f"({s.rows_per_second:,.0f} rows/s), flagged {s.rows_flagged:,} "
-                  f"(threshold {s.threshold:.4g}); wrote {s.output}")
+                  f"(threshold {s.threshold:.4g}); wrote {escape(str(s.output))}")
     if s.bad_rows_file is not None:
-        console.print(f"skipped {s.rows_skipped:,} bad row(s); rows and reasons in {s.bad_rows_file}")
+        console.print(f"skipped {s.rows_skipped:,} bad row(s); rows and reasons in "
+                      f"{escape(str(s.bad_rows_file))}")
 
 
 @app.command()
@@ -488,21 +616,80 @@ def serve(
     api_key_env: Annotated[str, typer.Option(
         help="environment variable holding the API key; auth is on when it is set")] = "AEDETECT_API_KEY",
     top_k: Annotated[int, typer.Option(help="top contributing features per transaction")] = 3,
+    drift_window: Annotated[int, typer.Option(
+        help="latest scored rows compared with the reference for GET /v1/drift and the drift gauges")] = 10_000,
+    public_docs: Annotated[bool, typer.Option(
+        help="serve /docs, /redoc and /openapi.json without the API key")] = False,
+    max_concurrent: Annotated[int, typer.Option(help="scoring requests computed at once")] = 2,
+    max_queue: Annotated[int, typer.Option(help="scoring requests waiting; more get a 503")] = 16,
+    queue_timeout: Annotated[float, typer.Option(
+        help="seconds a request may wait for a slot before a 503 with Retry-After")] = 0.25,
 ):
-    """Serve the model over HTTP: POST /v1/score, GET /healthz, /v1/model, /metrics."""
+    """Serve the model over HTTP: POST /v1/score, /v2 (KServe), GET /healthz, /v1/model, /v1/drift, /metrics."""
+    import socket
+
     import uvicorn
 
     from aedetect.service import ServiceSettings, create_app
 
     settings = _settings(ServiceSettings, max_batch=max_batch, max_body_bytes=max_body_bytes,
-                         api_key_env=api_key_env, top_k=top_k)
+                         api_key_env=api_key_env, top_k=top_k, public_docs=public_docs,
+                         max_concurrent=max_concurrent, max_queue=max_queue,
+                         queue_timeout_s=queue_timeout, drift_window=drift_window)
     from aedetect.artifact import read_manifest
 
     read_manifest(model_dir)
-    api = create_app(model_dir, settings)
+    try:  # bind before loading the model and before saying "serving"
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        raise AedetectError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
+    api = create_app(model_dir, settings)  # verifies the folder; loads no TensorFlow
     auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
-    console.print(f"serving {model_dir} on http://{host}:{port} (API-key auth {auth})")
-    uvicorn.run(api, host=host, port=port, log_level="warning")
+    # A second, coarser gate before the app: connections beyond the app's slots and queue (and
+    # a few for /healthz and /metrics) get uvicorn's plain 503 before their request is parsed,
+    # so a CPU-starved event loop does not pile up work it will answer too late.
+    server = uvicorn.Server(uvicorn.Config(
+        api, log_level="warning", limit_concurrency=max_concurrent + max_queue + 8))
+    console.print(f"serving {escape(str(model_dir))} on http://{host}:{sock.getsockname()[1]} "
+                  f"(API-key auth {auth})")
+    server.run(sockets=[sock])
+
+
+@spark_app.command("score")
+def spark_score(
+    model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
+    data: Annotated[str, typer.Option("--data", help="Parquet file or folder (any path Spark reads)")],
+    out_dir: Annotated[str, typer.Option("--out", help="Parquet folder to write")],
+    master: Annotated[str | None, typer.Option(help="classic Spark master, e.g. local[2] or "
+                                               "yarn \\[default: local[*]]")] = None,
+    remote: Annotated[str | None, typer.Option(help="Spark Connect URL, e.g. sc://host:15002")] = None,
+    id_columns: Annotated[str, typer.Option(help="comma-separated columns to copy to the output")] = "",
+    top_k: Annotated[int, typer.Option(help="top contributing features per row")] = 3,
+    overwrite: bool = False,
+):
+    """Score Parquet on Spark and write Parquet: ids, score, flag, top features, reason."""
+    from aedetect.artifact import read_manifest
+    from aedetect.spark import score_parquet, session
+
+    if top_k < 0:
+        raise UsageError(f"--top-k must be >= 0; got {top_k}")
+    if master and remote:
+        raise UsageError("give --master or --remote, not both")
+    read_manifest(model_dir)  # a bad folder fails before a Spark session starts
+    if "://" not in out_dir and Path(out_dir).exists() and not overwrite:
+        raise AedetectError(f"{out_dir} already exists; pass --overwrite to replace it")
+    ids = [c.strip() for c in id_columns.split(",") if c.strip()]
+    with console.status("starting Spark"):
+        spark = session(master, remote)
+    with console.status(f"scoring {data} on Spark"):
+        s = score_parquet(spark, model_dir, data, out_dir, id_columns=ids, top_k=top_k,
+                          overwrite=overwrite)
+    console.print(f"scored {s['rows'] - s['unscored']:,} of {s['rows']:,} rows, flagged "
+                  f"{s['flagged']:,}; {s['unscored']:,} row(s) could not be scored (see the "
+                  f"reason column); wrote {out_dir}")
 
 
 def _settings(cls, **kwargs):
@@ -514,23 +701,113 @@ def _settings(cls, **kwargs):
 
 
 @app.command()
+def monitor(
+    model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
+    data: Annotated[Path, typer.Option("--data", help="CSV/Parquet file of new rows")],
+    window: Annotated[str | None, typer.Option(
+        help="cut the rows into windows of this length of --time-column, e.g. 4h, 1d, 30m; "
+        "default: one batch")] = None,
+    time_column: Annotated[str, typer.Option(help="seconds (like the ULB Time) or dates")] = "Time",
+    label_column: Annotated[str, typer.Option(
+        help="0/1 labels, used for precision and recall when the file has them")] = "Class",
+    reference: Annotated[Path | None, typer.Option(
+        help="CSV/Parquet to take the reference from (normal rows, labels when present), for a "
+        "model folder without reference.json")] = None,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report", help="folder for report.html, its PNGs, drift.json and drift.md")] = None,
+    json_out: Annotated[Path | None, typer.Option("--out", help="write drift.json here")] = None,
+    as_json: JsonOpt = False,
+    alpha: Annotated[float, typer.Option(help="test level after the Benjamini-Hochberg correction")] = 0.01,
+    psi_alarm: Annotated[float, typer.Option(help="PSI a column or the score must reach to alarm")] = 0.2,
+    share_ratio: Annotated[float, typer.Option(
+        help="flagged (or anomaly) share must be off its promised interval by this factor to alarm")] = 1.5,
+):
+    """Compare new rows (per time window) with the model's reference: column and score drift,
+    flagged share against the promise, precision and recall. Exit code 3 when an alarm fires."""
+    from aedetect.data.io import read_raw
+    from aedetect.monitor import DriftSettings, load_reference
+    from aedetect.monitor_report import monitor_frame, parse_window, rich_table, write_outputs
+
+    settings = _settings(DriftSettings, alpha=alpha, psi_alarm=psi_alarm, share_ratio=share_ratio)
+    try:
+        seconds = parse_window(window) if window else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    ref = load_reference(model_dir)
+    if ref is None and reference is None:
+        raise UsageError(f"{model_dir} has no reference.json (trained before drift monitoring); "
+                            "pass --reference DATA to take one from a file of rows like the training data")
+    df = read_raw(data)
+    ref_df = read_raw(reference) if reference is not None else None
+    det = _load_model(model_dir)
+    if ref_df is not None:
+        from aedetect.monitor import reference_from_frame
+
+        ref = reference_from_frame(det, ref_df, label_column, source=str(reference),
+                                   time_column=time_column if time_column in ref_df.columns else None)
+    with console.status("scoring and comparing"):
+        run = monitor_frame(det, ref, df, window=seconds, time_column=time_column,
+                            label_column=label_column, settings=settings, source=str(data))
+    if as_json:
+        import json
+
+        print(json.dumps(run.summary, indent=2))
+    else:
+        out.print(rich_table(run.summary))
+        for line in run.summary["hint"]:
+            console.print(f"[yellow]{line}[/yellow]", highlight=False)
+    if json_out is not None:
+        from aedetect.ui import write_json
+
+        write_json(run.summary, json_out)
+    if report_dir is not None:
+        with console.status("drawing the report"):
+            path = write_outputs(run, ref, report_dir, f"aedetect drift: {data}")
+        console.print(f"report written to {path}")
+    if run.alarm:
+        n = sum(w["alarm"] for w in run.summary["windows"])
+        console.print(f"[bold red]alarm[/bold red] in {n} of {len(run.summary['windows'])} window(s); "
+                      f"to retrain from this model: aedetect train --warm-start {model_dir} --data NEWER.csv")
+        raise typer.Exit(3)
+
+
+@app.command()
 def export(
     model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
-    out_dir: Annotated[Path, typer.Option("--out", help="folder to write the export to")],
-    fmt: Annotated[str, typer.Option("--format", help="only 'savedmodel'")] = "savedmodel",
+    out_dir: Annotated[Path, typer.Option("--out", help="SavedModel folder, or .onnx file, to write")],
+    fmt: Annotated[str, typer.Option("--format", help="'savedmodel' (TF Serving) or 'onnx'")] = "savedmodel",
     overwrite: bool = False,
 ):
-    """Export a TensorFlow SavedModel that takes raw columns and returns score and flag."""
-    if fmt != "savedmodel":
-        raise UsageError(f"--format must be 'savedmodel'; got {fmt!r}")
-    det = _load_model(model_dir)
-    from aedetect.export import export_savedmodel
+    """Export a SavedModel or an ONNX model that takes raw columns and returns score and flag."""
+    if fmt not in ("savedmodel", "onnx"):
+        raise UsageError(f"--format must be 'savedmodel' or 'onnx'; got {fmt!r}")
+    from aedetect.artifact import read_manifest
 
-    with console.status("writing SavedModel"):
-        export_savedmodel(det, out_dir, overwrite=overwrite)
-    console.print(f"SavedModel written to {out_dir} (signature 'serving_default': one float32 "
-                  f"[None] input per column {det.feature_names_in_[0]!r}..."
-                  f"{det.feature_names_in_[-1]!r}; outputs 'score', 'flag')")
+    if "hybrid.json" in read_manifest(model_dir).files:
+        raise AedetectError(f"{model_dir} holds a supervised head (--use-labels), which the exports do "
+                            "not carry; export a model trained without --use-labels")
+    if out_dir.exists() and not overwrite:
+        raise AedetectError(f"{out_dir} already exists; pass --overwrite to replace it")
+    if fmt == "onnx":
+        from aedetect.export import export_onnx
+        from aedetect.runtime import load_scorer
+
+        try:
+            import onnx  # noqa: F401
+        except ModuleNotFoundError:
+            raise AedetectError("--format onnx needs the onnx package: pip install 'aedetect[onnx]'") from None
+        det = load_scorer(model_dir)  # the ONNX graph is built from the NumPy weights: no TensorFlow
+        export_onnx(det, out_dir, overwrite=overwrite)
+        what = "ONNX model"
+    else:
+        det = _load_model(model_dir)
+        from aedetect.export import export_savedmodel
+
+        with console.status("writing SavedModel"):
+            export_savedmodel(det, out_dir, overwrite=overwrite)
+        what = "SavedModel (signature 'serving_default')"
+    console.print(f"{what} written to {escape(str(out_dir))}: one float64 [None] input per column "
+                  f"{det.feature_names_in_[0]!r}...{det.feature_names_in_[-1]!r}; outputs 'score', 'flag'")
 
 
 @app.command()
@@ -571,14 +848,17 @@ def main() -> None:
     try:
         app()
     except AedetectError as exc:
-        from rich.markup import escape
-
         console.quiet = False
         console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2 if isinstance(exc, UsageError) else 1)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; nothing was written[/yellow]")
         sys.exit(130)
+    except OSError as exc:  # a file the system refused (disk full, permissions): one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        console.print(f"[bold red]error:[/bold red] {escape(where + (exc.strerror or str(exc)))}",
+                      highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def compare_methods(df: pd.DataFrame, config: TrainConfig, seeds: int = 1, schem
         score_s = time.perf_counter() - start
         run = {AUTOENCODER: _metrics(y, scores, fit_s, score_s, alerts_per_day, per_day)}
         result.notes[AUTOENCODER] = (f"hidden {list(det.hidden_units_)}, {det.n_epochs_} epochs "
-                                     f"(at most {cfg.param('epochs')})")
+                                     f"(at most {det.epochs_})")
         result.uses_labels[AUTOENCODER] = False
         if i == 0:
             ev.metrics["protocol"] = cfg.protocol

@@ -60,6 +60,9 @@ class TrainConfig(BaseModel):
     cost_review: float = Field(5.0, ge=0)  # per flagged row an analyst reviews
     cost_per_amount: bool = False
     contamination: float = Field(0.001, gt=0, lt=0.5)
+    # Label-aware mode (aedetect.hybrid): a supervised head on the autoencoder's residual features.
+    use_labels: bool = False
+    min_anomalies: int = Field(20, ge=1)  # fewer labelled anomalies to learn from: autoencoder alone
 
     @model_validator(mode="before")
     @classmethod

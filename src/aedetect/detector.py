@@ -24,44 +24,43 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from aedetect.conventions import OutlierConventions
 from aedetect.data.schema import DatasetSchema
+from aedetect.defaults import (
+    auto_architecture,
+    auto_batch_size,
+    auto_epochs,
+    auto_jit,
+    passes_per_epoch,
+)
 from aedetect.errors import DataError
 from aedetect.preprocessing import Preprocessor
 from aedetect.scores import SCORES, contributions, fit_stats, score_tf, stats_from_config, stats_to_config
 from aedetect.thresholds import Threshold, normal_percentile
 
 SCORE_CHUNK = 65_536
-# Training steps run per call into TensorFlow: one Python round trip per step costs more than a
-# step of a small network, so Keras runs this many steps inside one compiled loop.
+# Training steps run per call into TensorFlow when the step is XLA-compiled (large data): one
+# Python round trip per step costs more than a step of a small network, so Keras runs this many
+# steps inside one compiled loop. On small data the loop's own tracing costs more than it saves
+# (about 1 CPU second of a 4.5 s fit of 1,000 rows), so each call runs one step.
 STEPS_PER_EXECUTION = 64
 ACTIVATIONS = {"relu", "tanh", "elu", "selu", "gelu", "silu", "sigmoid", "linear", "leaky_relu"}
 
 
-def resolve_hidden_units(hidden_units, x: np.ndarray, max_code: int = 16) -> tuple[int, ...]:
-    """`"auto"`: 64-32-code-32-64 with code = min(16, the number of principal components that
-    hold 90% of the variance of the (preprocessed, normal) rows `x`), at least 2.
-
-    A code much wider than the data's intrinsic dimension lets the network pass anomalies
-    through unchanged, so they vanish from the residual; on the credit-card data (25 components
-    for 90%) this gives 16.
-    """
+def resolve_hidden_units(hidden_units, x: np.ndarray) -> tuple[int, ...]:
+    """`"auto"`: `aedetect.defaults.auto_architecture` on the (preprocessed, normal) rows `x`;
+    otherwise the given sizes."""
     if isinstance(hidden_units, str):
-        from sklearn.decomposition import PCA
-
-        if len(x) < 3:
-            k90 = x.shape[1]
-        else:
-            sample = x[np.random.default_rng(0).permutation(len(x))[:20_000]]
-            ratios = PCA().fit(sample).explained_variance_ratio_
-            k90 = int(np.searchsorted(np.cumsum(np.nan_to_num(ratios)), 0.9) + 1)
-        return (64, 32, max(2, min(max_code, k90)), 32, 64)
+        return auto_architecture(len(x), x.shape[1], x)
     return tuple(int(u) for u in hidden_units)
 
 
-def effective_batch_size(batch_size: int, n_rows: int, min_steps: int = 50) -> int:
-    """The batch size used for `n_rows` training rows: `batch_size`, lowered (not below 32) so
-    an epoch has at least `min_steps` steps. Large batches suit the 200k-row credit-card set;
-    on a few thousand rows they would leave a handful of updates per epoch."""
+def effective_batch_size(batch_size, n_rows: int, min_steps: int = 50) -> int:
+    """The batch size used for `n_rows` training rows. `"auto"`: `auto_batch_size`. A number is
+    lowered (not below 32) so an epoch has at least `min_steps` steps: large batches suit the
+    200k-row credit-card set; on a few thousand rows they would leave a handful of updates."""
+    if batch_size == "auto":
+        return auto_batch_size(n_rows)
     return int(max(1, min(batch_size, max(32, n_rows // min_steps))))
 
 
@@ -113,7 +112,7 @@ def _params_from_json(params: dict, types: dict | None = None) -> dict:
     return out
 
 
-class AutoencoderDetector(OutlierMixin, BaseEstimator):
+class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
     """Dense autoencoder anomaly detector, trained on normal rows only.
 
     The network learns to reconstruct normal rows; a row it reconstructs badly is anomalous.
@@ -122,8 +121,9 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     statistics on those rows, and sets the threshold at their `threshold_percentile`-th
     percentile (a label-free false-positive budget).
 
-    The defaults (a 64-32-code-32-64 ReLU network scored by the Mahalanobis distance of its
-    residuals) come from the experiments in docs/experiments.md. The guide's network is
+    The defaults (a ReLU network sized to the data, epochs and batch from the row count, see
+    `aedetect.defaults`, scored by the Mahalanobis distance of its residuals) come from the
+    experiments in docs/experiments.md. The guide's network is
     ``AutoencoderDetector(hidden_units=(20, 8, 20), activation="tanh", score_type="mse",
     epochs=5, batch_size=256)``.
 
@@ -131,14 +131,18 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     ----------
     hidden_units : "auto" or sequence of int, default="auto"
         Sizes of the hidden layers, bottleneck included, e.g. ``(20, 8, 20)``. ``"auto"``:
-        64-32-code-32-64 with the code as wide as the number of principal components that hold
-        90% of the training rows' variance, between 2 and 16.
+        w-w/2-code-w/2-w with w twice the (preprocessed) features as a power of two between 16
+        and 128, and the code as wide as the number of principal components that hold 90% of
+        the training rows' variance, between 2 and 16 (`aedetect.defaults`).
     activation : str, default="relu"
         Activation of the hidden layers (a Keras activation name).
-    epochs : int, default=100
-        Most training epochs; early stopping usually ends sooner.
-    batch_size : int, default=2048
-        Rows per gradient step; lowered (not below 32) so an epoch has at least 50 steps.
+    epochs : int or "auto", default="auto"
+        Most training epochs; early stopping usually ends sooner. ``"auto"``: n_rows / 1,000
+        between 10 and 100, and an epoch is at least 50 updates (small sets are passed over
+        several times per epoch).
+    batch_size : int or "auto", default="auto"
+        Rows per gradient step. ``"auto"``: n_rows / 100 as a power of two between 32 and
+        2,048. A number is lowered (not below 32) so an epoch has at least 50 steps.
     learning_rate : float, default=1e-3
         Adam's learning rate.
     patience : int, default=5
@@ -170,8 +174,9 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         ``100 - threshold_percentile`` percent of normal rows get flagged.
     shuffle_buffer : int, default=262144
         Shuffle buffer of the streaming input path (`X` given as a `tf.data.Dataset`).
-    jit_compile : bool, default=True
-        Compile training steps with XLA.
+    jit_compile : bool or "auto", default="auto"
+        Compile training steps with XLA. ``"auto"``: from 50,000 training rows, where the
+        compile time pays back.
     seed : int, default=0
         Seed of the weights, the held-out rows and the shuffling. Training on CPU is
         reproducible for a given seed and thread count.
@@ -220,8 +225,8 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_units": [StrOptions({"auto"}), list, tuple],
         "activation": [StrOptions(ACTIVATIONS)],
-        "epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "patience": [Interval(Integral, 0, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -234,7 +239,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         "score_type": [StrOptions(set(SCORES))],
         "threshold_percentile": [Interval(Real, 0, 100, closed="neither")],
         "shuffle_buffer": [Interval(Integral, 1, None, closed="left")],
-        "jit_compile": ["boolean"],
+        "jit_compile": ["boolean", StrOptions({"auto"})],
         "seed": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
     }
@@ -244,8 +249,8 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         hidden_units="auto",
         activation="relu",
         *,
-        epochs=100,
-        batch_size=2048,
+        epochs="auto",
+        batch_size="auto",
         learning_rate=1e-3,
         patience=5,
         validation_fraction=0.1,
@@ -258,7 +263,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         score_type="residual_mahalanobis",
         threshold_percentile=99.9,
         shuffle_buffer=262_144,
-        jit_compile=True,
+        jit_compile="auto",
         seed=0,
         verbose=0,
     ):
@@ -299,23 +304,13 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     def _validate_table(self, X, *, reset: bool) -> pd.DataFrame:
         """With a dataset schema: the schema's feature columns of a table, as given (text,
         datetimes, missing values); the preprocessor checks each value by its column's type."""
+        from aedetect.data.schema import feature_table
+
         names = self._dataset_schema().features
         if reset:
             self.feature_names_in_ = np.asarray(names, dtype=object)
             self.n_features_in_ = len(names)
-        if not isinstance(X, pd.DataFrame):
-            arr = np.asarray(X, dtype=object)
-            if arr.ndim != 2 or arr.shape[1] != len(names):
-                raise DataError(f"X has shape {arr.shape}; the schema has {len(names)} feature "
-                                f"columns {names}")
-            X = pd.DataFrame(arr, columns=names)
-        missing = [c for c in names if c not in X.columns]
-        if missing:
-            raise DataError(f"X is missing column(s) {missing}; the detector reads {len(names)} "
-                            f"columns {names}")
-        if len(X) == 0:
-            raise DataError("X has no rows")
-        return X[names]
+        return feature_table(X, names)
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         """X as a float64 matrix: scikit-learn's checks (feature count and names), then every
@@ -350,7 +345,8 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         return [f"x{i}" for i in range(self.n_features_in_)]
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, X, y=None, *, validation_data=None, callbacks=(), feature_names=None):
+    def fit(self, X, y=None, *, validation_data=None, callbacks=(), feature_names=None,
+            warm_start: bool = False):
         """Train on normal rows `X`.
 
         Parameters
@@ -367,6 +363,10 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
             Extra Keras callbacks (progress bars, timers).
         feature_names : sequence of str, default=None
             Column names of a `tf.data.Dataset` `X`.
+        warm_start : bool, default=False
+            Continue from this fitted detector (rows in memory, the same columns): its
+            preprocessing and network are kept and the weights keep training on `X`; the score
+            statistics and the threshold are refitted on the new validation normals.
 
         Returns
         -------
@@ -375,6 +375,7 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         import keras
         import tensorflow as tf
 
+        from aedetect.callbacks import ValidationLoss
         from aedetect.data.tfdata import array_dataset, stream_dataset
         from aedetect.network import build_autoencoder
 
@@ -385,6 +386,10 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         # same result for the same seed and thread count (a test checks this).
         keras.utils.set_random_seed(self.seed)
 
+        if warm_start:
+            check_is_fitted(self)
+            if isinstance(X, tf.data.Dataset):
+                raise ValueError("warm_start needs rows in memory (a DataFrame or an array)")
         if isinstance(X, tf.data.Dataset):
             if validation_data is None:
                 raise ValueError("fit() on a tf.data.Dataset needs validation_data")
@@ -399,13 +404,14 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
                 n_train += len(block)
                 self.preprocessor_.partial_fit(block)
             self.batch_size_ = effective_batch_size(self.batch_size, n_train)
+            passes = 1  # a stream is large: one pass is many updates
             train_ds = stream_dataset(X, self.preprocessor_, self.batch_size_, self.seed,
                                       self.shuffle_buffer)
             x_val = self.preprocessor_.transform(
                 np.concatenate([b.numpy() for b in validation_data.batch(65_536)]))
             x_shape = x_val
         else:
-            x = self._validate_X(X, reset=True)
+            x = self._validate_X(X, reset=not warm_start)
             if validation_data is None:
                 if len(x) < 2:
                     raise DataError(f"fit needs at least 2 rows, to hold some out for validation; "
@@ -417,26 +423,37 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
             else:
                 val_raw = self._validate_X(validation_data, reset=False)
             digest, n_train = hashlib.sha256(_row_bytes(x)), len(x)
-            self.preprocessor_ = self._new_preprocessor().fit(x)
+            if not warm_start:
+                self.preprocessor_ = self._new_preprocessor().fit(x)
             self.batch_size_ = effective_batch_size(self.batch_size, n_train)
             x_pre = self.preprocessor_.transform(x)
-            train_ds = array_dataset(x_pre, self.batch_size_, self.seed)
+            passes = passes_per_epoch(n_train, self.batch_size_) if self.epochs == "auto" else 1
+            train_ds = array_dataset(x_pre, self.batch_size_, self.seed, passes=passes)
             x_val = self.preprocessor_.transform(val_raw)
             x_shape = x_pre
-        val_ds = tf.data.Dataset.from_tensor_slices((x_val, x_val)).batch(8192)
 
-        self.hidden_units_ = resolve_hidden_units(self.hidden_units, x_shape)
-        model = build_autoencoder(self.preprocessor_.n_features_out, self.hidden_units_,
-                                  self.activation, noise_std=self.noise_std,
-                                  dropout=self.dropout, l2=self.l2)
+        if warm_start:
+            model = self.model_
+        else:
+            self.hidden_units_ = resolve_hidden_units(self.hidden_units, x_shape)
+            model = build_autoencoder(self.preprocessor_.n_features_out, self.hidden_units_,
+                                      self.activation, noise_std=self.noise_std,
+                                      dropout=self.dropout, l2=self.l2)
+        self.epochs_ = auto_epochs(n_train) if self.epochs == "auto" else int(self.epochs)
+        self.passes_per_epoch_ = passes
+        self.jit_compile_ = (auto_jit(n_train) if self.jit_compile == "auto"
+                             else bool(self.jit_compile))
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse",
-                      jit_compile=bool(self.jit_compile), steps_per_execution=STEPS_PER_EXECUTION)
+                      jit_compile=self.jit_compile_,
+                      steps_per_execution=STEPS_PER_EXECUTION if self.jit_compile_ else 1)
+        self._set_model(model)
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
                                              restore_best_weights=True)
-        history = model.fit(train_ds, validation_data=val_ds, epochs=int(self.epochs),
-                            callbacks=[stop, *callbacks], verbose=self.verbose,
-                            shuffle=False)  # the dataset shuffles itself, seeded
-        self._set_model(model)
+        # The validation loss comes from the residual function that scoring uses anyway, not
+        # from Keras' evaluate(): one traced function less, which is most of a small fit's cost.
+        val_loss = ValidationLoss(lambda: np.mean(np.square(self._residuals(x_val))))
+        history = model.fit(train_ds, epochs=self.epochs_, callbacks=[val_loss, stop, *callbacks],
+                            verbose=self.verbose, shuffle=False)  # the dataset shuffles itself
         self.n_train_, self.n_validation_ = n_train, len(x_val)
         self.training_fingerprint_ = "sha256:" + digest.hexdigest()
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
@@ -468,7 +485,8 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
 
         spec = tf.TensorSpec([None, self.preprocessor_.n_features_out], tf.float32)
 
-        @tf.function(input_signature=[spec])  # one trace for every chunk size
+        # One trace for every chunk size; no control flow, so no AutoGraph conversion either.
+        @tf.function(input_signature=[spec], autograph=False)
         def residuals(batch):
             return model(batch, training=False) - batch
 
@@ -529,18 +547,6 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
         r = self._residuals(self._preprocess(X))
         return contributions(self.score_type, self.score_stats_, r).sum(axis=1), np.square(r)
 
-    def score_samples(self, X) -> np.ndarray:
-        """scikit-learn's convention: the opposite of `anomaly_score` (lower = more abnormal)."""
-        return -self.anomaly_score(X)
-
-    def decision_function(self, X) -> np.ndarray:
-        """``score_samples(X) - offset_``: negative for outliers (flagged rows)."""
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X) -> np.ndarray:
-        """-1 for outliers (``anomaly_score > threshold_``), +1 for inliers."""
-        return np.where(self.anomaly_score(X) > self.threshold_, -1, 1)
-
     def score_tf(self, x_preprocessed):
         """Anomaly score from preprocessed features in TensorFlow ops (for the SavedModel export,
         so the exported graph computes the same score as `anomaly_score`)."""
@@ -573,10 +579,6 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     @property
     def threshold_(self) -> float:
         return self.threshold.value
-
-    @property
-    def offset_(self) -> float:
-        return -self.threshold_
 
     def _input_dtypes(self, names: list[str]) -> dict[str, str]:
         schema = self._dataset_schema()
@@ -665,13 +667,18 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
-        """Write a model folder (model.keras + manifest.json), the documented way to ship a
-        model; see `aedetect.artifact`."""
-        from aedetect.artifact import MODEL_FILE, write_folder
+        """Write a model folder (model.keras, weights.npz, reference.json + manifest.json), the
+        documented way to ship a model; see `aedetect.artifact`."""
+        from aedetect.artifact import MODEL_FILE, REFERENCE_FILE, write_folder
+        from aedetect.runtime import WEIGHTS_FILE, save_weights
 
         state = self._get_state()
-        return write_folder(path, state, {MODEL_FILE: self.model_.save}, metadata=metadata,
-                            overwrite=overwrite)
+        writers = {MODEL_FILE: self.model_.save,
+                   WEIGHTS_FILE: lambda p: save_weights(self.model_, p)}  # for aedetect.runtime
+        reference = getattr(self, "reference_", None)  # the drift-monitoring profile, see aedetect.monitor
+        if reference is not None:
+            writers[REFERENCE_FILE] = lambda p: p.write_text(reference.to_json())
+        return write_folder(path, state, writers, metadata=metadata, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AutoencoderDetector:

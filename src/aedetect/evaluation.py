@@ -165,11 +165,11 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
     """
     from aedetect.data.io import read_raw
     from aedetect.data.schema import check_table
-    from aedetect.detector import AutoencoderDetector
     from aedetect.errors import AedetectError
+    from aedetect.hybrid import load_model
     from aedetect.train import frame_fingerprint, model_schema, split_frame
 
-    det = model if isinstance(model, AutoencoderDetector) else AutoencoderDetector.load(model)
+    det = model if hasattr(model, "anomaly_score") else load_model(model)  # hybrid folders too
     schema = model_schema(det)
     if schema.label is None:
         raise AedetectError("this model was trained without a label column, and evaluation needs "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aedetect.scoring import top_features
+from aedetect.runtime import top_features
 
 
 def top_columns(preprocessor, X, contributions: np.ndarray, k: int):

@@ -1,62 +1,53 @@
-"""Export a detector as a TensorFlow SavedModel that any TF runtime (e.g. TensorFlow Serving) serves.
+"""Export a model for other runtimes: a SavedModel for TensorFlow Serving, and ONNX.
 
-The `serving_default` signature takes the raw columns, one tensor of shape [None] per input
-column named like the column (`Time`, `V1`, ..., `Amount`): float32 for numbers, string for
-categories, float64 seconds since 1970 for datetimes (see `input_dtypes`), so TF Serving's JSON
-`{"instances": [{"Time": 0, "V1": -1.36, ...}]}` maps straight onto it. Preprocessing runs inside
-the graph (`Preprocessor.transform_tf`) and the score is `AutoencoderDetector.score_tf`, the
-same computation as `score_samples`. Outputs: `score` (float64 [None]) and `flag` (int32 [None],
-1 when score > threshold). The folder is written under a temporary name and renamed into place.
+Both take the raw columns, one tensor of shape [None] per input column named like the column
+(`Time`, `V1`, ..., `Amount`, or a team's own `amount`, `merchant_category`...): float64 for
+numbers (NaN = missing, where the model reads gaps) and for datetimes (seconds since 1970),
+string for categories ("" = missing); see `input_dtypes`. They return `score` (float64 [None])
+and `flag` (int32 [None], 1 when score > threshold). Preprocessing runs inside the graph in the
+same order and precision as the NumPy path: log1p and periodic features in float64, then a
+float32 cast, centre and scale; the network in float32; the score in float64. A test checks each
+against the Python path within 1e-5.
+
+SavedModel: written with `keras.export.ExportArchive`, so the Keras model's variables (and the
+category lookup tables) are tracked the way TF Serving's loader (the TF1 session loader) and
+`saved_model_cli run` expect; the `serve` endpoint is also the `serving_default` signature.
+
+ONNX: built node by node with the `onnx` package from the TensorFlow-free runtime's weights
+(`aedetect.runtime.Scorer`), so it needs neither TensorFlow nor a converter. Opset 17, plus the
+`ai.onnx.ml` LabelEncoder for categories. Outputs are written under a temporary name and renamed
+into place; permissions follow the umask.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from aedetect.artifact import atomic_folder
+from aedetect.errors import ArtifactError
+from aedetect.preprocessing import MISSING
 
 EXPORT_INFO = "aedetect-export.json"
+ONNX_OPSET = 17
+ONNX_ML_OPSET = 2  # LabelEncoder with string keys and float or int64 values
 
 
 def input_dtypes(detector) -> dict[str, str]:
-    """The signature's dtype of each input column: float32 numbers (NaN = missing), strings for
-    categories ("" = missing), float64 seconds since 1970 for datetimes."""
-    pre = detector.preprocessor_
-    out = {}
-    for b in pre.blocks:
-        if b["kind"] in ("onehot", "frequency"):
-            out[b["column"]] = "string"
-        elif b.get("datetime"):
-            out[b["column"]] = "float64"
-        else:
-            out[b["column"]] = "float32"
-    return out
+    """The dtype of each input column in both exports: strings for categories ("" = missing),
+    float64 for numbers (NaN = missing) and datetimes (seconds since 1970)."""
+    return {b["column"]: "string" if b["kind"] in ("onehot", "frequency") else "float64"
+            for b in detector.preprocessor_.blocks}
 
 
-def _module(detector):
-    import tensorflow as tf
-
-    names = list(detector.feature_names_in_)
-    dtypes = input_dtypes(detector)
-    spec = {name: tf.TensorSpec([None], getattr(tf, dtypes[name]), name=_safe(name)) for name in names}
-    numbers_only = detector.preprocessor_.numbers_only
-
-    class ExportedDetector(tf.Module):
-        def __init__(self):
-            super().__init__(name="aedetect")
-            self.model = detector.model_  # tracked, so its weights are saved with the graph
-            self.tables = detector.preprocessor_.tf_tables()  # category lookups, tracked too
-            self.threshold = tf.constant(detector.threshold_, tf.float64)
-
-        @tf.function(input_signature=[spec])
-        def serve(self, columns):
-            x = tf.stack([columns[name] for name in names], axis=1) if numbers_only else columns
-            score = detector.score_tf(detector.preprocessor_.transform_tf(x))
-            return {"score": score, "flag": tf.cast(score > self.threshold, tf.int32)}
-
-    return ExportedDetector()
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _safe(name: str) -> str:
@@ -65,17 +56,167 @@ def _safe(name: str) -> str:
     return out if out[:1].isalnum() else f"c_{out}"
 
 
+# -- SavedModel -----------------------------------------------------------------------------
 def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write `detector` as a SavedModel folder at `path` (see the module docstring)."""
+    import keras
     import tensorflow as tf
+
+    from aedetect.scores import score_tf
+
+    names = list(detector.feature_names_in_)
+    model, pre = detector.model_, detector.preprocessor_
+    kind, stats, threshold = detector.score_type, detector.score_stats_, float(detector.threshold_)
+    dtypes = input_dtypes(detector)
+    spec = {name: tf.TensorSpec([None], getattr(tf, dtypes[name]), name=_safe(name)) for name in names}
+
+    def serve(columns):
+        x = pre.transform_tf(columns)
+        score = score_tf(kind, stats, model(x, training=False) - x)
+        return {"score": score, "flag": tf.cast(score > threshold, tf.int32)}
 
     path = Path(path)
     with atomic_folder(path, overwrite=overwrite) as tmp:
-        module = _module(detector)
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
+        os.chmod(tmp, 0o777 & ~_umask())  # a temporary folder is created 700
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for table in pre.tf_tables():  # frequency encodings of many-valued categories
+            archive.track(table)
+        archive.add_endpoint("serve", serve, input_signature=[spec])
+        archive.write_out(str(tmp), verbose=False)
         info = {"format": "tensorflow-savedmodel", "signature": "serving_default",
-                "inputs": {name: f"{dtype} [None]" for name, dtype in input_dtypes(detector).items()},
+                "inputs": {name: f"{dtype} [None]" for name, dtype in dtypes.items()},
                 "outputs": {"score": "float64 [None]", "flag": "int32 [None]"},
-                "threshold": float(detector.threshold_)}
+                "threshold": threshold}
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    return path
+
+
+# -- ONNX -----------------------------------------------------------------------------------
+class _Graph:
+    """A small helper that names nodes and constants as it goes."""
+
+    def __init__(self):
+        self.nodes, self.inits, self._n = [], [], 0
+
+    def const(self, value, dtype) -> str:
+        from onnx import numpy_helper
+
+        name = f"const_{len(self.inits)}"
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs) -> str:
+        from onnx import helper
+
+        self._n += 1
+        out = out or f"{op_type.lower()}_{self._n}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+
+def onnx_model(scorer):
+    """The ONNX ModelProto of a `Scorer` (see the module docstring)."""
+    from onnx import TensorProto, checker, helper
+
+    from aedetect import __version__
+
+    g, pre = _Graph(), scorer.preprocessor_
+    names = list(scorer.feature_names_in_)
+    dtypes = input_dtypes(scorer)
+    axis1 = g.const([1], "int64")
+    cols = []
+    for b in pre.blocks:
+        c = b["column"]
+        v = g.op("Unsqueeze", c, axis1)  # [n, 1]
+        if b["kind"] in ("numeric", "periodic"):
+            nan = None
+            if b.get("indicator"):  # a gap takes the training median and lights the indicator
+                nan = g.op("IsNaN", v)
+                v = g.op("Where", nan, g.const(b["median"], "float64"), v)
+            if b["kind"] == "periodic":
+                for p in b["periods"]:
+                    phase = g.op("Mul", v, g.const(2 * np.pi / p, "float64"))
+                    cols += [g.op("Sin", phase), g.op("Cos", phase)]
+            elif b.get("log"):  # log1p(max(v, 0)) as Log(1 + v): ONNX has no Log1p
+                cols.append(g.op("Log", g.op("Add", g.op("Max", v, g.const(0.0, "float64")),
+                                             g.const(1.0, "float64"))))
+            else:
+                cols.append(v)
+            if nan is not None:
+                cols.append(g.op("Cast", nan, to=TensorProto.DOUBLE))
+        elif b["kind"] == "onehot":  # category -> position (rare ones share one, unseen last)
+            cats, rare = b["categories"], b.get("rare", [])
+            k = len(cats) + (1 if rare else 0) + 1
+            keys = cats + rare
+            values = list(range(len(cats))) + [len(cats)] * len(rare)
+            if MISSING in keys:  # an empty string is the missing category, as in NumPy
+                keys, values = keys + [""], values + [values[keys.index(MISSING)]]
+            code = g.op("LabelEncoder", v, domain="ai.onnx.ml", keys_strings=keys,
+                        values_int64s=values, default_int64=k - 1)
+            cols.append(g.op("Cast", g.op("OneHot", g.op("Squeeze", code, axis1), g.const(k, "int64"),
+                                          g.const([0.0, 1.0], "float32"), axis=1),
+                             to=TensorProto.DOUBLE))
+        else:  # frequency: the category's training share; unseen (-1) lights its indicator
+            keys = list(b["frequencies"])
+            vals = [float(b["frequencies"][key]) for key in keys]
+            if MISSING in b["frequencies"]:
+                keys, vals = keys + [""], vals + [float(b["frequencies"][MISSING])]
+            freq = g.op("LabelEncoder", v, domain="ai.onnx.ml", keys_strings=keys,
+                        values_floats=vals, default_float=-1.0)
+            freq = g.op("Cast", freq, to=TensorProto.DOUBLE)
+            cols += [g.op("Max", freq, g.const(0.0, "float64")),
+                     g.op("Cast", g.op("Less", freq, g.const(0.0, "float64")), to=TensorProto.DOUBLE)]
+    x = g.op("Cast", g.op("Concat", *cols, axis=1), to=TensorProto.FLOAT)
+    x = g.op("Div", g.op("Sub", x, g.const(pre.mean_, "float32")), g.const(pre.scale_, "float32"))
+    h = x
+    for kernel, bias, activation in scorer.layers:
+        h = g.op("Add", g.op("MatMul", h, g.const(kernel, "float32")), g.const(bias, "float32"))
+        if activation != "linear":
+            h = g.op({"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}[activation], h)
+    r = g.op("Cast", g.op("Sub", h, x), to=TensorProto.DOUBLE)
+    d, stats = float(pre.n_features_out), scorer.score_stats_
+    if scorer.score_type == "mse":
+        per = g.op("Div", g.op("Mul", r, r), g.const(d, "float64"))
+    elif scorer.score_type == "feature_normalized":
+        per = g.op("Div", g.op("Mul", r, r), g.const(stats["scale"] * d, "float64"))
+    else:
+        c = g.op("Sub", r, g.const(stats["mean"], "float64"))
+        per = g.op("Mul", g.op("MatMul", c, g.const(stats["precision"], "float64")), c)
+    score = g.op("ReduceSum", per, axis1, keepdims=0, out="score")
+    g.op("Cast", g.op("Greater", score, g.const(scorer.threshold_, "float64")),
+         to=TensorProto.INT32, out="flag")
+    graph = helper.make_graph(
+        g.nodes, "aedetect",
+        [helper.make_tensor_value_info(c, TensorProto.STRING if dtypes[c] == "string" else TensorProto.DOUBLE,
+                                       ["n"]) for c in names],
+        [helper.make_tensor_value_info("score", TensorProto.DOUBLE, ["n"]),
+         helper.make_tensor_value_info("flag", TensorProto.INT32, ["n"])],
+        g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
+                                                             helper.make_opsetid("ai.onnx.ml", ONNX_ML_OPSET)],
+                              producer_name="aedetect", producer_version=__version__)
+    model.ir_version = 8  # the IR of opset 17: older ONNX Runtimes load it too
+    helper.set_model_props(model, {"threshold": repr(scorer.threshold_), "score": scorer.score_type,
+                                   "features": json.dumps(names), "n_preprocessed": str(pre.n_features_out)})
+    checker.check_model(model, full_check=True)
+    return model
+
+
+def export_onnx(scorer, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write `scorer` (from `aedetect.runtime.load_scorer`) as one ONNX file at `path`."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ArtifactError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
+    data = onnx_model(scorer).SerializeToString()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

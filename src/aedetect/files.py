@@ -1,20 +1,27 @@
 """File helpers used everywhere a file is written or verified: one atomic write, one sha256.
 
 A file or folder is written under a temporary name beside its target and renamed into place, so
-a reader never sees half of one, and a failure (or Ctrl-C) leaves the target as it was.
+a reader never sees half of one, and a failure (or Ctrl-C) leaves the target as it was. The
+temporary name, `.<target name>.<pid>.<random><suffix>`, lets a later run tell the leftovers of
+a killed run (`kill -9`, a power cut) from those of a run still going, and remove them
+(`remove_stale`). `tempfile` creates files 0600 and folders 0700; outputs are chmod-ed to what
+the umask allows, like any file the user creates, so a serving account other than the trainer
+can read a model folder when the umask says so. Output paths are checked before work starts
+(`check_output_path`) and never onto the input (`refuse_overwriting_input`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from aedetect.errors import AedetectError, ArtifactError
+from aedetect.errors import AedetectError, ArtifactError, DataError
 
 
 def sha256_file(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None,
@@ -37,13 +44,14 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    remove_stale(path, ".part")
+    tmp = temp_beside(path, ".part")
     try:
-        yield Path(tmp)
+        yield tmp
+        apply_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -60,9 +68,11 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     if path.exists() and not overwrite:
         raise ArtifactError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale(path, ".tmp")  # the half-written folder of a killed run
+    tmp = temp_beside(path, ".tmp", folder=True)
     try:
         yield tmp
+        apply_umask(tmp)  # mkdtemp made it 0700: readable per umask, like any new folder
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -92,3 +102,96 @@ def read_yaml_or_json(path: str | os.PathLike, what: str = "file"):
         return json.loads(text)
     except Exception as exc:  # a user's file: say what is wrong, no traceback
         raise AedetectError(f"{path}: cannot parse ({type(exc).__name__}: {exc})") from None
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: str | os.PathLike) -> None:
+    """Give `path` the mode a plain `open()`/`mkdir()` would have: 0666/0777 less the umask."""
+    base = 0o777 if Path(path).is_dir() else 0o666
+    os.chmod(path, base & ~current_umask())
+
+
+def temp_beside(target: str | os.PathLike, suffix: str, *, folder: bool = False) -> Path:
+    """Create an empty temporary file (or folder) beside `target`, named after it and this pid."""
+    target = Path(target)
+    prefix = f".{target.name}.{os.getpid()}."
+    if folder:
+        return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=target.parent))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale(target: str | os.PathLike, suffix: str) -> list[Path]:
+    """Remove temporary files or folders left beside `target` by runs that no longer exist."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(\d+)\..*" + re.escape(suffix) + "$")
+    removed = []
+    for p in target.parent.iterdir():
+        m = pattern.match(p.name)
+        if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        try:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            removed.append(p)
+        except OSError:
+            continue  # not ours to remove: leave it
+    return removed
+
+
+def check_output_path(path: str | os.PathLike, *, what: str = "output") -> Path:
+    """Refuse early, with a reason, an output path that cannot be written.
+
+    Checked before any work starts (training can take an hour): the nearest existing folder
+    above `path` must be a folder and accept a new file; `path` itself must not be a folder
+    (for file outputs).
+    """
+    path = Path(path)
+    ancestor = path.parent
+    while not ancestor.exists():
+        if ancestor == ancestor.parent:
+            break
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise DataError(f"cannot write {what} {path}: {ancestor} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".aedetect-write-check.", dir=ancestor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DataError(f"cannot write {what} {path}: {ancestor}: {exc.strerror or exc}") from None
+    return path
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when `a` and `b` name the same file (through links or relative paths too)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def refuse_overwriting_input(data: str | os.PathLike, out: str | os.PathLike) -> None:
+    if same_file(data, out):
+        raise DataError(f"--out {out} is the input file {data}: writing the scores there would "
+                        "destroy the data; choose another output path")

@@ -15,6 +15,7 @@ Each feature column becomes one block of output features, by its type (see `Data
                    `col=(unseen)` feature is 1 for a category never seen in training, so such a
                    row is scored (not rejected) and its explanation names the category
 Then every output feature is standardised, except 0/1 indicators, which are only centred.
+Numbers beyond what the float32 network can score are refused with their reason (`limits`).
 `sources` maps each output feature to its column, so
 contributions sum back to the user's columns (`column_contributions`, `reasons`).
 
@@ -30,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from aedetect.data.schema import DAY, WEEK, DatasetSchema, as_seconds
+from aedetect.data.schema import DAY, MAX_ABS_VALUE, WEEK, DatasetSchema, as_seconds
 from aedetect.errors import DataError
 
 UNSEEN = "(unseen)"
@@ -194,7 +195,7 @@ class Preprocessor:
         Medians and categories come from the first chunk."""
         if self._count == 0:
             self._fit_blocks(X)
-        e = self._expand(X, dtype="float64")
+        e = self._expand(X, dtype="float64", fitted=False)
         if self._sum is None:
             self._sum = np.zeros(e.shape[1])
             self._sumsq = np.zeros(e.shape[1])
@@ -268,25 +269,35 @@ class Preprocessor:
         return v
 
     # -- transforming -----------------------------------------------------------------------
-    def _expand(self, X, dtype: str = "float32") -> np.ndarray:
-        """The output features before standardising, block by block (no per-row Python)."""
+    def _expand(self, X, dtype: str = "float32", fitted: bool = True) -> np.ndarray:
+        """The output features before standardising, block by block (no per-row Python).
+
+        Numbers outside `limits` are refused with their row and reason (`fitted=False` while
+        fitting: only the absolute bound applies)."""
         cols = self._columns(X)
         n = len(next(iter(cols.values()))) if isinstance(cols, dict) else len(cols)
         out = np.empty((n, self.n_features_out), dtype=dtype)
+        lo, hi = self.limits(fitted)
         j = 0
-        for b in self.blocks:
+        for i_in, b in enumerate(self.blocks):
             raw = cols[b["column"]]
             k = len(self._block_names(b))
             if b["kind"] in ("numeric", "periodic"):
                 if b["kind"] == "numeric" and not b.get("log") and not b.get("indicator") and \
                         isinstance(raw, np.ndarray) and raw.dtype.kind in "fiu":
+                    with np.errstate(invalid="ignore"):
+                        ok = (raw >= lo[i_in]) & (raw <= hi[i_in])  # False for NaN too
+                    if not ok.all():
+                        self._refuse(b, i_in, raw, ok)
                     out[:, j] = raw  # the common case: one cast, no copies
-                    bad = ~np.isfinite(out[:, j])
-                    if bad.any():
-                        self._numbers(b, raw)  # names the row and value
                     j += k
                     continue
                 v = self._numbers(b, raw)
+                if not b.get("datetime"):
+                    with np.errstate(invalid="ignore"):
+                        ok = np.isnan(v) | ((v >= lo[i_in]) & (v <= hi[i_in]))
+                    if not ok.all():
+                        self._refuse(b, i_in, v, ok)
                 nan = np.isnan(v)
                 if b.get("indicator"):
                     v = np.where(nan, b["median"], v)
@@ -318,6 +329,73 @@ class Preprocessor:
             j += k
         return out
 
+    def _refuse(self, b: dict, j: int, values, ok: np.ndarray):
+        """Raise for the first value of column `j` outside `limits`, naming its row."""
+        r = int(np.flatnonzero(~ok)[0])
+        v = float(values[r])
+        if np.isnan(v):
+            self._numbers(b, values)  # an empty value: says whether the model reads gaps here
+        raise DataError(f"column {b['column']!r}, row {r + 1}: {self.value_problem(j, v)}")
+
+    def _layout(self) -> tuple[list[int], list[int]]:
+        """Input and output positions of the numbers that pass through unchanged (no log, no
+        period): only these are standardised straight from the raw value."""
+        plain_in, plain_out, j_out = [], [], 0
+        for j, b in enumerate(self.blocks):
+            if b["kind"] == "numeric" and not b.get("log"):
+                plain_in.append(j)
+                plain_out.append(j_out)
+            j_out += len(self._block_names(b))  # called once fitted: every block has its names
+        return plain_in, plain_out
+
+    def limits(self, fitted: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Lowest and highest raw value accepted per input column.
+
+        Every number must be finite with magnitude at most `MAX_ABS_VALUE`; once fitted, a
+        pass-through column must also stay within `MAX_ABS_VALUE` standard deviations of its
+        training mean (a near-constant training column has a tiny scale). Inside these bounds the
+        float32 network cannot overflow, so a huge value scores high (and is flagged) instead of
+        scoring NaN; outside them the value is refused with its reason. Categories have no bound
+        (their entries are the absolute bound, unused).
+        """
+        lo = np.full(self.n_features_in, -MAX_ABS_VALUE)
+        hi = np.full(self.n_features_in, MAX_ABS_VALUE)
+        if fitted and self.mean_ is not None:
+            plain_in, plain_out = self._layout()
+            mean = self.mean_[plain_out].astype("float64")
+            scale = self.scale_[plain_out].astype("float64")
+            lo[plain_in] = np.maximum(lo[plain_in], mean - MAX_ABS_VALUE * scale)
+            hi[plain_in] = np.minimum(hi[plain_in], mean + MAX_ABS_VALUE * scale)
+        return lo, hi
+
+    def value_problem(self, j: int, value) -> str:
+        """Why input column `j` refuses `value` (see `limits`)."""
+        from aedetect.data.schema import out_of_range_reason
+
+        value = float(value)
+        if not np.isfinite(value):
+            return f"value {value!r} is not finite"
+        if abs(value) > MAX_ABS_VALUE:
+            return out_of_range_reason(value)
+        return (f"value {value!r} is more than {MAX_ABS_VALUE:g} standard deviations from the "
+                "training mean, beyond what the model can score")
+
+    def problems(self, x: np.ndarray) -> np.ndarray:
+        """Per-row reason (None = the row is in range) of a numbers-only matrix, for callers
+        that skip bad rows."""
+        x = np.asarray(x, dtype="float64")
+        lo, hi = self.limits()
+        with np.errstate(invalid="ignore"):
+            bad = ~((x >= lo) & (x <= hi))
+        nullable = [j for j, b in enumerate(self.blocks) if b.get("indicator")]
+        if nullable:  # a gap where the model reads gaps is not a problem
+            bad[:, nullable] &= ~np.isnan(x[:, nullable])
+        reasons = np.full(len(x), None, dtype=object)
+        for r in np.flatnonzero(bad.any(axis=1)):
+            c = int(np.flatnonzero(bad[r])[0])
+            reasons[r] = f"column {self.feature_names[c]!r}: {self.value_problem(c, x[r, c])}"
+        return reasons
+
     def _require_fitted(self) -> None:
         if self.mean_ is None:
             raise RuntimeError("this Preprocessor is not fitted yet; call fit() first")
@@ -341,18 +419,18 @@ class Preprocessor:
 
         self._require_fitted()
         if not isinstance(x, Mapping):
-            x = tf.cast(x, tf.float32)
+            x = tf.cast(x, tf.float64)
             x = {c: x[:, j] for j, c in enumerate(self.feature_names)}
         cols = []
         for b in self.blocks:
             v = x[b["column"]]
             if b["kind"] in ("numeric", "periodic"):
-                wide = b["kind"] == "periodic" and (b["datetime"] or v.dtype == tf.float64)
-                v = tf.cast(v, tf.float64 if wide else tf.float32)
+                v = tf.cast(v, tf.float64)  # log1p and phases in float64, as in NumPy
                 nan = tf.math.is_nan(v)
-                v = tf.where(nan, tf.cast(b.get("median", 0.0), v.dtype), v)
+                v = tf.where(nan, tf.constant(b.get("median", 0.0), tf.float64), v)
                 if b["kind"] == "numeric":
-                    cols.append(tf.math.log1p(tf.maximum(v, 0.0)) if b.get("log") else v)
+                    cols.append(tf.cast(tf.math.log1p(tf.maximum(v, 0.0)) if b.get("log") else v,
+                                        tf.float32))
                 else:
                     for p in b["periods"]:
                         phase = (2 * np.pi / p) * v

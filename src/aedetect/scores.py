@@ -44,14 +44,35 @@ def fit_stats(kind: str, residuals: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def contributions(kind: str, stats: dict, r: np.ndarray) -> np.ndarray:
-    """Per-feature contributions whose row sums are the scores."""
+    """Per-feature contributions whose row sums are the scores.
+
+    Never returns a NaN or infinite score quietly: the preprocessing refuses values the network
+    cannot compute with, and should a row still come out non-finite, this raises (naming it)
+    rather than hand back a score that no threshold flags.
+    """
     d = r.shape[1]
+    r = np.asarray(r, dtype="float64")
     if kind == "mse":
-        return (r * r) / d
-    if kind == "feature_normalized":
-        return (r * r) / (stats["scale"] * d)
-    c = r - stats["mean"]
-    return (c @ stats["precision"]) * c
+        out = (r * r) / d
+    elif kind == "feature_normalized":
+        out = (r * r) / (stats["scale"] * d)
+    else:
+        c = r - stats["mean"]
+        out = (c @ stats["precision"]) * c
+    check_finite_scores(out)
+    return out
+
+
+def check_finite_scores(contrib: np.ndarray) -> None:
+    """Raise DataError naming the first row whose contributions are not all finite."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = np.isfinite(contrib.sum(axis=1))  # one pass: NaN or inf anywhere shows in the sum
+    if not ok.all():
+        from aedetect.errors import DataError
+
+        row = int(np.flatnonzero(~ok)[0])
+        raise DataError(f"row {row + 1}: the score is not finite (the network overflowed on "
+                        f"this row's values); {int((~ok).sum())} such row(s) were not scored")
 
 
 def score_tf(kind: str, stats: dict, r):

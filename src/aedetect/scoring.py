@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,9 +26,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from aedetect.data.io import compression, table_format
-from aedetect.data.schema import as_seconds, column_problems
+from aedetect.data.io import _short, check_column_names, check_input_file, compression, table_format
+from aedetect.data.schema import MAX_ABS_VALUE, as_seconds, column_problems
 from aedetect.errors import DataError
+from aedetect.files import apply_umask, check_output_path, refuse_overwriting_input, remove_stale, temp_beside
 
 BadRows = Literal["error", "skip"]
 Progress = Callable[[int, float | None], None]  # (rows read so far, fraction of the file done)
@@ -46,6 +46,7 @@ class ScoreSummary:
     threshold: float
     seconds: float
     ignored_columns: list[str] = field(default_factory=list)  # in the file, unknown to the model
+    stale_removed: tuple[Path, ...] = ()  # temporary files of an earlier, killed run
 
     @property
     def rows_per_second(self) -> float:
@@ -68,9 +69,8 @@ class _Source:
     """
 
     def __init__(self, path: Path, features: list[str], chunk_rows: int):
+        check_input_file(path)
         self.path, self.fmt = path, table_format(path)
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
         self.size = path.stat().st_size
         if self.size == 0:
             raise DataError(f"{path}: the file is empty")
@@ -90,7 +90,8 @@ class _Source:
                 self.schema = self._pf.schema_arrow
                 self._reader = self._pf.iter_batches(batch_size=chunk_rows)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-            raise DataError(f"{path}: cannot read as {self.fmt.upper()}: {exc}") from None
+            raise DataError(f"{path}: cannot read as {self.fmt.upper()}: {_short(exc)}") from None
+        check_column_names(self.schema.names, path)
 
     def _read_chunk(self) -> tuple[pa.Table, list] | None:
         data = self._file.read(self._block)
@@ -139,7 +140,7 @@ class _Source:
             try:
                 chunk = self._read_chunk()
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise DataError(f"{self.path}: cannot read as CSV: {exc}") from None
+                raise DataError(f"{self.path}: cannot read as CSV: {_short(exc)}") from None
 
     def close(self) -> None:
         if self.fmt == "csv":
@@ -184,17 +185,27 @@ def _block_size(path: Path, chunk_rows: int, codec: str | None = None) -> int:
     return int(min(max(chunk_rows * per_row, 1 << 12), 1 << 30))
 
 
-def _parse_features(batch: pa.RecordBatch, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 feature matrix and per-row reasons (None = good row), vectorised per column."""
+def _parse_features(batch: pa.RecordBatch, features: list[str], preprocessor=None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 feature matrix and per-row reasons (None = good row), vectorised per column.
+
+    A value is good when it is a finite number within the range the model can score
+    (`Preprocessor.limits`); anything else makes its row bad, with the reason.
+    """
     n = batch.num_rows
     x = np.empty((n, len(features)))
     reasons = np.full(n, None, dtype=object)
+    if preprocessor is not None:
+        lo, hi = preprocessor.limits()
+    else:
+        lo, hi = np.full(len(features), -MAX_ABS_VALUE), np.full(len(features), MAX_ABS_VALUE)
     for j, col in enumerate(features):
         arr = batch.column(col)
         try:  # fast path: a clean column casts in one vectorised call
             values = pc.cast(arr, pa.float64())
             v = values.to_numpy(zero_copy_only=False)
-            clean = values.null_count == 0 and np.isfinite(v).all()
+            with np.errstate(invalid="ignore"):
+                clean = values.null_count == 0 and bool(((v >= lo[j]) & (v <= hi[j])).all())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             clean = False
         if not clean:
@@ -202,6 +213,10 @@ def _parse_features(batch: pa.RecordBatch, features: list[str]) -> tuple[np.ndar
             first = (why != None) & (reasons == None)  # noqa: E711 (element-wise on object arrays)
             reasons[first] = why[first]
         x[:, j] = v
+    if preprocessor is not None:  # in-range raw values can still be too far from the training mean
+        unchecked = np.flatnonzero(reasons == None)  # noqa: E711
+        far = preprocessor.problems(x[unchecked])
+        reasons[unchecked] = far
     return x, reasons
 
 
@@ -214,7 +229,8 @@ def _parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
     n = batch.num_rows
     reasons = np.full(n, None, dtype=object)
     frame = {}
-    for b in preprocessor.blocks:
+    lo, hi = preprocessor.limits()
+    for j, b in enumerate(preprocessor.blocks):
         col = b["column"]
         raw = batch.column(col).to_pandas()
         if b["kind"] in ("onehot", "frequency"):
@@ -231,6 +247,10 @@ def _parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
                                 for x, t in zip(raw, v, strict=True)], dtype=object)
         else:
             v, why = column_problems(raw, col)
+            with np.errstate(invalid="ignore"):  # in range, but too far from the training mean
+                far = (why == None) & ((v < lo[j]) | (v > hi[j]))  # noqa: E711
+            for r in np.flatnonzero(far):
+                why[r] = f"column {col!r}: {preprocessor.value_problem(j, v[r])}"
         if b.get("indicator"):  # missing in training too: imputed, not a bad row
             why[raw.isna().to_numpy()] = None
         first = (why != None) & (reasons == None)  # noqa: E711 (element-wise on object arrays)
@@ -254,9 +274,7 @@ class _AtomicWriter:
 
     def __init__(self, path: Path, fmt: str):
         self.path, self.fmt, self._writer = path, fmt, None
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = temp_beside(path, ".part")
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
@@ -268,6 +286,7 @@ class _AtomicWriter:
         if self._writer is None:
             self.write(empty_schema.empty_table())
         self._writer.close()
+        apply_umask(self.tmp)
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
@@ -280,7 +299,7 @@ class _AtomicWriter:
 
 
 @contextmanager
-def _sigterm_raises():
+def sigterm_raises():
     """Turn SIGTERM into KeyboardInterrupt, so `kill` cleans up like Ctrl-C does.
 
     A signal that lands inside native code (TensorFlow tracing a function, say) can surface as
@@ -310,18 +329,6 @@ def _sigterm_raises():
 
 
 # -- scoring ----------------------------------------------------------------------------------
-def top_features(errors: np.ndarray, names: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Names and values of the `k` features that contribute most to each row's score."""
-    k = min(k, errors.shape[1])
-    if k < errors.shape[1]:  # select the k largest first: cheaper than sorting every row
-        part = np.argpartition(-errors, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(errors, part, axis=1), axis=1, kind="stable")
-        idx = np.take_along_axis(part, order, axis=1)
-    else:
-        idx = np.argsort(-errors, axis=1, kind="stable")
-    return np.asarray(names, dtype=object)[idx], np.take_along_axis(errors, idx, axis=1)
-
-
 _DONE = object()
 
 
@@ -388,6 +395,16 @@ def _scored_table(det, batch, x, rows, keep_cols, features, top_k) -> pa.Table:
     return pa.table(cols)
 
 
+def _output_schema(schema: pa.Schema, keep, features, top_k: int, n_out: int) -> pa.Schema:
+    """The columns `_scored_table` writes, for an output in which no row could be scored."""
+    fields = [("row", pa.int64())]
+    fields += [(c, pa.float64() if c in features else schema.field(c).type) for c in keep]
+    fields += [("score", pa.float64()), ("flag", pa.int8())]
+    for i in range(min(top_k, n_out)):
+        fields += [(f"top{i + 1}_feature", pa.string()), (f"top{i + 1}_contribution", pa.float64())]
+    return pa.schema(fields)
+
+
 def score_file(
     detector,
     data: str | os.PathLike,
@@ -411,6 +428,9 @@ def score_file(
         raise ValueError(f"chunk_rows must be >= 1; got {chunk_rows}")
     data, out = Path(data), Path(out)
     out_fmt = table_format(out)
+    for target in (out, bad_rows_path(out)):
+        refuse_overwriting_input(data, target)
+    check_output_path(out)
     features = list(detector.feature_names_in_)
     start = time.perf_counter()
     source = _Source(data, features, chunk_rows)
@@ -425,13 +445,14 @@ def score_file(
     ignored = [c for c in names if c not in known and c not in id_columns]
     keep = names if all_columns else list(id_columns)
     out.parent.mkdir(parents=True, exist_ok=True)
+    stale = remove_stale(out, ".part") + remove_stale(bad_rows_path(out), ".part")
     writer = side = None
     side_schema = pa.schema([("row", pa.int64()), ("reason", pa.string())]
                             + [(c, pa.string()) for c in names])
     n_read = n_scored = n_flagged = n_skipped = 0
     out_schema = None
     try:
-        with _sigterm_raises():  # before the temporary files exist, so `kill` cannot orphan one
+        with sigterm_raises():  # before the temporary files exist, so `kill` cannot orphan one
             writer = _AtomicWriter(out, out_fmt)
             side = _AtomicWriter(bad_rows_path(out), "csv") if on_bad_rows == "skip" else None
             for batch, parse_bad in prefetch(iter(source), depth=1):
@@ -443,7 +464,7 @@ def score_file(
                 if table_model:
                     x, reasons = _parse_table(batch, detector.preprocessor_)
                 else:
-                    x, reasons = _parse_features(batch, features)
+                    x, reasons = _parse_features(batch, features, getattr(detector, "preprocessor_", None))
                 bad = reasons != None  # noqa: E711
                 if on_bad_rows == "error" and (passed or bad.any()):
                     raise DataError(_first_problem(data, passed, rows, reasons))
@@ -464,7 +485,8 @@ def score_file(
                     progress(n_read, source.fraction_done(n_read))
             if n_read == 0:
                 raise DataError(f"{data}: the file has no data rows")
-            writer.commit(out_schema or pa.schema([("row", pa.int64())]))
+            writer.commit(out_schema or _output_schema(source.schema, keep, features, top_k,
+                                                       len(detector.feature_names_out_)))
             if side is not None:
                 side.commit(side_schema)
     except BaseException:
@@ -476,7 +498,7 @@ def score_file(
         source.close()
     return ScoreSummary(out, n_read, n_scored, n_flagged, n_skipped,
                         side.path if side is not None else None, float(detector.threshold_),
-                        time.perf_counter() - start, ignored)
+                        time.perf_counter() - start, ignored_columns=ignored, stale_removed=tuple(stale))
 
 
 def _first_problem(data: Path, passed: list, rows: np.ndarray, reasons: np.ndarray) -> str:

@@ -1,15 +1,26 @@
 """The REST service: a FastAPI app factory over one verified model folder.
 
 Routes: `POST /v1/score` (one or many transactions, typed by the model's input schema),
-`GET /healthz`, `GET /v1/model` (the manifest, without local paths) and `GET /metrics`
-(Prometheus text). The model loads once in `create_app`; a folder that fails verification raises
-`ArtifactError` there, so the server never starts with a bad model. When the environment
-variable named by `api_key_env` is set, every route except `/healthz` needs that key in the
-`X-API-Key` header (compared in constant time).
+`GET /healthz`, `GET /v1/model` (the manifest, without local paths), `GET /metrics`
+(Prometheus text) and the open inference protocol under `/v2` (`aedetect.protocol_v2`). The
+model is the NumPy runtime (`aedetect.runtime`): the service never imports TensorFlow. It loads
+once in `create_app`; a folder that fails verification raises `ArtifactError` there, so the
+server never starts with a bad model. When the environment variable named by `api_key_env` is
+set, every route except the health routes needs that key in the `X-API-Key` header (compared in
+constant time).
+
+`GET /v1/drift` and the drift gauges in `/metrics`: see `aedetect.monitor_service`.
+
+Contract: the OpenAPI document declares every status a route can answer (400, 401, 411, 413,
+422, 503); numbers and ids are strict (a boolean is neither); under overload a scoring request
+that cannot start within `queue_timeout_s` is refused at once with 503 and `Retry-After`, so
+the latency of accepted requests stays bounded instead of growing with the backlog.
 """
 
 
+import asyncio
 import hmac
+import math
 import os
 import time
 from datetime import datetime
@@ -19,12 +30,16 @@ from typing import Any
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
 
+from aedetect.data.schema import MAX_ABS_VALUE
+from aedetect.errors import DataError
 from aedetect.explain import top_columns
+from aedetect.monitor_service import install_drift
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -36,6 +51,31 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted")
     api_key_env: str = Field("AEDETECT_API_KEY", description="environment variable with the key")
     top_k: int = Field(3, ge=0, description="top contributing features per transaction")
+    drift_window: int = Field(10_000, ge=100, description="latest scored rows kept for drift gauges")
+    public_docs: bool = Field(False, description="serve /docs and /openapi.json without the key")
+    max_concurrent: int = Field(2, ge=1, description="scoring requests computed at once")
+    max_queue: int = Field(16, ge=0, description="scoring requests waiting for a slot")
+    queue_timeout_s: float = Field(0.25, gt=0, description="longest wait for a slot before a 503")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class InvalidField(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblem(BaseModel):
+    detail: list[InvalidField]
+
+
+class Health(BaseModel):
+    status: str
+    features: int
+    threshold: float
 
 
 class FeatureContribution(BaseModel):
@@ -60,30 +100,90 @@ _FIELD_TYPES = {"numeric": float, "integer": float, "boolean": bool, "categorica
                 "datetime": datetime}
 
 
-def transaction_model(feature_names: list[str], schema=None, nullable=()) -> type[BaseModel]:
+def transaction_model(feature_names: list[str], limits=None, schema=None, nullable=()) -> type[BaseModel]:
     """A pydantic model with one field per input column, plus an optional id.
 
     Without a dataset schema every column is a required finite float. With one, each field has
-    its column's type: numbers, booleans, categories as strings, datetimes as ISO 8601 strings
-    (or seconds since 1970); the `nullable` columns (where the model reads a gap) may be null."""
+    its column's type: numbers, booleans, categories as strings (a number is taken as its text),
+    datetimes as ISO 8601 strings (or seconds since 1970); the `nullable` columns (where the
+    model reads a gap) may be null; the schema's other columns (ids, the label, excluded ones)
+    are accepted and not read. `limits`: (lowest, highest) accepted value per column
+    (`Preprocessor.limits`), so the schema states exactly what the model scores. Numbers are
+    strict: a boolean is not a number, nor an id.
+    """
+    lo, hi = limits if limits is not None else ([-MAX_ABS_VALUE] * len(feature_names),
+                                                 [MAX_ABS_VALUE] * len(feature_names))
     specs = {c.name: c for c in schema.feature_columns} if schema is not None else {}
     fields = {}
     for j, c in enumerate(schema.columns if schema is not None else []):
-        if c.name not in specs and c.name != "id":  # ids, the label, excluded: accepted, unread
+        if c.name not in specs and c.name != "id":
             fields[f"k{j}"] = (Any, Field(None, alias=c.name, description="not read by the model"))
     for i, name in enumerate(feature_names):
-        kind = _FIELD_TYPES[specs[name].type] if name in specs else float
-        if name in specs and specs[name].role == "time" and specs[name].type != "datetime":
+        spec = specs.get(name)
+        kind = _FIELD_TYPES[spec.type] if spec is not None else float
+        if spec is not None and spec.role == "time" and spec.type != "datetime":
             kind = float
-        extra = {"allow_inf_nan": False} if kind is float else \
-            {"coerce_numbers_to_str": True} if kind is str else {}
+        if kind is float:
+            extra = {"allow_inf_nan": False, "ge": float(lo[i]), "le": float(hi[i]), "strict": True}
+        elif kind is bool:
+            extra = {"strict": True}
+        elif kind is str:
+            extra = {"coerce_numbers_to_str": True}
+        else:
+            extra = {}
         if name in nullable:
             fields[f"f{i}"] = (kind | None, Field(None, alias=name, **extra))
         else:
             fields[f"f{i}"] = (kind, Field(alias=name, **extra))
-    fields["id"] = (str | int | None, Field(None, description="echoed back in the result"))
+    fields["id"] = (StrictStr | StrictInt | None, Field(None, description="echoed back in the result"))
     return create_model("Transaction", __config__=ConfigDict(extra="forbid", populate_by_name=False),
                         **fields)
+
+
+class _Gate:
+    """At most `slots` scoring requests at once and `queue` waiting, each at most `timeout` s.
+
+    A request that finds the queue full, or waits longer than `timeout`, is refused at once
+    (503 + Retry-After) rather than held: under overload the accepted requests keep their
+    latency and the client learns to back off.
+    """
+
+    def __init__(self, slots: int, queue: int, timeout: float):
+        self.slots, self.queue, self.timeout = slots, queue, timeout
+        self._sem: asyncio.Semaphore | None = None
+        self.waiting = 0
+
+    async def enter(self) -> bool:
+        if self._sem is None:  # created inside the server's event loop
+            self._sem = asyncio.Semaphore(self.slots)
+        if self._sem.locked() and self.waiting >= self.queue:
+            return False
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._sem.acquire(), self.timeout)
+            return True
+        except (asyncio.TimeoutError, TimeoutError):
+            return False
+        finally:
+            self.waiting -= 1
+
+    def leave(self) -> None:
+        self._sem.release()
+
+
+def _problems(*codes: int, ref: bool = False) -> dict:
+    """OpenAPI entries for the error answers. `ref`: spell the JSON body out, for a route whose
+    own answers are not JSON (FastAPI would document its errors with the route's media type)."""
+    described = {400: "malformed request body", 401: "missing or wrong API key",
+                 404: "not found", 411: "Content-Length header missing", 413: "request body too large",
+                 422: "invalid request: the field and the reason",
+                 503: "overloaded: retry after the Retry-After seconds"}
+    if ref:
+        return {c: {"description": described[c], "content": {"application/json": {"schema": {
+            "$ref": f"#/components/schemas/{'ValidationProblem' if c == 422 else 'Problem'}"}}}}
+            for c in codes}
+    return {c: {"model": ValidationProblem if c == 422 else Problem, "description": described[c]}
+            for c in codes}
 
 
 def _metrics(registry: CollectorRegistry) -> dict:
@@ -107,32 +207,46 @@ def _public_manifest(manifest) -> dict:
 
 
 def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = None) -> FastAPI:
-    from aedetect.detector import load_detector
+    from aedetect.artifact import read_manifest
+    from aedetect.runtime import load_scorer
 
     settings = settings or ServiceSettings()
-    det = load_detector(Path(model_dir))  # raises ArtifactError: the server does not start
+    if "hybrid.json" in read_manifest(Path(model_dir)).files:  # a supervised head needs its model
+        from aedetect.hybrid import load_model
+
+        det = load_model(Path(model_dir))
+    else:
+        det = load_scorer(Path(model_dir))  # NumPy runtime; raises ArtifactError: the server does not start
     names = list(det.feature_names_in_)
     table_model = getattr(det, "schema", None) is not None
-    Transaction = transaction_model(names, det._dataset_schema() if table_model else None,
+    Transaction = transaction_model(names, det.preprocessor_.limits(),
+                                    det._dataset_schema() if table_model else None,
                                     det.preprocessor_.nullable_columns if table_model else ())
     ScoreRequest = create_model(
         "ScoreRequest", __config__=ConfigDict(extra="forbid"),
         transactions=(list[Transaction], Field(min_length=1, max_length=settings.max_batch)))
-    det.score_matrix(np.zeros((1, len(names))))  # trace the scoring function before serving
     api_key = os.environ.get(settings.api_key_env) or None
     registry = CollectorRegistry()
     m = _metrics(registry)
 
-    app = FastAPI(title="aedetect", version=det.manifest_.versions.get("aedetect", ""))
+    app = FastAPI(title="aedetect", version=det.manifest_.versions.get("aedetect", ""),
+                  docs_url=None, redoc_url=None, openapi_url=None)
     app.state.detector, app.state.settings, app.state.api_key = det, settings, api_key
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+    gate = _Gate(settings.max_concurrent, settings.max_queue, settings.queue_timeout_s)
+    app.state.gate = gate
 
     def require_key(key: str | None = Security(header)) -> None:
-        if api_key is None:
-            return
         if key is None or not hmac.compare_digest(key.encode(), api_key.encode()):
             raise HTTPException(401, f"missing or wrong API key in the {API_KEY_HEADER} header",
                                 headers={"WWW-Authenticate": "ApiKey"})
+
+    # Without a key, no route declares one (a declared but ignored key misleads clients).
+    guarded = [Depends(require_key)] if api_key else []
+    auth = (401,) if api_key else ()
+    docs_guard = [] if settings.public_docs else guarded
+    drift = install_drift(app, model_dir, registry, guarded, settings.drift_window,  # /v1/drift
+                          responses=_problems(*auth, 404))
 
     @app.middleware("http")
     async def limit_and_measure(request: Request, call_next):
@@ -144,6 +258,16 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
             elif int(length) > settings.max_body_bytes:
                 response = JSONResponse({"detail": f"request body of {length} bytes exceeds the "
                                          f"limit of {settings.max_body_bytes}"}, 413)
+            elif route == "/v1/score":
+                if await gate.enter():
+                    try:
+                        response = await call_next(request)
+                    finally:
+                        gate.leave()
+                else:
+                    retry = max(1, math.ceil(settings.queue_timeout_s))
+                    response = JSONResponse({"detail": "the service is at capacity; retry later"},
+                                            503, headers={"Retry-After": str(retry)})
             else:
                 response = await call_next(request)
         else:
@@ -159,19 +283,41 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
         detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, 422)
 
-    @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok", "features": len(names), "threshold": det.threshold_}
+    @app.exception_handler(DataError)
+    async def refused_values(request: Request, exc: DataError) -> JSONResponse:
+        # A value the model cannot score (see Preprocessor.limits): refused with the reason,
+        # never answered with a null score.
+        return JSONResponse({"detail": [{"loc": ["body", "transactions"], "msg": str(exc),
+                                         "type": "value_error"}]}, 422)
 
-    @app.get("/v1/model", dependencies=[Depends(require_key)])
+    @app.get("/openapi.json", include_in_schema=False, dependencies=docs_guard)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=docs_guard)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="aedetect")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=docs_guard)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="aedetect")
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        return Health(status="ok", features=len(names), threshold=det.threshold_)
+
+    @app.get("/v1/model", dependencies=guarded, responses=_problems(*auth))
     def model_info() -> dict:
         return _public_manifest(det.manifest_)
 
-    @app.get("/metrics", dependencies=[Depends(require_key)])
+    @app.get("/metrics", dependencies=guarded, response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text format"}, **_problems(*auth, ref=True)})
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/score", response_model=ScoreResponse, dependencies=[Depends(require_key)])
+    @app.post("/v1/score", response_model=ScoreResponse, dependencies=guarded,
+              responses=_problems(400, *auth, 411, 413, 422, 503))
     def score(body: ScoreRequest) -> ScoreResponse:  # sync: runs in the thread pool, off the loop
         if table_model:
             import pandas as pd
@@ -186,6 +332,7 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
             top_n, top_e, top_r = top_columns(det.preprocessor_, x, contrib, settings.top_k)
         m["scored"].inc(len(x))
         m["flagged"].inc(int(flags.sum()))
+        drift.observe(x, scores)
         results = [
             ScoreResult(id=t.id, score=float(s), flag=bool(f), top_features=[
                 FeatureContribution(feature=n, contribution=float(e), reason=r)
@@ -195,4 +342,13 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
         ]
         return ScoreResponse(threshold=det.threshold_, results=results)
 
+    from aedetect.protocol_v2 import create_v2_router
+
+    def on_scored(rows: int, flagged: int) -> None:
+        m["scored"].inc(rows)
+        m["flagged"].inc(flagged)
+
+    # The open inference protocol, model named after its folder: /v2/models/<folder name>/infer
+    app.include_router(create_v2_router(det, Path(model_dir).name, max_rows=settings.max_batch,
+                                        auth=require_key if api_key else None, on_scored=on_scored))
     return app

@@ -9,6 +9,7 @@ Labelled rules (need both classes): best_f1, min_precision, max_fpr, expected_co
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -231,8 +232,6 @@ def choose_threshold(rule: str, *, scores=None, y=None, source: str = "", **para
     a stretch of the stream for contamination and alert_budget, labelled rows for the others)."""
     r = get_rule(rule)
     params = {k: v for k, v in params.items() if v is not None}
-    import inspect
-
     accepted = set(inspect.signature(r.fn).parameters) - {"scores", "y", "normal_scores"}
     unknown = sorted(set(params) - accepted)
     if unknown:

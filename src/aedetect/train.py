@@ -19,13 +19,17 @@ from aedetect.data.splits import Split, make_split, unlabelled_split
 from aedetect.detector import AutoencoderDetector
 from aedetect.errors import AedetectError
 from aedetect.evaluation import evaluate_detector  # noqa: F401  (the evaluation's home)
+from aedetect.monitor import training_reference
 from aedetect.thresholds import choose_threshold, get_rule, rows_per_day
 from aedetect.uncertainty import precision_recall_intervals, small_sample_warnings
+
+# What a warm start may change; the rest of the parent's parameters define its network and score.
+WARM_START_PARAMS = ("epochs", "learning_rate", "patience", "batch_size", "verbose")
 
 
 @dataclass
 class TrainResult:
-    detector: AutoencoderDetector
+    detector: AutoencoderDetector  # a HybridDetector wrapping one with config.use_labels
     split: Split
     config: TrainConfig
     data_fingerprint: str
@@ -86,16 +90,25 @@ def train_detector(
     *,
     callbacks=(),
     work_dir: str | os.PathLike | None = None,
+    warm_start: AutoencoderDetector | None = None,
 ) -> TrainResult:
     """Split `df`, train on the training normals, then apply the configured threshold rule.
 
     With `input_pipeline="tfrecord"` the training and validation normals are first written as
-    TFRecord shards under `work_dir` and training streams from them.
+    TFRecord shards under `work_dir` and training streams from them. With `warm_start` (a
+    fitted detector), training continues from it (see `AutoencoderDetector.fit`): its network
+    and preprocessing are kept; `config` gives the seed, the threshold rule and, when given, the
+    `WARM_START_PARAMS`.
     """
     split = split_frame(df, config, schema)
     features = list(schema.features)
-    det = new_detector(config, schema)
-    if config.input_pipeline == "tfrecord":
+    if warm_start is not None:
+        given = {k: v for k, v in config.detector.items() if k in WARM_START_PARAMS}
+        det = warm_start.set_params(**given, seed=config.seed)
+        det.fit(df.iloc[split.train][features], validation_data=df.iloc[split.validation][features],
+                callbacks=callbacks, warm_start=True)
+    elif config.input_pipeline == "tfrecord":
+        det = new_detector(config, schema)
         if isinstance(schema, DatasetSchema) and not det._new_preprocessor().numbers_only:
             raise AedetectError("the tfrecord input pipeline takes numeric columns only; this "
                                 "data has categorical or datetime columns (use the memory pipeline)")
@@ -108,13 +121,20 @@ def train_detector(
                 validation_data=read_tfrecords(shard_dir, "validation", seed=None),
                 callbacks=callbacks, feature_names=features)
     else:
+        det = new_detector(config, schema)
         det.fit(df.iloc[split.train][features], validation_data=df.iloc[split.validation][features],
                 callbacks=callbacks)
     det.threshold = select_threshold(det, df, split, config, schema)
+    det.reference_ = training_reference(det, df, split, schema, seed=config.seed)  # drift monitoring
     fingerprint = frame_fingerprint(df)
     # What `evaluate_model(..., rows="test")` needs to find the test rows again.
     det.split_ = {"protocol": split.protocol, "seed": config.seed, "data_fingerprint": fingerprint,
                   "sizes": split.sizes()}
+    if config.use_labels:  # the same rule again, on the hybrid's fraud probability
+        from aedetect.hybrid import fit_hybrid
+
+        det = fit_hybrid(det, df, split, schema, min_anomalies=config.min_anomalies, seed=config.seed)
+        det.threshold = select_threshold(det, df, split, config, schema)
     return TrainResult(det, split, config, fingerprint)
 
 

@@ -4,16 +4,17 @@ atomically."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from aedetect.data.schema import CREDITCARD, Schema, validate_frame
 from aedetect.errors import DataError
+from aedetect.files import atomic_file
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 COMPRESSION = {".gz": "gzip", ".zst": "zstd"}  # of CSV files
@@ -36,23 +37,96 @@ def compression(path: str | os.PathLike) -> str | None:
     return COMPRESSION.get(Path(path).suffix.lower())
 
 
-def read_raw(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV (plain or compressed) or Parquet file into a DataFrame, no schema check."""
-    path = Path(path)
-    fmt = table_format(path)
-    if not path.is_file():
+def _csv(path: Path, **options) -> pa.Table:
+    """Parse a CSV file, plain or compressed (the name says which)."""
+    with pa.input_stream(str(path), compression=compression(path)) as f:
+        return pacsv.read_csv(f, **options)
+
+
+def check_input_file(path: Path) -> None:
+    """A readable, non-empty file: say what is wrong (a folder, missing, empty) otherwise."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file")
+    if not path.exists():
         raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
+
+
+def check_column_names(names: list[str], path) -> None:
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n in seen:
+            raise DataError(f"{path}: column name {n!r} appears more than once (columns "
+                            f"{seen[n] + 1} and {i + 1}); every column needs its own name")
+        seen[n] = i
+
+
+def read_raw(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame with no schema check.
+
+    Only an empty cell is missing: text such as 'NaN' or 'NA' is kept as written, so a check
+    reports it as the value it is rather than as an empty value.
+    """
+    path = Path(path)
+    check_input_file(path)
+    fmt = table_format(path)
     try:
         if fmt == "csv":
-            with pa.input_stream(str(path), compression=compression(path)) as f:
-                table = pacsv.read_csv(f)
+            opts = pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True)
+            table = _csv(path, convert_options=opts)
+            check_column_names(table.schema.names, path)
+            nan_cols = _float_columns_with_nan(table)
+            if nan_cols:  # read those columns again as text, to report the cells as written
+                opts.column_types = {c: pa.string() for c in nan_cols}
+                table = _csv(path, convert_options=opts)
         else:
             table = pq.read_table(path)
+            check_column_names(table.schema.names, path)
+            for c in _float_columns_with_nan(table):  # NaN is not missing: show it as 'nan'
+                i = table.schema.get_field_index(c)
+                table = table.set_column(i, c, table.column(c).cast(pa.string()))
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise DataError(f"{path}: cannot read as {fmt.upper()}: {exc}") from None
+        row = _first_bad_csv_row(path) if fmt == "csv" else None
+        raise DataError(f"{path}: {row}" if row else
+                        f"{path}: cannot read as {fmt.upper()}: {_short(exc)}") from None
+    check_column_names(table.schema.names, path)
     return table.to_pandas()
+
+
+def _first_bad_csv_row(path: Path) -> str | None:
+    """'row N: expected X fields, found Y: ...' for the first row the CSV parser cannot split.
+
+    Only on the error path: a single-threaded parse that can number the rows.
+    """
+    found: list[str] = []
+
+    def handler(row) -> str:
+        line = row.number - 1 if row.number else "?"  # the header is line 1
+        found.append(f"row {line}: expected {row.expected_columns} fields, found "
+                     f"{row.actual_columns}: {_short(Exception(repr(row.text)))}")
+        return "error"
+
+    try:
+        _csv(path, read_options=pacsv.ReadOptions(use_threads=False),
+                       parse_options=pacsv.ParseOptions(invalid_row_handler=handler),
+                       convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError):
+        pass
+    return found[0] if found else None
+
+
+def _float_columns_with_nan(table: pa.Table) -> list[str]:
+    return [f.name for f in table.schema if pa.types.is_floating(f.type)
+            and pc.any(pc.is_nan(table.column(f.name))).as_py()]
+
+
+def _short(exc: Exception) -> str:
+    """Arrow's message, first line only and at most 200 characters (it can quote raw bytes)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def read_table(
@@ -73,10 +147,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write CSV or Parquet (by suffix) to a temporary file, then rename: never half-written."""
     path = Path(path)
     fmt = table_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         table = pa.Table.from_pandas(df, preserve_index=False)
         if fmt == "csv":
             with pa.output_stream(tmp, compression=compression(path)) as f:
@@ -86,8 +157,4 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
             # every float column made writing several times slower and the file larger.
             pq.write_table(table, tmp, use_dictionary=[
                 f.name for f in table.schema if not pa.types.is_floating(f.type)])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

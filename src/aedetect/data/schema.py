@@ -20,6 +20,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from aedetect.errors import DataError
 
+# The largest magnitude a feature value may have. The network computes in float32 (largest
+# value about 3.4e38) and its layers multiply and add; a raw value beyond this bound would
+# overflow to inf on the way and score NaN. One rule everywhere (readers, the Python API, the
+# batch scorer, the service): such a value is refused as a bad value with its reason, never
+# scored as NaN. 1e15 leaves 23 orders of magnitude of headroom and is far above any amount,
+# count or millisecond timestamp.
+MAX_ABS_VALUE = 1e15
+
+
+def out_of_range_reason(value) -> str:
+    return f"value {_shown(value)!r} is out of range (the model accepts magnitudes up to {MAX_ABS_VALUE:g})"
+
 
 @dataclass(frozen=True)
 class Schema:
@@ -96,12 +108,19 @@ def _all_finite_numbers(df: pd.DataFrame, columns: list[str]) -> bool:
         values = df[columns].to_numpy(dtype="float64")
     except (TypeError, ValueError):  # e.g. a nullable integer column holding <NA>
         return False
-    return bool(np.isfinite(values).all())
+    with np.errstate(invalid="ignore"):
+        return bool((np.abs(values) <= MAX_ABS_VALUE).all())  # False for NaN and inf too
 
 
 def _shown(value):
-    """A cell as a plain Python value, so messages say `inf`, not `np.float64(inf)`."""
-    return value.item() if isinstance(value, np.generic) else value
+    """A cell as a plain Python value, so messages say `inf`, not `np.float64(inf)`; text is
+    cut to 40 characters so a binary or huge cell is not echoed whole."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "backslashreplace")
+    if isinstance(value, str) and len(value) > 40:
+        value = value[:40] + "..."
+    return value
 
 
 def _first_bad(mask: np.ndarray) -> int:
@@ -129,6 +148,11 @@ def _numeric_column(s: pd.Series, col: str, source: str) -> pd.Series:
     if inf.any():
         i = _first_bad(inf)
         raise DataError(f"{source}: column {col!r}, row {i + 1}: value {_shown(s.iloc[i])!r} is not finite")
+    huge = np.abs(values.to_numpy()) > MAX_ABS_VALUE
+    if huge.any():
+        i = _first_bad(huge)
+        raise DataError(f"{source}: column {col!r}, row {i + 1}: {out_of_range_reason(values.iloc[i])} "
+                        f"({int(huge.sum())} such value(s) in this column)")
     return values
 
 
@@ -154,12 +178,17 @@ def column_problems(raw: pd.Series, col: str) -> tuple[np.ndarray, np.ndarray]:
     empty = raw.isna().to_numpy()
     not_number = np.isnan(values) & ~empty
     infinite = np.isinf(values)
+    with np.errstate(invalid="ignore"):
+        huge = np.abs(values) > MAX_ABS_VALUE
+    huge &= ~infinite
     for i in np.flatnonzero(empty):
         reasons[i] = f"column {col!r}: empty value"
     for mask, what in ((not_number, "is not a number"), (infinite, "is not finite")):
         for i in np.flatnonzero(mask):
-            reasons[i] = f"column {col!r}: value {raw.iloc[i]!r} {what}"
-    values[empty | not_number | infinite] = np.nan
+            reasons[i] = f"column {col!r}: value {_shown(raw.iloc[i])!r} {what}"
+    for i in np.flatnonzero(huge):
+        reasons[i] = f"column {col!r}: {out_of_range_reason(values[i])}"
+    values[empty | not_number | infinite | huge] = np.nan
     return values, reasons
 
 
@@ -421,3 +450,21 @@ def _check_values(s: pd.Series, spec: ColumnSpec, source: str, allow_missing: bo
     bad = (values.isna() & s.notna()).to_numpy() | np.isinf(values.to_numpy(dtype="float64", na_value=0.0))
     if bad.any():
         _numeric_column(s.where(s.notna(), 0), spec.name, source)
+
+
+def feature_table(X, names: list[str]) -> pd.DataFrame:
+    """The feature columns `names` of a table (DataFrame, or a 2-D array in that order), as
+    given: text, datetimes and missing values are read later by the preprocessor, by type."""
+    if not isinstance(X, pd.DataFrame):
+        arr = np.asarray(X, dtype=object)
+        if arr.ndim != 2 or arr.shape[1] != len(names):
+            raise DataError(f"X has shape {arr.shape}; the schema has {len(names)} feature "
+                            f"columns {list(names)}")
+        X = pd.DataFrame(arr, columns=list(names))
+    missing = [c for c in names if c not in X.columns]
+    if missing:
+        raise DataError(f"X is missing column(s) {missing}; the model reads {len(names)} "
+                        f"columns {list(names)}")
+    if len(X) == 0:
+        raise DataError("X has no rows")
+    return X[list(names)]

@@ -20,8 +20,10 @@ META = "meta.json"
 AUTOTUNE = -1  # tf.data.AUTOTUNE
 
 
-def array_dataset(x: np.ndarray, batch_size: int, seed: int):
+def array_dataset(x: np.ndarray, batch_size: int, seed: int, passes: int = 1):
     """Shuffled (x, x) batches from preprocessed float32 rows, reshuffled every epoch.
+
+    `passes`: full passes over the rows (each in its own order) that make one epoch.
 
     Shuffling draws one permutation per epoch and gathers each batch with one `tf.gather`, so
     the pipeline costs a few operations per batch rather than per row (a per-row shuffle buffer
@@ -43,9 +45,10 @@ def array_dataset(x: np.ndarray, batch_size: int, seed: int):
 
         return tf.data.Dataset.range(n_batches).map(gather)
 
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
-    ds = tf.data.Dataset.zip(seeds, tf.data.Dataset.from_tensors(x)).flat_map(epoch)
-    return ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(AUTOTUNE)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip(seeds.take(passes), tf.data.Dataset.from_tensors(x).repeat(passes))
+    ds = ds.flat_map(epoch)
+    return ds.apply(tf.data.experimental.assert_cardinality(n_batches * passes)).prefetch(AUTOTUNE)
 
 
 def stream_dataset(rows, preprocessor, batch_size: int, seed: int, buffer: int):

@@ -1,0 +1,350 @@
+"""Drift monitoring: a reference profile stored with the model, and the statistics that compare
+a batch of new rows against it.
+
+The reference (`reference.json` in the model folder, hashed in the manifest) holds, for each
+input column, what the monitoring statistics need, so the training data is not needed later:
+
+- numeric columns: the counts of the reference rows in 10 quantile bins plus a missing bin
+  (for the population stability index, PSI) and a seeded uniform sample of up to 2,000 values
+  (for the two-sample Kolmogorov-Smirnov test, `scipy.stats.ks_2samp(sample, new_values)` with
+  asymptotic p-values above 500 new values; the sample, not the reference rows, sets its power);
+- categorical columns: the counts of up to 100 categories, an "other" count for the rest and
+  a missing count (for the PSI and `scipy.stats.chi2_contingency` on reference vs new counts;
+  a category the reference never saw lands in the "other" cell, where the reference has 0);
+- the anomaly score of the validation normals, profiled like a numeric column;
+- the flagged share promised at the stored threshold, `(1 - pi) * fpr + pi * tpr`, with fpr the
+  share of validation normals flagged, tpr the share of labelled anomalies flagged (selection
+  set) and pi the anomaly share of the training file; each with a Wilson interval at
+  `level ** (1/3)`, so the three hold together with probability >= `level`.
+
+A batch alarms when a column (or the score) moved both significantly (p-value after the
+Benjamini-Hochberg correction across every test of the batch < alpha) and by a large amount
+(PSI >= psi_alarm); or when the flagged share (or the anomaly share of labelled rows) is outside
+its promised interval by a binomial test and by a ratio of at least `share_ratio`. The
+Benjamini-Hochberg step keeps the chance of any false alarm on a batch drawn from the reference
+distribution at most alpha (it controls the family-wise error when no column moved).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import stats
+
+from aedetect.artifact import REFERENCE_FILE
+from aedetect.errors import ArtifactError, DataError
+
+SAMPLE_SIZE = 2_000
+N_BINS = 10
+MAX_CATEGORIES = 100
+PSI_FLOOR = 1e-4  # empty bins count as this share, so one empty bin does not make the PSI infinite
+
+
+class DriftSettings(BaseModel):
+    """When a batch alarms (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(0.01, gt=0, lt=1, description="level of the tests after Benjamini-Hochberg")
+    psi_alarm: float = Field(0.2, ge=0, description="PSI a column or the score must reach to alarm")
+    share_ratio: float = Field(1.5, ge=1, description="flagged share (or anomaly share) must be off "
+                               "its promised interval by at least this ratio to alarm")
+
+
+@dataclass
+class Reference:
+    """What new data is compared against; see the module docstring."""
+
+    columns: dict[str, dict]
+    score: dict
+    threshold: float
+    flagged: dict
+    source: str = ""
+    level: float = 0.95
+    time_column: str | None = None  # a clock column (the ULB `Time`) drifts by construction: not tested
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Reference:
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+# -- profiles ---------------------------------------------------------------------------------
+
+def input_names(det) -> list[str]:
+    """The detector's input columns (x0, x1, ... when it was fitted on an array)."""
+    names = getattr(det, "feature_names_in_", None)
+    return [str(c) for c in names] if names is not None else [f"x{i}" for i in range(det.n_features_in_)]
+
+
+def column_kind(values: pd.Series) -> str:
+    """'numeric' for numbers (not booleans), 'categorical' for anything else."""
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    return "numeric" if numeric else "categorical"
+
+
+def _compact(values: np.ndarray) -> list[float]:
+    return [float(f"{v:.7g}") for v in values]  # 7 significant digits keep the JSON small
+
+
+def numeric_profile(values, *, bins: int = N_BINS, sample_size: int = SAMPLE_SIZE,
+                    seed: int = 0) -> dict:
+    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype="float64")
+    missing = ~np.isfinite(v)
+    x = v[~missing]
+    if x.size == 0:
+        raise ValueError("a numeric column needs at least one value to profile")
+    edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)[1:-1]))
+    sample = np.random.default_rng(seed).choice(x, size=min(sample_size, x.size), replace=False)
+    return {"kind": "numeric", "n": int(v.size), "edges": _compact(edges),
+            "counts": [*numeric_counts(x, edges).tolist(), int(missing.sum())],
+            "sample": _compact(np.sort(sample))}
+
+
+def numeric_counts(x: np.ndarray, edges) -> np.ndarray:
+    """Counts of finite `x` in the bins (-inf, e0), [e0, e1), ..., [ek, inf)."""
+    idx = np.searchsorted(np.asarray(edges, dtype="float64"), x, side="right")
+    return np.bincount(idx, minlength=len(edges) + 1)
+
+
+def categorical_profile(values, *, max_categories: int = MAX_CATEGORIES) -> dict:
+    s = pd.Series(values)
+    missing = s.isna()
+    counts = s[~missing].astype(str).value_counts()
+    kept = counts.iloc[:max_categories]
+    return {"kind": "categorical", "n": int(len(s)), "categories": [str(c) for c in kept.index],
+            "counts": [*map(int, kept.to_numpy()), int(counts.iloc[max_categories:].sum()),
+                       int(missing.sum())]}
+
+
+def categorical_counts(profile: dict, values) -> tuple[np.ndarray, list[str]]:
+    """Counts of `values` in the profile's cells (categories..., other, missing), and the values
+    that fell in "other" although the reference had no "other" rows: new categories."""
+    s = pd.Series(values)
+    missing = s.isna()
+    counts = s[~missing].astype(str).value_counts()
+    cats = profile["categories"]
+    known = counts.reindex(cats, fill_value=0).to_numpy()
+    other = counts.drop(index=[c for c in cats if c in counts.index])
+    new = [str(c) for c in other.index] if profile["counts"][-2] == 0 else []
+    return np.array([*known, int(other.sum()), int(missing.sum())]), new
+
+
+def profile_column(values: pd.Series, *, seed: int = 0, sample_size: int = SAMPLE_SIZE) -> dict:
+    if column_kind(values) == "numeric":
+        return numeric_profile(values, sample_size=sample_size, seed=seed)
+    return categorical_profile(values)
+
+
+def wilson(k: int, n: int, level: float) -> dict:
+    """The share k/n with its Wilson score interval (scipy's binomtest)."""
+    if n == 0:
+        return {"k": 0, "n": 0, "value": None, "low": 0.0, "high": 1.0}
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(level, method="wilson")
+    return {"k": int(k), "n": int(n), "value": k / n, "low": float(ci.low), "high": float(ci.high)}
+
+
+def flagged_promise(fp: int, n_normal: int, tp: int = 0, n_anomaly: int = 0,
+                    anomalies: int = 0, rows: int = 0, level: float = 0.95) -> dict:
+    """The flagged share expected on the stream, (1 - pi) * fpr + pi * tpr, with an interval
+    that holds when the three Wilson intervals (each at level ** (1/3)) hold."""
+    each = level ** (1 / 3)
+    fpr, tpr, pi = wilson(fp, n_normal, each), wilson(tp, n_anomaly, each), wilson(anomalies, rows, each)
+    if not rows:  # unlabelled reference: assume no anomalies in the stream
+        pi = {**pi, "value": 0.0, "low": 0.0, "high": 0.0}
+
+    def mix(p, f, t):
+        return (1 - p) * f + p * t
+
+    lows = [mix(p, fpr["low"], tpr["low"]) for p in (pi["low"], pi["high"])]
+    highs = [mix(p, fpr["high"], tpr["high"]) for p in (pi["low"], pi["high"])]
+    # Without labelled anomalies their recall is unknown (interval 0-1) and so is the point value.
+    value = None if tpr["value"] is None and pi["value"] else mix(pi["value"], fpr["value"], tpr["value"] or 0.0)
+    return {"value": value, "low": min(lows), "high": max(highs), "level": level, "fpr": fpr,
+            "tpr": tpr, "anomaly_share": pi}
+
+
+def build_reference(det, normals: pd.DataFrame, *, anomalies: pd.DataFrame | None = None,
+                    anomaly_rows: tuple[int, int] = (0, 0), source: str = "", seed: int = 0,
+                    sample_size: int = SAMPLE_SIZE, level: float = 0.95,
+                    time_column: str | None = None) -> Reference:
+    """Profile the model's input columns and score on `normals` (validation normals), and the
+    flagged share at `det.threshold_` with `anomalies` (labelled anomalies, e.g. of the selection
+    set) and `anomaly_rows` = (anomalies, rows) of the training file for the anomaly share."""
+    names = input_names(det)
+    columns = {c: profile_column(normals[c], seed=seed + i, sample_size=sample_size)
+               for i, c in enumerate(names)}
+    scores = det.anomaly_score(normals[names])
+    t = float(det.threshold_)
+    tp = n_anom = 0
+    if anomalies is not None and len(anomalies):
+        tp, n_anom = int((det.anomaly_score(anomalies[names]) > t).sum()), len(anomalies)
+    flagged = flagged_promise(int((scores > t).sum()), len(scores), tp, n_anom, *anomaly_rows,
+                              level=level)
+    return Reference(columns, numeric_profile(scores, sample_size=sample_size, seed=seed), t,
+                     flagged, source=source, level=level, time_column=time_column)
+
+
+def training_reference(det, df: pd.DataFrame, split, schema, seed: int = 0) -> Reference:
+    """The reference of a model trained on `df` with `split`: columns and score from the
+    validation normals, recall from the selection set's anomalies, anomaly share from `df`."""
+    normals = df.iloc[split.validation]
+    anomalies, rows = None, (0, 0)
+    if schema.label and schema.label in df.columns:
+        sel = df.iloc[split.selection]
+        anomalies = sel[sel[schema.label] == 1]
+        rows = (int(df[schema.label].sum()), len(df))
+    return build_reference(det, normals, anomalies=anomalies, anomaly_rows=rows, seed=seed,
+                           time_column=schema.time, source=(
+        f"{len(normals):,} validation normals, {0 if anomalies is None else len(anomalies)} "
+        f"selection-set anomalies, anomaly share of {rows[1]:,} training-file rows"))
+
+
+def reference_from_frame(det, df: pd.DataFrame, label: str | None = "Class", *, source: str = "",
+                         seed: int = 0, time_column: str | None = None) -> Reference:
+    """A reference from a file of rows like the training data, for a model folder without one:
+    its normal rows (every row when it has no `label` column), and its anomalies for recall."""
+    names = input_names(det)
+    missing = [c for c in names if c not in df.columns]
+    if missing:
+        raise DataError(f"{source or 'reference data'}: missing column(s) {missing} that the model takes")
+    if label and label in df.columns:
+        y = pd.to_numeric(df[label], errors="coerce").to_numpy()
+        normals, anomalies, rows = df[y == 0], df[y == 1], (int((y == 1).sum()), len(df))
+    else:
+        normals, anomalies, rows = df, None, (0, 0)
+    return build_reference(det, normals, anomalies=anomalies, anomaly_rows=rows, seed=seed,
+                           time_column=time_column, source=f"{source} ({len(normals):,} normal rows)")
+
+
+def load_reference(model_dir) -> Reference | None:
+    """The verified reference of a model folder; None when the folder has none."""
+    from aedetect.artifact import read_manifest
+
+    manifest = read_manifest(model_dir)  # checks every file's sha256
+    if REFERENCE_FILE not in manifest.files:
+        return None
+    path = Path(model_dir) / REFERENCE_FILE
+    try:
+        return Reference.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise ArtifactError(f"{path}: not a reference profile ({exc})") from None
+
+
+# -- statistics -------------------------------------------------------------------------------
+
+def psi(expected_counts, actual_counts) -> float:
+    """Population stability index: sum of (a - e) * ln(a / e) over bins, shares floored at 1e-4."""
+    e = np.asarray(expected_counts, dtype="float64")
+    a = np.asarray(actual_counts, dtype="float64")
+    e = np.maximum(e / max(e.sum(), 1), PSI_FLOOR)
+    a = np.maximum(a / max(a.sum(), 1), PSI_FLOOR)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def column_drift(profile: dict, values) -> dict:
+    """PSI and a two-sample test of new `values` against one column's profile."""
+    ref = np.asarray(profile["counts"])
+    if profile["kind"] == "numeric":
+        v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype="float64")
+        finite = np.isfinite(v)
+        x = v[finite]
+        counts = np.array([*numeric_counts(x, profile["edges"]), int((~finite).sum())])
+        sample = np.asarray(profile["sample"])
+        out = {"kind": "numeric", "psi": psi(ref, counts), "test": "ks", "n": int(v.size),
+               "missing_share": float((~finite).mean()) if v.size else 0.0,
+               "ref_missing_share": float(ref[-1] / max(ref.sum(), 1))}
+        if x.size:
+            # scipy's exact p-value costs O(n * m) here; above 500 new values the asymptotic
+            # distribution is accurate to well under the alpha levels used
+            ks = stats.ks_2samp(sample, x, method="auto" if x.size <= 500 else "asymp")
+            scale = float(np.subtract(*np.quantile(sample, [0.75, 0.25]))) or 1.0
+            out.update(statistic=float(ks.statistic), p_value=float(ks.pvalue),
+                       median_shift=float((np.median(x) - np.median(sample)) / scale))
+        else:
+            out.update(statistic=None, p_value=1.0, median_shift=None)
+        return out
+    counts, new = categorical_counts(profile, values)
+    table = np.vstack([ref, counts])
+    table = table[:, table.sum(axis=0) > 0]
+    out = {"kind": "categorical", "psi": psi(ref, counts), "test": "chi2", "n": int(counts.sum()),
+           "missing_share": float(counts[-1] / max(counts.sum(), 1)),
+           "ref_missing_share": float(ref[-1] / max(ref.sum(), 1)), "new_categories": new[:10]}
+    if table.shape[1] > 1 and counts.sum():
+        chi = stats.chi2_contingency(table)
+        out.update(statistic=float(chi.statistic), p_value=float(chi.pvalue))
+    else:
+        out.update(statistic=None, p_value=1.0)
+    return out
+
+
+def share_test(k: int, n: int, promise: dict) -> dict:
+    """Binomial test of k flagged in n against the promised interval [low, high]: the p-value
+    of the composite null "the share is in the interval", at the interval's nearer end."""
+    share = k / n if n else None
+    out = {"k": int(k), "n": int(n), "share": share, "expected": promise.get("value"),
+           "low": promise["low"], "high": promise["high"], "p_value": 1.0, "ratio": None}
+    if not n:
+        return out
+    if share > promise["high"]:
+        out["p_value"] = float(stats.binomtest(k, n, promise["high"], alternative="greater").pvalue)
+        out["ratio"] = share / promise["high"] if promise["high"] > 0 else float("inf")
+    elif share < promise["low"]:
+        out["p_value"] = float(stats.binomtest(k, n, promise["low"], alternative="less").pvalue)
+        out["ratio"] = promise["low"] / share if share > 0 else float("inf")
+    return out
+
+
+def precision_recall(y, flags) -> dict:
+    y, flags = np.asarray(y).astype(bool), np.asarray(flags, dtype=bool)
+    tp, fp, fn = int((y & flags).sum()), int((~y & flags).sum()), int((y & ~flags).sum())
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": tp / (tp + fp) if tp + fp else None,
+            "recall": tp / (tp + fn) if tp + fn else None}
+
+
+def compare_batch(ref: Reference, x: pd.DataFrame, scores, y=None,
+                  settings: DriftSettings | None = None, *, skip: tuple[str, ...] = ()) -> dict:
+    """Compare one batch (input columns `x`, their anomaly `scores`, optional 0/1 labels `y`)
+    with the reference. Columns in `skip` (e.g. the time column a window is cut on) and the
+    reference's `time_column` are left out."""
+    settings = settings or DriftSettings()
+    scores = np.asarray(scores, dtype="float64")
+    skip = (*skip, ref.time_column)
+    columns = {c: column_drift(p, x[c]) for c, p in ref.columns.items() if c not in skip}
+    score = column_drift(ref.score, scores)
+    flagged = share_test(int((scores > ref.threshold).sum()), len(scores), ref.flagged)
+    out = {"rows": int(len(x)), "columns": columns, "score": score, "flagged": flagged}
+    tests = [*columns.values(), score, flagged]
+    pi = ref.flagged.get("anomaly_share") or {}
+    if y is not None and pi.get("n"):
+        y = np.asarray(y).astype(int)
+        out["labels"] = {**precision_recall(y, scores > ref.threshold),
+                         "anomaly_share": share_test(int(y.sum()), len(y), pi)}
+        tests.append(out["labels"]["anomaly_share"])
+    elif y is not None:
+        out["labels"] = precision_recall(np.asarray(y).astype(int), scores > ref.threshold)
+    adjusted = stats.false_discovery_control([t["p_value"] for t in tests], method="bh")
+    for t, p in zip(tests, adjusted, strict=True):
+        t["p_adjusted"] = float(p)
+    for t in [*columns.values(), score]:
+        t["alarm"] = bool(t["p_adjusted"] < settings.alpha and t["psi"] >= settings.psi_alarm)
+    for t in tests[len(columns) + 1:]:
+        t["alarm"] = bool(t["p_adjusted"] < settings.alpha and (t["ratio"] or 0) >= settings.share_ratio)
+        if t["ratio"] == float("inf"):
+            t["ratio"] = None  # the share moved from or to zero: no finite ratio (JSON has no inf)
+    out["drifted_columns"] = sorted((c for c, t in columns.items() if t["alarm"]),
+                                    key=lambda c: -columns[c]["psi"])
+    out["alarm"] = bool(any(t["alarm"] for t in tests))
+    out["correction"] = "benjamini-hochberg"
+    return out

@@ -1,0 +1,341 @@
+"""Batch monitoring of a data file against a model's reference: cut it into time windows,
+compare each (see `aedetect.monitor`), and present the result as a table, `drift.json`, an
+HTML report with figures per window, and a retraining hint.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aedetect.errors import DataError
+from aedetect.monitor import DriftSettings, Reference, compare_batch, input_names, numeric_counts
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_window(text: str) -> float:
+    """'4h' -> 14400.0 seconds; units s, m, h, d."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise DataError(f"--window must be a positive length like 30m, 4h or 1d; got {text!r}")
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def prepare(df: pd.DataFrame, ref: Reference, source: str) -> pd.DataFrame:
+    """Check that every reference column is there; numeric columns become float64 (empty cells
+    are missing values, which are monitored; text in a numeric column is an error)."""
+    missing = [c for c in ref.columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing} that the model takes as input")
+    out = df.copy()
+    for c, p in ref.columns.items():
+        if p["kind"] != "numeric":
+            continue
+        raw = df[c]
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = (values.isna() & raw.notna()).to_numpy() | np.isinf(values.to_numpy(dtype="float64"))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{source}: column {c!r}, row {i + 1}: value {raw.iloc[i]!r} is not a "
+                            f"finite number ({int(bad.sum())} such value(s))")
+        out[c] = values.astype("float64")
+    return out
+
+
+def seconds(values: pd.Series, column: str, source: str) -> np.ndarray:
+    """A time column as seconds: numbers as they are (the ULB `Time`), datetimes since the epoch."""
+    if pd.api.types.is_numeric_dtype(values):
+        t = values.to_numpy(dtype="float64")
+    else:
+        try:
+            t = pd.to_datetime(values).astype("int64").to_numpy() / 1e9
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{source}: time column {column!r} is neither numbers nor dates ({exc})") from None
+    if not np.isfinite(t).all():
+        i = int(np.flatnonzero(~np.isfinite(t))[0])
+        raise DataError(f"{source}: time column {column!r}, row {i + 1}: no time value")
+    return t
+
+
+def window_name(start: float, end: float, dates: bool) -> str:
+    if dates:
+        a, b = pd.Timestamp(start, unit="s"), pd.Timestamp(end, unit="s")
+        return f"{a:%Y-%m-%d %H:%M}-{b:%H:%M}"
+    return f"{start / 3600:g}h-{end / 3600:g}h"
+
+
+@dataclass
+class MonitorResult:
+    summary: dict  # what drift.json holds
+    window_scores: list[np.ndarray]  # the anomaly scores of each window's rows, for the figures
+
+    @property
+    def alarm(self) -> bool:
+        return self.summary["alarm"]
+
+
+def monitor_frame(det, ref: Reference, df: pd.DataFrame, *, window: float | None = None,
+                  time_column: str | None = None, label_column: str | None = None,
+                  settings: DriftSettings | None = None, source: str = "data") -> MonitorResult:
+    """Score `df` with `det`, cut it into windows of `window` seconds of `time_column` (aligned
+    to multiples of the window: 4h windows of the ULB `Time` start at 0, 14400, ...), or treat
+    it as one batch, and compare each window with `ref`."""
+    settings = settings or DriftSettings()
+    df = prepare(df, ref, source)
+    names = input_names(det)
+    complete = df[names].notna().all(axis=1).to_numpy()
+    scores = np.full(len(df), np.nan)
+    if complete.any():
+        scores[complete] = det.anomaly_score(df.loc[complete, names])
+    y = None
+    if label_column and label_column in df.columns:
+        y = pd.to_numeric(df[label_column], errors="coerce").to_numpy()
+        if not np.isin(y, [0, 1]).all():
+            i = int(np.flatnonzero(~np.isin(y, [0, 1]))[0])
+            raise DataError(f"{source}: column {label_column!r}, row {i + 1}: label must be 0 or 1")
+    skip: tuple[str, ...] = ()
+    if window is not None:
+        if not time_column or time_column not in df.columns:
+            raise DataError(f"{source}: --window needs a time column; {time_column!r} is not in the file")
+        dates = not pd.api.types.is_numeric_dtype(df[time_column])
+        t = seconds(df[time_column], time_column, source)
+        ids = np.floor(t / window).astype("int64")
+        skip = (time_column,)  # a window differs from the reference in time by construction
+    else:
+        ids, dates = np.zeros(len(df), "int64"), False
+    windows, window_scores = [], []
+    for w in np.unique(ids):
+        rows = ids == w
+        ok = rows & complete
+        res = compare_batch(ref, df.loc[rows], scores[ok], None if y is None else y[ok],
+                            settings, skip=skip)
+        res["unscored_rows"] = int((rows & ~complete).sum())
+        res["window"] = (window_name(w * window, (w + 1) * window, dates) if window else "all rows")
+        res["start"] = float(w * window) if window else None
+        windows.append(res)
+        window_scores.append(scores[ok])
+    return MonitorResult({"source": source, "window_seconds": window, "time_column": time_column if window else None,
+            "settings": settings.model_dump(), "correction": "benjamini-hochberg",
+            "reference": reference_summary(ref), "windows": windows,
+            "alarm": any(w["alarm"] for w in windows), "hint": retraining_hint(windows)},
+                         window_scores)
+
+
+def reference_summary(ref: Reference) -> dict:
+    f = ref.flagged
+    return {"source": ref.source, "threshold": ref.threshold, "columns": len(ref.columns),
+            "flagged_share": {k: f[k] for k in ("value", "low", "high", "level")},
+            "anomaly_share": f.get("anomaly_share"), "validation_rows": ref.score["n"]}
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def retraining_hint(windows: list[dict], top: int = 3) -> list[str]:
+    """One line per alarmed window: the columns that moved most, and how the flagged share moved."""
+    lines = []
+    for w in windows:
+        if not w["alarm"]:
+            continue
+        cols = sorted(w["columns"].items(), key=lambda kv: -kv[1]["psi"])[:top]
+        moved = ", ".join(f"{c} (PSI {t['psi']:.2f}" + (f", median {t['median_shift']:+.2f} IQR"
+                                                         if t.get("median_shift") is not None else "")
+                          + ("" if t["alarm"] else ", below the alarm") + ")" for c, t in cols)
+        f = w["flagged"]
+        line = (f"{w['window']}: columns that moved most: {moved}; score PSI {w['score']['psi']:.2f}; "
+                f"flagged {_pct(f['share'])} ({f['k']:,} of {f['n']:,} rows) against the promised "
+                f"{_pct(f['low'])}-{_pct(f['high'])}")
+        a = (w.get("labels") or {}).get("anomaly_share")
+        if a and a["alarm"]:
+            line += f"; labelled anomalies {_pct(a['share'])} against {_pct(a['low'])}-{_pct(a['high'])}"
+        lines.append(line)
+    return lines
+
+
+def table_rows(result: dict) -> list[list[str]]:
+    rows = []
+    for w in result["windows"]:
+        cols = w["columns"]
+        worst = max(cols, key=lambda c: cols[c]["psi"]) if cols else None
+        f, lab = w["flagged"], w.get("labels") or {}
+        pr = "-"
+        if lab:
+            p, r = lab.get("precision"), lab.get("recall")
+            pr = f"{'-' if p is None else f'{p:.2f}'} / {'-' if r is None else f'{r:.2f}'} ({lab['tp'] + lab['fn']})"
+        rows.append([
+            w["window"], f"{w['rows']:,}", f"{len(w['drifted_columns'])}/{len(cols)}",
+            f"{worst} {cols[worst]['psi']:.2f}" if worst else "-", f"{w['score']['psi']:.2f}",
+            f"{_pct(f['share'])} vs {_pct(f['low'])}-{_pct(f['high'])}", pr,
+            "ALARM" if w["alarm"] else "ok"])
+    return rows
+
+
+HEADER = ["window", "rows", "columns drifted", "top column PSI", "score PSI",
+          "flagged vs promise", "precision / recall (anomalies)", "alarm"]
+
+
+def rich_table(result: dict):
+    from rich.table import Table
+
+    s = result["settings"]
+    table = Table(title=f"drift against the reference (alarm: adjusted p < {s['alpha']} and PSI >= "
+                  f"{s['psi_alarm']}; shares off their interval by x{s['share_ratio']})")
+    for h in HEADER:
+        table.add_column(h, justify="left" if h in ("window", "top column PSI") else "right")
+    for row in table_rows(result):
+        table.add_row(*row[:-1], "[bold red]ALARM[/bold red]" if row[-1] == "ALARM" else "ok")
+    return table
+
+
+def markdown_table(result: dict) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in table_rows(result)]) + "\n"
+
+
+# -- HTML -------------------------------------------------------------------------------------
+
+def _flagged_figure(windows: list[dict]):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    x = np.arange(len(windows))
+    f = [w["flagged"] for w in windows]
+    ax.fill_between(x, [100 * v["low"] for v in f], [100 * v["high"] for v in f], color="#4c72b0",
+                    alpha=0.2, label="promised interval")
+    ax.plot(x, [100 * (v["share"] or 0) for v in f], "o-", color="#dd5555", label="flagged share")
+    ax.set_xticks(x, [w["window"] for w in windows], rotation=30, ha="right")
+    ax.set_ylabel("% of rows flagged")
+    ax.legend(frameon=False)
+    return fig
+
+
+def _psi_heatmap(windows: list[dict], psi_alarm: float):
+    import matplotlib.pyplot as plt
+
+    cols = list(windows[0]["columns"])
+    m = np.array([[w["columns"][c]["psi"] for c in cols] + [w["score"]["psi"]] for w in windows])
+    fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(cols) + 2), 0.45 * len(windows) + 1.6))
+    # the colour scale follows the columns; the score (often far larger) saturates, and every cell
+    # at or above the alarm level carries its value
+    im = ax.imshow(m, aspect="auto", cmap="Reds", vmin=0, vmax=max(2 * psi_alarm, float(m[:, :-1].max())))
+    for (i, j), v in np.ndenumerate(m):
+        if v >= psi_alarm:
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(len(cols) + 1), [*cols, "SCORE"], rotation=90)
+    ax.set_yticks(range(len(windows)), [w["window"] for w in windows])
+    fig.colorbar(im, ax=ax, label="PSI")
+    return fig
+
+
+def _window_figure(ref: Reference, w: dict, scores: np.ndarray, psi_alarm: float):
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
+    edges = ref.score["edges"]
+    expected = np.asarray(ref.score["counts"][:-1], dtype="float64")
+    got = numeric_counts(scores[np.isfinite(scores)], edges).astype("float64")
+    x = np.arange(len(expected))
+    a.bar(x - 0.2, expected / max(expected.sum(), 1), 0.4, label="reference", color="#4c72b0")
+    a.bar(x + 0.2, got / max(got.sum(), 1), 0.4, label="window", color="#dd5555")
+    a.set_xlabel("score decile of the reference (last bin: above the 90th percentile)")
+    a.set_ylabel("share of rows")
+    a.legend(frameon=False)
+    cols = sorted(w["columns"].items(), key=lambda kv: -kv[1]["psi"])[:10]
+    b.barh([c for c, _ in cols][::-1], [t["psi"] for _, t in cols][::-1],
+           color=["#dd5555" if t["alarm"] else "#999999" for _, t in cols][::-1])
+    b.axvline(psi_alarm, color="#222222", ls="--", lw=1)
+    b.set_xlabel("PSI (red: alarm)")
+    fig.suptitle(w["window"])
+    return fig
+
+
+def drift_report(result: dict, ref: Reference, window_scores: list[np.ndarray], title: str):
+    """The HTML report (see `aedetect.report.Report`) of a `monitor_frame` result."""
+    from aedetect.report import Report
+
+    rep = Report(title)
+    s, r = result["settings"], result["reference"]
+    rep.para(f"{result['source']}: {len(result['windows'])} window(s), compared with the reference "
+             f"taken at training ({r['source']}). Threshold {r['threshold']:.4g}; promised flagged share "
+             f"{_pct(r['flagged_share']['low'])}-{_pct(r['flagged_share']['high'])}.")
+    rep.heading("Windows")
+    rep.table(HEADER, table_rows(result))
+    rep.para(f"A column or the score alarms when its change is significant (KS for numbers, chi-square "
+             f"for categories, p-values adjusted by Benjamini-Hochberg across every test of the window, "
+             f"< {s['alpha']}) and large (PSI >= {s['psi_alarm']}). The flagged share alarms when a "
+             f"binomial test rejects its promised interval and it is off by a factor of at least "
+             f"{s['share_ratio']}.", "note")
+    if result["hint"]:
+        rep.heading("What moved")
+        rep.warnings(result["hint"])
+    rep.heading("Figures")
+    rep.figure("flagged_share", _flagged_figure(result["windows"]), "Flagged share per window and "
+               "the promised interval.", wide=True)
+    if result["windows"][0]["columns"]:
+        rep.figure("psi", _psi_heatmap(result["windows"], s["psi_alarm"]), "PSI of each column and "
+                   "of the score, per window.", wide=True)
+    for i, (w, sc) in enumerate(zip(result["windows"], window_scores, strict=True)):
+        rep.figure(f"window_{i}", _window_figure(ref, w, sc, s["psi_alarm"]),
+                   f"{w['window']}: score distribution against the reference, and the columns "
+                   "that moved most.", wide=True)
+    return rep
+
+
+def write_outputs(run: MonitorResult, ref: Reference, report_dir, title: str) -> Path:
+    """drift.json, drift.md and report.html with its PNGs in `report_dir`."""
+    rep = drift_report(run.summary, ref, run.window_scores, title)
+    return rep.write(report_dir, extra={"drift.json": json.dumps(run.summary, indent=2) + "\n",
+                                        "drift.md": markdown_table(run.summary)})
+
+
+def compare_models(models: dict, x: pd.DataFrame, y=None, skip: tuple[str, ...] = ()) -> list[dict]:
+    """Each model of `models` ({name: (detector, reference or None)}) on the same rows `x`:
+    flagged share against its own promise, score drift, columns drifted, precision, recall and
+    PR-AUC when labels `y` are given; columns in `skip` (a clock column) are not tested. Used to
+    set a warm-started model beside its parent."""
+    from sklearn.metrics import average_precision_score
+
+    out = []
+    for name, (det, ref) in models.items():
+        scores = det.anomaly_score(x[input_names(det)])
+        row = {"model": name, "rows": int(len(x)), "threshold": float(det.threshold_),
+               "flagged_share": float((scores > det.threshold_).mean())}
+        if ref is not None:
+            res = compare_batch(ref, x, scores, y, skip=skip)
+            row.update(promise=[res["flagged"]["low"], res["flagged"]["high"]],
+                       score_psi=res["score"]["psi"], columns_drifted=res["drifted_columns"],
+                       alarm=res["alarm"])
+        if y is not None:
+            y = np.asarray(y).astype(int)
+            from aedetect.monitor import precision_recall
+
+            pr = precision_recall(y, scores > det.threshold_)
+            row.update(precision=pr["precision"], recall=pr["recall"], anomalies=int(y.sum()),
+                       pr_auc=float(average_precision_score(y, scores)) if 0 < y.sum() < len(y) else None)
+        out.append(row)
+    return out
+
+
+def comparison_table(rows: list[dict], title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for h in ("model", "flagged vs promise", "score PSI", "columns drifted", "precision", "recall", "PR-AUC"):
+        table.add_column(h, justify="left" if h == "model" else "right")
+    for r in rows:
+        promise = f" vs {_pct(r['promise'][0])}-{_pct(r['promise'][1])}" if "promise" in r else ""
+
+        def num(k, r=r):
+            return "-" if r.get(k) is None else f"{r[k]:.3f}"
+
+        table.add_row(r["model"], f"{_pct(r['flagged_share'])}{promise}", num("score_psi"),
+                      str(len(r.get("columns_drifted", []))) if "promise" in r else "-",
+                      num("precision"), num("recall"), num("pr_auc"))
+    return table

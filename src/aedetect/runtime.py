@@ -1,0 +1,264 @@
+"""Scoring without TensorFlow: a verified model folder becomes scores, flags and contributions in NumPy.
+
+The network is a stack of dense layers (see `aedetect.network`), so inference is a few float32
+matrix products; importing TensorFlow to compute them costs seconds and most of a process's
+memory. `load_scorer(model_dir)` verifies the folder (`aedetect.artifact.read_manifest`), reads
+the weights from `weights.npz` (written beside `model.keras` at save time and listed with its
+sha256 in the manifest) and reuses the library's NumPy preprocessing and score code, so the
+numbers are those of the Keras path (a test keeps them within 1e-6 relative, flags identical).
+
+`weights.npz` holds `kernel_<i>`, `bias_<i>` and `activation_<i>` for each dense layer, in order;
+noise and dropout layers do nothing at inference and are not stored.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from aedetect.artifact import ArtifactError, read_manifest
+from aedetect.conventions import OutlierConventions
+from aedetect.errors import DataError
+from aedetect.preprocessing import Preprocessor
+from aedetect.scores import contributions, stats_from_config
+
+WEIGHTS_FILE = "weights.npz"
+CHUNK = 2048  # rows per block: a block's activations stay in the CPU caches
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _relu(h: np.ndarray) -> np.ndarray:
+    return np.maximum(h, 0, out=h)
+
+
+def _tanh(h: np.ndarray) -> np.ndarray:
+    return np.tanh(h, out=h)
+
+
+def _sigmoid(h: np.ndarray) -> np.ndarray:
+    np.negative(h, out=h)
+    np.exp(h, out=h)
+    h += 1
+    return np.reciprocal(h, out=h)
+
+
+def _linear(h: np.ndarray) -> np.ndarray:
+    return h
+
+
+ACTIVATIONS = {"relu": _relu, "tanh": _tanh, "sigmoid": _sigmoid, "linear": _linear}
+
+
+def dense_layers(model) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """(kernel, bias, activation) of each Dense layer of a Keras model, in order."""
+    layers = []
+    for layer in model.layers:
+        if type(layer).__name__ == "Dense":
+            kernel, bias = layer.get_weights()
+            layers.append((np.asarray(kernel, "float32"), np.asarray(bias, "float32"),
+                           layer.get_config()["activation"]))
+        elif type(layer).__name__ not in ("InputLayer", "GaussianNoise", "Dropout"):
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no NumPy counterpart")
+    return layers
+
+
+def save_weights(model, path: str | os.PathLike) -> Path:
+    """Write the dense layers of `model` as `weights.npz` (plain arrays, no pickle)."""
+    arrays = {}
+    for i, (kernel, bias, activation) in enumerate(dense_layers(model)):
+        arrays[f"kernel_{i}"], arrays[f"bias_{i}"] = kernel, bias
+        arrays[f"activation_{i}"] = np.array(activation)
+    path = Path(path)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def _read_weights(path: Path) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: cannot read the weights: {exc}") from None
+    layers = []
+    while f"kernel_{len(layers)}" in data:
+        i = len(layers)
+        try:
+            kernel, bias = data[f"kernel_{i}"].astype("float32"), data[f"bias_{i}"].astype("float32")
+            activation = str(data[f"activation_{i}"])
+        except KeyError as exc:
+            raise ArtifactError(f"{path}: layer {i} lacks {exc.args[0]}") from None
+        if activation not in ACTIVATIONS:
+            raise ArtifactError(f"{path}: layer {i} has activation {activation!r}; "
+                                f"the runtime computes {sorted(ACTIVATIONS)}")
+        if kernel.ndim != 2 or bias.shape != (kernel.shape[1],) or (
+                layers and layers[-1][0].shape[1] != kernel.shape[0]):
+            raise ArtifactError(f"{path}: layer {i} has kernel {kernel.shape} and bias {bias.shape}, "
+                                "which do not chain with the layer before")
+        layers.append((kernel, bias, activation))
+    if not layers:
+        raise ArtifactError(f"{path}: holds no dense layers")
+    return layers
+
+
+def top_features(errors: np.ndarray, names: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Names and values of the `k` features that contribute most to each row's score."""
+    k = min(k, errors.shape[1])
+    if k < errors.shape[1]:  # select the k largest first: cheaper than sorting every row
+        part = np.argpartition(-errors, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(errors, part, axis=1), axis=1, kind="stable")
+        idx = np.take_along_axis(part, order, axis=1)
+    else:
+        idx = np.argsort(-errors, axis=1, kind="stable")
+    return np.asarray(names, dtype=object)[idx], np.take_along_axis(errors, idx, axis=1)
+
+
+class Scorer(OutlierConventions):
+    """A model folder's scoring half: preprocessing, network, score, threshold, in NumPy.
+
+    Same attributes and scoring calls as a loaded `AutoencoderDetector` (`feature_names_in_`,
+    `feature_names_out_`, `threshold_`, `manifest_`, `anomaly_score`, `score_with_contributions`,
+    `score_matrix`, `predict`...), so batch scoring and the service take either.
+    """
+
+    def __init__(self, manifest, layers, path: Path | None = None):
+        self.manifest_ = manifest
+        self.path = path
+        self.layers = layers
+        params = manifest.detector_params
+        self.schema = params.get("schema")  # a dataset schema: the input is a typed table
+        self.score_type = params.get("score_type", params.get("score", "mse"))  # older folders: "score"
+        self.score_stats_ = stats_from_config(manifest.score_stats)
+        self.preprocessor_ = Preprocessor.from_config(manifest.preprocessing)
+        self.feature_names_in_ = list(manifest.input_schema.feature_names)
+        self.n_features_in_ = len(self.feature_names_in_)
+        self.threshold_ = float(manifest.threshold.value)
+        d = self.preprocessor_.n_features_out
+        if layers[0][0].shape[0] != d or layers[-1][0].shape[1] != d:
+            raise ArtifactError(f"{path}: the network maps {layers[0][0].shape[0]} to "
+                                f"{layers[-1][0].shape[1]} features; the preprocessing gives {d}")
+        if self.preprocessor_.feature_names != self.feature_names_in_:
+            raise ArtifactError(f"{path}: the input schema and the preprocessing list different columns")
+        if self.score_type != "mse" and not self.score_stats_:
+            raise ArtifactError(f"{path}: score {self.score_type!r} needs score_stats, which the manifest lacks")
+        if not np.isfinite(self.threshold_):
+            raise ArtifactError(f"{path}: threshold {self.threshold_!r} is not a finite number")
+
+    def _dataset_schema(self):
+        """The model's dataset schema (None for a numbers-only model)."""
+        if self.schema is None:
+            return None
+        from aedetect.data.schema import DatasetSchema
+
+        return DatasetSchema.model_validate(self.schema)
+
+    @property
+    def feature_names_out_(self) -> list[str]:
+        return self.preprocessor_.output_names
+
+    # -- the computation --------------------------------------------------------------------
+    def reconstruct(self, x_pre: np.ndarray) -> np.ndarray:
+        """The network's output for preprocessed float32 rows."""
+        h = x_pre
+        for kernel, bias, activation in self.layers:
+            h = h @ kernel
+            h += bias
+            h = ACTIVATIONS[activation](h)
+        return h
+
+    def residuals(self, x_pre: np.ndarray) -> np.ndarray:
+        """reconstruction - x for preprocessed rows (float32, like the Keras path)."""
+        r = self.reconstruct(x_pre)
+        r -= x_pre
+        return r
+
+    def _contributions(self, x: np.ndarray) -> np.ndarray:
+        x_pre = self.preprocessor_.transform(x)
+        return contributions(self.score_type, self.score_stats_, self.residuals(x_pre)).astype("float64")
+
+    def _matrix(self, X):
+        """Checked input: a float64 matrix, or for a schema model the table of feature columns
+        (the preprocessor reads and checks each column by its type)."""
+        if self.schema is not None:
+            from aedetect.data.schema import feature_table
+
+            return feature_table(X, self.feature_names_in_)
+        if hasattr(X, "columns"):  # a DataFrame (pandas is not imported for arrays)
+            names = [str(c) for c in X.columns]
+            missing = [c for c in self.feature_names_in_ if c not in names]
+            if missing:
+                raise DataError(f"X is missing column(s) {missing}; the model takes "
+                                f"{self.n_features_in_} columns {self.feature_names_in_}")
+            X = X[self.feature_names_in_]
+            try:
+                arr = X.to_numpy(dtype="float64")
+            except (TypeError, ValueError):
+                raise DataError("X has non-numeric column(s)") from None
+        else:
+            arr = np.asarray(X, dtype="float64")
+            if arr.ndim != 2 or arr.shape[1] != self.n_features_in_:
+                raise DataError(f"X must have shape (rows, {self.n_features_in_}) for the columns "
+                                f"{self.feature_names_in_}; got {arr.shape}")
+        finite = np.isfinite(arr)
+        if not finite.all():
+            r, c = np.argwhere(~finite)[0]
+            raise DataError(f"X column {self.feature_names_in_[c]!r}, row {r + 1}: value "
+                            f"{float(arr[r, c])} is not a finite number")
+        return arr
+
+    def feature_contributions(self, X) -> np.ndarray:
+        """Each preprocessed feature's share of the score: rows sum to `anomaly_score(X)`."""
+        return self._blocks(self._matrix(X))
+
+    def score_matrix(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and contributions of a float matrix already checked by the caller (columns in
+        the model's order, finite): the batch scorer's and the service's fast path."""
+        c = self._blocks(x if self.schema is not None else np.asarray(x, dtype="float64"))
+        return c.sum(axis=1), c
+
+    def _blocks(self, x: np.ndarray) -> np.ndarray:
+        """Contributions of checked rows `x`.
+
+        Large inputs go through in blocks of `CHUNK` rows, one block per core at a time, with
+        BLAS on one thread: the blocks stay in the CPU caches, and a threaded BLAS on these
+        narrow matrices spends its time synchronising (several times slower on a busy machine).
+        """
+        if len(x) <= CHUNK:
+            return self._contributions(x)
+        from threadpoolctl import threadpool_limits
+
+        starts = range(0, len(x), CHUNK)
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(min(_cores(), len(starts))) as pool:
+            rows = x.iloc if hasattr(x, "iloc") else x  # a schema model's table, or a matrix
+            parts = list(pool.map(lambda s: self._contributions(rows[s:s + CHUNK]), starts))
+        return np.concatenate(parts)
+
+    def score_with_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+        c = self.feature_contributions(X)
+        return c.sum(axis=1), c
+
+    def anomaly_score(self, X) -> np.ndarray:
+        """Anomaly score of each row: higher = more anomalous (see `aedetect.scores`)."""
+        return self.feature_contributions(X).sum(axis=1)
+
+
+def load_scorer(model_dir: str | os.PathLike) -> Scorer:
+    """Verify a model folder and load its scoring runtime (NumPy only; never imports TensorFlow)."""
+    path = Path(model_dir)
+    manifest = read_manifest(path)
+    if WEIGHTS_FILE not in manifest.files:
+        raise ArtifactError(f"{path}: the manifest lists no {WEIGHTS_FILE} (a folder saved by an "
+                            "older aedetect); load it with AutoencoderDetector.load and save it again")
+    try:
+        return Scorer(manifest, _read_weights(path / WEIGHTS_FILE), path)
+    except (DataError, KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: cannot build the scorer: {exc}") from None

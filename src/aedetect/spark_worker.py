@@ -1,0 +1,191 @@
+"""The worker side of Spark scoring: find the shipped model, verify it, load it once, score batches.
+
+This module is imported inside Spark's Python workers, never pickled: the model cache lives here
+(a cache in `__main__` would be pickled, empty, into every task) and survives from task to task
+and job to job while Spark reuses the worker (`spark.python.worker.reuse`, on by default). It
+imports no pyspark.sql and no TensorFlow at import time; the thread limits are set before the
+model is first loaded (the TensorFlow-free runtime, `aedetect.runtime.load_scorer`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from aedetect.errors import ArtifactError
+
+THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
+               "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """What a task needs to find and check the model folder shipped with `addArtifacts`."""
+
+    archive: str        # file name of the archive; Spark unpacks it into a folder of that name
+    digest: str         # sha256 of manifest.json, which holds the sha256 of every other file
+    features: tuple[str, ...]
+    feature_names_out: tuple[str, ...]
+
+
+_lock = threading.Lock()
+_models: dict[str, object] = {}
+_loads = 0
+
+
+def manifest_digest(model_dir: str | os.PathLike) -> str:
+    return hashlib.sha256((Path(model_dir) / "manifest.json").read_bytes()).hexdigest()
+
+
+def load_model(model_dir: str | os.PathLike):
+    """The one place the worker builds a model: the TensorFlow-free runtime (NumPy), so a
+    Python worker never pays TensorFlow's start-up time and memory.
+
+    The returned object has `score_matrix(x) -> (scores, contributions)` for a checked float
+    matrix and `threshold_`.
+    """
+    from aedetect.runtime import load_scorer
+
+    return load_scorer(model_dir)
+
+
+def limit_threads(n: int) -> None:
+    """Keep the worker to its task's cores (`spark.task.cpus`) instead of one thread per core.
+
+    TensorFlow reads its thread counts once, when it starts, so this must run before the first
+    import; BLAS pools that are already running are capped through threadpoolctl.
+    """
+    n = max(1, int(n))
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except Exception:  # noqa: BLE001 - a missing or odd BLAS only costs speed
+        pass
+
+
+def _task_cpus() -> int:
+    try:
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        return int(ctx.cpus()) if ctx is not None else 1
+    except Exception:  # noqa: BLE001 - outside a task (tests, a plain process)
+        return 1
+
+
+def _unpacked(archive: str) -> Path:
+    """Where Spark unpacked the archive on this worker (classic: SparkFiles root; Connect: the
+    session's working folder)."""
+    candidates = []
+    try:
+        from pyspark import SparkFiles
+
+        candidates.append(Path(SparkFiles.getRootDirectory()) / archive)
+    except Exception:  # noqa: BLE001 - no SparkFiles outside a worker
+        pass
+    candidates.append(Path.cwd() / archive)
+    for path in candidates:
+        if (path / "manifest.json").is_file():
+            return path
+    raise ArtifactError(f"model archive {archive!r} is not on this worker (looked in "
+                        f"{', '.join(str(p) for p in candidates)}); was it added with addArtifacts?")
+
+
+def model_for(shipped: ShippedModel, model_dir: str | os.PathLike | None = None):
+    """The verified model for `shipped`, loaded at most once per Python worker."""
+    global _loads
+    with _lock:
+        model = _models.get(shipped.digest)
+        if model is not None:
+            return model
+        if "tensorflow" not in sys.modules:
+            limit_threads(_task_cpus())
+        path = Path(model_dir) if model_dir is not None else _unpacked(shipped.archive)
+        actual = manifest_digest(path)
+        if actual != shipped.digest:
+            raise ArtifactError(f"{path}: manifest sha256 {actual} does not match the model the "
+                                f"driver checked ({shipped.digest}); refusing to score with it")
+        from aedetect.artifact import read_manifest
+
+        read_manifest(path)  # every file's sha256 against the (now trusted) manifest
+        model = load_model(path)
+        _models[shipped.digest] = model
+        _loads += 1
+        return model
+
+
+def worker_stats() -> dict:
+    """This worker's process id, how many models it has loaded, and which."""
+    return {"pid": os.getpid(), "loads": _loads, "models": sorted(_models)}
+
+
+# -- scoring ----------------------------------------------------------------------------------
+def output_columns(top_k: int) -> list[tuple[str, pa.DataType]]:
+    cols = [("score", pa.float64()), ("flag", pa.int8())]
+    for i in range(1, top_k + 1):
+        cols += [(f"top{i}_feature", pa.string()), (f"top{i}_contribution", pa.float64())]
+    return cols + [("reason", pa.string())]
+
+
+def score_arrays(model, shipped: ShippedModel, batch: pa.RecordBatch, top_k: int) -> dict:
+    """Score the feature columns of `batch`; rows that cannot be scored get a null score and a
+    reason instead of failing the task. Returns one Arrow array per output column."""
+    from aedetect.scoring import _parse_features, top_features
+
+    n = batch.num_rows
+    x, reasons = _parse_features(batch, list(shipped.features))
+    good = np.asarray(reasons == None)  # noqa: E711 (element-wise on an object array)
+    score = np.full(n, np.nan)
+    contrib = np.zeros((n, len(shipped.feature_names_out)))
+    if good.any():
+        s, c = model.score_matrix(x[good])
+        score[good], contrib[good] = s, c
+    out = {"score": pa.array(score, pa.float64(), mask=~good),
+           "flag": pa.array((score > model.threshold_).astype("int8"), pa.int8(), mask=~good)}
+    if top_k > 0:
+        names, values = top_features(contrib, list(shipped.feature_names_out), top_k)
+        for i in range(names.shape[1]):
+            out[f"top{i + 1}_feature"] = pa.array(names[:, i], pa.string(), mask=~good)
+            out[f"top{i + 1}_contribution"] = pa.array(values[:, i], pa.float64(), mask=~good)
+    out["reason"] = pa.array(reasons, pa.string())
+    return out
+
+
+def score_batches(batches, shipped: ShippedModel, id_columns: tuple[str, ...], top_k: int):
+    """The `mapInArrow` function: id columns, then the scoring columns, batch by batch."""
+    model = None
+    for batch in batches:
+        if model is None:
+            model = model_for(shipped)
+        cols = {c: batch.column(c) for c in id_columns}
+        cols.update(score_arrays(model, shipped, batch, top_k))
+        yield pa.RecordBatch.from_pydict(cols)
+
+
+def make_predict_fn(shipped: ShippedModel, top_k: int):
+    """For `predict_batch_udf`: a function of the feature matrix (one column per feature, any
+    dtype, NaN for nulls) that returns the scoring struct's fields as NumPy arrays."""
+    model = model_for(shipped)
+    names = list(shipped.features)
+
+    def predict(x: np.ndarray) -> dict:
+        x = np.asarray(x)
+        if x.ndim == 1:
+            x = x.reshape(-1, 1)
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array(x[:, j], from_pandas=True) for j in range(len(names))], names=names)
+        arrays = score_arrays(model, shipped, batch, top_k)
+        return {k: v.to_numpy(zero_copy_only=False) if k == "score" else
+                np.asarray(v.to_pylist(), dtype=object) for k, v in arrays.items()}
+
+    return predict

@@ -1,0 +1,88 @@
+"""Online drift monitoring in the service: gauges move under a shifted stream, memory stays bounded."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from aedetect.artifact import read_manifest
+from aedetect.data.generate import generate_transactions
+from aedetect.data.schema import CREDITCARD
+from aedetect.detector import load_detector
+from aedetect.monitor import build_reference, load_reference
+from aedetect.service import ServiceSettings, create_app
+
+FEATURES = list(CREDITCARD.features)
+CAP = 300
+
+
+@pytest.fixture(scope="module")
+def model_with_reference(model_dir, tmp_path_factory):
+    det = load_detector(model_dir)
+    df = generate_transactions(3000, 0.01, seed=5)
+    det.reference_ = build_reference(det, df[df["Class"] == 0], anomalies=df[df["Class"] == 1],
+                                     anomaly_rows=(int(df["Class"].sum()), len(df)), time_column="Time")
+    return det.save(tmp_path_factory.mktemp("drift") / "model")
+
+
+@pytest.fixture(scope="module")
+def client(model_with_reference):
+    return TestClient(create_app(model_with_reference, ServiceSettings(drift_window=CAP, max_batch=200,
+                                                                       max_body_bytes=200_000)))
+
+
+def _send(client, rows):
+    rows = rows.sample(frac=1.0, random_state=0)  # traffic of every hour: the reference spans the day
+    for start in range(0, len(rows), 100):
+        txs = rows.iloc[start:start + 100][FEATURES].to_dict("records")
+        assert client.post("/v1/score", json={"transactions": txs}).status_code == 200
+
+
+def _gauges(client) -> dict:
+    text = client.get("/metrics").text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.startswith("aedetect_drift"):
+                out[(s.name, s.labels.get("column"))] = s.value
+    return out
+
+
+def test_reference_is_stored_and_hashed(model_with_reference):
+    assert "reference.json" in read_manifest(model_with_reference).files
+    ref = load_reference(model_with_reference)
+    assert set(ref.columns) == set(FEATURES) and len(ref.score["sample"]) == 2000
+
+
+def test_gauges_move_under_a_shifted_stream_and_memory_stays_bounded(client):
+    monitor = client.app.state.drift
+    assert client.get("/v1/drift").json()["status"] == "collecting"
+    arrays, nbytes = [id(b) for b in monitor.buffer.columns.values()], monitor.buffer.nbytes
+
+    _send(client, generate_transactions(2000, 0.01, seed=11))
+    g = _gauges(client)
+    assert g[("aedetect_drift_window_rows", None)] == CAP
+    assert g[("aedetect_drift_alarm", None)] == 0 and g[("aedetect_drift_psi", "V3")] < 0.2
+    calm = g[("aedetect_drift_psi", "V3")]
+
+    shifted = generate_transactions(2000, 0.01, seed=12)
+    shifted["V3"] += 2 * shifted["V3"].std()
+    _send(client, shifted)
+    g = _gauges(client)
+    assert g[("aedetect_drift_psi", "V3")] > max(0.2, 5 * calm)
+    assert g[("aedetect_drift_alarm", None)] == 1 and g[("aedetect_drift_columns_drifted", None)] >= 1
+    drift = client.get("/v1/drift").json()
+    assert drift["status"] == "ok" and drift["drifted_columns"][0] == "V3"
+    assert drift["rows_seen"] == 4000 and drift["window_rows"] == CAP
+
+    # bounded: the same preallocated arrays, at their cap, whatever the traffic
+    assert monitor.buffer.count == CAP and monitor.buffer.nbytes == nbytes
+    assert [id(b) for b in monitor.buffer.columns.values()] == arrays
+
+
+def test_model_without_reference_has_no_drift_route(model_dir):
+    client = TestClient(create_app(model_dir))
+    r = client.get("/v1/drift")
+    assert r.status_code == 404 and "no reference.json" in r.json()["detail"]
+    assert "aedetect_drift" not in client.get("/metrics").text

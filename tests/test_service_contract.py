@@ -1,0 +1,173 @@
+"""The service's HTTP contract: auth on the docs, declared statuses, strict types, back-pressure,
+and schemathesis (every check) against the OpenAPI document the service publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from aedetect.data.generate import generate_transactions
+from aedetect.data.schema import CREDITCARD
+from aedetect.service import ServiceSettings, _Gate, create_app
+
+FEATURES = list(CREDITCARD.features)
+KEY = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def tx():
+    return {k: float(v) for k, v in generate_transactions(10, 0.0, seed=2)[FEATURES].iloc[0].items()}
+
+
+@pytest.fixture(scope="module")
+def keyed(model_dir):
+    import os
+
+    os.environ["AEDETECT_CONTRACT_KEY"] = KEY
+    try:
+        return create_app(model_dir, ServiceSettings(api_key_env="AEDETECT_CONTRACT_KEY"))
+    finally:
+        del os.environ["AEDETECT_CONTRACT_KEY"]
+
+
+@pytest.fixture(scope="module")
+def open_app(model_dir):
+    return create_app(model_dir, ServiceSettings(max_batch=20, api_key_env="AEDETECT_UNSET_KEY"))
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+def test_docs_need_the_key_when_one_is_set(keyed, path):
+    c = TestClient(keyed)
+    assert c.get(path).status_code == 401
+    assert c.get(path, headers={"X-API-Key": KEY}).status_code == 200
+    assert c.get("/healthz").status_code == 200  # the one open route
+
+
+def test_public_docs_option(model_dir, monkeypatch):
+    monkeypatch.setenv("AEDETECT_CONTRACT_KEY", KEY)
+    c = TestClient(create_app(model_dir, ServiceSettings(api_key_env="AEDETECT_CONTRACT_KEY",
+                                                         public_docs=True)))
+    assert c.get("/openapi.json").status_code == 200 and c.get("/v1/model").status_code == 401
+
+
+def test_openapi_declares_every_status_and_metrics_as_text(keyed):
+    doc = TestClient(keyed).get("/openapi.json", headers={"X-API-Key": KEY}).json()
+    score = doc["paths"]["/v1/score"]["post"]["responses"]
+    assert set(score) == {"200", "400", "401", "411", "413", "422", "503"}
+    metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
+    assert set(doc["paths"]["/v1/model"]["get"]["responses"]) == {"200", "401"}
+
+
+@pytest.mark.parametrize("field, value", [("V1", True), ("Amount", False), ("id", True)])
+def test_booleans_are_neither_numbers_nor_ids(open_app, tx, field, value):
+    r = TestClient(open_app).post("/v1/score", json={"transactions": [{**tx, field: value}]})
+    assert r.status_code == 422 and field in r.json()["detail"][0]["loc"]
+
+
+def test_integers_are_numbers_and_ids(open_app, tx):
+    r = TestClient(open_app).post("/v1/score", json={"transactions": [{**tx, "V1": 1, "id": 7}]})
+    assert r.status_code == 200 and r.json()["results"][0]["id"] == 7
+
+
+def test_gate_refuses_when_full_and_after_timeout():
+    async def scenario():
+        gate = _Gate(slots=1, queue=1, timeout=0.05)
+        assert await gate.enter()                      # takes the slot
+        waiter = asyncio.create_task(gate.enter())     # waits in the queue...
+        await asyncio.sleep(0)
+        assert not await gate.enter()                  # ...so the queue is full: refused at once
+        assert not await waiter                        # the waiter times out
+        gate.leave()
+        assert await gate.enter()
+    asyncio.run(scenario())
+
+
+def test_overload_gets_503_with_retry_after_and_bounded_wait(model_dir, tx, monkeypatch):
+    app = create_app(model_dir, ServiceSettings(max_concurrent=1, max_queue=1, queue_timeout_s=0.2,
+                                                api_key_env="AEDETECT_UNSET_KEY"))
+    det = app.state.detector
+    slow = det.score_matrix
+
+    def slow_score(x):
+        time.sleep(0.5)
+        return slow(x)
+
+    monkeypatch.setattr(det, "score_matrix", slow_score)
+
+    async def burst():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            async def one():
+                start = time.perf_counter()
+                r = await c.post("/v1/score", json={"transactions": [tx]})
+                return r, time.perf_counter() - start
+            return await asyncio.gather(*(one() for _ in range(6)))
+
+    results = asyncio.run(burst())
+    codes = sorted(r.status_code for r, _ in results)
+    assert codes.count(200) >= 1 and codes.count(503) >= 4, codes
+    for r, waited in results:
+        if r.status_code == 503:
+            assert r.headers["Retry-After"] == "1" and waited < 0.45  # refused without waiting long
+
+
+def test_serve_reports_a_failed_bind_in_one_line(model_dir, monkeypatch, capsys):
+    from aedetect.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setattr(sys, "argv", ["aedetect", "serve", "--model", str(model_dir),
+                                          "--port", str(port)])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and f"cannot listen on 127.0.0.1:{port}" in err
+    assert "serving" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("with_key, examples", [
+    (False, 6), (True, 4), pytest.param(False, 200, marks=pytest.mark.slow),
+    pytest.param(True, 100, marks=pytest.mark.slow)])
+def test_schemathesis_all_checks_pass(open_app, keyed, with_key, examples):
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis.checks import CHECKS, load_all_checks
+
+    load_all_checks()
+    app = keyed if with_key else open_app
+    headers = {"X-API-Key": KEY} if with_key else {}
+    spec = TestClient(app).get("/openapi.json", headers=headers).json()
+    schema = schemathesis.openapi.from_dict(spec)
+    schema.app = app
+    checks = [c for c in CHECKS.get_all() if c.__name__ != "max_response_time"]
+    failures = []
+    client = TestClient(app)
+    modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
+    for operation, mode in ((op.ok(), mode) for op in schema.get_all_operations() for mode in modes):
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                  phases=[Phase.explicit, Phase.generate],
+                  suppress_health_check=list(HealthCheck))
+        def run(case):
+            response = client.request(**case.as_transport_kwargs(base_url="http://testserver",
+                                                                 headers=headers))
+            case.validate_response(response, checks=checks, headers=headers)
+
+        try:
+            run()
+        except Unsatisfiable:  # no invalid request exists for a route without parameters
+            assert mode is schemathesis.GenerationMode.NEGATIVE and operation.method == "get"
+        except Exception as exc:  # collect all operations' failures, then report them together
+            failures.append(f"{operation.method.upper()} {operation.path} ({mode.value}): {exc}")
+    assert not failures, "\n\n".join(failures)
