@@ -204,8 +204,8 @@ def test_service_takes_categories_as_strings(trained, table):
 def test_savedmodel_takes_strings_and_scores_like_python(trained, table, tmp_path):
     import tensorflow as tf
 
-    from aedetect.detector import load_detector
     from aedetect.data.schema import as_seconds
+    from aedetect.detector import load_detector
     from aedetect.export import export_savedmodel, input_dtypes
 
     det = load_detector(trained[0])
