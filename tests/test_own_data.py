@@ -274,3 +274,22 @@ def test_a_table_with_no_label_trains_on_every_row(table, tmp_path):
     # Save/load round trip: the same scores, categories and missing values included.
     loaded = AutoencoderDetector.load(det.save(tmp_path / "m"))
     np.testing.assert_array_equal(loaded.anomaly_score(unlabelled), det.anomaly_score(unlabelled))
+
+
+def test_drift_reference_profiles_categories_and_hours(trained, table):
+    from aedetect.detector import load_detector
+    from aedetect.monitor import DriftSettings, compare_batch, load_reference
+
+    det, ref = load_detector(trained[0]), load_reference(trained[0])
+    assert ref.columns["merchant_category"]["kind"] == "categorical"
+    assert ref.columns["timestamp"]["transform"] == "hour_of_day"  # not one category per instant
+    normal = generate_transaction_log(3000, 0.0, seed=11)
+    normal = normal.drop(columns=["is_fraud", "fraud_kind"])
+    names = list(det.feature_names_in_)
+    calm = compare_batch(ref, normal[names], det.anomaly_score(normal), None, DriftSettings())
+    assert not calm["columns"]["timestamp"]["alarm"]  # other days, the same hours
+    shifted = normal.copy()
+    shifted.loc[shifted.index[:900], "merchant_category"] = "spaceflight"
+    res = compare_batch(ref, shifted[names], det.anomaly_score(shifted), None, DriftSettings())
+    assert res["columns"]["merchant_category"]["alarm"]
+    assert "spaceflight" in res["columns"]["merchant_category"]["new_categories"]

@@ -158,7 +158,7 @@ def test_prefetch_keeps_order_and_raises_producer_errors():
 
 
 def test_top_features_match_a_full_sort(rng):
-    from aedetect.scoring import top_features
+    from aedetect.runtime import top_features
 
     values = rng.normal(size=(200, 31))
     names = [f"f{i}" for i in range(31)]

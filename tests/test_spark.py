@@ -237,3 +237,36 @@ spark.stop()
     assert "pyspark.sql.connect" in proc.stdout
     for part in ("a", "b"):
         assert_same_scores(pd.read_parquet(tmp_path / part), reference, reference.attrs["threshold"])
+
+
+def test_a_model_with_categories_dates_and_gaps_scores_like_the_batch_scorer(spark, tmp_path):
+    """A dataset-schema model: categories arrive as strings, timestamps as Spark timestamps,
+    gaps as nulls; scores equal `aedetect score`'s on the same file, an unseen category scores."""
+    from aedetect.config import TrainConfig
+    from aedetect.data.generate import generate_transaction_log
+    from aedetect.data.infer import infer_schema
+    from aedetect.detector import load_detector
+    from aedetect.scoring import score_file
+    from aedetect.spark import score
+    from aedetect.train import train_detector
+
+    table = generate_transaction_log(2000, 0.03, seed=8)
+    schema = infer_schema(table)
+    det = train_detector(table, TrainConfig(epochs=2, hidden_units=[16, 4, 16], batch_size=64),
+                         schema).detector
+    model = det.save(tmp_path / "model")
+    new = table.drop(columns=["is_fraud", "fraud_kind"]).head(600).copy()
+    new["timestamp"] = pd.to_datetime(new["timestamp"])
+    new.loc[new.index[0], "merchant_category"] = "spaceflight"
+    new.to_parquet(tmp_path / "new.parquet")
+    score_file(load_detector(model), tmp_path / "new.parquet", tmp_path / "ref.parquet",
+               id_columns=["transaction_id"])
+    ref = pd.read_parquet(tmp_path / "ref.parquet").set_index("transaction_id")
+    got = score(spark.read.parquet(str(tmp_path / "new.parquet")), model,
+                id_columns=["transaction_id"], top_k=1).toPandas().set_index("transaction_id")
+    got = got.loc[ref.index]
+    assert got["reason"].isna().all()
+    scale = np.maximum(np.abs(ref["score"].to_numpy()), det.threshold_)
+    assert (np.abs(got["score"].to_numpy() - ref["score"].to_numpy()) <= 5e-6 * scale).all()
+    assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all()
+    assert got["top1_feature"].isin(schema.features).all()  # the user's columns, not one-hot features

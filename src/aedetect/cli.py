@@ -707,9 +707,11 @@ def monitor(
     window: Annotated[str | None, typer.Option(
         help="cut the rows into windows of this length of --time-column, e.g. 4h, 1d, 30m; "
         "default: one batch")] = None,
-    time_column: Annotated[str, typer.Option(help="seconds (like the ULB Time) or dates")] = "Time",
-    label_column: Annotated[str, typer.Option(
-        help="0/1 labels, used for precision and recall when the file has them")] = "Class",
+    time_column: Annotated[str | None, typer.Option(
+        help="seconds (like the ULB Time) or dates \\[default: the model's time column]")] = None,
+    label_column: Annotated[str | None, typer.Option(
+        help="0/1 labels, used for precision and recall when the file has them \\[default: the "
+        "model's label column]")] = None,
     reference: Annotated[Path | None, typer.Option(
         help="CSV/Parquet to take the reference from (normal rows, labels when present), for a "
         "model folder without reference.json")] = None,
@@ -740,6 +742,11 @@ def monitor(
     df = read_raw(data)
     ref_df = read_raw(reference) if reference is not None else None
     det = _load_model(model_dir)
+    from aedetect.train import model_schema
+
+    schema = model_schema(det)
+    time_column = time_column or schema.time or "Time"
+    label_column = label_column or schema.label or "Class"
     if ref_df is not None:
         from aedetect.monitor import reference_from_frame
 

@@ -141,10 +141,34 @@ def categorical_counts(profile: dict, values) -> tuple[np.ndarray, list[str]]:
     return np.array([*known, int(other.sum()), int(missing.sum())]), new
 
 
-def profile_column(values: pd.Series, *, seed: int = 0, sample_size: int = SAMPLE_SIZE) -> dict:
+def hour_of_day(values) -> np.ndarray:
+    """Hour of day (0-24, fractional) of datetimes or seconds; NaN where missing or unreadable."""
+    from aedetect.data.schema import as_seconds
+
+    s = pd.Series(values).reset_index(drop=True)
+    try:
+        t = as_seconds(s)
+    except DataError:  # an unreadable value counts as missing here; scoring names it
+        t = as_seconds(pd.to_datetime(s, errors="coerce", format="mixed"))
+    return np.mod(np.asarray(t, dtype="float64"), 86_400.0) / 3_600.0
+
+
+def profile_column(values: pd.Series, *, seed: int = 0, sample_size: int = SAMPLE_SIZE,
+                   datetime: bool = False) -> dict:
+    """A column's profile. Datetimes (`datetime=True`) are profiled by their hour of day, the
+    part the model reads that a later window can share with the reference (the date cannot)."""
+    if datetime:
+        return {**numeric_profile(hour_of_day(values), sample_size=sample_size, seed=seed),
+                "transform": "hour_of_day"}
     if column_kind(values) == "numeric":
         return numeric_profile(values, sample_size=sample_size, seed=seed)
     return categorical_profile(values)
+
+
+def datetime_columns(det) -> set[str]:
+    """The detector's datetime feature columns (a dataset schema's), profiled by hour of day."""
+    schema = det._dataset_schema() if getattr(det, "schema", None) is not None else None
+    return {c.name for c in schema.feature_columns if c.type == "datetime"} if schema else set()
 
 
 def wilson(k: int, n: int, level: float) -> dict:
@@ -182,9 +206,9 @@ def build_reference(det, normals: pd.DataFrame, *, anomalies: pd.DataFrame | Non
     """Profile the model's input columns and score on `normals` (validation normals), and the
     flagged share at `det.threshold_` with `anomalies` (labelled anomalies, e.g. of the selection
     set) and `anomaly_rows` = (anomalies, rows) of the training file for the anomaly share."""
-    names = input_names(det)
-    columns = {c: profile_column(normals[c], seed=seed + i, sample_size=sample_size)
-               for i, c in enumerate(names)}
+    names, dates = input_names(det), datetime_columns(det)
+    columns = {c: profile_column(normals[c], seed=seed + i, sample_size=sample_size,
+                                 datetime=c in dates) for i, c in enumerate(names)}
     scores = det.anomaly_score(normals[names])
     t = float(det.threshold_)
     tp = n_anom = 0
@@ -256,6 +280,8 @@ def psi(expected_counts, actual_counts) -> float:
 def column_drift(profile: dict, values) -> dict:
     """PSI and a two-sample test of new `values` against one column's profile."""
     ref = np.asarray(profile["counts"])
+    if profile.get("transform") == "hour_of_day":
+        values = hour_of_day(values)
     if profile["kind"] == "numeric":
         v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype="float64")
         finite = np.isfinite(v)
@@ -317,10 +343,12 @@ def compare_batch(ref: Reference, x: pd.DataFrame, scores, y=None,
                   settings: DriftSettings | None = None, *, skip: tuple[str, ...] = ()) -> dict:
     """Compare one batch (input columns `x`, their anomaly `scores`, optional 0/1 labels `y`)
     with the reference. Columns in `skip` (e.g. the time column a window is cut on) and the
-    reference's `time_column` are left out."""
+    reference's `time_column` are left out, unless that column is profiled by hour of day (a
+    datetime), which a batch of whole days shares with the reference."""
     settings = settings or DriftSettings()
     scores = np.asarray(scores, dtype="float64")
-    skip = (*skip, ref.time_column)
+    if (ref.columns.get(ref.time_column) or {}).get("transform") != "hour_of_day":
+        skip = (*skip, ref.time_column)
     columns = {c: column_drift(p, x[c]) for c, p in ref.columns.items() if c not in skip}
     score = column_drift(ref.score, scores)
     flagged = share_test(int((scores > ref.threshold).sum()), len(scores), ref.flagged)

@@ -34,6 +34,11 @@ NUMERIC = ("ByteType", "ShortType", "IntegerType", "LongType", "FloatType", "Dou
 # Text columns are accepted (a lake read from CSV without type inference holds strings): each
 # value is parsed in the worker, and a value that is not a number gets a reason, not a failure.
 ACCEPTED = (*NUMERIC, "StringType")
+# A model with a dataset schema: categories take any type (read as text), datetimes a
+# timestamp, a date or text.
+ACCEPTED_BY_KIND = {"number": (*ACCEPTED, "BooleanType"),
+                    "category": (*ACCEPTED, "BooleanType"),
+                    "datetime": ("TimestampType", "TimestampNTZType", "DateType", "StringType")}
 
 
 def _pyspark():
@@ -44,7 +49,7 @@ def _pyspark():
 
 
 # -- schema -----------------------------------------------------------------------------------
-def check_schema(schema, features, id_columns=()) -> None:
+def check_schema(schema, features, id_columns=(), kinds=()) -> None:
     """Raise DataError naming the first column of the Spark `schema` that the model cannot use:
     missing, named with another case (Spark SQL would resolve it, the Arrow batch would not),
     or of a type that is neither numeric nor text."""
@@ -61,9 +66,16 @@ def check_schema(schema, features, id_columns=()) -> None:
                             f"(df.withColumnRenamed({other!r}, {col!r}))")
         what = "the model's feature" if col in features else "id column"
         raise DataError(f"missing column {col!r} ({what}); the DataFrame has {list(fields)}")
+    by_col = dict(zip(features, kinds, strict=True)) if kinds else {}
     for col in features:
         kind = type(fields[col].dataType).__name__
-        if kind not in ACCEPTED:
+        if col in by_col and by_col[col] != "number":
+            if kind not in ACCEPTED_BY_KIND[by_col[col]]:
+                raise DataError(f"column {col!r} has type {fields[col].dataType.simpleString()}; the "
+                                f"model reads it as a {by_col[col]} ({', '.join(ACCEPTED_BY_KIND[by_col[col]])})")
+            continue
+        allowed = ACCEPTED_BY_KIND["number"] if col in by_col else ACCEPTED
+        if kind not in allowed:
             raise DataError(f"column {col!r} has type {fields[col].dataType.simpleString()}; the model "
                             "needs a number (or text holding a number)")
 
@@ -96,9 +108,13 @@ def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
 
     manifest = read_manifest(model_dir)  # refuses a tampered or incomplete folder
     digest = manifest_digest(model_dir)
+    pre = Preprocessor.from_config(manifest.preprocessing)
+    kinds = ()
+    if manifest.detector_params.get("schema") is not None:
+        kinds = tuple("category" if b["kind"] in ("onehot", "frequency") else
+                      "datetime" if b.get("datetime") else "number" for b in pre.blocks)
     return ShippedModel(f"aedetect-model-{digest[:16]}.zip", digest,
-                        tuple(manifest.input_schema.feature_names),
-                        tuple(Preprocessor.from_config(manifest.preprocessing).output_names))
+                        tuple(manifest.input_schema.feature_names), tuple(pre.output_names), kinds)
 
 
 def ship_model(spark, model_dir: str | os.PathLike, shipped: ShippedModel | None = None) -> ShippedModel:
@@ -139,7 +155,7 @@ def score(df, model_dir: str | os.PathLike, *, id_columns=(), top_k: int = 3):
     _check_args(top_k)
     id_columns = tuple(id_columns)
     shipped = prepare_model(model_dir)
-    check_schema(df.schema, shipped.features, id_columns)
+    check_schema(df.schema, shipped.features, id_columns, shipped.input_kinds)
     ship_model(df.sparkSession, model_dir, shipped)
     return score_shipped(df, shipped, id_columns, top_k)
 
@@ -164,6 +180,9 @@ def score_udf(df, model_dir: str | os.PathLike, *, top_k: int = 3, batch_size: i
     from aedetect.spark_worker import make_predict_fn
 
     shipped = prepare_model(model_dir)
+    if shipped.input_kinds and set(shipped.input_kinds) != {"number"}:
+        raise AedetectError("score_udf passes numbers only (predict_batch_udf); this model reads "
+                            "categories or datetimes: use aedetect.spark.score")
     check_schema(df.schema, shipped.features)
     ship_model(df.sparkSession, model_dir, shipped)
     schema = output_schema(df.schema, (), top_k)

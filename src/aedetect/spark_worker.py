@@ -33,6 +33,9 @@ class ShippedModel:
     digest: str         # sha256 of manifest.json, which holds the sha256 of every other file
     features: tuple[str, ...]
     feature_names_out: tuple[str, ...]
+    # per feature, for a model with a dataset schema: "number", "category" or "datetime";
+    # empty for a numbers-only model
+    input_kinds: tuple[str, ...] = ()
 
 
 _lock = threading.Lock()
@@ -140,20 +143,29 @@ def output_columns(top_k: int) -> list[tuple[str, pa.DataType]]:
 def score_arrays(model, shipped: ShippedModel, batch: pa.RecordBatch, top_k: int) -> dict:
     """Score the feature columns of `batch`; rows that cannot be scored get a null score and a
     reason instead of failing the task. Returns one Arrow array per output column."""
-    from aedetect.scoring import _parse_features, top_features
+    from aedetect.runtime import top_features
+    from aedetect.scoring import _parse_features, _parse_table
 
     n = batch.num_rows
-    x, reasons = _parse_features(batch, list(shipped.features))
+    table = getattr(model, "schema", None) is not None  # categories, datetimes, gaps: by type
+    if table:
+        x, reasons = _parse_table(batch, model.preprocessor_)
+    else:
+        x, reasons = _parse_features(batch, list(shipped.features), model.preprocessor_)
     good = np.asarray(reasons == None)  # noqa: E711 (element-wise on an object array)
     score = np.full(n, np.nan)
     contrib = np.zeros((n, len(shipped.feature_names_out)))
     if good.any():
-        s, c = model.score_matrix(x[good])
+        s, c = model.score_matrix(x[good].reset_index(drop=True) if table else x[good])
         score[good], contrib[good] = s, c
     out = {"score": pa.array(score, pa.float64(), mask=~good),
            "flag": pa.array((score > model.threshold_).astype("int8"), pa.int8(), mask=~good)}
     if top_k > 0:
-        names, values = top_features(contrib, list(shipped.feature_names_out), top_k)
+        if table:  # contributions summed back to the input columns, as the batch scorer does
+            columns, per_column = model.preprocessor_.column_contributions(contrib)
+            names, values = top_features(per_column, columns, top_k)
+        else:
+            names, values = top_features(contrib, list(shipped.feature_names_out), top_k)
         for i in range(names.shape[1]):
             out[f"top{i + 1}_feature"] = pa.array(names[:, i], pa.string(), mask=~good)
             out[f"top{i + 1}_contribution"] = pa.array(values[:, i], pa.float64(), mask=~good)
