@@ -293,3 +293,31 @@ def test_drift_reference_profiles_categories_and_hours(trained, table):
     res = compare_batch(ref, shifted[names], det.anomaly_score(shifted), None, DriftSettings())
     assert res["columns"]["merchant_category"]["alarm"]
     assert "spaceflight" in res["columns"]["merchant_category"]["new_categories"]
+
+
+def test_open_inference_protocol_takes_typed_columns(trained, table):
+    from fastapi.testclient import TestClient
+
+    from aedetect.runtime import load_scorer
+    from aedetect.service import create_app
+
+    model = trained[0]
+    client = TestClient(create_app(model))
+    meta = client.get(f"/v2/models/{model.name}").json()
+    types = {t["name"]: t["datatype"] for t in meta["inputs"]}
+    assert types["merchant_category"] == "BYTES" and types["amount"] == "FP64"
+    rows = table.head(4).copy()
+    rows.loc[rows.index[0], "merchant_category"] = "spaceflight"
+    rows.loc[rows.index[1], "device"] = None
+    inputs = []
+    for name, kind in types.items():
+        v = rows[name].astype(object).where(rows[name].notna(), None).tolist()
+        inputs.append({"name": name, "shape": [len(rows)], "datatype": kind, "data": v})
+    r = client.post(f"/v2/models/{model.name}/infer", json={"inputs": inputs})
+    assert r.status_code == 200, r.text
+    score = {o["name"]: o["data"] for o in r.json()["outputs"]}["score"]
+    np.testing.assert_allclose(score, load_scorer(model).anomaly_score(rows), rtol=1e-9)
+    wrong = [{**t, "datatype": "FP64", "data": [1.0] * len(rows)} if t["name"] == "channel" else t
+             for t in inputs]
+    r = client.post(f"/v2/models/{model.name}/infer", json={"inputs": wrong})
+    assert r.status_code == 400 and "channel" in r.json()["error"]

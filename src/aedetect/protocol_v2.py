@@ -6,8 +6,11 @@ Routes (https://kserve.github.io/website/latest/modelserving/data_plane/v2_proto
 
 An inference request gives the raw columns either as one tensor per column (named like the
 column, shape `[n]` or `[n, 1]`) or as one tensor of shape `[n, n_features]` in the model's
-column order (see the metadata). Numbers only (FP64, FP32 or an integer type; `data` flat in
-row-major order or nested). The reply holds `score` (FP64 `[n]`) and `flag` (BOOL `[n]`), or
+column order (see the metadata). Numbers are FP64, FP32 or an integer type (`data` flat in
+row-major order or nested). A model trained on a team's own table (a dataset schema) takes one
+tensor per column: BYTES (strings) for category columns, BYTES (ISO 8601) or a number (seconds
+since 1970) for datetimes, numbers for the rest; `null` is a missing value, scored where the
+model imputes gaps. The reply holds `score` (FP64 `[n]`) and `flag` (BOOL `[n]`), or
 the ones the request's `outputs` names. Errors are `{"error": "<message>"}` with status 400 (a
 bad request), 404 (another model name) or 401 (API key), as the protocol specifies.
 """
@@ -24,6 +27,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+
+from aedetect.errors import DataError
 
 NUMERIC = ("FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16",
            "UINT8")
@@ -134,6 +139,76 @@ def _tensor(t: RequestInput) -> np.ndarray:
     return np.asarray(values, dtype="float64").reshape(t.shape)
 
 
+def _values(t: RequestInput) -> list:
+    """A tensor's data flattened in row-major order, any element type, shape checked."""
+    out, stack = [], [t.data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            out.append(item)
+    if any(d < 0 for d in t.shape) or math.prod(t.shape) != len(out):
+        raise V2Error(f"input {t.name!r}: shape {t.shape} needs {math.prod(t.shape)} values; "
+                      f"data holds {len(out)}")
+    return out
+
+
+def _typed_column(t: RequestInput, kind: str) -> list:
+    """One column of a schema model: strings for categories, strings or numbers for
+    datetimes, numbers for the rest; None (JSON null) is a missing value."""
+    if len(t.shape) == 2 and t.shape[1] != 1:
+        raise V2Error(f"input {t.name!r}: shape {t.shape}; a column tensor has shape [n] or [n, 1]")
+    values = _values(t)
+    if kind == "category":
+        if t.datatype != "BYTES":
+            raise V2Error(f"input {t.name!r}: datatype {t.datatype!r}; a category column is BYTES")
+        bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int, float)))]
+        values = [v if v is None or isinstance(v, str) else str(v) for v in values]  # 7 -> "7"
+    elif kind == "datetime":
+        if t.datatype != "BYTES" and t.datatype not in NUMERIC:
+            raise V2Error(f"input {t.name!r}: datatype {t.datatype!r}; a datetime column is BYTES "
+                          "(ISO 8601) or a number (seconds since 1970)")
+        want = str if t.datatype == "BYTES" else (int, float)
+        bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, want))]
+    else:
+        if t.datatype not in NUMERIC:
+            raise V2Error(f"input {t.name!r}: datatype {t.datatype!r} is not numeric ({', '.join(NUMERIC)})")
+        bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+        values = [np.nan if v is None else v for v in values]
+    if bad:
+        raise V2Error(f"input {t.name!r}: {bad[0]!r} does not fit datatype {t.datatype}")
+    return values
+
+
+def table_from_request(req: InferenceRequest, names: list[str], kinds: list[str], max_rows: int):
+    """The feature table a request describes, for a model with a dataset schema (one tensor per
+    column; the preprocessor reads each by its type)."""
+    import pandas as pd
+
+    by_name = {t.name: t for t in req.inputs}
+    missing = [c for c in names if c not in by_name]
+    extra = [t.name for t in req.inputs if t.name not in names]
+    if missing or extra:
+        raise V2Error(f"inputs: missing {missing}, unknown {extra}; give one tensor per column {names}")
+    cols = {c: _typed_column(by_name[c], k) for c, k in zip(names, kinds, strict=True)}
+    lengths = sorted({len(v) for v in cols.values()})
+    if len(lengths) != 1:
+        raise V2Error(f"inputs: the column tensors differ in length {lengths}")
+    if lengths[0] == 0 or lengths[0] > max_rows:
+        raise V2Error(f"a request holds 1 to {max_rows} rows; got {lengths[0]}")
+    return pd.DataFrame({c: pd.Series(v, dtype=object if k != "number" else "float64")
+                         for (c, v), k in zip(cols.items(), kinds, strict=True)})
+
+
+def input_kinds(scorer) -> list[str] | None:
+    """Per column "category", "datetime" or "number" for a schema model; None otherwise."""
+    if getattr(scorer, "schema", None) is None:
+        return None
+    return ["category" if b["kind"] in ("onehot", "frequency") else "datetime" if b.get("datetime")
+            else "number" for b in scorer.preprocessor_.blocks]
+
+
 def features_from_request(req: InferenceRequest, names: list[str], max_rows: int) -> np.ndarray:
     """The [n, n_features] float64 matrix a request describes, in the model's column order."""
     d = len(names)
@@ -172,11 +247,13 @@ def create_v2_router(scorer, model_name: str, *, max_rows: int = 1000, auth: Cal
     """The V2 routes for one model. `auth`: a FastAPI dependency guarding the model routes (the
     health routes stay open for probes); `on_scored(rows, flagged)`: e.g. metrics counters."""
     names = list(scorer.feature_names_in_)
+    kinds = input_kinds(scorer)
     guarded = [Depends(auth)] if auth is not None else []
     router = APIRouter(prefix="/v2", tags=["open inference protocol (V2)"], route_class=_ErrorsAsProtocol)
     metadata = ModelMetadata(
         name=model_name, platform="aedetect",
-        inputs=[TensorMetadata(name=c, datatype="FP64", shape=[-1]) for c in names],
+        inputs=[TensorMetadata(name=c, datatype="BYTES" if kinds and kinds[i] != "number" else "FP64",
+                               shape=[-1]) for i, c in enumerate(names)],
         outputs=[TensorMetadata(name=k, datatype=v, shape=[-1]) for k, v in OUTPUTS.items()])
 
     def check_name(name: str) -> None:
@@ -216,8 +293,14 @@ def create_v2_router(scorer, model_name: str, *, max_rows: int = 1000, auth: Cal
         unknown = [w for w in wanted if w not in OUTPUTS]
         if unknown:
             raise V2Error(f"outputs {unknown} are unknown; this model returns {list(OUTPUTS)}")
-        x = features_from_request(body, names, max_rows)
-        scores = scorer.anomaly_score(x)
+        if kinds is None:
+            x = features_from_request(body, names, max_rows)
+        else:
+            x = table_from_request(body, names, kinds, max_rows)
+        try:
+            scores = scorer.anomaly_score(x)
+        except DataError as exc:  # a value the model cannot read (a gap it does not impute...)
+            raise V2Error(str(exc)) from None
         flags = scores > scorer.threshold_
         if on_scored is not None:
             on_scored(len(x), int(flags.sum()))

@@ -161,11 +161,9 @@ def score_arrays(model, shipped: ShippedModel, batch: pa.RecordBatch, top_k: int
     out = {"score": pa.array(score, pa.float64(), mask=~good),
            "flag": pa.array((score > model.threshold_).astype("int8"), pa.int8(), mask=~good)}
     if top_k > 0:
-        if table:  # contributions summed back to the input columns, as the batch scorer does
-            columns, per_column = model.preprocessor_.column_contributions(contrib)
-            names, values = top_features(per_column, columns, top_k)
-        else:
-            names, values = top_features(contrib, list(shipped.feature_names_out), top_k)
+        # contributions summed back to the input columns (Time, not Time:sin), as the batch scorer does
+        columns, per_column = model.preprocessor_.column_contributions(contrib)
+        names, values = top_features(per_column, columns, top_k)
         for i in range(names.shape[1]):
             out[f"top{i + 1}_feature"] = pa.array(names[:, i], pa.string(), mask=~good)
             out[f"top{i + 1}_contribution"] = pa.array(values[:, i], pa.float64(), mask=~good)
