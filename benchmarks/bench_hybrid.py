@@ -78,6 +78,7 @@ def hybrid_runs(df, det, split, seed: int, *, ablation: bool = True, sweep: bool
         t = min_precision(hyb.anomaly_score(X.iloc[cal]), y[cal], 0.93)
         at = at_threshold(y[test], p, t)
         r["min_precision_0_93_on_selection"] = {k: at[k] for k in ("precision", "recall", "n_flagged")}
+    r["selection"] = hyb.selection_
     out[HYBRID] = r
     say(f"  hybrid: {_line(r)}")
 
@@ -87,7 +88,8 @@ def hybrid_runs(df, det, split, seed: int, *, ablation: bool = True, sweep: bool
     for name, groups in ABLATION.items():
         if not ablation and name != "raw only":
             continue
-        if name == "all" and hyb.head_ is not None:  # the same head as the hybrid's, same rows
+        if name == "all" and hyb.head_ is not None and tuple(hyb.features_) == tuple(FEATURE_GROUPS):
+            # the same head as the hybrid's, same rows
             out[f"ablation: {name}"] = {k: r[k] for k in ("pr_auc", "roc_auc", "recall_at_precision_0_93")}
             continue
         idx = [c for g in groups for c in cols[g]]
@@ -144,6 +146,10 @@ def hybrid_tables(results: dict[str, list[dict]], title: str) -> str:
                 _cell(runs, k) for k in ("pr_auc", "roc_auc", "recall_at_precision_0_93")) + " |")
     hyb = results.get(HYBRID, [])
     notes = [f"hybrid head trained on {sorted({r['train_anomalies'] for r in hyb})} labelled frauds"]
+    chosen = [r["selection"]["chosen"] for r in hyb if r.get("selection")]
+    if chosen:
+        notes.append(f"features chosen on the calibration rows: raw only in {chosen.count('raw')}, raw + "
+                     f"residuals in {chosen.count('all')} of {len(chosen)} runs")
     if any(r.get("fallback") for r in hyb):
         notes.append(f"fell back to the autoencoder in {sum(bool(r.get('fallback')) for r in hyb)} of {len(hyb)} runs")
     sel = [r["min_precision_0_93_on_selection"] for r in hyb if "min_precision_0_93_on_selection" in r]

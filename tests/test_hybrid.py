@@ -12,7 +12,7 @@ from aedetect.config import TrainConfig
 from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD
 from aedetect.errors import ArtifactError
-from aedetect.hybrid import HEAD_FILE, HYBRID_FILE, HybridDetector, label_rows, load_model
+from aedetect.hybrid import FEATURE_GROUPS, HEAD_FILE, HYBRID_FILE, HybridDetector, label_rows, load_model
 from aedetect.train import split_frame
 
 FEATURES = list(CREDITCARD.features)
@@ -73,6 +73,9 @@ def test_hybrid_beats_the_autoencoder_and_the_supervised_model(data, trained):
     # Quality floor on generated data (measured: 0.97 against 0.94 and 0.84): the residual
     # features add to both parts alone.
     assert hyb > max(ae, supervised) and hyb >= 0.9, (hyb, ae, supervised)
+    # Chosen on the calibration rows (selection window), where they also help.
+    sel = hybrid.selection_
+    assert sel["chosen"] == "all" and sel["all"] > sel["raw"] and hybrid.features_ == FEATURE_GROUPS
     # The threshold rules work on the probability: min_precision, chosen on the selection window.
     assert hybrid.threshold.rule == "min_precision" and 0 < hybrid.threshold_ < 1
     assert "selection set" in hybrid.threshold.source
@@ -119,6 +122,7 @@ def test_save_load_round_trip_without_pickle(data, trained, tmp_path, monkeypatc
     x = data.iloc[:2000][FEATURES]
     np.testing.assert_allclose(same.anomaly_score(x), hybrid.anomaly_score(x), rtol=1e-6, atol=1e-9)
     assert same.threshold == hybrid.threshold
+    assert same.features_ == hybrid.features_ and same.selection_ == hybrid.selection_
     np.testing.assert_array_equal(same.predict(x), hybrid.predict(x))
 
     head = path / HEAD_FILE
