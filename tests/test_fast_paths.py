@@ -8,34 +8,42 @@ import pytest
 
 from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD, validate_frame
-from aedetect.data.tfdata import array_dataset
 from aedetect.errors import DataError
+from aedetect.fitloop import array_epochs
 from aedetect.preprocessing import Preprocessor
 
 
-def _epoch(ds) -> list[np.ndarray]:
-    return [x.numpy() for x, _ in ds]
+def _epoch(epochs) -> list[np.ndarray]:
+    return list(epochs())
 
 
-def test_array_dataset_covers_every_row_once_per_epoch_and_reshuffles():
+def test_array_epochs_cover_every_row_each_pass_in_full_batches_and_reshuffle():
     x = np.arange(103 * 2, dtype="float32").reshape(103, 2)
-    ds = array_dataset(x, 10, seed=3)
-    first, second = _epoch(ds), _epoch(ds)
-    assert [len(b) for b in first] == [10] * 10 + [3]
+    epochs = array_epochs(x, 10, passes=2, seed=3)
+    first, second = _epoch(epochs), _epoch(epochs)
+    assert [len(b) for b in first] == [10] * 22  # 2 passes of 11 batches, the last topped up
     for batches in (first, second):
-        rows = np.concatenate(batches)
-        np.testing.assert_array_equal(np.sort(rows[:, 0]), x[:, 0])
-        np.testing.assert_array_equal(rows[:, 1], rows[:, 0] + 1)  # rows stay whole
+        for one_pass in (batches[:11], batches[11:]):
+            rows = np.concatenate(one_pass)
+            np.testing.assert_array_equal(np.sort(rows[:103, 0]), x[:, 0])  # every row once,
+            np.testing.assert_array_equal(rows[103:], rows[:7])  # then the pass's first 7 again
+            np.testing.assert_array_equal(rows[:, 1], rows[:, 0] + 1)  # rows stay whole
+    assert not np.array_equal(np.concatenate(first[:11]), np.concatenate(first[11:]))
     assert not np.array_equal(np.concatenate(first), np.concatenate(second))
-    assert not np.array_equal(np.concatenate(first), x)
-    assert int(ds.cardinality()) == 11
+    assert not np.array_equal(np.concatenate(first[:11])[:103], x)
 
 
-def test_array_dataset_same_seed_same_order_other_seed_other_order():
+def test_fewer_rows_than_a_batch_make_one_batch_of_every_row():
+    x = np.arange(7, dtype="float32").reshape(7, 1)
+    (batch,) = _epoch(array_epochs(x, 32, passes=1, seed=0))
+    np.testing.assert_array_equal(np.sort(batch[:, 0]), x[:, 0])
+
+
+def test_array_epochs_same_seed_same_order_other_seed_other_order():
     x = np.arange(500, dtype="float32").reshape(250, 2)
-    a = np.concatenate(_epoch(array_dataset(x, 32, seed=1)))
-    b = np.concatenate(_epoch(array_dataset(x, 32, seed=1)))
-    c = np.concatenate(_epoch(array_dataset(x, 32, seed=2)))
+    a = np.concatenate(_epoch(array_epochs(x, 32, 1, seed=1)))
+    b = np.concatenate(_epoch(array_epochs(x, 32, 1, seed=1)))
+    c = np.concatenate(_epoch(array_epochs(x, 32, 1, seed=2)))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 

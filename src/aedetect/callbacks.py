@@ -1,4 +1,4 @@
-"""Keras callbacks: the validation loss of a fit, and a progress bar for the command line."""
+"""Keras callbacks: a progress bar for the command line."""
 
 from __future__ import annotations
 
@@ -38,17 +38,3 @@ class TrainingProgress(keras.callbacks.Callback):
         # Early stopping ends before the last epoch: show the bar as finished.
         done = self._bar.tasks[0].completed
         self._bar.update(self._task, total=done)
-
-
-class ValidationLoss(keras.callbacks.Callback):
-    """Puts `val_loss` = `compute()` into each epoch's logs, ahead of the callbacks that read it
-    (early stopping, history, progress). `compute` is the detector's own residual pass, so a fit
-    traces no separate evaluation function."""
-
-    def __init__(self, compute):
-        super().__init__()
-        self.compute = compute
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["val_loss"] = float(self.compute())

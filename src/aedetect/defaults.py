@@ -13,6 +13,10 @@ kept as the credit-card defaults at that data's size:
   credit-card data;
 - XLA compilation only from 50,000 rows: below that the compile costs more than it saves.
 
+Training itself is a loop of our own (`aedetect.fitloop`): one traced step, batches cut from the
+rows in memory, early stopping in Python. Keras' `model.fit` cost a few seconds of tracing per
+fit, most of a small fit's time; the updates and the stopping rule are the same.
+
 Pure functions of the row count, the feature count and a sample of rows, so a test can check
 them on small shapes and a reader can see what a fit will do before running it.
 """

@@ -39,11 +39,6 @@ from aedetect.scores import SCORES, contributions, fit_stats, score_tf, stats_fr
 from aedetect.thresholds import Threshold, normal_percentile
 
 SCORE_CHUNK = 65_536
-# Training steps run per call into TensorFlow when the step is XLA-compiled (large data): one
-# Python round trip per step costs more than a step of a small network, so Keras runs this many
-# steps inside one compiled loop. On small data the loop's own tracing costs more than it saves
-# (about 1 CPU second of a 4.5 s fit of 1,000 rows), so each call runs one step.
-STEPS_PER_EXECUTION = 64
 ACTIVATIONS = {"relu", "tanh", "elu", "selu", "gelu", "silu", "sigmoid", "linear", "leaky_relu"}
 
 
@@ -175,7 +170,7 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
     shuffle_buffer : int, default=262144
         Shuffle buffer of the streaming input path (`X` given as a `tf.data.Dataset`).
     jit_compile : bool or "auto", default="auto"
-        Compile training steps with XLA. ``"auto"``: from 50,000 training rows, where the
+        Compile the training step with XLA. ``"auto"``: from 50,000 training rows, where the
         compile time pays back.
     seed : int, default=0
         Seed of the weights, the held-out rows and the shuffling. Training on CPU is
@@ -360,7 +355,10 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
             Normal rows for early stopping, the score's statistics and the threshold; when
             omitted, `validation_fraction` of `X` is held out (seeded).
         callbacks : sequence of keras.callbacks.Callback, default=()
-            Extra Keras callbacks (progress bars, timers).
+            Extra Keras callbacks (progress bars, timers). Training runs in
+            `aedetect.fitloop`, not `model.fit`: callbacks get the train and epoch hooks (epoch
+            logs `loss` and `val_loss`), the batch hooks if they define them, and may set
+            `model.stop_training`.
         feature_names : sequence of str, default=None
             Column names of a `tf.data.Dataset` `X`.
         warm_start : bool, default=False
@@ -375,8 +373,8 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         import keras
         import tensorflow as tf
 
-        from aedetect.callbacks import ValidationLoss
-        from aedetect.data.tfdata import array_dataset, stream_dataset
+        from aedetect.data.tfdata import stream_dataset
+        from aedetect.fitloop import array_epochs, run_epochs, train_step
         from aedetect.network import build_autoencoder
 
         self._validate_params()
@@ -407,6 +405,8 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
             passes = 1  # a stream is large: one pass is many updates
             train_ds = stream_dataset(X, self.preprocessor_, self.batch_size_, self.seed,
                                       self.shuffle_buffer)
+            epoch_batches, step_rows = lambda: train_ds, None  # the last batch may be smaller
+            steps = -(-n_train // self.batch_size_)
             x_val = self.preprocessor_.transform(
                 np.concatenate([b.numpy() for b in validation_data.batch(65_536)]))
             x_shape = x_val
@@ -428,7 +428,9 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
             self.batch_size_ = effective_batch_size(self.batch_size, n_train)
             x_pre = self.preprocessor_.transform(x)
             passes = passes_per_epoch(n_train, self.batch_size_) if self.epochs == "auto" else 1
-            train_ds = array_dataset(x_pre, self.batch_size_, self.seed, passes=passes)
+            epoch_batches = array_epochs(x_pre, self.batch_size_, passes, self.seed)
+            step_rows = min(self.batch_size_, n_train)  # every batch is full: one trace
+            steps = passes * -(-n_train // step_rows)
             x_val = self.preprocessor_.transform(val_raw)
             x_shape = x_pre
 
@@ -443,20 +445,18 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         self.passes_per_epoch_ = passes
         self.jit_compile_ = (auto_jit(n_train) if self.jit_compile == "auto"
                              else bool(self.jit_compile))
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse",
-                      jit_compile=self.jit_compile_,
-                      steps_per_execution=STEPS_PER_EXECUTION if self.jit_compile_ else 1)
         self._set_model(model)
-        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
-                                             restore_best_weights=True)
-        # The validation loss comes from the residual function that scoring uses anyway, not
-        # from Keras' evaluate(): one traced function less, which is most of a small fit's cost.
-        val_loss = ValidationLoss(lambda: np.mean(np.square(self._residuals(x_val))))
-        history = model.fit(train_ds, epochs=self.epochs_, callbacks=[val_loss, stop, *callbacks],
-                            verbose=self.verbose, shuffle=False)  # the dataset shuffles itself
+        # Our own loop (aedetect.fitloop), not model.fit: one traced step and no tf.data for
+        # rows in memory, which removes most of a small fit's fixed cost. The validation loss
+        # comes from the residual function that scoring uses anyway.
+        history = run_epochs(
+            model, train_step(model, self.learning_rate, self.jit_compile_, step_rows),
+            epoch_batches, lambda: np.mean(np.square(self._residuals(x_val))),
+            epochs=self.epochs_, patience=self.patience, callbacks=callbacks,
+            verbose=self.verbose, steps_per_epoch=steps)
         self.n_train_, self.n_validation_ = n_train, len(x_val)
         self.training_fingerprint_ = "sha256:" + digest.hexdigest()
-        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        self.history_ = history
         val_loss = self.history_.get("val_loss", [])
         self.n_epochs_ = len(val_loss)
         self.best_epoch_ = int(np.argmin(val_loss)) + 1 if val_loss else self.n_epochs_
@@ -481,24 +481,41 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
     def _set_model(self, model) -> None:
         """Keep the network and its traced scoring function (built once, so scoring never
         changes the estimator's state)."""
+        import keras
         import tensorflow as tf
 
         spec = tf.TensorSpec([None, self.preprocessor_.n_features_out], tf.float32)
+        from aedetect.runtime import INFERENCE_IDENTITY
 
-        # One trace for every chunk size; no control flow, so no AutoGraph conversion either.
+        dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+        other = [layer.name for layer in model.layers
+                 if layer not in dense and type(layer).__name__ not in INFERENCE_IDENTITY]
+        if other:
+            raise ValueError(f"the network has layers other than dense ones: {other}")
+
+        def f64(value):
+            return tf.cast(value, tf.float64)
+
+        # The network's inference pass (its dense layers; noise and dropout act only in
+        # training) in float64: in float32 a row's result depends on how many rows share its
+        # matrix product (by about 1e-7), so a row would not score exactly the same alone as in
+        # a batch. One trace for every chunk size; no control flow, so no AutoGraph conversion.
         @tf.function(input_signature=[spec], autograph=False)
         def residuals(batch):
-            return model(batch, training=False) - batch
+            x = h = f64(batch)
+            for layer in dense:
+                h = layer.activation(tf.matmul(h, f64(layer.kernel)) + f64(layer.bias))
+            return h - x
 
         self.model_ = model
         self._residual_fn = residuals
 
     # -- scoring ----------------------------------------------------------------------------
     def _residuals(self, x: np.ndarray) -> np.ndarray:
-        """reconstruction - x for preprocessed rows, computed in chunks by a traced function."""
+        """reconstruction - x (float64) for preprocessed rows, in chunks by a traced function."""
         import tensorflow as tf
 
-        out = np.empty_like(x)
+        out = np.empty(x.shape, dtype="float64")
         for start in range(0, len(x), SCORE_CHUNK):
             part = x[start:start + SCORE_CHUNK]
             out[start:start + SCORE_CHUNK] = self._residual_fn(tf.constant(part)).numpy()

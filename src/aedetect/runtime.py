@@ -58,6 +58,10 @@ def _linear(h: np.ndarray) -> np.ndarray:
 ACTIVATIONS = {"relu": _relu, "tanh": _tanh, "sigmoid": _sigmoid, "linear": _linear}
 
 
+# Layers that pass their input through unchanged outside training.
+INFERENCE_IDENTITY = ("InputLayer", "GaussianNoise", "Dropout")
+
+
 def dense_layers(model) -> list[tuple[np.ndarray, np.ndarray, str]]:
     """(kernel, bias, activation) of each Dense layer of a Keras model, in order."""
     layers = []
@@ -66,7 +70,7 @@ def dense_layers(model) -> list[tuple[np.ndarray, np.ndarray, str]]:
             kernel, bias = layer.get_weights()
             layers.append((np.asarray(kernel, "float32"), np.asarray(bias, "float32"),
                            layer.get_config()["activation"]))
-        elif type(layer).__name__ not in ("InputLayer", "GaussianNoise", "Dropout"):
+        elif type(layer).__name__ not in INFERENCE_IDENTITY:
             raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no NumPy counterpart")
     return layers
 

@@ -1,4 +1,5 @@
-"""tf.data input pipelines: from in-memory arrays, or from sharded TFRecord files.
+"""tf.data input pipelines for rows streamed from sharded TFRecord files (rows in memory are
+batched by `aedetect.fitloop` without tf.data).
 
 TFRecord shards hold one `tf.train.Example` per row (`features`: float list of the raw columns,
 `label`: int64), so any TF tool can read them. Training from shards streams: shards are read
@@ -20,42 +21,11 @@ META = "meta.json"
 AUTOTUNE = -1  # tf.data.AUTOTUNE
 
 
-def array_dataset(x: np.ndarray, batch_size: int, seed: int, passes: int = 1):
-    """Shuffled (x, x) batches from preprocessed float32 rows, reshuffled every epoch.
-
-    `passes`: full passes over the rows (each in its own order) that make one epoch.
-
-    Shuffling draws one permutation per epoch and gathers each batch with one `tf.gather`, so
-    the pipeline costs a few operations per batch rather than per row (a per-row shuffle buffer
-    costs more than a training step of a small network). The epoch's permutation comes from a
-    seeded random stream that advances each epoch: the same seed gives the same order.
-    """
-    import tensorflow as tf
-
-    x = np.ascontiguousarray(x, dtype="float32")
-    n = len(x)
-    n_batches = -(-n // batch_size)
-
-    def epoch(seed_pair, rows):
-        perm = tf.argsort(tf.random.stateless_uniform([n], seed=seed_pair))
-
-        def gather(i):
-            b = tf.gather(rows, perm[i * batch_size:(i + 1) * batch_size])
-            return b, b
-
-        return tf.data.Dataset.range(n_batches).map(gather)
-
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    ds = tf.data.Dataset.zip(seeds.take(passes), tf.data.Dataset.from_tensors(x).repeat(passes))
-    ds = ds.flat_map(epoch)
-    return ds.apply(tf.data.experimental.assert_cardinality(n_batches * passes)).prefetch(AUTOTUNE)
-
-
 def stream_dataset(rows, preprocessor, batch_size: int, seed: int, buffer: int):
-    """Shuffled (x, x) batches from an unbatched Dataset of raw rows, preprocessed in-graph."""
+    """Shuffled batches from an unbatched Dataset of raw rows, preprocessed in-graph."""
     ds = rows.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     ds = ds.map(preprocessor.transform_tf, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return ds.map(lambda b: (b, b)).prefetch(AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
 
 
 def write_tfrecords(
