@@ -13,14 +13,16 @@ from aedetect.fitloop import array_epochs
 from aedetect.preprocessing import Preprocessor
 
 
-def _epoch(epochs) -> list[np.ndarray]:
-    return list(epochs())
+def _epoch(epochs, per_call=1) -> list[np.ndarray]:
+    stacks = list(epochs(per_call))
+    assert all(s.ndim == 3 and len(s) <= per_call for s in stacks)
+    return [batch for s in stacks for batch in s]
 
 
 def test_array_epochs_cover_every_row_each_pass_in_full_batches_and_reshuffle():
     x = np.arange(103 * 2, dtype="float32").reshape(103, 2)
     epochs = array_epochs(x, 10, passes=2, seed=3)
-    first, second = _epoch(epochs), _epoch(epochs)
+    first, second = _epoch(epochs), _epoch(epochs, per_call=4)
     assert [len(b) for b in first] == [10] * 22  # 2 passes of 11 batches, the last topped up
     for batches in (first, second):
         for one_pass in (batches[:11], batches[11:]):
@@ -35,14 +37,14 @@ def test_array_epochs_cover_every_row_each_pass_in_full_batches_and_reshuffle():
 
 def test_fewer_rows_than_a_batch_make_one_batch_of_every_row():
     x = np.arange(7, dtype="float32").reshape(7, 1)
-    (batch,) = _epoch(array_epochs(x, 32, passes=1, seed=0))
+    (batch,) = _epoch(array_epochs(x, 32, passes=1, seed=0), per_call=64)
     np.testing.assert_array_equal(np.sort(batch[:, 0]), x[:, 0])
 
 
-def test_array_epochs_same_seed_same_order_other_seed_other_order():
+def test_array_epochs_same_seed_same_order_whatever_the_steps_per_call():
     x = np.arange(500, dtype="float32").reshape(250, 2)
     a = np.concatenate(_epoch(array_epochs(x, 32, 1, seed=1)))
-    b = np.concatenate(_epoch(array_epochs(x, 32, 1, seed=1)))
+    b = np.concatenate(_epoch(array_epochs(x, 32, 1, seed=1), per_call=3))
     c = np.concatenate(_epoch(array_epochs(x, 32, 1, seed=2)))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)

@@ -23,11 +23,12 @@ def _rows(n=64):
 def test_step_matches_keras_adam():
     x = _rows(80)
     ours, theirs = _model(), _model()
-    step = train_step(ours, 1e-2, jit_compile=False, batch_size=16)
+    steps = train_step(ours, 1e-2, jit_compile=False, batch_size=16)
+    steps(x[:48].reshape(3, 16, 4))  # three steps in one call, then two in another
+    steps(x[48:].reshape(2, 16, 4))
     opt = keras.optimizers.Adam(1e-2)
     for i in range(5):
         b = x[i * 16:(i + 1) * 16]
-        step(b)
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(theirs(b, training=True) - b))
         opt.apply(tape.gradient(loss, theirs.trainable_variables), theirs.trainable_variables)
@@ -36,11 +37,11 @@ def test_step_matches_keras_adam():
     assert not np.allclose(ours.get_weights()[0], _model().get_weights()[0])  # it trained
 
 
-def test_step_loss_is_the_mse_plus_the_l2_penalty():
+def test_step_loss_is_the_mse_plus_the_l2_penalty_times_the_rows():
     model, b = _model(l2=0.1), _rows(16)
     expected = float(np.mean((model(b).numpy() - b) ** 2) + sum(float(v) for v in model.losses))
     assert float(model.losses[0]) > 0
-    assert float(train_step(model, 1e-3, False)(b)) == pytest.approx(expected, rel=1e-5)
+    assert float(train_step(model, 1e-3, False)(b[None])) == pytest.approx(16 * expected, rel=1e-5)
 
 
 class _Record(keras.callbacks.Callback):
@@ -85,11 +86,25 @@ def test_early_stopping_matches_keras_and_restores_the_best_epoch(patience):
     assert len(history["loss"]) == len(history["val_loss"]) and np.isfinite(history["loss"]).all()
 
 
+def test_steps_per_call_do_not_change_the_training():
+    results = []
+    for per_call in (1, 3, 64):
+        model = _model()
+        history = run_epochs(model, train_step(model, 1e-2, False, 16),
+                             array_epochs(_rows(), 16, 2, 0), lambda: 1.0, epochs=3, patience=5,
+                             steps_per_call=per_call)
+        results.append((history["loss"], model.get_weights()))
+    for loss, weights in results[1:]:
+        np.testing.assert_allclose(loss, results[0][0], rtol=1e-6)
+        for a, b in zip(weights, results[0][1], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_callbacks_are_called_and_can_stop_training():
     model, record = _model(), _Record(stop_at=1)
     history = run_epochs(model, train_step(model, 1e-2, False, 16), array_epochs(_rows(), 16, 2, 0),
                          lambda: 1.0, epochs=5, patience=5, callbacks=[record])
     assert len(history["val_loss"]) == 2
-    epoch = ["batch"] * 8  # 2 passes of 4 batches
+    epoch = ["batch"] * 8  # 2 passes of 4 batches, one step per call for the batch hooks
     assert record.calls == ["train_begin", *epoch, ("epoch_end", 0, ["loss", "val_loss"]),
                             *epoch, ("epoch_end", 1, ["loss", "val_loss"]), "train_end"]

@@ -374,7 +374,7 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         import tensorflow as tf
 
         from aedetect.data.tfdata import stream_dataset
-        from aedetect.fitloop import array_epochs, run_epochs, train_step
+        from aedetect.fitloop import STEPS_PER_CALL, array_epochs, run_epochs, train_step
         from aedetect.network import build_autoencoder
 
         self._validate_params()
@@ -405,7 +405,8 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
             passes = 1  # a stream is large: one pass is many updates
             train_ds = stream_dataset(X, self.preprocessor_, self.batch_size_, self.seed,
                                       self.shuffle_buffer)
-            epoch_batches, step_rows = lambda: train_ds, None  # the last batch may be smaller
+            # One batch per call; the last batch of a pass may be smaller.
+            epoch_batches, step_rows = lambda _: (b[tf.newaxis] for b in train_ds), None
             steps = -(-n_train // self.batch_size_)
             x_val = self.preprocessor_.transform(
                 np.concatenate([b.numpy() for b in validation_data.batch(65_536)]))
@@ -446,13 +447,15 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         self.jit_compile_ = (auto_jit(n_train) if self.jit_compile == "auto"
                              else bool(self.jit_compile))
         self._set_model(model)
-        # Our own loop (aedetect.fitloop), not model.fit: one traced step and no tf.data for
-        # rows in memory, which removes most of a small fit's fixed cost. The validation loss
-        # comes from the residual function that scoring uses anyway.
+        # Our own loop (aedetect.fitloop), not model.fit: one traced function running many
+        # steps per call, and no tf.data for rows in memory, which removes most of a small
+        # fit's fixed cost. The validation loss comes from the residual function that scoring
+        # uses anyway.
         history = run_epochs(
             model, train_step(model, self.learning_rate, self.jit_compile_, step_rows),
             epoch_batches, lambda: np.mean(np.square(self._residuals(x_val))),
-            epochs=self.epochs_, patience=self.patience, callbacks=callbacks,
+            epochs=self.epochs_, patience=self.patience,
+            steps_per_call=1 if self.jit_compile_ else STEPS_PER_CALL, callbacks=callbacks,
             verbose=self.verbose, steps_per_epoch=steps)
         self.n_train_, self.n_validation_ = n_train, len(x_val)
         self.training_fingerprint_ = "sha256:" + digest.hexdigest()

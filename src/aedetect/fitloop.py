@@ -1,51 +1,55 @@
-"""The training loop of `AutoencoderDetector.fit`: one traced step, the epochs in Python.
+"""The training loop of `AutoencoderDetector.fit`: one traced function, the epochs in Python.
 
 Keras' `model.fit` traces a general training function (metrics, distribution strategies, a
 multi-step loop, an optimizer that works for any model) and reads a tf.data pipeline: a few CPU
 seconds of fixed cost, most of a fit of a few thousand rows. An autoencoder needs less:
 
-- one `tf.function` step: the network's forward pass in training mode, the mean squared error
-  plus the network's own losses (the L2 penalty), and Adam through TensorFlow's fused
-  `ResourceApplyAdam` kernel (one op per weight, the same update as `keras.optimizers.Adam`). Its
-  input signature is fixed, so it is traced once (and compiled once with XLA);
+- one `tf.function` that runs a stack of steps in a graph loop: each step is the network's
+  forward pass in training mode, the mean squared error plus the network's own losses (the L2
+  penalty), and Adam through TensorFlow's fused `ResourceApplyAdam` kernel (one op per weight,
+  the same update as `keras.optimizers.Adam`). A call from Python costs about half a millisecond
+  whatever it does, more than a step of a small network, so rows in memory go up to
+  `STEPS_PER_CALL` steps per call. Its input signature is fixed, so it is traced once (and, with
+  XLA, compiled once: then one step per call, as every call shape would compile anew);
 - rows in memory: each pass over them is a seeded permutation cut into full batches, the last one
   topped up with the pass's first rows, so every step has the same shape; no tf.data;
-- rows streamed from a `tf.data.Dataset`: its batches, one pass per epoch;
+- rows streamed from a `tf.data.Dataset`: its batches, one per call, one pass per epoch;
 - after each epoch the validation loss (the caller's function, the detector's scoring pass);
   early stopping on it with patience, and the weights of the best epoch restored at the end;
 - Keras callbacks are still called: `on_train_begin/end`, `on_epoch_begin/end` with the logs
-  `{"loss", "val_loss"}`, and the batch hooks for callbacks that define them (each then costs a
-  wait for the step's result); `model.stop_training = True` from a callback ends training.
+  `{"loss", "val_loss"}`, and the batch hooks for callbacks that define them (training then runs
+  one step per call); `model.stop_training = True` from a callback ends training.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+STEPS_PER_CALL = 64
 
-def shuffled_batches(n_rows: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Row indices of one pass: a permutation from `rng` cut into batches of `batch_size`, the last
-    topped up with the permutation's first rows. Every row is in the pass (a few twice)."""
+
+def shuffled_batches(n_rows: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """Row indices of one pass, one batch a row: a permutation from `rng` cut into batches of
+    `batch_size`, the last topped up with the permutation's first rows. Every row is in the
+    pass (a few twice)."""
     perm = rng.permutation(n_rows)
     size = min(batch_size, n_rows)
-    for start in range(0, n_rows, size):
-        idx = perm[start:start + size]
-        if len(idx) < size:
-            idx = np.concatenate([idx, perm[:size - len(idx)]])
-        yield idx
+    n_batches = -(-n_rows // size)
+    return np.concatenate([perm, perm[:n_batches * size - n_rows]]).reshape(n_batches, size)
 
 
-def array_epochs(x: np.ndarray, batch_size: int, passes: int, seed: int) -> Callable[[], Iterator]:
-    """Batches of one epoch (`passes` passes over `x`) each time it is called, from a seeded
+def array_epochs(x: np.ndarray, batch_size: int, passes: int, seed: int) -> Callable:
+    """`epoch(steps_per_call)`: the batches of one epoch (`passes` passes over `x`), stacked
+    `steps_per_call` at a time into arrays (steps, rows, features). The order comes from a seeded
     random stream that advances with every epoch: the same seed gives the same order."""
     rng = np.random.default_rng(seed)
 
-    def epoch():
-        for _ in range(passes):
-            for idx in shuffled_batches(len(x), batch_size, rng):
-                yield x[idx]
+    def epoch(steps_per_call: int = 1):
+        idx = np.concatenate([shuffled_batches(len(x), batch_size, rng) for _ in range(passes)])
+        for start in range(0, len(idx), steps_per_call):
+            yield x[idx[start:start + steps_per_call]]
 
     return epoch
 
@@ -75,24 +79,34 @@ class _Adam:
 
 
 def train_step(model, learning_rate: float, jit_compile: bool, batch_size: int | None = None):
-    """A traced function: one Adam step on a batch of rows (the autoencoder's target is its
-    input); returns the batch's loss. `batch_size=None` accepts any batch size."""
+    """A traced function: Adam steps on a stack of batches (steps, rows, features), one after
+    the other (the autoencoder's target is its input); returns the sum over the steps of each
+    batch's loss times its rows. `batch_size=None` accepts batches of any size."""
     import tensorflow as tf
 
     variables = model.trainable_variables
     opt = _Adam(variables, learning_rate)
-    spec = tf.TensorSpec([batch_size, model.input_shape[-1]], tf.float32)
+    spec = tf.TensorSpec([None, batch_size, model.input_shape[-1]], tf.float32)
 
-    @tf.function(input_signature=[spec], autograph=False, jit_compile=jit_compile)
     def step(batch):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(model(batch, training=True) - batch))
             if model.losses:
                 loss += tf.add_n(model.losses)
         opt.apply(tape.gradient(loss, variables))
-        return loss
+        return loss * tf.cast(tf.shape(batch)[0], tf.float32)
 
-    return step
+    @tf.function(input_signature=[spec], autograph=False, jit_compile=jit_compile)
+    def steps(batches):
+        def body(i, total):
+            return i + 1, total + step(batches[i])
+
+        return tf.while_loop(lambda i, _: i < tf.shape(batches)[0], body,
+                             (tf.constant(0), tf.constant(0.0)))[1]
+
+    # Called as a concrete function: no matching of the arguments to a signature at each call.
+    concrete = steps.get_concrete_function()
+    return lambda batches: concrete(tf.convert_to_tensor(batches, tf.float32))
 
 
 def _overrides(callback, hook: str) -> bool:
@@ -103,19 +117,21 @@ def _overrides(callback, hook: str) -> bool:
 
 def run_epochs(
     model,
-    step,
-    epoch_batches: Callable[[], Iterable],
+    steps,
+    epoch_batches: Callable[[int], Iterable],
     validation_loss: Callable[[], float],
     *,
     epochs: int,
     patience: int,
+    steps_per_call: int = STEPS_PER_CALL,
     callbacks: Sequence = (),
     verbose: int = 0,
     steps_per_epoch: int | None = None,
 ) -> dict[str, list[float]]:
     """Train until `epochs` or early stopping; returns the history `{"loss", "val_loss"}`.
 
-    Early stopping follows `keras.callbacks.EarlyStopping(monitor="val_loss", patience,
+    `steps` is `train_step(...)`; `epoch_batches(k)` gives an epoch's batches in stacks of at
+    most k. Early stopping follows `keras.callbacks.EarlyStopping(monitor="val_loss", patience,
     restore_best_weights=True)`: training stops once `patience` epochs in a row have not
     lowered the best validation loss, and the best epoch's weights are restored.
     """
@@ -126,24 +142,24 @@ def run_epochs(
                                        verbose=verbose, epochs=epochs, steps=steps_per_epoch)
     batch_hooks = any(_overrides(c, "on_train_batch_end") or _overrides(c, "on_train_batch_begin")
                       for c in cbs.callbacks)
+    per_call = 1 if batch_hooks else steps_per_call
     history: dict[str, list[float]] = {"loss": [], "val_loss": []}
     best, best_weights, wait = np.inf, None, 0
     model.stop_training = False
     cbs.on_train_begin()
     for epoch in range(epochs):
         cbs.on_epoch_begin(epoch)
-        losses, sizes, running, seen = [], [], 0.0, 0
-        for i, batch in enumerate(epoch_batches()):
+        sums, rows, seen = [], 0, 0.0
+        for i, stack in enumerate(epoch_batches(per_call)):
             if batch_hooks:
                 cbs.on_train_batch_begin(i)
-            losses.append(step(batch))  # a tensor: no wait for the step to finish
-            sizes.append(len(batch))
+            sums.append(steps(stack))  # a tensor: no wait for the steps to finish
+            rows += int(stack.shape[0] * stack.shape[1])
             if batch_hooks:
-                seen += sizes[-1]
-                running += (float(losses[-1]) - running) * sizes[-1] / seen
-                cbs.on_train_batch_end(i, {"loss": running})
-        # The epoch's loss is the rows' mean, as Keras reports it.
-        loss = float(np.average(tf.stack(losses).numpy(), weights=sizes)) if losses else np.nan
+                seen += float(sums[-1])
+                cbs.on_train_batch_end(i, {"loss": seen / rows})
+        # The epoch's loss is the mean over the rows of each step, as Keras reports it.
+        loss = float(tf.add_n(sums)) / rows if rows else np.nan
         logs = {"loss": loss, "val_loss": float(validation_loss())}
         for key, value in logs.items():
             history[key].append(value)
