@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aedetect.fitloop import array_epochs, run_epochs, train_step
+from aedetect.fitloop import array_epochs, even_steps_per_call, run_epochs, train_step
 from aedetect.network import build_autoencoder
 
 
@@ -108,3 +108,8 @@ def test_callbacks_are_called_and_can_stop_training():
     epoch = ["batch"] * 8  # 2 passes of 4 batches, one step per call for the batch hooks
     assert record.calls == ["train_begin", *epoch, ("epoch_end", 0, ["loss", "val_loss"]),
                             *epoch, ("epoch_end", 1, ["loss", "val_loss"]), "train_end"]
+
+
+@pytest.mark.parametrize(("steps", "per_call"), [(111, 37), (128, 64), (113, 1), (10, 10)])
+def test_xla_calls_cut_an_epoch_into_calls_of_one_shape(steps, per_call):
+    assert even_steps_per_call(steps) == per_call

@@ -374,7 +374,13 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         import tensorflow as tf
 
         from aedetect.data.tfdata import stream_dataset
-        from aedetect.fitloop import STEPS_PER_CALL, array_epochs, run_epochs, train_step
+        from aedetect.fitloop import (
+            STEPS_PER_CALL,
+            array_epochs,
+            even_steps_per_call,
+            run_epochs,
+            train_step,
+        )
         from aedetect.network import build_autoencoder
 
         self._validate_params()
@@ -455,7 +461,8 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
             model, train_step(model, self.learning_rate, self.jit_compile_, step_rows),
             epoch_batches, lambda: np.mean(np.square(self._residuals(x_val))),
             epochs=self.epochs_, patience=self.patience,
-            steps_per_call=1 if self.jit_compile_ else STEPS_PER_CALL, callbacks=callbacks,
+            steps_per_call=even_steps_per_call(steps) if self.jit_compile_ else STEPS_PER_CALL,
+            callbacks=callbacks,
             verbose=self.verbose, steps_per_epoch=steps)
         self.n_train_, self.n_validation_ = n_train, len(x_val)
         self.training_fingerprint_ = "sha256:" + digest.hexdigest()

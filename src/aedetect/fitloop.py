@@ -9,8 +9,9 @@ seconds of fixed cost, most of a fit of a few thousand rows. An autoencoder need
   penalty), and Adam through TensorFlow's fused `ResourceApplyAdam` kernel (one op per weight,
   the same update as `keras.optimizers.Adam`). A call from Python costs about half a millisecond
   whatever it does, more than a step of a small network, so rows in memory go up to
-  `STEPS_PER_CALL` steps per call. Its input signature is fixed, so it is traced once (and, with
-  XLA, compiled once: then one step per call, as every call shape would compile anew);
+  `STEPS_PER_CALL` steps per call. Its input signature is fixed, so it is traced once; with XLA
+  every call shape compiles anew, so there each call takes the same number of steps, a divisor
+  of the epoch's (`even_steps_per_call`);
 - rows in memory: each pass over them is a seeded permutation cut into full batches, the last one
   topped up with the pass's first rows, so every step has the same shape; no tf.data;
 - rows streamed from a `tf.data.Dataset`: its batches, one per call, one pass per epoch;
@@ -28,6 +29,11 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 STEPS_PER_CALL = 64
+
+
+def even_steps_per_call(steps_per_epoch: int, most: int = STEPS_PER_CALL) -> int:
+    """The most steps per call, up to `most`, that cut an epoch into calls of one size."""
+    return max(k for k in range(1, most + 1) if steps_per_epoch % k == 0)
 
 
 def shuffled_batches(n_rows: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
