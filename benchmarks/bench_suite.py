@@ -233,13 +233,14 @@ def markdown(rows, seeds) -> str:
     sets = list(dict.fromkeys(r["set"] for r in rows))
     head = "| set | rows | " + " | ".join(methods) + " |\n|" + "---|" * (len(methods) + 2)
     out = []
-    for metric, title in (("pr_auc", "PR-AUC"), ("roc_auc", "ROC-AUC")):
+    for metric, title in (("pr_auc", "PR-AUC"), ("roc_auc", "ROC-AUC"), ("fit_s", "Fit seconds")):
         lines = [f"#### {title} per set (mean over seeds {', '.join(map(str, seeds))})", "", head]
         for s in sets:
             vals = {m: _mean(rows, metric, set=s, method=m) for m in methods}
-            best = max(vals.values())
+            best = (min if metric == "fit_s" else max)(vals.values())
             n = next(r["n_train"] for r in rows if r["set"] == s)
-            cells = [f"**{v:.3f}**" if v == best else f"{v:.3f}" for v in vals.values()]
+            digits = 2 if metric == "fit_s" else 3
+            cells = [f"**{v:.{digits}f}**" if v == best else f"{v:.{digits}f}" for v in vals.values()]
             lines.append(f"| {s} | {n:,} | " + " | ".join(cells) + " |")
         out.append("\n".join(lines))
     rank = ranks(rows)
