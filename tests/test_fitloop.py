@@ -113,3 +113,17 @@ def test_callbacks_are_called_and_can_stop_training():
 @pytest.mark.parametrize(("steps", "per_call"), [(111, 37), (128, 64), (113, 1), (10, 10)])
 def test_xla_calls_cut_an_epoch_into_calls_of_one_shape(steps, per_call):
     assert even_steps_per_call(steps) == per_call
+
+
+def test_training_noise_is_drawn_anew_at_every_step_of_a_call():
+    b = _rows(16)
+
+    def noisy():
+        keras.utils.set_random_seed(0)
+        return build_autoencoder(4, (6, 2, 6), "tanh", noise_std=0.5, dropout=0.2)
+
+    first = float(train_step(noisy(), 0.0, False, 16)(b[None]))  # learning rate 0: weights stay
+    both = float(train_step(noisy(), 0.0, False, 16)(np.stack([b, b])))
+    again = float(train_step(noisy(), 0.0, False, 16)(np.stack([b, b])))
+    assert both == again  # seeded
+    assert both != pytest.approx(2 * first, rel=1e-6)  # the second step drew other noise
