@@ -141,34 +141,44 @@ def categorical_counts(profile: dict, values) -> tuple[np.ndarray, list[str]]:
     return np.array([*known, int(other.sum()), int(missing.sum())]), new
 
 
-def hour_of_day(values) -> np.ndarray:
-    """Hour of day (0-24, fractional) of datetimes or seconds; NaN where missing or unreadable."""
+def seconds(values) -> np.ndarray:
+    """Datetimes (or seconds) as float64 seconds; NaN where missing or unreadable."""
     from aedetect.data.schema import as_seconds
 
     s = pd.Series(values).reset_index(drop=True)
     try:
-        t = as_seconds(s)
+        return as_seconds(s)
     except DataError:  # an unreadable value counts as missing here; scoring names it
-        t = as_seconds(pd.to_datetime(s, errors="coerce", format="mixed"))
-    return np.mod(np.asarray(t, dtype="float64"), 86_400.0) / 3_600.0
+        return as_seconds(pd.to_datetime(s, errors="coerce", format="mixed"))
+
+
+def hour_of_day(values) -> np.ndarray:
+    """Hour of day (0-24, fractional) of datetimes or seconds; NaN where missing or unreadable."""
+    return np.mod(seconds(values), 86_400.0) / 3_600.0
 
 
 def profile_column(values: pd.Series, *, seed: int = 0, sample_size: int = SAMPLE_SIZE,
-                   datetime: bool = False) -> dict:
-    """A column's profile. Datetimes (`datetime=True`) are profiled by their hour of day, the
-    part the model reads that a later window can share with the reference (the date cannot)."""
-    if datetime:
+                   kind: str | None = None) -> dict:
+    """A column's profile, by `kind` ("numeric", "categorical", "datetime"; default: from the
+    values). Datetimes are profiled by their hour of day, the part the model reads that a
+    later window can share with the reference (the date cannot)."""
+    kind = kind or column_kind(values)
+    if kind == "datetime":
         return {**numeric_profile(hour_of_day(values), sample_size=sample_size, seed=seed),
                 "transform": "hour_of_day"}
-    if column_kind(values) == "numeric":
+    if kind == "numeric":
         return numeric_profile(values, sample_size=sample_size, seed=seed)
     return categorical_profile(values)
 
 
-def datetime_columns(det) -> set[str]:
-    """The detector's datetime feature columns (a dataset schema's), profiled by hour of day."""
+def schema_kinds(det) -> dict[str, str]:
+    """The kind of each feature of a dataset-schema model as the model reads it (a category
+    stored as integers is still a category); empty for a numbers-only model."""
     schema = det._dataset_schema() if getattr(det, "schema", None) is not None else None
-    return {c.name for c in schema.feature_columns if c.type == "datetime"} if schema else set()
+    if schema is None:
+        return {}
+    return {c.name: "datetime" if c.type == "datetime" else "categorical" if c.type == "categorical"
+            else "numeric" for c in schema.feature_columns}
 
 
 def wilson(k: int, n: int, level: float) -> dict:
@@ -206,9 +216,9 @@ def build_reference(det, normals: pd.DataFrame, *, anomalies: pd.DataFrame | Non
     """Profile the model's input columns and score on `normals` (validation normals), and the
     flagged share at `det.threshold_` with `anomalies` (labelled anomalies, e.g. of the selection
     set) and `anomaly_rows` = (anomalies, rows) of the training file for the anomaly share."""
-    names, dates = input_names(det), datetime_columns(det)
+    names, kinds = input_names(det), schema_kinds(det)
     columns = {c: profile_column(normals[c], seed=seed + i, sample_size=sample_size,
-                                 datetime=c in dates) for i, c in enumerate(names)}
+                                 kind=kinds.get(c)) for i, c in enumerate(names)}
     scores = det.anomaly_score(normals[names])
     t = float(det.threshold_)
     tp = n_anom = 0

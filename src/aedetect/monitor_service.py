@@ -18,7 +18,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException
 from prometheus_client.core import GaugeMetricFamily
 
-from aedetect.monitor import DriftSettings, Reference, compare_batch, load_reference
+from aedetect.monitor import DriftSettings, Reference, compare_batch, load_reference, seconds
 
 MIN_ROWS = 200  # below this a window's statistics say little; gauges report the row count only
 
@@ -77,6 +77,9 @@ class DriftMonitor:
             return
         if not isinstance(x, pd.DataFrame):
             x = pd.DataFrame(np.asarray(x), columns=list(self.ref.columns))
+        dates = [c for c, p in self.ref.columns.items() if p.get("transform") == "hour_of_day"]
+        if dates:  # kept as seconds in the numeric buffer; the comparison takes their hour
+            x = x.assign(**{c: seconds(x[c]) for c in dates})
         self.buffer.add(x, scores)
 
     def latest(self) -> dict:

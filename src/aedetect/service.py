@@ -104,7 +104,7 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
     """A pydantic model with one field per input column, plus an optional id.
 
     Without a dataset schema every column is a required finite float. With one, each field has
-    its column's type: numbers, booleans, categories as strings (a number is taken as its text),
+    its column's type: numbers, booleans, categories as strings (or integer codes, read as text),
     datetimes as ISO 8601 strings (or seconds since 1970); the `nullable` columns (where the
     model reads a gap) may be null; the schema's other columns (ids, the label, excluded ones)
     are accepted and not read. `limits`: (lowest, highest) accepted value per column
@@ -127,8 +127,8 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
             extra = {"allow_inf_nan": False, "ge": float(lo[i]), "le": float(hi[i]), "strict": True}
         elif kind is bool:
             extra = {"strict": True}
-        elif kind is str:
-            extra = {"coerce_numbers_to_str": True}
+        elif kind is str:  # a category: text, or an integer code such as an MCC (read as its text)
+            kind, extra = StrictStr | StrictInt, {}
         else:
             extra = {}
         if name in nullable:

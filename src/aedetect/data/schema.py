@@ -374,15 +374,35 @@ class DatasetSchema(BaseModel):
         return cls(columns=cols, time_feature=schema.time is None or schema.time in schema.features)
 
 
+def _to_datetime(s: pd.Series, **kwargs) -> pd.Series | None:
+    """pandas' parse with unreadable values as NaT; None when pandas refuses the column as a
+    whole (time zones that differ from row to row)."""
+    try:
+        return pd.to_datetime(s, errors="coerce", **kwargs)
+    except (TypeError, ValueError):
+        return None
+
+
+def _wall_clock(value):
+    """One date/time as its own wall-clock time, time zone dropped (NaT when unreadable)."""
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return pd.NaT
+    return ts.tz_localize(None) if ts is not pd.NaT and ts.tzinfo is not None else ts
+
+
 def as_seconds(s: pd.Series, name: str = "time", source: str = "input") -> np.ndarray:
     """Seconds as float64: numbers pass through; datetimes (or datetime strings) become seconds
     since 1970 of their wall-clock time, so hour of day is the local hour the row was stamped."""
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         return s.to_numpy(dtype="float64", na_value=np.nan)
     if not pd.api.types.is_datetime64_any_dtype(s):
-        parsed = pd.to_datetime(s, errors="coerce")
-        if parsed.isna().sum() > s.isna().sum():
-            parsed = pd.to_datetime(s, errors="coerce", format="mixed")
+        parsed = _to_datetime(s)
+        if parsed is None or parsed.isna().sum() > s.isna().sum():
+            parsed = _to_datetime(s, format="mixed")
+        if parsed is None or parsed.isna().sum() > s.isna().sum():  # time zones differ by row
+            parsed = pd.to_datetime(s.map(_wall_clock), errors="coerce")
         bad = (parsed.isna() & s.notna()).to_numpy()
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
