@@ -40,8 +40,9 @@ ONNX_ML_OPSET = 2  # LabelEncoder with string keys and float or int64 values
 def input_dtypes(detector) -> dict[str, str]:
     """The dtype of each input column in both exports: strings for categories ("" = missing),
     float64 for numbers (NaN = missing) and datetimes (seconds since 1970)."""
-    return {b["column"]: "string" if b["kind"] in ("onehot", "frequency") else "float64"
-            for b in detector.preprocessor_.blocks}
+    pre = detector.preprocessor_
+    return {c: "string" if k == "category" else "float64"
+            for c, k in zip(pre.feature_names, pre.input_kinds, strict=True)}
 
 
 def _umask() -> int:

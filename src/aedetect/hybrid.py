@@ -148,14 +148,17 @@ class HybridDetector:
             y_cal = _labels(y_calibration, len(X_calibration), "y_calibration")
             self.n_calibration_, self.n_calibration_anomalies_ = len(y_cal), int(y_cal.sum())
         x, names = residual_features(self.detector, X, self.features_)
+        # The calibration rows' features, computed once: for the choice and for the calibration.
+        x_cal = residual_features(self.detector, X_calibration, self.features_)[0] if y_cal is not None else None
+        cols = slice(None)  # the head's columns of x and x_cal
         with threadpool_limits(1):  # one thread: on a shared machine OpenMP threads spin against each other
             if self.features == "auto" and y_cal is not None and 0 < self.n_calibration_anomalies_ < len(y_cal):
-                self._select_features(x, names, y, X_calibration, y_cal)
+                cols = self._select_features(x, names, y, x_cal, y_cal)
             else:
                 self.head_ = self.new_head().fit(x, y)
                 self.head_feature_names_ = names
-        if X_calibration is not None:
-            z = self._log_odds(X_calibration)
+            z = self.head_.decision_function(x_cal[:, cols]) if x_cal is not None else None
+        if z is not None:
             self.calibrator_ = _fit_calibration(self.calibration, z, y_cal)
             normals = self._calibrated(z)[y_cal == 0]
             if normals.size:
@@ -164,12 +167,12 @@ class HybridDetector:
                                            f"calibration rows' normals ({normals.size} rows)")
         return self
 
-    def _select_features(self, x, names, y, X_cal, y_cal) -> None:
+    def _select_features(self, x, names, y, x_cal, y_cal) -> slice:
         """Fit a head on the raw features and one on all groups; keep the one with the higher
-        average precision on the calibration rows (ties: the raw one, the simpler)."""
+        average precision on the calibration rows (ties: the raw one, the simpler). Returns
+        the kept head's columns of `x`."""
         from sklearn.metrics import average_precision_score
 
-        x_cal, _ = residual_features(self.detector, X_cal, self.features_)
         n_raw = len(self.detector.feature_names_out_)  # the raw block comes first
         scores, heads = {}, {}
         for key, cols in (("raw", slice(0, n_raw)), ("all", slice(None))):
@@ -180,6 +183,7 @@ class HybridDetector:
         self.features_ = DEFAULT_FEATURES if best == "all" else ("raw",)
         self.head_ = heads[best]
         self.head_feature_names_ = names if best == "all" else names[:n_raw]
+        return slice(None) if best == "all" else slice(0, n_raw)
 
     def new_head(self):
         """The unfitted head. No early stopping: every labelled row outside the training rows is

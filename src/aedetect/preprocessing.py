@@ -112,6 +112,12 @@ class Preprocessor:
                    for b in self.blocks)
 
     @property
+    def input_kinds(self) -> list[str]:
+        """How each input column is read once fitted: "category", "datetime" or "number"."""
+        return ["category" if b["kind"] in ("onehot", "frequency") else
+                "datetime" if b.get("datetime") else "number" for b in self.blocks]
+
+    @property
     def n_features_in(self) -> int:
         return len(self.feature_names)
 

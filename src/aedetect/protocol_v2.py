@@ -116,29 +116,6 @@ class InferenceResponse(BaseModel):
     outputs: list[ResponseOutput]
 
 
-def _flat(data: list, name: str) -> list:
-    out, stack = [], [data]
-    while stack:  # nested lists, flattened in row-major order
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(reversed(item))
-        elif isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise V2Error(f"input {name!r}: {item!r} is not a number")
-        else:
-            out.append(item)
-    return out
-
-
-def _tensor(t: RequestInput) -> np.ndarray:
-    if t.datatype not in NUMERIC:
-        raise V2Error(f"input {t.name!r}: datatype {t.datatype!r} is not numeric ({', '.join(NUMERIC)})")
-    values = _flat(t.data, t.name)
-    if any(d < 0 for d in t.shape) or math.prod(t.shape) != len(values):
-        raise V2Error(f"input {t.name!r}: shape {t.shape} needs {math.prod(t.shape)} values; "
-                      f"data holds {len(values)}")
-    return np.asarray(values, dtype="float64").reshape(t.shape)
-
-
 def _values(t: RequestInput) -> list:
     """A tensor's data flattened in row-major order, any element type, shape checked."""
     out, stack = [], [t.data]
@@ -205,8 +182,17 @@ def input_kinds(scorer) -> list[str] | None:
     """Per column "category", "datetime" or "number" for a schema model; None otherwise."""
     if getattr(scorer, "schema", None) is None:
         return None
-    return ["category" if b["kind"] in ("onehot", "frequency") else "datetime" if b.get("datetime")
-            else "number" for b in scorer.preprocessor_.blocks]
+    return scorer.preprocessor_.input_kinds
+
+
+def _tensor(t: RequestInput) -> np.ndarray:
+    if t.datatype not in NUMERIC:
+        raise V2Error(f"input {t.name!r}: datatype {t.datatype!r} is not numeric ({', '.join(NUMERIC)})")
+    values = _values(t)
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))]
+    if bad:
+        raise V2Error(f"input {t.name!r}: {bad[0]!r} is not a number")
+    return np.asarray(values, dtype="float64").reshape(t.shape)
 
 
 def features_from_request(req: InferenceRequest, names: list[str], max_rows: int) -> np.ndarray:

@@ -109,10 +109,7 @@ def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
     manifest = read_manifest(model_dir)  # refuses a tampered or incomplete folder
     digest = manifest_digest(model_dir)
     pre = Preprocessor.from_config(manifest.preprocessing)
-    kinds = ()
-    if manifest.detector_params.get("schema") is not None:
-        kinds = tuple("category" if b["kind"] in ("onehot", "frequency") else
-                      "datetime" if b.get("datetime") else "number" for b in pre.blocks)
+    kinds = tuple(pre.input_kinds) if manifest.detector_params.get("schema") is not None else ()
     return ShippedModel(f"aedetect-model-{digest[:16]}.zip", digest,
                         tuple(manifest.input_schema.feature_names), tuple(pre.output_names), kinds)
 
