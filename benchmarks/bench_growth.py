@@ -16,7 +16,7 @@ import numpy as np
 from common import best_of, report, table
 
 from aedetect.data.schema import CREDITCARD
-from aedetect.detector import AutoencoderDetector
+from aedetect.model.detector import AutoencoderDetector
 
 EPOCHS = 4
 

@@ -26,11 +26,11 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from aedetect.config import TrainConfig  # noqa: E402
 from aedetect.data.schema import CREDITCARD  # noqa: E402
-from aedetect.evaluation import at_threshold, recall_at_precision  # noqa: E402
-from aedetect.hybrid import FEATURE_GROUPS, HybridDetector, label_rows, residual_features  # noqa: E402
-from aedetect.thresholds import min_precision  # noqa: E402
+from aedetect.evaluation.metrics import at_threshold, recall_at_precision  # noqa: E402
+from aedetect.model.hybrid import FEATURE_GROUPS, HybridDetector, label_rows, residual_features  # noqa: E402
+from aedetect.model.thresholds import min_precision  # noqa: E402
+from aedetect.training.config import TrainConfig  # noqa: E402
 
 HYBRID = "hybrid (autoencoder + supervised head)"
 SUPERVISED = "supervised only (HGB on raw features, same rows)"
@@ -174,8 +174,8 @@ CACHE = Path(os.environ.get("AEDETECT_BENCH_OUT", "runs/bench")) / "hybrid-cache
 def trained_autoencoder(df, protocol: str, seed: int):
     """The defaults' autoencoder for a protocol and seed, trained once and kept in a model folder
     (so a run that stops can go on where it stopped), and its split."""
-    from aedetect.detector import load_detector
-    from aedetect.train import split_frame, train_detector
+    from aedetect.model.detector import load_detector
+    from aedetect.training.workflow import split_frame, train_detector
 
     config = TrainConfig(protocol=protocol, seed=seed)
     path = CACHE / f"{protocol}-{seed}"

@@ -24,10 +24,10 @@ def run(rows: int, fraud_rate: float, seeds: list[int], epochs: int) -> tuple[di
     from sklearn.ensemble import IsolationForest
     from sklearn.metrics import average_precision_score
 
-    from aedetect.config import TrainConfig
     from aedetect.data.generate import FRAUD_KINDS, generate_transaction_log
     from aedetect.data.infer import infer_schema
-    from aedetect.train import train_detector
+    from aedetect.training.config import TrainConfig
+    from aedetect.training.workflow import train_detector
 
     kinds = ["all", *FRAUD_KINDS]
     results: dict = {m: {k: [] for k in kinds} for m in ("autoencoder", "IsolationForest")}

@@ -25,12 +25,12 @@ from bench_hybrid import hybrid_runs, hybrid_tables  # noqa: E402
 from sklearn.covariance import EmpiricalCovariance  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from aedetect.config import PRESETS, TrainConfig  # noqa: E402
 from aedetect.data.generate import generate_transactions  # noqa: E402
 from aedetect.data.schema import CREDITCARD, Schema  # noqa: E402
-from aedetect.evaluation import evaluate_scores  # noqa: E402
-from aedetect.thresholds import normal_percentile  # noqa: E402
-from aedetect.train import split_frame, train_detector  # noqa: E402
+from aedetect.evaluation.metrics import evaluate_scores  # noqa: E402
+from aedetect.model.thresholds import normal_percentile  # noqa: E402
+from aedetect.training.config import PRESETS, TrainConfig  # noqa: E402
+from aedetect.training.workflow import split_frame, train_detector  # noqa: E402
 
 # The guide's network on standardised raw columns: no log amount, no hour of day.
 RAW = Schema(features=CREDITCARD.features, label="Class", time="Time")

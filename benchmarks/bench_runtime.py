@@ -33,22 +33,22 @@ DEFAULT_DATA = Path(os.environ.get("AEDETECT_CACHE", Path.home() / ".cache" / "a
 
 KERAS_SCORE = """
 import sys
-from aedetect._quiet import import_tensorflow_quietly
+from aedetect._imports import import_tensorflow_quietly
 import_tensorflow_quietly()
-from aedetect.detector import load_detector
-from aedetect.scoring import score_file
+from aedetect.model.detector import load_detector
+from aedetect.serving.batch import score_file
 score_file(load_detector(sys.argv[1]), sys.argv[2], sys.argv[3])
 """
 PYARROW_READ = "import sys, pyarrow.csv as c; c.read_csv(sys.argv[1])"
 # The service over the Keras detector: the same app, with the loader create_app calls swapped.
 KERAS_SERVE = """
 import sys, uvicorn
-from aedetect._quiet import import_tensorflow_quietly
+from aedetect._imports import import_tensorflow_quietly
 import_tensorflow_quietly()
-import aedetect.runtime
-from aedetect.detector import load_detector
-aedetect.runtime.load_scorer = load_detector
-from aedetect.service import create_app
+import aedetect.serving.runtime
+from aedetect.model.detector import load_detector
+aedetect.serving.runtime.load_scorer = load_detector
+from aedetect.serving.app import create_app
 uvicorn.run(create_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 
@@ -103,7 +103,7 @@ def service(model: Path, requests: int) -> str:
     import httpx
     import psutil
 
-    from aedetect.runtime import load_scorer
+    from aedetect.serving.runtime import load_scorer
 
     tx = dict.fromkeys(load_scorer(model).feature_names_in_, 0.5)
     rows = []
@@ -148,13 +148,13 @@ def service(model: Path, requests: int) -> str:
 def in_memory(model: Path, data: Path, repeats: int) -> str:
     import pyarrow.csv as pacsv
 
-    from aedetect._quiet import import_tensorflow_quietly
-    from aedetect.runtime import load_scorer
+    from aedetect._imports import import_tensorflow_quietly
+    from aedetect.serving.runtime import load_scorer
 
     scorer = load_scorer(model)
     x = pacsv.read_csv(data).select(scorer.feature_names_in_).to_pandas().to_numpy("float64")
     import_tensorflow_quietly()
-    from aedetect.detector import load_detector
+    from aedetect.model.detector import load_detector
 
     det = load_detector(model)
     paths = {"Keras detector (before)": lambda: det.anomaly_score(x),
@@ -162,7 +162,7 @@ def in_memory(model: Path, data: Path, repeats: int) -> str:
     try:
         import onnxruntime as ort
 
-        from aedetect.export import onnx_model
+        from aedetect.serving.export import onnx_model
 
         sess = ort.InferenceSession(onnx_model(scorer).SerializeToString(), providers=["CPUExecutionProvider"])
         feed = {c: np.ascontiguousarray(x[:, j]) for j, c in enumerate(scorer.feature_names_in_)}

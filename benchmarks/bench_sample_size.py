@@ -1,7 +1,7 @@
 """Learning curve on the real ULB data: PR-AUC against the number of training normals.
 
 Why training stays on one node, fed by a sample: if quality saturates at a few tens of thousands
-of normals, a seeded sample of the lake (`aedetect.spark.sample_normals`) loses nothing against
+of normals, a seeded sample of the lake (`aedetect.serving.spark.sample_normals`) loses nothing against
 training on everything. Guide protocol split; the training normals are subsampled (seeded) to
 each size, the validation normals and the test set are the same for every size; PR-AUC on the
 test set; default detector with the epochs capped (--epochs) to keep the run bounded.
@@ -19,10 +19,10 @@ from common import median, real_data, report, table
 
 
 def run(df, split, n_train: int | None, seed: int, epochs: int) -> dict:
-    from aedetect.config import TrainConfig
     from aedetect.data.schema import CREDITCARD
-    from aedetect.evaluation import evaluate_scores
-    from aedetect.train import new_detector
+    from aedetect.evaluation.metrics import evaluate_scores
+    from aedetect.training.config import TrainConfig
+    from aedetect.training.workflow import new_detector
 
     features = list(CREDITCARD.features)
     rows = split.train

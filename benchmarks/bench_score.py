@@ -29,8 +29,8 @@ def score_file(model_dir, in_path, out_path) -> int:
     The one place the benchmark touches the scoring code: point it at another implementation
     to measure that one instead.
     """
-    from aedetect.runtime import load_scorer
-    from aedetect.scoring import score_file as stream_score
+    from aedetect.serving.batch import score_file as stream_score
+    from aedetect.serving.runtime import load_scorer
 
     return stream_score(load_scorer(model_dir), in_path, out_path).rows_read
 
@@ -45,8 +45,8 @@ def floor_read(path: Path) -> None:
 
 def train_model(df, split, model_dir: Path) -> None:
     """A short training (scoring speed does not depend on how well the model is trained)."""
-    from aedetect.config import TrainConfig
-    from aedetect.train import new_detector
+    from aedetect.training.config import TrainConfig
+    from aedetect.training.workflow import new_detector
 
     det = new_detector(TrainConfig(epochs=2))
     features = list(CREDITCARD.features)
@@ -58,7 +58,7 @@ def parts(model_dir: Path, path: Path, repeats: int) -> dict:
     """Where the time goes, step by step, on one file."""
     from aedetect.data.io import read_raw, write_table
     from aedetect.data.schema import Schema, validate_frame
-    from aedetect.detector import load_detector
+    from aedetect.model.detector import load_detector
 
     def first_score():  # a freshly loaded model traces its scoring graph on first use
         load_detector(model_dir).anomaly_score(x.head(1000))

@@ -19,7 +19,7 @@ from common import report, table
 
 CHILD = r"""
 import json, sys, threading, time, psutil
-from aedetect.detector import load_detector
+from aedetect.model.detector import load_detector
 mode, model, data, out, chunk = sys.argv[1:6]
 det = load_detector(model)
 det.anomaly_score([[0.0] * det.n_features_in_])
@@ -34,7 +34,7 @@ def sample():
 t = threading.Thread(target=sample, daemon=True); t.start()
 start = time.perf_counter()
 if mode == "stream":
-    from aedetect.scoring import score_file
+    from aedetect.serving.batch import score_file
     rows = score_file(det, data, out, chunk_rows=int(chunk)).rows_read
 else:
     from aedetect.data.io import read_raw, write_table

@@ -67,14 +67,14 @@ def main() -> None:
     import httpx
 
     from aedetect.data.generate import generate_transactions
-    from aedetect.detector import load_detector
+    from aedetect.model.detector import load_detector
 
     det = load_detector(args.model)
     rows = generate_transactions(1000, 0.01, seed=21)[det.feature_names_in_]
     payloads = {n: {"transactions": rows.iloc[:n].to_dict("records")} for n in (1, 100)}
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "AEDETECT_API_KEY"}
-    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli", "serve", "--model", args.model,
+    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli.app", "serve", "--model", args.model,
                              "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:

@@ -28,7 +28,7 @@ ROWS_PER_SHARD = 50_000
 def child(folder: Path, out: Path) -> None:
     from aedetect.data.schema import CREDITCARD
     from aedetect.data.shards import fit_from_shards
-    from aedetect.detector import AutoencoderDetector
+    from aedetect.model.detector import AutoencoderDetector
 
     det = AutoencoderDetector(hidden_units=(32, 16, 32), epochs=1, seed=0,
                               log_columns=CREDITCARD.log_columns,
@@ -56,7 +56,7 @@ def in_memory_stats(folder: Path):
     """Preprocessor.fit on the streaming fit's training rows, all in memory."""
     from aedetect.data.schema import CREDITCARD
     from aedetect.data.shards import _held_out, iter_blocks, shard_files
-    from aedetect.preprocessing import Preprocessor
+    from aedetect.model.preprocessing import Preprocessor
 
     files = shard_files(folder)
     features = list(CREDITCARD.features)

@@ -24,7 +24,7 @@ from common import Timer, report, table
 def model(folder: Path) -> Path:
     from aedetect.data.generate import generate_transactions
     from aedetect.data.schema import CREDITCARD
-    from aedetect.detector import AutoencoderDetector
+    from aedetect.model.detector import AutoencoderDetector
 
     df = generate_transactions(20_000, 0.0, seed=1)
     det = AutoencoderDetector(epochs=3, log_columns=CREDITCARD.log_columns,
@@ -45,9 +45,9 @@ def main() -> None:
     from pyspark.sql import SparkSession
 
     from aedetect.data.generate import generate_transactions
-    from aedetect.detector import load_detector
-    from aedetect.scoring import score_file
-    from aedetect.spark import score
+    from aedetect.model.detector import load_detector
+    from aedetect.serving.batch import score_file
+    from aedetect.serving.spark import score
 
     work = Path(tempfile.mkdtemp(prefix="aedetect-bench-spark-"))
     try:

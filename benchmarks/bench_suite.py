@@ -70,7 +70,7 @@ def _standardise(x_train):
 
 # -- detectors: fit(x_train, seed) -> score function (higher = more anomalous) ---------------------
 def fit_aedetect(x, seed, params=None):
-    from aedetect.detector import AutoencoderDetector
+    from aedetect.model.detector import AutoencoderDetector
 
     det = AutoencoderDetector(seed=seed, **(params or {})).fit(x)
     return det.anomaly_score

@@ -20,9 +20,9 @@ import time
 import numpy as np
 from common import Timer, median, real_data, report, table
 
-from aedetect.config import PRESETS, TrainConfig
 from aedetect.data.schema import CREDITCARD
-from aedetect.evaluation import evaluate_scores
+from aedetect.evaluation.metrics import evaluate_scores
+from aedetect.training.config import PRESETS, TrainConfig
 
 FEATURES = list(CREDITCARD.features)
 
@@ -63,7 +63,7 @@ GUIDE_FAST = {**PRESETS["guide"], "batch_size": 2048, "learning_rate": 3e-3}
 
 
 def bench_aedetect(df, max_epochs: int, overrides: dict, label: str):
-    from aedetect.train import evaluate_detector, train_detector
+    from aedetect.training.workflow import evaluate_detector, train_detector
 
     config = TrainConfig(**{**overrides, "epochs": max_epochs})
     timer = epoch_timer()
@@ -78,7 +78,7 @@ def bench_aedetect(df, max_epochs: int, overrides: dict, label: str):
 
 def prepared(df, split):
     """Training, validation and test rows through the same preprocessing aedetect fits."""
-    from aedetect.preprocessing import Preprocessor
+    from aedetect.model.preprocessing import Preprocessor
 
     raw = {k: df.iloc[getattr(split, k)][FEATURES].to_numpy() for k in ("train", "validation", "test")}
     pre = Preprocessor(FEATURES, CREDITCARD.log_columns, CREDITCARD.periodic_columns).fit(raw["train"])
@@ -89,7 +89,7 @@ def prepared(df, split):
 def bench_keras(x, xv, xt, yt, max_epochs: int):
     import keras
 
-    from aedetect.network import build_autoencoder
+    from aedetect.model.network import build_autoencoder
 
     keras.utils.set_random_seed(0)
     model = build_autoencoder(x.shape[1], (20, 8, 20), "tanh")

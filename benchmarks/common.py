@@ -40,9 +40,9 @@ def machine() -> str:
 
 def real_data():
     """The ULB frame (validated) and its guide split, or exit with a message when absent."""
-    from aedetect.config import TrainConfig
     from aedetect.data.io import read_table
-    from aedetect.train import split_frame
+    from aedetect.training.config import TrainConfig
+    from aedetect.training.workflow import split_frame
 
     if not REAL_DATA.is_file():
         raise SystemExit(f"{REAL_DATA} not found: run `aedetect data fetch creditcard` with "

@@ -77,9 +77,9 @@ def compare_on_afternoon() -> None:
     """The day-1 model and its warm start on the same later rows, which neither trained on."""
     from rich.console import Console
 
-    from aedetect.detector import load_detector
-    from aedetect.monitor import load_reference
-    from aedetect.monitor_report import compare_models, comparison_table
+    from aedetect.model.detector import load_detector
+    from aedetect.monitoring.batch import compare_models, comparison_table
+    from aedetect.monitoring.reference import load_reference
 
     pm = pd.read_csv(OUT / "day2-pm.csv")
     models = {name: (load_detector(OUT / name), load_reference(OUT / name))

@@ -33,7 +33,7 @@ def fitted(frame):
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     """A saved model folder for the scoring, service and export tests."""
-    from aedetect.detector import AutoencoderDetector
+    from aedetect.model.detector import AutoencoderDetector
 
     df = generate_transactions(4000, 0.01, seed=1)
     normals = df[df["Class"] == 0][FEATURES]
@@ -48,7 +48,7 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def guide_model_dir(tmp_path_factory):
     """The guide's network (tanh, MSE score), saved: the other activation and score kind."""
-    from aedetect.detector import AutoencoderDetector
+    from aedetect.model.detector import AutoencoderDetector
 
     df = generate_transactions(3000, 0.0, seed=2)
     det = AutoencoderDetector((16, 6, 16), "tanh", epochs=2, score_type="mse", jit_compile=False,
@@ -59,7 +59,7 @@ def guide_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def detector(model_dir):
-    from aedetect.detector import load_detector
+    from aedetect.model.detector import load_detector
 
     return load_detector(model_dir)
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from aedetect import AutoencoderDetector
-from aedetect.artifact import MANIFEST_FILE, MODEL_FILE, read_manifest
 from aedetect.data.schema import CREDITCARD
-from aedetect.detector import load_detector
 from aedetect.errors import ArtifactError
-from aedetect.thresholds import Threshold
+from aedetect.model.detector import load_detector
+from aedetect.model.thresholds import Threshold
+from aedetect.store.folder import MANIFEST_FILE, MODEL_FILE, read_manifest
 
 FEATURES = list(CREDITCARD.features)
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from aedetect.baselines import BASELINES, LOFScorer
 from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD
-from aedetect.preprocessing import Preprocessor
+from aedetect.evaluation.baselines import BASELINES, LOFScorer
+from aedetect.model.preprocessing import Preprocessor
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_lof_trains_on_a_seeded_subsample_and_says_so(data):
 
 
 def test_pca_residual_scorer_keeps_90_percent_and_says_so(data):
-    from aedetect.baselines import PCAResidualScorer
+    from aedetect.evaluation.baselines import PCAResidualScorer
 
     x, y = data
     model = PCAResidualScorer().fit(x[y == 0])

@@ -28,7 +28,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 @pytest.fixture
 def cli(monkeypatch, capsys):
-    from aedetect.cli import main
+    from aedetect.cli.app import main
 
     def run(*args):
         monkeypatch.setattr(sys, "argv", ["aedetect", *map(str, args)])
@@ -132,7 +132,7 @@ def test_nan_text_is_reported_as_nan_not_empty(frame, tmp_path):
 
 
 def test_infinite_value_reads_inf_not_numpy_repr(detector, frame, tmp_path):
-    from aedetect.scoring import score_file
+    from aedetect.serving.batch import score_file
 
     df = frame.head(10).copy()
     df.loc[4, "V5"] = np.inf
@@ -170,7 +170,7 @@ def test_stale_part_files_of_a_killed_run_are_removed(cli, model_dir, csv, tmp_p
 
 
 def test_outputs_and_model_folders_follow_the_umask(fitted, detector, csv, tmp_path):
-    from aedetect.scoring import score_file
+    from aedetect.serving.batch import score_file
 
     old = os.umask(0o022)
     try:
@@ -218,7 +218,7 @@ def test_sigterm_during_training_cleans_up(tmp_path):
                 data)
     work = tmp_path / "tmp"
     work.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli", "train", "--data", data, "--out",
+    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli.app", "train", "--data", data, "--out",
                              tmp_path / "model", "--epochs", "200", "--patience", "200",
                              "--input-pipeline", "tfrecord"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

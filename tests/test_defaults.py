@@ -1,10 +1,10 @@
-"""The `"auto"` rules of aedetect.defaults on small shapes, and a small fit with them."""
+"""The `"auto"` rules of aedetect.model.defaults on small shapes, and a small fit with them."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from aedetect.defaults import (
+from aedetect.model.defaults import (
     auto_architecture,
     auto_batch_size,
     auto_code_size,
@@ -13,7 +13,7 @@ from aedetect.defaults import (
     auto_width,
     passes_per_epoch,
 )
-from aedetect.detector import AutoencoderDetector
+from aedetect.model.detector import AutoencoderDetector
 
 
 @pytest.mark.parametrize(("n_features", "width"), [(1, 16), (6, 16), (12, 32), (30, 64),

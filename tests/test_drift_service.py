@@ -6,12 +6,12 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from aedetect.artifact import read_manifest
 from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD
-from aedetect.detector import load_detector
-from aedetect.monitor import build_reference, load_reference
-from aedetect.service import ServiceSettings, create_app
+from aedetect.model.detector import load_detector
+from aedetect.monitoring.reference import build_reference, load_reference
+from aedetect.serving.app import ServiceSettings, create_app
+from aedetect.store.folder import read_manifest
 
 FEATURES = list(CREDITCARD.features)
 CAP = 300

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aedetect.evaluation import at_threshold, evaluate_scores, precision_at_recall, recall_at_precision
+from aedetect.evaluation.metrics import at_threshold, evaluate_scores, precision_at_recall, recall_at_precision
 
 Y = np.array([0, 0, 0, 0, 0, 1, 0, 1, 1, 1])
 S = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])

@@ -16,8 +16,8 @@ import pytest
 
 from aedetect.data.generate import generate_transactions
 from aedetect.errors import ArtifactError
-from aedetect.export import export_onnx, export_savedmodel
-from aedetect.runtime import load_scorer
+from aedetect.serving.export import export_onnx, export_savedmodel
+from aedetect.serving.runtime import load_scorer
 
 TF1_LOADER = textwrap.dedent("""
     import json, sys
@@ -83,7 +83,7 @@ def test_savedmodel_mse_in_process(guide_model_dir, tmp_path):
     """The other score kind and activation, through `tf.saved_model.load`."""
     import tensorflow as tf
 
-    from aedetect.detector import load_detector
+    from aedetect.model.detector import load_detector
 
     det = load_detector(guide_model_dir)
     path = export_savedmodel(det, tmp_path / "export")
@@ -98,8 +98,8 @@ def test_onnx_export_runs_in_onnx_runtime(model_dir, guide_model_dir, tmp_path, 
     import onnxruntime as ort
     from typer.testing import CliRunner
 
-    from aedetect.cli import app
-    from aedetect.detector import load_detector
+    from aedetect.cli.app import app
+    from aedetect.model.detector import load_detector
 
     src = model_dir if which == "default" else guide_model_dir
     result = CliRunner().invoke(app, ["export", "--model", str(src), "--format", "onnx",

@@ -9,8 +9,8 @@ import pytest
 from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD, validate_frame
 from aedetect.errors import DataError
-from aedetect.fitloop import array_epochs
-from aedetect.preprocessing import Preprocessor
+from aedetect.model.fitloop import array_epochs
+from aedetect.model.preprocessing import Preprocessor
 
 
 def _epoch(epochs, per_call=1) -> list[np.ndarray]:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aedetect.fitloop import array_epochs, even_steps_per_call, run_epochs, train_step
-from aedetect.network import build_autoencoder
+from aedetect.model.fitloop import array_epochs, even_steps_per_call, run_epochs, train_step
+from aedetect.model.network import build_autoencoder
 
 
 def _model(l2=0.0):

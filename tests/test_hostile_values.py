@@ -16,8 +16,8 @@ import pytest
 from aedetect.data.io import read_table, write_table
 from aedetect.data.schema import CREDITCARD, MAX_ABS_VALUE
 from aedetect.errors import DataError
-from aedetect.scores import contributions
-from aedetect.scoring import bad_rows_path, score_file
+from aedetect.model.scores import contributions
+from aedetect.serving.batch import bad_rows_path, score_file
 
 FEATURES = list(CREDITCARD.features)
 
@@ -77,7 +77,7 @@ def test_batch_scorer_error_and_skip_modes(detector, small, tmp_path):
 def test_service_refuses_huge_value_with_422(model_dir, small):
     from fastapi.testclient import TestClient
 
-    from aedetect.service import create_app
+    from aedetect.serving.app import create_app
 
     client = TestClient(create_app(model_dir))
     tx = {k: float(v) for k, v in small[FEATURES].iloc[0].items()}

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from aedetect.config import TrainConfig
 from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD
 from aedetect.errors import ArtifactError
-from aedetect.hybrid import FEATURE_GROUPS, HEAD_FILE, HYBRID_FILE, HybridDetector, label_rows, load_model
-from aedetect.train import split_frame
+from aedetect.model.hybrid import FEATURE_GROUPS, HEAD_FILE, HYBRID_FILE, HybridDetector, label_rows, load_model
+from aedetect.training.config import TrainConfig
+from aedetect.training.workflow import split_frame
 
 FEATURES = list(CREDITCARD.features)
 SMALL = {"epochs": 4, "batch_size": 256}
@@ -31,7 +31,7 @@ def trained(data, tmp_path_factory):
     """`aedetect train --use-labels` (in-process), recording the hybrid and the rows its fit() saw."""
     from typer.testing import CliRunner
 
-    from aedetect.cli import app
+    from aedetect.cli.app import app
 
     work = tmp_path_factory.mktemp("hybrid")
     csv, model = work / "gen.csv", work / "model"
@@ -135,7 +135,7 @@ def test_save_load_round_trip_without_pickle(data, trained, tmp_path, monkeypatc
 
 def test_guide_protocol_falls_back_and_says_why(data, trained):
     # The guide protocol keeps every labelled anomaly outside the test set in the selection set.
-    from aedetect.hybrid import fit_hybrid
+    from aedetect.model.hybrid import fit_hybrid
 
     det = trained["hybrid"].detector
     split = split_frame(data, TrainConfig(protocol="guide", seed=0))
@@ -147,7 +147,7 @@ def test_guide_protocol_falls_back_and_says_why(data, trained):
 def test_cli_score_flags_by_the_probability(trained, tmp_path):
     from typer.testing import CliRunner
 
-    from aedetect.cli import app
+    from aedetect.cli.app import app
 
     scored = tmp_path / "scored.csv"
     res = CliRunner().invoke(app, ["score", "--model", str(trained["model"]), "--data", str(trained["csv"]),

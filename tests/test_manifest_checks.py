@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from aedetect.artifact import MANIFEST_FILE, read_manifest
 from aedetect.errors import ArtifactError
-from aedetect.manifest_checks import check_manifest_semantics
+from aedetect.store.folder import MANIFEST_FILE, read_manifest
+from aedetect.store.manifest import check_manifest_semantics
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from sklearn.metrics import precision_score, recall_score
 
 from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD
-from aedetect.monitor import (
+from aedetect.monitoring.batch import markdown_table, monitor_frame, parse_window, write_outputs
+from aedetect.monitoring.reference import (
     DriftSettings,
     Reference,
     build_reference,
@@ -26,7 +27,6 @@ from aedetect.monitor import (
     reference_from_frame,
     share_test,
 )
-from aedetect.monitor_report import markdown_table, monitor_frame, parse_window, write_outputs
 
 FEATURES = list(CREDITCARD.features)
 

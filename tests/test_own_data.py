@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aedetect.config import TrainConfig
 from aedetect.data.generate import FRAUD_KINDS, generate_transaction_log
 from aedetect.data.infer import infer_schema
 from aedetect.data.io import write_table
 from aedetect.errors import AedetectError, DataError
+from aedetect.training.config import TrainConfig
 
 
 def run(*args) -> str:
@@ -21,7 +21,7 @@ def run(*args) -> str:
     returns what it printed."""
     from typer.testing import CliRunner
 
-    from aedetect.cli import app
+    from aedetect.cli.app import app
 
     res = CliRunner().invoke(app, [str(a) for a in args])
     assert res.exit_code == 0, res.output
@@ -75,7 +75,7 @@ def test_inferred_roles_and_types(table):
 
 def test_credit_card_columns_infer_to_todays_fixed_schema(frame):
     from aedetect.data.schema import CREDITCARD
-    from aedetect.preprocessing import Preprocessor
+    from aedetect.model.preprocessing import Preprocessor
 
     s = infer_schema(frame)
     assert (s.features, s.label, s.time) == (list(CREDITCARD.features), "Class", "Time")
@@ -106,7 +106,7 @@ def test_preprocessing_of_categories_and_missing_values(table):
     import tensorflow as tf
 
     from aedetect.data.schema import as_seconds
-    from aedetect.preprocessing import Preprocessor
+    from aedetect.model.preprocessing import Preprocessor
 
     s = infer_schema(table)
     pre = Preprocessor.from_schema(s).fit(table)
@@ -159,8 +159,8 @@ def test_train_evaluate_score_from_the_command_line(trained, files, tmp_path):
 
 
 def test_scoring_parquet_unseen_category_and_missing_column(trained, table, tmp_path):
-    from aedetect.detector import load_detector
-    from aedetect.scoring import score_file
+    from aedetect.model.detector import load_detector
+    from aedetect.serving.batch import score_file
 
     det = load_detector(trained[0])
     new = table.head(50).copy()
@@ -181,7 +181,7 @@ def test_scoring_parquet_unseen_category_and_missing_column(trained, table, tmp_
 def test_service_takes_categories_as_strings(trained, table):
     from fastapi.testclient import TestClient
 
-    from aedetect.service import create_app
+    from aedetect.serving.app import create_app
 
     client = TestClient(create_app(trained[0]))
     props = client.get("/openapi.json").json()["components"]["schemas"]["Transaction"]["properties"]
@@ -205,8 +205,8 @@ def test_savedmodel_takes_strings_and_scores_like_python(trained, table, tmp_pat
     import tensorflow as tf
 
     from aedetect.data.schema import as_seconds
-    from aedetect.detector import load_detector
-    from aedetect.export import export_savedmodel, input_dtypes
+    from aedetect.model.detector import load_detector
+    from aedetect.serving.export import export_savedmodel, input_dtypes
 
     det = load_detector(trained[0])
     path = export_savedmodel(det, tmp_path / "export")
@@ -238,8 +238,8 @@ def test_onnx_export_reads_categories_gaps_and_dates_like_the_runtime(trained, t
     import onnxruntime as ort
 
     from aedetect.data.schema import as_seconds
-    from aedetect.export import export_onnx, input_dtypes
-    from aedetect.runtime import load_scorer
+    from aedetect.serving.export import export_onnx, input_dtypes
+    from aedetect.serving.runtime import load_scorer
 
     scorer = load_scorer(trained[0])
     rows = table.head(200).copy()
@@ -257,8 +257,8 @@ def test_onnx_export_reads_categories_gaps_and_dates_like_the_runtime(trained, t
 
 
 def test_a_table_with_no_label_trains_on_every_row(table, tmp_path):
-    from aedetect.detector import AutoencoderDetector
-    from aedetect.train import train_detector
+    from aedetect.model.detector import AutoencoderDetector
+    from aedetect.training.workflow import train_detector
 
     unlabelled = table.drop(columns=["is_fraud", "fraud_kind"]).head(1500)
     schema = infer_schema(unlabelled)
@@ -277,8 +277,8 @@ def test_a_table_with_no_label_trains_on_every_row(table, tmp_path):
 
 
 def test_drift_reference_profiles_categories_and_hours(trained, table):
-    from aedetect.detector import load_detector
-    from aedetect.monitor import DriftSettings, compare_batch, load_reference
+    from aedetect.model.detector import load_detector
+    from aedetect.monitoring.reference import DriftSettings, compare_batch, load_reference
 
     det, ref = load_detector(trained[0]), load_reference(trained[0])
     assert ref.columns["merchant_category"]["kind"] == "categorical"
@@ -298,8 +298,8 @@ def test_drift_reference_profiles_categories_and_hours(trained, table):
 def test_open_inference_protocol_takes_typed_columns(trained, table):
     from fastapi.testclient import TestClient
 
-    from aedetect.runtime import load_scorer
-    from aedetect.service import create_app
+    from aedetect.serving.app import create_app
+    from aedetect.serving.runtime import load_scorer
 
     model = trained[0]
     client = TestClient(create_app(model))

@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from aedetect.data.schema import CREDITCARD
 from aedetect.errors import DataError
-from aedetect.preprocessing import Preprocessor
+from aedetect.model.preprocessing import Preprocessor
 
 
 def _pre():

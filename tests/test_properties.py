@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from aedetect.data.io import read_table
 from aedetect.data.schema import CREDITCARD
 from aedetect.errors import DataError
-from aedetect.scoring import bad_rows_path, score_file
+from aedetect.serving.batch import bad_rows_path, score_file
 
 FEATURES = list(CREDITCARD.features)
 settings.register_profile("default-fast", max_examples=15, deadline=None, derandomize=True,

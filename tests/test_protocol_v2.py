@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD
-from aedetect.runtime import load_scorer
-from aedetect.service import ServiceSettings, create_app
+from aedetect.serving.app import ServiceSettings, create_app
+from aedetect.serving.runtime import load_scorer
 
 FEATURES = list(CREDITCARD.features)
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from aedetect.config import TrainConfig
 from aedetect.data.fetch import fetch_creditcard
 from aedetect.data.io import read_table
-from aedetect.train import evaluate_detector, train_detector
+from aedetect.training.config import TrainConfig
+from aedetect.training.workflow import evaluate_detector, train_detector
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def test_quality_floors_on_real_data(ulb, protocol):
 def test_guide_preset_replicates_the_guide(ulb):
     """The guide's recipe lands where the guide's article does on ranking quality, far below
     the defaults at precision 0.93."""
-    from aedetect.config import PRESETS
+    from aedetect.training.config import PRESETS
 
     result = train_detector(ulb, TrainConfig(**PRESETS["guide"], seed=0))
     m = evaluate_detector(result.detector, ulb, result.split.test)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from aedetect.cli import app
-from aedetect.config import TrainConfig
+from aedetect.cli.app import app
 from aedetect.data.generate import generate_transactions
-from aedetect.report import evaluation_report
-from aedetect.train import evaluate_detector, select_threshold, train_detector
+from aedetect.evaluation.report import evaluation_report
+from aedetect.training.config import TrainConfig
+from aedetect.training.workflow import evaluate_detector, select_threshold, train_detector
 
 FIGURES = {"histogram.png", "pr_curve.png", "roc_curve.png", "threshold_sweep.png",
            "confusion_matrix.png", "feature_errors.png", "loss.png"}
@@ -118,7 +118,7 @@ def test_cli_compare_runs_every_method_on_the_same_split(tmp_path):
 
 
 def test_comparison_summary_is_mean_and_sample_std_over_seeds():
-    from aedetect.compare import METRICS, Comparison, markdown_table
+    from aedetect.training.compare import METRICS, Comparison, markdown_table
 
     runs = [{"m": {k: v for k in METRICS}} for v in (0.2, 0.4, 0.6)]
     cmp = Comparison("guide", [0, 1, 2], 50.0, notes={"m": "n"}, uses_labels={"m": False}, runs=runs)
@@ -132,7 +132,7 @@ def test_comparison_summary_is_mean_and_sample_std_over_seeds():
                                                  ("--set", "cost_review=-1", "cost_review"),
                                                  ("--threshold-rule", "top10", "threshold_rule")])
 def test_cli_train_rejects_bad_rule_options_before_reading_data(tmp_path, option, value, name):
-    from aedetect.cli import UsageError
+    from aedetect.cli.app import UsageError
 
     run = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "absent.csv"), "--out",
                                    str(tmp_path / "m"), option, value])

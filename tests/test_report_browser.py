@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from aedetect.config import TrainConfig
 from aedetect.data.generate import generate_transactions
-from aedetect.report import evaluation_report
-from aedetect.train import evaluate_detector, train_detector
+from aedetect.evaluation.report import evaluation_report
+from aedetect.training.config import TrainConfig
+from aedetect.training.workflow import evaluate_detector, train_detector
 
 pytestmark = pytest.mark.slow
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -13,7 +13,7 @@ import pytest
 from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD
 from aedetect.errors import ArtifactError, DataError
-from aedetect.runtime import WEIGHTS_FILE, load_scorer
+from aedetect.serving.runtime import WEIGHTS_FILE, load_scorer
 
 FEATURES = list(CREDITCARD.features)
 
@@ -36,7 +36,7 @@ def _assert_parity(scorer, detector, X):
 
 @pytest.mark.parametrize("which", ["default", "guide"])
 def test_runtime_equals_keras_path(model_dir, guide_model_dir, which):
-    from aedetect.detector import load_detector
+    from aedetect.model.detector import load_detector
 
     path = model_dir if which == "default" else guide_model_dir
     scorer, detector = load_scorer(path), load_detector(path)
@@ -86,11 +86,11 @@ def test_score_and_serve_never_import_tensorflow(model_dir, tmp_path):
         import sys
         for name in ("tensorflow", "keras", "matplotlib", "h5py"):
             sys.modules[name] = None  # any import of them raises ImportError
-        from aedetect.cli import app
+        from aedetect.cli.app import app
         app(["score", "--model", {str(model_dir)!r}, "--data", {str(data)!r},
              "--out", {str(tmp_path / "out.csv")!r}], standalone_mode=False)
         from fastapi.testclient import TestClient
-        from aedetect.service import create_app
+        from aedetect.serving.app import create_app
         client = TestClient(create_app({str(model_dir)!r}))
         assert client.get("/healthz").status_code == 200
         tx = {{c: 0.5 for c in {FEATURES!r}}}
@@ -110,7 +110,7 @@ def test_runtime_equals_keras_path_on_real_data(tmp_path):
     from aedetect import AutoencoderDetector
     from aedetect.data.fetch import fetch_creditcard
     from aedetect.data.io import read_table
-    from aedetect.detector import load_detector
+    from aedetect.model.detector import load_detector
 
     df = read_table(fetch_creditcard())
     X = df[FEATURES]

@@ -16,7 +16,7 @@ from aedetect.data.generate import generate_transactions
 from aedetect.data.io import write_table
 from aedetect.data.schema import CREDITCARD
 from aedetect.errors import DataError
-from aedetect.scoring import bad_rows_path, score_file
+from aedetect.serving.batch import bad_rows_path, score_file
 
 FEATURES = list(CREDITCARD.features)
 
@@ -127,7 +127,7 @@ def test_sigterm_to_cli_leaves_no_output(model_dir, tmp_path):
     src = write_table(generate_transactions(150_000, 0.01, seed=3), tmp_path / "big.csv")
     out = tmp_path / "out" / "scored.csv"
     out.parent.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli", "score", "--model", str(model_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli.app", "score", "--model", str(model_dir),
                              "--data", str(src), "--out", str(out), "--chunk-rows", "200"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -142,7 +142,7 @@ def test_sigterm_to_cli_leaves_no_output(model_dir, tmp_path):
 
 
 def test_prefetch_keeps_order_and_raises_producer_errors():
-    from aedetect.scoring import prefetch
+    from aedetect.serving.batch import prefetch
 
     assert list(prefetch(iter(range(100)), depth=1)) == list(range(100))
 
@@ -158,7 +158,7 @@ def test_prefetch_keeps_order_and_raises_producer_errors():
 
 
 def test_top_features_match_a_full_sort(rng):
-    from aedetect.runtime import top_features
+    from aedetect.serving.runtime import top_features
 
     values = rng.normal(size=(200, 31))
     names = [f"f{i}" for i in range(31)]

@@ -16,8 +16,8 @@ BOUND_MB = 300
 
 CHILD = r"""
 import json, sys, threading, time, psutil
-from aedetect.detector import load_detector
-from aedetect.scoring import score_file
+from aedetect.model.detector import load_detector
+from aedetect.serving.batch import score_file
 det = load_detector(sys.argv[1])
 det.anomaly_score([[0.0] * det.n_features_in_])
 proc = psutil.Process()

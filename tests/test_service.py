@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD
 from aedetect.errors import ArtifactError
-from aedetect.service import ServiceSettings, create_app
+from aedetect.serving.app import ServiceSettings, create_app
 
 FEATURES = list(CREDITCARD.features)
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD
-from aedetect.service import ServiceSettings, _Gate, create_app
+from aedetect.serving.app import ServiceSettings, _Gate, create_app
 
 FEATURES = list(CREDITCARD.features)
 KEY = "s3cret"
@@ -119,7 +119,7 @@ def test_overload_gets_503_with_retry_after_and_bounded_wait(model_dir, tx, monk
 
 
 def test_serve_reports_a_failed_bind_in_one_line(model_dir, monkeypatch, capsys):
-    from aedetect.cli import main
+    from aedetect.cli.app import main
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -146,10 +146,10 @@ def test_schemathesis_all_checks_pass(open_app, keyed, with_key, examples):
 @pytest.fixture(scope="module")
 def table_app(tmp_path_factory):
     """The service of a model trained on a team's own table: categories, datetimes, gaps."""
-    from aedetect.config import TrainConfig
     from aedetect.data.generate import generate_transaction_log
     from aedetect.data.infer import infer_schema
-    from aedetect.train import train_detector
+    from aedetect.training.config import TrainConfig
+    from aedetect.training.workflow import train_detector
 
     table = generate_transaction_log(1500, 0.03, seed=4)
     det = train_detector(table, TrainConfig(epochs=1, hidden_units=[16, 4, 16], batch_size=64),

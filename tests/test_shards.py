@@ -8,7 +8,7 @@ from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD
 from aedetect.data.shards import _held_out, iter_blocks, shard_data, shard_files
 from aedetect.errors import DataError
-from aedetect.preprocessing import Preprocessor
+from aedetect.model.preprocessing import Preprocessor
 
 FEATURES = list(CREDITCARD.features)
 
@@ -52,8 +52,8 @@ def test_cli_trains_from_a_shard_folder_like_the_in_memory_fit(shards, tmp_path)
     in-memory fit on the same training rows, and the held-out rows are the validation set."""
     from typer.testing import CliRunner
 
-    from aedetect.cli import app
-    from aedetect.detector import load_detector
+    from aedetect.cli.app import app
+    from aedetect.model.detector import load_detector
 
     d, df = shards
     out = tmp_path / "model"

@@ -13,7 +13,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from aedetect import AutoencoderDetector
-from aedetect.evaluation import average_precision_scorer
+from aedetect.evaluation.metrics import average_precision_scorer
 
 # Checks expected to fail, each with its reason: none (all of scikit-learn's checks pass).
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}

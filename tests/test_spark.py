@@ -47,8 +47,8 @@ def lake(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(lake, model_dir):
     """`aedetect score` (the single-process scorer) on the same file."""
-    from aedetect.detector import load_detector
-    from aedetect.scoring import score_file
+    from aedetect.model.detector import load_detector
+    from aedetect.serving.batch import score_file
 
     d, _ = lake
     score_file(load_detector(model_dir), d / "data.parquet", d / "ref.parquet",
@@ -75,7 +75,7 @@ def assert_same_scores(got: pd.DataFrame, ref: pd.DataFrame, threshold: float):
 
 
 def test_map_in_arrow_and_udf_equal_the_single_process_scorer(spark, lake, reference, model_dir):
-    from aedetect.spark import score, score_udf
+    from aedetect.serving.spark import score, score_udf
 
     d, _ = lake
     df = spark.read.parquet(str(d / "data.parquet")).repartition(3)
@@ -89,7 +89,7 @@ def test_map_in_arrow_and_udf_equal_the_single_process_scorer(spark, lake, refer
 
 
 def test_bad_rows_get_null_scores_with_reasons(spark, lake, reference, model_dir):
-    from aedetect.spark import score, score_udf
+    from aedetect.serving.spark import score, score_udf
 
     _, df = lake
     part = df.head(40).copy()
@@ -124,7 +124,7 @@ def test_bad_rows_get_null_scores_with_reasons(spark, lake, reference, model_dir
 ])
 def test_schema_problems_fail_on_the_driver_naming_the_column(spark, lake, model_dir, change, message):
     from aedetect.errors import DataError
-    from aedetect.spark import score
+    from aedetect.serving.spark import score
 
     d, _ = lake
     df = change(spark.read.parquet(str(d / "data.parquet")))
@@ -134,7 +134,7 @@ def test_schema_problems_fail_on_the_driver_naming_the_column(spark, lake, model
 
 
 def test_model_loads_once_per_worker_across_jobs(spark, lake, model_dir):
-    from aedetect.spark import score
+    from aedetect.serving.spark import score
 
     d, _ = lake
     df = spark.read.parquet(str(d / "data.parquet")).repartition(4)
@@ -144,7 +144,7 @@ def test_model_loads_once_per_worker_across_jobs(spark, lake, model_dir):
     def probe(batches):
         import pyarrow as pa
 
-        from aedetect.spark_worker import worker_stats
+        from aedetect.serving.spark_worker import worker_stats
 
         for _ in batches:
             s = worker_stats()
@@ -159,7 +159,7 @@ def test_model_loads_once_per_worker_across_jobs(spark, lake, model_dir):
 def test_cli_writes_parquet_the_spark_way(spark, lake, reference, model_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from aedetect.cli import app
+    from aedetect.cli.app import app
 
     d, _ = lake
     out = tmp_path / "scored"
@@ -174,7 +174,7 @@ def test_cli_writes_parquet_the_spark_way(spark, lake, reference, model_dir, tmp
 
 
 def test_sample_normals_writes_seeded_shards(spark, tmp_path):
-    from aedetect.spark import sample_normals
+    from aedetect.serving.spark import sample_normals
 
     df = spark.createDataFrame(generate_transactions(2000, 0.05, seed=2))
     a, b = tmp_path / "a", tmp_path / "b"
@@ -190,7 +190,7 @@ def test_sample_normals_writes_seeded_shards(spark, tmp_path):
 
 def test_tampered_model_is_refused_on_driver_and_worker(spark, lake, model_dir, tmp_path):
     from aedetect.errors import ArtifactError
-    from aedetect.spark import score, score_shipped, ship_model
+    from aedetect.serving.spark import score, score_shipped, ship_model
 
     d, _ = lake
     df = spark.read.parquet(str(d / "data.parquet"))
@@ -221,7 +221,7 @@ def test_spark_connect_scores_equal_the_single_process_scorer(lake, reference, m
     d, _ = lake
     code = f"""
 from pyspark.sql import SparkSession
-from aedetect.spark import score, score_udf
+from aedetect.serving.spark import score, score_udf
 spark = SparkSession.builder.remote("local[2]").getOrCreate()
 assert not hasattr(spark, "_jsc") or spark._jsc is None
 df = spark.read.parquet({str(d / 'data.parquet')!r}).repartition(3)
@@ -242,13 +242,13 @@ spark.stop()
 def test_a_model_with_categories_dates_and_gaps_scores_like_the_batch_scorer(spark, tmp_path):
     """A dataset-schema model: categories arrive as strings, timestamps as Spark timestamps,
     gaps as nulls; scores equal `aedetect score`'s on the same file, an unseen category scores."""
-    from aedetect.config import TrainConfig
     from aedetect.data.generate import generate_transaction_log
     from aedetect.data.infer import infer_schema
-    from aedetect.detector import load_detector
-    from aedetect.scoring import score_file
-    from aedetect.spark import score
-    from aedetect.train import train_detector
+    from aedetect.model.detector import load_detector
+    from aedetect.serving.batch import score_file
+    from aedetect.serving.spark import score
+    from aedetect.training.config import TrainConfig
+    from aedetect.training.workflow import train_detector
 
     table = generate_transaction_log(2000, 0.03, seed=8)
     schema = infer_schema(table)

@@ -2,10 +2,10 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from aedetect.config import TrainConfig
 from aedetect.data.schema import CREDITCARD
 from aedetect.data.tfdata import load_tfrecords, read_tfrecords
-from aedetect.train import evaluate_detector, split_frame, train_detector, write_split_tfrecords
+from aedetect.training.config import TrainConfig
+from aedetect.training.workflow import evaluate_detector, split_frame, train_detector, write_split_tfrecords
 
 FEATURES = list(CREDITCARD.features)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aedetect.thresholds import (
+from aedetect.model.thresholds import (
     RULES,
     Threshold,
     alert_budget,
@@ -118,7 +118,7 @@ def test_choose_threshold_rejects_unknown_rule_and_parameters():
 
 
 def test_every_rule_in_the_registry_maps_to_config_fields():
-    from aedetect.config import TrainConfig
+    from aedetect.training.config import TrainConfig
 
     for rule in RULES.values():
         for field in rule.config.values():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from aedetect.uncertainty import precision_recall_intervals, proportion_interval, small_sample_warnings
+from aedetect.model.uncertainty import precision_recall_intervals, proportion_interval, small_sample_warnings
 
 
 def _rows(n_anomalies, n_normals, caught, false_alerts):

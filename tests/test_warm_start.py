@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aedetect.config import TrainConfig
 from aedetect.data.generate import generate_transactions
 from aedetect.data.schema import CREDITCARD
-from aedetect.detector import load_detector
-from aedetect.monitor_report import compare_models
-from aedetect.train import train_detector
+from aedetect.model.detector import load_detector
+from aedetect.monitoring.batch import compare_models
+from aedetect.training.config import TrainConfig
+from aedetect.training.workflow import train_detector
 
 FEATURES = list(CREDITCARD.features)
 

@@ -1,5 +1,5 @@
 """How to combine the autoencoder with a supervised head on the time protocol (research notes
-behind aedetect.hybrid): the autoencoder's features for every row are cached per seed, then
+behind aedetect.model.hybrid): the autoencoder's features for every row are cached per seed, then
 each variant trains its head from the cache.
 
 Run: .venv/bin/python benchmarks/research/hybrid_explore.py --seeds 0 1
@@ -27,10 +27,10 @@ def features(protocol: str, seed: int):
         return {k: z[k] for k in z.files}
     from bench_quality import load
 
-    from aedetect.config import TrainConfig
     from aedetect.data.schema import CREDITCARD
-    from aedetect.hybrid import FEATURE_GROUPS, label_rows, residual_features
-    from aedetect.train import train_detector
+    from aedetect.model.hybrid import FEATURE_GROUPS, label_rows, residual_features
+    from aedetect.training.config import TrainConfig
+    from aedetect.training.workflow import train_detector
 
     df, _ = load("creditcard")
     tr = train_detector(df, TrainConfig(protocol=protocol, seed=seed))

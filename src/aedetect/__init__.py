@@ -12,11 +12,11 @@ def __getattr__(name: str):
     # Imported on first use, so a scoring process (runtime, service) never loads the training
     # stack (scikit-learn, pandas, TensorFlow) just by importing the package.
     if name == "AutoencoderDetector":
-        from aedetect.detector import AutoencoderDetector
+        from aedetect.model.detector import AutoencoderDetector
 
         return AutoencoderDetector
     if name == "load_scorer":
-        from aedetect.runtime import load_scorer
+        from aedetect.serving.runtime import load_scorer
 
         return load_scorer
     raise AttributeError(f"module 'aedetect' has no attribute {name!r}")

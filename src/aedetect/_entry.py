@@ -15,7 +15,7 @@ def _interrupted(*_) -> None:
 def main() -> None:
     try:
         signal.signal(signal.SIGTERM, _interrupted)
-        from aedetect.cli import main as cli_main
+        from aedetect.cli.app import main as cli_main
     except KeyboardInterrupt:
         sys.stderr.write("interrupted while starting; nothing was written\n")
         sys.exit(130)

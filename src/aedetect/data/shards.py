@@ -1,6 +1,6 @@
 """Training rows from a folder of Parquet (or CSV) shards, streamed in bounded memory.
 
-A folder written by `aedetect.spark.sample_normals` (or any folder of `part-*.parquet` /
+A folder written by `aedetect.serving.spark.sample_normals` (or any folder of `part-*.parquet` /
 `*.csv` files with the feature columns) is read block by block, never whole: the preprocessing
 statistics come from `Preprocessor.partial_fit` over the blocks (inside the detector's streaming
 fit), training streams the blocks again each epoch through a bounded shuffle buffer, and a
@@ -71,7 +71,7 @@ def iter_blocks(files: list[Path], features: list[str], label: str | None = "Cla
                 block_rows: int = BLOCK_ROWS) -> Iterator[tuple[int, int, np.ndarray]]:
     """(file index, block index, float64 rows) of normal rows (label 0 when a label column is
     present). A value that is not a finite number stops with its file, row and column."""
-    from aedetect.scoring import _parse_features
+    from aedetect.serving.batch import _parse_features
 
     for i, path in enumerate(files):
         row = 0

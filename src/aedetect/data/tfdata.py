@@ -1,5 +1,5 @@
 """tf.data input pipelines for rows streamed from sharded TFRecord files (rows in memory are
-batched by `aedetect.fitloop` without tf.data).
+batched by `aedetect.model.fitloop` without tf.data).
 
 TFRecord shards hold one `tf.train.Example` per row (`features`: float list of the raw columns,
 `label`: int64), so any TF tool can read them. Training from shards streams: shards are read

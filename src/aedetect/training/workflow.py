@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aedetect.config import TrainConfig
 from aedetect.data.schema import CREDITCARD, DatasetSchema, Schema
 from aedetect.data.splits import Split, make_split, unlabelled_split
-from aedetect.detector import AutoencoderDetector
 from aedetect.errors import AedetectError
-from aedetect.evaluation import evaluate_detector  # noqa: F401  (the evaluation's home)
-from aedetect.monitor import training_reference
-from aedetect.thresholds import choose_threshold, get_rule, rows_per_day
-from aedetect.uncertainty import precision_recall_intervals, small_sample_warnings
+from aedetect.evaluation.metrics import evaluate_detector  # noqa: F401  (the evaluation's home)
+from aedetect.model.detector import AutoencoderDetector
+from aedetect.model.thresholds import choose_threshold, get_rule, rows_per_day
+from aedetect.model.uncertainty import precision_recall_intervals, small_sample_warnings
+from aedetect.monitoring.reference import training_reference
+from aedetect.training.config import TrainConfig
 
 # What a warm start may change; the rest of the parent's parameters define its network and score.
 WARM_START_PARAMS = ("epochs", "learning_rate", "patience", "batch_size", "verbose")
@@ -131,7 +131,7 @@ def train_detector(
     det.split_ = {"protocol": split.protocol, "seed": config.seed, "data_fingerprint": fingerprint,
                   "sizes": split.sizes()}
     if config.use_labels:  # the same rule again, on the hybrid's fraud probability
-        from aedetect.hybrid import fit_hybrid
+        from aedetect.model.hybrid import fit_hybrid
 
         det = fit_hybrid(det, df, split, schema, min_anomalies=config.min_anomalies, seed=config.seed)
         det.threshold = select_threshold(det, df, split, config, schema)
@@ -165,7 +165,7 @@ def stream_sample(split: Split) -> tuple[np.ndarray, str]:
 
 
 def select_threshold(det, df, split: Split, config: TrainConfig, schema: Schema = CREDITCARD):
-    """Apply the configured rule (`aedetect.thresholds.RULES`): label-free rules see validation
+    """Apply the configured rule (`aedetect.model.thresholds.RULES`): label-free rules see validation
     normals (or the selection window of the time protocol), labelled rules see only the
     selection set, never the test set.
 

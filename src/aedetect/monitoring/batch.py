@@ -1,5 +1,5 @@
 """Batch monitoring of a data file against a model's reference: cut it into time windows,
-compare each (see `aedetect.monitor`), and present the result as a table, `drift.json`, an
+compare each (see `aedetect.monitoring.reference`), and present the result as a table, `drift.json`, an
 HTML report with figures per window, and a retraining hint.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from aedetect.errors import DataError
-from aedetect.monitor import DriftSettings, Reference, compare_batch, input_names, numeric_counts
+from aedetect.monitoring.reference import DriftSettings, Reference, compare_batch, input_names, numeric_counts
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -257,8 +257,8 @@ def _window_figure(ref: Reference, w: dict, scores: np.ndarray, psi_alarm: float
 
 
 def drift_report(result: dict, ref: Reference, window_scores: list[np.ndarray], title: str):
-    """The HTML report (see `aedetect.report.Report`) of a `monitor_frame` result."""
-    from aedetect.report import Report
+    """The HTML report (see `aedetect.evaluation.report.Report`) of a `monitor_frame` result."""
+    from aedetect.evaluation.report import Report
 
     rep = Report(title)
     s, r = result["settings"], result["reference"]
@@ -314,7 +314,7 @@ def compare_models(models: dict, x: pd.DataFrame, y=None, skip: tuple[str, ...] 
                        alarm=res["alarm"])
         if y is not None:
             y = np.asarray(y).astype(int)
-            from aedetect.monitor import precision_recall
+            from aedetect.monitoring.reference import precision_recall
 
             pr = precision_recall(y, scores > det.threshold_)
             row.update(precision=pr["precision"], recall=pr["recall"], anomalies=int(y.sum()),

@@ -1,6 +1,6 @@
 """Explanations in the user's terms: per-feature contributions summed back to input columns.
 
-A row's score is a sum of contributions of the preprocessed features (`aedetect.scores`); the
+A row's score is a sum of contributions of the preprocessed features (`aedetect.model.scores`); the
 one-hot features of `merchant_category`, or the sin/cos of a timestamp, add up to one number per
 input column, and the reason names the column with its value: `merchant_category='jewelry'
 (unseen)`, `amount=1520.5`, `device=(missing)`.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aedetect.runtime import top_features
+from aedetect.serving.runtime import top_features
 
 
 def top_columns(preprocessor, X, contributions: np.ndarray, k: int):

@@ -13,7 +13,7 @@ kept as the credit-card defaults at that data's size:
   credit-card data;
 - XLA compilation only from 50,000 rows: below that the compile costs more than it saves.
 
-Training itself is a loop of our own (`aedetect.fitloop`): one traced step, batches cut from the
+Training itself is a loop of our own (`aedetect.model.fitloop`): one traced step, batches cut from the
 rows in memory, early stopping in Python. Keras' `model.fit` cost a few seconds of tracing per
 fit, most of a small fit's time; the updates and the stopping rule are the same.
 

@@ -2,14 +2,14 @@
 
 Routes: `POST /v1/score` (one or many transactions, typed by the model's input schema),
 `GET /healthz`, `GET /v1/model` (the manifest, without local paths), `GET /metrics`
-(Prometheus text) and the open inference protocol under `/v2` (`aedetect.protocol_v2`). The
-model is the NumPy runtime (`aedetect.runtime`): the service never imports TensorFlow. It loads
+(Prometheus text) and the open inference protocol under `/v2` (`aedetect.serving.v2`). The
+model is the NumPy runtime (`aedetect.serving.runtime`): the service never imports TensorFlow. It loads
 once in `create_app`; a folder that fails verification raises `ArtifactError` there, so the
 server never starts with a bad model. When the environment variable named by `api_key_env` is
 set, every route except the health routes needs that key in the `X-API-Key` header (compared in
 constant time).
 
-`GET /v1/drift` and the drift gauges in `/metrics`: see `aedetect.monitor_service`.
+`GET /v1/drift` and the drift gauges in `/metrics`: see `aedetect.monitoring.service`.
 
 Contract: the OpenAPI document declares every status a route can answer (400, 401, 411, 413,
 422, 503); numbers and ids are strict (a boolean is neither); under overload a scoring request
@@ -38,8 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_
 
 from aedetect.data.schema import MAX_ABS_VALUE
 from aedetect.errors import DataError
-from aedetect.explain import top_columns
-from aedetect.monitor_service import install_drift
+from aedetect.monitoring.service import install_drift
+from aedetect.serving.explain import top_columns
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -207,12 +207,12 @@ def _public_manifest(manifest) -> dict:
 
 
 def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = None) -> FastAPI:
-    from aedetect.artifact import read_manifest
-    from aedetect.runtime import load_scorer
+    from aedetect.serving.runtime import load_scorer
+    from aedetect.store.folder import read_manifest
 
     settings = settings or ServiceSettings()
     if "hybrid.json" in read_manifest(Path(model_dir)).files:  # a supervised head needs its model
-        from aedetect.hybrid import load_model
+        from aedetect.model.hybrid import load_model
 
         det = load_model(Path(model_dir))
     else:
@@ -342,7 +342,7 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
         ]
         return ScoreResponse(threshold=det.threshold_, results=results)
 
-    from aedetect.protocol_v2 import create_v2_router
+    from aedetect.serving.v2 import create_v2_router
 
     def on_scored(rows: int, flagged: int) -> None:
         m["scored"].inc(rows)

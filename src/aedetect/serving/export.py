@@ -14,7 +14,7 @@ category lookup tables) are tracked the way TF Serving's loader (the TF1 session
 `saved_model_cli run` expect; the `serve` endpoint is also the `serving_default` signature.
 
 ONNX: built node by node with the `onnx` package from the TensorFlow-free runtime's weights
-(`aedetect.runtime.Scorer`), so it needs neither TensorFlow nor a converter. Opset 17, plus the
+(`aedetect.serving.runtime.Scorer`), so it needs neither TensorFlow nor a converter. Opset 17, plus the
 `ai.onnx.ml` LabelEncoder for categories. Outputs are written under a temporary name and renamed
 into place; permissions follow the umask.
 """
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aedetect.artifact import atomic_folder
 from aedetect.errors import ArtifactError
-from aedetect.preprocessing import MISSING
+from aedetect.model.preprocessing import MISSING
+from aedetect.store.folder import atomic_folder
 
 EXPORT_INFO = "aedetect-export.json"
 ONNX_OPSET = 17
@@ -63,7 +63,7 @@ def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = Fa
     import keras
     import tensorflow as tf
 
-    from aedetect.scores import score_tf
+    from aedetect.model.scores import score_tf
 
     names = list(detector.feature_names_in_)
     model, pre = detector.model_, detector.preprocessor_
@@ -205,7 +205,7 @@ def onnx_model(scorer):
 
 
 def export_onnx(scorer, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write `scorer` (from `aedetect.runtime.load_scorer`) as one ONNX file at `path`."""
+    """Write `scorer` (from `aedetect.serving.runtime.load_scorer`) as one ONNX file at `path`."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise ArtifactError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")

@@ -4,7 +4,7 @@ This module is imported inside Spark's Python workers, never pickled: the model 
 (a cache in `__main__` would be pickled, empty, into every task) and survives from task to task
 and job to job while Spark reuses the worker (`spark.python.worker.reuse`, on by default). It
 imports no pyspark.sql and no TensorFlow at import time; the thread limits are set before the
-model is first loaded (the TensorFlow-free runtime, `aedetect.runtime.load_scorer`).
+model is first loaded (the TensorFlow-free runtime, `aedetect.serving.runtime.load_scorer`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def load_model(model_dir: str | os.PathLike):
     The returned object has `score_matrix(x) -> (scores, contributions)` for a checked float
     matrix and `threshold_`.
     """
-    from aedetect.runtime import load_scorer
+    from aedetect.serving.runtime import load_scorer
 
     return load_scorer(model_dir)
 
@@ -118,7 +118,7 @@ def model_for(shipped: ShippedModel, model_dir: str | os.PathLike | None = None)
         if actual != shipped.digest:
             raise ArtifactError(f"{path}: manifest sha256 {actual} does not match the model the "
                                 f"driver checked ({shipped.digest}); refusing to score with it")
-        from aedetect.artifact import read_manifest
+        from aedetect.store.folder import read_manifest
 
         read_manifest(path)  # every file's sha256 against the (now trusted) manifest
         model = load_model(path)
@@ -143,8 +143,8 @@ def output_columns(top_k: int) -> list[tuple[str, pa.DataType]]:
 def score_arrays(model, shipped: ShippedModel, batch: pa.RecordBatch, top_k: int) -> dict:
     """Score the feature columns of `batch`; rows that cannot be scored get a null score and a
     reason instead of failing the task. Returns one Arrow array per output column."""
-    from aedetect.runtime import top_features
-    from aedetect.scoring import _parse_features, _parse_table
+    from aedetect.serving.batch import _parse_features, _parse_table
+    from aedetect.serving.runtime import top_features
 
     n = batch.num_rows
     table = getattr(model, "schema", None) is not None  # categories, datetimes, gaps: by type

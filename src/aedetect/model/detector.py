@@ -3,7 +3,7 @@
 Two views of one score, each with its own name:
 
 - the fraud view, `anomaly_score(X)`: higher = more anomalous (a reconstruction error, see
-  `aedetect.scores`); rows with `anomaly_score > threshold_` are flagged. The CLI, the service and
+  `aedetect.model.scores`); rows with `anomaly_score > threshold_` are flagged. The CLI, the service and
   the reports use it.
 - scikit-learn's outlier convention (IsolationForest, LocalOutlierFactor): `score_samples(X)` =
   `-anomaly_score(X)` (lower = more abnormal), `offset_ = -threshold_`, `decision_function(X) =
@@ -24,26 +24,26 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from aedetect.conventions import OutlierConventions
 from aedetect.data.schema import DatasetSchema
-from aedetect.defaults import (
+from aedetect.errors import DataError
+from aedetect.model.conventions import OutlierConventions
+from aedetect.model.defaults import (
     auto_architecture,
     auto_batch_size,
     auto_epochs,
     auto_jit,
     passes_per_epoch,
 )
-from aedetect.errors import DataError
-from aedetect.preprocessing import Preprocessor
-from aedetect.scores import SCORES, contributions, fit_stats, score_tf, stats_from_config, stats_to_config
-from aedetect.thresholds import Threshold, normal_percentile
+from aedetect.model.preprocessing import Preprocessor
+from aedetect.model.scores import SCORES, contributions, fit_stats, score_tf, stats_from_config, stats_to_config
+from aedetect.model.thresholds import Threshold, normal_percentile
 
 SCORE_CHUNK = 65_536
 ACTIVATIONS = {"relu", "tanh", "elu", "selu", "gelu", "silu", "sigmoid", "linear", "leaky_relu"}
 
 
 def resolve_hidden_units(hidden_units, x: np.ndarray) -> tuple[int, ...]:
-    """`"auto"`: `aedetect.defaults.auto_architecture` on the (preprocessed, normal) rows `x`;
+    """`"auto"`: `aedetect.model.defaults.auto_architecture` on the (preprocessed, normal) rows `x`;
     otherwise the given sizes."""
     if isinstance(hidden_units, str):
         return auto_architecture(len(x), x.shape[1], x)
@@ -117,7 +117,7 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
     percentile (a label-free false-positive budget).
 
     The defaults (a ReLU network sized to the data, epochs and batch from the row count, see
-    `aedetect.defaults`, scored by the Mahalanobis distance of its residuals) come from the
+    `aedetect.model.defaults`, scored by the Mahalanobis distance of its residuals) come from the
     experiments in docs/experiments.md. The guide's network is
     ``AutoencoderDetector(hidden_units=(20, 8, 20), activation="tanh", score_type="mse",
     epochs=5, batch_size=256)``.
@@ -128,7 +128,7 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         Sizes of the hidden layers, bottleneck included, e.g. ``(20, 8, 20)``. ``"auto"``:
         w-w/2-code-w/2-w with w twice the (preprocessed) features as a power of two between 16
         and 128, and the code as wide as the number of principal components that hold 90% of
-        the training rows' variance, between 2 and 16 (`aedetect.defaults`).
+        the training rows' variance, between 2 and 16 (`aedetect.model.defaults`).
     activation : str, default="relu"
         Activation of the hidden layers (a Keras activation name).
     epochs : int or "auto", default="auto"
@@ -160,10 +160,10 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
     schema : DatasetSchema or dict, default=None
         The table's columns with their roles and types (see `aedetect.data.schema`). When
         given, `X` is a table whose feature columns may hold categories, datetimes and missing
-        values, each read by its type (see `aedetect.preprocessing`); `log_columns` and
+        values, each read by its type (see `aedetect.model.preprocessing`); `log_columns` and
         `periodic_columns` are then ignored (the schema says which columns get them).
     score_type : {"residual_mahalanobis", "feature_normalized", "mse"}, default="residual_mahalanobis"
-        How residuals become a score (see `aedetect.scores`); ``"mse"`` is the guide's.
+        How residuals become a score (see `aedetect.model.scores`); ``"mse"`` is the guide's.
     threshold_percentile : float, default=99.9
         The threshold is this percentile of the validation normals' scores: about
         ``100 - threshold_percentile`` percent of normal rows get flagged.
@@ -196,7 +196,7 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         Statistics of the validation normals' residuals used by the score.
     threshold_ : float
         Rows with ``anomaly_score > threshold_`` are flagged. `threshold` holds the rule, its
-        parameters and where it came from (see `aedetect.thresholds.Threshold`).
+        parameters and where it came from (see `aedetect.model.thresholds.Threshold`).
     offset_ : float
         ``-threshold_``, scikit-learn's offset: ``decision_function = score_samples - offset_``.
     validation_scores_ : ndarray
@@ -356,7 +356,7 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
             omitted, `validation_fraction` of `X` is held out (seeded).
         callbacks : sequence of keras.callbacks.Callback, default=()
             Extra Keras callbacks (progress bars, timers). Training runs in
-            `aedetect.fitloop`, not `model.fit`: callbacks get the train and epoch hooks (epoch
+            `aedetect.model.fitloop`, not `model.fit`: callbacks get the train and epoch hooks (epoch
             logs `loss` and `val_loss`), the batch hooks if they define them, and may set
             `model.stop_training`.
         feature_names : sequence of str, default=None
@@ -374,14 +374,14 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         import tensorflow as tf
 
         from aedetect.data.tfdata import stream_dataset
-        from aedetect.fitloop import (
+        from aedetect.model.fitloop import (
             STEPS_PER_CALL,
             array_epochs,
             even_steps_per_call,
             run_epochs,
             train_step,
         )
-        from aedetect.network import build_autoencoder
+        from aedetect.model.network import build_autoencoder
 
         self._validate_params()
         _check_hidden_units(self.hidden_units)
@@ -453,7 +453,7 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         self.jit_compile_ = (auto_jit(n_train) if self.jit_compile == "auto"
                              else bool(self.jit_compile))
         self._set_model(model)
-        # Our own loop (aedetect.fitloop), not model.fit: one traced function running many
+        # Our own loop (aedetect.model.fitloop), not model.fit: one traced function running many
         # steps per call, and no tf.data for rows in memory, which removes most of a small
         # fit's fixed cost. The validation loss comes from the residual function that scoring
         # uses anyway.
@@ -495,7 +495,7 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         import tensorflow as tf
 
         spec = tf.TensorSpec([None, self.preprocessor_.n_features_out], tf.float32)
-        from aedetect.runtime import INFERENCE_IDENTITY
+        from aedetect.serving.runtime import INFERENCE_IDENTITY
 
         dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
         other = [layer.name for layer in model.layers
@@ -547,7 +547,7 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
     def anomaly_score(self, X) -> np.ndarray:
         """Anomaly score of each row: higher = more anomalous (the fraud view).
 
-        Rows with a score above `threshold_` are flagged. See `aedetect.scores` for how
+        Rows with a score above `threshold_` are flagged. See `aedetect.model.scores` for how
         residuals become a score.
         """
         return self.feature_contributions(X).sum(axis=1)
@@ -695,14 +695,14 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
         """Write a model folder (model.keras, weights.npz, reference.json + manifest.json), the
-        documented way to ship a model; see `aedetect.artifact`."""
-        from aedetect.artifact import MODEL_FILE, REFERENCE_FILE, write_folder
-        from aedetect.runtime import WEIGHTS_FILE, save_weights
+        documented way to ship a model; see `aedetect.store.folder`."""
+        from aedetect.serving.runtime import WEIGHTS_FILE, save_weights
+        from aedetect.store.folder import MODEL_FILE, REFERENCE_FILE, write_folder
 
         state = self._get_state()
         writers = {MODEL_FILE: self.model_.save,
-                   WEIGHTS_FILE: lambda p: save_weights(self.model_, p)}  # for aedetect.runtime
-        reference = getattr(self, "reference_", None)  # the drift-monitoring profile, see aedetect.monitor
+                   WEIGHTS_FILE: lambda p: save_weights(self.model_, p)}  # for aedetect.serving.runtime
+        reference = getattr(self, "reference_", None)  # the drift-monitoring profile, see aedetect.monitoring.reference
         if reference is not None:
             writers[REFERENCE_FILE] = lambda p: p.write_text(reference.to_json())
         return write_folder(path, state, writers, metadata=metadata, overwrite=overwrite)
@@ -712,8 +712,8 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         """Load a verified model folder (refused, with the reason, if it does not match)."""
         import keras
 
-        from aedetect.artifact import MODEL_FILE, read_manifest
         from aedetect.errors import ArtifactError
+        from aedetect.store.folder import MODEL_FILE, read_manifest
 
         path = Path(path)
         manifest = read_manifest(path)

@@ -48,7 +48,7 @@ class PCAScorer:
 
 class PCAResidualScorer:
     """PCA as a linear autoencoder scored like the default detector: the Mahalanobis distance of
-    its residuals (`aedetect.scores`). Components: those holding 90% of the training variance.
+    its residuals (`aedetect.model.scores`). Components: those holding 90% of the training variance.
     Residual statistics come from the training normals (a linear fit barely overfits them)."""
 
     def __init__(self, seed: int = 0, variance: float = 0.9):
@@ -56,7 +56,7 @@ class PCAResidualScorer:
         self.note = f"components for {variance:.0%} of the variance, residual Mahalanobis"
 
     def fit(self, X, y=None) -> PCAResidualScorer:
-        from aedetect.scores import fit_stats
+        from aedetect.model.scores import fit_stats
 
         X = np.asarray(X)
         self.model_ = PCA(n_components=self.variance, svd_solver="full", random_state=self.seed).fit(X)
@@ -70,7 +70,7 @@ class PCAResidualScorer:
         return self.model_.inverse_transform(self.model_.transform(X)) - X
 
     def score_samples(self, X) -> np.ndarray:
-        from aedetect.scores import contributions
+        from aedetect.model.scores import contributions
 
         return contributions("residual_mahalanobis", self.stats_, self._residuals(X)).sum(axis=1)
 

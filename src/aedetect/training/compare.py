@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from aedetect.baselines import BASELINES, LOFScorer
-from aedetect.config import TrainConfig
 from aedetect.data.schema import CREDITCARD, Schema
-from aedetect.evaluation import GUIDE_PRECISION, at_alert_budget, evaluate_detector, recall_at_precision
-from aedetect.preprocessing import Preprocessor
-from aedetect.report import Report, evaluation_report, fmt
-from aedetect.thresholds import rows_per_day
-from aedetect.train import train_detector
+from aedetect.evaluation.baselines import BASELINES, LOFScorer
+from aedetect.evaluation.metrics import GUIDE_PRECISION, at_alert_budget, evaluate_detector, recall_at_precision
+from aedetect.evaluation.report import Report, evaluation_report, fmt
+from aedetect.model.preprocessing import Preprocessor
+from aedetect.model.thresholds import rows_per_day
+from aedetect.training.config import TrainConfig
+from aedetect.training.workflow import train_detector
 
 AUTOENCODER = "autoencoder"
 METRICS = {"pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "recall_at_precision_0_93": "recall at precision 0.93",
@@ -162,7 +162,7 @@ def comparison_report(cmp: Comparison, title: str = "aedetect: autoencoder and b
     rep.table(["method", *METRICS.values()], table_rows(cmp, notes=False))
     rep.table(["method", "how it was run"], [[name, note] for name, note in cmp.notes.items()],
               "text")
-    from aedetect import plots
+    from aedetect.evaluation import plots
 
     rep.figure("compare_pr", plots.pr_curves(cmp.curves), f"Precision-recall of every method (seed {cmp.seeds[0]}).")
     rep.figure("compare_roc", plots.roc_curves(cmp.curves), f"ROC of every method (seed {cmp.seeds[0]}).")

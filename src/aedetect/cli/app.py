@@ -71,13 +71,13 @@ ProtocolOpt = Annotated[str, typer.Option(help="split protocol: 'guide' or 'time
 
 
 def _settings_help() -> str:
-    from aedetect.config import settings_help
+    from aedetect.training.config import settings_help
 
     return settings_help().replace("[", "\\[")
 
 
 def _rules_help() -> str:
-    from aedetect.thresholds import RULES
+    from aedetect.model.thresholds import RULES
 
     return ("threshold rule: " + "; ".join(f"{r.name}: {r.description}" for r in RULES.values())
             + " \\[default: normal_percentile]")
@@ -85,7 +85,7 @@ def _rules_help() -> str:
 
 def _tensorflow():
     """Load TensorFlow (quietly) before any module that needs it; --help and errors stay fast."""
-    from aedetect._quiet import import_tensorflow_quietly
+    from aedetect._imports import import_tensorflow_quietly
 
     try:
         import_tensorflow_quietly()
@@ -95,8 +95,8 @@ def _tensorflow():
 
 
 def _load(data: str, cache_dir: Path | None = None):
+    from aedetect.cli.ui import fetch_with_progress
     from aedetect.data.io import read_table
-    from aedetect.ui import fetch_with_progress
 
     path = fetch_with_progress(cache_dir) if data == "creditcard" else Path(data)
     with console.status(f"reading {escape(str(path))}"):
@@ -108,8 +108,8 @@ def _names(text: str) -> list[str]:
 
 
 def _read(data: str, cache_dir: Path | None = None):
+    from aedetect.cli.ui import fetch_with_progress
     from aedetect.data.io import read_raw
-    from aedetect.ui import fetch_with_progress
 
     path = fetch_with_progress(cache_dir) if data == "creditcard" else Path(data)
     with console.status(f"reading {escape(str(path))}"):
@@ -148,7 +148,7 @@ def schema_infer(
     categorical_columns: CategoricalOpt = "",
 ):
     """Infer each column's role and type; print the table and write it to edit."""
-    from aedetect.ui import schema_table
+    from aedetect.cli.ui import schema_table
 
     _, path, schema = _load_table(data, None, label_column, time_column, id_columns,
                                   exclude_columns, categorical_columns)
@@ -165,7 +165,7 @@ def data_fetch(
                                                    "~/.cache/aedetect")] = None,
 ):
     """Download the ULB credit-card file (verified by sha256) and print its path."""
-    from aedetect.ui import fetch_with_progress
+    from aedetect.cli.ui import fetch_with_progress
 
     if name != "creditcard":
         raise UsageError(f"unknown data set {name!r}; available: 'creditcard'")
@@ -207,7 +207,7 @@ def data_to_tfrecord(
     seed: SeedOpt = 0,
 ):
     """Split the data and write each part (train, validation, selection, test) as TFRecord shards."""
-    from aedetect.train import split_frame, write_split_tfrecords
+    from aedetect.training.workflow import split_frame, write_split_tfrecords
 
     df, _ = _load(data)
     _tensorflow()
@@ -223,7 +223,7 @@ def _config(preset: str = "default", config_file: Path | None = None, settings: 
     (None = not given)."""
     from pydantic import ValidationError as PydanticError
 
-    from aedetect.config import build_config, parse_settings, read_config_file
+    from aedetect.training.config import build_config, parse_settings, read_config_file
 
     try:
         layers = [read_config_file(config_file)] if config_file is not None else []
@@ -242,9 +242,9 @@ def _config(preset: str = "default", config_file: Path | None = None, settings: 
 
 def _load_model(model_dir: Path):
     """Verify the folder first (fast, no TensorFlow), then load it (with its supervised head,
-    if it has one: aedetect.hybrid)."""
-    from aedetect.artifact import read_manifest
-    from aedetect.hybrid import load_model
+    if it has one: aedetect.model.hybrid)."""
+    from aedetect.model.hybrid import load_model
+    from aedetect.store.folder import read_manifest
 
     read_manifest(model_dir)
     _tensorflow()
@@ -263,16 +263,16 @@ def _units(text: str | None) -> list[int] | str | None:
 
 def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Path | None = None,
            schema_opts: dict | None = None):
+    from aedetect.cli.ui import schema_table
     from aedetect.files import check_output_path
-    from aedetect.scoring import sigterm_raises
-    from aedetect.ui import schema_table
+    from aedetect.serving.batch import sigterm_raises
 
     if model_dir is not None and model_dir.exists() and not overwrite:
         raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
     if model_dir is not None:  # before training, which can take an hour, not after
         check_output_path(model_dir, what="model folder")
     if warm_start is not None:
-        from aedetect.artifact import read_manifest
+        from aedetect.store.folder import read_manifest
 
         read_manifest(warm_start)  # a bad folder fails before the data loads
     try:
@@ -280,7 +280,7 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
             base = None
             if warm_start is not None:  # the parent's columns and types, not a new inference
                 _tensorflow()
-                from aedetect.train import model_schema
+                from aedetect.training.workflow import model_schema
 
                 base = _load_model(warm_start)
                 df, path, schema = _load_table(data, schema=model_schema(base))
@@ -292,8 +292,8 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
                               "out for validation); no test set, so nothing is evaluated. Pass "
                               "--label-column to name one.[/yellow]")
             _tensorflow()
-            from aedetect.callbacks import TrainingProgress
-            from aedetect.train import train_detector
+            from aedetect.cli.progress import TrainingProgress
+            from aedetect.training.workflow import train_detector
 
             with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
                 with TrainingProgress(config.param("epochs"), console) as progress:
@@ -316,12 +316,12 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
                   f"{ae.n_train_:,} normal rows; threshold {det.threshold_:.4g} "
                   f"({det.threshold.rule}, {det.threshold.source})")
     if config.use_labels:
-        from aedetect.hybrid import describe_head
+        from aedetect.model.hybrid import describe_head
 
         console.print(describe_head(det))
     est = det.threshold.estimate
     if est:
-        from aedetect.report import interval
+        from aedetect.evaluation.report import interval
 
         console.print(f"expected on the {est['rows']}: precision {interval(est['precision'])}, "
                       f"recall {interval(est['recall'])} (95% exact binomial intervals)")
@@ -341,9 +341,9 @@ ConfigOpt = Annotated[Path | None, typer.Option(
 def _compare_with_parent(parent_dir: Path, det, df, split, schema) -> dict:
     """The parent and the warm-started model on the new split's test rows (for the time
     protocol, the most recent ones): printed, and kept in the new model's metadata."""
-    from aedetect.detector import load_detector
-    from aedetect.monitor import load_reference
-    from aedetect.monitor_report import compare_models, comparison_table
+    from aedetect.model.detector import load_detector
+    from aedetect.monitoring.batch import compare_models, comparison_table
+    from aedetect.monitoring.reference import load_reference
 
     if schema.label is None or not len(split.test):
         return {"from": str(parent_dir), "compared_on": "nothing: the new data has no labelled test rows"}
@@ -419,7 +419,7 @@ def train(
 
 def _train_shards(folder: Path, config, model_dir: Path, overwrite: bool) -> None:
     """Train on a folder of Parquet/CSV shards of normal rows, streamed (see data/shards.py)."""
-    from aedetect.thresholds import get_rule
+    from aedetect.model.thresholds import get_rule
 
     rule = get_rule(config.threshold_rule)
     if rule.data not in ("normal", "none"):
@@ -429,10 +429,10 @@ def _train_shards(folder: Path, config, model_dir: Path, overwrite: bool) -> Non
     if model_dir.exists() and not overwrite:
         raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
     _tensorflow()
-    from aedetect.callbacks import TrainingProgress
+    from aedetect.cli.progress import TrainingProgress
     from aedetect.data.shards import fit_from_shards
-    from aedetect.thresholds import choose_threshold
-    from aedetect.train import new_detector
+    from aedetect.model.thresholds import choose_threshold
+    from aedetect.training.workflow import new_detector
 
     det = new_detector(config)
     with TrainingProgress(config.param("epochs"), console) as progress:
@@ -465,8 +465,8 @@ def evaluate(
     as_json: JsonOpt = False,
 ):
     """Evaluate a model on labelled data: metrics table and metrics.json."""
-    from aedetect.artifact import read_manifest
     from aedetect.files import check_output_path
+    from aedetect.store.folder import read_manifest
 
     if rows not in ("test", "all"):
         raise UsageError(f"--rows must be 'test' or 'all'; got {rows!r}")
@@ -477,13 +477,13 @@ def evaluate(
         check_output_path(report_dir / "report.html", what="report")
     df, path = _read(data)
     det = _load_model(model_dir)
-    from aedetect.evaluation import evaluate_model
-    from aedetect.train import model_schema
+    from aedetect.evaluation.metrics import evaluate_model
+    from aedetect.training.workflow import model_schema
 
     ev = evaluate_model(det, df, rows, alerts_per_day=alerts_per_day, source=str(path))
     _report(ev.metrics, metrics_out, as_json, model_schema(det))
     if report_dir is not None:
-        from aedetect.report import evaluation_report
+        from aedetect.evaluation.report import evaluation_report
 
         with console.status("drawing the report"):
             rep = evaluation_report(det, ev.y, ev.scores, ev.errors, ev.metrics,
@@ -509,7 +509,7 @@ def compare(
     """The autoencoder beside IsolationForest, PCA, LocalOutlierFactor and a supervised ceiling."""
     from rich.table import Table
 
-    from aedetect.compare import METRICS, compare_methods, comparison_report, markdown_table, table_rows
+    from aedetect.training.compare import METRICS, compare_methods, comparison_report, markdown_table, table_rows
 
     config = _config(protocol=protocol, seed=seed, epochs=epochs)
     df, _ = _load(data)
@@ -535,8 +535,8 @@ def compare(
 
 
 def _report(metrics: dict, path: Path | None, as_json: bool = False, schema=None) -> None:
+    from aedetect.cli.ui import metrics_table
     from aedetect.data.schema import CREDITCARD
-    from aedetect.ui import metrics_table
 
     if as_json:
         import json
@@ -546,7 +546,7 @@ def _report(metrics: dict, path: Path | None, as_json: bool = False, schema=None
         guide = schema is None or schema.features == list(CREDITCARD.features)
         out.print(metrics_table(metrics, guide_column=guide))
     if path is not None:
-        from aedetect.ui import write_json
+        from aedetect.cli.ui import write_json
 
         write_json(metrics, path)
         console.print(f"metrics written to {escape(str(path))}")
@@ -566,9 +566,9 @@ def score(
         help="'error': stop at the first bad row; 'skip': write bad rows to OUT.bad-rows.csv")] = "error",
 ):
     """Score a file of any size in chunks: row, ids, score, flag and top features per row."""
+    from aedetect.cli.ui import ScoringProgress
     from aedetect.files import check_output_path, refuse_overwriting_input
-    from aedetect.scoring import bad_rows_path, score_file
-    from aedetect.ui import ScoringProgress
+    from aedetect.serving.batch import bad_rows_path, score_file
 
     if on_bad_rows not in ("error", "skip"):
         raise UsageError(f"--on-bad-rows must be 'error' or 'skip'; got {on_bad_rows!r}")
@@ -577,8 +577,8 @@ def score(
     for target in (out_file, bad_rows_path(out_file)):  # fast, before the model loads
         refuse_overwriting_input(data, target)
     check_output_path(out_file)
-    from aedetect.artifact import read_manifest
-    from aedetect.runtime import load_scorer
+    from aedetect.serving.runtime import load_scorer
+    from aedetect.store.folder import read_manifest
 
     if "hybrid.json" in read_manifest(model_dir).files:  # a supervised head needs its model
         det = _load_model(model_dir)
@@ -630,13 +630,13 @@ def serve(
 
     import uvicorn
 
-    from aedetect.service import ServiceSettings, create_app
+    from aedetect.serving.app import ServiceSettings, create_app
 
     settings = _settings(ServiceSettings, max_batch=max_batch, max_body_bytes=max_body_bytes,
                          api_key_env=api_key_env, top_k=top_k, public_docs=public_docs,
                          max_concurrent=max_concurrent, max_queue=max_queue,
                          queue_timeout_s=queue_timeout, drift_window=drift_window)
-    from aedetect.artifact import read_manifest
+    from aedetect.store.folder import read_manifest
 
     read_manifest(model_dir)
     try:  # bind before loading the model and before saying "serving"
@@ -671,8 +671,8 @@ def spark_score(
     overwrite: bool = False,
 ):
     """Score Parquet on Spark and write Parquet: ids, score, flag, top features, reason."""
-    from aedetect.artifact import read_manifest
-    from aedetect.spark import score_parquet, session
+    from aedetect.serving.spark import score_parquet, session
+    from aedetect.store.folder import read_manifest
 
     if top_k < 0:
         raise UsageError(f"--top-k must be >= 0; got {top_k}")
@@ -727,8 +727,8 @@ def monitor(
     """Compare new rows (per time window) with the model's reference: column and score drift,
     flagged share against the promise, precision and recall. Exit code 3 when an alarm fires."""
     from aedetect.data.io import read_raw
-    from aedetect.monitor import DriftSettings, load_reference
-    from aedetect.monitor_report import monitor_frame, parse_window, rich_table, write_outputs
+    from aedetect.monitoring.batch import monitor_frame, parse_window, rich_table, write_outputs
+    from aedetect.monitoring.reference import DriftSettings, load_reference
 
     settings = _settings(DriftSettings, alpha=alpha, psi_alarm=psi_alarm, share_ratio=share_ratio)
     try:
@@ -742,13 +742,13 @@ def monitor(
     df = read_raw(data)
     ref_df = read_raw(reference) if reference is not None else None
     det = _load_model(model_dir)
-    from aedetect.train import model_schema
+    from aedetect.training.workflow import model_schema
 
     schema = model_schema(det)
     time_column = time_column or schema.time or "Time"
     label_column = label_column or schema.label or "Class"
     if ref_df is not None:
-        from aedetect.monitor import reference_from_frame
+        from aedetect.monitoring.reference import reference_from_frame
 
         ref = reference_from_frame(det, ref_df, label_column, source=str(reference),
                                    time_column=time_column if time_column in ref_df.columns else None)
@@ -764,7 +764,7 @@ def monitor(
         for line in run.summary["hint"]:
             console.print(f"[yellow]{line}[/yellow]", highlight=False)
     if json_out is not None:
-        from aedetect.ui import write_json
+        from aedetect.cli.ui import write_json
 
         write_json(run.summary, json_out)
     if report_dir is not None:
@@ -788,7 +788,7 @@ def export(
     """Export a SavedModel or an ONNX model that takes raw columns and returns score and flag."""
     if fmt not in ("savedmodel", "onnx"):
         raise UsageError(f"--format must be 'savedmodel' or 'onnx'; got {fmt!r}")
-    from aedetect.artifact import read_manifest
+    from aedetect.store.folder import read_manifest
 
     if "hybrid.json" in read_manifest(model_dir).files:
         raise AedetectError(f"{model_dir} holds a supervised head (--use-labels), which the exports do "
@@ -796,8 +796,8 @@ def export(
     if out_dir.exists() and not overwrite:
         raise AedetectError(f"{out_dir} already exists; pass --overwrite to replace it")
     if fmt == "onnx":
-        from aedetect.export import export_onnx
-        from aedetect.runtime import load_scorer
+        from aedetect.serving.export import export_onnx
+        from aedetect.serving.runtime import load_scorer
 
         try:
             import onnx  # noqa: F401
@@ -808,7 +808,7 @@ def export(
         what = "ONNX model"
     else:
         det = _load_model(model_dir)
-        from aedetect.export import export_savedmodel
+        from aedetect.serving.export import export_savedmodel
 
         with console.status("writing SavedModel"):
             export_savedmodel(det, out_dir, overwrite=overwrite)
@@ -832,7 +832,7 @@ def demo(
 
     if data == "creditcard":
         try:
-            from aedetect.ui import fetch_with_progress
+            from aedetect.cli.ui import fetch_with_progress
 
             fetch_with_progress(None)
         except AedetectError as exc:
@@ -843,7 +843,7 @@ def demo(
             write_table(generate_transactions(offline_rows, 0.01, seed), data)
     config = _config(seed=seed, epochs=epochs)
     df, result = _train(data, config, out_dir / "model", overwrite=True)
-    from aedetect.train import evaluate_detector, model_schema
+    from aedetect.training.workflow import evaluate_detector, model_schema
 
     schema = model_schema(result.detector)
     metrics = evaluate_detector(result.detector, df, result.split.test, schema, seed=seed)

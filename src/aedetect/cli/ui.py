@@ -47,7 +47,7 @@ def _fmt(v) -> str:
 def metrics_table(m: dict, title: str | None = None, guide_column: bool = True) -> Table:
     """The metrics of an evaluation; beside the guide's published figures on the credit-card
     data (`guide_column`), which mean nothing on other data."""
-    from aedetect.evaluation import GUIDE_RESULT  # here: scikit-learn stays out of `aedetect score`
+    from aedetect.evaluation.metrics import GUIDE_RESULT  # here: scikit-learn stays out of `aedetect score`
 
     guide = GUIDE_RESULT
     g10 = m["at_guide_threshold"]

@@ -86,7 +86,7 @@ class PreprocessingSection(_Section):
 
 
 def _expected_outputs(pre: PreprocessingSection) -> list[str]:
-    from aedetect.preprocessing import Preprocessor
+    from aedetect.model.preprocessing import Preprocessor
 
     blocks = (pre.model_extra or {}).get("blocks")
     if blocks is None:  # the numbers-only layout of older folders

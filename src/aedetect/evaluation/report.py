@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aedetect import plots
+from aedetect.evaluation import plots
 from aedetect.files import atomic_file
 
 CSS = """

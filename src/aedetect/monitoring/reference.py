@@ -36,8 +36,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from aedetect.artifact import REFERENCE_FILE
 from aedetect.errors import ArtifactError, DataError
+from aedetect.store.folder import REFERENCE_FILE
 
 SAMPLE_SIZE = 2_000
 N_BINS = 10
@@ -264,7 +264,7 @@ def reference_from_frame(det, df: pd.DataFrame, label: str | None = "Class", *, 
 
 def load_reference(model_dir) -> Reference | None:
     """The verified reference of a model folder; None when the folder has none."""
-    from aedetect.artifact import read_manifest
+    from aedetect.store.folder import read_manifest
 
     manifest = read_manifest(model_dir)  # checks every file's sha256
     if REFERENCE_FILE not in manifest.files:

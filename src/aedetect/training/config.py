@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from aedetect.detector import AutoencoderDetector
 from aedetect.errors import AedetectError
-from aedetect.thresholds import RULES
+from aedetect.model.detector import AutoencoderDetector
+from aedetect.model.thresholds import RULES
 
 DETECTOR_PARAMS = tuple(AutoencoderDetector._parameter_constraints)
 
@@ -36,7 +36,7 @@ def check_detector_params(params: dict) -> dict:
     constraints = {k: AutoencoderDetector._parameter_constraints[k] for k in params}
     validate_parameter_constraints(constraints, params, caller_name="AutoencoderDetector")
     if "hidden_units" in params:
-        from aedetect.detector import _check_hidden_units
+        from aedetect.model.detector import _check_hidden_units
 
         _check_hidden_units(params["hidden_units"])
     return params
@@ -50,7 +50,7 @@ class TrainConfig(BaseModel):
     input_pipeline: Literal["memory", "tfrecord"] = "memory"
     # AutoencoderDetector parameters (see its docstring); the seed above is the detector's seed.
     detector: dict[str, Any] = {}
-    # The threshold rule (aedetect.thresholds.RULES) and its parameters.
+    # The threshold rule (aedetect.model.thresholds.RULES) and its parameters.
     threshold_rule: str = "normal_percentile"
     threshold_value: float | None = None  # for the fixed rule; default the guide's 10
     min_precision: float = Field(0.93, gt=0, le=1)
@@ -60,7 +60,7 @@ class TrainConfig(BaseModel):
     cost_review: float = Field(5.0, ge=0)  # per flagged row an analyst reviews
     cost_per_amount: bool = False
     contamination: float = Field(0.001, gt=0, lt=0.5)
-    # Label-aware mode (aedetect.hybrid): a supervised head on the autoencoder's residual features.
+    # Label-aware mode (aedetect.model.hybrid): a supervised head on the autoencoder's residual features.
     use_labels: bool = False
     min_anomalies: int = Field(20, ge=1)  # fewer labelled anomalies to learn from: autoencoder alone
 

@@ -2,7 +2,7 @@
 rows (inputs and scores), compared with the model's reference on demand.
 
 `install_drift(app, ...)` adds `GET /v1/drift` (the latest comparison, see
-`aedetect.monitor.compare_batch`) and registers Prometheus gauges on the service's registry:
+`aedetect.monitoring.reference.compare_batch`) and registers Prometheus gauges on the service's registry:
 `aedetect_drift_psi{column}`, `aedetect_drift_score_psi`, `aedetect_drift_flagged_share` (and its
 promised `_low`/`_high`), `aedetect_drift_columns_drifted`, `aedetect_drift_alarm` and
 `aedetect_drift_window_rows`. The buffer is allocated once at its full size, so memory does not
@@ -18,7 +18,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException
 from prometheus_client.core import GaugeMetricFamily
 
-from aedetect.monitor import DriftSettings, Reference, compare_batch, load_reference, seconds
+from aedetect.monitoring.reference import DriftSettings, Reference, compare_batch, load_reference, seconds
 
 MIN_ROWS = 200  # below this a window's statistics say little; gauges report the row count only
 

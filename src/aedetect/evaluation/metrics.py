@@ -133,9 +133,9 @@ def evaluate_detector(det, df, rows: np.ndarray | None, schema=None, *, threshol
     One pass through the network; `full=True` returns the `Evaluation` (scores and errors too).
     """
     from aedetect.errors import AedetectError
-    from aedetect.thresholds import rows_per_day
-    from aedetect.train import as_dataset_schema, model_schema
-    from aedetect.uncertainty import precision_recall_intervals
+    from aedetect.model.thresholds import rows_per_day
+    from aedetect.model.uncertainty import precision_recall_intervals
+    from aedetect.training.workflow import as_dataset_schema, model_schema
 
     schema = as_dataset_schema(schema) if schema is not None else model_schema(det)
     part = df if rows is None else df.iloc[rows]
@@ -166,8 +166,8 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
     from aedetect.data.io import read_raw
     from aedetect.data.schema import check_table
     from aedetect.errors import AedetectError
-    from aedetect.hybrid import load_model
-    from aedetect.train import frame_fingerprint, model_schema, split_frame
+    from aedetect.model.hybrid import load_model
+    from aedetect.training.workflow import frame_fingerprint, model_schema, split_frame
 
     det = model if hasattr(model, "anomaly_score") else load_model(model)  # hybrid folders too
     schema = model_schema(det)
@@ -186,7 +186,7 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
         if split_info.get("data_fingerprint") != frame_fingerprint(df):
             raise AedetectError("the data is not the table this model was trained on, so its test "
                                 "split is unknown; evaluate with rows='all' (--rows all)")
-        from aedetect.config import TrainConfig
+        from aedetect.training.config import TrainConfig
 
         config = TrainConfig(protocol=split_info["protocol"], seed=split_info["seed"])
         idx, protocol, seed = split_frame(df, config, schema).test, config.protocol, config.seed

@@ -22,13 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from aedetect.errors import ArtifactError
 from aedetect.files import atomic_folder, sha256_file
-from aedetect.manifest_checks import refuse_if_inconsistent
+from aedetect.store.manifest import refuse_if_inconsistent
 
 FORMAT = "aedetect-artifact"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
-REFERENCE_FILE = "reference.json"  # the drift-monitoring profile (aedetect.monitor), when trained with one
+REFERENCE_FILE = "reference.json"  # the drift-monitoring profile (aedetect.monitoring.reference), when trained with one
 MAX_MANIFEST_BYTES = 64 << 20
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILE", "REFERENCE_FILE", "Manifest",

@@ -1,8 +1,8 @@
 """Scoring without TensorFlow: a verified model folder becomes scores, flags and contributions in NumPy.
 
-The network is a stack of dense layers (see `aedetect.network`), so inference is a few float32
+The network is a stack of dense layers (see `aedetect.model.network`), so inference is a few float32
 matrix products; importing TensorFlow to compute them costs seconds and most of a process's
-memory. `load_scorer(model_dir)` verifies the folder (`aedetect.artifact.read_manifest`), reads
+memory. `load_scorer(model_dir)` verifies the folder (`aedetect.store.folder.read_manifest`), reads
 the weights from `weights.npz` (written beside `model.keras` at save time and listed with its
 sha256 in the manifest) and reuses the library's NumPy preprocessing and score code, so the
 numbers are those of the Keras path (a test keeps them within 1e-6 relative, flags identical).
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from aedetect.artifact import ArtifactError, read_manifest
-from aedetect.conventions import OutlierConventions
 from aedetect.errors import DataError
-from aedetect.preprocessing import Preprocessor
-from aedetect.scores import contributions, stats_from_config
+from aedetect.model.conventions import OutlierConventions
+from aedetect.model.preprocessing import Preprocessor
+from aedetect.model.scores import contributions, stats_from_config
+from aedetect.store.folder import ArtifactError, read_manifest
 
 WEIGHTS_FILE = "weights.npz"
 CHUNK = 2048  # rows per block: a block's activations stay in the CPU caches
@@ -251,7 +251,7 @@ class Scorer(OutlierConventions):
         return c.sum(axis=1), c
 
     def anomaly_score(self, X) -> np.ndarray:
-        """Anomaly score of each row: higher = more anomalous (see `aedetect.scores`)."""
+        """Anomaly score of each row: higher = more anomalous (see `aedetect.model.scores`)."""
         return self.feature_contributions(X).sum(axis=1)
 
 

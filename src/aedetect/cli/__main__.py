@@ -1,0 +1,3 @@
+from aedetect._entry import main
+
+main()

@@ -1,0 +1,520 @@
+"""Batch scoring of files larger than memory: stream CSV/Parquet in chunks, write atomically.
+
+Memory stays bounded by the chunk, not the file: each chunk is read, checked, scored and written
+before the next is read. Output goes to a temporary file in the output folder and is renamed into
+place at the end, so an interrupted run (Ctrl-C, SIGTERM) leaves no partial output. Bad rows
+either stop the run (`on_bad_rows="error"`, naming file, row and reason) or go, with their reason,
+to a side file (`"skip"`); none is silently dropped. Row numbers are 1-based data rows.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from aedetect.data.io import _short, check_column_names, check_input_file, compression, table_format
+from aedetect.data.schema import MAX_ABS_VALUE, as_seconds, column_problems
+from aedetect.errors import DataError
+from aedetect.files import apply_umask, check_output_path, refuse_overwriting_input, remove_stale, temp_beside
+
+BadRows = Literal["error", "skip"]
+Progress = Callable[[int, float | None], None]  # (rows read so far, fraction of the file done)
+
+
+@dataclass
+class ScoreSummary:
+    output: Path
+    rows_read: int
+    rows_scored: int
+    rows_flagged: int
+    rows_skipped: int
+    bad_rows_file: Path | None
+    threshold: float
+    seconds: float
+    ignored_columns: list[str] = field(default_factory=list)  # in the file, unknown to the model
+    stale_removed: tuple[Path, ...] = ()  # temporary files of an earlier, killed run
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds > 0 else float("nan")
+
+
+def bad_rows_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".bad-rows.csv")
+
+
+# -- reading ----------------------------------------------------------------------------------
+class _Source:
+    """Chunks of a CSV or Parquet file, with the CSV rows the parser could not split.
+
+    CSV is cut into byte blocks at line ends (never inside a quoted value) by this class and each
+    block is parsed on its own: pyarrow's streaming CSV reader reads ahead without limit on a
+    fast disk, so it would hold most of a large file in memory. Yields (table, bad rows), where a
+    bad row is (1-based data row within the chunk, reason).
+    """
+
+    def __init__(self, path: Path, features: list[str], chunk_rows: int):
+        check_input_file(path)
+        self.path, self.fmt = path, table_format(path)
+        self.size = path.stat().st_size
+        if self.size == 0:
+            raise DataError(f"{path}: the file is empty")
+        try:
+            if self.fmt == "csv":
+                self._raw = open(path, "rb")
+                codec = compression(path)
+                self._file = _Lines(pa.CompressedInputStream(self._raw, codec)) if codec else self._raw
+                self._header = self._file.readline()
+                self._block = _block_size(path, chunk_rows, codec)
+                self._types = {c: pa.string() for c in features}
+                self._first = self._read_chunk()
+                self.schema = self._first[0].schema
+                self._types = dict(zip(self.schema.names, self.schema.types, strict=True))
+            else:
+                self._pf = pq.ParquetFile(path)
+                self.schema = self._pf.schema_arrow
+                self._reader = self._pf.iter_batches(batch_size=chunk_rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            raise DataError(f"{path}: cannot read as {self.fmt.upper()}: {_short(exc)}") from None
+        check_column_names(self.schema.names, path)
+
+    def _read_chunk(self) -> tuple[pa.Table, list] | None:
+        data = self._file.read(self._block)
+        if not data and self._first_done():
+            return None
+        if data and not data.endswith(b"\n"):
+            data += self._file.readline()
+        while data.count(b'"') % 2:  # the cut fell inside a quoted value: read to its end
+            more = self._file.readline()
+            if not more:
+                break
+            data += more
+        bad: list = []
+
+        def on_invalid(row) -> str:
+            line = row.number - 1 if row.number else 0  # the header is line 1
+            bad.append((line, f"expected {row.expected_columns} fields, found {row.actual_columns}: "
+                              f"{row.text!r}"))
+            return "skip"
+
+        table = pacsv.read_csv(
+            pa.py_buffer(self._header + data),
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=len(self._header) + len(data) + 1),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types=self._types, strings_can_be_null=True,
+                                                 null_values=[""]))
+        return table.combine_chunks(), bad
+
+    def _first_done(self) -> bool:
+        return hasattr(self, "schema")
+
+    def fraction_done(self, rows: int) -> float | None:
+        if self.fmt == "csv":
+            return min(self._raw.tell() / self.size, 1.0)
+        total = self._pf.metadata.num_rows
+        return min(rows / total, 1.0) if total else None
+
+    def __iter__(self) -> Iterator[tuple[pa.Table | pa.RecordBatch, list]]:
+        if self.fmt == "parquet":
+            yield from ((batch, []) for batch in self._reader)
+            return
+        chunk, self._first = self._first, None
+        while chunk is not None:
+            if chunk[0].num_rows or chunk[1]:
+                yield chunk
+            try:
+                chunk = self._read_chunk()
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise DataError(f"{self.path}: cannot read as CSV: {_short(exc)}") from None
+
+    def close(self) -> None:
+        if self.fmt == "csv":
+            self._file.close()
+            self._raw.close()
+
+
+class _Lines:
+    """`read` and `readline` over a decompressing stream (pyarrow's has no `readline`)."""
+
+    def __init__(self, stream):
+        self._stream, self._buf = stream, b""
+
+    def _fill(self, n: int) -> bool:
+        more = self._stream.read(max(n, 1 << 16))
+        self._buf += more
+        return bool(more)
+
+    def read(self, n: int) -> bytes:
+        while len(self._buf) < n and self._fill(n - len(self._buf)):
+            pass
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def readline(self) -> bytes:
+        while b"\n" not in self._buf and self._fill(1 << 16):
+            pass
+        end = self._buf.find(b"\n") + 1 or len(self._buf)
+        out, self._buf = self._buf[:end], self._buf[end:]
+        return out
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _block_size(path: Path, chunk_rows: int, codec: str | None = None) -> int:
+    """Bytes per CSV block for about `chunk_rows` rows, from the length of the first lines."""
+    with pa.input_stream(str(path), compression=codec) as f:
+        head = f.read(1 << 20)
+    lines = max(head.count(b"\n") - 1, 1)
+    per_row = max(len(head) // (lines + 1), 1)
+    return int(min(max(chunk_rows * per_row, 1 << 12), 1 << 30))
+
+
+def _parse_features(batch: pa.RecordBatch, features: list[str], preprocessor=None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 feature matrix and per-row reasons (None = good row), vectorised per column.
+
+    A value is good when it is a finite number within the range the model can score
+    (`Preprocessor.limits`); anything else makes its row bad, with the reason.
+    """
+    n = batch.num_rows
+    x = np.empty((n, len(features)))
+    reasons = np.full(n, None, dtype=object)
+    if preprocessor is not None:
+        lo, hi = preprocessor.limits()
+    else:
+        lo, hi = np.full(len(features), -MAX_ABS_VALUE), np.full(len(features), MAX_ABS_VALUE)
+    for j, col in enumerate(features):
+        arr = batch.column(col)
+        try:  # fast path: a clean column casts in one vectorised call
+            values = pc.cast(arr, pa.float64())
+            v = values.to_numpy(zero_copy_only=False)
+            with np.errstate(invalid="ignore"):
+                clean = values.null_count == 0 and bool(((v >= lo[j]) & (v <= hi[j])).all())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            clean = False
+        if not clean:
+            v, why = column_problems(arr.to_pandas(), col)
+            first = (why != None) & (reasons == None)  # noqa: E711 (element-wise on object arrays)
+            reasons[first] = why[first]
+        x[:, j] = v
+    if preprocessor is not None:  # in-range raw values can still be too far from the training mean
+        unchecked = np.flatnonzero(reasons == None)  # noqa: E711
+        far = preprocessor.problems(x[unchecked])
+        reasons[unchecked] = far
+    return x, reasons
+
+
+def _parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
+    """The feature columns as a DataFrame (numbers parsed, categories as given) and per-row
+    reasons (None = good row), for a model with a dataset schema. A missing value is good where
+    the model imputes it; a category never seen in training is good (it is scored)."""
+    import pandas as pd
+
+    n = batch.num_rows
+    reasons = np.full(n, None, dtype=object)
+    frame = {}
+    lo, hi = preprocessor.limits()
+    for j, b in enumerate(preprocessor.blocks):
+        col = b["column"]
+        raw = batch.column(col).to_pandas()
+        if b["kind"] in ("onehot", "frequency"):
+            frame[col] = raw
+            continue
+        if b.get("datetime"):
+            try:
+                frame[col] = pd.Series(as_seconds(raw, col))
+                continue
+            except Exception:  # noqa: BLE001 - find the bad rows one by one below
+                v = np.array([_seconds_or_nan(x) for x in raw])
+                why = np.array([None if not (isinstance(x, str) and np.isnan(t)) else
+                                f"column {col!r}: value {x!r} is not a date/time"
+                                for x, t in zip(raw, v, strict=True)], dtype=object)
+        else:
+            v, why = column_problems(raw, col)
+            with np.errstate(invalid="ignore"):  # in range, but too far from the training mean
+                far = (why == None) & ((v < lo[j]) | (v > hi[j]))  # noqa: E711
+            for r in np.flatnonzero(far):
+                why[r] = f"column {col!r}: {preprocessor.value_problem(j, v[r])}"
+        if b.get("indicator"):  # missing in training too: imputed, not a bad row
+            why[raw.isna().to_numpy()] = None
+        first = (why != None) & (reasons == None)  # noqa: E711 (element-wise on object arrays)
+        reasons[first] = why[first]
+        frame[col] = pd.Series(v)
+    return pd.DataFrame(frame), reasons
+
+
+def _seconds_or_nan(x) -> float:
+    import pandas as pd
+
+    try:
+        return float(as_seconds(pd.Series([x]))[0])
+    except Exception:  # noqa: BLE001
+        return float("nan")
+
+
+# -- writing ----------------------------------------------------------------------------------
+class _AtomicWriter:
+    """A CSV or Parquet writer to a temporary file, renamed onto `path` by `commit`."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt, self._writer = path, fmt, None
+        self.tmp = temp_beside(path, ".part")
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            cls = pacsv.CSVWriter if self.fmt == "csv" else pq.ParquetWriter
+            self._writer = cls(str(self.tmp), table.schema)
+        self._writer.write_table(table)
+
+    def commit(self, empty_schema: pa.Schema) -> None:
+        if self._writer is None:
+            self.write(empty_schema.empty_table())
+        self._writer.close()
+        apply_umask(self.tmp)
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - the file is removed anyway
+                pass
+        self.tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def sigterm_raises():
+    """Turn SIGTERM into KeyboardInterrupt, so `kill` cleans up like Ctrl-C does.
+
+    A signal that lands inside native code (TensorFlow tracing a function, say) can surface as
+    another exception type wrapping ours; once SIGTERM was received, whatever propagates is
+    reported as the KeyboardInterrupt it stands for.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        if received:
+            raise KeyboardInterrupt("terminated (SIGTERM)") from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+# -- scoring ----------------------------------------------------------------------------------
+_DONE = object()
+
+
+def prefetch(items: Iterator, depth: int = 2) -> Iterator:
+    """Produce `items` in a background thread, at most `depth` ahead of the consumer.
+
+    Reading and parsing the next chunk (pyarrow, which releases the GIL) then overlaps with
+    scoring the current one (TensorFlow and NumPy, which release it too). Memory stays bounded
+    by `depth` + 1 chunks. An exception in the producer is raised in the consumer, in order.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((True, _DONE))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put((False, exc))
+
+    thread = threading.Thread(target=work, name="aedetect-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _scored_table(det, batch, x, rows, keep_cols, features, top_k) -> pa.Table:
+    """Scores, flags and the `top_k` input columns behind each score, with their values."""
+    from aedetect.serving.explain import top_columns
+
+    scores, contrib = det.score_matrix(x)
+    cols: dict[str, pa.Array] = {"row": pa.array(rows, pa.int64())}
+    for c in keep_cols:
+        cols[c] = pa.array(x[:, features.index(c)]) if c in features and isinstance(x, np.ndarray) \
+            else batch.column(c)
+    cols["score"] = pa.array(scores, pa.float64())
+    cols["flag"] = pa.array((scores > det.threshold_).astype("int8"), pa.int8())
+    if top_k > 0:
+        names, values, reasons = top_columns(det.preprocessor_, x, contrib, top_k)
+        for i in range(names.shape[1]):
+            cols[f"top{i + 1}_feature"] = pa.array(names[:, i], pa.string())
+            cols[f"top{i + 1}_reason"] = pa.array(reasons[:, i], pa.string())
+            cols[f"top{i + 1}_contribution"] = pa.array(values[:, i], pa.float64())
+    return pa.table(cols)
+
+
+def _output_schema(schema: pa.Schema, keep, features, top_k: int, n_out: int) -> pa.Schema:
+    """The columns `_scored_table` writes, for an output in which no row could be scored."""
+    fields = [("row", pa.int64())]
+    fields += [(c, pa.float64() if c in features else schema.field(c).type) for c in keep]
+    fields += [("score", pa.float64()), ("flag", pa.int8())]
+    for i in range(min(top_k, n_out)):
+        fields += [(f"top{i + 1}_feature", pa.string()), (f"top{i + 1}_contribution", pa.float64())]
+    return pa.schema(fields)
+
+
+def score_file(
+    detector,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    id_columns: list[str] | tuple[str, ...] = (),
+    all_columns: bool = False,
+    top_k: int = 3,
+    chunk_rows: int = 50_000,
+    on_bad_rows: BadRows = "error",
+    progress: Progress | None = None,
+) -> ScoreSummary:
+    """Score `data` chunk by chunk with `detector` and write `out` (.csv or .parquet).
+
+    Output columns: `row` (1-based data row), the id columns (or every input column with
+    `all_columns`), `score`, `flag` and the `top_k` worst-reconstructed features with their errors.
+    """
+    if on_bad_rows not in ("error", "skip"):
+        raise ValueError(f"on_bad_rows must be 'error' or 'skip'; got {on_bad_rows!r}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1; got {chunk_rows}")
+    data, out = Path(data), Path(out)
+    out_fmt = table_format(out)
+    for target in (out, bad_rows_path(out)):
+        refuse_overwriting_input(data, target)
+    check_output_path(out)
+    features = list(detector.feature_names_in_)
+    start = time.perf_counter()
+    source = _Source(data, features, chunk_rows)
+    names = source.schema.names
+    missing = [c for c in features + list(id_columns) if c not in names]
+    if missing:
+        source.close()
+        raise DataError(f"{data}: missing column(s) {missing}; the model needs {features}"
+                        + (f" and id column(s) {list(id_columns)}" if id_columns else ""))
+    table_model = getattr(detector, "schema", None) is not None
+    known = detector._dataset_schema().names if table_model else features
+    ignored = [c for c in names if c not in known and c not in id_columns]
+    keep = names if all_columns else list(id_columns)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stale = remove_stale(out, ".part") + remove_stale(bad_rows_path(out), ".part")
+    writer = side = None
+    side_schema = pa.schema([("row", pa.int64()), ("reason", pa.string())]
+                            + [(c, pa.string()) for c in names])
+    n_read = n_scored = n_flagged = n_skipped = 0
+    out_schema = None
+    try:
+        with sigterm_raises():  # before the temporary files exist, so `kill` cannot orphan one
+            writer = _AtomicWriter(out, out_fmt)
+            side = _AtomicWriter(bad_rows_path(out), "csv") if on_bad_rows == "skip" else None
+            for batch, parse_bad in prefetch(iter(source), depth=1):
+                n = batch.num_rows
+                bad_nums = np.array([n_read + line for line, _ in parse_bad], "int64")
+                rows = np.arange(n_read + 1, n_read + n + len(parse_bad) + 1)
+                rows = rows[~np.isin(rows, bad_nums)][:n]
+                passed = [(n_read + line, why) for line, why in parse_bad]
+                if table_model:
+                    x, reasons = _parse_table(batch, detector.preprocessor_)
+                else:
+                    x, reasons = _parse_features(batch, features, getattr(detector, "preprocessor_", None))
+                bad = reasons != None  # noqa: E711
+                if on_bad_rows == "error" and (passed or bad.any()):
+                    raise DataError(_first_problem(data, passed, rows, reasons))
+                if side is not None and (passed or bad.any()):
+                    side.write(_bad_table(batch, bad, rows, reasons, passed, side_schema))
+                n_skipped += int(bad.sum()) + len(passed)
+                good = ~bad
+                if good.any():
+                    x_good = x[good] if isinstance(x, np.ndarray) else x[good].reset_index(drop=True)
+                    table = _scored_table(detector, batch.filter(pa.array(good)), x_good, rows[good],
+                                          keep, features, top_k)
+                    out_schema = table.schema
+                    writer.write(table)
+                    n_scored += int(good.sum())
+                    n_flagged += int(table.column("flag").to_numpy().sum())
+                n_read += n + len(passed)
+                if progress is not None:
+                    progress(n_read, source.fraction_done(n_read))
+            if n_read == 0:
+                raise DataError(f"{data}: the file has no data rows")
+            writer.commit(out_schema or _output_schema(source.schema, keep, features, top_k,
+                                                       len(detector.feature_names_out_)))
+            if side is not None:
+                side.commit(side_schema)
+    except BaseException:
+        for w in (writer, side):
+            if w is not None:
+                w.discard()
+        raise
+    finally:
+        source.close()
+    return ScoreSummary(out, n_read, n_scored, n_flagged, n_skipped,
+                        side.path if side is not None else None, float(detector.threshold_),
+                        time.perf_counter() - start, ignored_columns=ignored, stale_removed=tuple(stale))
+
+
+def _first_problem(data: Path, passed: list, rows: np.ndarray, reasons: np.ndarray) -> str:
+    candidates = list(passed)
+    bad = np.flatnonzero(reasons != None)  # noqa: E711
+    if bad.size:
+        candidates.append((int(rows[bad[0]]), reasons[bad[0]]))
+    row, reason = min(candidates)
+    return (f"{data}: row {row}: {reason} (pass --on-bad-rows skip to write bad rows to a side "
+            "file and score the rest)")
+
+
+def _bad_table(batch, bad, rows, reasons, passed, schema) -> pa.Table:
+    cols = {"row": list(rows[bad]) + [row for row, _ in passed],
+            "reason": list(reasons[bad]) + [why for _, why in passed]}
+    picked = batch.filter(pa.array(bad))
+    for c in batch.schema.names:
+        cols[c] = pc.cast(picked.column(c), pa.string()).to_pylist() + [None] * len(passed)
+    return pa.table(cols, schema=schema)

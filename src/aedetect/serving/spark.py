@@ -1,0 +1,268 @@
+"""Score a data lake on Apache Spark, and draw seeded training samples from it.
+
+`score(df, model_dir)` runs the model inside Spark's Python workers with `mapInArrow`: each
+Arrow batch is validated and scored as it comes, so a row that cannot be scored (null, NaN, inf,
+text in a numeric column) gets a null score and a `reason` instead of failing the job; no Spark
+cast is involved, so Spark 4's ANSI mode never sees a bad value. The DataFrame's schema is
+checked against the model's manifest on the driver before any task runs. The model folder is
+verified on the driver, shipped as an archive with `spark.addArtifacts(..., archive=True)`
+(classic and Spark Connect alike), re-verified on each worker by sha256 and loaded once per
+Python worker (see `aedetect.serving.spark_worker`). `score_udf` is the same scoring as a column
+expression, through `pyspark.ml.functions.predict_batch_udf`.
+
+Training stays on one node (the network is small and quality saturates early; see
+docs/scale.md): `sample_normals` writes a seeded sample of normal rows as Parquet shards, which
+`aedetect train --data shards/` streams in bounded memory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from functools import partial
+from pathlib import Path
+
+from aedetect.errors import AedetectError, DataError
+from aedetect.serving.spark_worker import ShippedModel, manifest_digest, output_columns, score_batches
+
+NUMERIC = ("ByteType", "ShortType", "IntegerType", "LongType", "FloatType", "DoubleType",
+           "DecimalType")
+# Text columns are accepted (a lake read from CSV without type inference holds strings): each
+# value is parsed in the worker, and a value that is not a number gets a reason, not a failure.
+ACCEPTED = (*NUMERIC, "StringType")
+# A model with a dataset schema: categories take any type (read as text), datetimes a
+# timestamp, a date or text.
+ACCEPTED_BY_KIND = {"number": (*ACCEPTED, "BooleanType"),
+                    "category": (*ACCEPTED, "BooleanType"),
+                    "datetime": ("TimestampType", "TimestampNTZType", "DateType", "StringType")}
+
+
+def _pyspark():
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise AedetectError("Spark support needs pyspark: pip install 'aedetect[spark]'") from None
+
+
+# -- schema -----------------------------------------------------------------------------------
+def check_schema(schema, features, id_columns=(), kinds=()) -> None:
+    """Raise DataError naming the first column of the Spark `schema` that the model cannot use:
+    missing, named with another case (Spark SQL would resolve it, the Arrow batch would not),
+    or of a type that is neither numeric nor text."""
+    fields = {f.name: f for f in schema.fields}
+    lower = {}
+    for name in fields:
+        lower.setdefault(name.lower(), name)
+    for col in [*features, *id_columns]:
+        if col in fields:
+            continue
+        other = lower.get(col.lower())
+        if other is not None:
+            raise DataError(f"column {other!r} differs in case from the model's {col!r}; rename it "
+                            f"(df.withColumnRenamed({other!r}, {col!r}))")
+        what = "the model's feature" if col in features else "id column"
+        raise DataError(f"missing column {col!r} ({what}); the DataFrame has {list(fields)}")
+    by_col = dict(zip(features, kinds, strict=True)) if kinds else {}
+    for col in features:
+        kind = type(fields[col].dataType).__name__
+        if col in by_col and by_col[col] != "number":
+            if kind not in ACCEPTED_BY_KIND[by_col[col]]:
+                raise DataError(f"column {col!r} has type {fields[col].dataType.simpleString()}; the "
+                                f"model reads it as a {by_col[col]} ({', '.join(ACCEPTED_BY_KIND[by_col[col]])})")
+            continue
+        allowed = ACCEPTED_BY_KIND["number"] if col in by_col else ACCEPTED
+        if kind not in allowed:
+            raise DataError(f"column {col!r} has type {fields[col].dataType.simpleString()}; the model "
+                            "needs a number (or text holding a number)")
+
+
+# -- shipping the model -----------------------------------------------------------------------
+_shipped: dict[tuple, tuple] = {}
+_archive_dir: list[Path] = []
+
+
+def _archive(model_dir: Path, digest: str) -> Path:
+    if not _archive_dir:
+        tmp = Path(tempfile.mkdtemp(prefix="aedetect-spark-"))
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        _archive_dir.append(tmp)
+    path = _archive_dir[0] / f"aedetect-model-{digest[:16]}.zip"
+    if not path.exists():
+        part = path.with_suffix(".part")
+        with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(model_dir.iterdir()):
+                if f.is_file():
+                    z.write(f, f.name)
+        os.replace(part, path)
+    return path
+
+
+def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
+    """Verify the model folder here (every file against the manifest) and describe it."""
+    from aedetect.model.preprocessing import Preprocessor
+    from aedetect.store.folder import read_manifest
+
+    manifest = read_manifest(model_dir)  # refuses a tampered or incomplete folder
+    digest = manifest_digest(model_dir)
+    pre = Preprocessor.from_config(manifest.preprocessing)
+    kinds = tuple(pre.input_kinds) if manifest.detector_params.get("schema") is not None else ()
+    return ShippedModel(f"aedetect-model-{digest[:16]}.zip", digest,
+                        tuple(manifest.input_schema.feature_names), tuple(pre.output_names), kinds)
+
+
+def ship_model(spark, model_dir: str | os.PathLike, shipped: ShippedModel | None = None) -> ShippedModel:
+    """Add the verified model folder to `spark` as an archive (once per session)."""
+    shipped = shipped or prepare_model(model_dir)
+    key = (id(spark), shipped.digest)
+    if key not in _shipped:
+        spark.addArtifacts(str(_archive(Path(model_dir), shipped.digest)), archive=True)
+        _shipped[key] = (spark, shipped)  # holding the session keeps its id from being reused
+    return shipped
+
+
+# -- scoring ----------------------------------------------------------------------------------
+def _spark_type(arrow_type):
+    from pyspark.sql import types as T
+
+    return {"double": T.DoubleType(), "int8": T.ByteType(), "string": T.StringType()}[str(arrow_type)]
+
+
+def output_schema(df_schema, id_columns, top_k: int):
+    from pyspark.sql import types as T
+
+    fields = [df_schema[c] for c in id_columns]
+    fields += [T.StructField(name, _spark_type(t), True) for name, t in output_columns(top_k)]
+    return T.StructType(fields)
+
+
+def _check_args(top_k: int) -> None:
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0; got {top_k}")
+
+
+def score(df, model_dir: str | os.PathLike, *, id_columns=(), top_k: int = 3):
+    """Score a Spark DataFrame: the id columns, `score`, `flag` (1 = above the threshold), the
+    `top_k` contributing features with their contributions, and `reason` (why a row has a null
+    score; null for scored rows). Lazy, like any DataFrame transformation."""
+    _pyspark()
+    _check_args(top_k)
+    id_columns = tuple(id_columns)
+    shipped = prepare_model(model_dir)
+    check_schema(df.schema, shipped.features, id_columns, shipped.input_kinds)
+    ship_model(df.sparkSession, model_dir, shipped)
+    return score_shipped(df, shipped, id_columns, top_k)
+
+
+def score_shipped(df, shipped: ShippedModel, id_columns=(), top_k: int = 3):
+    """`score` for a model already shipped (and its schema checked)."""
+    id_columns = tuple(id_columns)
+    columns = list(dict.fromkeys([*id_columns, *shipped.features]))
+    fn = partial(score_batches, shipped=shipped, id_columns=id_columns, top_k=top_k)
+    return df.select(*columns).mapInArrow(fn, output_schema(df.schema, id_columns, top_k))
+
+
+def score_udf(df, model_dir: str | os.PathLike, *, top_k: int = 3, batch_size: int = 10_000):
+    """The same scoring as a column expression (a struct of the scoring columns) through
+    `predict_batch_udf`: `df.withColumn("aedetect", score_udf(df, "model/"))`. `df` is used
+    only to check its schema and find its session."""
+    _pyspark()
+    _check_args(top_k)
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql import functions as F
+
+    from aedetect.serving.spark_worker import make_predict_fn
+
+    shipped = prepare_model(model_dir)
+    if shipped.input_kinds and set(shipped.input_kinds) != {"number"}:
+        raise AedetectError("score_udf passes numbers only (predict_batch_udf); this model reads "
+                            "categories or datetimes: use aedetect.serving.spark.score")
+    check_schema(df.schema, shipped.features)
+    ship_model(df.sparkSession, model_dir, shipped)
+    schema = output_schema(df.schema, (), top_k)
+    udf = predict_batch_udf(partial(make_predict_fn, shipped, top_k), return_type=schema,
+                            batch_size=batch_size)
+    return udf(F.struct(*[F.col(c) for c in shipped.features]))
+
+
+# -- sessions and files (the CLI) -------------------------------------------------------------
+def session(master: str | None = None, remote: str | None = None, app_name: str = "aedetect"):
+    """A SparkSession: `remote` (sc://host:port) through Spark Connect, else classic `master`."""
+    _pyspark()
+    from pyspark.sql import SparkSession
+
+    if master and remote:
+        raise AedetectError("give --master or --remote, not both")
+    builder = SparkSession.builder.appName(app_name)
+    if (remote or master or "local").startswith("local"):
+        # Local workers run this Python, where aedetect is installed; on a cluster the
+        # workers' Python (spark.pyspark.python) needs aedetect installed (docs/scale.md).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if remote:
+        return builder.remote(remote).getOrCreate()
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise AedetectError("Spark needs Java 17 or newer: install it (e.g. apt-get install "
+                            "openjdk-17-jre-headless) or set JAVA_HOME, or use --remote sc://...")
+    return builder.master(master or "local[*]").getOrCreate()
+
+
+def score_parquet(spark, model_dir, data: str, out: str, *, id_columns=(), top_k: int = 3,
+                  overwrite: bool = False) -> dict:
+    """Read Parquet at `data`, score it and write Parquet to `out` with Spark's committer: the
+    output is committed (with `_SUCCESS`) only when every task succeeded, so a failed job
+    leaves nothing committed. Returns row, flagged and unscored counts read from the output."""
+    from pyspark.sql import functions as F
+
+    try:
+        df = spark.read.parquet(data)
+    except Exception as exc:  # noqa: BLE001 - Spark raises its own analysis errors
+        raise DataError(f"{data}: cannot read as Parquet: {str(exc).splitlines()[0]}") from None
+    scored = score(df, model_dir, id_columns=id_columns, top_k=top_k)
+    scored.write.mode("overwrite" if overwrite else "errorifexists").parquet(out)
+    row = spark.read.parquet(out).agg(
+        F.count(F.lit(1)).alias("rows"), F.sum(F.col("flag").cast("long")).alias("flagged"),
+        F.sum(F.col("score").isNull().cast("long")).alias("unscored")).collect()[0]
+    return {"rows": int(row["rows"]), "flagged": int(row["flagged"] or 0),
+            "unscored": int(row["unscored"] or 0)}
+
+
+# -- training samples -------------------------------------------------------------------------
+def sample_normals(df, n: int, seed: int, out: str | os.PathLike, *, time_window=None,
+                   label: str | None = "Class", time: str = "Time", columns=None,
+                   rows_per_shard: int = 50_000, overwrite: bool = False) -> int:
+    """Write a seeded sample of `n` normal rows (label 0, or every row when there is no label
+    column) as Parquet shards of about `rows_per_shard` rows, for `aedetect train --data out/`.
+
+    `time_window=(start, end)` keeps rows with start <= time < end, e.g. the latest weeks.
+    The same data, seed and partitioning give the same sample. Returns the rows written.
+    """
+    _pyspark()
+    from pyspark.sql import functions as F
+
+    if n < 1 or rows_per_shard < 1:
+        raise ValueError(f"n and rows_per_shard must be >= 1; got {n}, {rows_per_shard}")
+    if label and label in df.columns:
+        df = df.filter(F.col(label) == 0)
+    if time_window is not None:
+        if time not in df.columns:
+            raise DataError(f"time_window needs the time column {time!r}; the DataFrame has "
+                            f"{df.columns}")
+        start, end = time_window
+        df = df.filter((F.col(time) >= start) & (F.col(time) < end))
+    if columns is not None:
+        df = df.select(*columns)
+    total = df.count()
+    if total == 0:
+        raise DataError("no normal rows to sample" + (f" in the time window {time_window}"
+                                                      if time_window is not None else ""))
+    # A Bernoulli sample a little larger than n, then the n rows with the smallest seeded key:
+    # exact size and the same rows for the same seed, without sorting the whole lake.
+    fraction = min(1.0, (n * 1.1 + 100) / total)
+    sample = df.sample(withReplacement=False, fraction=fraction, seed=seed)
+    sample = sample.withColumn("_key", F.rand(seed)).orderBy("_key").limit(n).drop("_key")
+    shards = max(1, -(-min(n, total) // rows_per_shard))
+    sample.repartition(shards).write.mode("overwrite" if overwrite else "errorifexists").parquet(str(out))
+    return int(df.sparkSession.read.parquet(str(out)).count())
