@@ -3,9 +3,11 @@ atomically."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -91,7 +93,7 @@ def read_raw(path: str | os.PathLike) -> pd.DataFrame:
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         row = _first_bad_csv_row(path) if fmt == "csv" else None
         raise DataError(f"{path}: {row}" if row else
-                        f"{path}: cannot read as {fmt.upper()}: {_short(exc)}") from None
+                        f"{path}: cannot read as {fmt.upper()}: {short_error(exc)}") from None
     check_column_names(table.schema.names, path)
     return table.to_pandas()
 
@@ -106,7 +108,7 @@ def _first_bad_csv_row(path: Path) -> str | None:
     def handler(row) -> str:
         line = row.number - 1 if row.number else "?"  # the header is line 1
         found.append(f"row {line}: expected {row.expected_columns} fields, found "
-                     f"{row.actual_columns}: {_short(Exception(repr(row.text)))}")
+                     f"{row.actual_columns}: {short_error(Exception(repr(row.text)))}")
         return "error"
 
     try:
@@ -123,7 +125,7 @@ def _float_columns_with_nan(table: pa.Table) -> list[str]:
             and pc.any(pc.is_nan(table.column(f.name))).as_py()]
 
 
-def _short(exc: Exception) -> str:
+def short_error(exc: Exception) -> str:
     """Arrow's message, first line only and at most 200 characters (it can quote raw bytes)."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text if len(text) <= 200 else text[:200] + "..."
@@ -158,3 +160,15 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
             pq.write_table(table, tmp, use_dictionary=[
                 f.name for f in table.schema if not pa.types.is_floating(f.type)])
     return path
+
+
+def frame_fingerprint(df: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    h.update(",".join(map(str, df.columns)).encode())
+    if all(pd.api.types.is_numeric_dtype(df[c]) for c in df.columns):
+        h.update(np.ascontiguousarray(df.to_numpy(dtype="float64")).tobytes())
+    else:  # categories, datetimes, missing values: by their text, so that the same table read
+        # from CSV (timestamps parsed) and from Parquet (timestamps as text) has one fingerprint
+        text = df.astype(str).where(df.notna(), "")
+        h.update(pd.util.hash_pandas_object(text, index=False).to_numpy().tobytes())
+    return "sha256:" + h.hexdigest()

@@ -488,3 +488,21 @@ def feature_table(X, names: list[str]) -> pd.DataFrame:
     if len(X) == 0:
         raise DataError("X has no rows")
     return X[list(names)]
+
+
+def as_dataset_schema(schema: Schema | DatasetSchema | None) -> DatasetSchema:
+    if schema is None:
+        schema = CREDITCARD
+    return schema if isinstance(schema, DatasetSchema) else DatasetSchema.from_legacy(schema)
+
+
+def model_schema(det) -> DatasetSchema:
+    """The dataset schema a detector was trained with (the credit-card one for older models)."""
+    if getattr(det, "schema", None) is not None:
+        return det._dataset_schema()
+    return DatasetSchema.from_legacy(CREDITCARD)
+
+
+def has_labels(df: pd.DataFrame, schema: Schema | DatasetSchema) -> bool:
+    label = as_dataset_schema(schema).label
+    return label is not None and label in df.columns

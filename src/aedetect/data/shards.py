@@ -71,12 +71,12 @@ def iter_blocks(files: list[Path], features: list[str], label: str | None = "Cla
                 block_rows: int = BLOCK_ROWS) -> Iterator[tuple[int, int, np.ndarray]]:
     """(file index, block index, float64 rows) of normal rows (label 0 when a label column is
     present). A value that is not a finite number stops with its file, row and column."""
-    from aedetect.serving.batch import _parse_features
+    from aedetect.data.arrow import parse_features
 
     for i, path in enumerate(files):
         row = 0
         for b, batch in enumerate(_batches(path, [*features, label or ""], block_rows)):
-            x, reasons = _parse_features(batch, features)
+            x, reasons = parse_features(batch, features)
             bad = np.flatnonzero(reasons != None)  # noqa: E711
             if bad.size:
                 raise DataError(f"{path}: row {row + bad[0] + 1}: {reasons[bad[0]]}")

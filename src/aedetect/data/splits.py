@@ -109,3 +109,15 @@ def make_split(protocol: str, y: np.ndarray, time: np.ndarray | None = None, see
             raise ValueError("the time protocol needs a time column")
         return time_split(time, y, seed)
     raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}")
+
+
+def split_table(df, schema, protocol: str, seed: int) -> Split:
+    """The split of a table under its schema; without a label column, every row trains
+    (`unlabelled_split`)."""
+    from aedetect.data.schema import as_dataset_schema, has_labels
+
+    ds = as_dataset_schema(schema)
+    if not has_labels(df, ds):
+        return unlabelled_split(len(df), seed)
+    time = ds.time_seconds(df) if ds.time else None
+    return make_split(protocol, df[ds.label].to_numpy(), time, seed)

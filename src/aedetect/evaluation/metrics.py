@@ -132,10 +132,10 @@ def evaluate_detector(det, df, rows: np.ndarray | None, schema=None, *, threshol
 
     One pass through the network; `full=True` returns the `Evaluation` (scores and errors too).
     """
+    from aedetect.data.schema import as_dataset_schema, model_schema
     from aedetect.errors import AedetectError
     from aedetect.model.thresholds import rows_per_day
     from aedetect.model.uncertainty import precision_recall_intervals
-    from aedetect.training.workflow import as_dataset_schema, model_schema
 
     schema = as_dataset_schema(schema) if schema is not None else model_schema(det)
     part = df if rows is None else df.iloc[rows]
@@ -163,11 +163,11 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
     `data`: a DataFrame or a CSV/Parquet path. `rows="test"`: the test split the model was
     trained with (`train_detector` records it; the data must be the same file), `"all"`: every row.
     """
-    from aedetect.data.io import read_raw
-    from aedetect.data.schema import check_table
+    from aedetect.data.io import frame_fingerprint, read_raw
+    from aedetect.data.schema import check_table, model_schema
+    from aedetect.data.splits import split_table
     from aedetect.errors import AedetectError
     from aedetect.model.hybrid import load_model
-    from aedetect.training.workflow import frame_fingerprint, model_schema, split_frame
 
     det = model if hasattr(model, "anomaly_score") else load_model(model)  # hybrid folders too
     schema = model_schema(det)
@@ -186,10 +186,8 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
         if split_info.get("data_fingerprint") != frame_fingerprint(df):
             raise AedetectError("the data is not the table this model was trained on, so its test "
                                 "split is unknown; evaluate with rows='all' (--rows all)")
-        from aedetect.training.config import TrainConfig
-
-        config = TrainConfig(protocol=split_info["protocol"], seed=split_info["seed"])
-        idx, protocol, seed = split_frame(df, config, schema).test, config.protocol, config.seed
+        protocol, seed = split_info["protocol"], split_info["seed"]
+        idx = split_table(df, schema, protocol, seed).test
     elif rows == "all":
         idx, protocol, seed = None, "all rows", (split_info or {}).get("seed", det.seed)
     else:

@@ -66,7 +66,7 @@ def _row_bytes(x) -> bytes:
     return np.ascontiguousarray(x).tobytes()
 
 
-def _check_hidden_units(value) -> None:
+def check_hidden_units(value) -> None:
     if isinstance(value, str):
         return
     if len(value) == 0 or not all(isinstance(u, Integral) and not isinstance(u, bool) and u >= 1
@@ -384,7 +384,7 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         from aedetect.model.network import build_autoencoder
 
         self._validate_params()
-        _check_hidden_units(self.hidden_units)
+        check_hidden_units(self.hidden_units)
         # Seeds fix the weights, the split-off validation rows and the shuffling order. Op
         # determinism is not forced: it would disable XLA, and on CPU the dense kernels give the
         # same result for the same seed and thread count (a test checks this).
@@ -495,7 +495,7 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         import tensorflow as tf
 
         spec = tf.TensorSpec([None, self.preprocessor_.n_features_out], tf.float32)
-        from aedetect.serving.runtime import INFERENCE_IDENTITY
+        from aedetect.store.weights import INFERENCE_IDENTITY
 
         dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
         other = [layer.name for layer in model.layers
@@ -696,8 +696,8 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
     def save(self, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
         """Write a model folder (model.keras, weights.npz, reference.json + manifest.json), the
         documented way to ship a model; see `aedetect.store.folder`."""
-        from aedetect.serving.runtime import WEIGHTS_FILE, save_weights
         from aedetect.store.folder import MODEL_FILE, REFERENCE_FILE, write_folder
+        from aedetect.store.weights import WEIGHTS_FILE, save_weights
 
         state = self._get_state()
         writers = {MODEL_FILE: self.model_.save,

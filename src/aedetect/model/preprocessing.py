@@ -33,13 +33,10 @@ import pandas as pd
 
 from aedetect.data.schema import DAY, MAX_ABS_VALUE, WEEK, DatasetSchema, as_seconds
 from aedetect.errors import DataError
+from aedetect.store.layout import MISSING, block_names, numeric_blocks, output_names
 
-UNSEEN = "(unseen)"
-MISSING = "(missing)"
-RARE = "(rare)"
 MIN_SHARE = 0.005  # a category on fewer training rows shares the `(rare)` one-hot feature
 MAX_FREQUENCIES = 100_000  # categories kept by a frequency encoding; rarer ones count as unseen
-_PERIOD_NAMES = {DAY: "hour", WEEK: "weekday"}
 
 
 class Preprocessor:
@@ -60,12 +57,8 @@ class Preprocessor:
         max_categories: int = 20,
     ):
         self.feature_names = [str(c) for c in feature_names]
-        log = set(log_columns)
-        periodic = {c: float(p) for c, p in periodic_columns}
-        self.blocks = blocks if blocks is not None else [
-            {"column": c, "kind": "periodic", "periods": [periodic[c]], "datetime": False}
-            if c in periodic else {"column": c, "kind": "numeric", "log": c in log}
-            for c in self.feature_names]
+        self.blocks = blocks if blocks is not None else numeric_blocks(
+            self.feature_names, log_columns, periodic_columns)
         self.missing = missing
         self.max_categories = int(max_categories)
         self.mean_: np.ndarray | None = None
@@ -121,35 +114,16 @@ class Preprocessor:
     def n_features_in(self) -> int:
         return len(self.feature_names)
 
-    def _block_names(self, b: dict) -> list[str]:
-        c, kind = b["column"], b["kind"]
-        if kind == "numeric":
-            names = [f"log1p({c})" if b.get("log") else c]
-            return names + ([f"{c}:missing"] if b.get("indicator") else [])
-        if kind == "periodic":
-            if len(b["periods"]) == 1 and not b["datetime"] and b["periods"][0] == DAY:
-                names = [f"{c}:sin", f"{c}:cos"]
-            else:
-                names = [f"{c}:{_PERIOD_NAMES.get(p, f'{p:g}s')}_{f}" for p in b["periods"]
-                         for f in ("sin", "cos")]
-            return names + ([f"{c}:missing"] if b.get("indicator") else [])
-        if kind == "onehot":
-            rare = [f"{c}={RARE}"] if b.get("rare") else []
-            return [f"{c}={v}" for v in b["categories"]] + rare + [f"{c}={UNSEEN}"]
-        if kind == "frequency":
-            return [f"{c}:frequency", f"{c}={UNSEEN}"]
-        raise RuntimeError(f"column {c!r} is not fitted yet")
-
     @property
     def output_names(self) -> list[str]:
-        return [n for b in self.blocks for n in self._block_names(b)]
+        return output_names(self.blocks)
 
     @property
     def binary_outputs(self) -> np.ndarray:
         """Which output features are 0/1 indicators (one-hot, rare, unseen, missing)."""
         flags = []
         for b in self.blocks:
-            k = len(self._block_names(b))
+            k = len(block_names(b))
             if b["kind"] == "onehot":
                 flags += [True] * k
             elif b["kind"] == "frequency":
@@ -167,7 +141,7 @@ class Preprocessor:
     @property
     def sources(self) -> list[str]:
         """The input column of each output feature."""
-        return [b["column"] for b in self.blocks for _ in self._block_names(b)]
+        return [b["column"] for b in self.blocks for _ in block_names(b)]
 
     @property
     def n_features_out(self) -> int:
@@ -287,7 +261,7 @@ class Preprocessor:
         j = 0
         for i_in, b in enumerate(self.blocks):
             raw = cols[b["column"]]
-            k = len(self._block_names(b))
+            k = len(block_names(b))
             if b["kind"] in ("numeric", "periodic"):
                 if b["kind"] == "numeric" and not b.get("log") and not b.get("indicator") and \
                         isinstance(raw, np.ndarray) and raw.dtype.kind in "fiu":
@@ -351,7 +325,7 @@ class Preprocessor:
             if b["kind"] == "numeric" and not b.get("log"):
                 plain_in.append(j)
                 plain_out.append(j_out)
-            j_out += len(self._block_names(b))  # called once fitted: every block has its names
+            j_out += len(block_names(b))  # called once fitted: every block has its names
         return plain_in, plain_out
 
     def limits(self, fitted: bool = True) -> tuple[np.ndarray, np.ndarray]:

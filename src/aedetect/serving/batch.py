@@ -26,8 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from aedetect.data.io import _short, check_column_names, check_input_file, compression, table_format
-from aedetect.data.schema import MAX_ABS_VALUE, as_seconds, column_problems
+from aedetect.data.arrow import parse_features, parse_table
+from aedetect.data.io import check_column_names, check_input_file, compression, short_error, table_format
 from aedetect.errors import DataError
 from aedetect.files import apply_umask, check_output_path, refuse_overwriting_input, remove_stale, temp_beside
 
@@ -90,7 +90,7 @@ class _Source:
                 self.schema = self._pf.schema_arrow
                 self._reader = self._pf.iter_batches(batch_size=chunk_rows)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-            raise DataError(f"{path}: cannot read as {self.fmt.upper()}: {_short(exc)}") from None
+            raise DataError(f"{path}: cannot read as {self.fmt.upper()}: {short_error(exc)}") from None
         check_column_names(self.schema.names, path)
 
     def _read_chunk(self) -> tuple[pa.Table, list] | None:
@@ -140,7 +140,7 @@ class _Source:
             try:
                 chunk = self._read_chunk()
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise DataError(f"{self.path}: cannot read as CSV: {_short(exc)}") from None
+                raise DataError(f"{self.path}: cannot read as CSV: {short_error(exc)}") from None
 
     def close(self) -> None:
         if self.fmt == "csv":
@@ -183,89 +183,6 @@ def _block_size(path: Path, chunk_rows: int, codec: str | None = None) -> int:
     lines = max(head.count(b"\n") - 1, 1)
     per_row = max(len(head) // (lines + 1), 1)
     return int(min(max(chunk_rows * per_row, 1 << 12), 1 << 30))
-
-
-def _parse_features(batch: pa.RecordBatch, features: list[str], preprocessor=None
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 feature matrix and per-row reasons (None = good row), vectorised per column.
-
-    A value is good when it is a finite number within the range the model can score
-    (`Preprocessor.limits`); anything else makes its row bad, with the reason.
-    """
-    n = batch.num_rows
-    x = np.empty((n, len(features)))
-    reasons = np.full(n, None, dtype=object)
-    if preprocessor is not None:
-        lo, hi = preprocessor.limits()
-    else:
-        lo, hi = np.full(len(features), -MAX_ABS_VALUE), np.full(len(features), MAX_ABS_VALUE)
-    for j, col in enumerate(features):
-        arr = batch.column(col)
-        try:  # fast path: a clean column casts in one vectorised call
-            values = pc.cast(arr, pa.float64())
-            v = values.to_numpy(zero_copy_only=False)
-            with np.errstate(invalid="ignore"):
-                clean = values.null_count == 0 and bool(((v >= lo[j]) & (v <= hi[j])).all())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            clean = False
-        if not clean:
-            v, why = column_problems(arr.to_pandas(), col)
-            first = (why != None) & (reasons == None)  # noqa: E711 (element-wise on object arrays)
-            reasons[first] = why[first]
-        x[:, j] = v
-    if preprocessor is not None:  # in-range raw values can still be too far from the training mean
-        unchecked = np.flatnonzero(reasons == None)  # noqa: E711
-        far = preprocessor.problems(x[unchecked])
-        reasons[unchecked] = far
-    return x, reasons
-
-
-def _parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
-    """The feature columns as a DataFrame (numbers parsed, categories as given) and per-row
-    reasons (None = good row), for a model with a dataset schema. A missing value is good where
-    the model imputes it; a category never seen in training is good (it is scored)."""
-    import pandas as pd
-
-    n = batch.num_rows
-    reasons = np.full(n, None, dtype=object)
-    frame = {}
-    lo, hi = preprocessor.limits()
-    for j, b in enumerate(preprocessor.blocks):
-        col = b["column"]
-        raw = batch.column(col).to_pandas()
-        if b["kind"] in ("onehot", "frequency"):
-            frame[col] = raw
-            continue
-        if b.get("datetime"):
-            try:
-                frame[col] = pd.Series(as_seconds(raw, col))
-                continue
-            except Exception:  # noqa: BLE001 - find the bad rows one by one below
-                v = np.array([_seconds_or_nan(x) for x in raw])
-                why = np.array([None if not (isinstance(x, str) and np.isnan(t)) else
-                                f"column {col!r}: value {x!r} is not a date/time"
-                                for x, t in zip(raw, v, strict=True)], dtype=object)
-        else:
-            v, why = column_problems(raw, col)
-            with np.errstate(invalid="ignore"):  # in range, but too far from the training mean
-                far = (why == None) & ((v < lo[j]) | (v > hi[j]))  # noqa: E711
-            for r in np.flatnonzero(far):
-                why[r] = f"column {col!r}: {preprocessor.value_problem(j, v[r])}"
-        if b.get("indicator"):  # missing in training too: imputed, not a bad row
-            why[raw.isna().to_numpy()] = None
-        first = (why != None) & (reasons == None)  # noqa: E711 (element-wise on object arrays)
-        reasons[first] = why[first]
-        frame[col] = pd.Series(v)
-    return pd.DataFrame(frame), reasons
-
-
-def _seconds_or_nan(x) -> float:
-    import pandas as pd
-
-    try:
-        return float(as_seconds(pd.Series([x]))[0])
-    except Exception:  # noqa: BLE001
-        return float("nan")
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -462,9 +379,9 @@ def score_file(
                 rows = rows[~np.isin(rows, bad_nums)][:n]
                 passed = [(n_read + line, why) for line, why in parse_bad]
                 if table_model:
-                    x, reasons = _parse_table(batch, detector.preprocessor_)
+                    x, reasons = parse_table(batch, detector.preprocessor_)
                 else:
-                    x, reasons = _parse_features(batch, features, getattr(detector, "preprocessor_", None))
+                    x, reasons = parse_features(batch, features, getattr(detector, "preprocessor_", None))
                 bad = reasons != None  # noqa: E711
                 if on_bad_rows == "error" and (passed or bad.any()):
                     raise DataError(_first_problem(data, passed, rows, reasons))

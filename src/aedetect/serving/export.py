@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from aedetect.errors import ArtifactError
-from aedetect.model.preprocessing import MISSING
-from aedetect.store.folder import atomic_folder
+from aedetect.files import atomic_folder
+from aedetect.store.layout import MISSING
 
 EXPORT_INFO = "aedetect-export.json"
 ONNX_OPSET = 17

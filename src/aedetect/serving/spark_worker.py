@@ -143,15 +143,15 @@ def output_columns(top_k: int) -> list[tuple[str, pa.DataType]]:
 def score_arrays(model, shipped: ShippedModel, batch: pa.RecordBatch, top_k: int) -> dict:
     """Score the feature columns of `batch`; rows that cannot be scored get a null score and a
     reason instead of failing the task. Returns one Arrow array per output column."""
-    from aedetect.serving.batch import _parse_features, _parse_table
+    from aedetect.data.arrow import parse_features, parse_table
     from aedetect.serving.runtime import top_features
 
     n = batch.num_rows
     table = getattr(model, "schema", None) is not None  # categories, datetimes, gaps: by type
     if table:
-        x, reasons = _parse_table(batch, model.preprocessor_)
+        x, reasons = parse_table(batch, model.preprocessor_)
     else:
-        x, reasons = _parse_features(batch, list(shipped.features), model.preprocessor_)
+        x, reasons = parse_features(batch, list(shipped.features), model.preprocessor_)
     good = np.asarray(reasons == None)  # noqa: E711 (element-wise on an object array)
     score = np.full(n, np.nan)
     contrib = np.zeros((n, len(shipped.feature_names_out)))

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from aedetect.errors import ArtifactError
+from aedetect.store.layout import numeric_blocks, output_names
 
 
 def _finite(v: float) -> float:
@@ -86,17 +87,15 @@ class PreprocessingSection(_Section):
 
 
 def _expected_outputs(pre: PreprocessingSection) -> list[str]:
-    from aedetect.model.preprocessing import Preprocessor
-
     blocks = (pre.model_extra or {}).get("blocks")
     if blocks is None:  # the numbers-only layout of older folders
-        return Preprocessor(pre.feature_names, pre.log_columns, pre.periodic_columns).output_names
+        return output_names(numeric_blocks(pre.feature_names, pre.log_columns, pre.periodic_columns))
     if not isinstance(blocks, list) or [b.get("column") if isinstance(b, dict) else None
                                         for b in blocks] != pre.feature_names:
         raise ValueError("preprocessing.blocks must hold one block per column of "
                          "preprocessing.feature_names, in order")
     try:
-        return Preprocessor(pre.feature_names, blocks=[dict(b) for b in blocks]).output_names
+        return output_names([dict(b) for b in blocks])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise ValueError(f"preprocessing.blocks cannot be read: {exc!r}") from None
 

@@ -36,9 +36,9 @@ def check_detector_params(params: dict) -> dict:
     constraints = {k: AutoencoderDetector._parameter_constraints[k] for k in params}
     validate_parameter_constraints(constraints, params, caller_name="AutoencoderDetector")
     if "hidden_units" in params:
-        from aedetect.model.detector import _check_hidden_units
+        from aedetect.model.detector import check_hidden_units
 
-        _check_hidden_units(params["hidden_units"])
+        check_hidden_units(params["hidden_units"])
     return params
 
 

@@ -5,7 +5,6 @@ Every command of the CLI is a thin wrapper over one of these, so each is callabl
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aedetect.data.schema import CREDITCARD, DatasetSchema, Schema
-from aedetect.data.splits import Split, make_split, unlabelled_split
+from aedetect.data.io import frame_fingerprint
+from aedetect.data.schema import CREDITCARD, DatasetSchema, Schema, as_dataset_schema, has_labels, model_schema  # noqa: F401 (re-exported)
+from aedetect.data.splits import Split, split_table
 from aedetect.errors import AedetectError
 from aedetect.evaluation.metrics import evaluate_detector  # noqa: F401  (the evaluation's home)
 from aedetect.model.detector import AutoencoderDetector
@@ -35,44 +35,10 @@ class TrainResult:
     data_fingerprint: str
 
 
-def frame_fingerprint(df: pd.DataFrame) -> str:
-    h = hashlib.sha256()
-    h.update(",".join(map(str, df.columns)).encode())
-    if all(pd.api.types.is_numeric_dtype(df[c]) for c in df.columns):
-        h.update(np.ascontiguousarray(df.to_numpy(dtype="float64")).tobytes())
-    else:  # categories, datetimes, missing values: by their text, so that the same table read
-        # from CSV (timestamps parsed) and from Parquet (timestamps as text) has one fingerprint
-        text = df.astype(str).where(df.notna(), "")
-        h.update(pd.util.hash_pandas_object(text, index=False).to_numpy().tobytes())
-    return "sha256:" + h.hexdigest()
-
-
-def as_dataset_schema(schema: Schema | DatasetSchema | None) -> DatasetSchema:
-    if schema is None:
-        schema = CREDITCARD
-    return schema if isinstance(schema, DatasetSchema) else DatasetSchema.from_legacy(schema)
-
-
-def model_schema(det) -> DatasetSchema:
-    """The dataset schema a detector was trained with (the credit-card one for older models)."""
-    if getattr(det, "schema", None) is not None:
-        return det._dataset_schema()
-    return DatasetSchema.from_legacy(CREDITCARD)
-
-
-def has_labels(df: pd.DataFrame, schema: Schema | DatasetSchema) -> bool:
-    label = as_dataset_schema(schema).label
-    return label is not None and label in df.columns
-
-
 def split_frame(df: pd.DataFrame, config: TrainConfig,
                 schema: Schema | DatasetSchema = CREDITCARD) -> Split:
-    """The configured split; without a label column, every row trains (`unlabelled_split`)."""
-    ds = as_dataset_schema(schema)
-    if not has_labels(df, ds):
-        return unlabelled_split(len(df), config.seed)
-    time = ds.time_seconds(df) if ds.time else None
-    return make_split(config.protocol, df[ds.label].to_numpy(), time, config.seed)
+    """The configured split (`aedetect.data.splits.split_table` with the config's protocol and seed)."""
+    return split_table(df, schema, config.protocol, config.seed)
 
 
 def new_detector(config: TrainConfig, schema: Schema | DatasetSchema = CREDITCARD, verbose: int = 0):

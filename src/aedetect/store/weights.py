@@ -1,0 +1,96 @@
+"""The weights format: a model's dense layers as plain arrays, read back without TensorFlow.
+
+`weights.npz` holds `kernel_<i>`, `bias_<i>` and `activation_<i>` for each dense layer, in order;
+noise and dropout layers do nothing at inference and are not stored. The detector writes it
+beside `model.keras` at save time (listed with its sha256 in the manifest); the NumPy runtime,
+Spark workers and exports read it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from aedetect.errors import ArtifactError
+
+WEIGHTS_FILE = "weights.npz"
+
+
+def _relu(h: np.ndarray) -> np.ndarray:
+    return np.maximum(h, 0, out=h)
+
+
+def _tanh(h: np.ndarray) -> np.ndarray:
+    return np.tanh(h, out=h)
+
+
+def _sigmoid(h: np.ndarray) -> np.ndarray:
+    np.negative(h, out=h)
+    np.exp(h, out=h)
+    h += 1
+    return np.reciprocal(h, out=h)
+
+
+def _linear(h: np.ndarray) -> np.ndarray:
+    return h
+
+
+ACTIVATIONS = {"relu": _relu, "tanh": _tanh, "sigmoid": _sigmoid, "linear": _linear}
+
+
+# Layers that pass their input through unchanged outside training.
+INFERENCE_IDENTITY = ("InputLayer", "GaussianNoise", "Dropout")
+
+
+def dense_layers(model) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """(kernel, bias, activation) of each Dense layer of a Keras model, in order."""
+    layers = []
+    for layer in model.layers:
+        if type(layer).__name__ == "Dense":
+            kernel, bias = layer.get_weights()
+            layers.append((np.asarray(kernel, "float32"), np.asarray(bias, "float32"),
+                           layer.get_config()["activation"]))
+        elif type(layer).__name__ not in INFERENCE_IDENTITY:
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no NumPy counterpart")
+    return layers
+
+
+def save_weights(model, path: str | os.PathLike) -> Path:
+    """Write the dense layers of `model` as `weights.npz` (plain arrays, no pickle)."""
+    arrays = {}
+    for i, (kernel, bias, activation) in enumerate(dense_layers(model)):
+        arrays[f"kernel_{i}"], arrays[f"bias_{i}"] = kernel, bias
+        arrays[f"activation_{i}"] = np.array(activation)
+    path = Path(path)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def read_weights(path: Path) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: cannot read the weights: {exc}") from None
+    layers = []
+    while f"kernel_{len(layers)}" in data:
+        i = len(layers)
+        try:
+            kernel, bias = data[f"kernel_{i}"].astype("float32"), data[f"bias_{i}"].astype("float32")
+            activation = str(data[f"activation_{i}"])
+        except KeyError as exc:
+            raise ArtifactError(f"{path}: layer {i} lacks {exc.args[0]}") from None
+        if activation not in ACTIVATIONS:
+            raise ArtifactError(f"{path}: layer {i} has activation {activation!r}; "
+                                f"the runtime computes {sorted(ACTIVATIONS)}")
+        if kernel.ndim != 2 or bias.shape != (kernel.shape[1],) or (
+                layers and layers[-1][0].shape[1] != kernel.shape[0]):
+            raise ArtifactError(f"{path}: layer {i} has kernel {kernel.shape} and bias {bias.shape}, "
+                                "which do not chain with the layer before")
+        layers.append((kernel, bias, activation))
+    if not layers:
+        raise ArtifactError(f"{path}: holds no dense layers")
+    return layers
