@@ -165,3 +165,31 @@ def test_cli_score_flags_by_the_probability(trained, tmp_path):
     m = json.loads(metrics.read_text())
     assert m["score"] == "fraud_probability" and m["threshold_rule"] == "min_precision"
     assert m["n_test"] == len(trained["split"].test)
+
+
+def test_every_scorer_is_one_declared_protocol(trained, detector, model_dir):
+    """The estimator, the label-aware hybrid and the NumPy runtime satisfy one AnomalyScorer,
+    and the hybrid names the autoencoder state it offers instead of forwarding any attribute."""
+    import math
+
+    from aedetect.model.scorer import AnomalyScorer
+    from aedetect.serving.runtime import load_scorer
+
+    hybrid = trained["hybrid"]
+    for scorer in (detector, hybrid, load_scorer(model_dir)):
+        assert isinstance(scorer, AnomalyScorer), type(scorer).__name__
+    assert hybrid.feature_names_in_ is hybrid.detector.feature_names_in_
+    with pytest.raises(AttributeError):
+        hybrid.history_  # the autoencoder's, not the hybrid's
+    with pytest.raises(ValueError, match="finite"):
+        hybrid.threshold = math.nan
+
+
+def test_open_model_reads_the_manifest_once(trained, monkeypatch):
+    from aedetect.store import folder as store_folder
+
+    calls = []
+    read = store_folder.read_manifest
+    monkeypatch.setattr(store_folder, "read_manifest", lambda p: calls.append(p) or read(p))
+    assert isinstance(load_model(trained["model"]), HybridDetector)
+    assert len(calls) == 1

@@ -240,15 +240,15 @@ def _config(preset: str = "default", config_file: Path | None = None, settings: 
         raise UsageError(str(exc)) from None
 
 
-def _load_model(model_dir: Path):
+def _load_model(model_dir):
     """Verify the folder first (fast, no TensorFlow), then load it (with its supervised head,
-    if it has one: aedetect.model.hybrid)."""
-    from aedetect.model.hybrid import load_model
-    from aedetect.store.folder import read_manifest
+    if it has one: aedetect.model.hybrid); the manifest is read once."""
+    from aedetect.model.hybrid import open_model
+    from aedetect.store.folder import open_folder
 
-    read_manifest(model_dir)
+    folder = open_folder(model_dir)
     _tensorflow()
-    return load_model(model_dir)
+    return open_model(folder)
 
 
 def _units(text: str | None) -> list[int] | str | None:
@@ -466,17 +466,17 @@ def evaluate(
 ):
     """Evaluate a model on labelled data: metrics table and metrics.json."""
     from aedetect.files import check_output_path
-    from aedetect.store.folder import read_manifest
+    from aedetect.store.folder import open_folder
 
     if rows not in ("test", "all"):
         raise UsageError(f"--rows must be 'test' or 'all'; got {rows!r}")
-    read_manifest(model_dir)  # a bad model folder fails fast, before data and TensorFlow load
+    folder = open_folder(model_dir)  # a bad model folder fails fast, before data and TensorFlow load
     if metrics_out is not None:
         check_output_path(metrics_out, what="metrics file")
     if report_dir is not None:
         check_output_path(report_dir / "report.html", what="report")
     df, path = _read(data)
-    det = _load_model(model_dir)
+    det = _load_model(folder)
     from aedetect.evaluation.metrics import evaluate_model
     from aedetect.training.workflow import model_schema
 
@@ -577,13 +577,13 @@ def score(
     for target in (out_file, bad_rows_path(out_file)):  # fast, before the model loads
         refuse_overwriting_input(data, target)
     check_output_path(out_file)
-    from aedetect.serving.runtime import load_scorer
-    from aedetect.store.folder import read_manifest
+    from aedetect.serving.runtime import open_scorer
+    from aedetect.store.folder import open_folder
 
-    if "hybrid.json" in read_manifest(model_dir).files:  # a supervised head needs its model
-        det = _load_model(model_dir)
-    else:
-        det = load_scorer(model_dir)  # NumPy only: scoring never imports TensorFlow
+    folder = open_folder(model_dir)
+    if folder.is_hybrid:  # a supervised head needs its estimator
+        _tensorflow()
+    det = open_scorer(folder)  # else NumPy only: scoring never imports TensorFlow
     ids = [c.strip() for c in id_columns.split(",") if c.strip()]
     try:
         with ScoringProgress(console) as progress:
@@ -788,9 +788,10 @@ def export(
     """Export a SavedModel or an ONNX model that takes raw columns and returns score and flag."""
     if fmt not in ("savedmodel", "onnx"):
         raise UsageError(f"--format must be 'savedmodel' or 'onnx'; got {fmt!r}")
-    from aedetect.store.folder import read_manifest
+    from aedetect.store.folder import open_folder
 
-    if "hybrid.json" in read_manifest(model_dir).files:
+    folder = open_folder(model_dir)
+    if folder.is_hybrid:
         raise AedetectError(f"{model_dir} holds a supervised head (--use-labels), which the exports do "
                             "not carry; export a model trained without --use-labels")
     if out_dir.exists() and not overwrite:
@@ -803,11 +804,11 @@ def export(
             import onnx  # noqa: F401
         except ModuleNotFoundError:
             raise AedetectError("--format onnx needs the onnx package: pip install 'aedetect[onnx]'") from None
-        det = load_scorer(model_dir)  # the ONNX graph is built from the NumPy weights: no TensorFlow
+        det = load_scorer(folder)  # the ONNX graph is built from the NumPy weights: no TensorFlow
         export_onnx(det, out_dir, overwrite=overwrite)
         what = "ONNX model"
     else:
-        det = _load_model(model_dir)
+        det = _load_model(folder)
         from aedetect.serving.export import export_savedmodel
 
         with console.status("writing SavedModel"):

@@ -167,9 +167,9 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
     from aedetect.data.schema import check_table, model_schema
     from aedetect.data.splits import split_table
     from aedetect.errors import AedetectError
-    from aedetect.model.hybrid import load_model
+    from aedetect.model.hybrid import open_model
 
-    det = model if hasattr(model, "anomaly_score") else load_model(model)  # hybrid folders too
+    det = model if hasattr(model, "anomaly_score") else open_model(model)  # hybrid folders too
     schema = model_schema(det)
     if schema.label is None:
         raise AedetectError("this model was trained without a label column, and evaluation needs "

@@ -26,7 +26,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from aedetect.data.schema import DatasetSchema
 from aedetect.errors import DataError
-from aedetect.model.conventions import OutlierConventions
 from aedetect.model.defaults import (
     auto_architecture,
     auto_batch_size,
@@ -35,8 +34,10 @@ from aedetect.model.defaults import (
     passes_per_epoch,
 )
 from aedetect.model.preprocessing import Preprocessor
+from aedetect.model.scorer import OutlierConventions
 from aedetect.model.scores import SCORES, contributions, fit_stats, score_tf, stats_from_config, stats_to_config
 from aedetect.model.thresholds import Threshold, normal_percentile
+from aedetect.store.folder import ModelFolder
 
 SCORE_CHUNK = 65_536
 ACTIVATIONS = {"relu", "tanh", "elu", "selu", "gelu", "silu", "sigmoid", "linear", "leaky_relu"}
@@ -597,11 +598,7 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
 
     @threshold.setter
     def threshold(self, value: Threshold | float) -> None:
-        if not isinstance(value, Threshold):
-            value = Threshold("fixed", float(value), {"value": float(value)}, "given")
-        if not np.isfinite(value.value):
-            raise ValueError(f"a threshold must be a finite number; got {value.value!r}")
-        self._threshold = value
+        self._threshold = Threshold.given(value)
 
     @property
     def threshold_(self) -> float:
@@ -708,15 +705,15 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         return write_folder(path, state, writers, metadata=metadata, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> AutoencoderDetector:
+    def load(cls, path: str | os.PathLike | ModelFolder) -> AutoencoderDetector:
         """Load a verified model folder (refused, with the reason, if it does not match)."""
         import keras
 
         from aedetect.errors import ArtifactError
-        from aedetect.store.folder import MODEL_FILE, read_manifest
+        from aedetect.store.folder import MODEL_FILE, open_folder
 
-        path = Path(path)
-        manifest = read_manifest(path)
+        folder = open_folder(path)
+        path, manifest = folder.path, folder.manifest
         try:
             model = keras.saving.load_model(path / MODEL_FILE, compile=False, safe_mode=True)
             det = cls._from_state(manifest.sections(), model)
@@ -726,6 +723,6 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         return det
 
 
-def load_detector(path: str | os.PathLike) -> AutoencoderDetector:
+def load_detector(path: str | os.PathLike | ModelFolder) -> AutoencoderDetector:
     """Load a verified model folder into a fitted AutoencoderDetector."""
     return AutoencoderDetector.load(path)

@@ -35,14 +35,14 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from aedetect.errors import ArtifactError
+from aedetect.model.scorer import OutlierConventions
 from aedetect.model.thresholds import Threshold, normal_percentile
+from aedetect.store.folder import HEAD_FILE, HYBRID_FILE, ModelFolder, open_folder
 
 FEATURE_GROUPS = ("raw", "score", "contributions", "code")
 DEFAULT_FEATURES = ("raw", "score", "contributions", "code")
 MIN_ANOMALIES = 20
 CALIBRATIONS = ("sigmoid", "isotonic", "none")
-HYBRID_FILE = "hybrid.json"
-HEAD_FILE = "head.skops"
 FORMAT = "aedetect-hybrid"
 FORMAT_VERSION = 1
 # The only non-builtin type a saved HistGradientBoostingClassifier holds beyond skops' defaults.
@@ -98,7 +98,21 @@ def _encoder(det):
     return keras.Model(model.input, narrowest.output)
 
 
-class HybridDetector:
+class _FromAutoencoder:
+    """A HybridDetector attribute that reads the autoencoder's attribute (of the same name, or
+    `name`)."""
+
+    def __init__(self, name: str | None = None):
+        self.name = name
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = self.name or name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else getattr(obj.detector, self.name)
+
+
+class HybridDetector(OutlierConventions):
     """A fitted AutoencoderDetector plus a supervised head trained on labelled rows.
 
     `fit(X, y, X_calibration, y_calibration)`: the head learns from (X, y); the calibration rows,
@@ -241,17 +255,6 @@ class HybridDetector:
     def score_and_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
         return self.anomaly_score(X), self.detector.feature_errors(X)
 
-    # scikit-learn's outlier convention, as AutoencoderDetector: lower / negative = outlier.
-    def score_samples(self, X) -> np.ndarray:
-        return -self.anomaly_score(X)
-
-    def decision_function(self, X) -> np.ndarray:
-        return self.threshold_ - self.anomaly_score(X)
-
-    def predict(self, X) -> np.ndarray:
-        """-1 for flagged rows (anomaly_score > threshold_), +1 for the others."""
-        return np.where(self.anomaly_score(X) > self.threshold_, -1, 1)
-
     @property
     def score_type(self) -> str:
         """What `anomaly_score` returns, for reports."""
@@ -263,20 +266,26 @@ class HybridDetector:
 
     @threshold.setter
     def threshold(self, value: Threshold | float) -> None:
-        if not isinstance(value, Threshold):
-            value = Threshold("fixed", float(value), {"value": float(value)}, "given")
-        self._threshold = value
+        self._threshold = Threshold.given(value)
 
     @property
     def threshold_(self) -> float:
         return self.threshold.value
 
-    def __getattr__(self, name):
-        # Everything else (feature names, score kind, training history, manifest) is the
-        # autoencoder's; only attributes that exist there are forwarded.
-        if name.startswith("__") or name == "detector":
-            raise AttributeError(name)
-        return getattr(self.detector, name)
+    # The autoencoder's fitted state that callers read from any scorer (named here, not forwarded
+    # wholesale: a typo on a hybrid is an AttributeError, not the autoencoder's attribute).
+    feature_names_in_ = _FromAutoencoder()
+    n_features_in_ = _FromAutoencoder()
+    feature_names_out_ = _FromAutoencoder()
+    preprocessor_ = _FromAutoencoder()
+    schema = _FromAutoencoder()
+    split_ = _FromAutoencoder()
+    reference_ = _FromAutoencoder()
+    n_epochs_ = _FromAutoencoder()
+    best_epoch_ = _FromAutoencoder()
+
+    def _dataset_schema(self):
+        return self.detector._dataset_schema()
 
     def describe(self) -> dict:
         """How the hybrid was built, for hybrid.json and the CLI."""
@@ -314,18 +323,17 @@ class HybridDetector:
         return write_folder(path, self.detector._get_state(), writers, metadata=metadata, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> HybridDetector:
+    def load(cls, path: str | os.PathLike | ModelFolder) -> HybridDetector:
         """Load a verified folder (the manifest checks every file's sha256, head and hybrid.json
         included); skops rebuilds the head from trusted types only."""
         from aedetect.model.detector import AutoencoderDetector
-        from aedetect.store.folder import read_manifest
 
-        path = Path(path)
-        files = read_manifest(path).files
-        if HYBRID_FILE not in files:
+        folder = open_folder(path)
+        path, files = folder.path, folder.manifest.files
+        if not folder.is_hybrid:
             raise ArtifactError(f"{path}: the manifest does not list {HYBRID_FILE}; not a hybrid model")
         doc = read_hybrid(path)
-        det = AutoencoderDetector.load(path)
+        det = AutoencoderDetector.load(folder)
         head = doc.get("head") or {}
         hybrid = cls(det, features=tuple(doc["features"]), min_anomalies=doc["min_anomalies"],
                      calibration=doc["calibration"].get("method", "none"),
@@ -396,16 +404,17 @@ def fit_hybrid(det, df, split, schema, *, min_anomalies: int = MIN_ANOMALIES, se
     return hybrid
 
 
-def is_hybrid(path: str | os.PathLike) -> bool:
-    return (Path(path) / HYBRID_FILE).is_file()
+def open_model(path: str | os.PathLike | ModelFolder):
+    """A model folder as the right estimator, its manifest read once: HybridDetector when it
+    holds a label-aware head, else AutoencoderDetector (needs TensorFlow; for scoring without
+    it, `aedetect.serving.runtime.open_scorer`)."""
+    from aedetect.model.detector import AutoencoderDetector
+
+    folder = open_folder(path)
+    return (HybridDetector if folder.is_hybrid else AutoencoderDetector).load(folder)
 
 
-def load_model(path: str | os.PathLike):
-    """A model folder as the right object: HybridDetector when it holds hybrid.json, else the
-    AutoencoderDetector."""
-    from aedetect.model.detector import load_detector
-
-    return HybridDetector.load(path) if is_hybrid(path) else load_detector(path)
+load_model = open_model  # the name docs/hybrid.md has used
 
 
 def read_hybrid(path: Path) -> dict:

@@ -35,6 +35,19 @@ class Threshold:
     estimate: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
 
+    def __post_init__(self):
+        # The one home of the rule: a NaN or infinite threshold flags nothing (or everything)
+        # without a word, whether set by a rule, by hand or read from a folder.
+        if not np.isfinite(self.value):
+            raise ValueError(f"a threshold must be a finite number; got {self.value!r}")
+
+    @classmethod
+    def given(cls, value: Threshold | float) -> Threshold:
+        """`value` as a Threshold: a plain number becomes a fixed threshold set by hand."""
+        if isinstance(value, Threshold):
+            return value
+        return cls("fixed", float(value), {"value": float(value)}, "given")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -207,16 +207,10 @@ def _public_manifest(manifest) -> dict:
 
 
 def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = None) -> FastAPI:
-    from aedetect.serving.runtime import load_scorer
-    from aedetect.store.folder import read_manifest
+    from aedetect.serving.runtime import open_scorer
 
     settings = settings or ServiceSettings()
-    if "hybrid.json" in read_manifest(Path(model_dir)).files:  # a supervised head needs its model
-        from aedetect.model.hybrid import load_model
-
-        det = load_model(Path(model_dir))
-    else:
-        det = load_scorer(Path(model_dir))  # NumPy runtime; raises ArtifactError: the server does not start
+    det = open_scorer(model_dir)  # raises ArtifactError: the server does not start
     names = list(det.feature_names_in_)
     table_model = getattr(det, "schema", None) is not None
     Transaction = transaction_model(names, det.preprocessor_.limits(),

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from aedetect.errors import DataError
-from aedetect.model.conventions import OutlierConventions
+from aedetect.errors import ArtifactError, DataError
 from aedetect.model.preprocessing import Preprocessor
+from aedetect.model.scorer import OutlierConventions
 from aedetect.model.scores import contributions, stats_from_config
-from aedetect.store.folder import ArtifactError, read_manifest
+from aedetect.store.folder import ModelFolder, open_folder
 from aedetect.store.weights import ACTIVATIONS, WEIGHTS_FILE, read_weights
 
 CHUNK = 2048  # rows per block: a block's activations stay in the CPU caches
@@ -174,10 +174,10 @@ class Scorer(OutlierConventions):
         return self.feature_contributions(X).sum(axis=1)
 
 
-def load_scorer(model_dir: str | os.PathLike) -> Scorer:
+def load_scorer(model_dir: str | os.PathLike | ModelFolder) -> Scorer:
     """Verify a model folder and load its scoring runtime (NumPy only; never imports TensorFlow)."""
-    path = Path(model_dir)
-    manifest = read_manifest(path)
+    folder = open_folder(model_dir)
+    path, manifest = folder.path, folder.manifest
     if WEIGHTS_FILE not in manifest.files:
         raise ArtifactError(f"{path}: the manifest lists no {WEIGHTS_FILE} (a folder saved by an "
                             "older aedetect); load it with AutoencoderDetector.load and save it again")
@@ -185,3 +185,14 @@ def load_scorer(model_dir: str | os.PathLike) -> Scorer:
         return Scorer(manifest, read_weights(path / WEIGHTS_FILE), path)
     except (DataError, KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{path}: cannot build the scorer: {exc}") from None
+
+
+def open_scorer(model_dir: str | os.PathLike | ModelFolder):
+    """A model folder ready to score, its manifest read once: the NumPy runtime, or for a folder
+    with a label-aware head the HybridDetector (the head needs its estimator and TensorFlow)."""
+    folder = open_folder(model_dir)
+    if folder.is_hybrid:
+        from aedetect.model.hybrid import open_model
+
+        return open_model(folder)
+    return load_scorer(folder)

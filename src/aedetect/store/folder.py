@@ -1,6 +1,7 @@
 """The model folder: its files, a typed manifest and the sha256 of every file. Never a pickle.
 
-This module knows nothing of the detector: the detector hands it its state (the manifest's
+This module knows nothing of the detector (the manifest's sections and their checks:
+`aedetect.store.manifest`): the detector hands it its state (the manifest's
 sections, from `AutoencoderDetector._get_state`) and a writer per file, and gets back a verified
 manifest. A folder is written under a temporary name and renamed into place, so readers never see
 half of one. Reading checks the format, the types of every section and the hash of every file,
@@ -10,87 +11,31 @@ and refuses a folder that does not match, with the reason. Importing it needs no
 from __future__ import annotations
 
 import json
-import math
+import os
 import platform
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from aedetect.errors import ArtifactError
 from aedetect.files import atomic_folder, sha256_file
-from aedetect.store.manifest import refuse_if_inconsistent
+from aedetect.store.manifest import Manifest, first_error
 
 FORMAT = "aedetect-artifact"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
+HYBRID_FILE = "hybrid.json"  # the label-aware head's description (aedetect.model.hybrid)
+HEAD_FILE = "head.skops"  # the label-aware head itself
 REFERENCE_FILE = "reference.json"  # the drift-monitoring profile (aedetect.monitoring.reference), when trained with one
 MAX_MANIFEST_BYTES = 64 << 20
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILE", "REFERENCE_FILE", "Manifest",
            "atomic_folder", "read_manifest", "write_folder"]
-
-
-class InputSchema(BaseModel):
-    feature_names: list[str] = Field(min_length=1)
-    named: bool = True
-    dtypes: dict[str, str] = {}
-
-
-class ThresholdSection(BaseModel):
-    rule: str
-    value: float
-    params: dict = {}
-    source: str = ""
-    estimate: dict = {}
-    warnings: list[str] = []
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError(f"the threshold must be a finite number; got {v!r}")
-        return v
-
-
-class TrainingSection(BaseModel):
-    n_train: int = Field(ge=0)
-    n_validation: int = Field(ge=0)
-    batch_size: int = Field(ge=1)
-    hidden_units: list[int]
-    data_fingerprint: str
-    epochs_run: int = Field(ge=0)
-    best_epoch: int = Field(ge=0)
-    history: dict[str, list[float]]
-    split: dict | None = None  # protocol, seed, data fingerprint of a train_detector run
-
-
-class Manifest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    format: Literal["aedetect-artifact"]
-    format_version: int
-    created_at: str
-    versions: dict[str, str]
-    detector_params: dict
-    detector_param_types: dict[str, str] = {}
-    input_schema: InputSchema
-    preprocessing: dict
-    score_stats: dict = {}
-    threshold: ThresholdSection
-    training: TrainingSection
-    metadata: dict = {}
-    files: dict[str, str]
-
-    def sections(self) -> dict:
-        """The detector's state sections as plain JSON values."""
-        keys = ("detector_params", "detector_param_types", "input_schema", "preprocessing", "score_stats", "threshold",
-                "training")
-        return {k: v for k, v in self.model_dump().items() if k in keys}
 
 
 def _versions() -> dict[str, str]:
@@ -120,15 +65,9 @@ def write_folder(path, state: Mapping, writers: Mapping[str, Callable[[Path], ob
                 versions=_versions(), metadata=metadata or {},
                 files={name: sha256_file(tmp / name) for name in writers}, **state)
         except ValidationError as exc:
-            raise ArtifactError(f"cannot write {path}: {_first_error(exc)}") from None
+            raise ArtifactError(f"cannot write {path}: {first_error(exc)}") from None
         (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
     return path
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    return f"field {loc!r}: {first['msg']}"
 
 
 def read_manifest(path) -> Manifest:
@@ -156,8 +95,7 @@ def read_manifest(path) -> Manifest:
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
-        raise ArtifactError(f"{mpath}: {_first_error(exc)}") from None
-    refuse_if_inconsistent(raw, mpath)  # the JSON as written: a `true` threshold is no number
+        raise ArtifactError(f"{mpath}: {first_error(exc)}") from None
     if MODEL_FILE not in manifest.files:
         raise ArtifactError(f"{mpath}: lists no {MODEL_FILE}")
     for name, expected in manifest.files.items():
@@ -174,3 +112,23 @@ def read_manifest(path) -> Manifest:
             )
     return manifest
 
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A verified model folder: its manifest read and every file hashed once, then handed to
+    whichever loader needs it (the estimator, the label-aware head, the NumPy runtime)."""
+
+    path: Path
+    manifest: Manifest
+
+    @property
+    def is_hybrid(self) -> bool:
+        """True when the folder holds a label-aware head (`aedetect.model.hybrid`)."""
+        return HYBRID_FILE in self.manifest.files
+
+
+def open_folder(path: str | os.PathLike | ModelFolder) -> ModelFolder:
+    """Verify a model folder once (`read_manifest`); a ModelFolder is returned as it is."""
+    if isinstance(path, ModelFolder):
+        return path
+    return ModelFolder(Path(path), read_manifest(path))

@@ -1,17 +1,19 @@
-"""Semantic checks of a model folder's manifest: does what it says add up?
+"""The manifest of a model folder: one pydantic model that checks its types and that its parts
+add up.
 
 The manifest's file hashes cover `model.keras`, not the manifest itself, so an edited manifest
 (a NaN or negative threshold, a reordered input schema, statistics of the wrong shape) would
-load and score every row wrongly without a word. `check_manifest_semantics` refuses such a
-folder with the reason. It reads plain dicts (a manifest's sections), so it needs no
-TensorFlow and runs before the network loads; `network_input_width` checks the width the
-network expects, once known.
+load and score every row wrongly without a word. `Manifest` refuses such a manifest with the
+reason when it is built or read: its sections are typed strictly (the JSON as written: a `true`
+threshold is no number), and a validator checks that they fit together. It reads plain data, so
+it needs no TensorFlow and runs before the network loads; `check_network_width` checks the width
+the network expects, once known.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -25,7 +27,6 @@ from pydantic import (
     model_validator,
 )
 
-from aedetect.errors import ArtifactError
 from aedetect.store.layout import numeric_blocks, output_names
 
 
@@ -54,9 +55,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class ThresholdSection(_Section):
+class ThresholdSection(BaseModel):
     rule: StrictStr
     value: Finite
+    params: dict = {}
+    source: str = ""
+    estimate: dict = {}
+    warnings: list[str] = []
 
     @model_validator(mode="after")
     def _not_below_zero(self):
@@ -68,8 +73,10 @@ class ThresholdSection(_Section):
         return self
 
 
-class InputSchemaSection(_Section):
+class InputSchema(BaseModel):
     feature_names: Names
+    named: bool = True
+    dtypes: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _distinct(self):
@@ -128,53 +135,98 @@ def _check_stats(kind: str, stats: dict[str, Any], width: int) -> None:
                              "could be negative)")
 
 
+class TrainingSection(BaseModel):
+    n_train: int = Field(ge=0)
+    n_validation: int = Field(ge=0)
+    batch_size: int = Field(ge=1)
+    hidden_units: list[int]
+    data_fingerprint: str
+    epochs_run: int = Field(ge=0)
+    best_epoch: int = Field(ge=0)
+    history: dict[str, list[float]]
+    split: dict | None = None  # protocol, seed, data fingerprint of a train_detector run
+
+
+class Manifest(BaseModel):
+    """A model folder's `manifest.json`. Building or validating one checks every rule above."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["aedetect-artifact"]
+    format_version: int
+    created_at: str
+    versions: dict[str, str]
+    detector_params: dict
+    detector_param_types: dict[str, str] = {}
+    input_schema: InputSchema
+    preprocessing: dict  # read by `Preprocessor.from_config`; checked as a PreprocessingSection
+    score_stats: dict = {}
+    threshold: ThresholdSection
+    training: TrainingSection
+    metadata: dict = {}
+    files: dict[str, str]
+
+    @model_validator(mode="after")
+    def _parts_add_up(self):
+        try:
+            pre = PreprocessingSection.model_validate(self.preprocessing)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in ("preprocessing", *first["loc"]))
+            raise ValueError(f"{loc}: {first['msg'].removeprefix('Value error, ')}") from None
+        names = self.input_schema.feature_names
+        if names != pre.feature_names:
+            raise ValueError(f"input_schema.feature_names {names} differ from the columns the "
+                             f"preprocessing was fitted on, in that order: {pre.feature_names}")
+        expected = _expected_outputs(pre)
+        if pre.output_names != expected:
+            raise ValueError(f"preprocessing.output_names {pre.output_names} do not follow from its "
+                             f"columns and transforms: expected {expected}")
+        width = len(expected)
+        for key in ("mean", "scale"):
+            if len(getattr(pre, key)) != width:
+                raise ValueError(f"preprocessing.{key} holds {len(getattr(pre, key))} values for "
+                                 f"{width} preprocessed features")
+        params = self.detector_params
+        if params.get("schema") is None and "log_columns" in params and \
+                sorted(params["log_columns"]) != sorted(pre.log_columns):  # a schema decides these itself
+            raise ValueError(f"detector_params.log_columns {params['log_columns']} differ from "
+                             f"preprocessing.log_columns {pre.log_columns}")
+        kind = params.get("score_type", params.get("score", "mse"))  # "score" in older manifests
+        _check_stats(kind, self.score_stats, width)
+        return self
+
+    @property
+    def width(self) -> int:
+        """The number of preprocessed features: the network's input width."""
+        return len(self.preprocessing["output_names"])
+
+    def check_network_width(self, network_input_width: int) -> None:
+        if network_input_width != self.width:
+            raise ValueError(f"the network takes {network_input_width} inputs but the preprocessing "
+                             f"gives {self.width} features")
+
+    def sections(self) -> dict:
+        """The detector's state sections as plain JSON values."""
+        keys = ("detector_params", "detector_param_types", "input_schema", "preprocessing", "score_stats",
+                "threshold", "training")
+        return {k: v for k, v in self.model_dump().items() if k in keys}
+
+
+def first_error(exc: ValidationError) -> str:
+    """The first problem of a ValidationError as `where: what`."""
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"field {loc!r}: {msg}" if loc else msg
+
+
 def check_manifest_semantics(manifest, network_input_width: int | None = None) -> None:
-    """Raise ValueError with the reason when the manifest's parts do not fit together.
-
-    `manifest`: a pydantic manifest or its dict. Checks: a finite threshold >= 0; input schema
-    names distinct and equal, in order, to the preprocessing's; the preprocessing's outputs,
-    means and scales consistent with its columns; score statistics of the shapes the score
-    needs; the detector's log and periodic columns equal to the preprocessing's; and, when
-    given, the network's input width equal to the preprocessed width.
-    """
-    d = manifest.model_dump() if hasattr(manifest, "model_dump") else dict(manifest)
+    """Raise ValueError with the reason when a manifest (a dict, as written) does not describe one
+    consistent model; with `network_input_width`, also when the network does not fit it."""
     try:
-        threshold = ThresholdSection.model_validate(d.get("threshold"))
-        schema = InputSchemaSection.model_validate(d.get("input_schema"))
-        pre = PreprocessingSection.model_validate(d.get("preprocessing"))
+        m = manifest if isinstance(manifest, Manifest) else Manifest.model_validate(manifest)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        section = exc.title.removesuffix("Section").lower().replace("inputschema", "input_schema")
-        loc = ".".join(str(p) for p in (section, *first["loc"]))
-        raise ValueError(f"{loc}: {first['msg'].removeprefix('Value error, ')}") from None
-    del threshold
-    if schema.feature_names != pre.feature_names:
-        raise ValueError(f"input_schema.feature_names {schema.feature_names} differ from the "
-                         f"columns the preprocessing was fitted on, in that order: {pre.feature_names}")
-    expected = _expected_outputs(pre)
-    if pre.output_names != expected:
-        raise ValueError(f"preprocessing.output_names {pre.output_names} do not follow from its "
-                         f"columns and transforms: expected {expected}")
-    width = len(expected)
-    for key in ("mean", "scale"):
-        if len(getattr(pre, key)) != width:
-            raise ValueError(f"preprocessing.{key} holds {len(getattr(pre, key))} values for "
-                             f"{width} preprocessed features")
-    params = d.get("detector_params") or {}
-    if params.get("schema") is None and "log_columns" in params and \
-            sorted(params["log_columns"]) != sorted(pre.log_columns):  # a schema decides these itself
-        raise ValueError(f"detector_params.log_columns {params['log_columns']} differ from "
-                         f"preprocessing.log_columns {pre.log_columns}")
-    kind = params.get("score_type", params.get("score", "mse"))  # "score" in older manifests
-    _check_stats(kind, d.get("score_stats") or {}, width)
-    if network_input_width is not None and network_input_width != width:
-        raise ValueError(f"the network takes {network_input_width} inputs but the preprocessing "
-                         f"gives {width} features")
-
-
-def refuse_if_inconsistent(manifest, where, network_input_width: int | None = None) -> None:
-    """`check_manifest_semantics`, raising ArtifactError that names the manifest file."""
-    try:
-        check_manifest_semantics(manifest, network_input_width)
-    except ValueError as exc:
-        raise ArtifactError(f"{where}: {exc}; the folder does not describe one consistent model") from None
+        raise ValueError(first_error(exc)) from None
+    if network_input_width is not None:
+        m.check_network_width(network_input_width)
