@@ -65,6 +65,7 @@ bench-suite: $(BENCH_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_architecture.py
 
 clean:
 	rm -rf runs build *.egg-info src/*.egg-info

@@ -53,8 +53,9 @@ def imports(path: Path, module: str):
                 yield a.name, [], node.lineno
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if node.level:  # relative: from the package, node.level - 1 folders up
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
             yield base, [a.name for a in node.names], node.lineno
 
 
