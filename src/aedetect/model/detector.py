@@ -36,7 +36,7 @@ from aedetect.model.defaults import (
 from aedetect.model.preprocessing import Preprocessor
 from aedetect.model.scorer import OutlierConventions
 from aedetect.model.scores import SCORES, contributions, fit_stats, score_tf, stats_from_config, stats_to_config
-from aedetect.model.thresholds import Threshold, normal_percentile
+from aedetect.model.thresholds import HasThreshold, Threshold, normal_percentile
 from aedetect.store.folder import ModelFolder
 
 SCORE_CHUNK = 65_536
@@ -108,7 +108,7 @@ def _params_from_json(params: dict, types: dict | None = None) -> dict:
     return out
 
 
-class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
+class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEstimator):
     """Dense autoencoder anomaly detector, trained on normal rows only.
 
     The network learns to reconstruct normal rows; a row it reconstructs badly is anomalous.
@@ -591,18 +591,8 @@ class AutoencoderDetector(OutlierMixin, OutlierConventions, BaseEstimator):
         return self.preprocessor_.output_names
 
     # -- threshold --------------------------------------------------------------------------
-    @property
-    def threshold(self) -> Threshold:
+    def _check_threshold_set(self) -> None:
         check_is_fitted(self)
-        return self._threshold
-
-    @threshold.setter
-    def threshold(self, value: Threshold | float) -> None:
-        self._threshold = Threshold.given(value)
-
-    @property
-    def threshold_(self) -> float:
-        return self.threshold.value
 
     def _input_dtypes(self, names: list[str]) -> dict[str, str]:
         schema = self._dataset_schema()

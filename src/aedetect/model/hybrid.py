@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from aedetect.errors import ArtifactError
 from aedetect.model.scorer import OutlierConventions
-from aedetect.model.thresholds import Threshold, normal_percentile
+from aedetect.model.thresholds import HasThreshold, Threshold, normal_percentile
 from aedetect.store.folder import HEAD_FILE, HYBRID_FILE, ModelFolder, open_folder
 
 FEATURE_GROUPS = ("raw", "score", "contributions", "code")
@@ -112,7 +112,7 @@ class _FromAutoencoder:
         return self if obj is None else getattr(obj.detector, self.name)
 
 
-class HybridDetector(OutlierConventions):
+class HybridDetector(HasThreshold, OutlierConventions):
     """A fitted AutoencoderDetector plus a supervised head trained on labelled rows.
 
     `fit(X, y, X_calibration, y_calibration)`: the head learns from (X, y); the calibration rows,
@@ -259,18 +259,6 @@ class HybridDetector(OutlierConventions):
     def score_type(self) -> str:
         """What `anomaly_score` returns, for reports."""
         return self.detector.score_type if self.head_ is None else "fraud_probability"
-
-    @property
-    def threshold(self) -> Threshold:
-        return self._threshold
-
-    @threshold.setter
-    def threshold(self, value: Threshold | float) -> None:
-        self._threshold = Threshold.given(value)
-
-    @property
-    def threshold_(self) -> float:
-        return self.threshold.value
 
     # The autoencoder's fitted state that callers read from any scorer (named here, not forwarded
     # wholesale: a typo on a hybrid is an AttributeError, not the autoencoder's attribute).

@@ -58,6 +58,27 @@ class Threshold:
                    warnings=list(d.get("warnings", [])))
 
 
+class HasThreshold:
+    """The `threshold` of a scorer (a Threshold; a plain number is taken as a fixed one, set by
+    hand) and its value `threshold_`, for the estimator and the label-aware hybrid alike."""
+
+    def _check_threshold_set(self) -> None:
+        """Raise when the threshold cannot be read yet (the estimator: before `fit`)."""
+
+    @property
+    def threshold(self) -> Threshold:
+        self._check_threshold_set()
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: Threshold | float) -> None:
+        self._threshold = Threshold.given(value)
+
+    @property
+    def threshold_(self) -> float:
+        return self.threshold.value
+
+
 def _check_labelled(scores, y) -> tuple[np.ndarray, np.ndarray]:
     scores, y = np.asarray(scores, dtype="float64"), np.asarray(y)
     if scores.shape != y.shape:
