@@ -115,3 +115,16 @@ def test_bad_model_folder_stops_startup(model_dir, tmp_path):
         create_app(broken)
     with pytest.raises(ArtifactError, match="no such model folder"):
         create_app(tmp_path / "nowhere")
+
+
+def test_service_start_reads_the_model_folder_once(model_dir, monkeypatch):
+    """The manifest is parsed and every file hashed once per start (the model, the drift
+    reference and the routes share one opened folder)."""
+    from aedetect.store import folder as store_folder
+
+    calls = []
+    read = store_folder.read_manifest
+    monkeypatch.setattr(store_folder, "read_manifest", lambda p: calls.append(p) or read(p))
+    with TestClient(create_app(model_dir)) as c:
+        assert c.get("/healthz").status_code == 200
+    assert len(calls) == 1

@@ -636,9 +636,9 @@ def serve(
                          api_key_env=api_key_env, top_k=top_k, public_docs=public_docs,
                          max_concurrent=max_concurrent, max_queue=max_queue,
                          queue_timeout_s=queue_timeout, drift_window=drift_window)
-    from aedetect.store.folder import read_manifest
+    from aedetect.store.folder import open_folder
 
-    read_manifest(model_dir)
+    folder = open_folder(model_dir)
     try:  # bind before loading the model and before saying "serving"
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -646,7 +646,7 @@ def serve(
         sock.bind((host, port))
     except (OSError, OverflowError) as exc:
         raise AedetectError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
-    api = create_app(model_dir, settings)  # verifies the folder; loads no TensorFlow
+    api = create_app(folder, settings)  # loads no TensorFlow for a plain folder
     auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
     # A second, coarser gate before the app: connections beyond the app's slots and queue (and
     # a few for /healthz and /metrics) get uvicorn's plain 503 before their request is parsed,

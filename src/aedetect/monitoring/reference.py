@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -263,13 +262,14 @@ def reference_from_frame(det, df: pd.DataFrame, label: str | None = "Class", *, 
 
 
 def load_reference(model_dir) -> Reference | None:
-    """The verified reference of a model folder; None when the folder has none."""
-    from aedetect.store.folder import read_manifest
+    """The verified reference of a model folder (a path or an opened `ModelFolder`); None when
+    the folder has none."""
+    from aedetect.store.folder import open_folder
 
-    manifest = read_manifest(model_dir)  # checks every file's sha256
-    if REFERENCE_FILE not in manifest.files:
+    folder = open_folder(model_dir)  # checks every file's sha256, once
+    if REFERENCE_FILE not in folder.manifest.files:
         return None
-    path = Path(model_dir) / REFERENCE_FILE
+    path = folder.path / REFERENCE_FILE
     try:
         return Reference.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError) as exc:

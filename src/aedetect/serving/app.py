@@ -24,7 +24,6 @@ import math
 import os
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +39,7 @@ from aedetect.data.schema import MAX_ABS_VALUE
 from aedetect.errors import DataError
 from aedetect.monitoring.service import install_drift
 from aedetect.serving.explain import top_columns
+from aedetect.store.folder import ModelFolder, open_folder
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -206,11 +206,12 @@ def _public_manifest(manifest) -> dict:
     return d
 
 
-def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = None) -> FastAPI:
+def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSettings | None = None) -> FastAPI:
     from aedetect.serving.runtime import open_scorer
 
     settings = settings or ServiceSettings()
-    det = open_scorer(model_dir)  # raises ArtifactError: the server does not start
+    folder = open_folder(model_dir)  # the manifest is read and every file hashed once
+    det = open_scorer(folder)  # raises ArtifactError: the server does not start
     names = list(det.feature_names_in_)
     table_model = getattr(det, "schema", None) is not None
     Transaction = transaction_model(names, det.preprocessor_.limits(),
@@ -239,7 +240,7 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
     guarded = [Depends(require_key)] if api_key else []
     auth = (401,) if api_key else ()
     docs_guard = [] if settings.public_docs else guarded
-    drift = install_drift(app, model_dir, registry, guarded, settings.drift_window,  # /v1/drift
+    drift = install_drift(app, folder, registry, guarded, settings.drift_window,  # /v1/drift
                           responses=_problems(*auth, 404))
 
     @app.middleware("http")
@@ -343,6 +344,6 @@ def create_app(model_dir: str | os.PathLike, settings: ServiceSettings | None = 
         m["flagged"].inc(flagged)
 
     # The open inference protocol, model named after its folder: /v2/models/<folder name>/infer
-    app.include_router(create_v2_router(det, Path(model_dir).name, max_rows=settings.max_batch,
+    app.include_router(create_v2_router(det, folder.path.name, max_rows=settings.max_batch,
                                         auth=require_key if api_key else None, on_scored=on_scored))
     return app
