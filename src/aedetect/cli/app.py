@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -264,26 +263,16 @@ def _units(text: str | None) -> list[int] | str | None:
 def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Path | None = None,
            schema_opts: dict | None = None):
     from aedetect.cli.ui import schema_table
-    from aedetect.files import check_output_path
     from aedetect.serving.batch import sigterm_raises
+    from aedetect.training.run import Parent, check_before_training
 
-    if model_dir is not None and model_dir.exists() and not overwrite:
-        raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
-    if model_dir is not None:  # before training, which can take an hour, not after
-        check_output_path(model_dir, what="model folder")
-    if warm_start is not None:
-        from aedetect.store.folder import read_manifest
-
-        read_manifest(warm_start)  # a bad folder fails before the data loads
+    check_before_training(model_dir, overwrite, warm_start)  # a bad folder fails before the data loads
     try:
         with sigterm_raises():  # `kill` cleans up like Ctrl-C: no shards, no half a folder
-            base = None
+            parent = None
             if warm_start is not None:  # the parent's columns and types, not a new inference
-                _tensorflow()
-                from aedetect.training.workflow import model_schema
-
-                base = _load_model(warm_start)
-                df, path, schema = _load_table(data, schema=model_schema(base))
+                parent = Parent(warm_start, _load_model(warm_start))
+                df, path, schema = _load_table(data, schema=parent.schema)
             else:
                 df, path, schema = _load_table(data, **(schema_opts or {}))
             console.print(schema_table(schema, title=f"schema of {escape(str(path))}"))
@@ -293,24 +282,17 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
                               "--label-column to name one.[/yellow]")
             _tensorflow()
             from aedetect.cli.progress import TrainingProgress
-            from aedetect.training.workflow import train_detector
+            from aedetect.training.run import train_from_table
 
-            with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
-                with TrainingProgress(config.param("epochs"), console) as progress:
-                    result = train_detector(df, config, schema, callbacks=[progress], work_dir=work,
-                                            warm_start=base)
-            det = result.detector
-            meta = {"data_file": str(path), "data_fingerprint": result.data_fingerprint,
-                    "protocol": result.split.protocol, "seed": config.seed,
-                    "split_sizes": result.split.sizes(), "config": config.model_dump()}
-            if warm_start is not None:
-                meta["warm_start"] = _compare_with_parent(warm_start, det, df, result.split, schema)
-            if model_dir is not None:
-                det.save(model_dir, metadata=meta, overwrite=overwrite)
+            with TrainingProgress(config.param("epochs"), console) as progress:
+                run = train_from_table(df, config, schema, data_file=path, out=model_dir,
+                                       overwrite=overwrite, warm_start=parent, callbacks=[progress])
+            _print_comparison(run.comparison)
     except KeyboardInterrupt:
         where = f" ({escape(str(model_dir))} is unchanged)" if model_dir is not None else ""
         console.print(f"[yellow]interrupted; no model was written{where}[/yellow]")
         sys.exit(130)
+    det = run.detector
     ae = getattr(det, "detector", det)  # the autoencoder, also under a hybrid
     console.print(f"trained {ae.n_epochs_} epochs (best {ae.best_epoch_}) on "
                   f"{ae.n_train_:,} normal rows; threshold {det.threshold_:.4g} "
@@ -327,7 +309,7 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
                       f"recall {interval(est['recall'])} (95% exact binomial intervals)")
     for w in det.threshold.warnings:
         console.print(f"[yellow]warning: {escape(str(w))}[/yellow]")
-    return df, result
+    return df, run
 
 
 SetOpt = Annotated[list[str] | None, typer.Option(
@@ -338,22 +320,13 @@ ConfigOpt = Annotated[Path | None, typer.Option(
     "the flags override it")]
 
 
-def _compare_with_parent(parent_dir: Path, det, df, split, schema) -> dict:
-    """The parent and the warm-started model on the new split's test rows (for the time
-    protocol, the most recent ones): printed, and kept in the new model's metadata."""
-    from aedetect.model.detector import load_detector
-    from aedetect.monitoring.batch import compare_models, comparison_table
-    from aedetect.monitoring.reference import load_reference
+def _print_comparison(comparison: dict | None) -> None:
+    """A warm start's parent and new model side by side, when there were labelled rows to compare on."""
+    if comparison and "models" in comparison:
+        from aedetect.monitoring.batch import comparison_table
 
-    if schema.label is None or not len(split.test):
-        return {"from": str(parent_dir), "compared_on": "nothing: the new data has no labelled test rows"}
-    part = df.iloc[split.test]
-    rows = compare_models({f"before: {parent_dir}": (load_detector(parent_dir), load_reference(parent_dir)),
-                           "after (warm start)": (det, det.reference_)},
-                          part, part[schema.label].to_numpy(), skip=tuple(c for c in [schema.time] if c))
-    what = f"the {len(part):,} test rows of the new data ({split.protocol} protocol)"
-    out.print(comparison_table(rows, f"before and after the warm start, on {what}"))
-    return {"from": str(parent_dir), "compared_on": what, "models": rows}
+        out.print(comparison_table(comparison["models"],
+                                   f"before and after the warm start, on {comparison['compared_on']}"))
 
 
 @app.command()
@@ -419,32 +392,21 @@ def train(
 
 def _train_shards(folder: Path, config, model_dir: Path, overwrite: bool) -> None:
     """Train on a folder of Parquet/CSV shards of normal rows, streamed (see data/shards.py)."""
-    from aedetect.model.thresholds import get_rule
+    from aedetect.training.run import check_before_training, check_shard_rule, train_from_shards
 
-    rule = get_rule(config.threshold_rule)
-    if rule.data not in ("normal", "none"):
-        raise UsageError(f"training from a shard folder supports --threshold-rule "
-                         f"normal_percentile or fixed (no labelled selection set); got "
-                         f"{config.threshold_rule!r}")
-    if model_dir.exists() and not overwrite:
-        raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
+    try:
+        check_shard_rule(config)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    check_before_training(model_dir, overwrite)
     _tensorflow()
     from aedetect.cli.progress import TrainingProgress
-    from aedetect.data.shards import fit_from_shards
-    from aedetect.model.thresholds import choose_threshold
-    from aedetect.training.workflow import new_detector
 
-    det = new_detector(config)
     with TrainingProgress(config.param("epochs"), console) as progress:
-        det, data = fit_from_shards(det, folder, callbacks=[progress])
-    if rule.data == "none":  # fixed; normal_percentile was set by fit from the held-out rows
-        value = config.param("threshold_value")
-        det.threshold = choose_threshold(rule.name, value=10.0 if value is None else value)
-    det.save(model_dir, overwrite=overwrite, metadata={
-        "data_folder": str(folder), "shards": len(data.files), "rows_in_shards": data.n_rows,
-        "seed": config.seed, "config": config.model_dump()})
+        run = train_from_shards(folder, config, out=model_dir, overwrite=overwrite, callbacks=[progress])
+    det = run.detector
     console.print(f"trained {det.n_epochs_} epochs (best {det.best_epoch_}) on {det.n_train_:,} "
-                  f"normal rows streamed from {len(data.files)} shard(s), validated on "
+                  f"normal rows streamed from {run.metadata['shards']} shard(s), validated on "
                   f"{det.n_validation_:,}; threshold {det.threshold_:.4g} ({det.threshold.rule})")
 
 
@@ -828,28 +790,21 @@ def demo(
         help="rows of generated data used when the real file cannot be fetched")] = 100_000,
 ):
     """Fetch the real data (generated data when offline), train, evaluate, print the table."""
-    from aedetect.data.generate import generate_transactions
-    from aedetect.data.io import write_table
+    from aedetect.cli.ui import fetch_with_progress
+    from aedetect.training.demo import demo_data
 
-    if data == "creditcard":
-        try:
-            from aedetect.cli.ui import fetch_with_progress
-
-            fetch_with_progress(None)
-        except AedetectError as exc:
-            console.print(f"[yellow]cannot fetch the real data ({exc}); using {offline_rows:,} "
-                          "rows of generated data instead: the numbers below are NOT the ULB "
-                          "results[/yellow]")
-            data = str(out_dir / "generated.csv")
-            write_table(generate_transactions(offline_rows, 0.01, seed), data)
+    demo = demo_data(data, out_dir, offline_rows=offline_rows, seed=seed,
+                     fetch=lambda: fetch_with_progress(None))
+    if demo.fallback is not None:
+        console.print(f"[yellow]cannot fetch the real data ({demo.fallback}); using {offline_rows:,} "
+                      "rows of generated data instead: the numbers below are NOT the ULB "
+                      "results[/yellow]")
     config = _config(seed=seed, epochs=epochs)
-    df, result = _train(data, config, out_dir / "model", overwrite=True)
-    from aedetect.training.workflow import evaluate_detector, model_schema
+    df, run = _train(demo.data, config, out_dir / "model", overwrite=True)
+    from aedetect.training.demo import demo_metrics
+    from aedetect.training.workflow import model_schema
 
-    schema = model_schema(result.detector)
-    metrics = evaluate_detector(result.detector, df, result.split.test, schema, seed=seed)
-    metrics["protocol"] = config.protocol
-    _report(metrics, out_dir / "metrics.json", schema=schema)
+    _report(demo_metrics(run, df), out_dir / "metrics.json", schema=model_schema(run.detector))
 
 
 def main() -> None:

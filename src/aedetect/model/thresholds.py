@@ -109,7 +109,8 @@ def _top_k(scores, k: int) -> float:
     return float(s[k])
 
 
-def fixed(value: float) -> float:
+def fixed(value: float = 10.0) -> float:
+    """A given value; by default the guide's 10."""
     if not np.isfinite(value):
         raise ValueError(f"a fixed threshold must be a finite number; got {value!r}")
     return float(value)
@@ -266,10 +267,15 @@ def choose_threshold(rule: str, *, scores=None, y=None, source: str = "", **para
     a stretch of the stream for contamination and alert_budget, labelled rows for the others)."""
     r = get_rule(rule)
     params = {k: v for k, v in params.items() if v is not None}
-    accepted = set(inspect.signature(r.fn).parameters) - {"scores", "y", "normal_scores"}
+    signature = inspect.signature(r.fn).parameters
+    accepted = set(signature) - {"scores", "y", "normal_scores"}
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ValueError(f"rule {rule!r} takes {sorted(accepted) or 'no parameters'}; got {unknown}")
+    # The rule's own defaults (fixed's 10, say) are recorded with the threshold like given values.
+    defaults = {k: signature[k].default for k in accepted
+                if signature[k].default not in (None, inspect.Parameter.empty)}
+    params = {**defaults, **params}
     if r.data == "none":
         value = r.fn(**params)
     elif r.needs_labels:

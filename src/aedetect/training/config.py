@@ -52,7 +52,7 @@ class TrainConfig(BaseModel):
     detector: dict[str, Any] = {}
     # The threshold rule (aedetect.model.thresholds.RULES) and its parameters.
     threshold_rule: str = "normal_percentile"
-    threshold_value: float | None = None  # for the fixed rule; default the guide's 10
+    threshold_value: float | None = None  # for the fixed rule; None: its default, the guide's 10
     min_precision: float = Field(0.93, gt=0, le=1)
     max_fpr: float = Field(0.001, ge=0, lt=1)
     alerts_per_day: float = Field(50.0, gt=0)

@@ -130,6 +130,27 @@ def stream_sample(split: Split) -> tuple[np.ndarray, str]:
     return split.validation, "validation normals"
 
 
+# Rule.data of the rules that look at no rows after fit(): normal_percentile's validation normals
+# are fit()'s own, fixed looks at none. The only rules that need no split (a folder of shards).
+RULES_WITHOUT_ROWS = ("normal", "none")
+
+
+def _rule_params(rule, config: TrainConfig) -> dict:
+    """The rule's parameters as the configuration sets them (None: the rule's default)."""
+    return {p: config.param(field) for p, field in rule.config.items()}
+
+
+def threshold_from_fit(det, config: TrainConfig):
+    """The threshold of a rule in `RULES_WITHOUT_ROWS` (fit()'s for normal_percentile, the given
+    value for fixed); None for the rules that look at the stream or at labels."""
+    rule = get_rule(config.threshold_rule)
+    if rule.data == "normal":
+        return det.threshold
+    if rule.data == "none":
+        return choose_threshold(rule.name, **_rule_params(rule, config))
+    return None
+
+
 def select_threshold(det, df, split: Split, config: TrainConfig, schema: Schema = CREDITCARD):
     """Apply the configured rule (`aedetect.model.thresholds.RULES`): label-free rules see validation
     normals (or the selection window of the time protocol), labelled rules see only the
@@ -147,12 +168,9 @@ def select_threshold(det, df, split: Split, config: TrainConfig, schema: Schema 
     y_sel = sel[ds.label].to_numpy()
     sel_scores = det.anomaly_score(sel[features])
     sel_source = f"selection set ({int(y_sel.sum())} anomalies, {int((y_sel == 0).sum())} normals)"
-    params = {p: config.param(field) for p, field in rule.config.items()}
-    if rule.data == "normal":
-        t = det.threshold  # fit() set it from the validation normals
-    elif rule.data == "none":
-        t = choose_threshold(rule.name, value=10.0 if params["value"] is None else params["value"])
-    elif rule.data == "stream":
+    params = _rule_params(rule, config)
+    t = threshold_from_fit(det, config)
+    if t is None and rule.data == "stream":
         rows, name = stream_sample(split)
         scores = sel_scores if rows is split.selection else det.anomaly_score(df.iloc[rows][features])
         if rule.name == "alert_budget":
@@ -160,7 +178,7 @@ def select_threshold(det, df, split: Split, config: TrainConfig, schema: Schema 
                 raise AedetectError("the alert_budget rule needs a time column to count days")
             params["rows_per_day"] = rows_per_day(ds.time_seconds(df))
         t = choose_threshold(rule.name, scores=scores, source=f"{name} ({len(rows)} rows)", **params)
-    else:
+    elif t is None:
         if rule.name == "expected_cost" and config.cost_per_amount:
             if "Amount" not in sel:
                 raise AedetectError("cost_per_amount needs an 'Amount' column")
@@ -178,11 +196,10 @@ def select_threshold(det, df, split: Split, config: TrainConfig, schema: Schema 
 def _label_free_threshold(det, df, split: Split, config: TrainConfig, ds: DatasetSchema):
     """With no labels: the label-free rules, on the validation rows."""
     rule = get_rule(config.threshold_rule)
-    params = {p: config.param(field) for p, field in rule.config.items()}
-    if rule.data == "normal":
-        return det.threshold
-    if rule.data == "none":
-        return choose_threshold(rule.name, value=10.0 if params["value"] is None else params["value"])
+    params = _rule_params(rule, config)
+    t = threshold_from_fit(det, config)
+    if t is not None:
+        return t
     if rule.data != "stream":
         raise AedetectError(f"the {rule.name} threshold rule needs labels, and the data has no "
                             "label column; use a label-free rule or pass --label-column")

@@ -1,0 +1,166 @@
+"""A training run, as `aedetect train` starts one and as a Python user can: check the model
+folder before training (which can take an hour), train from a table (from scratch or from a
+parent model) or from a folder of shards, describe the run in metadata, save the folder with it.
+
+Nothing here prints: the functions return a `TrainingRun` and the CLI prints from it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aedetect.data.schema import CREDITCARD
+from aedetect.data.splits import Split
+from aedetect.errors import AedetectError
+from aedetect.files import check_output_path
+from aedetect.model.thresholds import get_rule
+from aedetect.training.config import TrainConfig
+from aedetect.training.workflow import (
+    RULES_WITHOUT_ROWS,
+    TrainResult,
+    model_schema,
+    new_detector,
+    threshold_from_fit,
+    train_detector,
+)
+
+
+@dataclass
+class TrainingRun:
+    """A trained detector and the metadata its model folder carries (`save` writes both)."""
+
+    detector: Any  # an AutoencoderDetector, or a HybridDetector wrapping one
+    config: TrainConfig
+    metadata: dict = field(default_factory=dict)
+    split: Split | None = None  # None when trained from a folder of shards
+    out: Path | None = None  # the model folder, once saved
+
+    @property
+    def comparison(self) -> dict | None:
+        """After a warm start: the parent and the new model on the new test rows."""
+        return self.metadata.get("warm_start")
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        self.out = self.detector.save(path, metadata=self.metadata, overwrite=overwrite)
+        return self.out
+
+
+@dataclass(frozen=True)
+class Parent:
+    """A model folder to continue training from (a warm start), loaded."""
+
+    folder: Path
+    detector: Any
+
+    @property
+    def schema(self):
+        """The parent's columns and types: the new data is read with them, not re-inferred."""
+        return model_schema(self.detector)
+
+
+def load_parent(folder: str | os.PathLike) -> Parent:
+    from aedetect.model.hybrid import load_model
+
+    return Parent(Path(folder), load_model(folder))
+
+
+def check_before_training(out: str | os.PathLike | None, overwrite: bool = False,
+                          warm_start: str | os.PathLike | None = None) -> None:
+    """Refuse, before the data loads, a model folder that exists (without `overwrite`) or cannot
+    be written, and a parent folder that is not a model folder."""
+    if out is not None:
+        if Path(out).exists() and not overwrite:
+            raise AedetectError(f"{out} already exists; pass --overwrite to replace it")
+        check_output_path(out, what="model folder")
+    if warm_start is not None:
+        from aedetect.store.folder import read_manifest
+
+        read_manifest(warm_start)
+
+
+def run_metadata(result: TrainResult, data_file: str | os.PathLike | None = None) -> dict:
+    """What the model folder records of its training: data, split, seed and settings."""
+    meta = {"data_file": str(data_file)} if data_file is not None else {}
+    return {**meta, "data_fingerprint": result.data_fingerprint, "protocol": result.split.protocol,
+            "seed": result.config.seed, "split_sizes": result.split.sizes(),
+            "config": result.config.model_dump()}
+
+
+def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
+                     data_file: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+                     overwrite: bool = False, warm_start: Parent | str | os.PathLike | None = None,
+                     callbacks=()) -> TrainingRun:
+    """Train on `df` (`train_detector`), describe the run in its metadata, save it to `out`.
+
+    `schema`: the table's (default: the parent's with `warm_start`, else the credit-card one).
+    `warm_start`: a parent model folder (or `load_parent` of one); the new model is compared
+    with it on the new split's test rows, in `metadata["warm_start"]`.
+    """
+    check_before_training(out, overwrite)
+    if warm_start is not None and not isinstance(warm_start, Parent):
+        warm_start = load_parent(warm_start)
+    if schema is None:
+        schema = warm_start.schema if warm_start is not None else CREDITCARD
+    # The tfrecord pipeline's shards live here; removed however training ends (Ctrl-C included).
+    with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
+        result = train_detector(df, config, schema, callbacks=callbacks, work_dir=work,
+                                warm_start=warm_start.detector if warm_start is not None else None)
+    run = TrainingRun(result.detector, config, run_metadata(result, data_file), result.split)
+    if warm_start is not None:
+        run.metadata["warm_start"] = compare_with_parent(warm_start.folder, run.detector, df,
+                                                         result.split, schema)
+    if out is not None:
+        run.save(out, overwrite=overwrite)
+    return run
+
+
+def compare_with_parent(parent_dir: str | os.PathLike, det, df: pd.DataFrame, split: Split, schema) -> dict:
+    """The parent and the warm-started model on the new split's test rows (for the time
+    protocol, the most recent ones), as `compare_models` rows."""
+    from aedetect.model.detector import load_detector
+    from aedetect.monitoring.batch import compare_models
+    from aedetect.monitoring.reference import load_reference
+
+    if schema.label is None or not len(split.test):
+        return {"from": str(parent_dir), "compared_on": "nothing: the new data has no labelled test rows"}
+    part = df.iloc[split.test]
+    # A fresh copy of the parent: the warm start trained the loaded one in place.
+    rows = compare_models({f"before: {parent_dir}": (load_detector(parent_dir), load_reference(parent_dir)),
+                           "after (warm start)": (det, det.reference_)},
+                          part, part[schema.label].to_numpy(), skip=tuple(c for c in [schema.time] if c))
+    what = f"the {len(part):,} test rows of the new data ({split.protocol} protocol)"
+    return {"from": str(parent_dir), "compared_on": what, "models": rows}
+
+
+def check_shard_rule(config: TrainConfig) -> None:
+    """A folder of shards holds normal rows only, unsplit: it supports the rules that look at no
+    rows after fit() (ValueError otherwise)."""
+    if get_rule(config.threshold_rule).data not in RULES_WITHOUT_ROWS:
+        raise ValueError(f"training from a shard folder supports --threshold-rule "
+                         f"normal_percentile or fixed (no labelled selection set); got "
+                         f"{config.threshold_rule!r}")
+
+
+def train_from_shards(folder: str | os.PathLike, config: TrainConfig, *,
+                      out: str | os.PathLike | None = None, overwrite: bool = False,
+                      callbacks=()) -> TrainingRun:
+    """Train on a folder of Parquet/CSV shards of normal rows, streamed (`fit_from_shards`),
+    with the credit-card columns; save it to `out`."""
+    from aedetect.data.shards import fit_from_shards
+
+    check_shard_rule(config)
+    check_before_training(out, overwrite)
+    det, data = fit_from_shards(new_detector(config), folder, callbacks=callbacks)
+    det.threshold = threshold_from_fit(det, config)
+    run = TrainingRun(det, config, {"data_folder": str(folder), "shards": len(data.files),
+                                    "rows_in_shards": data.n_rows, "seed": config.seed,
+                                    "config": config.model_dump()})
+    if out is not None:
+        run.save(out, overwrite=overwrite)
+    return run
