@@ -57,6 +57,19 @@ def test_rule_choice_travels_in_the_artifact(trained, tmp_path):
     assert manifest["threshold"]["warnings"]
 
 
+def test_the_histogram_is_labelled_with_the_models_score(trained):
+    """The report reads the score's name from `score_type` (it read `score`, the parameter's
+    name before the rename, and so labelled every histogram "mse")."""
+    df, result = trained
+    det, test = result.detector, df.iloc[result.split.test]
+    assert det.score_type == "residual_mahalanobis"
+    x = test.drop(columns="Class")
+    rep = evaluation_report(det, test["Class"], det.anomaly_score(x), det.feature_errors(x),
+                            evaluate_detector(det, df, result.split.test), "t")
+    assert "The anomaly score (residual_mahalanobis)" in rep.html()
+    assert "(mse)" not in rep.html()
+
+
 def test_report_is_self_contained_with_every_figure(trained, tmp_path):
     df, result = trained
     det, test = result.detector, df.iloc[result.split.test]
