@@ -183,10 +183,11 @@ def data_generate(
         "timestamps, categories, missing values, is_fraud and fraud_kind")] = "creditcard",
 ):
     """Write generated data with a known share of anomalies (.csv, .csv.gz, .csv.zst, .parquet)."""
+    from aedetect.data.creditcard import LABEL
     from aedetect.data.generate import generate_transaction_log, generate_transactions
     from aedetect.data.io import write_table
 
-    kinds = {"creditcard": (generate_transactions, "Class"),
+    kinds = {"creditcard": (generate_transactions, LABEL),
              "transactions": (generate_transaction_log, "is_fraud")}
     if kind not in kinds:
         raise UsageError(f"--kind must be one of {sorted(kinds)}; got {kind!r}")
@@ -207,13 +208,14 @@ def data_to_tfrecord(
     seed: SeedOpt = 0,
 ):
     """Split the data and write each part (train, validation, selection, test) as TFRecord shards."""
+    from aedetect.data.creditcard import CREDITCARD
     from aedetect.training.workflow import split_frame, write_split_tfrecords
 
     df, _ = _load(data)
     _tensorflow()
-    split = split_frame(df, _config(protocol=protocol, seed=seed))
+    split = split_frame(df, _config(protocol=protocol, seed=seed), CREDITCARD)
     with console.status("writing TFRecord shards"):
-        write_split_tfrecords(df, split, out_dir)
+        write_split_tfrecords(df, split, out_dir, CREDITCARD)
     console.print(f"wrote {split.sizes()} rows as shards to {escape(str(out_dir))}")
 
 
@@ -430,11 +432,12 @@ def _train_shards(folder: Path, config, model_dir: Path, overwrite: bool) -> Non
         raise AedetectError(f"{model_dir} already exists; pass --overwrite to replace it")
     _tensorflow()
     from aedetect.cli.progress import TrainingProgress
+    from aedetect.data.creditcard import CREDITCARD
     from aedetect.data.shards import fit_from_shards
     from aedetect.model.thresholds import choose_threshold
     from aedetect.training.workflow import new_detector
 
-    det = new_detector(config)
+    det = new_detector(config, CREDITCARD)
     with TrainingProgress(config.param("epochs"), console) as progress:
         det, data = fit_from_shards(det, folder, callbacks=[progress])
     if rule.data == "none":  # fixed; normal_percentile was set by fit from the held-out rows
@@ -509,13 +512,14 @@ def compare(
     """The autoencoder beside IsolationForest, PCA, LocalOutlierFactor and a supervised ceiling."""
     from rich.table import Table
 
+    from aedetect.data.creditcard import CREDITCARD
     from aedetect.training.compare import METRICS, compare_methods, comparison_report, markdown_table, table_rows
 
     config = _config(protocol=protocol, seed=seed, epochs=epochs)
     df, _ = _load(data)
     _tensorflow()
     with console.status("comparing") as status:
-        cmp = compare_methods(df, config, seeds, alerts_per_day=alerts_per_day,
+        cmp = compare_methods(df, config, seeds, schema=CREDITCARD, alerts_per_day=alerts_per_day,
                               lof_max_train=lof_max_train, progress=status.update)
     if as_json:
         import json
@@ -536,7 +540,7 @@ def compare(
 
 def _report(metrics: dict, path: Path | None, as_json: bool = False, schema=None) -> None:
     from aedetect.cli.ui import metrics_table
-    from aedetect.data.schema import CREDITCARD
+    from aedetect.data.creditcard import CREDITCARD
 
     if as_json:
         import json
@@ -745,8 +749,8 @@ def monitor(
     from aedetect.training.workflow import model_schema
 
     schema = model_schema(det)
-    time_column = time_column or schema.time or "Time"
-    label_column = label_column or schema.label or "Class"
+    time_column = time_column or schema.time
+    label_column = label_column or schema.label
     if ref_df is not None:
         from aedetect.monitoring.reference import reference_from_frame
 
