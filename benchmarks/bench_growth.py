@@ -15,7 +15,7 @@ import time
 import numpy as np
 from common import best_of, report, table
 
-from aedetect.data.schema import CREDITCARD
+from aedetect.data.creditcard import CREDITCARD, LOG_COLUMNS, PERIODIC_COLUMNS
 from aedetect.model.detector import AutoencoderDetector
 
 EPOCHS = 4
@@ -70,8 +70,8 @@ def main() -> None:
     by_rows = []
     for n in sizes:
         df = generate_transactions(n, 0.0, 0)[list(CREDITCARD.features)]
-        epoch, score = run(df, log_columns=CREDITCARD.log_columns,
-                           periodic_columns=CREDITCARD.periodic_columns)
+        epoch, score = run(df, log_columns=LOG_COLUMNS,
+                           periodic_columns=PERIODIC_COLUMNS)
         by_rows.append([n, epoch, epoch / n * 1e6, score, score / n * 1e6])
     widths = [int(v) for v in args.width.split(",") if v]
     by_width = []

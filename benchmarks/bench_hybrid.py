@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from aedetect.data.schema import CREDITCARD  # noqa: E402
+from aedetect.data.creditcard import CREDITCARD  # noqa: E402
 from aedetect.evaluation.metrics import at_threshold, recall_at_precision  # noqa: E402
 from aedetect.model.hybrid import FEATURE_GROUPS, HybridDetector, label_rows, residual_features  # noqa: E402
 from aedetect.model.thresholds import min_precision  # noqa: E402
@@ -180,8 +180,8 @@ def trained_autoencoder(df, protocol: str, seed: int):
     config = TrainConfig(protocol=protocol, seed=seed)
     path = CACHE / f"{protocol}-{seed}"
     if path.exists():
-        return load_detector(path), split_frame(df, config)
-    result = train_detector(df, config)
+        return load_detector(path), split_frame(df, config, CREDITCARD)
+    result = train_detector(df, config, CREDITCARD)
     result.detector.save(path)
     return result.detector, result.split
 

@@ -25,15 +25,16 @@ from bench_hybrid import hybrid_runs, hybrid_tables  # noqa: E402
 from sklearn.covariance import EmpiricalCovariance  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from aedetect.data.creditcard import CREDITCARD, LABEL, TIME  # noqa: E402
 from aedetect.data.generate import generate_transactions  # noqa: E402
-from aedetect.data.schema import CREDITCARD, Schema  # noqa: E402
+from aedetect.data.schema import DatasetSchema  # noqa: E402
 from aedetect.evaluation.metrics import evaluate_scores  # noqa: E402
 from aedetect.model.thresholds import normal_percentile  # noqa: E402
 from aedetect.training.config import PRESETS, TrainConfig  # noqa: E402
 from aedetect.training.workflow import split_frame, train_detector  # noqa: E402
 
 # The guide's network on standardised raw columns: no log amount, no hour of day.
-RAW = Schema(features=CREDITCARD.features, label="Class", time="Time")
+RAW = DatasetSchema.of_numbers(CREDITCARD.features, label=LABEL, time=TIME)
 GUIDE = TrainConfig(**PRESETS["guide"])
 KEYS = ("roc_auc", "pr_auc", "recall_at_precision_0_93", "precision_at_recall_0_433",
         "f1", "precision", "recall", "fit_s")
@@ -57,7 +58,7 @@ def mahalanobis(df, split) -> dict:
     return {**out, "fit_s": fit_s}
 
 
-def autoencoder(df, config: TrainConfig, schema: Schema, trained: list | None = None) -> dict:
+def autoencoder(df, config: TrainConfig, schema: DatasetSchema, trained: list | None = None) -> dict:
     start = time.perf_counter()
     result = train_detector(df, config, schema)
     fit_s = time.perf_counter() - start
@@ -127,7 +128,7 @@ def main() -> None:
         for seed in range(args.seeds):
             default = TrainConfig(protocol=protocol, seed=seed)
             guide = GUIDE.model_copy(update={"protocol": protocol, "seed": seed})
-            split = split_frame(df, default)
+            split = split_frame(df, default, CREDITCARD)
             trained: list = []
             runs = [autoencoder(df, default, CREDITCARD, trained), autoencoder(df, guide, RAW),
                     mahalanobis(df, split)]

@@ -19,7 +19,7 @@ from common import median, real_data, report, table
 
 
 def run(df, split, n_train: int | None, seed: int, epochs: int) -> dict:
-    from aedetect.data.schema import CREDITCARD
+    from aedetect.data.creditcard import CREDITCARD
     from aedetect.evaluation.metrics import evaluate_scores
     from aedetect.training.config import TrainConfig
     from aedetect.training.workflow import new_detector
@@ -28,7 +28,7 @@ def run(df, split, n_train: int | None, seed: int, epochs: int) -> dict:
     rows = split.train
     if n_train is not None and n_train < len(rows):
         rows = np.sort(np.random.default_rng(seed).choice(rows, n_train, replace=False))
-    det = new_detector(TrainConfig(seed=seed, epochs=epochs))
+    det = new_detector(TrainConfig(seed=seed, epochs=epochs), CREDITCARD)
     start = time.perf_counter()
     det.fit(df.iloc[rows][features], validation_data=df.iloc[split.validation][features])
     seconds = time.perf_counter() - start

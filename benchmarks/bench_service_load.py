@@ -84,8 +84,8 @@ def main() -> None:
 
     import httpx
 
+    from aedetect.data.creditcard import CREDITCARD
     from aedetect.data.generate import generate_transactions
-    from aedetect.data.schema import CREDITCARD
 
     tx = generate_transactions(10, 0.0, seed=21)[list(CREDITCARD.features)].iloc[0]
     body = {"transactions": [{k: float(v) for k, v in tx.items()}]}

@@ -26,15 +26,15 @@ ROWS_PER_SHARD = 50_000
 
 
 def child(folder: Path, out: Path) -> None:
-    from aedetect.data.schema import CREDITCARD
+    from aedetect.data.creditcard import CREDITCARD, LOG_COLUMNS, PERIODIC_COLUMNS
     from aedetect.data.shards import fit_from_shards
     from aedetect.model.detector import AutoencoderDetector
 
     det = AutoencoderDetector(hidden_units=(32, 16, 32), epochs=1, seed=0,
-                              log_columns=CREDITCARD.log_columns,
-                              periodic_columns=CREDITCARD.periodic_columns)
+                              log_columns=LOG_COLUMNS,
+                              periodic_columns=PERIODIC_COLUMNS)
     start = time.perf_counter()
-    det, data = fit_from_shards(det, folder)
+    det, data = fit_from_shards(det, folder, CREDITCARD)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.write_text(json.dumps({"rows": data.n_rows, "n_train": det.n_train_, "peak_mb": peak_mb,
@@ -54,7 +54,7 @@ def write_shards(folder: Path, n: int) -> None:
 
 def in_memory_stats(folder: Path):
     """Preprocessor.fit on the streaming fit's training rows, all in memory."""
-    from aedetect.data.schema import CREDITCARD
+    from aedetect.data.creditcard import CREDITCARD, LOG_COLUMNS, PERIODIC_COLUMNS
     from aedetect.data.shards import _held_out, iter_blocks, shard_files
     from aedetect.model.preprocessing import Preprocessor
 
@@ -62,8 +62,8 @@ def in_memory_stats(folder: Path):
     features = list(CREDITCARD.features)
     share = min(0.1, 100_000 / (len(files) * ROWS_PER_SHARD))
     x = np.concatenate([b[~_held_out(0, i, j, len(b), share)]
-                        for i, j, b in iter_blocks(files, features)])
-    return Preprocessor(features, CREDITCARD.log_columns, CREDITCARD.periodic_columns).fit(x)
+                        for i, j, b in iter_blocks(files, features, CREDITCARD.label)])
+    return Preprocessor(features, LOG_COLUMNS, PERIODIC_COLUMNS).fit(x)
 
 
 def main() -> None:

@@ -22,13 +22,13 @@ from common import Timer, report, table
 
 
 def model(folder: Path) -> Path:
+    from aedetect.data.creditcard import CREDITCARD, LOG_COLUMNS, PERIODIC_COLUMNS
     from aedetect.data.generate import generate_transactions
-    from aedetect.data.schema import CREDITCARD
     from aedetect.model.detector import AutoencoderDetector
 
     df = generate_transactions(20_000, 0.0, seed=1)
-    det = AutoencoderDetector(epochs=3, log_columns=CREDITCARD.log_columns,
-                              periodic_columns=CREDITCARD.periodic_columns, seed=0)
+    det = AutoencoderDetector(epochs=3, log_columns=LOG_COLUMNS,
+                              periodic_columns=PERIODIC_COLUMNS, seed=0)
     det.fit(df[list(CREDITCARD.features)])
     return det.save(folder / "model")
 

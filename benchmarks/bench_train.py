@@ -20,7 +20,7 @@ import time
 import numpy as np
 from common import Timer, median, real_data, report, table
 
-from aedetect.data.schema import CREDITCARD
+from aedetect.data.creditcard import CREDITCARD, LOG_COLUMNS, PERIODIC_COLUMNS
 from aedetect.evaluation.metrics import evaluate_scores
 from aedetect.training.config import PRESETS, TrainConfig
 
@@ -68,7 +68,7 @@ def bench_aedetect(df, max_epochs: int, overrides: dict, label: str):
     config = TrainConfig(**{**overrides, "epochs": max_epochs})
     timer = epoch_timer()
     with Timer() as t:
-        result = train_detector(df, config, callbacks=[timer])
+        result = train_detector(df, config, CREDITCARD, callbacks=[timer])
     det = result.detector
     pr_auc = evaluate_detector(det, df, result.split.test)["pr_auc"]
     return dict(name=f"aedetect {label} (batch {config.param('batch_size')}, lr {config.param('learning_rate'):g})",
@@ -81,7 +81,7 @@ def prepared(df, split):
     from aedetect.model.preprocessing import Preprocessor
 
     raw = {k: df.iloc[getattr(split, k)][FEATURES].to_numpy() for k in ("train", "validation", "test")}
-    pre = Preprocessor(FEATURES, CREDITCARD.log_columns, CREDITCARD.periodic_columns).fit(raw["train"])
+    pre = Preprocessor(FEATURES, LOG_COLUMNS, PERIODIC_COLUMNS).fit(raw["train"])
     y_test = df.iloc[split.test][CREDITCARD.label].to_numpy()
     return pre.transform(raw["train"]), pre.transform(raw["validation"]), pre.transform(raw["test"]), y_test
 

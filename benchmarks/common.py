@@ -40,6 +40,7 @@ def machine() -> str:
 
 def real_data():
     """The ULB frame (validated) and its guide split, or exit with a message when absent."""
+    from aedetect.data.creditcard import CREDITCARD
     from aedetect.data.io import read_table
     from aedetect.training.config import TrainConfig
     from aedetect.training.workflow import split_frame
@@ -48,7 +49,7 @@ def real_data():
         raise SystemExit(f"{REAL_DATA} not found: run `aedetect data fetch creditcard` with "
                          "AEDETECT_CACHE set to its folder")
     df = read_table(REAL_DATA)
-    return df, split_frame(df, TrainConfig())
+    return df, split_frame(df, TrainConfig(), CREDITCARD)
 
 
 class Timer:

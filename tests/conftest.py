@@ -7,8 +7,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from aedetect.data.creditcard import CREDITCARD, LOG_COLUMNS, PERIODIC_COLUMNS  # noqa: E402
 from aedetect.data.generate import generate_transactions  # noqa: E402
-from aedetect.data.schema import CREDITCARD  # noqa: E402
 
 FEATURES = list(CREDITCARD.features)
 
@@ -37,8 +37,8 @@ def model_dir(tmp_path_factory):
 
     df = generate_transactions(4000, 0.01, seed=1)
     normals = df[df["Class"] == 0][FEATURES]
-    det = AutoencoderDetector(epochs=3, batch_size=256, log_columns=CREDITCARD.log_columns,
-                              periodic_columns=CREDITCARD.periodic_columns, jit_compile=False,
+    det = AutoencoderDetector(epochs=3, batch_size=256, log_columns=LOG_COLUMNS,
+                              periodic_columns=PERIODIC_COLUMNS, jit_compile=False,
                               seed=0).fit(normals)
     path = tmp_path_factory.mktemp("models") / "model"
     det.save(path)
@@ -52,8 +52,8 @@ def guide_model_dir(tmp_path_factory):
 
     df = generate_transactions(3000, 0.0, seed=2)
     det = AutoencoderDetector((16, 6, 16), "tanh", epochs=2, score_type="mse", jit_compile=False,
-                              log_columns=CREDITCARD.log_columns,
-                              periodic_columns=CREDITCARD.periodic_columns).fit(df[FEATURES])
+                              log_columns=LOG_COLUMNS,
+                              periodic_columns=PERIODIC_COLUMNS).fit(df[FEATURES])
     return det.save(tmp_path_factory.mktemp("models") / "guide")
 
 

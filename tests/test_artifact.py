@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from aedetect import AutoencoderDetector
-from aedetect.data.schema import CREDITCARD
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.errors import ArtifactError
 from aedetect.model.detector import load_detector
 from aedetect.model.thresholds import Threshold

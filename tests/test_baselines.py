@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from aedetect.data.creditcard import CREDITCARD, LOG_COLUMNS, PERIODIC_COLUMNS
 from aedetect.data.generate import generate_transactions
-from aedetect.data.schema import CREDITCARD
 from aedetect.evaluation.baselines import BASELINES, LOFScorer
 from aedetect.model.preprocessing import Preprocessor
 
@@ -14,7 +14,7 @@ from aedetect.model.preprocessing import Preprocessor
 def data():
     df = generate_transactions(3000, 0.05, seed=3)
     features = list(CREDITCARD.features)
-    x = Preprocessor(features, CREDITCARD.log_columns, CREDITCARD.periodic_columns).fit(
+    x = Preprocessor(features, LOG_COLUMNS, PERIODIC_COLUMNS).fit(
         df.loc[df.Class == 0, features].to_numpy()).transform(df[features].to_numpy())
     return x, df["Class"].to_numpy()
 

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.io import read_table, write_table
-from aedetect.data.schema import CREDITCARD
 
 FEATURES = list(CREDITCARD.features)
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

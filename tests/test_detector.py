@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils._param_validation import InvalidParameterError
 
 from aedetect import AutoencoderDetector
-from aedetect.data.schema import CREDITCARD
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.errors import DataError
 
 FEATURES = list(CREDITCARD.features)

@@ -6,8 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
-from aedetect.data.schema import CREDITCARD
 from aedetect.model.detector import load_detector
 from aedetect.monitoring.reference import build_reference, load_reference
 from aedetect.serving.app import ServiceSettings, create_app

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD, LOG_COLUMNS, PERIODIC_COLUMNS
 from aedetect.data.generate import generate_transactions
-from aedetect.data.schema import CREDITCARD, validate_frame
+from aedetect.data.schema import validate_frame
 from aedetect.errors import DataError
 from aedetect.model.fitloop import array_epochs
 from aedetect.model.preprocessing import Preprocessor
@@ -67,7 +68,7 @@ def _reference_transform(p: Preprocessor, x: np.ndarray) -> np.ndarray:
 
 def test_vectorised_transform_matches_the_column_by_column_formula_and_tf():
     x = generate_transactions(3000, 0.02, seed=4)[list(CREDITCARD.features)].to_numpy()
-    p = Preprocessor(CREDITCARD.features, CREDITCARD.log_columns, CREDITCARD.periodic_columns).fit(x)
+    p = Preprocessor(CREDITCARD.features, LOG_COLUMNS, PERIODIC_COLUMNS).fit(x)
     got = p.transform(x)
     assert got.dtype == np.float32 and got.shape == (3000, 31)
     np.testing.assert_allclose(got, _reference_transform(p, x), rtol=1e-5, atol=1e-5)
@@ -87,7 +88,7 @@ def _frame(n=20) -> pd.DataFrame:
 def test_validate_fast_path_returns_float64_features():
     df = _frame()
     df["Time"] = df["Time"].astype("int64")
-    out = validate_frame(df)
+    out = validate_frame(df, CREDITCARD)
     assert all(out[c].dtype == "float64" for c in CREDITCARD.features)
     np.testing.assert_array_equal(out["Time"].to_numpy(), df["Time"].to_numpy().astype("float64"))
     assert df["Time"].dtype == "int64"  # the input is not changed
@@ -101,11 +102,11 @@ def test_validate_still_names_a_bad_value_in_a_numeric_column(value, match):
     df = _frame()
     df.loc[4, "V3"] = value
     with pytest.raises(DataError, match=match):
-        validate_frame(df, source="f.csv")
+        validate_frame(df, CREDITCARD, source="f.csv")
 
 
 def test_validate_nullable_integer_with_missing_value():
     df = _frame()
     df["Time"] = pd.array([None, *range(1, len(df))], dtype="Int64")
     with pytest.raises(DataError, match=r"column 'Time', row 1: empty value"):
-        validate_frame(df)
+        validate_frame(df, CREDITCARD)

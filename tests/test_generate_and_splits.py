@@ -1,14 +1,15 @@
 import numpy as np
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
-from aedetect.data.schema import CREDITCARD, validate_frame
+from aedetect.data.schema import validate_frame
 from aedetect.data.splits import guide_split, make_split, time_split
 
 
 def test_generated_data_has_schema_and_known_anomaly_share():
     df = generate_transactions(5_000, fraud_rate=0.03, seed=3)
-    validate_frame(df)  # raises if the schema is off
+    validate_frame(df, CREDITCARD)  # raises if the schema is off
     assert list(df.columns) == [*CREDITCARD.features, "Class"]
     assert int(df["Class"].sum()) == 150
     assert df["Time"].is_monotonic_increasing

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.io import read_table, write_table
-from aedetect.data.schema import CREDITCARD, MAX_ABS_VALUE
+from aedetect.data.schema import MAX_ABS_VALUE
 from aedetect.errors import DataError
 from aedetect.model.scores import contributions
 from aedetect.serving.batch import bad_rows_path, score_file

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
-from aedetect.data.schema import CREDITCARD
 from aedetect.errors import ArtifactError
 from aedetect.model.hybrid import FEATURE_GROUPS, HEAD_FILE, HYBRID_FILE, HybridDetector, label_rows, load_model
 from aedetect.training.config import TrainConfig
@@ -51,7 +51,7 @@ def trained(data, tmp_path_factory):
             "--threshold-rule", "min_precision", "--epochs", str(SMALL["epochs"]), "--hidden-units", "16,6,16",
             "--set", f"batch_size={SMALL['batch_size']}"])
     assert res.exit_code == 0, res.output
-    split = split_frame(data, TrainConfig(protocol="time", seed=0))
+    split = split_frame(data, TrainConfig(protocol="time", seed=0), CREDITCARD)
     return {"csv": csv, "model": model, "output": res.output, "hybrid": seen.pop("hybrid"), "seen": seen,
             "split": split}
 
@@ -138,7 +138,7 @@ def test_guide_protocol_falls_back_and_says_why(data, trained):
     from aedetect.model.hybrid import fit_hybrid
 
     det = trained["hybrid"].detector
-    split = split_frame(data, TrainConfig(protocol="guide", seed=0))
+    split = split_frame(data, TrainConfig(protocol="guide", seed=0), CREDITCARD)
     hybrid = fit_hybrid(det, data, split, CREDITCARD)
     assert hybrid.head_ is None
     assert "0 labelled anomalies" in hybrid.fallback_ and "selection set" in hybrid.fallback_

@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 from sklearn.metrics import precision_score, recall_score
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
-from aedetect.data.schema import CREDITCARD
 from aedetect.monitoring.batch import markdown_table, monitor_frame, parse_window, write_outputs
 from aedetect.monitoring.reference import (
     DriftSettings,
@@ -165,4 +165,4 @@ def test_reference_from_a_file_for_a_model_without_one(detector):
     assert ref.flagged["fpr"]["k"] == int(flags.sum()) and ref.flagged["fpr"]["n"] == len(normals)
     assert ref.flagged["anomaly_share"]["k"] == 40 and ref.columns["V1"]["n"] == len(normals)
     with pytest.raises(ValueError, match="missing column"):
-        reference_from_frame(detector, df.drop(columns=["V7"]), source="old.csv")
+        reference_from_frame(detector, df.drop(columns=["V7"]), "Class", source="old.csv")

@@ -74,14 +74,14 @@ def test_inferred_roles_and_types(table):
 
 
 def test_credit_card_columns_infer_to_todays_fixed_schema(frame):
-    from aedetect.data.schema import CREDITCARD
+    from aedetect.data.creditcard import CREDITCARD, LOG_COLUMNS, PERIODIC_COLUMNS
     from aedetect.model.preprocessing import Preprocessor
 
     s = infer_schema(frame)
     assert (s.features, s.label, s.time) == (list(CREDITCARD.features), "Class", "Time")
     x = frame[list(CREDITCARD.features)]
     new = Preprocessor.from_schema(s).fit(x)
-    old = Preprocessor(CREDITCARD.features, CREDITCARD.log_columns, CREDITCARD.periodic_columns).fit(x)
+    old = Preprocessor(CREDITCARD.features, LOG_COLUMNS, PERIODIC_COLUMNS).fit(x)
     assert new.output_names == old.output_names
     np.testing.assert_array_equal(new.transform(x), old.transform(x.to_numpy()))
 

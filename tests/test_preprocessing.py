@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aedetect.data.schema import CREDITCARD
+from aedetect.data.creditcard import CREDITCARD, LOG_COLUMNS, PERIODIC_COLUMNS
 from aedetect.errors import DataError
 from aedetect.model.preprocessing import Preprocessor
 
 
 def _pre():
-    return Preprocessor(CREDITCARD.features, CREDITCARD.log_columns, CREDITCARD.periodic_columns)
+    return Preprocessor(CREDITCARD.features, LOG_COLUMNS, PERIODIC_COLUMNS)
 
 
 def test_output_layout_and_standardisation(frame):

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.io import read_table
-from aedetect.data.schema import CREDITCARD
 from aedetect.errors import DataError
 from aedetect.serving.batch import bad_rows_path, score_file
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.fetch import fetch_creditcard
 from aedetect.data.io import read_table
 from aedetect.training.config import TrainConfig
@@ -27,7 +28,7 @@ FLOORS = {"guide": {"roc_auc": 0.93, "pr_auc": 0.75, "recall_at_precision_0_93":
 
 @pytest.mark.parametrize("protocol", ["guide", "time"])
 def test_quality_floors_on_real_data(ulb, protocol):
-    result = train_detector(ulb, TrainConfig(protocol=protocol, seed=0))
+    result = train_detector(ulb, TrainConfig(protocol=protocol, seed=0), CREDITCARD)
     m = evaluate_detector(result.detector, ulb, result.split.test)
     if protocol == "guide":
         assert (m["n_test"], m["n_test_fraud"]) == (34_000, 480)
@@ -41,7 +42,7 @@ def test_guide_preset_replicates_the_guide(ulb):
     the defaults at precision 0.93."""
     from aedetect.training.config import PRESETS
 
-    result = train_detector(ulb, TrainConfig(**PRESETS["guide"], seed=0))
+    result = train_detector(ulb, TrainConfig(**PRESETS["guide"], seed=0), CREDITCARD)
     m = evaluate_detector(result.detector, ulb, result.split.test)
     assert 0.90 < m["roc_auc"] < 0.97
     assert 0.45 < m["pr_auc"] < 0.75
@@ -51,7 +52,6 @@ def test_inference_on_the_real_file_gives_the_fixed_credit_card_schema():
     """`aedetect train --data creditcard` infers the schema: it must be the fixed one."""
     from aedetect.data.infer import infer_schema
     from aedetect.data.io import read_raw
-    from aedetect.data.schema import CREDITCARD
 
     s = infer_schema(read_raw(fetch_creditcard()))
     assert (s.features, s.label, s.time) == (list(CREDITCARD.features), "Class", "Time")

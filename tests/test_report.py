@@ -8,7 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from aedetect.cli.app import app
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
+from aedetect.errors import AedetectError
 from aedetect.evaluation.report import evaluation_report
 from aedetect.training.config import TrainConfig
 from aedetect.training.workflow import evaluate_detector, select_threshold, train_detector
@@ -20,7 +22,7 @@ FIGURES = {"histogram.png", "pr_curve.png", "roc_curve.png", "threshold_sweep.pn
 @pytest.fixture(scope="module")
 def trained():
     df = generate_transactions(4000, 0.03, seed=0)
-    return df, train_detector(df, TrainConfig(epochs=2, batch_size=128, protocol="time"))
+    return df, train_detector(df, TrainConfig(epochs=2, batch_size=128, protocol="time"), CREDITCARD)
 
 
 @pytest.mark.parametrize("rule", ["max_fpr", "alert_budget", "expected_cost", "contamination",
@@ -55,6 +57,33 @@ def test_rule_choice_travels_in_the_artifact(trained, tmp_path):
     assert manifest["threshold"]["params"]["cost_missed"] == 100.0
     assert manifest["threshold"]["estimate"]["recall"]["low"] is not None
     assert manifest["threshold"]["warnings"]
+
+
+def test_cost_per_amount_reads_the_amount_column_setting(trained):
+    df, result = trained
+    config = TrainConfig(protocol="time", threshold_rule="expected_cost", cost_per_amount=True)
+    t = select_threshold(result.detector, df, result.split, config)  # Amount, the default
+    assert t.params["times_amount"]
+    priced = df.assign(price=df["Amount"])
+    same = select_threshold(result.detector, priced, result.split,
+                            config.model_copy(update={"amount_column": "price"}))
+    assert same.value == t.value
+    with pytest.raises(AedetectError, match="column 'cost' .*amount_column"):
+        select_threshold(result.detector, df, result.split,
+                         config.model_copy(update={"amount_column": "cost"}))
+
+
+def test_the_histogram_is_labelled_with_the_models_score(trained):
+    """The report reads the score's name from `score_type` (it read `score`, the parameter's
+    name before the rename, and so labelled every histogram "mse")."""
+    df, result = trained
+    det, test = result.detector, df.iloc[result.split.test]
+    assert det.score_type == "residual_mahalanobis"
+    x = test.drop(columns="Class")
+    rep = evaluation_report(det, test["Class"], det.anomaly_score(x), det.feature_errors(x),
+                            evaluate_detector(det, df, result.split.test), "t")
+    assert "The anomaly score (residual_mahalanobis)" in rep.html()
+    assert "(mse)" not in rep.html()
 
 
 def test_report_is_self_contained_with_every_figure(trained, tmp_path):

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
 from aedetect.evaluation.report import evaluation_report
 from aedetect.training.config import TrainConfig
@@ -37,7 +38,8 @@ def _open(html_path, profile):
 @pytest.mark.skipif(BROWSER is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(tmp_path):
     df = generate_transactions(3000, 0.03, seed=0)
-    result = train_detector(df, TrainConfig(epochs=2, protocol="time", threshold_rule="alert_budget"))
+    result = train_detector(df, TrainConfig(epochs=2, protocol="time", threshold_rule="alert_budget"),
+                            CREDITCARD)
     det, test = result.detector, df.iloc[result.split.test]
     m = evaluate_detector(det, df, result.split.test)
     x = test.drop(columns="Class")

@@ -10,8 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD, LOG_COLUMNS, PERIODIC_COLUMNS
 from aedetect.data.generate import generate_transactions
-from aedetect.data.schema import CREDITCARD
 from aedetect.errors import ArtifactError, DataError
 from aedetect.serving.runtime import WEIGHTS_FILE, load_scorer
 
@@ -114,8 +114,8 @@ def test_runtime_equals_keras_path_on_real_data(tmp_path):
 
     df = read_table(fetch_creditcard())
     X = df[FEATURES]
-    det = AutoencoderDetector(epochs=2, log_columns=CREDITCARD.log_columns,
-                              periodic_columns=CREDITCARD.periodic_columns)
+    det = AutoencoderDetector(epochs=2, log_columns=LOG_COLUMNS,
+                              periodic_columns=PERIODIC_COLUMNS)
     det.fit(X[df["Class"] == 0].iloc[:60_000])
     path = det.save(tmp_path / "m")
     _assert_parity(load_scorer(path), load_detector(path), X)

@@ -3,8 +3,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.io import read_table, write_table
-from aedetect.data.schema import CREDITCARD, validate_frame
+from aedetect.data.schema import validate_frame
 from aedetect.errors import DataError
 
 
@@ -14,7 +15,7 @@ def small(frame):
 
 
 def test_valid_frame_passes_and_is_float(small):
-    out = validate_frame(small)
+    out = validate_frame(small, CREDITCARD)
     assert list(out.columns) == list(small.columns)
     assert out["V1"].dtype == np.float64
     assert set(out["Class"].unique()) <= {0, 1}
@@ -22,28 +23,28 @@ def test_valid_frame_passes_and_is_float(small):
 
 def test_missing_column_is_named(small):
     with pytest.raises(DataError, match=r"missing column\(s\) 'Amount'"):
-        validate_frame(small.drop(columns="Amount"), source="x.csv")
+        validate_frame(small.drop(columns="Amount"), CREDITCARD, source="x.csv")
 
 
 def test_extra_column_is_named(small):
     small["note"] = "a"
     with pytest.raises(DataError, match=r"unexpected column\(s\) 'note'"):
-        validate_frame(small)
+        validate_frame(small, CREDITCARD)
     # ... unless extra columns are allowed (scoring keeps id columns)
-    assert "note" in validate_frame(small, allow_extra=True).columns
+    assert "note" in validate_frame(small, CREDITCARD, allow_extra=True).columns
 
 
 def test_non_numeric_value_names_column_row_and_value(small):
     small["V3"] = small["V3"].astype(object)
     small.loc[16, "V3"] = "abc"
     with pytest.raises(DataError, match=r"x\.csv: column 'V3', row 17: value 'abc' is not a number"):
-        validate_frame(small, source="x.csv")
+        validate_frame(small, CREDITCARD, source="x.csv")
 
 
 def test_empty_value_is_reported(small):
     small.loc[4, "V9"] = np.nan
     with pytest.raises(DataError, match=r"column 'V9', row 5: empty value"):
-        validate_frame(small)
+        validate_frame(small, CREDITCARD)
 
 
 @pytest.mark.parametrize("bad", [2, -1, 0.5, "yes"])
@@ -51,13 +52,13 @@ def test_label_must_be_0_or_1(small, bad):
     small["Class"] = small["Class"].astype(object)
     small.loc[3, "Class"] = bad
     with pytest.raises(DataError, match=r"column 'Class', row 4: label must be 0 \(normal\) or 1"):
-        validate_frame(small)
+        validate_frame(small, CREDITCARD)
 
 
 def test_infinite_value_is_rejected(small):
     small.loc[0, "Amount"] = np.inf
     with pytest.raises(DataError, match=r"column 'Amount', row 1: value .* is not finite"):
-        validate_frame(small)
+        validate_frame(small, CREDITCARD)
 
 
 def test_csv_and_parquet_round_trip(tmp_path, small):

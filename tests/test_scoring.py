@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
 from aedetect.data.io import write_table
-from aedetect.data.schema import CREDITCARD
 from aedetect.errors import DataError
 from aedetect.serving.batch import bad_rows_path, score_file
 

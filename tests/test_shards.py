@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD, LOG_COLUMNS, PERIODIC_COLUMNS
 from aedetect.data.generate import generate_transactions
-from aedetect.data.schema import CREDITCARD
 from aedetect.data.shards import _held_out, iter_blocks, shard_data, shard_files
 from aedetect.errors import DataError
 from aedetect.model.preprocessing import Preprocessor
@@ -25,13 +25,13 @@ def shards(tmp_path_factory):
 
 def test_validation_is_seeded_bounded_and_the_same_from_csv(shards, tmp_path):
     d, df = shards
-    a = shard_data(d, FEATURES, seed=1, max_validation=200, block_rows=700)
-    b = shard_data(d, FEATURES, seed=1, max_validation=200, block_rows=700)
+    a = shard_data(d, FEATURES, "Class", seed=1, max_validation=200, block_rows=700)
+    b = shard_data(d, FEATURES, "Class", seed=1, max_validation=200, block_rows=700)
     np.testing.assert_array_equal(a.validation, b.validation)
     assert 120 < len(a.validation) < 280  # about 200 of 5,880 normals
     for i in range(2):
         df.iloc[i * 3000:(i + 1) * 3000].to_csv(tmp_path / f"part-{i}.csv", index=False)
-    c = shard_data(tmp_path, FEATURES, seed=1, validation_fraction=0.2, block_rows=700)
+    c = shard_data(tmp_path, FEATURES, "Class", seed=1, validation_fraction=0.2, block_rows=700)
     assert c.n_rows == 6000 and 900 < len(c.validation) < 1450
 
 
@@ -44,7 +44,7 @@ def test_validation_is_seeded_bounded_and_the_same_from_csv(shards, tmp_path):
 def test_bad_shard_folders_name_the_problem(tmp_path, setup, message):
     setup(tmp_path)
     with pytest.raises(DataError, match=message):
-        shard_data(tmp_path, FEATURES)
+        shard_data(tmp_path, FEATURES, "Class")
 
 
 def test_cli_trains_from_a_shard_folder_like_the_in_memory_fit(shards, tmp_path):
@@ -63,9 +63,9 @@ def test_cli_trains_from_a_shard_folder_like_the_in_memory_fit(shards, tmp_path)
     det = load_detector(out)
     assert det.manifest_.metadata["shards"] == 4
     train = np.concatenate([x[~_held_out(3, i, b, len(x), 0.1)]
-                            for i, b, x in iter_blocks(shard_files(d), FEATURES)])
+                            for i, b, x in iter_blocks(shard_files(d), FEATURES, "Class")])
     assert det.n_train_ == len(train) and det.n_train_ + det.n_validation_ == (df["Class"] == 0).sum()
-    ref = Preprocessor(FEATURES, CREDITCARD.log_columns, CREDITCARD.periodic_columns).fit(train)
+    ref = Preprocessor(FEATURES, LOG_COLUMNS, PERIODIC_COLUMNS).fit(train)
     np.testing.assert_allclose(det.preprocessor_.mean_, ref.mean_, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(det.preprocessor_.scale_, ref.scale_, rtol=1e-6)
     assert np.isfinite(det.threshold_) and det.threshold.rule == "normal_percentile"

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
-from aedetect.data.schema import CREDITCARD
 
 pytest.importorskip("pyspark", reason="needs the spark extra: pip install -e '.[spark]'")
 if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
@@ -178,8 +178,9 @@ def test_sample_normals_writes_seeded_shards(spark, tmp_path):
 
     df = spark.createDataFrame(generate_transactions(2000, 0.05, seed=2))
     a, b = tmp_path / "a", tmp_path / "b"
-    assert sample_normals(df, 500, 7, a, rows_per_shard=200, time_window=(0, 10**9)) == 500
-    sample_normals(df, 500, 7, b, rows_per_shard=200, time_window=(0, 10**9))
+    cols = {"label": "Class", "time": "Time"}
+    assert sample_normals(df, 500, 7, a, **cols, rows_per_shard=200, time_window=(0, 10**9)) == 500
+    sample_normals(df, 500, 7, b, **cols, rows_per_shard=200, time_window=(0, 10**9))
     ra, rb = pd.read_parquet(a), pd.read_parquet(b)
     assert len(list(a.glob("part-*.parquet"))) == 3
     assert (ra["Class"] == 0).all()

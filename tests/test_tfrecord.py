@@ -2,7 +2,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from aedetect.data.schema import CREDITCARD
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.tfdata import load_tfrecords, read_tfrecords
 from aedetect.training.config import TrainConfig
 from aedetect.training.workflow import evaluate_detector, split_frame, train_detector, write_split_tfrecords
@@ -11,8 +11,8 @@ FEATURES = list(CREDITCARD.features)
 
 
 def test_shards_round_trip(tmp_path, frame):
-    split = split_frame(frame, TrainConfig(seed=0))
-    write_split_tfrecords(frame, split, tmp_path)
+    split = split_frame(frame, TrainConfig(seed=0), CREDITCARD)
+    write_split_tfrecords(frame, split, tmp_path, CREDITCARD)
     assert len(list(tmp_path.glob("train-*.tfrecord"))) >= 1
     x, y = load_tfrecords(tmp_path, "test")
     np.testing.assert_allclose(x, frame.iloc[split.test][FEATURES].to_numpy(), rtol=1e-6)
@@ -24,10 +24,10 @@ def test_shards_round_trip(tmp_path, frame):
 
 def test_streamed_training_is_seeded_and_as_good_as_in_memory(tmp_path, frame):
     cfg = TrainConfig(seed=2, epochs=6, batch_size=128, hidden_units=[16, 6, 16])
-    mem = train_detector(frame, cfg)
+    mem = train_detector(frame, cfg, CREDITCARD)
     cfg_tf = cfg.model_copy(update={"input_pipeline": "tfrecord"})
-    a = train_detector(frame, cfg_tf, work_dir=tmp_path / "a")
-    b = train_detector(frame, cfg_tf, work_dir=tmp_path / "b")
+    a = train_detector(frame, cfg_tf, CREDITCARD, work_dir=tmp_path / "a")
+    b = train_detector(frame, cfg_tf, CREDITCARD, work_dir=tmp_path / "b")
     x = frame.iloc[mem.split.test][FEATURES]
     np.testing.assert_array_equal(a.detector.anomaly_score(x), b.detector.anomaly_score(x))
     y = frame.iloc[mem.split.test]["Class"]

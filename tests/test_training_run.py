@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
 from aedetect.errors import AedetectError, ArtifactError
 from aedetect.model.detector import load_detector
@@ -25,7 +26,7 @@ def table():
 @pytest.fixture(scope="module")
 def run(table, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "model"
-    return train_from_table(table, TrainConfig(seed=2, **SMALL), data_file="gen.csv", out=out)
+    return train_from_table(table, TrainConfig(seed=2, **SMALL), CREDITCARD, data_file="gen.csv", out=out)
 
 
 def test_a_library_trained_and_saved_model_carries_its_metadata(run, tmp_path):
@@ -42,7 +43,7 @@ def test_a_library_trained_and_saved_model_carries_its_metadata(run, tmp_path):
 
 def test_the_model_folder_is_checked_before_training(run, table, tmp_path):
     with pytest.raises(AedetectError, match="already exists; pass --overwrite"):
-        train_from_table(table, TrainConfig(**SMALL), out=run.out)
+        train_from_table(table, TrainConfig(**SMALL), CREDITCARD, out=run.out)
     (tmp_path / "file").write_text("")
     with pytest.raises(AedetectError, match="is a file, not a folder"):
         check_before_training(tmp_path / "file" / "model")
@@ -78,7 +79,7 @@ def test_shard_folders_take_the_rules_that_need_no_rows(tmp_path):
     df = generate_transactions(2000, 0.0, seed=3)
     for i in range(2):
         df.iloc[i * 1000:(i + 1) * 1000].to_parquet(tmp_path / f"part-{i}.parquet")
-    run = train_from_shards(tmp_path, TrainConfig(threshold_rule="fixed", **SMALL), out=tmp_path / "m")
+    run = train_from_shards(tmp_path, TrainConfig(threshold_rule="fixed", **SMALL), CREDITCARD, out=tmp_path / "m")
     assert run.detector.threshold.rule == "fixed" and run.detector.threshold_ == 10.0
     meta = load_detector(tmp_path / "m").manifest_.metadata
     assert meta["shards"] == 2 and meta["rows_in_shards"] == 2000 and meta["data_folder"] == str(tmp_path)

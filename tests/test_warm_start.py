@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
-from aedetect.data.schema import CREDITCARD
 from aedetect.model.detector import load_detector
 from aedetect.monitoring.batch import compare_models
 from aedetect.training.config import TrainConfig

@@ -27,13 +27,13 @@ def features(protocol: str, seed: int):
         return {k: z[k] for k in z.files}
     from bench_quality import load
 
-    from aedetect.data.schema import CREDITCARD
+    from aedetect.data.creditcard import CREDITCARD
     from aedetect.model.hybrid import FEATURE_GROUPS, label_rows, residual_features
     from aedetect.training.config import TrainConfig
     from aedetect.training.workflow import train_detector
 
     df, _ = load("creditcard")
-    tr = train_detector(df, TrainConfig(protocol=protocol, seed=seed))
+    tr = train_detector(df, TrainConfig(protocol=protocol, seed=seed), CREDITCARD)
     m, names = residual_features(tr.detector, df[list(CREDITCARD.features)], FEATURE_GROUPS)
     fit, cal = label_rows(tr.split, len(df))
     out = {"m": m, "names": np.array(names), "y": df["Class"].to_numpy().astype(int), "fit": fit, "cal": cal,

@@ -182,10 +182,11 @@ def data_generate(
         "timestamps, categories, missing values, is_fraud and fraud_kind")] = "creditcard",
 ):
     """Write generated data with a known share of anomalies (.csv, .csv.gz, .csv.zst, .parquet)."""
+    from aedetect.data.creditcard import LABEL
     from aedetect.data.generate import generate_transaction_log, generate_transactions
     from aedetect.data.io import write_table
 
-    kinds = {"creditcard": (generate_transactions, "Class"),
+    kinds = {"creditcard": (generate_transactions, LABEL),
              "transactions": (generate_transaction_log, "is_fraud")}
     if kind not in kinds:
         raise UsageError(f"--kind must be one of {sorted(kinds)}; got {kind!r}")
@@ -206,13 +207,14 @@ def data_to_tfrecord(
     seed: SeedOpt = 0,
 ):
     """Split the data and write each part (train, validation, selection, test) as TFRecord shards."""
+    from aedetect.data.creditcard import CREDITCARD
     from aedetect.training.workflow import split_frame, write_split_tfrecords
 
     df, _ = _load(data)
     _tensorflow()
-    split = split_frame(df, _config(protocol=protocol, seed=seed))
+    split = split_frame(df, _config(protocol=protocol, seed=seed), CREDITCARD)
     with console.status("writing TFRecord shards"):
-        write_split_tfrecords(df, split, out_dir)
+        write_split_tfrecords(df, split, out_dir, CREDITCARD)
     console.print(f"wrote {split.sizes()} rows as shards to {escape(str(out_dir))}")
 
 
@@ -392,6 +394,7 @@ def train(
 
 def _train_shards(folder: Path, config, model_dir: Path, overwrite: bool) -> None:
     """Train on a folder of Parquet/CSV shards of normal rows, streamed (see data/shards.py)."""
+    from aedetect.data.creditcard import CREDITCARD  # a shard folder holds the credit-card columns
     from aedetect.training.run import check_before_training, check_shard_rule, train_from_shards
 
     try:
@@ -403,7 +406,8 @@ def _train_shards(folder: Path, config, model_dir: Path, overwrite: bool) -> Non
     from aedetect.cli.progress import TrainingProgress
 
     with TrainingProgress(config.param("epochs"), console) as progress:
-        run = train_from_shards(folder, config, out=model_dir, overwrite=overwrite, callbacks=[progress])
+        run = train_from_shards(folder, config, CREDITCARD, out=model_dir, overwrite=overwrite,
+                                callbacks=[progress])
     det = run.detector
     console.print(f"trained {det.n_epochs_} epochs (best {det.best_epoch_}) on {det.n_train_:,} "
                   f"normal rows streamed from {run.metadata['shards']} shard(s), validated on "
@@ -471,13 +475,14 @@ def compare(
     """The autoencoder beside IsolationForest, PCA, LocalOutlierFactor and a supervised ceiling."""
     from rich.table import Table
 
+    from aedetect.data.creditcard import CREDITCARD
     from aedetect.training.compare import METRICS, compare_methods, comparison_report, markdown_table, table_rows
 
     config = _config(protocol=protocol, seed=seed, epochs=epochs)
     df, _ = _load(data)
     _tensorflow()
     with console.status("comparing") as status:
-        cmp = compare_methods(df, config, seeds, alerts_per_day=alerts_per_day,
+        cmp = compare_methods(df, config, seeds, schema=CREDITCARD, alerts_per_day=alerts_per_day,
                               lof_max_train=lof_max_train, progress=status.update)
     if as_json:
         import json
@@ -498,7 +503,7 @@ def compare(
 
 def _report(metrics: dict, path: Path | None, as_json: bool = False, schema=None) -> None:
     from aedetect.cli.ui import metrics_table
-    from aedetect.data.schema import CREDITCARD
+    from aedetect.data.creditcard import CREDITCARD
 
     if as_json:
         import json
@@ -707,8 +712,8 @@ def monitor(
     from aedetect.training.workflow import model_schema
 
     schema = model_schema(det)
-    time_column = time_column or schema.time or "Time"
-    label_column = label_column or schema.label or "Class"
+    time_column = time_column or schema.time
+    label_column = label_column or schema.label
     if ref_df is not None:
         from aedetect.monitoring.reference import reference_from_frame
 

@@ -128,9 +128,9 @@ def _encoding(c, schema) -> str:
         return f"one-hot (<={schema.max_categories}) or frequency"
     if c.type == "datetime":
         return "hour, weekday sin/cos"
-    if c.role == "time":
+    if c.clock_periods:
         days = {86_400.0: "day", 604_800.0: "week"}
-        return "sin/cos of " + ", ".join(days.get(p, f"{p:g} s") for p in (c.periods or [86_400.0]))
+        return "sin/cos of " + ", ".join(days.get(p, f"{p:g} s") for p in c.clock_periods)
     return "log1p, standardised" if c.log else "standardised"
 
 

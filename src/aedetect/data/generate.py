@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from aedetect.data.schema import CREDITCARD
+from aedetect.data.creditcard import AMOUNT, CREDITCARD, LABEL, PCA_COLUMNS, TIME, TIME_SPAN
 
 LATENT = 6
-TWO_DAYS = 172_792.0  # the span of the real data's Time column
 
 
 def generate_transactions(
@@ -50,13 +49,13 @@ def generate_transactions(
     v_all = np.vstack([v, vf])
     hour_all = np.concatenate([hours, hours_f])
     day = rng.integers(0, 2, size=n_rows)
-    time = np.clip(day * 86400.0 + hour_all * 3600.0, 0, TWO_DAYS)
-    frame = pd.DataFrame(v_all, columns=[f"V{i}" for i in range(1, 29)])
-    frame.insert(0, "Time", np.round(time))
-    frame["Amount"] = np.round(np.concatenate([amount, amount_f]), 2)
-    frame["Class"] = np.concatenate([np.zeros(n_normal, "int8"), np.ones(n_fraud, "int8")])
-    frame = frame.sample(frac=1.0, random_state=seed).sort_values("Time", kind="stable")
-    return frame.reset_index(drop=True)[[*CREDITCARD.features, "Class"]]
+    time = np.clip(day * 86400.0 + hour_all * 3600.0, 0, TIME_SPAN)
+    frame = pd.DataFrame(v_all, columns=list(PCA_COLUMNS))
+    frame.insert(0, TIME, np.round(time))
+    frame[AMOUNT] = np.round(np.concatenate([amount, amount_f]), 2)
+    frame[LABEL] = np.concatenate([np.zeros(n_normal, "int8"), np.ones(n_fraud, "int8")])
+    frame = frame.sample(frac=1.0, random_state=seed).sort_values(TIME, kind="stable")
+    return frame.reset_index(drop=True)[CREDITCARD.names]
 
 
 # -- a transactions table with categories, missing values and planted fraud of known kinds ----

@@ -14,7 +14,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from aedetect.data.schema import CREDITCARD, Schema, validate_frame
+from aedetect.data.creditcard import CREDITCARD
+from aedetect.data.schema import DatasetSchema, validate_frame
 from aedetect.errors import DataError
 from aedetect.files import atomic_file
 
@@ -133,12 +134,13 @@ def short_error(exc: Exception) -> str:
 
 def read_table(
     path: str | os.PathLike,
-    schema: Schema = CREDITCARD,
+    schema: DatasetSchema = CREDITCARD,
     *,
     require_label: bool = True,
     allow_extra: bool = False,
 ) -> pd.DataFrame:
-    """Read a CSV or Parquet file and check it against `schema` (see `validate_frame`)."""
+    """Read a CSV or Parquet file of numbers and check it against `schema` (see
+    `validate_frame`; by default the credit-card file's). `read_raw` reads any table."""
     df = read_raw(path)
     return validate_frame(
         df, schema, source=str(path), require_label=require_label, allow_extra=allow_extra

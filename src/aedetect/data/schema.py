@@ -1,16 +1,16 @@
-"""Input schemas and their checks: every problem is reported with file, column, row and value.
+"""The dataset schema and its checks: every problem is reported with file, column, row and value.
 
-`Schema` is the fixed credit-card layout (numeric features, a 0/1 label); `DatasetSchema` says,
-for any table, each column's role (feature, label, time, id, excluded) and type (numeric,
-integer, boolean, categorical, datetime). `aedetect.data.infer` infers one from a table.
+`DatasetSchema` says, for any table, each column's role (feature, label, time, id, excluded) and
+type (numeric, integer, boolean, categorical, datetime). It is the one description of a table
+from the reader to the stored model: `aedetect.data.infer` infers one, a model folder stores
+its own, and the credit-card layout is one (`aedetect.data.creditcard.CREDITCARD`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -33,39 +33,21 @@ def out_of_range_reason(value) -> str:
     return f"value {_shown(value)!r} is out of range (the model accepts magnitudes up to {MAX_ABS_VALUE:g})"
 
 
-@dataclass(frozen=True)
-class Schema:
-    """Numeric feature columns in a fixed order, plus an optional 0/1 label column."""
-
-    features: tuple[str, ...]
-    label: str | None = None
-    time: str | None = None  # seconds since the first row, used by time splits and alert budgets
-    log_columns: tuple[str, ...] = field(default=())  # heavy-tailed, non-negative columns
-    periodic_columns: tuple[tuple[str, float], ...] = field(default=())  # (column, period)
-
-
-CREDITCARD = Schema(
-    features=("Time", *(f"V{i}" for i in range(1, 29)), "Amount"),
-    label="Class",
-    time="Time",
-    log_columns=("Amount",),
-    periodic_columns=(("Time", 86400.0),),
-)
-
-
 def _quote(names) -> str:
     return ", ".join(repr(n) for n in names)
 
 
 def validate_frame(
     df: pd.DataFrame,
-    schema: Schema = CREDITCARD,
+    schema: DatasetSchema,
     *,
     source: str = "input",
     require_label: bool = True,
     allow_extra: bool = False,
 ) -> pd.DataFrame:
-    """Check columns, numeric values and labels; return a frame with float64 features.
+    """Check a table of numbers (every feature a finite number, e.g. the credit-card file):
+    columns, values and labels; return a frame with float64 features. `check_table` is the
+    check for tables of any column type.
 
     Row numbers in messages are 1-based data rows (the header is not counted), so in a CSV
     file row N is on line N + 1.
@@ -79,7 +61,7 @@ def validate_frame(
             f"{source}: missing column(s) {_quote(missing)}; expected {len(expected)} columns "
             f"{_quote(expected)}, found {len(df.columns)}"
         )
-    known = set(expected) | ({schema.label} if schema.label else set())
+    known = set(expected) | set(schema.names)
     extra = [c for c in df.columns if c not in known]
     if extra and not allow_extra:
         raise DataError(
@@ -207,8 +189,19 @@ class ColumnSpec(BaseModel):
     role: Role = "feature"
     type: ColumnType = "numeric"
     log: bool = False  # log1p before standardising (heavy-tailed, non-negative: see infer.py)
-    periods: list[float] | None = None  # time in seconds: sin/cos of these periods (default a day)
+    # A clock: sin/cos of the phase of these periods (seconds). The time column's default
+    # (None) is a day; [] reads it as a plain number.
+    periods: list[float] | None = None
     note: str = ""  # why inference chose this role or type; shown in the schema table
+
+    @property
+    def clock_periods(self) -> list[float] | None:
+        """The periods a numeric column is read by (sin/cos of each phase); None: as a number."""
+        if self.type not in ("numeric", "integer"):
+            return None
+        if self.periods is None:
+            return [DAY] if self.role == "time" else None
+        return self.periods or None
 
 
 class DatasetSchema(BaseModel):
@@ -362,16 +355,29 @@ class DatasetSchema(BaseModel):
             raise DataError(f"{path}: {loc or 'schema'}: {first['msg']}") from None
 
     @classmethod
-    def from_legacy(cls, schema: Schema) -> DatasetSchema:
-        """The dataset schema of a fixed `Schema` (e.g. CREDITCARD)."""
-        periodic = dict(schema.periodic_columns)
-        cols = [ColumnSpec(name=f, role="time" if f == schema.time else "feature",
-                           log=f in schema.log_columns,
-                           periods=[periodic[f]] if f in periodic else None)
-                for f in schema.features]
-        if schema.label:
-            cols.append(ColumnSpec(name=schema.label, role="label", type="integer"))
-        return cls(columns=cols, time_feature=schema.time is None or schema.time in schema.features)
+    def of_numbers(
+        cls,
+        features: Sequence[str],
+        log_columns: Iterable[str] = (),
+        periodic_columns: Iterable[tuple[str, float]] = (),
+        *,
+        label: str | None = None,
+        time: str | None = None,
+    ) -> DatasetSchema:
+        """A table of numbers read as `AutoencoderDetector(log_columns=..., periodic_columns=...)`
+        reads it: `features` in order, `log1p` of `log_columns`, sin/cos of the phase of each
+        (column, period) of `periodic_columns`; a missing value is an error. `label`: a 0/1
+        column; `time`: the feature that holds seconds, for time splits and alerts per day
+        (read as a plain number unless it is one of `periodic_columns`)."""
+        log, periodic = set(log_columns), {c: [float(p)] for c, p in periodic_columns}
+        cols = [ColumnSpec(name=f, role="time" if f == time else "feature", log=f in log,
+                           periods=periodic.get(f, [] if f == time else None)) for f in features]
+        if label is not None:
+            cols.append(ColumnSpec(name=label, role="label", type="integer"))
+        return cls(columns=cols, missing="error")
+
+
+Schema = DatasetSchema  # the name of the credit-card schema's former class, for older imports
 
 
 def _to_datetime(s: pd.Series, **kwargs) -> pd.Series | None:
@@ -490,19 +496,16 @@ def feature_table(X, names: list[str]) -> pd.DataFrame:
     return X[list(names)]
 
 
-def as_dataset_schema(schema: Schema | DatasetSchema | None) -> DatasetSchema:
-    if schema is None:
-        schema = CREDITCARD
-    return schema if isinstance(schema, DatasetSchema) else DatasetSchema.from_legacy(schema)
+def as_dataset_schema(schema: DatasetSchema | dict) -> DatasetSchema:
+    """A schema given as a DatasetSchema or as its dict (a schema file's contents)."""
+    return DatasetSchema.model_validate(schema)
 
 
 def model_schema(det) -> DatasetSchema:
-    """The dataset schema a detector was trained with (the credit-card one for older models)."""
-    if getattr(det, "schema", None) is not None:
-        return det._dataset_schema()
-    return DatasetSchema.from_legacy(CREDITCARD)
+    """The dataset schema a detector was trained with (see `AutoencoderDetector.dataset_schema`)."""
+    return det.dataset_schema
 
 
-def has_labels(df: pd.DataFrame, schema: Schema | DatasetSchema) -> bool:
+def has_labels(df: pd.DataFrame, schema: DatasetSchema) -> bool:
     label = as_dataset_schema(schema).label
     return label is not None and label in df.columns

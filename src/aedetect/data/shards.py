@@ -67,10 +67,11 @@ def _check_columns(path: Path, names: list[str], columns: list[str]) -> None:
         raise DataError(f"{path}: missing column(s) {missing}")
 
 
-def iter_blocks(files: list[Path], features: list[str], label: str | None = "Class",
+def iter_blocks(files: list[Path], features: list[str], label: str | None,
                 block_rows: int = BLOCK_ROWS) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(file index, block index, float64 rows) of normal rows (label 0 when a label column is
-    present). A value that is not a finite number stops with its file, row and column."""
+    """(file index, block index, float64 rows) of normal rows (0 in the `label` column when
+    the shard has it; `label` None: every row). A value that is not a finite number stops with
+    its file, row and column."""
     from aedetect.data.arrow import parse_features
 
     for i, path in enumerate(files):
@@ -114,8 +115,8 @@ def _held_out(seed: int, file_index: int, block_index: int, n: int, share: float
     return np.random.default_rng([seed, file_index, block_index]).random(n) < share
 
 
-def shard_data(folder, features, *, seed: int = 0, validation_fraction: float = 0.1,
-               max_validation: int = 100_000, label: str | None = "Class",
+def shard_data(folder, features, label: str | None, *, seed: int = 0,
+               validation_fraction: float = 0.1, max_validation: int = 100_000,
                block_rows: int = BLOCK_ROWS) -> ShardData:
     """Stream `folder`'s shards for `AutoencoderDetector.fit`: hold out about
     `validation_fraction` of the rows, at most about `max_validation`, seeded; the rest train."""
@@ -152,18 +153,21 @@ def shard_data(folder, features, *, seed: int = 0, validation_fraction: float = 
     return ShardData(train, validation, files, n_rows)
 
 
-def fit_from_shards(detector, folder, *, validation_fraction: float = 0.1,
-                    max_validation: int = 100_000, label: str | None = "Class", callbacks=(),
-                    block_rows: int = BLOCK_ROWS):
-    """Fit `detector` (its `log_columns` etc. already set) on the shards of `folder`; its feature
-    columns are `detector.feature_names_in_` if set, else the credit-card features."""
+def fit_from_shards(detector, folder, schema=None, *, validation_fraction: float = 0.1,
+                    max_validation: int = 100_000, callbacks=(), block_rows: int = BLOCK_ROWS):
+    """Fit `detector` on the shards of `folder`, whose columns `schema` (a `DatasetSchema`;
+    default: the detector's own) describes: its features train, rows labelled 1 are left out."""
     import tensorflow as tf
 
-    from aedetect.data.schema import CREDITCARD
-
-    features = list(getattr(detector, "feature_names_in_", CREDITCARD.features))
-    data = shard_data(folder, features, seed=detector.seed, validation_fraction=validation_fraction,
-                      max_validation=max_validation, label=label, block_rows=block_rows)
+    if schema is None and getattr(detector, "schema", None) is not None:
+        schema = detector.dataset_schema
+    if schema is None:
+        raise ValueError("fit_from_shards needs the shards' schema: pass schema= or give the "
+                         "detector one")
+    features = list(schema.features)
+    data = shard_data(folder, features, schema.label, seed=detector.seed,
+                      validation_fraction=validation_fraction, max_validation=max_validation,
+                      block_rows=block_rows)
     detector.fit(data.train, validation_data=tf.data.Dataset.from_tensor_slices(data.validation),
                  callbacks=callbacks, feature_names=features)
     return detector, data

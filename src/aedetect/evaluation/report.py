@@ -155,7 +155,7 @@ def evaluation_report(det, y, scores, feature_errors, m: dict, title: str) -> Re
     threshold_section(rep, m)
     t = m["threshold"]
     rep.heading("Figures", test_only=True)
-    score_name = getattr(det, "score", "mse")
+    score_name = getattr(det, "score_type", "mse")
     rep.figure("histogram", plots.error_histogram(y, scores, t, label=f"anomaly score: {score_name}"),
                f"The anomaly score ({score_name}) of normal rows and anomalies, log scale, "
                "threshold dashed.")

@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from aedetect.data.creditcard import numbers_model_schema
 from aedetect.data.schema import DatasetSchema
 from aedetect.errors import DataError
 from aedetect.model.defaults import (
@@ -98,6 +99,8 @@ def _params_from_json(params: dict, types: dict | None = None) -> dict:
     out = dict(params)
     if "score" in out and "score_type" not in out:  # folders written before the rename
         out["score_type"] = out.pop("score")
+    if out.get("schema") is not None:
+        out["schema"] = DatasetSchema.model_validate(out["schema"])
     if not isinstance(out.get("hidden_units", "auto"), str):
         out["hidden_units"] = tuple(int(u) for u in out["hidden_units"])
     out["log_columns"] = tuple(out.get("log_columns", ()))
@@ -159,10 +162,12 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         Columns of a clock and their period, e.g. ``(("Time", 86400.0),)``: encoded as the sine
         and cosine of their phase, so the network sees the hour of day.
     schema : DatasetSchema or dict, default=None
-        The table's columns with their roles and types (see `aedetect.data.schema`). When
-        given, `X` is a table whose feature columns may hold categories, datetimes and missing
-        values, each read by its type (see `aedetect.model.preprocessing`); `log_columns` and
-        `periodic_columns` are then ignored (the schema says which columns get them).
+        The table's columns with their roles and types (see `aedetect.data.schema`), e.g.
+        `aedetect.data.creditcard.CREDITCARD`; stored in the model folder. When given, `X` is
+        a table whose feature columns may hold categories, datetimes and missing values, each
+        read by its type (see `aedetect.model.preprocessing`), and other columns (the label,
+        ids) are left out; `log_columns` and `periodic_columns` are then ignored (the schema
+        says which columns get them). Without it, `X` holds numbers only.
     score_type : {"residual_mahalanobis", "feature_normalized", "mse"}, default="residual_mahalanobis"
         How residuals become a score (see `aedetect.model.scores`); ``"mse"`` is the guide's.
     threshold_percentile : float, default=99.9
@@ -292,17 +297,23 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         return hasattr(self, "model_")
 
     # -- input handling -----------------------------------------------------------------------
-    def _dataset_schema(self) -> DatasetSchema | None:
-        if self.schema is None or isinstance(self.schema, DatasetSchema):
-            return self.schema
-        return DatasetSchema.model_validate(self.schema)
+    @property
+    def dataset_schema(self) -> DatasetSchema:
+        """The table this detector reads: `schema` (a dict is read as one) or, once fitted, a
+        numbers-only detector's columns as it reads them (`log_columns`, `periodic_columns`;
+        see `aedetect.data.creditcard.numbers_model_schema` for their label and time)."""
+        if self.schema is not None:
+            return DatasetSchema.model_validate(self.schema)
+        check_is_fitted(self)
+        pre = self.preprocessor_
+        return numbers_model_schema(pre.feature_names, pre.log_columns, pre.periodic_columns)
 
     def _validate_table(self, X, *, reset: bool) -> pd.DataFrame:
         """With a dataset schema: the schema's feature columns of a table, as given (text,
         datetimes, missing values); the preprocessor checks each value by its column's type."""
         from aedetect.data.schema import feature_table
 
-        names = self._dataset_schema().features
+        names = self.dataset_schema.features
         if reset:
             self.feature_names_in_ = np.asarray(names, dtype=object)
             self.n_features_in_ = len(names)
@@ -486,7 +497,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
 
     def _new_preprocessor(self) -> Preprocessor:
         if self.schema is not None:
-            return Preprocessor.from_schema(self._dataset_schema())
+            return Preprocessor.from_schema(self.dataset_schema)
         return Preprocessor(self._columns(), self.log_columns, self.periodic_columns)
 
     def _set_model(self, model) -> None:
@@ -595,10 +606,9 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         check_is_fitted(self)
 
     def _input_dtypes(self, names: list[str]) -> dict[str, str]:
-        schema = self._dataset_schema()
-        if schema is None:
+        if self.schema is None:
             return {c: "float64" for c in names}
-        return {c.name: c.type for c in schema.feature_columns}
+        return {c.name: c.type for c in self.dataset_schema.feature_columns}
 
     # -- state ------------------------------------------------------------------------------
     def _get_state(self) -> dict:

@@ -42,8 +42,10 @@ MAX_FREQUENCIES = 100_000  # categories kept by a frequency encoding; rarer ones
 class Preprocessor:
     """Per-column transforms and a standardisation, fitted on normal rows.
 
-    `Preprocessor(feature_names, log_columns, periodic_columns)` is the numbers-only form (the
-    credit-card layout); `Preprocessor.from_schema(schema)` handles every column type.
+    `Preprocessor.from_schema(schema)` reads a `DatasetSchema`, every column type;
+    `Preprocessor(feature_names, log_columns, periodic_columns)` is the numbers-only form
+    (`AutoencoderDetector`'s `log_columns` and `periodic_columns`), the same as
+    `from_schema(DatasetSchema.of_numbers(feature_names, log_columns, periodic_columns))`.
     """
 
     def __init__(
@@ -76,8 +78,8 @@ class Preprocessor:
             elif c.type == "datetime":
                 blocks.append({"column": c.name, "kind": "periodic", "periods": [DAY, WEEK],
                                "datetime": True})
-            elif c.role == "time":
-                blocks.append({"column": c.name, "kind": "periodic", "periods": c.periods or [DAY],
+            elif c.clock_periods:
+                blocks.append({"column": c.name, "kind": "periodic", "periods": c.clock_periods,
                                "datetime": False})
             else:
                 blocks.append({"column": c.name, "kind": "numeric", "log": bool(c.log)})

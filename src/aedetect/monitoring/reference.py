@@ -173,7 +173,7 @@ def profile_column(values: pd.Series, *, seed: int = 0, sample_size: int = SAMPL
 def schema_kinds(det) -> dict[str, str]:
     """The kind of each feature of a dataset-schema model as the model reads it (a category
     stored as integers is still a category); empty for a numbers-only model."""
-    schema = det._dataset_schema() if getattr(det, "schema", None) is not None else None
+    schema = det.dataset_schema if getattr(det, "schema", None) is not None else None
     if schema is None:
         return {}
     return {c.name: "datetime" if c.type == "datetime" else "categorical" if c.type == "categorical"
@@ -244,10 +244,11 @@ def training_reference(det, df: pd.DataFrame, split, schema, seed: int = 0) -> R
         f"selection-set anomalies, anomaly share of {rows[1]:,} training-file rows"))
 
 
-def reference_from_frame(det, df: pd.DataFrame, label: str | None = "Class", *, source: str = "",
+def reference_from_frame(det, df: pd.DataFrame, label: str | None, *, source: str = "",
                          seed: int = 0, time_column: str | None = None) -> Reference:
     """A reference from a file of rows like the training data, for a model folder without one:
-    its normal rows (every row when it has no `label` column), and its anomalies for recall."""
+    its normal rows (every row when it has no `label` column, or `label` is None), and its
+    anomalies for recall."""
     names = input_names(det)
     missing = [c for c in names if c not in df.columns]
     if missing:

@@ -215,7 +215,7 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
     names = list(det.feature_names_in_)
     table_model = getattr(det, "schema", None) is not None
     Transaction = transaction_model(names, det.preprocessor_.limits(),
-                                    det._dataset_schema() if table_model else None,
+                                    det.dataset_schema if table_model else None,
                                     det.preprocessor_.nullable_columns if table_model else ())
     ScoreRequest = create_model(
         "ScoreRequest", __config__=ConfigDict(extra="forbid"),

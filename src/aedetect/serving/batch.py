@@ -358,7 +358,7 @@ def score_file(
         raise DataError(f"{data}: missing column(s) {missing}; the model needs {features}"
                         + (f" and id column(s) {list(id_columns)}" if id_columns else ""))
     table_model = getattr(detector, "schema", None) is not None
-    known = detector._dataset_schema().names if table_model else features
+    known = detector.dataset_schema.names if table_model else features
     ignored = [c for c in names if c not in known and c not in id_columns]
     keep = names if all_columns else list(id_columns)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aedetect.data.creditcard import numbers_model_schema
+from aedetect.data.schema import DatasetSchema
 from aedetect.errors import ArtifactError, DataError
 from aedetect.model.preprocessing import Preprocessor
 from aedetect.model.scorer import OutlierConventions
@@ -58,7 +60,8 @@ class Scorer(OutlierConventions):
         self.path = path
         self.layers = layers
         params = manifest.detector_params
-        self.schema = params.get("schema")  # a dataset schema: the input is a typed table
+        # A dataset schema: the input is a typed table (None: numbers only)
+        self.schema = None if params.get("schema") is None else DatasetSchema.model_validate(params["schema"])
         self.score_type = params.get("score_type", params.get("score", "mse"))  # older folders: "score"
         self.score_stats_ = stats_from_config(manifest.score_stats)
         self.preprocessor_ = Preprocessor.from_config(manifest.preprocessing)
@@ -76,13 +79,13 @@ class Scorer(OutlierConventions):
         if not np.isfinite(self.threshold_):
             raise ArtifactError(f"{path}: threshold {self.threshold_!r} is not a finite number")
 
-    def _dataset_schema(self):
-        """The model's dataset schema (None for a numbers-only model)."""
-        if self.schema is None:
-            return None
-        from aedetect.data.schema import DatasetSchema
-
-        return DatasetSchema.model_validate(self.schema)
+    @property
+    def dataset_schema(self) -> DatasetSchema:
+        """The table the model reads (see `AutoencoderDetector.dataset_schema`)."""
+        if self.schema is not None:
+            return self.schema
+        pre = self.preprocessor_
+        return numbers_model_schema(pre.feature_names, pre.log_columns, pre.periodic_columns)
 
     @property
     def feature_names_out_(self) -> list[str]:

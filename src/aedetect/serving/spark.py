@@ -230,13 +230,14 @@ def score_parquet(spark, model_dir, data: str, out: str, *, id_columns=(), top_k
 
 
 # -- training samples -------------------------------------------------------------------------
-def sample_normals(df, n: int, seed: int, out: str | os.PathLike, *, time_window=None,
-                   label: str | None = "Class", time: str = "Time", columns=None,
+def sample_normals(df, n: int, seed: int, out: str | os.PathLike, *, label: str | None,
+                   time: str | None = None, time_window=None, columns=None,
                    rows_per_shard: int = 50_000, overwrite: bool = False) -> int:
-    """Write a seeded sample of `n` normal rows (label 0, or every row when there is no label
-    column) as Parquet shards of about `rows_per_shard` rows, for `aedetect train --data out/`.
+    """Write a seeded sample of `n` normal rows (0 in the `label` column; every row when `label`
+    is None or not a column) as Parquet shards of about `rows_per_shard` rows, for `aedetect
+    train --data out/`.
 
-    `time_window=(start, end)` keeps rows with start <= time < end, e.g. the latest weeks.
+    `time_window=(start, end)` keeps rows with start <= `time` < end, e.g. the latest weeks.
     The same data, seed and partitioning give the same sample. Returns the rows written.
     """
     _pyspark()
@@ -247,9 +248,9 @@ def sample_normals(df, n: int, seed: int, out: str | os.PathLike, *, time_window
     if label and label in df.columns:
         df = df.filter(F.col(label) == 0)
     if time_window is not None:
-        if time not in df.columns:
-            raise DataError(f"time_window needs the time column {time!r}; the DataFrame has "
-                            f"{df.columns}")
+        if time is None or time not in df.columns:
+            raise DataError(f"time_window needs the time column (time={time!r}); the DataFrame "
+                            f"has {df.columns}")
         start, end = time_window
         df = df.filter((F.col(time) >= start) & (F.col(time) < end))
     if columns is not None:

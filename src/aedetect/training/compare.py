@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from aedetect.data.schema import CREDITCARD, Schema
+from aedetect.data.schema import DatasetSchema
 from aedetect.evaluation.baselines import BASELINES, LOFScorer
 from aedetect.evaluation.metrics import GUIDE_PRECISION, at_alert_budget, evaluate_detector, recall_at_precision
 from aedetect.evaluation.report import Report, evaluation_report, fmt
@@ -61,8 +61,8 @@ def _metrics(y, scores, fit_s: float, score_s: float, alerts_per_day: float, per
             "fit_seconds": fit_s, "score_seconds": score_s}
 
 
-def compare_methods(df: pd.DataFrame, config: TrainConfig, seeds: int = 1, schema: Schema = CREDITCARD,
-                    *, alerts_per_day: float = 50.0, lof_max_train: int = 20_000, baselines=BASELINES,
+def compare_methods(df: pd.DataFrame, config: TrainConfig, seeds: int = 1, *, schema: DatasetSchema,
+                    alerts_per_day: float = 50.0, lof_max_train: int = 20_000, baselines=BASELINES,
                     progress=None) -> Comparison:
     """Train the autoencoder and every baseline for seeds config.seed .. config.seed + seeds - 1."""
     if seeds < 1:
@@ -97,7 +97,7 @@ def compare_methods(df: pd.DataFrame, config: TrainConfig, seeds: int = 1, schem
             result.first = {"detector": det, "y": y, "scores": scores, "metrics": ev.metrics,
                             "feature_errors": ev.errors}
             result.curves[AUTOENCODER] = (y, scores)
-        pre = Preprocessor(features, schema.log_columns, schema.periodic_columns)
+        pre = Preprocessor.from_schema(schema)
         pre.fit(df.iloc[split.train][features].to_numpy())
         x_test = pre.transform(test[features].to_numpy())
         for b in baselines:

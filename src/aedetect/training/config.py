@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aedetect.data.creditcard import AMOUNT
 from aedetect.errors import AedetectError
 from aedetect.model.detector import AutoencoderDetector
 from aedetect.model.thresholds import RULES
@@ -56,9 +57,10 @@ class TrainConfig(BaseModel):
     min_precision: float = Field(0.93, gt=0, le=1)
     max_fpr: float = Field(0.001, ge=0, lt=1)
     alerts_per_day: float = Field(50.0, gt=0)
-    cost_missed: float = Field(100.0, ge=0)  # per missed anomaly (times Amount with cost_per_amount)
+    cost_missed: float = Field(100.0, ge=0)  # per missed anomaly (times its amount with cost_per_amount)
     cost_review: float = Field(5.0, ge=0)  # per flagged row an analyst reviews
     cost_per_amount: bool = False
+    amount_column: str = AMOUNT  # the column cost_per_amount reads; the credit-card one by default
     contamination: float = Field(0.001, gt=0, lt=0.5)
     # Label-aware mode (aedetect.model.hybrid): a supervised head on the autoencoder's residual features.
     use_labels: bool = False

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from aedetect.data.schema import CREDITCARD
+from aedetect.data.schema import DatasetSchema
 from aedetect.data.splits import Split
 from aedetect.errors import AedetectError
 from aedetect.files import check_output_path
@@ -65,9 +65,9 @@ class Parent:
 
 
 def load_parent(folder: str | os.PathLike) -> Parent:
-    from aedetect.model.hybrid import load_model
+    from aedetect.model.hybrid import open_model
 
-    return Parent(Path(folder), load_model(folder))
+    return Parent(Path(folder), open_model(folder))
 
 
 def check_before_training(out: str | os.PathLike | None, overwrite: bool = False,
@@ -98,15 +98,15 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
                      callbacks=()) -> TrainingRun:
     """Train on `df` (`train_detector`), describe the run in its metadata, save it to `out`.
 
-    `schema`: the table's (default: the parent's with `warm_start`, else the credit-card one).
+    `schema`: the table's (default with `warm_start`: the parent's).
     `warm_start`: a parent model folder (or `load_parent` of one); the new model is compared
     with it on the new split's test rows, in `metadata["warm_start"]`.
     """
     check_before_training(out, overwrite)
     if warm_start is not None and not isinstance(warm_start, Parent):
         warm_start = load_parent(warm_start)
-    if schema is None:
-        schema = warm_start.schema if warm_start is not None else CREDITCARD
+    if schema is None and warm_start is not None:
+        schema = warm_start.schema
     # The tfrecord pipeline's shards live here; removed however training ends (Ctrl-C included).
     with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
         result = train_detector(df, config, schema, callbacks=callbacks, work_dir=work,
@@ -147,16 +147,16 @@ def check_shard_rule(config: TrainConfig) -> None:
                          f"{config.threshold_rule!r}")
 
 
-def train_from_shards(folder: str | os.PathLike, config: TrainConfig, *,
+def train_from_shards(folder: str | os.PathLike, config: TrainConfig, schema: DatasetSchema, *,
                       out: str | os.PathLike | None = None, overwrite: bool = False,
                       callbacks=()) -> TrainingRun:
-    """Train on a folder of Parquet/CSV shards of normal rows, streamed (`fit_from_shards`),
-    with the credit-card columns; save it to `out`."""
+    """Train on a folder of Parquet/CSV shards of normal rows with the columns of `schema`,
+    streamed (`fit_from_shards`); save it to `out`."""
     from aedetect.data.shards import fit_from_shards
 
     check_shard_rule(config)
     check_before_training(out, overwrite)
-    det, data = fit_from_shards(new_detector(config), folder, callbacks=callbacks)
+    det, data = fit_from_shards(new_detector(config, schema), folder, callbacks=callbacks)
     det.threshold = threshold_from_fit(det, config)
     run = TrainingRun(det, config, {"data_folder": str(folder), "shards": len(data.files),
                                     "rows_in_shards": data.n_rows, "seed": config.seed,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from aedetect.data.io import frame_fingerprint
-from aedetect.data.schema import CREDITCARD, DatasetSchema, Schema, as_dataset_schema, has_labels, model_schema  # noqa: F401 (re-exported)
+from aedetect.data.schema import DatasetSchema, as_dataset_schema, has_labels, model_schema  # noqa: F401 (re-exported)
 from aedetect.data.splits import Split, split_table
 from aedetect.errors import AedetectError
 from aedetect.evaluation.metrics import evaluate_detector  # noqa: F401  (the evaluation's home)
@@ -35,24 +35,19 @@ class TrainResult:
     data_fingerprint: str
 
 
-def split_frame(df: pd.DataFrame, config: TrainConfig,
-                schema: Schema | DatasetSchema = CREDITCARD) -> Split:
+def split_frame(df: pd.DataFrame, config: TrainConfig, schema: DatasetSchema) -> Split:
     """The configured split (`aedetect.data.splits.split_table` with the config's protocol and seed)."""
     return split_table(df, schema, config.protocol, config.seed)
 
 
-def new_detector(config: TrainConfig, schema: Schema | DatasetSchema = CREDITCARD, verbose: int = 0):
-    if isinstance(schema, DatasetSchema):
-        params = {"schema": schema.model_dump(mode="json")}
-    else:
-        params = {"log_columns": schema.log_columns, "periodic_columns": schema.periodic_columns}
-    return AutoencoderDetector(**params, verbose=verbose, **config.detector_params())
+def new_detector(config: TrainConfig, schema: DatasetSchema, verbose: int = 0):
+    return AutoencoderDetector(schema=schema, verbose=verbose, **config.detector_params())
 
 
 def train_detector(
     df: pd.DataFrame,
     config: TrainConfig,
-    schema: Schema = CREDITCARD,
+    schema: DatasetSchema | None = None,
     *,
     callbacks=(),
     work_dir: str | os.PathLike | None = None,
@@ -64,8 +59,13 @@ def train_detector(
     TFRecord shards under `work_dir` and training streams from them. With `warm_start` (a
     fitted detector), training continues from it (see `AutoencoderDetector.fit`): its network
     and preprocessing are kept; `config` gives the seed, the threshold rule and, when given, the
-    `WARM_START_PARAMS`.
+    `WARM_START_PARAMS`. `schema` describes `df` (e.g. `aedetect.data.creditcard.CREDITCARD`,
+    or `aedetect.data.infer.infer_schema(df)`); with `warm_start`, the parent's by default.
     """
+    if schema is None and warm_start is not None:
+        schema = warm_start.dataset_schema
+    if schema is None:
+        raise ValueError("train_detector needs the table's schema (a DatasetSchema)")
     split = split_frame(df, config, schema)
     features = list(schema.features)
     if warm_start is not None:
@@ -104,7 +104,7 @@ def train_detector(
     return TrainResult(det, split, config, fingerprint)
 
 
-def write_split_tfrecords(df, split: Split, out_dir, schema: Schema = CREDITCARD) -> Path:
+def write_split_tfrecords(df, split: Split, out_dir, schema: DatasetSchema) -> Path:
     """Write each part of a split as TFRecord shards (raw columns, labels) plus meta.json."""
     from aedetect.data.tfdata import write_meta, write_tfrecords
 
@@ -151,15 +151,17 @@ def threshold_from_fit(det, config: TrainConfig):
     return None
 
 
-def select_threshold(det, df, split: Split, config: TrainConfig, schema: Schema = CREDITCARD):
+def select_threshold(det, df, split: Split, config: TrainConfig, schema: DatasetSchema | None = None):
     """Apply the configured rule (`aedetect.model.thresholds.RULES`): label-free rules see validation
     normals (or the selection window of the time protocol), labelled rules see only the
     selection set, never the test set.
 
     The result carries precision and recall on the selection set with exact binomial
-    intervals, and warnings when that set is too small to support the rule.
+    intervals, and warnings when that set is too small to support the rule. `schema`: the
+    model's own by default.
     """
     rule = get_rule(config.threshold_rule)
+    schema = schema if schema is not None else det.dataset_schema
     features = list(schema.features)
     ds = as_dataset_schema(schema)
     if split.protocol == "unlabelled":
@@ -180,9 +182,11 @@ def select_threshold(det, df, split: Split, config: TrainConfig, schema: Schema 
         t = choose_threshold(rule.name, scores=scores, source=f"{name} ({len(rows)} rows)", **params)
     elif t is None:
         if rule.name == "expected_cost" and config.cost_per_amount:
-            if "Amount" not in sel:
-                raise AedetectError("cost_per_amount needs an 'Amount' column")
-            params["amounts"] = sel["Amount"].to_numpy()
+            if config.amount_column not in sel:
+                raise AedetectError(f"cost_per_amount multiplies cost_missed by the column "
+                                    f"{config.amount_column!r} (setting amount_column), which the "
+                                    "data does not have; set amount_column to its amount column")
+            params["amounts"] = sel[config.amount_column].to_numpy()
         t = choose_threshold(rule.name, scores=sel_scores, y=y_sel, source=sel_source, **params)
     if not ((y_sel == 1).any() and (y_sel == 0).any()):
         return t
