@@ -91,7 +91,7 @@ def main() -> None:
     body = {"transactions": [{k: float(v) for k, v in tx.items()}]}
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "AEDETECT_API_KEY"}
-    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli.app", "serve", "--model", args.model,
+    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli", "serve", "--model", args.model,
                              "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     rows = []

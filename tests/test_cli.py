@@ -14,7 +14,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def run(*args, ok=True):
-    proc = subprocess.run([sys.executable, "-m", "aedetect.cli.app", *map(str, args)],
+    proc = subprocess.run([sys.executable, "-m", "aedetect.cli", *map(str, args)],
                           capture_output=True, text=True, env=ENV, timeout=300)
     if ok:
         assert proc.returncode == 0, proc.stderr
@@ -89,7 +89,7 @@ def test_user_mistakes_give_one_clear_line(trained, workdir, args, message, stat
     df.loc[2, "V2"] = "x"
     df.to_csv(bad, index=False)
     args = [a.format(bad=bad, gen=data) for a in args]
-    proc = subprocess.run([sys.executable, "-m", "aedetect.cli.app", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "aedetect.cli", *args], capture_output=True,
                           text=True, env=ENV, cwd=workdir, timeout=300)
     assert proc.returncode == status, proc.stderr
     assert message in proc.stderr
@@ -111,7 +111,7 @@ def test_data_commands(workdir):
 def test_demo_falls_back_to_generated_data_when_offline(tmp_path):
     env = {**ENV, "AEDETECT_CACHE": str(tmp_path / "cache"), "PIP_NO_INDEX": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "aedetect.cli.app", "demo", "--out", str(tmp_path / "demo"), "--epochs", "2",
+        [sys.executable, "-m", "aedetect.cli", "demo", "--out", str(tmp_path / "demo"), "--epochs", "2",
          "--offline-rows", "4000"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "using 4,000 rows of generated data" in proc.stderr

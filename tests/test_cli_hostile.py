@@ -218,7 +218,7 @@ def test_sigterm_during_training_cleans_up(tmp_path):
                 data)
     work = tmp_path / "tmp"
     work.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli.app", "train", "--data", data, "--out",
+    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli", "train", "--data", data, "--out",
                              tmp_path / "model", "--epochs", "200", "--set", "patience=200",
                              "--input-pipeline", "tfrecord"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -127,7 +127,7 @@ def test_sigterm_to_cli_leaves_no_output(model_dir, tmp_path):
     src = write_table(generate_transactions(150_000, 0.01, seed=3), tmp_path / "big.csv")
     out = tmp_path / "out" / "scored.csv"
     out.parent.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli.app", "score", "--model", str(model_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli", "score", "--model", str(model_dir),
                              "--data", str(src), "--out", str(out), "--chunk-rows", "200"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

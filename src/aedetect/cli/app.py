@@ -829,5 +829,7 @@ def main() -> None:
         sys.exit(1)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m aedetect.cli` is the way; this path runs the same start-up
+    from aedetect._entry import main as _start
+
+    _start()

@@ -267,13 +267,12 @@ class HybridDetector(HasThreshold, OutlierConventions):
     feature_names_out_ = _FromAutoencoder()
     preprocessor_ = _FromAutoencoder()
     schema = _FromAutoencoder()
+    dataset_schema = _FromAutoencoder()
     split_ = _FromAutoencoder()
     reference_ = _FromAutoencoder()
     n_epochs_ = _FromAutoencoder()
     best_epoch_ = _FromAutoencoder()
 
-    def _dataset_schema(self):
-        return self.detector._dataset_schema()
 
     def describe(self) -> dict:
         """How the hybrid was built, for hybrid.json and the CLI."""

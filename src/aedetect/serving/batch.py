@@ -363,6 +363,11 @@ def score_file(
     keep = names if all_columns else list(id_columns)
     out.parent.mkdir(parents=True, exist_ok=True)
     stale = remove_stale(out, ".part") + remove_stale(bad_rows_path(out), ".part")
+    # pyarrow imports its pandas integration on the first array it builds from NumPy; do that
+    # now, before the temporary files exist. A Ctrl-C or SIGTERM that lands inside that import
+    # (an eval() in a namedtuple) is handled here, but CPython still remembers it and ends the
+    # process by SIGINT instead of our exit status 130.
+    pa.array(np.zeros(0, dtype=bool))
     writer = side = None
     side_schema = pa.schema([("row", pa.int64()), ("reason", pa.string())]
                             + [(c, pa.string()) for c in names])
