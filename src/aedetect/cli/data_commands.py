@@ -1,0 +1,106 @@
+"""`aedetect data ...` and `aedetect schema infer`: fetch, generate, convert and describe tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from aedetect.cli.common import (
+    CategoricalOpt,
+    DataOpt,
+    ExcludeOpt,
+    IdsOpt,
+    LabelOpt,
+    ProtocolOpt,
+    SeedOpt,
+    TimeOpt,
+    UsageError,
+    console,
+    load_credit_table,
+    load_table,
+    need_tensorflow,
+    out,
+    train_config,
+)
+
+
+def schema_infer(
+    data: Annotated[str, typer.Option("--data", help="a table (.csv, .csv.gz, .csv.zst, .parquet)")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="write the schema (.yaml/.json) "
+                                                  "to edit and pass to train --schema")] = None,
+    label_column: LabelOpt = None,
+    time_column: TimeOpt = None,
+    id_columns: IdsOpt = "",
+    exclude_columns: ExcludeOpt = "",
+    categorical_columns: CategoricalOpt = "",
+):
+    """Infer each column's role and type; print the table and write it to edit."""
+    from aedetect.cli.ui import schema_table
+
+    _, path, schema = load_table(data, None, label_column, time_column, id_columns,
+                                  exclude_columns, categorical_columns)
+    out.print(schema_table(schema, title=f"schema of {path}"))
+    if out_file is not None:
+        schema.to_file(out_file)
+        console.print(f"schema written to {out_file}")
+
+
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="data set name; only 'creditcard'")] = "creditcard",
+    cache_dir: Annotated[Path | None, typer.Option(help="default: $AEDETECT_CACHE or "
+                                                   "~/.cache/aedetect")] = None,
+):
+    """Download the ULB credit-card file (verified by sha256) and print its path."""
+    from aedetect.cli.ui import fetch_with_progress
+
+    if name != "creditcard":
+        raise UsageError(f"unknown data set {name!r}; available: 'creditcard'")
+    print(fetch_with_progress(cache_dir))
+
+
+def data_generate(
+    out_file: Annotated[Path, typer.Option("--out", help="output .csv or .parquet")],
+    rows: Annotated[int, typer.Option(help="number of rows")] = 50_000,
+    fraud_rate: Annotated[float, typer.Option(help="share of anomalies")] = 0.01,
+    seed: SeedOpt = 0,
+    kind: Annotated[str, typer.Option(
+        help="'creditcard': the ULB columns (Time, V1..V28, Amount, Class); 'transactions': ids, "
+        "timestamps, categories, missing values, is_fraud and fraud_kind")] = "creditcard",
+):
+    """Write generated data with a known share of anomalies (.csv, .csv.gz, .csv.zst, .parquet)."""
+    from aedetect.data.creditcard import LABEL
+    from aedetect.data.generate import generate_transaction_log, generate_transactions
+    from aedetect.data.io import write_table
+
+    kinds = {"creditcard": (generate_transactions, LABEL),
+             "transactions": (generate_transaction_log, "is_fraud")}
+    if kind not in kinds:
+        raise UsageError(f"--kind must be one of {sorted(kinds)}; got {kind!r}")
+    make, label = kinds[kind]
+    try:
+        df = make(rows, fraud_rate, seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    write_table(df, out_file)
+    console.print(f"wrote {len(df):,} rows ({int(df[label].sum()):,} anomalies) to {escape(str(out_file))}")
+
+
+def data_to_tfrecord(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the shards")],
+    data: DataOpt = "creditcard",
+    protocol: ProtocolOpt = "guide",
+    seed: SeedOpt = 0,
+):
+    """Split the data and write each part (train, validation, selection, test) as TFRecord shards."""
+    from aedetect.data.creditcard import CREDITCARD
+    from aedetect.training.workflow import split_frame, write_split_tfrecords
+
+    df, _ = load_credit_table(data)
+    need_tensorflow()
+    split = split_frame(df, train_config(protocol=protocol, seed=seed), CREDITCARD)
+    with console.status("writing TFRecord shards"):
+        write_split_tfrecords(df, split, out_dir, CREDITCARD)
+    console.print(f"wrote {split.sizes()} rows as shards to {escape(str(out_dir))}")

@@ -1,0 +1,275 @@
+"""`aedetect score`, `serve`, `spark score`, `monitor` and `export`: a trained model at work."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from aedetect.cli.common import (
+    JsonOpt,
+    UsageError,
+    console,
+    load_model,
+    make_settings,
+    need_tensorflow,
+    out,
+)
+from aedetect.errors import AedetectError
+
+
+def score(
+    model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
+    data: Annotated[Path, typer.Option("--data", help="CSV/Parquet file to score")],
+    out_file: Annotated[Path, typer.Option("--out", help="output .csv or .parquet")],
+    id_columns: Annotated[str, typer.Option(
+        help="comma-separated input columns to copy to the output (e.g. an id)")] = "",
+    all_columns: Annotated[bool, typer.Option(help="copy every input column to the output")] = False,
+    top_k: Annotated[int, typer.Option(help="top contributing features per row")] = 3,
+    chunk_rows: Annotated[int, typer.Option(help="rows per chunk; bounds memory")] = 50_000,
+    on_bad_rows: Annotated[str, typer.Option(
+        help="'error': stop at the first bad row; 'skip': write bad rows to OUT.bad-rows.csv")] = "error",
+):
+    """Score a file of any size in chunks: row, ids, score, flag and top features per row."""
+    from aedetect.cli.ui import ScoringProgress
+    from aedetect.files import check_output_path, refuse_overwriting_input
+    from aedetect.serving.batch import bad_rows_path, score_file
+
+    if on_bad_rows not in ("error", "skip"):
+        raise UsageError(f"--on-bad-rows must be 'error' or 'skip'; got {on_bad_rows!r}")
+    if chunk_rows < 1 or top_k < 0:
+        raise UsageError(f"--chunk-rows must be >= 1 and --top-k >= 0; got {chunk_rows}, {top_k}")
+    for target in (out_file, bad_rows_path(out_file)):  # fast, before the model loads
+        refuse_overwriting_input(data, target)
+    check_output_path(out_file)
+    from aedetect.serving.runtime import open_scorer
+    from aedetect.store.folder import open_folder
+
+    folder = open_folder(model_dir)
+    if folder.is_hybrid:  # a supervised head needs its estimator
+        need_tensorflow()
+    det = open_scorer(folder)  # else NumPy only: scoring never imports TensorFlow
+    ids = [c.strip() for c in id_columns.split(",") if c.strip()]
+    try:
+        with ScoringProgress(console) as progress:
+            s = score_file(det, data, out_file, id_columns=ids, all_columns=all_columns, top_k=top_k,
+                           chunk_rows=chunk_rows, on_bad_rows=on_bad_rows, progress=progress)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted; no output was written ({escape(str(out_file))} is "
+                      "unchanged)[/yellow]")
+        sys.exit(130)
+    if s.ignored_columns:
+        console.print(f"[yellow]warning: column(s) {s.ignored_columns} are not in the model's "
+                      "schema; ignored[/yellow]")
+    for p in s.stale_removed:
+        console.print(f"removed {escape(str(p))}, a temporary file left by an earlier run that was killed")
+    console.print(f"scored {s.rows_scored:,} of {s.rows_read:,} rows in {s.seconds:.1f} s "
+                  f"({s.rows_per_second:,.0f} rows/s), flagged {s.rows_flagged:,} "
+                  f"(threshold {s.threshold:.4g}); wrote {escape(str(s.output))}")
+    if s.bad_rows_file is not None:
+        console.print(f"skipped {s.rows_skipped:,} bad row(s); rows and reasons in "
+                      f"{escape(str(s.bad_rows_file))}")
+
+
+def serve(
+    model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch: Annotated[int, typer.Option(help="most transactions per request")] = 1000,
+    max_body_bytes: Annotated[int, typer.Option(help="largest request body accepted")] = 1_048_576,
+    api_key_env: Annotated[str, typer.Option(
+        help="environment variable holding the API key; auth is on when it is set")] = "AEDETECT_API_KEY",
+    top_k: Annotated[int, typer.Option(help="top contributing features per transaction")] = 3,
+    drift_window: Annotated[int, typer.Option(
+        help="latest scored rows compared with the reference for GET /v1/drift and the drift gauges")] = 10_000,
+    public_docs: Annotated[bool, typer.Option(
+        help="serve /docs, /redoc and /openapi.json without the API key")] = False,
+    max_concurrent: Annotated[int, typer.Option(help="scoring requests computed at once")] = 2,
+    max_queue: Annotated[int, typer.Option(help="scoring requests waiting; more get a 503")] = 16,
+    queue_timeout: Annotated[float, typer.Option(
+        help="seconds a request may wait for a slot before a 503 with Retry-After")] = 0.25,
+):
+    """Serve the model over HTTP: POST /v1/score, /v2 (KServe), GET /healthz, /v1/model, /v1/drift, /metrics."""
+    import socket
+
+    import uvicorn
+
+    from aedetect.serving.app import ServiceSettings, create_app
+
+    settings = make_settings(ServiceSettings, max_batch=max_batch, max_body_bytes=max_body_bytes,
+                         api_key_env=api_key_env, top_k=top_k, public_docs=public_docs,
+                         max_concurrent=max_concurrent, max_queue=max_queue,
+                         queue_timeout_s=queue_timeout, drift_window=drift_window)
+    from aedetect.store.folder import open_folder
+
+    folder = open_folder(model_dir)
+    try:  # bind before loading the model and before saying "serving"
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        raise AedetectError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
+    api = create_app(folder, settings)  # loads no TensorFlow for a plain folder
+    auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
+    # A second, coarser gate before the app: connections beyond the app's slots and queue (and
+    # a few for /healthz and /metrics) get uvicorn's plain 503 before their request is parsed,
+    # so a CPU-starved event loop does not pile up work it will answer too late.
+    server = uvicorn.Server(uvicorn.Config(
+        api, log_level="warning", limit_concurrency=max_concurrent + max_queue + 8))
+    console.print(f"serving {escape(str(model_dir))} on http://{host}:{sock.getsockname()[1]} "
+                  f"(API-key auth {auth})")
+    server.run(sockets=[sock])
+
+
+def spark_score(
+    model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
+    data: Annotated[str, typer.Option("--data", help="Parquet file or folder (any path Spark reads)")],
+    out_dir: Annotated[str, typer.Option("--out", help="Parquet folder to write")],
+    master: Annotated[str | None, typer.Option(help="classic Spark master, e.g. local[2] or "
+                                               "yarn \\[default: local[*]]")] = None,
+    remote: Annotated[str | None, typer.Option(help="Spark Connect URL, e.g. sc://host:15002")] = None,
+    id_columns: Annotated[str, typer.Option(help="comma-separated columns to copy to the output")] = "",
+    top_k: Annotated[int, typer.Option(help="top contributing features per row")] = 3,
+    overwrite: bool = False,
+):
+    """Score Parquet on Spark and write Parquet: ids, score, flag, top features, reason."""
+    from aedetect.serving.spark import score_parquet, session
+    from aedetect.store.folder import read_manifest
+
+    if top_k < 0:
+        raise UsageError(f"--top-k must be >= 0; got {top_k}")
+    if master and remote:
+        raise UsageError("give --master or --remote, not both")
+    read_manifest(model_dir)  # a bad folder fails before a Spark session starts
+    if "://" not in out_dir and Path(out_dir).exists() and not overwrite:
+        raise AedetectError(f"{out_dir} already exists; pass --overwrite to replace it")
+    ids = [c.strip() for c in id_columns.split(",") if c.strip()]
+    with console.status("starting Spark"):
+        spark = session(master, remote)
+    with console.status(f"scoring {data} on Spark"):
+        s = score_parquet(spark, model_dir, data, out_dir, id_columns=ids, top_k=top_k,
+                          overwrite=overwrite)
+    console.print(f"scored {s['rows'] - s['unscored']:,} of {s['rows']:,} rows, flagged "
+                  f"{s['flagged']:,}; {s['unscored']:,} row(s) could not be scored (see the "
+                  f"reason column); wrote {out_dir}")
+
+
+
+def monitor(
+    model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
+    data: Annotated[Path, typer.Option("--data", help="CSV/Parquet file of new rows")],
+    window: Annotated[str | None, typer.Option(
+        help="cut the rows into windows of this length of --time-column, e.g. 4h, 1d, 30m; "
+        "default: one batch")] = None,
+    time_column: Annotated[str | None, typer.Option(
+        help="seconds (like the ULB Time) or dates \\[default: the model's time column]")] = None,
+    label_column: Annotated[str | None, typer.Option(
+        help="0/1 labels, used for precision and recall when the file has them \\[default: the "
+        "model's label column]")] = None,
+    reference: Annotated[Path | None, typer.Option(
+        help="CSV/Parquet to take the reference from (normal rows, labels when present), for a "
+        "model folder without reference.json")] = None,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report", help="folder for report.html, its PNGs, drift.json and drift.md")] = None,
+    json_out: Annotated[Path | None, typer.Option("--out", help="write drift.json here")] = None,
+    as_json: JsonOpt = False,
+    alpha: Annotated[float, typer.Option(help="test level after the Benjamini-Hochberg correction")] = 0.01,
+    psi_alarm: Annotated[float, typer.Option(help="PSI a column or the score must reach to alarm")] = 0.2,
+    share_ratio: Annotated[float, typer.Option(
+        help="flagged (or anomaly) share must be off its promised interval by this factor to alarm")] = 1.5,
+):
+    """Compare new rows (per time window) with the model's reference: column and score drift,
+    flagged share against the promise, precision and recall. Exit code 3 when an alarm fires."""
+    from aedetect.data.io import read_raw
+    from aedetect.monitoring.batch import monitor_frame, parse_window, rich_table, write_outputs
+    from aedetect.monitoring.reference import DriftSettings, load_reference
+
+    settings = make_settings(DriftSettings, alpha=alpha, psi_alarm=psi_alarm, share_ratio=share_ratio)
+    try:
+        seconds = parse_window(window) if window else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    ref = load_reference(model_dir)
+    if ref is None and reference is None:
+        raise UsageError(f"{model_dir} has no reference.json (trained before drift monitoring); "
+                            "pass --reference DATA to take one from a file of rows like the training data")
+    df = read_raw(data)
+    ref_df = read_raw(reference) if reference is not None else None
+    det = load_model(model_dir)
+    from aedetect.training.workflow import model_schema
+
+    schema = model_schema(det)
+    time_column = time_column or schema.time
+    label_column = label_column or schema.label
+    if ref_df is not None:
+        from aedetect.monitoring.reference import reference_from_frame
+
+        ref = reference_from_frame(det, ref_df, label_column, source=str(reference),
+                                   time_column=time_column if time_column in ref_df.columns else None)
+    with console.status("scoring and comparing"):
+        run = monitor_frame(det, ref, df, window=seconds, time_column=time_column,
+                            label_column=label_column, settings=settings, source=str(data))
+    if as_json:
+        import json
+
+        print(json.dumps(run.summary, indent=2))
+    else:
+        out.print(rich_table(run.summary))
+        for line in run.summary["hint"]:
+            console.print(f"[yellow]{line}[/yellow]", highlight=False)
+    if json_out is not None:
+        from aedetect.cli.ui import write_json
+
+        write_json(run.summary, json_out)
+    if report_dir is not None:
+        with console.status("drawing the report"):
+            path = write_outputs(run, ref, report_dir, f"aedetect drift: {data}")
+        console.print(f"report written to {path}")
+    if run.alarm:
+        n = sum(w["alarm"] for w in run.summary["windows"])
+        console.print(f"[bold red]alarm[/bold red] in {n} of {len(run.summary['windows'])} window(s); "
+                      f"to retrain from this model: aedetect train --warm-start {model_dir} --data NEWER.csv")
+        raise typer.Exit(3)
+
+
+def export(
+    model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
+    out_dir: Annotated[Path, typer.Option("--out", help="SavedModel folder, or .onnx file, to write")],
+    fmt: Annotated[str, typer.Option("--format", help="'savedmodel' (TF Serving) or 'onnx'")] = "savedmodel",
+    overwrite: bool = False,
+):
+    """Export a SavedModel or an ONNX model that takes raw columns and returns score and flag."""
+    if fmt not in ("savedmodel", "onnx"):
+        raise UsageError(f"--format must be 'savedmodel' or 'onnx'; got {fmt!r}")
+    from aedetect.store.folder import open_folder
+
+    folder = open_folder(model_dir)
+    if folder.is_hybrid:
+        raise AedetectError(f"{model_dir} holds a supervised head (--use-labels), which the exports do "
+                            "not carry; export a model trained without --use-labels")
+    if out_dir.exists() and not overwrite:
+        raise AedetectError(f"{out_dir} already exists; pass --overwrite to replace it")
+    if fmt == "onnx":
+        from aedetect.serving.export import export_onnx
+        from aedetect.serving.runtime import load_scorer
+
+        try:
+            import onnx  # noqa: F401
+        except ModuleNotFoundError:
+            raise AedetectError("--format onnx needs the onnx package: pip install 'aedetect[onnx]'") from None
+        det = load_scorer(folder)  # the ONNX graph is built from the NumPy weights: no TensorFlow
+        export_onnx(det, out_dir, overwrite=overwrite)
+        what = "ONNX model"
+    else:
+        det = load_model(folder)
+        from aedetect.serving.export import export_savedmodel
+
+        with console.status("writing SavedModel"):
+            export_savedmodel(det, out_dir, overwrite=overwrite)
+        what = "SavedModel (signature 'serving_default')"
+    console.print(f"{what} written to {escape(str(out_dir))}: one float64 [None] input per column "
+                  f"{det.feature_names_in_[0]!r}...{det.feature_names_in_[-1]!r}; outputs 'score', 'flag'")

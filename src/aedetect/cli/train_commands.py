@@ -1,0 +1,291 @@
+"""`aedetect train`, `evaluate`, `compare` and `demo`: each prints what a library call of
+`aedetect.training` or `aedetect.evaluation` returns."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from aedetect.cli.common import (
+    CategoricalOpt,
+    ConfigOpt,
+    DataOpt,
+    ExcludeOpt,
+    IdsOpt,
+    JsonOpt,
+    LabelOpt,
+    ProtocolOpt,
+    SchemaOpt,
+    SeedOpt,
+    SetOpt,
+    TimeOpt,
+    UsageError,
+    console,
+    load_credit_table,
+    load_model,
+    load_table,
+    need_tensorflow,
+    out,
+    parse_units,
+    print_metrics,
+    read_data,
+    rules_help,
+    train_config,
+)
+
+
+def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Path | None = None,
+           schema_opts: dict | None = None):
+    from aedetect.cli.ui import schema_table
+    from aedetect.serving.batch import sigterm_raises
+    from aedetect.training.run import Parent, check_before_training
+
+    check_before_training(model_dir, overwrite, warm_start)  # a bad folder fails before the data loads
+    try:
+        with sigterm_raises():  # `kill` cleans up like Ctrl-C: no shards, no half a folder
+            parent = None
+            if warm_start is not None:  # the parent's columns and types, not a new inference
+                parent = Parent(warm_start, load_model(warm_start))
+                df, path, schema = load_table(data, schema=parent.schema)
+            else:
+                df, path, schema = load_table(data, **(schema_opts or {}))
+            console.print(schema_table(schema, title=f"schema of {escape(str(path))}"))
+            if schema.label is None:
+                console.print(f"[yellow]no label column: training on all {len(df):,} rows (10% held "
+                              "out for validation); no test set, so nothing is evaluated. Pass "
+                              "--label-column to name one.[/yellow]")
+            need_tensorflow()
+            from aedetect.cli.progress import TrainingProgress
+            from aedetect.training.run import train_from_table
+
+            with TrainingProgress(config.param("epochs"), console) as progress:
+                run = train_from_table(df, config, schema, data_file=path, out=model_dir,
+                                       overwrite=overwrite, warm_start=parent, callbacks=[progress])
+            _print_comparison(run.comparison)
+    except KeyboardInterrupt:
+        where = f" ({escape(str(model_dir))} is unchanged)" if model_dir is not None else ""
+        console.print(f"[yellow]interrupted; no model was written{where}[/yellow]")
+        sys.exit(130)
+    det = run.detector
+    ae = getattr(det, "detector", det)  # the autoencoder, also under a hybrid
+    console.print(f"trained {ae.n_epochs_} epochs (best {ae.best_epoch_}) on "
+                  f"{ae.n_train_:,} normal rows; threshold {det.threshold_:.4g} "
+                  f"({det.threshold.rule}, {det.threshold.source})")
+    if config.use_labels:
+        from aedetect.model.hybrid import describe_head
+
+        console.print(describe_head(det))
+    est = det.threshold.estimate
+    if est:
+        from aedetect.evaluation.report import interval
+
+        console.print(f"expected on the {est['rows']}: precision {interval(est['precision'])}, "
+                      f"recall {interval(est['recall'])} (95% exact binomial intervals)")
+    for w in det.threshold.warnings:
+        console.print(f"[yellow]warning: {escape(str(w))}[/yellow]")
+    return df, run
+
+
+
+def _print_comparison(comparison: dict | None) -> None:
+    """A warm start's parent and new model side by side, when there were labelled rows to compare on."""
+    if comparison and "models" in comparison:
+        from aedetect.monitoring.batch import comparison_table
+
+        out.print(comparison_table(comparison["models"],
+                                   f"before and after the warm start, on {comparison['compared_on']}"))
+
+
+def train(
+    model_dir: Annotated[Path, typer.Option("--out", help="model folder to write")],
+    data: DataOpt = "creditcard",
+    protocol: Annotated[str | None, typer.Option(help="split protocol: 'guide' or 'time' "
+                                                 "\\[default: guide]")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="seed for the split, the weights and the shuffling \\[default: 0]")] = None,
+    preset: Annotated[str, typer.Option(
+        help="starting configuration: 'default' or 'guide' (20-8-20 tanh, MSE, 5 epochs, batch 256)")
+    ] = "default",
+    hidden_units: Annotated[str | None, typer.Option(
+        help="hidden layer sizes, e.g. 64,32,16,32,64; 'auto': sized to the data "
+        "(docs/experiments.md) \\[default: auto]")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        help="at most; 'auto' (--set epochs=auto) from the row count \\[default: auto]")] = None,
+    threshold_rule: Annotated[str | None, typer.Option(help=rules_help())] = None,
+    input_pipeline: Annotated[str | None, typer.Option(
+        help="'memory' or 'tfrecord' \\[default: memory]")] = None,
+    use_labels: Annotated[bool | None, typer.Option(
+        "--use-labels", help="also train a supervised head on the labelled rows before the selection "
+        "set (raw features + the autoencoder's residual features), calibrated into a fraud "
+        "probability on the selection set; under --set min_anomalies=20 labelled anomalies the "
+        "autoencoder scores alone (docs/hybrid.md)")] = None,
+    settings: SetOpt = None,
+    config_file: ConfigOpt = None,
+    label_column: LabelOpt = None,
+    time_column: TimeOpt = None,
+    id_columns: IdsOpt = "",
+    exclude_columns: ExcludeOpt = "",
+    categorical_columns: CategoricalOpt = "",
+    schema_file: SchemaOpt = None,
+    warm_start: Annotated[Path | None, typer.Option(
+        help="model folder to continue training from, on newer normals: its preprocessing and "
+        "network are kept (network settings are ignored), the score statistics and threshold are "
+        "refitted; both models are then compared on the test rows")] = None,
+    overwrite: bool = False,
+):
+    """Train on the training normals of a split and write the model folder.
+
+    The table's schema is inferred (and printed) or read from --schema; without a label column
+    every row trains."""
+    config = train_config(preset, config_file, settings, protocol=protocol, seed=seed,
+                     hidden_units=parse_units(hidden_units), epochs=epochs,
+                     threshold_rule=threshold_rule, input_pipeline=input_pipeline,
+                     use_labels=use_labels)
+    schema_opts = dict(schema_file=schema_file, label_column=label_column, time_column=time_column,
+                       id_columns=id_columns, exclude_columns=exclude_columns,
+                       categorical_columns=categorical_columns)
+    if Path(data).is_dir():
+        if warm_start is not None or use_labels:
+            raise UsageError("--warm-start and --use-labels read one table; they do not take a folder of shards")
+        if any(v for v in schema_opts.values()):
+            raise UsageError("a folder of shards is read with the credit-card columns; the schema "
+                             "options (--schema, --label-column, ...) take one table")
+        _train_shards(Path(data), config, model_dir, overwrite)
+    else:
+        _train(data, config, model_dir, overwrite, warm_start, schema_opts)
+    console.print(f"model written to {escape(str(model_dir))}")
+
+
+def _train_shards(folder: Path, config, model_dir: Path, overwrite: bool) -> None:
+    """Train on a folder of Parquet/CSV shards of normal rows, streamed (see data/shards.py)."""
+    from aedetect.data.creditcard import CREDITCARD  # a shard folder holds the credit-card columns
+    from aedetect.training.run import check_before_training, check_shard_rule, train_from_shards
+
+    try:
+        check_shard_rule(config)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    check_before_training(model_dir, overwrite)
+    need_tensorflow()
+    from aedetect.cli.progress import TrainingProgress
+
+    with TrainingProgress(config.param("epochs"), console) as progress:
+        run = train_from_shards(folder, config, CREDITCARD, out=model_dir, overwrite=overwrite,
+                                callbacks=[progress])
+    det = run.detector
+    console.print(f"trained {det.n_epochs_} epochs (best {det.best_epoch_}) on {det.n_train_:,} "
+                  f"normal rows streamed from {run.metadata['shards']} shard(s), validated on "
+                  f"{det.n_validation_:,}; threshold {det.threshold_:.4g} ({det.threshold.rule})")
+
+
+
+def evaluate(
+    model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
+    data: DataOpt = "creditcard",
+    rows: Annotated[str, typer.Option(
+        help="'test': the test split the model was trained with (same data file); 'all'")] = "test",
+    metrics_out: Annotated[Path | None, typer.Option("--out", help="write metrics.json")] = None,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report", help="folder for report.html (self-contained), its PNGs and metrics.json")] = None,
+    alerts_per_day: Annotated[float, typer.Option(help="daily alert budget for the report")] = 50.0,
+    as_json: JsonOpt = False,
+):
+    """Evaluate a model on labelled data: metrics table and metrics.json."""
+    from aedetect.files import check_output_path
+    from aedetect.store.folder import open_folder
+
+    if rows not in ("test", "all"):
+        raise UsageError(f"--rows must be 'test' or 'all'; got {rows!r}")
+    folder = open_folder(model_dir)  # a bad model folder fails fast, before data and TensorFlow load
+    if metrics_out is not None:
+        check_output_path(metrics_out, what="metrics file")
+    if report_dir is not None:
+        check_output_path(report_dir / "report.html", what="report")
+    df, path = read_data(data)
+    det = load_model(folder)
+    from aedetect.evaluation.metrics import evaluate_model
+    from aedetect.training.workflow import model_schema
+
+    ev = evaluate_model(det, df, rows, alerts_per_day=alerts_per_day, source=str(path))
+    print_metrics(ev.metrics, metrics_out, as_json, model_schema(det))
+    if report_dir is not None:
+        from aedetect.evaluation.report import evaluation_report
+
+        with console.status("drawing the report"):
+            rep = evaluation_report(det, ev.y, ev.scores, ev.errors, ev.metrics,
+                                    f"aedetect evaluation: {model_dir}")
+            path = rep.write(report_dir, ev.metrics)
+        console.print(f"report written to {escape(str(path))}")
+
+
+def compare(
+    data: DataOpt = "creditcard",
+    protocol: ProtocolOpt = "guide",
+    seed: SeedOpt = 0,
+    seeds: Annotated[int, typer.Option(help="repeat split and training for this many seeds")] = 1,
+    epochs: Annotated[int | None, typer.Option(help="at most \\[default: 100]")] = None,
+    alerts_per_day: Annotated[float, typer.Option(help="daily alert budget")] = 50.0,
+    lof_max_train: Annotated[int, typer.Option(help="LocalOutlierFactor trains on at most this "
+                                               "many normals")] = 20_000,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report", help="folder for report.html, compare.md and metrics.json")] = None,
+    as_json: JsonOpt = False,
+):
+    """The autoencoder beside IsolationForest, PCA, LocalOutlierFactor and a supervised ceiling."""
+    from rich.table import Table
+
+    from aedetect.data.creditcard import CREDITCARD
+    from aedetect.training.compare import METRICS, compare_methods, comparison_report, markdown_table, table_rows
+
+    config = train_config(protocol=protocol, seed=seed, epochs=epochs)
+    df, _ = load_credit_table(data)
+    need_tensorflow()
+    with console.status("comparing") as status:
+        cmp = compare_methods(df, config, seeds, schema=CREDITCARD, alerts_per_day=alerts_per_day,
+                              lof_max_train=lof_max_train, progress=status.update)
+    if as_json:
+        import json
+
+        print(json.dumps(cmp.to_dict(), indent=2))
+    else:
+        table = Table(title=f"test set, {protocol} protocol, seeds {cmp.seeds}")
+        for h in ["method", *METRICS.values(), "how it was run"]:
+            table.add_column(h, justify="left" if h in ("method", "how it was run") else "right")
+        for row in table_rows(cmp):
+            table.add_row(*row)
+        out.print(table)
+    if report_dir is not None:
+        rep = comparison_report(cmp)
+        path = rep.write(report_dir, cmp.to_dict(), extra={"compare.md": markdown_table(cmp)})
+        console.print(f"report written to {escape(str(path))}")
+
+
+
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for metrics.json and the model")] = Path("runs/demo"),
+    data: DataOpt = "creditcard",
+    seed: SeedOpt = 0,
+    epochs: Annotated[int | None, typer.Option(help="at most \\[default: 100]")] = None,
+    offline_rows: Annotated[int, typer.Option(
+        help="rows of generated data used when the real file cannot be fetched")] = 100_000,
+):
+    """Fetch the real data (generated data when offline), train, evaluate, print the table."""
+    from aedetect.cli.ui import fetch_with_progress
+    from aedetect.training.demo import demo_data
+
+    demo = demo_data(data, out_dir, offline_rows=offline_rows, seed=seed,
+                     fetch=lambda: fetch_with_progress(None))
+    if demo.fallback is not None:
+        console.print(f"[yellow]cannot fetch the real data ({demo.fallback}); using {offline_rows:,} "
+                      "rows of generated data instead: the numbers below are NOT the ULB "
+                      "results[/yellow]")
+    config = train_config(seed=seed, epochs=epochs)
+    df, run = _train(demo.data, config, out_dir / "model", overwrite=True)
+    from aedetect.training.demo import demo_metrics
+    from aedetect.training.workflow import model_schema
+
+    print_metrics(demo_metrics(run, df), out_dir / "metrics.json", schema=model_schema(run.detector))
