@@ -77,8 +77,9 @@ def compare_on_afternoon() -> None:
     """The day-1 model and its warm start on the same later rows, which neither trained on."""
     from rich.console import Console
 
+    from aedetect.cli.ui import comparison_table
     from aedetect.model.detector import load_detector
-    from aedetect.monitoring.batch import compare_models, comparison_table
+    from aedetect.monitoring.compare import compare_models
     from aedetect.monitoring.reference import load_reference
 
     pm = pd.read_csv(OUT / "day2-pm.csv")

@@ -8,7 +8,7 @@ import pytest
 from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
 from aedetect.model.detector import load_detector
-from aedetect.monitoring.batch import compare_models
+from aedetect.monitoring.compare import compare_models
 from aedetect.training.config import TrainConfig
 from aedetect.training.workflow import train_detector
 

@@ -7,7 +7,8 @@ a killed run (`kill -9`, a power cut) from those of a run still going, and remov
 (`remove_stale`). `tempfile` creates files 0600 and folders 0700; outputs are chmod-ed to what
 the umask allows, like any file the user creates, so a serving account other than the trainer
 can read a model folder when the umask says so. Output paths are checked before work starts
-(`check_output_path`) and never onto the input (`refuse_overwriting_input`).
+(`check_output_path`) and never onto the input (`refuse_overwriting_input`). A `kill` cleans up
+like Ctrl-C does (`sigterm_raises`), so no temporary file outlives a terminated run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -195,3 +198,33 @@ def refuse_overwriting_input(data: str | os.PathLike, out: str | os.PathLike) ->
     if same_file(data, out):
         raise DataError(f"--out {out} is the input file {data}: writing the scores there would "
                         "destroy the data; choose another output path")
+
+
+@contextmanager
+def sigterm_raises():
+    """Turn SIGTERM into KeyboardInterrupt, so `kill` cleans up like Ctrl-C does.
+
+    A signal that lands inside native code (TensorFlow tracing a function, say) can surface as
+    another exception type wrapping ours; once SIGTERM was received, whatever propagates is
+    reported as the KeyboardInterrupt it stands for.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        if received:
+            raise KeyboardInterrupt("terminated (SIGTERM)") from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)

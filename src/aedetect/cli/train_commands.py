@@ -41,7 +41,7 @@ from aedetect.cli.common import (
 def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Path | None = None,
            schema_opts: dict | None = None):
     from aedetect.cli.ui import schema_table
-    from aedetect.serving.batch import sigterm_raises
+    from aedetect.files import sigterm_raises
     from aedetect.training.run import Parent, check_before_training
 
     check_before_training(model_dir, overwrite, warm_start)  # a bad folder fails before the data loads
@@ -94,7 +94,7 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
 def _print_comparison(comparison: dict | None) -> None:
     """A warm start's parent and new model side by side, when there were labelled rows to compare on."""
     if comparison and "models" in comparison:
-        from aedetect.monitoring.batch import comparison_table
+        from aedetect.cli.ui import comparison_table
 
         out.print(comparison_table(comparison["models"],
                                    f"before and after the warm start, on {comparison['compared_on']}"))

@@ -154,3 +154,25 @@ def schema_markdown(schema) -> str:
     lines += [f"| {c.name} | {c.role} | {c.type} | {_encoding(c, schema)} | {c.note or ''} |"
               for c in schema.columns]
     return "\n".join(lines)
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def comparison_table(rows: list[dict], title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for h in ("model", "flagged vs promise", "score PSI", "columns drifted", "precision", "recall", "PR-AUC"):
+        table.add_column(h, justify="left" if h == "model" else "right")
+    for r in rows:
+        promise = f" vs {_pct(r['promise'][0])}-{_pct(r['promise'][1])}" if "promise" in r else ""
+
+        def num(k, r=r):
+            return "-" if r.get(k) is None else f"{r[k]:.3f}"
+
+        table.add_row(r["model"], f"{_pct(r['flagged_share'])}{promise}", num("score_psi"),
+                      str(len(r.get("columns_drifted", []))) if "promise" in r else "-",
+                      num("precision"), num("recall"), num("pr_auc"))
+    return table

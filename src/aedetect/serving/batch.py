@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,7 +27,14 @@ import pyarrow.parquet as pq
 from aedetect.data.arrow import parse_features, parse_table
 from aedetect.data.io import check_column_names, check_input_file, compression, short_error, table_format
 from aedetect.errors import DataError
-from aedetect.files import apply_umask, check_output_path, refuse_overwriting_input, remove_stale, temp_beside
+from aedetect.files import (
+    apply_umask,
+    check_output_path,
+    refuse_overwriting_input,
+    remove_stale,
+    sigterm_raises,
+    temp_beside,
+)
 
 BadRows = Literal["error", "skip"]
 Progress = Callable[[int, float | None], None]  # (rows read so far, fraction of the file done)
@@ -213,36 +218,6 @@ class _AtomicWriter:
             except Exception:  # noqa: BLE001 - the file is removed anyway
                 pass
         self.tmp.unlink(missing_ok=True)
-
-
-@contextmanager
-def sigterm_raises():
-    """Turn SIGTERM into KeyboardInterrupt, so `kill` cleans up like Ctrl-C does.
-
-    A signal that lands inside native code (TensorFlow tracing a function, say) can surface as
-    another exception type wrapping ours; once SIGTERM was received, whatever propagates is
-    reported as the KeyboardInterrupt it stands for.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-
-    def handler(signum, frame):
-        received.append(signum)
-        raise KeyboardInterrupt("terminated (SIGTERM)")
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise
-    except BaseException:
-        if received:
-            raise KeyboardInterrupt("terminated (SIGTERM)") from None
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 # -- scoring ----------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def compare_with_parent(parent_dir: str | os.PathLike, det, df: pd.DataFrame, sp
     """The parent and the warm-started model on the new split's test rows (for the time
     protocol, the most recent ones), as `compare_models` rows."""
     from aedetect.model.detector import load_detector
-    from aedetect.monitoring.batch import compare_models
+    from aedetect.monitoring.compare import compare_models
     from aedetect.monitoring.reference import load_reference
 
     if schema.label is None or not len(split.test):
