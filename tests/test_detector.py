@@ -176,8 +176,8 @@ def test_pickle_round_trip_keeps_the_network(frame, fitted):
 
 
 def test_state_round_trip_without_a_folder(frame, fitted):
-    state = fitted._get_state()
-    again = AutoencoderDetector._from_state(state, fitted.model_)
+    state = fitted.get_state()
+    again = AutoencoderDetector.from_state(state, fitted.model_)
     x = frame[FEATURES].head(100)
     np.testing.assert_array_equal(again.anomaly_score(x), fitted.anomaly_score(x))
     assert list(again.feature_names_in_) == FEATURES

@@ -412,7 +412,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
             self.n_features_in_ = int(X.element_spec.shape[-1])
             if feature_names:
                 self.feature_names_in_ = np.asarray(list(feature_names), dtype=object)
-            self.preprocessor_ = self._new_preprocessor()
+            self.preprocessor_ = self.new_preprocessor()
             digest, n_train = hashlib.sha256(), 0
             for chunk in X.batch(65_536):
                 block = chunk.numpy()
@@ -443,7 +443,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
                 val_raw = self._validate_X(validation_data, reset=False)
             digest, n_train = hashlib.sha256(_row_bytes(x)), len(x)
             if not warm_start:
-                self.preprocessor_ = self._new_preprocessor().fit(x)
+                self.preprocessor_ = self.new_preprocessor().fit(x)
             self.batch_size_ = effective_batch_size(self.batch_size, n_train)
             x_pre = self.preprocessor_.transform(x)
             passes = passes_per_epoch(n_train, self.batch_size_) if self.epochs == "auto" else 1
@@ -495,7 +495,8 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         )
         return self
 
-    def _new_preprocessor(self) -> Preprocessor:
+    def new_preprocessor(self) -> Preprocessor:
+        """The unfitted preprocessing this detector's schema (or columns) asks for."""
         if self.schema is not None:
             return Preprocessor.from_schema(self.dataset_schema)
         return Preprocessor(self._columns(), self.log_columns, self.periodic_columns)
@@ -543,17 +544,18 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
             out[start:start + SCORE_CHUNK] = self._residual_fn(tf.constant(part)).numpy()
         return out
 
-    def _preprocess(self, X) -> np.ndarray:
+    def preprocess(self, X) -> np.ndarray:
+        """`X` checked against the fitted columns and preprocessed: what the network sees."""
         check_is_fitted(self)
         return self.preprocessor_.transform(self._validate_X(X, reset=False))
 
     def feature_errors(self, X) -> np.ndarray:
         """Squared reconstruction error of each preprocessed feature (`feature_names_out_`)."""
-        return np.square(self._residuals(self._preprocess(X)))
+        return np.square(self._residuals(self.preprocess(X)))
 
     def feature_contributions(self, X) -> np.ndarray:
         """Each preprocessed feature's share of the anomaly score: rows sum to `anomaly_score(X)`."""
-        r = self._residuals(self._preprocess(X))
+        r = self._residuals(self.preprocess(X))
         return contributions(self.score_type, self.score_stats_, r).astype("float64")
 
     def anomaly_score(self, X) -> np.ndarray:
@@ -583,7 +585,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
 
     def score_and_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Anomaly scores and squared reconstruction errors from one pass through the network."""
-        r = self._residuals(self._preprocess(X))
+        r = self._residuals(self.preprocess(X))
         return contributions(self.score_type, self.score_stats_, r).sum(axis=1), np.square(r)
 
     def score_tf(self, x_preprocessed):
@@ -611,9 +613,9 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         return {c.name: c.type for c in self.dataset_schema.feature_columns}
 
     # -- state ------------------------------------------------------------------------------
-    def _get_state(self) -> dict:
+    def get_state(self) -> dict:
         """Everything but the network's weights, as JSON values (the model folder's manifest
-        sections; `_from_state` rebuilds the detector from them and the network)."""
+        sections; `from_state` rebuilds the detector from them and the network)."""
         check_is_fitted(self)
         names = self._columns()
         training = {
@@ -636,8 +638,8 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         }
 
     @classmethod
-    def _from_state(cls, state: dict, model) -> AutoencoderDetector:
-        """A fitted detector from `_get_state()`'s sections and the Keras network."""
+    def from_state(cls, state: dict, model) -> AutoencoderDetector:
+        """A fitted detector from `get_state()`'s sections and the Keras network."""
         det = cls(**_params_from_json(state["detector_params"], state.get("detector_param_types")))
         det.preprocessor_ = Preprocessor.from_config(state["preprocessing"])
         names = list(state["input_schema"]["feature_names"])
@@ -696,7 +698,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         from aedetect.store.folder import MODEL_FILE, REFERENCE_FILE, write_folder
         from aedetect.store.weights import WEIGHTS_FILE, save_weights
 
-        state = self._get_state()
+        state = self.get_state()
         writers = {MODEL_FILE: self.model_.save,
                    WEIGHTS_FILE: lambda p: save_weights(self.model_, p)}  # for aedetect.serving.runtime
         reference = getattr(self, "reference_", None)  # the drift-monitoring profile, see aedetect.monitoring.reference
@@ -716,7 +718,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         path, manifest = folder.path, folder.manifest
         try:
             model = keras.saving.load_model(path / MODEL_FILE, compile=False, safe_mode=True)
-            det = cls._from_state(manifest.sections(), model)
+            det = cls.from_state(manifest.sections(), model)
         except Exception as exc:  # a hash-valid folder that still cannot be rebuilt
             raise ArtifactError(f"{path}: cannot rebuild the detector: {exc}") from None
         det.manifest_ = manifest

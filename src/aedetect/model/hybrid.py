@@ -65,7 +65,7 @@ def residual_features(det, X, groups=DEFAULT_FEATURES) -> tuple[np.ndarray, list
     if unknown or not groups:
         raise ValueError(f"feature groups must be a non-empty subset of {FEATURE_GROUPS}; got {list(groups)}")
     names_out = list(det.feature_names_out_)
-    x_pre = det._preprocess(X)  # validated and preprocessed, as the detector scores it
+    x_pre = det.preprocess(X)  # validated and preprocessed, as the detector scores it
     blocks, names = [], []
     if "raw" in groups:
         blocks.append(x_pre)
@@ -307,7 +307,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
                    HYBRID_FILE: lambda p: p.write_text(json.dumps(doc, indent=2, default=_plain))}
         if self.head_ is not None:
             writers[HEAD_FILE] = lambda p: sio.dump(self.head_, p)
-        return write_folder(path, self.detector._get_state(), writers, metadata=metadata, overwrite=overwrite)
+        return write_folder(path, self.detector.get_state(), writers, metadata=metadata, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike | ModelFolder) -> HybridDetector:

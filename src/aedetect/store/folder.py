@@ -2,7 +2,7 @@
 
 This module knows nothing of the detector (the manifest's sections and their checks:
 `aedetect.store.manifest`): the detector hands it its state (the manifest's
-sections, from `AutoencoderDetector._get_state`) and a writer per file, and gets back a verified
+sections, from `AutoencoderDetector.get_state`) and a writer per file, and gets back a verified
 manifest. A folder is written under a temporary name and renamed into place, so readers never see
 half of one. Reading checks the format, the types of every section and the hash of every file,
 and refuses a folder that does not match, with the reason. Importing it needs no TensorFlow.

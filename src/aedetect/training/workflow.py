@@ -75,7 +75,7 @@ def train_detector(
                 callbacks=callbacks, warm_start=True)
     elif config.input_pipeline == "tfrecord":
         det = new_detector(config, schema)
-        if isinstance(schema, DatasetSchema) and not det._new_preprocessor().numbers_only:
+        if not det.new_preprocessor().numbers_only:
             raise AedetectError("the tfrecord input pipeline takes numeric columns only; this "
                                 "data has categorical or datetime columns (use the memory pipeline)")
         from aedetect.data.tfdata import read_tfrecords
