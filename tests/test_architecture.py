@@ -102,6 +102,23 @@ def test_no_private_name_is_imported_across_modules():
     assert not wrong, "\n".join(wrong)
 
 
+def test_no_private_method_is_called_across_modules():
+    """`other._name(...)` where `_name` is defined in another aedetect module only: a private
+    method used from outside its home (make it public, or move the caller)."""
+    trees = {m: ast.parse(p.read_text()) for m, p in modules().items()}
+    defined = {m: {n.name for n in ast.walk(t) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   and n.name.startswith("_") and not n.name.startswith("__")} for m, t in trees.items()}
+    everywhere = set().union(*defined.values())
+    wrong = []
+    for module, tree in trees.items():
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in everywhere and node.func.attr not in defined[module]
+                    and not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("self", "cls"))):
+                wrong.append(f"{module}:{node.lineno} calls {node.func.attr}")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_no_import_cycle_between_modules_at_import_time():
     """Module-level imports only: a cycle there breaks `import` depending on the order."""
     known = modules()
