@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
-from aedetect.model.detector import AutoencoderDetector
+from aedetect import AutoencoderDetector  # the path every revision has
 out = {"import_s": time.perf_counter() - w}
 n, d, params = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
 rng = np.random.default_rng(0)

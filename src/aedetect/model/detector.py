@@ -17,6 +17,7 @@ import os
 import tempfile
 from numbers import Integral, Real
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,9 @@ from aedetect.model.preprocessing import Preprocessor
 from aedetect.model.scorer import OutlierConventions
 from aedetect.model.scores import SCORES, contributions, fit_stats, score_tf, stats_from_config, stats_to_config
 from aedetect.model.thresholds import HasThreshold, Threshold, normal_percentile
-from aedetect.store.folder import ModelFolder
+
+if TYPE_CHECKING:  # the model folder's type only: importing it builds pydantic models
+    from aedetect.store.folder import ModelFolder
 
 SCORE_CHUNK = 65_536
 ACTIVATIONS = {"relu", "tanh", "elu", "selu", "gelu", "silu", "sigmoid", "linear", "leaky_relu"}
