@@ -200,9 +200,7 @@ def monitor(
     df = read_raw(data)
     ref_df = read_raw(reference) if reference is not None else None
     det = load_model(model_dir)
-    from aedetect.training.workflow import model_schema
-
-    schema = model_schema(det)
+    schema = det.dataset_schema
     time_column = time_column or schema.time
     label_column = label_column or schema.label
     if ref_df is not None:

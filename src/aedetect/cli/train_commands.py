@@ -208,10 +208,8 @@ def evaluate(
     df, path = read_data(data)
     det = load_model(folder)
     from aedetect.evaluation.metrics import evaluate_model
-    from aedetect.training.workflow import model_schema
-
     ev = evaluate_model(det, df, rows, alerts_per_day=alerts_per_day, source=str(path))
-    print_metrics(ev.metrics, metrics_out, as_json, model_schema(det))
+    print_metrics(ev.metrics, metrics_out, as_json, det.dataset_schema)
     if report_dir is not None:
         from aedetect.evaluation.report import evaluation_report
 
@@ -286,6 +284,4 @@ def demo(
     config = train_config(seed=seed, epochs=epochs)
     df, run = _train(demo.data, config, out_dir / "model", overwrite=True)
     from aedetect.training.demo import demo_metrics
-    from aedetect.training.workflow import model_schema
-
-    print_metrics(demo_metrics(run, df), out_dir / "metrics.json", schema=model_schema(run.detector))
+    print_metrics(demo_metrics(run, df), out_dir / "metrics.json", schema=run.detector.dataset_schema)

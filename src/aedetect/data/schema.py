@@ -501,11 +501,6 @@ def as_dataset_schema(schema: DatasetSchema | dict) -> DatasetSchema:
     return DatasetSchema.model_validate(schema)
 
 
-def model_schema(det) -> DatasetSchema:
-    """The dataset schema a detector was trained with (see `AutoencoderDetector.dataset_schema`)."""
-    return det.dataset_schema
-
-
 def has_labels(df: pd.DataFrame, schema: DatasetSchema) -> bool:
     label = as_dataset_schema(schema).label
     return label is not None and label in df.columns

@@ -132,12 +132,12 @@ def evaluate_detector(det, df, rows: np.ndarray | None, schema=None, *, threshol
 
     One pass through the network; `full=True` returns the `Evaluation` (scores and errors too).
     """
-    from aedetect.data.schema import as_dataset_schema, model_schema
+    from aedetect.data.schema import as_dataset_schema
     from aedetect.errors import AedetectError
     from aedetect.model.thresholds import rows_per_day
     from aedetect.model.uncertainty import precision_recall_intervals
 
-    schema = as_dataset_schema(schema) if schema is not None else model_schema(det)
+    schema = as_dataset_schema(schema) if schema is not None else det.dataset_schema
     part = df if rows is None else df.iloc[rows]
     if schema.label is None or schema.label not in part.columns:
         raise AedetectError("evaluation needs labels: the data has no label column"
@@ -164,13 +164,13 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
     trained with (`train_detector` records it; the data must be the same file), `"all"`: every row.
     """
     from aedetect.data.io import frame_fingerprint, read_raw
-    from aedetect.data.schema import check_table, model_schema
+    from aedetect.data.schema import check_table
     from aedetect.data.splits import split_table
     from aedetect.errors import AedetectError
     from aedetect.model.hybrid import open_model
 
     det = model if hasattr(model, "anomaly_score") else open_model(model)  # hybrid folders too
-    schema = model_schema(det)
+    schema = det.dataset_schema
     if schema.label is None:
         raise AedetectError("this model was trained without a label column, and evaluation needs "
                             "labels; train with a label column (--label-column)")

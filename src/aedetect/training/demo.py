@@ -13,7 +13,6 @@ import pandas as pd
 from aedetect.errors import AedetectError
 from aedetect.evaluation.metrics import evaluate_detector
 from aedetect.training.run import TrainingRun
-from aedetect.training.workflow import model_schema
 
 GENERATED_FRAUD_RATE = 0.01  # share of anomalies in the generated rows
 
@@ -44,7 +43,7 @@ def demo_data(data: str, out_dir: str | os.PathLike, *, offline_rows: int = 100_
 
 def demo_metrics(run: TrainingRun, df: pd.DataFrame) -> dict:
     """The trained model on its split's test rows (`evaluate_detector`), with the protocol."""
-    metrics = evaluate_detector(run.detector, df, run.split.test, model_schema(run.detector),
+    metrics = evaluate_detector(run.detector, df, run.split.test, run.detector.dataset_schema,
                                 seed=run.config.seed)
     metrics["protocol"] = run.config.protocol
     return metrics

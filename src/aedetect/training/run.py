@@ -24,7 +24,6 @@ from aedetect.training.config import TrainConfig
 from aedetect.training.workflow import (
     RULES_WITHOUT_ROWS,
     TrainResult,
-    model_schema,
     new_detector,
     threshold_from_fit,
     train_detector,
@@ -61,7 +60,7 @@ class Parent:
     @property
     def schema(self):
         """The parent's columns and types: the new data is read with them, not re-inferred."""
-        return model_schema(self.detector)
+        return self.detector.dataset_schema
 
 
 def load_parent(folder: str | os.PathLike) -> Parent:

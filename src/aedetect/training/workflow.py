@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from aedetect.data.io import frame_fingerprint
-from aedetect.data.schema import DatasetSchema, as_dataset_schema, has_labels, model_schema  # noqa: F401 (re-exported)
+from aedetect.data.schema import DatasetSchema, as_dataset_schema, has_labels  # noqa: F401 (re-exported)
 from aedetect.data.splits import Split, split_table
 from aedetect.errors import AedetectError
 from aedetect.evaluation.metrics import evaluate_detector  # noqa: F401  (the evaluation's home)
