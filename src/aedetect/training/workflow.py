@@ -140,6 +140,15 @@ def _rule_params(rule, config: TrainConfig) -> dict:
     return {p: config.param(field) for p, field in rule.config.items()}
 
 
+def _stream_params(rule, params: dict, ds: DatasetSchema, df) -> dict:
+    """A stream rule's parameters; the alert budget also needs the rows per day of `df`."""
+    if rule.name != "alert_budget":
+        return params
+    if not ds.time:
+        raise AedetectError("the alert_budget rule needs a time column to count days")
+    return {**params, "rows_per_day": rows_per_day(ds.time_seconds(df))}
+
+
 def threshold_from_fit(det, config: TrainConfig):
     """The threshold of a rule in `RULES_WITHOUT_ROWS` (fit()'s for normal_percentile, the given
     value for fixed); None for the rules that look at the stream or at labels."""
@@ -175,11 +184,8 @@ def select_threshold(det, df, split: Split, config: TrainConfig, schema: Dataset
     if t is None and rule.data == "stream":
         rows, name = stream_sample(split)
         scores = sel_scores if rows is split.selection else det.anomaly_score(df.iloc[rows][features])
-        if rule.name == "alert_budget":
-            if not ds.time:
-                raise AedetectError("the alert_budget rule needs a time column to count days")
-            params["rows_per_day"] = rows_per_day(ds.time_seconds(df))
-        t = choose_threshold(rule.name, scores=scores, source=f"{name} ({len(rows)} rows)", **params)
+        t = choose_threshold(rule.name, scores=scores, source=f"{name} ({len(rows)} rows)",
+                             **_stream_params(rule, params, ds, df))
     elif t is None:
         if rule.name == "expected_cost" and config.cost_per_amount:
             if config.amount_column not in sel:
@@ -207,10 +213,7 @@ def _label_free_threshold(det, df, split: Split, config: TrainConfig, ds: Datase
     if rule.data != "stream":
         raise AedetectError(f"the {rule.name} threshold rule needs labels, and the data has no "
                             "label column; use a label-free rule or pass --label-column")
-    if rule.name == "alert_budget":
-        if not ds.time:
-            raise AedetectError("the alert_budget rule needs a time column to count days")
-        params["rows_per_day"] = rows_per_day(ds.time_seconds(df))
+    params = _stream_params(rule, params, ds, df)
     rows = split.validation
     scores = det.anomaly_score(df.iloc[rows][list(ds.features)])
     return choose_threshold(rule.name, scores=scores, source=f"validation rows ({len(rows)} rows)",
