@@ -44,12 +44,12 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
     from aedetect.files import sigterm_raises
     from aedetect.training.run import Parent, check_before_training
 
-    check_before_training(model_dir, overwrite, warm_start)  # a bad folder fails before the data loads
+    parent_folder = check_before_training(model_dir, overwrite, warm_start)  # fails before the data loads
     try:
         with sigterm_raises():  # `kill` cleans up like Ctrl-C: no shards, no half a folder
             parent = None
             if warm_start is not None:  # the parent's columns and types, not a new inference
-                parent = Parent(warm_start, load_model(warm_start))
+                parent = Parent(warm_start, load_model(parent_folder))
                 df, path, schema = load_table(data, schema=parent.schema)
             else:
                 df, path, schema = load_table(data, **(schema_opts or {}))

@@ -63,24 +63,29 @@ class Parent:
         return self.detector.dataset_schema
 
 
-def load_parent(folder: str | os.PathLike) -> Parent:
+def load_parent(folder) -> Parent:
+    """A parent model folder (a path or an opened `ModelFolder`), loaded."""
     from aedetect.model.hybrid import open_model
+    from aedetect.store.folder import open_folder
 
-    return Parent(Path(folder), open_model(folder))
+    folder = open_folder(folder)
+    return Parent(folder.path, open_model(folder))
 
 
 def check_before_training(out: str | os.PathLike | None, overwrite: bool = False,
-                          warm_start: str | os.PathLike | None = None) -> None:
+                          warm_start: str | os.PathLike | None = None):
     """Refuse, before the data loads, a model folder that exists (without `overwrite`) or cannot
-    be written, and a parent folder that is not a model folder."""
+    be written, and a parent folder that is not a model folder. Returns the parent's verified
+    folder (`ModelFolder`, to load without reading it again), or None."""
     if out is not None:
         if Path(out).exists() and not overwrite:
             raise AedetectError(f"{out} already exists; pass --overwrite to replace it")
         check_output_path(out, what="model folder")
-    if warm_start is not None:
-        from aedetect.store.folder import read_manifest
+    if warm_start is None:
+        return None
+    from aedetect.store.folder import open_folder
 
-        read_manifest(warm_start)
+    return open_folder(warm_start)
 
 
 def run_metadata(result: TrainResult, data_file: str | os.PathLike | None = None) -> dict:
