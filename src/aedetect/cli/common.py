@@ -95,6 +95,7 @@ def load_table(data: str, schema_file=None, label_column=None, time_column=None,
     """Read a table, resolve its schema (`schema` as given, a file, or inferred, then the
     overrides), check it."""
     from aedetect.data.infer import resolve_schema
+    from aedetect.data.io import needs_text_reread, read_raw
     from aedetect.data.schema import check_table
 
     df, path = read_data(data)
@@ -103,6 +104,9 @@ def load_table(data: str, schema_file=None, label_column=None, time_column=None,
                                 label_column=label_column, time_column=time_column,
                                 id_columns=split_names(id_columns), exclude_columns=split_names(exclude_columns),
                                 categorical_columns=split_names(categorical_columns))
+    if needs_text_reread(path, df, schema):  # codes as written, as `score` reads them
+        with console.status(f"reading {escape(str(path))} again: categories, booleans and dates as text"):
+            df = read_raw(path, schema)
     df, unknown = check_table(df, schema, source=str(path))
     if unknown:
         console.print(f"[yellow]warning: {escape(str(path))}: column(s) {escape(str(unknown))} are "

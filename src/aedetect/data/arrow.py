@@ -11,7 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aedetect.data.schema import MAX_ABS_VALUE, as_seconds, column_problems
+from aedetect.data.schema import column_problems
+from aedetect.data.values import MAX_ABS_VALUE
 
 
 def parse_features(batch: pa.RecordBatch, features: list[str], preprocessor=None
@@ -30,7 +31,9 @@ def parse_features(batch: pa.RecordBatch, features: list[str], preprocessor=None
         lo, hi = np.full(len(features), -MAX_ABS_VALUE), np.full(len(features), MAX_ABS_VALUE)
     for j, col in enumerate(features):
         arr = batch.column(col)
-        try:  # fast path: a clean column casts in one vectorised call
+        try:  # fast path: a clean column casts in one vectorised call (a boolean is no number)
+            if pa.types.is_boolean(arr.type):
+                raise pa.ArrowInvalid("booleans")
             values = pc.cast(arr, pa.float64())
             v = values.to_numpy(zero_copy_only=False)
             with np.errstate(invalid="ignore"):
@@ -50,9 +53,10 @@ def parse_features(batch: pa.RecordBatch, features: list[str], preprocessor=None
 
 
 def parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
-    """The feature columns as a DataFrame (numbers parsed, categories as given) and per-row
-    reasons (None = good row), for a model with a dataset schema. A missing value is good where
-    the model imputes it; a category never seen in training is good (it is scored)."""
+    """The feature columns as a DataFrame (numbers, booleans and times read by their type,
+    categories as given) and per-row reasons (None = good row), for a model with a dataset
+    schema. A missing value is good where the model imputes it; a category never seen in
+    training is good (it is scored)."""
     import pandas as pd
 
     n = batch.num_rows
@@ -65,33 +69,18 @@ def parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
         if b["kind"] in ("onehot", "frequency"):
             frame[col] = raw
             continue
-        if b.get("datetime"):
-            try:
-                frame[col] = pd.Series(as_seconds(raw, col))
-                continue
-            except Exception:  # noqa: BLE001 - find the bad rows one by one below
-                v = np.array([_seconds_or_nan(x) for x in raw])
-                why = np.array([None if not (isinstance(x, str) and np.isnan(t)) else
-                                f"column {col!r}: value {x!r} is not a date/time"
-                                for x, t in zip(raw, v, strict=True)], dtype=object)
-        else:
-            v, why = column_problems(raw, col)
-            with np.errstate(invalid="ignore"):  # in range, but too far from the training mean
-                far = (why == None) & ((v < lo[j]) | (v > hi[j]))  # noqa: E711
+        v, problems = preprocessor.read_input(j, raw)
+        why = np.full(n, None, dtype=object)
+        bad = problems != None  # noqa: E711 (element-wise on object arrays)
+        why[bad] = [f"column {col!r}: {p}" for p in problems[bad]]
+        if not b.get("datetime"):
+            with np.errstate(invalid="ignore"):  # in range, but beyond what the model can score
+                far = ~bad & ((v < lo[j]) | (v > hi[j]))
             for r in np.flatnonzero(far):
                 why[r] = f"column {col!r}: {preprocessor.value_problem(j, v[r])}"
-        if b.get("indicator"):  # missing in training too: imputed, not a bad row
-            why[raw.isna().to_numpy()] = None
+        if not b.get("indicator"):  # a gap where the training rows had none
+            why[np.isnan(v) & ~bad] = f"column {col!r}: empty value"
         first = (why != None) & (reasons == None)  # noqa: E711 (element-wise on object arrays)
         reasons[first] = why[first]
         frame[col] = pd.Series(v)
     return pd.DataFrame(frame), reasons
-
-
-def _seconds_or_nan(x) -> float:
-    import pandas as pd
-
-    try:
-        return float(as_seconds(pd.Series([x]))[0])
-    except Exception:  # noqa: BLE001
-        return float("nan")

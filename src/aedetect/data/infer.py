@@ -1,8 +1,11 @@
 """Infer a `DatasetSchema` from a table: each column's type, then its role.
 
 Types, from a sample of rows (`SAMPLE_ROWS`):
-  boolean      a bool column, or integers that are only 0 and 1
-  datetime     a timestamp column, or strings of which at least 95% parse as dates/times
+  boolean      a bool column, integers that are only 0 and 1, or text that is only true/false
+               (or yes/no), any case
+  datetime     a timestamp column, or strings of which at least 95% parse as dates/times; the
+               text's format is inferred and stored (`ColumnSpec.format`), so a day-first date
+               reads day-first everywhere
   numeric      text of which at least 90% parses as numbers (the rest are bad values, named
                by row when the table is checked)
   categorical  other strings, or integers with at most `MAX_INT_LEVELS` distinct values
@@ -32,6 +35,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from aedetect.data.schema import DAY, WEEK, ColumnSpec, DatasetSchema
+from aedetect.data.values import FALSE_TEXT, TRUE_TEXT, infer_date_format, read_datetimes
 from aedetect.errors import DataError
 
 SAMPLE_ROWS = 100_000
@@ -65,6 +69,10 @@ def infer_schema(
     for name, (kind, why) in types.items():
         s = sample[name]
         spec = ColumnSpec(name=name, type=kind, note=why)
+        if kind == "datetime" and not pd.api.types.is_datetime64_any_dtype(s):
+            spec.format, fmt_note = infer_date_format(s)
+            spec.note = "; ".join(n for n in (why, f"format {spec.format}" if spec.format else "",
+                                              fmt_note) if n)
         if name == label:
             spec.role, spec.note = "label", "given" if label_column else "named like a label, 0/1"
         elif name == time:
@@ -106,6 +114,9 @@ def _type(s: pd.Series) -> tuple[str, str]:
             return "boolean", "0/1"
         return "numeric", ""
     strings = s.dropna().astype(str)
+    words = set(strings.str.strip().str.lower().unique()[:3])
+    if len(words) == 2 and words <= set(TRUE_TEXT[:2] + FALSE_TEXT[:2]):
+        return "boolean", "true/false as text"
     # Numbers with a few stray values (a typo, "n/a") are a numeric column with bad values, which
     # the checks then name by row, not a column of categories.
     numbers = pd.to_numeric(strings, errors="coerce")
@@ -122,8 +133,8 @@ def _looks_like_dates(strings: pd.Series) -> bool:
         return False
     if pd.to_numeric(head, errors="coerce").notna().mean() > 0.5:
         return False
-    parsed = pd.to_datetime(head, errors="coerce", format="mixed")
-    return bool(parsed.notna().mean() >= 0.95)
+    values, _ = read_datetimes(head.reset_index(drop=True))  # offsets that differ by row too
+    return bool((~np.isnan(values)).mean() >= 0.95)
 
 
 def _find_label(sample: pd.DataFrame, types: dict) -> str | None:

@@ -67,11 +67,27 @@ def check_column_names(names: list[str], path) -> None:
         seen[n] = i
 
 
-def read_raw(path: str | os.PathLike) -> pd.DataFrame:
+def text_columns(schema: DatasetSchema) -> list[str]:
+    """The columns a CSV reader takes as their text, for the schema's reading rules
+    (`aedetect.data.values`) to read: categories (a code keeps its leading zeros), booleans,
+    datetimes (one date parser, not the CSV reader's) and ids."""
+    return [c.name for c in schema.columns
+            if c.type in ("categorical", "boolean", "datetime") or c.role == "id"]
+
+
+def needs_text_reread(path: str | os.PathLike, df: pd.DataFrame, schema: DatasetSchema) -> bool:
+    """True when `df`, read from the CSV file `path` without a schema, typed a column that
+    `schema` reads as text (e.g. codes `0742` read as the integer 742)."""
+    return table_format(path) == "csv" and any(
+        c in df.columns and df[c].dtype != object for c in text_columns(schema))
+
+
+def read_raw(path: str | os.PathLike, schema: DatasetSchema | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet file into a DataFrame with no schema check.
 
     Only an empty cell is missing: text such as 'NaN' or 'NA' is kept as written, so a check
-    reports it as the value it is rather than as an empty value.
+    reports it as the value it is rather than as an empty value. With `schema`, a CSV file's
+    `text_columns` are read as text (Parquet columns keep their types).
     """
     path = Path(path)
     check_input_file(path)
@@ -79,11 +95,13 @@ def read_raw(path: str | os.PathLike) -> pd.DataFrame:
     try:
         if fmt == "csv":
             opts = pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True)
+            if schema is not None:
+                opts.column_types = {c: pa.string() for c in text_columns(schema)}
             table = _csv(path, convert_options=opts)
             check_column_names(table.schema.names, path)
             nan_cols = _float_columns_with_nan(table)
             if nan_cols:  # read those columns again as text, to report the cells as written
-                opts.column_types = {c: pa.string() for c in nan_cols}
+                opts.column_types = {**opts.column_types, **{c: pa.string() for c in nan_cols}}
                 table = _csv(path, convert_options=opts)
         else:
             table = pq.read_table(path)

@@ -18,20 +18,18 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from aedetect.data.values import (
+    MAX_ABS_VALUE,
+    out_of_range_reason,
+    raise_first,
+    read_booleans,
+    read_datetimes,
+    read_numbers,
+    shown,
+)
 from aedetect.errors import DataError
 
-# The largest magnitude a feature value may have. The network computes in float32 (largest
-# value about 3.4e38) and its layers multiply and add; a raw value beyond this bound would
-# overflow to inf on the way and score NaN. One rule everywhere (readers, the Python API, the
-# batch scorer, the service): such a value is refused as a bad value with its reason, never
-# scored as NaN. 1e15 leaves 23 orders of magnitude of headroom and is far above any amount,
-# count or millisecond timestamp.
-MAX_ABS_VALUE = 1e15
-
-
-def out_of_range_reason(value) -> str:
-    return f"value {_shown(value)!r} is out of range (the model accepts magnitudes up to {MAX_ABS_VALUE:g})"
-
+__all__ = ["MAX_ABS_VALUE", "out_of_range_reason"]  # the bound's home is data/values.py
 
 def _quote(names) -> str:
     return ", ".join(repr(n) for n in names)
@@ -94,48 +92,21 @@ def _all_finite_numbers(df: pd.DataFrame, columns: list[str]) -> bool:
         return bool((np.abs(values) <= MAX_ABS_VALUE).all())  # False for NaN and inf too
 
 
-def _shown(value):
-    """A cell as a plain Python value, so messages say `inf`, not `np.float64(inf)`; text is
-    cut to 40 characters so a binary or huge cell is not echoed whole."""
-    value = value.item() if isinstance(value, np.generic) else value
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "backslashreplace")
-    if isinstance(value, str) and len(value) > 40:
-        value = value[:40] + "..."
-    return value
-
-
 def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
 def _numeric_column(s: pd.Series, col: str, source: str) -> pd.Series:
-    values = pd.to_numeric(s, errors="coerce")
-    raw_missing = s.isna().to_numpy()
-    if raw_missing.any():
-        i = _first_bad(raw_missing)
+    values, problems = read_numbers(s)
+    raise_first(problems, col, source)
+    empty = np.isnan(values)
+    if empty.any():
+        i = _first_bad(empty)
         raise DataError(
             f"{source}: column {col!r}, row {i + 1}: empty value "
-            f"({int(raw_missing.sum())} empty value(s) in this column); every feature must be a number"
+            f"({int(empty.sum())} empty value(s) in this column); every feature must be a number"
         )
-    bad = values.isna().to_numpy()
-    if bad.any():
-        i = _first_bad(bad)
-        raise DataError(
-            f"{source}: column {col!r}, row {i + 1}: value {_shown(s.iloc[i])!r} is not a number "
-            f"({int(bad.sum())} such value(s) in this column)"
-        )
-    values = values.astype("float64")
-    inf = ~np.isfinite(values.to_numpy())
-    if inf.any():
-        i = _first_bad(inf)
-        raise DataError(f"{source}: column {col!r}, row {i + 1}: value {_shown(s.iloc[i])!r} is not finite")
-    huge = np.abs(values.to_numpy()) > MAX_ABS_VALUE
-    if huge.any():
-        i = _first_bad(huge)
-        raise DataError(f"{source}: column {col!r}, row {i + 1}: {out_of_range_reason(values.iloc[i])} "
-                        f"({int(huge.sum())} such value(s) in this column)")
-    return values
+    return pd.Series(values, index=s.index)
 
 
 def _label_column(s: pd.Series, col: str, source: str) -> pd.Series:
@@ -145,32 +116,21 @@ def _label_column(s: pd.Series, col: str, source: str) -> pd.Series:
         i = _first_bad(~ok)
         raise DataError(
             f"{source}: column {col!r}, row {i + 1}: label must be 0 (normal) or 1 (anomaly), "
-            f"got {_shown(s.iloc[i])!r} ({int((~ok).sum())} such row(s))"
+            f"got {shown(s.iloc[i])!r} ({int((~ok).sum())} such row(s))"
         )
     return values.astype("int8")
 
 
 def column_problems(raw: pd.Series, col: str) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised check of one feature column, for callers that skip bad rows instead of stopping.
-
-    Returns float64 values (NaN where bad) and a per-row reason (None where the value is good).
-    """
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan, copy=True)
+    """Vectorised check of one numeric feature column, for callers that skip bad rows instead of
+    stopping: float64 values (NaN where bad or empty) and a per-row reason (None where good; an
+    empty value is a reason here, callers clear it where the model imputes gaps)."""
+    values, problems = read_numbers(raw)
     reasons = np.full(len(values), None, dtype=object)
-    empty = raw.isna().to_numpy()
-    not_number = np.isnan(values) & ~empty
-    infinite = np.isinf(values)
-    with np.errstate(invalid="ignore"):
-        huge = np.abs(values) > MAX_ABS_VALUE
-    huge &= ~infinite
-    for i in np.flatnonzero(empty):
-        reasons[i] = f"column {col!r}: empty value"
-    for mask, what in ((not_number, "is not a number"), (infinite, "is not finite")):
-        for i in np.flatnonzero(mask):
-            reasons[i] = f"column {col!r}: value {_shown(raw.iloc[i])!r} {what}"
-    for i in np.flatnonzero(huge):
-        reasons[i] = f"column {col!r}: {out_of_range_reason(values[i])}"
-    values[empty | not_number | infinite | huge] = np.nan
+    bad = problems != None  # noqa: E711 (element-wise on object arrays)
+    reasons[bad] = [f"column {col!r}: {p}" for p in problems[bad]]
+    empty = np.isnan(values) & ~bad
+    reasons[empty] = f"column {col!r}: empty value"
     return values, reasons
 
 
@@ -192,6 +152,9 @@ class ColumnSpec(BaseModel):
     # A clock: sin/cos of the phase of these periods (seconds). The time column's default
     # (None) is a day; [] reads it as a plain number.
     periods: list[float] | None = None
+    # A datetime column's text format (strptime codes, e.g. "%d/%m/%Y %H:%M"), inferred from the
+    # training data so every reader takes a date the same way; None: ISO 8601, else value by value.
+    format: str | None = None
     note: str = ""  # why inference chose this role or type; shown in the schema table
 
     @property
@@ -230,6 +193,8 @@ class DatasetSchema(BaseModel):
             if c.role == "time" and c.type not in ("numeric", "integer", "datetime"):
                 raise ValueError(f"time column {c.name!r} must be seconds or a datetime; "
                                  f"its type is {c.type}")
+            if c.format is not None and c.type != "datetime":
+                raise ValueError(f"column {c.name!r}: format applies to datetime columns, not {c.type}")
             if c.log and c.type not in ("numeric", "integer"):
                 raise ValueError(f"column {c.name!r}: log applies to numeric columns, not {c.type}")
         if not self.features:
@@ -273,7 +238,8 @@ class DatasetSchema(BaseModel):
         """The time column as float seconds (datetimes: seconds since 1970, wall-clock time)."""
         if self.time is None:
             return None
-        return as_seconds(df[self.time], self.time)
+        spec = self.column(self.time)
+        return as_seconds(df[self.time], self.time, fmt=spec.format if spec.type == "datetime" else None)
 
     # -- overrides ------------------------------------------------------------------------------
     def with_overrides(
@@ -380,46 +346,15 @@ class DatasetSchema(BaseModel):
 Schema = DatasetSchema  # the name of the credit-card schema's former class, for older imports
 
 
-def _to_datetime(s: pd.Series, **kwargs) -> pd.Series | None:
-    """pandas' parse with unreadable values as NaT; None when pandas refuses the column as a
-    whole (time zones that differ from row to row)."""
-    try:
-        return pd.to_datetime(s, errors="coerce", **kwargs)
-    except (TypeError, ValueError):
-        return None
-
-
-def _wall_clock(value):
-    """One date/time as its own wall-clock time, time zone dropped (NaT when unreadable)."""
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        return pd.NaT
-    return ts.tz_localize(None) if ts is not pd.NaT and ts.tzinfo is not None else ts
-
-
-def as_seconds(s: pd.Series, name: str = "time", source: str = "input") -> np.ndarray:
-    """Seconds as float64: numbers pass through; datetimes (or datetime strings) become seconds
-    since 1970 of their wall-clock time, so hour of day is the local hour the row was stamped."""
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        return s.to_numpy(dtype="float64", na_value=np.nan)
-    if not pd.api.types.is_datetime64_any_dtype(s):
-        parsed = _to_datetime(s)
-        if parsed is None or parsed.isna().sum() > s.isna().sum():
-            parsed = _to_datetime(s, format="mixed")
-        if parsed is None or parsed.isna().sum() > s.isna().sum():  # time zones differ by row
-            parsed = pd.to_datetime(s.map(_wall_clock), errors="coerce")
-        bad = (parsed.isna() & s.notna()).to_numpy()
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{source}: column {name!r}, row {i + 1}: value {_shown(s.iloc[i])!r} "
-                            f"is not a date/time ({int(bad.sum())} such value(s))")
-        s = parsed
-    if getattr(s.dt, "tz", None) is not None:
-        s = s.dt.tz_localize(None)
-    seconds = s.to_numpy(dtype="datetime64[ns]").astype("int64").astype("float64") / 1e9
-    seconds[s.isna().to_numpy()] = np.nan
-    return seconds
+def as_seconds(s: pd.Series, name: str = "time", source: str = "input", fmt: str | None = None
+               ) -> np.ndarray:
+    """Seconds since 1970 (float64, NaN where missing) of a time column, by the one reading of
+    `aedetect.data.values.read_datetimes`: numbers are seconds; datetimes their wall-clock
+    time; text in `fmt` (else ISO 8601, else one value at a time). A value that is not a
+    date/time stops here, naming source, column, row and value."""
+    values, problems = read_datetimes(s, fmt)
+    raise_first(problems, name, source)
+    return values
 
 
 def check_table(
@@ -451,31 +386,23 @@ def check_table(
 
 
 def _check_values(s: pd.Series, spec: ColumnSpec, source: str, allow_missing: bool) -> None:
-    """Numbers are numbers, dates are dates; a missing value only where the schema allows it."""
+    """Each value read by its column's type (`aedetect.data.values`); a missing value only where
+    the schema allows it."""
     if spec.type == "categorical":
         return
     if spec.type == "datetime":
-        as_seconds(s, spec.name, source)
-        return
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        v = s.to_numpy(dtype="float64", na_value=np.nan)
-        inf = np.isinf(v)
-        if inf.any():
-            i = _first_bad(inf)
-            raise DataError(f"{source}: column {spec.name!r}, row {i + 1}: value {_shown(s.iloc[i])!r} "
-                            "is not finite")
-        if not allow_missing and np.isnan(v).any():
-            _numeric_column(s, spec.name, source)  # names the first empty value
-        return
-    if pd.api.types.is_bool_dtype(s) and (allow_missing or s.notna().all()):
-        return
-    if not allow_missing:
-        _numeric_column(s, spec.name, source)  # names the first bad value
-        return
-    values = pd.to_numeric(s, errors="coerce")
-    bad = (values.isna() & s.notna()).to_numpy() | np.isinf(values.to_numpy(dtype="float64", na_value=0.0))
-    if bad.any():
-        _numeric_column(s.where(s.notna(), 0), spec.name, source)
+        values, problems = read_datetimes(s, spec.format)
+    elif spec.type == "boolean":
+        values, problems = read_booleans(s)
+    else:
+        values, problems = read_numbers(s)
+    raise_first(problems, spec.name, source)
+    empty = np.isnan(values)
+    if not allow_missing and empty.any():
+        i = _first_bad(empty)
+        raise DataError(f"{source}: column {spec.name!r}, row {i + 1}: empty value "
+                        f"({int(empty.sum())} empty value(s) in this column); every feature must be "
+                        "a number")
 
 
 def feature_table(X, names: list[str]) -> pd.DataFrame:

@@ -175,7 +175,7 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
         raise AedetectError("this model was trained without a label column, and evaluation needs "
                             "labels; train with a label column (--label-column)")
     source = source or (str(data) if isinstance(data, (str, os.PathLike)) else "data")
-    df = data if not isinstance(data, (str, os.PathLike)) else read_raw(Path(data))
+    df = data if not isinstance(data, (str, os.PathLike)) else read_raw(Path(data), schema)
     df, _ = check_table(df, schema, source=source, require_label=True)
     split_info = getattr(det, "split_", None)
     if rows == "test":

@@ -502,7 +502,13 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         """The unfitted preprocessing this detector's schema (or columns) asks for."""
         if self.schema is not None:
             return Preprocessor.from_schema(self.dataset_schema)
-        return Preprocessor(self._columns(), self.log_columns, self.periodic_columns)
+        columns = self._columns()
+        named = [*self.log_columns, *(c for c, _ in self.periodic_columns)]
+        unknown = [c for c in named if str(c) not in columns]
+        if unknown:  # a typo would otherwise leave a column untransformed without a word
+            raise DataError(f"log_columns/periodic_columns name {', '.join(map(repr, unknown))}, "
+                            f"not column(s) of X; its columns are {', '.join(map(repr, columns))}")
+        return Preprocessor(columns, self.log_columns, self.periodic_columns)
 
     def _set_model(self, model) -> None:
         """Keep the network and its traced scoring function (built once, so scoring never

@@ -31,7 +31,15 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from aedetect.data.schema import DAY, MAX_ABS_VALUE, WEEK, DatasetSchema, as_seconds
+from aedetect.data.schema import DAY, WEEK, DatasetSchema
+from aedetect.data.values import (
+    MAX_ABS_VALUE,
+    category_text,
+    raise_first,
+    read_booleans,
+    read_datetimes,
+    read_numbers,
+)
 from aedetect.errors import DataError
 from aedetect.store.layout import MISSING, block_names, numeric_blocks, output_names
 
@@ -77,10 +85,12 @@ class Preprocessor:
                 blocks.append({"column": c.name, "kind": "categorical"})
             elif c.type == "datetime":
                 blocks.append({"column": c.name, "kind": "periodic", "periods": [DAY, WEEK],
-                               "datetime": True})
+                               "datetime": True, **({"format": c.format} if c.format else {})})
             elif c.clock_periods:
                 blocks.append({"column": c.name, "kind": "periodic", "periods": c.clock_periods,
                                "datetime": False})
+            elif c.type == "boolean":
+                blocks.append({"column": c.name, "kind": "numeric", "log": False, "boolean": True})
             else:
                 blocks.append({"column": c.name, "kind": "numeric", "log": bool(c.log)})
         return cls(schema.features, blocks=blocks, missing=schema.missing,
@@ -108,9 +118,11 @@ class Preprocessor:
 
     @property
     def input_kinds(self) -> list[str]:
-        """How each input column is read once fitted: "category", "datetime" or "number"."""
+        """How each input column is read once fitted: "category", "datetime", "boolean" or
+        "number"."""
         return ["category" if b["kind"] in ("onehot", "frequency") else
-                "datetime" if b.get("datetime") else "number" for b in self.blocks]
+                "datetime" if b.get("datetime") else "boolean" if b.get("boolean") else "number"
+                for b in self.blocks]
 
     @property
     def n_features_in(self) -> int:
@@ -221,23 +233,41 @@ class Preprocessor:
                             f"reads {len(self.feature_names)} columns {self.feature_names}")
         return X
 
+    def read_input(self, j: int, values) -> tuple[np.ndarray, np.ndarray]:
+        """Input column `j` (a number, boolean or time column) as float64 and a per-row problem
+        (None = good), by the one reading of its type (`aedetect.data.values`). Missing values
+        are NaN with no problem; whether the model reads a gap is `nullable_columns`."""
+        b = self.blocks[j]
+        if b.get("datetime"):
+            return read_datetimes(values, b.get("format"))
+        if b.get("boolean"):
+            return read_booleans(values)
+        return read_numbers(values)
+
+    def canonical(self, X) -> pd.DataFrame:
+        """The input columns as the model reads them, without stopping at a bad value: numbers,
+        booleans (0/1) and times (seconds since 1970) as float64 (NaN where missing or refused),
+        categories as their text (None where missing). Monitoring profiles and compares these,
+        so drift statistics see the values the model scores."""
+        cols = self._columns(X)
+        out = {}
+        for j, b in enumerate(self.blocks):
+            raw = cols[b["column"]]
+            if b["kind"] in ("onehot", "frequency", "categorical"):
+                out[b["column"]] = category_text(raw)
+            else:
+                out[b["column"]] = self.read_input(j, raw)[0]
+        return pd.DataFrame(out)
+
     def _numbers(self, b: dict, values, allow_missing: bool = False) -> np.ndarray:
         """A numeric or time column as float64; NaN where missing (an error when not allowed)."""
         c = b["column"]
-        s = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
-        if b.get("datetime"):
-            v = as_seconds(s, c)
-        elif s.dtype.kind == "f":
-            v = s.to_numpy(dtype="float64")
-        elif pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-            v = s.to_numpy(dtype="float64", na_value=np.nan)
+        if isinstance(values, np.ndarray) and values.dtype.kind == "f" and not b.get("datetime") \
+                and not b.get("boolean"):
+            v = values.astype("float64")  # a matrix column: already numbers
         else:
-            v = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-            bad = np.isnan(v) & s.notna().to_numpy() & (s.astype(str).str.strip() != "").to_numpy()
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise DataError(f"column {c!r}, row {i + 1}: value {s.iloc[i]!r} is not a number "
-                                f"({int(bad.sum())} such value(s) in this column)")
+            v, problems = self.read_input(self.blocks.index(b), values)
+            raise_first(problems, c, None)
         inf = np.isinf(v)
         if inf.any():
             i = int(np.flatnonzero(inf)[0])
@@ -266,7 +296,7 @@ class Preprocessor:
             k = len(block_names(b))
             if b["kind"] in ("numeric", "periodic"):
                 if b["kind"] == "numeric" and not b.get("log") and not b.get("indicator") and \
-                        isinstance(raw, np.ndarray) and raw.dtype.kind in "fiu":
+                        not b.get("boolean") and isinstance(raw, np.ndarray) and raw.dtype.kind in "fiu":
                     with np.errstate(invalid="ignore"):
                         ok = (raw >= lo[i_in]) & (raw <= hi[i_in])  # False for NaN too
                     if not ok.all():
@@ -289,8 +319,8 @@ class Preprocessor:
                     raise DataError(f"column {b['column']!r}, row {i + 1}: empty value "
                                     f"({int(nan.sum())} in this column); the training rows had "
                                     "no missing values in this column")
-                if b["kind"] == "numeric":
-                    out[:, j] = np.log1p(np.maximum(v, 0.0)) if b.get("log") else v
+                if b["kind"] == "numeric":  # a log column's values are >= 0 (`limits`)
+                    out[:, j] = np.log1p(v) if b.get("log") else v
                 else:
                     for i, p in enumerate(b["periods"]):
                         phase = (2 * np.pi / p) * v
@@ -333,7 +363,8 @@ class Preprocessor:
     def limits(self, fitted: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Lowest and highest raw value accepted per input column.
 
-        Every number must be finite with magnitude at most `MAX_ABS_VALUE`; once fitted, a
+        Every number must be finite with magnitude at most `MAX_ABS_VALUE`, and at least 0 in a
+        log-transformed column (log1p is read only from 0 up); once fitted, a
         pass-through column must also stay within `MAX_ABS_VALUE` standard deviations of its
         training mean (a near-constant training column has a tiny scale). Inside these bounds the
         float32 network cannot overflow, so a huge value scores high (and is flagged) instead of
@@ -342,6 +373,9 @@ class Preprocessor:
         """
         lo = np.full(self.n_features_in, -MAX_ABS_VALUE)
         hi = np.full(self.n_features_in, MAX_ABS_VALUE)
+        for j, b in enumerate(self.blocks):
+            if b["kind"] == "numeric" and b.get("log"):
+                lo[j] = 0.0  # log1p of a negative value is not the value: refused, never clamped
         if fitted and self.mean_ is not None:
             plain_in, plain_out = self._layout()
             mean = self.mean_[plain_out].astype("float64")
@@ -352,13 +386,17 @@ class Preprocessor:
 
     def value_problem(self, j: int, value) -> str:
         """Why input column `j` refuses `value` (see `limits`)."""
-        from aedetect.data.schema import out_of_range_reason
+        from aedetect.data.values import out_of_range_reason
 
         value = float(value)
         if not np.isfinite(value):
             return f"value {value!r} is not finite"
         if abs(value) > MAX_ABS_VALUE:
             return out_of_range_reason(value)
+        b = self.blocks[j]
+        if b["kind"] == "numeric" and b.get("log") and value < 0:
+            return (f"value {value!r} is below 0; this column is read through log1p, which the "
+                    "model learned from values of 0 and above")
         return (f"value {value!r} is more than {MAX_ABS_VALUE:g} standard deviations from the "
                 "training mean, beyond what the model can score")
 
@@ -410,9 +448,10 @@ class Preprocessor:
                 v = tf.cast(v, tf.float64)  # log1p and phases in float64, as in NumPy
                 nan = tf.math.is_nan(v)
                 v = tf.where(nan, tf.constant(b.get("median", 0.0), tf.float64), v)
-                if b["kind"] == "numeric":
-                    cols.append(tf.cast(tf.math.log1p(tf.maximum(v, 0.0)) if b.get("log") else v,
-                                        tf.float32))
+                if b["kind"] == "numeric":  # a negative value in a log column scores NaN, never clamped
+                    if b.get("log"):
+                        v = tf.where(v < 0, tf.constant(np.nan, tf.float64), tf.math.log1p(v))
+                    cols.append(tf.cast(v, tf.float32))
                 else:
                     for p in b["periods"]:
                         phase = (2 * np.pi / p) * v
@@ -488,7 +527,9 @@ class Preprocessor:
                 text = np.where(cats == MISSING, f"{name}=(missing)", text)
             else:
                 missing = picked.isna().to_numpy()
-                if b.get("datetime"):
+                if b.get("datetime") and pd.api.types.is_numeric_dtype(picked):  # seconds: as a date
+                    shown = pd.to_datetime(picked, unit="s").astype(str).to_numpy(str)
+                elif b.get("datetime"):
                     shown = picked.astype(str).to_numpy(str)
                 else:  # float32's shortest text: 7 significant digits, converted in C
                     v = pd.to_numeric(picked, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
@@ -517,7 +558,7 @@ class Preprocessor:
     def from_config(cls, cfg: dict) -> Preprocessor:
         p = cls(cfg["feature_names"], cfg["log_columns"],
                 [(c, float(v)) for c, v in cfg["periodic_columns"]],
-                blocks=[dict(b) for b in cfg["blocks"]] if "blocks" in cfg else None,
+                blocks=_canonical_blocks([dict(b) for b in cfg["blocks"]]) if "blocks" in cfg else None,
                 missing=cfg.get("missing", "error"), max_categories=cfg.get("max_categories", 20))
         p.mean_ = np.asarray(cfg["mean"], dtype="float32")
         p.scale_ = np.asarray(cfg["scale"], dtype="float32")
@@ -530,11 +571,20 @@ class Preprocessor:
 
 
 def _categories(values) -> pd.Series:
-    """Category labels as strings; missing (None, NaN, "") becomes `(missing)`."""
-    s = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, dtype=object))
-    s = s.reset_index(drop=True)
-    missing = s.isna().to_numpy()
-    out = s.astype(str)
-    out[missing | (out == "").to_numpy()] = MISSING
-    return out
+    """Category labels as their text (`aedetect.data.values.category_text`); missing (None, NaN,
+    "") becomes `(missing)`."""
+    out = category_text(values)
+    return out.where(out.notna(), MISSING).astype(object)
 
+
+def _canonical_blocks(blocks: list[dict]) -> list[dict]:
+    """Stored category names read by today's rule (a folder written before it kept the integer
+    code 7 of a column with gaps as "7.0")."""
+    for b in blocks:
+        for key in ("categories", "rare"):
+            if key in b:
+                b[key] = [_categories(pd.Series([c], dtype=object)).iloc[0] for c in b[key]]
+        if "frequencies" in b:
+            names = _categories(pd.Series(list(b["frequencies"]), dtype=object))
+            b["frequencies"] = dict(zip(names, b["frequencies"].values(), strict=True))
+    return blocks

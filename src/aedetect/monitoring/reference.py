@@ -87,6 +87,17 @@ def input_names(det) -> list[str]:
     return [str(c) for c in names] if names is not None else [f"x{i}" for i in range(det.n_features_in_)]
 
 
+def read_as_model(det, df: pd.DataFrame) -> pd.DataFrame:
+    """`df`'s input columns as the model reads them (`Preprocessor.canonical`): booleans as 0/1,
+    times as seconds, categories as their text, so profiles compare what the model scores."""
+    pre = getattr(det, "preprocessor_", None)
+    if pre is None or not hasattr(df, "columns"):
+        return df
+    out = pre.canonical(df)
+    out.index = df.index
+    return out
+
+
 def column_kind(values: pd.Series) -> str:
     """'numeric' for numbers (not booleans), 'categorical' for anything else."""
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
@@ -216,7 +227,8 @@ def build_reference(det, normals: pd.DataFrame, *, anomalies: pd.DataFrame | Non
     flagged share at `det.threshold_` with `anomalies` (labelled anomalies, e.g. of the selection
     set) and `anomaly_rows` = (anomalies, rows) of the training file for the anomaly share."""
     names, kinds = input_names(det), schema_kinds(det)
-    columns = {c: profile_column(normals[c], seed=seed + i, sample_size=sample_size,
+    values = read_as_model(det, normals[names])
+    columns = {c: profile_column(values[c], seed=seed + i, sample_size=sample_size,
                                  kind=kinds.get(c)) for i, c in enumerate(names)}
     scores = det.anomaly_score(normals[names])
     t = float(det.threshold_)

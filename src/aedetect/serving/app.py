@@ -23,8 +23,7 @@ import hmac
 import math
 import os
 import time
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
@@ -33,9 +32,9 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
 
-from aedetect.data.schema import MAX_ABS_VALUE
+from aedetect.data.values import MAX_ABS_VALUE, strptime_pattern
 from aedetect.errors import DataError
 from aedetect.monitoring.service import install_drift
 from aedetect.serving.explain import top_columns
@@ -97,7 +96,7 @@ class ScoreResponse(BaseModel):
 
 
 _FIELD_TYPES = {"numeric": float, "integer": float, "boolean": bool, "categorical": str,
-                "datetime": datetime}
+                "datetime": "datetime"}
 
 
 def transaction_model(feature_names: list[str], limits=None, schema=None, nullable=()) -> type[BaseModel]:
@@ -105,7 +104,8 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
 
     Without a dataset schema every column is a required finite float. With one, each field has
     its column's type: numbers, booleans, categories as strings (or integer codes, read as text),
-    datetimes as ISO 8601 strings (or seconds since 1970); the `nullable` columns (where the
+    datetimes as text (read by the schema's date format, as every reader does; see
+    `aedetect.data.values`) or seconds since 1970; the `nullable` columns (where the
     model reads a gap) may be null; the schema's other columns (ids, the label, excluded ones)
     are accepted and not read. `limits`: (lowest, highest) accepted value per column
     (`Preprocessor.limits`), so the schema states exactly what the model scores. Numbers are
@@ -129,6 +129,13 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
             extra = {"strict": True}
         elif kind is str:  # a category: text, or an integer code such as an MCC (read as its text)
             kind, extra = StrictStr | StrictInt, {}
+        elif kind == "datetime":  # parsed by the one date reader, not by pydantic's rules
+            fmt = f" in the format {spec.format}" if spec.format else " (ISO 8601)"
+            text = Annotated[StrictStr, Field(json_schema_extra={"pattern": strptime_pattern(spec.format)}
+                                              if spec.format else {"format": "date-time"})]
+            bound = Field(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)
+            seconds = Annotated[StrictFloat, bound] | Annotated[StrictInt, bound]
+            kind, extra = text | seconds, {"description": f"a date/time{fmt}, or seconds since 1970"}
         else:
             extra = {}
         if name in nullable:

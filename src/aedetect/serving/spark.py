@@ -36,7 +36,8 @@ NUMERIC = ("ByteType", "ShortType", "IntegerType", "LongType", "FloatType", "Dou
 ACCEPTED = (*NUMERIC, "StringType")
 # A model with a dataset schema: categories take any type (read as text), datetimes a
 # timestamp, a date or text.
-ACCEPTED_BY_KIND = {"number": (*ACCEPTED, "BooleanType"),
+ACCEPTED_BY_KIND = {"number": ACCEPTED,  # a boolean is not a number (aedetect.data.values)
+                    "boolean": (*ACCEPTED, "BooleanType"),
                     "category": (*ACCEPTED, "BooleanType"),
                     "datetime": ("TimestampType", "TimestampNTZType", "DateType", "StringType")}
 

@@ -141,16 +141,23 @@ def _typed_column(t: RequestInput, kind: str) -> list:
         if t.datatype != "BYTES":
             raise V2Error(f"input {t.name!r}: datatype {t.datatype!r}; a category column is BYTES")
         bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int, float)))]
-        values = [v if v is None or isinstance(v, str) else str(v) for v in values]  # 7 -> "7"
+        # a number is read as category text by the one rule (7 and 7.0 -> "7"; see data/values.py)
     elif kind == "datetime":
         if t.datatype != "BYTES" and t.datatype not in NUMERIC:
             raise V2Error(f"input {t.name!r}: datatype {t.datatype!r}; a datetime column is BYTES "
                           "(ISO 8601) or a number (seconds since 1970)")
         want = str if t.datatype == "BYTES" else (int, float)
         bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, want))]
+    elif kind == "boolean" and t.datatype == "BOOL":
+        bad = [v for v in values if v is not None and not isinstance(v, bool)]
+        values = [np.nan if v is None else float(v) for v in values]
     else:
         if t.datatype not in NUMERIC:
-            raise V2Error(f"input {t.name!r}: datatype {t.datatype!r} is not numeric ({', '.join(NUMERIC)})")
+            want = "BOOL or numeric" if kind == "boolean" else "not numeric"
+            raise V2Error(f"input {t.name!r}: datatype {t.datatype!r} is {want} "
+                          f"({', '.join(NUMERIC)})" if kind != "boolean" else
+                          f"input {t.name!r}: datatype {t.datatype!r}; a boolean column is BOOL "
+                          "(or a number, 1 or 0)")
         bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
         values = [np.nan if v is None else v for v in values]
     if bad:
@@ -174,7 +181,7 @@ def table_from_request(req: InferenceRequest, names: list[str], kinds: list[str]
         raise V2Error(f"inputs: the column tensors differ in length {lengths}")
     if lengths[0] == 0 or lengths[0] > max_rows:
         raise V2Error(f"a request holds 1 to {max_rows} rows; got {lengths[0]}")
-    return pd.DataFrame({c: pd.Series(v, dtype=object if k != "number" else "float64")
+    return pd.DataFrame({c: pd.Series(v, dtype="float64" if k in ("number", "boolean") else object)
                          for (c, v), k in zip(cols.items(), kinds, strict=True)})
 
 
@@ -238,7 +245,8 @@ def create_v2_router(scorer, model_name: str, *, max_rows: int = 1000, auth: Cal
     router = APIRouter(prefix="/v2", tags=["open inference protocol (V2)"], route_class=_ErrorsAsProtocol)
     metadata = ModelMetadata(
         name=model_name, platform="aedetect",
-        inputs=[TensorMetadata(name=c, datatype="BYTES" if kinds and kinds[i] != "number" else "FP64",
+        inputs=[TensorMetadata(name=c, datatype="BOOL" if kinds and kinds[i] == "boolean" else
+                               "BYTES" if kinds and kinds[i] != "number" else "FP64",
                                shape=[-1]) for i, c in enumerate(names)],
         outputs=[TensorMetadata(name=k, datatype=v, shape=[-1]) for k, v in OUTPUTS.items()])
 

@@ -110,7 +110,48 @@ def read_manifest(path) -> Manifest:
                 f"{fpath}: sha256 {actual} does not match the manifest ({expected}); "
                 "the file was changed or damaged after saving"
             )
+    if REFERENCE_FILE in manifest.files and HYBRID_FILE not in manifest.files:
+        problem = threshold_problem(manifest.threshold.value, _read_json(path / REFERENCE_FILE))
+        if problem:
+            raise ArtifactError(f"{mpath}: {problem}")
     return manifest
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (RecursionError, ValueError, UnicodeDecodeError):
+        return None  # the reader of that file says what is wrong with it
+
+
+def threshold_problem(t: float, reference) -> str | None:
+    """Why threshold `t` does not fit the model's own validation scores, or None.
+
+    The reference profile (reference.json) holds a sample of the validation normals' scores,
+    the threshold it was computed at and the share of validation normals that threshold
+    flagged (the promise). A different threshold is judged against them: one more than 10 times
+    the highest validation score flags nothing although the promise flags some; one that flags
+    more than max(10 x the promise, the promise + 5%) of the validation scores breaks it. A
+    threshold edited by hand to 1e300 or to 0 stops here, with the numbers."""
+    try:
+        sample = [float(v) for v in reference["score"]["sample"]]
+        t0 = float(reference["threshold"])
+        fpr = reference["flagged"]["fpr"]
+        promise = float(fpr["value"]) if fpr.get("value") is not None else None
+    except (KeyError, TypeError, ValueError):
+        return None
+    if len(sample) < 20 or promise is None or abs(t - t0) <= 1e-9 * max(abs(t0), 1.0):
+        return None
+    top = max(sample)
+    share = sum(v > t for v in sample) / len(sample)
+    at = (f"at the threshold it was trained with ({t0:.6g}) {promise:.3%} of the validation normals "
+          f"were flagged")
+    if promise > 0 and top > 0 and t > 10 * top:
+        return (f"threshold {t:.6g} is {t / top:.3g} times the highest of {len(sample)} validation "
+                f"scores ({top:.6g}) and would flag nothing; {at}")
+    if share > max(10 * promise, promise + 0.05):
+        return (f"threshold {t:.6g} flags {share:.1%} of {len(sample)} validation scores; {at}")
+    return None
 
 
 @dataclass(frozen=True)

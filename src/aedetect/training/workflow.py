@@ -15,7 +15,7 @@ import pandas as pd
 from aedetect.data.io import frame_fingerprint
 from aedetect.data.schema import DatasetSchema, as_dataset_schema, has_labels  # noqa: F401 (re-exported)
 from aedetect.data.splits import Split, split_table
-from aedetect.errors import AedetectError
+from aedetect.errors import AedetectError, DataError
 from aedetect.evaluation.metrics import evaluate_detector  # noqa: F401  (the evaluation's home)
 from aedetect.model.detector import AutoencoderDetector
 from aedetect.model.thresholds import choose_threshold, get_rule, rows_per_day
@@ -66,6 +66,10 @@ def train_detector(
         schema = warm_start.dataset_schema
     if schema is None:
         raise ValueError("train_detector needs the table's schema (a DatasetSchema)")
+    absent = [c.name for c in schema.columns if c.role != "excluded" and c.name not in df.columns]
+    if absent:  # a schema written for other data: say so before a model is written
+        raise DataError(f"the schema names column(s) {', '.join(map(repr, absent))} that the data "
+                        f"does not have; its columns are {', '.join(map(repr, map(str, df.columns)))}")
     split = split_frame(df, config, schema)
     features = list(schema.features)
     if warm_start is not None:
