@@ -171,6 +171,12 @@ def test_cli_writes_parquet_the_spark_way(spark, lake, reference, model_dir, tmp
     assert_same_scores(pd.read_parquet(out), reference, reference.attrs["threshold"])
     again = CliRunner().invoke(app, args)  # an existing output is never replaced unasked
     assert again.exit_code != 0 and "already exists" in str(again.exception or again.output)
+    again = CliRunner().invoke(app, [*args, "--overwrite"])  # a folder aedetect wrote: replaced
+    assert again.exit_code == 0, again.output
+    (out / "notes.txt").write_text("mine")  # Spark's overwrite would delete it: refused
+    again = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert again.exit_code != 0 and "notes.txt" in str(again.exception or again.output)
+    assert (out / "notes.txt").exists()
 
 
 def test_sample_normals_writes_seeded_shards(spark, tmp_path):

@@ -11,3 +11,9 @@ class DataError(AedetectError, ValueError):
 
 class ArtifactError(AedetectError):
     """A model folder is missing, incomplete, altered or of an unknown format."""
+
+
+class OutputError(DataError, ArtifactError):
+    """An output that must not or cannot be written there: it would destroy an input or a folder
+    aedetect did not write, or the system refused the write (names the path and the reason).
+    Both a DataError and an ArtifactError: what output paths and folder writers raised before."""

@@ -68,8 +68,11 @@ def main() -> None:
         console.print("[yellow]interrupted; nothing was written[/yellow]")
         sys.exit(130)
     except OSError as exc:  # a file the system refused (disk full, permissions): one line
+        from aedetect.files import os_reason
+
+        console.quiet = False  # -q hides progress, never an error
         where = f"{exc.filename}: " if exc.filename else ""
-        console.print(f"[bold red]error:[/bold red] {escape(where + (exc.strerror or str(exc)))}",
+        console.print(f"[bold red]error:[/bold red] {escape(where + os_reason(exc))}",
                       highlight=False, soft_wrap=True)
         sys.exit(1)
 

@@ -77,6 +77,12 @@ def load_credit_table(data: str, cache_dir: Path | None = None):
         return read_table(path), path
 
 
+def input_path(data: str | Path) -> Path | None:
+    """The file or folder `--data` names, for the output checks (`aedetect.files.check_output`);
+    None for 'creditcard', fetched into the cache."""
+    return None if str(data) == "creditcard" else Path(data)
+
+
 def split_names(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 

@@ -19,6 +19,7 @@ from aedetect.cli.common import (
     TimeOpt,
     UsageError,
     console,
+    input_path,
     load_credit_table,
     load_table,
     need_tensorflow,
@@ -39,7 +40,10 @@ def schema_infer(
 ):
     """Infer each column's role and type; print the table and write it to edit."""
     from aedetect.cli.ui import schema_table
+    from aedetect.files import check_output
 
+    if out_file is not None:
+        check_output(out_file, inputs=[input_path(data)], overwrite=True, what="schema")
     _, path, schema = load_table(data, None, label_column, time_column, id_columns,
                                   exclude_columns, categorical_columns)
     out.print(schema_table(schema, title=f"schema of {path}"))
@@ -80,6 +84,9 @@ def data_generate(
     if kind not in kinds:
         raise UsageError(f"--kind must be one of {sorted(kinds)}; got {kind!r}")
     make, label = kinds[kind]
+    from aedetect.files import check_output
+
+    check_output(out_file, overwrite=True, what="data file")
     try:
         df = make(rows, fraud_rate, seed)
     except ValueError as exc:
@@ -96,11 +103,13 @@ def data_to_tfrecord(
 ):
     """Split the data and write each part (train, validation, selection, test) as TFRecord shards."""
     from aedetect.data.creditcard import CREDITCARD
+    from aedetect.files import atomic_folder, check_output
     from aedetect.training.workflow import split_frame, write_split_tfrecords
 
+    check_output(out_dir, inputs=[input_path(data)], overwrite=True, folder=True, what="shard folder")
     df, _ = load_credit_table(data)
     need_tensorflow()
     split = split_frame(df, train_config(protocol=protocol, seed=seed), CREDITCARD)
-    with console.status("writing TFRecord shards"):
-        write_split_tfrecords(df, split, out_dir, CREDITCARD)
+    with console.status("writing TFRecord shards"), atomic_folder(out_dir, overwrite=True) as tmp:
+        write_split_tfrecords(df, split, tmp, CREDITCARD)
     console.print(f"wrote {split.sizes()} rows as shards to {escape(str(out_dir))}")

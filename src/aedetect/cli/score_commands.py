@@ -35,7 +35,7 @@ def score(
 ):
     """Score a file of any size in chunks: row, ids, score, flag and top features per row."""
     from aedetect.cli.ui import ScoringProgress
-    from aedetect.files import check_output_path, refuse_overwriting_input
+    from aedetect.files import check_output
     from aedetect.serving.batch import bad_rows_path, score_file
 
     if on_bad_rows not in ("error", "skip"):
@@ -43,8 +43,7 @@ def score(
     if chunk_rows < 1 or top_k < 0:
         raise UsageError(f"--chunk-rows must be >= 1 and --top-k >= 0; got {chunk_rows}, {top_k}")
     for target in (out_file, bad_rows_path(out_file)):  # fast, before the model loads
-        refuse_overwriting_input(data, target)
-    check_output_path(out_file)
+        check_output(target, inputs=[data], folders=[model_dir], overwrite=True)
     from aedetect.serving.runtime import open_scorer
     from aedetect.store.folder import open_folder
 
@@ -145,14 +144,22 @@ def spark_score(
     if master and remote:
         raise UsageError("give --master or --remote, not both")
     read_manifest(model_dir)  # a bad folder fails before a Spark session starts
-    if "://" not in out_dir and Path(out_dir).exists() and not overwrite:
-        raise AedetectError(f"{out_dir} already exists; pass --overwrite to replace it")
+    local = "://" not in out_dir
+    if local:  # Spark's overwrite mode deletes the whole folder: only one aedetect wrote
+        from aedetect.files import check_output
+
+        check_output(out_dir, inputs=[data] if "://" not in data else [], folders=[model_dir],
+                     overwrite=overwrite, folder=True, what="Parquet folder")
     ids = [c.strip() for c in id_columns.split(",") if c.strip()]
     with console.status("starting Spark"):
         spark = session(master, remote)
     with console.status(f"scoring {data} on Spark"):
         s = score_parquet(spark, model_dir, data, out_dir, id_columns=ids, top_k=top_k,
                           overwrite=overwrite)
+    if local:
+        from aedetect.files import mark_folder
+
+        mark_folder(out_dir)  # aedetect's: a later --overwrite may replace it
     console.print(f"scored {s['rows'] - s['unscored']:,} of {s['rows']:,} rows, flagged "
                   f"{s['flagged']:,}; {s['unscored']:,} row(s) could not be scored (see the "
                   f"reason column); wrote {out_dir}")
@@ -189,6 +196,13 @@ def monitor(
     from aedetect.monitoring.reference import DriftSettings, load_reference
 
     settings = make_settings(DriftSettings, alpha=alpha, psi_alarm=psi_alarm, share_ratio=share_ratio)
+    from aedetect.files import check_output
+
+    reads = dict(inputs=[data, reference], folders=[model_dir], overwrite=True)
+    if json_out is not None:
+        check_output(json_out, **reads, what="drift file")
+    if report_dir is not None:
+        check_output(report_dir, **reads, folder=True, what="report", option="--report")
     try:
         seconds = parse_window(window) if window else None
     except ValueError as exc:
@@ -249,8 +263,10 @@ def export(
     if folder.is_hybrid:
         raise AedetectError(f"{model_dir} holds a supervised head (--use-labels), which the exports do "
                             "not carry; export a model trained without --use-labels")
-    if out_dir.exists() and not overwrite:
-        raise AedetectError(f"{out_dir} already exists; pass --overwrite to replace it")
+    from aedetect.files import check_output
+
+    check_output(out_dir, folders=[model_dir], overwrite=overwrite, folder=fmt == "savedmodel",
+                 what="export")
     if fmt == "onnx":
         from aedetect.serving.export import export_onnx
         from aedetect.serving.runtime import load_scorer

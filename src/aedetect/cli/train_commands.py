@@ -25,6 +25,7 @@ from aedetect.cli.common import (
     TimeOpt,
     UsageError,
     console,
+    input_path,
     load_credit_table,
     load_model,
     load_table,
@@ -148,6 +149,10 @@ def train(
     schema_opts = dict(schema_file=schema_file, label_column=label_column, time_column=time_column,
                        id_columns=id_columns, exclude_columns=exclude_columns,
                        categorical_columns=categorical_columns)
+    from aedetect.files import check_output
+
+    check_output(model_dir, inputs=[input_path(data), schema_file, config_file], folders=[warm_start],
+                 overwrite=overwrite, folder=True, what="model folder")
     if Path(data).is_dir():
         if warm_start is not None or use_labels:
             raise UsageError("--warm-start and --use-labels read one table; they do not take a folder of shards")
@@ -195,16 +200,17 @@ def evaluate(
     as_json: JsonOpt = False,
 ):
     """Evaluate a model on labelled data: metrics table and metrics.json."""
-    from aedetect.files import check_output_path
+    from aedetect.files import check_output
     from aedetect.store.folder import open_folder
 
     if rows not in ("test", "all"):
         raise UsageError(f"--rows must be 'test' or 'all'; got {rows!r}")
     folder = open_folder(model_dir)  # a bad model folder fails fast, before data and TensorFlow load
+    reads = dict(inputs=[input_path(data)], folders=[model_dir], overwrite=True)
     if metrics_out is not None:
-        check_output_path(metrics_out, what="metrics file")
+        check_output(metrics_out, **reads, what="metrics file")
     if report_dir is not None:
-        check_output_path(report_dir / "report.html", what="report")
+        check_output(report_dir, **reads, folder=True, what="report", option="--report")
     df, path = read_data(data)
     det = load_model(folder)
     from aedetect.evaluation.metrics import evaluate_model
@@ -240,6 +246,11 @@ def compare(
     from aedetect.training.compare import METRICS, compare_methods, comparison_report, markdown_table, table_rows
 
     config = train_config(protocol=protocol, seed=seed, epochs=epochs)
+    if report_dir is not None:
+        from aedetect.files import check_output
+
+        check_output(report_dir, inputs=[input_path(data)], overwrite=True, folder=True,
+                     what="report", option="--report")
     df, _ = load_credit_table(data)
     need_tensorflow()
     with console.status("comparing") as status:
@@ -273,8 +284,12 @@ def demo(
 ):
     """Fetch the real data (generated data when offline), train, evaluate, print the table."""
     from aedetect.cli.ui import fetch_with_progress
+    from aedetect.files import check_output
     from aedetect.training.demo import demo_data
 
+    check_output(out_dir / "model", inputs=[input_path(data)], overwrite=True, folder=True,
+                 what="model folder")
+    check_output(out_dir / "metrics.json", inputs=[input_path(data)], overwrite=True, what="metrics file")
     demo = demo_data(data, out_dir, offline_rows=offline_rows, seed=seed,
                      fetch=lambda: fetch_with_progress(None))
     if demo.fallback is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from aedetect.evaluation import plots
-from aedetect.files import atomic_file
+from aedetect.files import atomic_folder
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1080px;margin:24px auto;
@@ -53,11 +53,6 @@ def interval(d: dict | None) -> str:
     if d.get("low") is None:
         return fmt(d["value"])
     return f"{d['value']:.3f} ({d['low']:.3f}-{d['high']:.3f})"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_bytes(data)
 
 
 class Report:
@@ -100,14 +95,16 @@ class Report:
     def write(self, out_dir, metrics: dict | None = None, extra: dict[str, str] | None = None) -> Path:
         """Write report.html, the PNGs, metrics.json and `extra` text files into `out_dir`."""
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in (extra or {}).items():
-            _write_atomic(out_dir / name, text.encode("utf-8"))
-        for name, png in self.images.items():
-            _write_atomic(out_dir / name, png)
-        if metrics is not None:
-            _write_atomic(out_dir / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
-        _write_atomic(out_dir / "report.html", self.html().encode("utf-8"))
+        # A new folder, renamed into place; it replaces a report folder aedetect wrote (and an
+        # empty folder), never a folder holding anything else (aedetect.files).
+        with atomic_folder(out_dir, overwrite=True) as tmp:
+            for name, text in (extra or {}).items():
+                (tmp / name).write_bytes(text.encode("utf-8"))
+            for name, png in self.images.items():
+                (tmp / name).write_bytes(png)
+            if metrics is not None:
+                (tmp / "metrics.json").write_bytes((json.dumps(metrics, indent=2) + "\n").encode())
+            (tmp / "report.html").write_bytes(self.html().encode("utf-8"))
         return out_dir / "report.html"
 
 

@@ -34,6 +34,7 @@ from aedetect.files import (
     remove_stale,
     sigterm_raises,
     temp_beside,
+    writing,
 )
 
 BadRows = Literal["error", "skip"]
@@ -199,17 +200,19 @@ class _AtomicWriter:
         self.tmp = temp_beside(path, ".part")
 
     def write(self, table: pa.Table) -> None:
-        if self._writer is None:
-            cls = pacsv.CSVWriter if self.fmt == "csv" else pq.ParquetWriter
-            self._writer = cls(str(self.tmp), table.schema)
-        self._writer.write_table(table)
+        with writing(self.path):  # a full disk names the output, not a temporary file
+            if self._writer is None:
+                cls = pacsv.CSVWriter if self.fmt == "csv" else pq.ParquetWriter
+                self._writer = cls(str(self.tmp), table.schema)
+            self._writer.write_table(table)
 
     def commit(self, empty_schema: pa.Schema) -> None:
         if self._writer is None:
             self.write(empty_schema.empty_table())
-        self._writer.close()
-        apply_umask(self.tmp)
-        os.replace(self.tmp, self.path)
+        with writing(self.path):
+            self._writer.close()
+            apply_umask(self.tmp)
+            os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
         if self._writer is not None:

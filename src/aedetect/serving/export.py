@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from aedetect.errors import ArtifactError
-from aedetect.files import atomic_folder
+from aedetect.files import atomic_file, atomic_folder
 from aedetect.store.layout import MISSING
 
 EXPORT_INFO = "aedetect-export.json"
@@ -210,14 +209,6 @@ def export_onnx(scorer, path: str | os.PathLike, *, overwrite: bool = False) -> 
     if path.exists() and not overwrite:
         raise ArtifactError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
     data = onnx_model(scorer).SerializeToString()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:  # one rename; permissions per the umask
+        tmp.write_bytes(data)
     return path

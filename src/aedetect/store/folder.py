@@ -55,7 +55,7 @@ def write_folder(path, state: Mapping, writers: Mapping[str, Callable[[Path], ob
     path = Path(path)
     if path.exists() and not overwrite:
         raise ArtifactError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
-    with atomic_folder(path, overwrite=overwrite) as tmp:
+    with atomic_folder(path, overwrite=overwrite, marker=False) as tmp:  # the manifest marks it
         for name, write in writers.items():
             write(tmp / name)
         try:

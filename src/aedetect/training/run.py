@@ -17,8 +17,7 @@ import pandas as pd
 
 from aedetect.data.schema import DatasetSchema
 from aedetect.data.splits import Split
-from aedetect.errors import AedetectError
-from aedetect.files import check_output_path
+from aedetect.files import check_output
 from aedetect.model.thresholds import get_rule
 from aedetect.training.config import TrainConfig
 from aedetect.training.workflow import (
@@ -77,10 +76,8 @@ def check_before_training(out: str | os.PathLike | None, overwrite: bool = False
     """Refuse, before the data loads, a model folder that exists (without `overwrite`) or cannot
     be written, and a parent folder that is not a model folder. Returns the parent's verified
     folder (`ModelFolder`, to load without reading it again), or None."""
-    if out is not None:
-        if Path(out).exists() and not overwrite:
-            raise AedetectError(f"{out} already exists; pass --overwrite to replace it")
-        check_output_path(out, what="model folder")
+    if out is not None:  # the same rule as every output (aedetect.files)
+        check_output(out, overwrite=overwrite, folder=True, what="model folder")
     if warm_start is None:
         return None
     from aedetect.store.folder import open_folder
