@@ -10,7 +10,6 @@ and refuses a folder that does not match, with the reason. Importing it needs no
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Callable, Mapping
@@ -22,7 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from aedetect.errors import ArtifactError
-from aedetect.files import atomic_folder, sha256_file
+from aedetect.files import atomic_folder, read_json_file, sha256_file
 from aedetect.store.manifest import Manifest, first_error
 
 FORMAT = "aedetect-artifact"
@@ -80,12 +79,7 @@ def read_manifest(path) -> Manifest:
         raise ArtifactError(f"{path}: {MANIFEST_FILE} is missing; not an aedetect model folder")
     if mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise ArtifactError(f"{mpath}: {mpath.stat().st_size:,} bytes is too large for a manifest")
-    try:
-        raw = json.loads(mpath.read_text())
-    except RecursionError:
-        raise ArtifactError(f"{mpath}: JSON nested too deeply to be a manifest") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{mpath}: not valid JSON ({type(exc).__name__})") from None
+    raw = read_json_file(mpath, "manifest")
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ArtifactError(f"{mpath}: format is {raw.get('format') if isinstance(raw, dict) else None!r}, "
                             f"expected {FORMAT!r}")
