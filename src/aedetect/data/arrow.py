@@ -67,13 +67,14 @@ def parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
             continue
         if b.get("datetime"):
             try:
-                frame[col] = pd.Series(as_seconds(raw, col))
-                continue
+                v = np.asarray(as_seconds(raw, col), dtype="float64")
             except Exception:  # noqa: BLE001 - find the bad rows one by one below
-                v = np.array([_seconds_or_nan(x) for x in raw])
-                why = np.array([None if not (isinstance(x, str) and np.isnan(t)) else
-                                f"column {col!r}: value {x!r} is not a date/time"
-                                for x, t in zip(raw, v, strict=True)], dtype=object)
+                v = np.array([_seconds_or_nan(x) for x in raw], dtype="float64")
+            why = np.full(n, None, dtype=object)
+            for r in np.flatnonzero(np.isnan(v)):  # an empty cell, or text that is no date/time
+                x = raw.iloc[r]
+                why[r] = (f"column {col!r}: empty value" if pd.isna(x) else
+                          f"column {col!r}: value {x!r} is not a date/time")
         else:
             v, why = column_problems(raw, col)
             with np.errstate(invalid="ignore"):  # in range, but too far from the training mean
