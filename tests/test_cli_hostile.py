@@ -233,3 +233,119 @@ def test_sigterm_during_training_cleans_up(tmp_path):
     assert "interrupted; no model was written" in err and "Traceback" not in err
     assert list(work.iterdir()) == [] and not (tmp_path / "model").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# -- issue 25, items 13-16: resource limits and one-line errors for settings, schemas, labels --
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n" \
+             "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+
+
+def test_yaml_alias_bomb_is_refused_quickly(cli, csv, tmp_path):
+    from aedetect.data.schema import DatasetSchema
+    from aedetect.errors import AedetectError
+
+    (tmp_path / "bomb.yaml").write_text(ALIAS_BOMB)
+    start = time.perf_counter()
+    code, err = cli("train", "--data", csv, "--out", tmp_path / "m", "--config", tmp_path / "bomb.yaml")
+    assert code == 2 and "bomb.yaml: line 2: YAML aliases (*a) are not accepted in a config file" in err
+    with pytest.raises(AedetectError, match=r"bomb\.yaml: line 2: YAML aliases \(\*a\) are not accepted"):
+        DatasetSchema.from_file(tmp_path / "bomb.yaml")
+    assert time.perf_counter() - start < 5 and not (tmp_path / "m").exists()
+
+
+def test_settings_files_are_limited_in_size_and_depth(tmp_path):
+    from aedetect.errors import AedetectError
+    from aedetect.files import MAX_SETTINGS_BYTES, read_yaml_or_json
+
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(AedetectError, match=r"deep\.json: nested more than 64 levels deep"):
+        read_yaml_or_json(tmp_path / "deep.json", "config file")
+    (tmp_path / "big.json").write_text(" " * (MAX_SETTINGS_BYTES + 1) + "{}")
+    with pytest.raises(AedetectError, match=r"big\.json: 8,388,61\d bytes is too large for a config file"):
+        read_yaml_or_json(tmp_path / "big.json", "config file")
+
+
+@pytest.mark.parametrize("setting, rule, expected", [
+    ("threshold_value=NaN", "fixed", "threshold_value: Input should be a finite number"),
+    ("threshold_value=Infinity", "fixed", "threshold_value: Input should be a finite number"),
+    ("alerts_per_day=Infinity", "alert_budget", "alerts_per_day: Input should be a finite number"),
+    ("seed=99999999999999999999", "normal_percentile", "seed: Input should be less than or equal to 4294967295"),
+])
+def test_non_finite_or_huge_settings_are_one_line_errors(cli, csv, tmp_path, setting, rule, expected):
+    code, err = cli("train", "--data", csv, "--out", tmp_path / "m", "--threshold-rule", rule,
+                    "--set", setting)
+    assert code == 2 and expected in err
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("period", ["0.0", ".nan", "-60", ".inf"])
+def test_schema_periods_must_be_finite_and_positive(cli, frame, tmp_path, period):
+    data = write_table(frame.head(300), tmp_path / "d.csv")
+    schema = tmp_path / "s.yaml"
+    assert cli("schema", "infer", "--data", data, "--out", schema)[0] == 0
+    text = schema.read_text()
+    assert "- 86400.0" in text
+    schema.write_text(text.replace("- 86400.0", f"- {period}", 1))
+    code, err = cli("train", "--data", data, "--schema", schema, "--out", tmp_path / "m", "--epochs", "1")
+    assert code == 1 and "s.yaml: columns.0: " in err
+    assert "column 'Time': periods must be finite numbers of seconds > 0" in err
+
+
+def test_use_labels_without_a_0_1_label_column_is_named(cli, frame, tmp_path):
+    df = frame.head(300).copy()
+    df["Class"] = df["Class"] * 2  # 0/2: not a label, so the schema has none
+    data = write_table(df, tmp_path / "d.csv")
+    code, err = cli("train", "--data", data, "--out", tmp_path / "m", "--epochs", "1", "--use-labels")
+    assert code == 1 and "d.csv: use_labels (--use-labels) needs labels, and the schema has no label column" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_deeply_nested_reference_is_a_damaged_file(cli, model_dir, csv, tmp_path):
+    from aedetect.errors import ArtifactError
+    from aedetect.files import sha256_file
+    from aedetect.serving.app import create_app
+
+    folder = shutil.copytree(model_dir, tmp_path / "m")
+    (folder / "reference.json").write_text('{"columns": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    m = json.loads((folder / "manifest.json").read_text())
+    m["files"]["reference.json"] = sha256_file(folder / "reference.json")
+    (folder / "manifest.json").write_text(json.dumps(m))
+    code, err = cli("monitor", "--model", folder, "--data", csv)
+    assert code == 1
+    assert "reference.json: JSON nested too deeply (more than 64 levels); the reference profile is damaged" in err
+    with pytest.raises(ArtifactError, match=r"reference\.json: JSON nested too deeply"):
+        create_app(folder)
+
+
+def test_training_on_too_few_rows_says_how_many(cli, frame, tmp_path):
+    data = write_table(frame.head(20), tmp_path / "d.csv")
+    code, err = cli("train", "--data", data, "--out", tmp_path / "m", "--epochs", "1")
+    assert code == 1 and "d.csv: 20 rows (" in err
+    assert "training needs at least 50 normal rows to train on and 10 to validate with" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_cell_over_a_block_reads_everywhere(cli, frame, tmp_path):
+    df = frame.head(300).copy()
+    df["memo"] = "x"
+    df.loc[5, "memo"] = "y" * 3_000_000  # longer than pyarrow's 1 MB parsing block
+    df.to_csv(tmp_path / "long.csv", index=False)
+    from aedetect.data.io import read_raw
+
+    raw = read_raw(tmp_path / "long.csv")
+    assert len(raw) == 300 and len(raw.loc[5, "memo"]) == 3_000_000
+    code, err = cli("schema", "infer", "--data", tmp_path / "long.csv")
+    assert code == 0 and "straddl" not in err
+
+
+def test_training_without_anomalies(cli, frame, tmp_path):
+    data = write_table(frame[frame["Class"] == 0].head(600), tmp_path / "normals.csv")
+    code, err = cli("train", "--data", data, "--out", tmp_path / "m", "--epochs", "1",
+                    "--threshold-rule", "best_f1")
+    assert code == 1 and "normals.csv: 600 rows (600 labelled normal, 0 anomalies in column 'Class'); " \
+        "the best_f1 threshold rule chooses on the selection set" in err
+    assert not (tmp_path / "m").exists()
+    # A label-free rule needs no anomaly: it trains (the selection set is empty, not an error).
+    code, err = cli("train", "--data", data, "--out", tmp_path / "m", "--epochs", "1",
+                    "--hidden-units", "8,4,8")
+    assert code == 0 and (tmp_path / "m" / "manifest.json").is_file(), err

@@ -95,3 +95,22 @@ def test_service_refuses_huge_value_with_422(model_dir, small):
     if r.status_code == 200:
         res = r.json()["results"][0]
         assert res["score"] is not None and res["flag"] is True
+
+
+def test_missing_timestamp_in_a_later_chunk_names_file_and_row(frame, tmp_path):
+    from aedetect.data.infer import infer_schema
+    from aedetect.model.detector import AutoencoderDetector
+
+    df = frame.head(400).drop(columns=["Time", "Class"]).copy()
+    df["ts"] = (pd.Timestamp("2024-01-01") + pd.to_timedelta(frame["Time"].head(400), unit="s")).astype(str)
+    det = AutoencoderDetector((8, 4, 8), epochs=1, jit_compile=False,
+                              schema=infer_schema(df, time_column="ts")).fit(df)
+    df.loc[250, "ts"] = None  # data row 251, in the third chunk of 100
+    src = tmp_path / "gap.csv"
+    df.to_csv(src, index=False)
+    with pytest.raises(DataError, match=r"gap\.csv: row 251: column 'ts': empty value \(pass --on-bad-rows skip"):
+        score_file(det, src, tmp_path / "o.csv", chunk_rows=100)
+    s = score_file(det, src, tmp_path / "o.csv", chunk_rows=100, on_bad_rows="skip")
+    assert s.rows_skipped == 1 and s.rows_scored == 399
+    side = pd.read_csv(bad_rows_path(tmp_path / "o.csv"))
+    assert list(side["row"]) == [251] and side["reason"][0] == "column 'ts': empty value"

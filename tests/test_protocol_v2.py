@@ -115,3 +115,13 @@ def test_model_routes_need_the_key_when_set(model_dir, monkeypatch):
     r = client.get(f"/v2/models/{model_dir.name}")
     assert r.status_code == 401 and "API key" in r.json()["error"]
     assert client.get(f"/v2/models/{model_dir.name}", headers={"X-API-Key": "s3cret"}).status_code == 200
+
+
+def test_a_tensor_name_given_twice_is_a_400_naming_it(client, model_dir, rows):
+    inputs = [{"name": c, "shape": [len(rows)], "datatype": "FP64", "data": rows[c].tolist()}
+              for c in FEATURES]
+    inputs.append({**inputs[3], "data": [0.0] * len(rows)})  # V3 again: neither may silently win
+    r = client.post(f"/v2/models/{model_dir.name}/infer", json={"inputs": inputs})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == ("inputs: tensor name 'V3' appears more than once (inputs 3 and 30); "
+                                 "give each column one tensor")

@@ -197,3 +197,24 @@ def _schemathesis_failures(app, headers: dict, examples: int) -> list[str]:
         except Exception as exc:  # collect all operations' failures, then report them together
             failures.append(f"{operation.method.upper()} {operation.path} ({mode.value}): {exc}")
     return failures
+
+
+def test_omitting_a_nullable_field_is_a_422_naming_it(table_app):
+    """docs/serving.md: a missing field is a 422; a nullable one may be null, not left out."""
+    import json
+
+    from aedetect.data.generate import generate_transaction_log
+
+    client = TestClient(table_app)
+    props = client.get("/openapi.json").json()["components"]["schemas"]["Transaction"]["properties"]
+    nullable = [k for k, v in props.items() if k != "id" and {"type": "null"} in v.get("anyOf", [])]
+    assert nullable
+    row = json.loads(generate_transaction_log(100, 0.0, seed=4).head(1).to_json(orient="records"))[0]
+    tx = {k: v for k, v in row.items() if k in props}
+    tx[nullable[0]] = None
+    assert client.post("/v1/score", json={"transactions": [tx]}).status_code == 200
+    del tx[nullable[0]]
+    r = client.post("/v1/score", json={"transactions": [tx]})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "transactions", 0, nullable[0]]
+    assert r.json()["detail"][0]["msg"] == "Field required"

@@ -33,6 +33,7 @@ starts, and the writers check again when they rename. The rule:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -44,7 +45,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from aedetect.errors import AedetectError, OutputError
+from aedetect.errors import AedetectError, ArtifactError, OutputError
 
 
 def sha256_file(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None,
@@ -294,23 +295,107 @@ def check_output(out: str | os.PathLike, *, inputs=(), folders=(), overwrite: bo
     return check_output_path(out, what=what)
 
 
+# A config or schema file is a page of settings; a model folder's JSON is a few levels deep.
+MAX_SETTINGS_BYTES = 8 << 20
+MAX_JSON_BYTES = 256 << 20
+MAX_NESTING = 64
+
+
+class _TooDeep(Exception):
+    pass
+
+
 def read_yaml_or_json(path: str | os.PathLike, what: str = "file"):
     """The contents of a YAML (.yaml/.yml) or JSON file; a missing or unparsable file is an
-    error naming it."""
+    error naming it.
+
+    A settings file is small and plain: at most `MAX_SETTINGS_BYTES`, nested at most
+    `MAX_NESTING` levels, and YAML aliases (`*name`, merge keys `<<: *name`) are refused, since a
+    1 KB file of nested aliases expands to gigabytes (a "billion laughs" file).
+    """
     import json
 
     path = Path(path)
     if not path.is_file():
         raise AedetectError(f"{path}: no such {what}")
+    size = path.stat().st_size
+    if size > MAX_SETTINGS_BYTES:
+        raise AedetectError(f"{path}: {size:,} bytes is too large for a {what} (at most "
+                            f"{MAX_SETTINGS_BYTES:,})")
     text = path.read_text()
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            return yaml.safe_load(text)
-        return json.loads(text)
+            data = yaml.load(text, Loader=_loader_without_aliases())  # noqa: S506 - a SafeLoader
+        else:
+            data = json.loads(text)
+        check_nesting(data)
+    except _AliasFound as exc:
+        raise AedetectError(f"{path}: line {exc.line}: YAML aliases (*{exc.anchor}) are not accepted "
+                            f"in a {what}; write the value out in full") from None
+    except (_TooDeep, RecursionError):
+        raise AedetectError(f"{path}: nested more than {MAX_NESTING} levels deep; not a {what}") from None
     except Exception as exc:  # a user's file: say what is wrong, no traceback
         raise AedetectError(f"{path}: cannot parse ({type(exc).__name__}: {exc})") from None
+    return data
+
+
+def read_json_file(path: str | os.PathLike, what: str = "JSON file"):
+    """A JSON file of a model folder, parsed; an unreadable, oversized or too deeply nested one
+    (more than `MAX_NESTING` levels: a damaged or hostile file, which would otherwise end in a
+    RecursionError) is an ArtifactError naming it."""
+    import json
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise ArtifactError(f"{path}: {size:,} bytes is too large for a {what}")
+        data = json.loads(path.read_text())
+        check_nesting(data)
+    except (_TooDeep, RecursionError):
+        raise ArtifactError(f"{path}: JSON nested too deeply (more than {MAX_NESTING} levels); the {what} "
+                            "is damaged") from None
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ArtifactError(f"{path}: not valid JSON ({type(exc).__name__}); the {what} is "
+                            "damaged") from None
+    return data
+
+
+def check_nesting(data, limit: int = MAX_NESTING) -> None:
+    """Raise _TooDeep when lists and dicts in `data` nest deeper than `limit` (no recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        if depth > limit:
+            raise _TooDeep
+        stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+
+
+class _AliasFound(Exception):
+    def __init__(self, anchor: str, line: int):
+        super().__init__(anchor)
+        self.anchor, self.line = anchor, line
+
+
+@functools.cache
+def _loader_without_aliases():
+    """PyYAML's SafeLoader, refusing every alias (anchors alone are harmless)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise _AliasFound(event.anchor, event.start_mark.line + 1)
+            return super().compose_node(parent, index)
+
+    return Loader
 
 
 def current_umask() -> int:

@@ -40,10 +40,27 @@ def compression(path: str | os.PathLike) -> str | None:
     return COMPRESSION.get(Path(path).suffix.lower())
 
 
+MAX_BLOCK_BYTES = 1 << 30  # pyarrow's block size is a 32-bit count
+
+
 def _csv(path: Path, **options) -> pa.Table:
-    """Parse a CSV file, plain or compressed (the name says which)."""
-    with pa.input_stream(str(path), compression=compression(path)) as f:
-        return pacsv.read_csv(f, **options)
+    """Parse a CSV file, plain or compressed (the name says which).
+
+    pyarrow parses in blocks (1 MB by default) and refuses a row longer than one ("straddling
+    object straddles two block boundaries"); the file is then parsed again with blocks 16 times
+    larger, up to `MAX_BLOCK_BYTES`, so a long cell reads here as it does in the batch scorer,
+    whose blocks hold whole rows.
+    """
+    read = options.pop("read_options", None) or pacsv.ReadOptions()
+    while True:
+        try:
+            with pa.input_stream(str(path), compression=compression(path)) as f:
+                return pacsv.read_csv(f, read_options=read, **options)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or read.block_size >= MAX_BLOCK_BYTES:
+                raise
+            read = pacsv.ReadOptions(use_threads=read.use_threads,
+                                     block_size=min(read.block_size * 16, MAX_BLOCK_BYTES))
 
 
 def check_input_file(path: Path) -> None:

@@ -157,6 +157,15 @@ class ColumnSpec(BaseModel):
     format: str | None = None
     note: str = ""  # why inference chose this role or type; shown in the schema table
 
+    @model_validator(mode="after")
+    def _finite_periods(self) -> ColumnSpec:
+        """A period divides the phase: 0, a negative, NaN or an infinite one is refused."""
+        bad = [p for p in self.periods or [] if not (np.isfinite(p) and p > 0)]
+        if bad:
+            raise ValueError(f"column {self.name!r}: periods must be finite numbers of seconds > 0; "
+                             f"got {bad[0]}")
+        return self
+
     @property
     def clock_periods(self) -> list[float] | None:
         """The periods a numeric column is read by (sin/cos of each phase); None: as a number."""

@@ -244,7 +244,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         "threshold_percentile": [Interval(Real, 0, 100, closed="neither")],
         "shuffle_buffer": [Interval(Integral, 1, None, closed="left")],
         "jit_compile": ["boolean", StrOptions({"auto"})],
-        "seed": [Interval(Integral, 0, None, closed="left")],
+        "seed": [Interval(Integral, 0, 2**32 - 1, closed="both")],  # NumPy and Keras seeds are 32-bit
         "verbose": ["verbose"],
     }
 

@@ -35,6 +35,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from aedetect.errors import ArtifactError
+from aedetect.files import read_json_file
 from aedetect.model.scorer import OutlierConventions
 from aedetect.model.thresholds import HasThreshold, Threshold, normal_percentile
 from aedetect.store.folder import HEAD_FILE, HYBRID_FILE, ModelFolder, open_folder
@@ -407,10 +408,7 @@ load_model = open_model  # the name docs/hybrid.md has used
 def read_hybrid(path: Path) -> dict:
     """Parse hybrid.json (its sha256 is checked with the manifest's files)."""
     fpath = Path(path) / HYBRID_FILE
-    try:
-        doc = json.loads(fpath.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{fpath}: cannot read ({exc})") from None
+    doc = read_json_file(fpath, "label-aware head")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{fpath}: not an {FORMAT} file of version {FORMAT_VERSION}")
     return doc

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from aedetect.errors import ArtifactError, DataError
+from aedetect.files import read_json_file
 from aedetect.store.folder import REFERENCE_FILE
 
 SAMPLE_SIZE = 2_000
@@ -284,7 +285,7 @@ def load_reference(model_dir) -> Reference | None:
         return None
     path = folder.path / REFERENCE_FILE
     try:
-        return Reference.from_dict(json.loads(path.read_text()))
+        return Reference.from_dict(read_json_file(path, "reference profile"))
     except (ValueError, TypeError) as exc:
         raise ArtifactError(f"{path}: not a reference profile ({exc})") from None
 

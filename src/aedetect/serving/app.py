@@ -106,7 +106,7 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
     its column's type: numbers, booleans, categories as strings (or integer codes, read as text),
     datetimes as text (read by the schema's date format, as every reader does; see
     `aedetect.data.values`) or seconds since 1970; the `nullable` columns (where the
-    model reads a gap) may be null; the schema's other columns (ids, the label, excluded ones)
+    model reads a gap) may be null, though not omitted; the schema's other columns (ids, the label, excluded ones)
     are accepted and not read. `limits`: (lowest, highest) accepted value per column
     (`Preprocessor.limits`), so the schema states exactly what the model scores. Numbers are
     strict: a boolean is not a number, nor an id.
@@ -138,10 +138,9 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
             kind, extra = text | seconds, {"description": f"a date/time{fmt}, or seconds since 1970"}
         else:
             extra = {}
-        if name in nullable:
-            fields[f"f{i}"] = (kind | None, Field(None, alias=name, **extra))
-        else:
-            fields[f"f{i}"] = (kind, Field(alias=name, **extra))
+        # Every column is required; a nullable one may be null (a gap the model imputes), but an
+        # omitted field is a 422 naming it, never read as a gap (docs/serving.md).
+        fields[f"f{i}"] = (kind | None if name in nullable else kind, Field(alias=name, **extra))
     fields["id"] = (StrictStr | StrictInt | None, Field(None, description="echoed back in the result"))
     return create_model("Transaction", __config__=ConfigDict(extra="forbid", populate_by_name=False),
                         **fields)

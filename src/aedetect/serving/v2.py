@@ -165,12 +165,25 @@ def _typed_column(t: RequestInput, kind: str) -> list:
     return values
 
 
+def inputs_by_name(req: InferenceRequest) -> dict[str, RequestInput]:
+    """The request's input tensors by name; a name given twice is a 400 naming it (neither
+    tensor silently wins)."""
+    by_name: dict[str, RequestInput] = {}
+    for i, t in enumerate(req.inputs):
+        if t.name in by_name:
+            first = next(j for j, u in enumerate(req.inputs) if u.name == t.name)
+            raise V2Error(f"inputs: tensor name {t.name!r} appears more than once (inputs {first} "
+                          f"and {i}); give each column one tensor")
+        by_name[t.name] = t
+    return by_name
+
+
 def table_from_request(req: InferenceRequest, names: list[str], kinds: list[str], max_rows: int):
     """The feature table a request describes, for a model with a dataset schema (one tensor per
     column; the preprocessor reads each by its type)."""
     import pandas as pd
 
-    by_name = {t.name: t for t in req.inputs}
+    by_name = inputs_by_name(req)
     missing = [c for c in names if c not in by_name]
     extra = [t.name for t in req.inputs if t.name not in names]
     if missing or extra:
@@ -211,7 +224,7 @@ def features_from_request(req: InferenceRequest, names: list[str], max_rows: int
             raise V2Error(f"input {t.name!r}: shape {t.shape}; the model takes [n, {d}] (columns {names})")
         x = _tensor(t)
     else:
-        by_name = {t.name: t for t in req.inputs}
+        by_name = inputs_by_name(req)
         missing = [c for c in names if c not in by_name]
         extra = [t.name for t in req.inputs if t.name not in names]
         if missing or extra:

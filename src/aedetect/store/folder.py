@@ -10,7 +10,6 @@ and refuses a folder that does not match, with the reason. Importing it needs no
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Callable, Mapping
@@ -22,7 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from aedetect.errors import ArtifactError
-from aedetect.files import atomic_folder, sha256_file
+from aedetect.files import atomic_folder, read_json_file, sha256_file
 from aedetect.store.manifest import Manifest, first_error
 
 FORMAT = "aedetect-artifact"
@@ -80,12 +79,7 @@ def read_manifest(path) -> Manifest:
         raise ArtifactError(f"{path}: {MANIFEST_FILE} is missing; not an aedetect model folder")
     if mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise ArtifactError(f"{mpath}: {mpath.stat().st_size:,} bytes is too large for a manifest")
-    try:
-        raw = json.loads(mpath.read_text())
-    except RecursionError:
-        raise ArtifactError(f"{mpath}: JSON nested too deeply to be a manifest") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{mpath}: not valid JSON ({type(exc).__name__})") from None
+    raw = read_json_file(mpath, "manifest")
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ArtifactError(f"{mpath}: format is {raw.get('format') if isinstance(raw, dict) else None!r}, "
                             f"expected {FORMAT!r}")
@@ -111,17 +105,11 @@ def read_manifest(path) -> Manifest:
                 "the file was changed or damaged after saving"
             )
     if REFERENCE_FILE in manifest.files and HYBRID_FILE not in manifest.files:
-        problem = threshold_problem(manifest.threshold.value, _read_json(path / REFERENCE_FILE))
+        problem = threshold_problem(manifest.threshold.value,
+                                    read_json_file(path / REFERENCE_FILE, "reference profile"))
         if problem:
             raise ArtifactError(f"{mpath}: {problem}")
     return manifest
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (RecursionError, ValueError, UnicodeDecodeError):
-        return None  # the reader of that file says what is wrong with it
 
 
 def threshold_problem(t: float, reference) -> str | None:

@@ -10,6 +10,7 @@ estimator parameter given at the top level (`TrainConfig(epochs=5)`) goes into t
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from aedetect.model.detector import AutoencoderDetector
 from aedetect.model.thresholds import RULES
 
 DETECTOR_PARAMS = tuple(AutoencoderDetector._parameter_constraints)
+MAX_SEED = 2**32 - 1  # NumPy's and Keras's seeds are 32-bit
 
 
 def detector_defaults() -> dict:
@@ -34,6 +36,9 @@ def check_detector_params(params: dict) -> dict:
     unknown = sorted(set(params) - set(DETECTOR_PARAMS))
     if unknown:
         raise ValueError(f"unknown detector parameter(s) {unknown}; valid: {', '.join(DETECTOR_PARAMS)}")
+    for k, v in params.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{k} must be a finite number; got {v}")
     constraints = {k: AutoencoderDetector._parameter_constraints[k] for k in params}
     validate_parameter_constraints(constraints, params, caller_name="AutoencoderDetector")
     if "hidden_units" in params:
@@ -44,10 +49,11 @@ def check_detector_params(params: dict) -> dict:
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Every number is finite: NaN or Infinity (JSON and YAML spell them) is refused by name.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     protocol: Literal["guide", "time"] = "guide"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     input_pipeline: Literal["memory", "tfrecord"] = "memory"
     # AutoencoderDetector parameters (see its docstring); the seed above is the detector's seed.
     detector: dict[str, Any] = {}

@@ -111,7 +111,8 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
     # The tfrecord pipeline's shards live here; removed however training ends (Ctrl-C included).
     with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
         result = train_detector(df, config, schema, callbacks=callbacks, work_dir=work,
-                                warm_start=warm_start.detector if warm_start is not None else None)
+                                warm_start=warm_start.detector if warm_start is not None else None,
+                                source=str(data_file) if data_file is not None else "the data")
     run = TrainingRun(result.detector, config, run_metadata(result, data_file), result.split)
     if warm_start is not None:
         run.metadata["warm_start"] = compare_with_parent(warm_start.folder, run.detector, df,

@@ -44,6 +44,50 @@ def new_detector(config: TrainConfig, schema: DatasetSchema, verbose: int = 0):
     return AutoencoderDetector(schema=schema, verbose=verbose, **config.detector_params())
 
 
+# The fewest normal rows a split may leave to train on and to validate with (early stopping,
+# the score statistics and the label-free threshold, a high percentile of validation scores).
+MIN_TRAIN_ROWS = 50
+MIN_VALIDATION_ROWS = 10
+
+
+def check_split(df: pd.DataFrame, split: Split, config: TrainConfig, schema: DatasetSchema,
+                source: str = "the data") -> None:
+    """Refuse, before training, a split that leaves too few normal rows to train and validate
+    on, and a label-aware setting the data cannot serve (no label column, no anomaly in the
+    selection set that a labelled threshold rule chooses on), saying what is missing and how
+    many rows there are."""
+    ds = as_dataset_schema(schema)
+    rule = get_rule(config.threshold_rule)
+    labelled = split.protocol != "unlabelled"
+    counts = f"{len(df):,} rows"
+    if labelled:
+        y = df[ds.label].to_numpy()
+        n_anomalies, n_normal = int((y == 1).sum()), int((y == 0).sum())
+        counts += f" ({n_normal:,} labelled normal, {n_anomalies:,} anomalies in column {ds.label!r})"
+        if n_normal == 0:
+            raise AedetectError(f"{source}: {counts}; no row is labelled normal (0), and training "
+                                "learns from normal rows")
+    elif config.use_labels or rule.needs_labels:
+        what = "use_labels (--use-labels)" if config.use_labels else f"the {rule.name} threshold rule"
+        raise AedetectError(f"{source}: {what} needs labels, and the schema has no label column; "
+                            "pass --label-column NAME (a column holding only 0 and 1) or train "
+                            "label-free")
+    if len(split.train) < MIN_TRAIN_ROWS or len(split.validation) < MIN_VALIDATION_ROWS:
+        raise AedetectError(f"{source}: {counts}; training needs at least {MIN_TRAIN_ROWS} normal rows "
+                            f"to train on and {MIN_VALIDATION_ROWS} to validate with after the "
+                            f"{split.protocol} split; it leaves {len(split.train)} and "
+                            f"{len(split.validation)}")
+    if labelled and rule.needs_labels:
+        y_sel = y[split.selection]
+        if not ((y_sel == 1).any() and (y_sel == 0).any()):
+            raise AedetectError(
+                f"{source}: {counts}; the {rule.name} threshold rule chooses on the selection set, "
+                f"which the {split.protocol} split leaves {int((y_sel == 1).sum())} anomalies and "
+                f"{int((y_sel == 0).sum())} normals; it needs both (the guide split keeps 480 of "
+                "every 492 anomalies for the test set): use a label-free rule such as "
+                "normal_percentile, or more labelled anomalies")
+
+
 def train_detector(
     df: pd.DataFrame,
     config: TrainConfig,
@@ -52,6 +96,7 @@ def train_detector(
     callbacks=(),
     work_dir: str | os.PathLike | None = None,
     warm_start: AutoencoderDetector | None = None,
+    source: str = "the data",
 ) -> TrainResult:
     """Split `df`, train on the training normals, then apply the configured threshold rule.
 
@@ -61,6 +106,7 @@ def train_detector(
     and preprocessing are kept; `config` gives the seed, the threshold rule and, when given, the
     `WARM_START_PARAMS`. `schema` describes `df` (e.g. `aedetect.data.creditcard.CREDITCARD`,
     or `aedetect.data.infer.infer_schema(df)`); with `warm_start`, the parent's by default.
+    `source` names `df` in errors (`check_split`, before any training).
     """
     if schema is None and warm_start is not None:
         schema = warm_start.dataset_schema
@@ -71,6 +117,7 @@ def train_detector(
         raise DataError(f"the schema names column(s) {', '.join(map(repr, absent))} that the data "
                         f"does not have; its columns are {', '.join(map(repr, map(str, df.columns)))}")
     split = split_frame(df, config, schema)
+    check_split(df, split, config, schema, source)
     features = list(schema.features)
     if warm_start is not None:
         given = {k: v for k, v in config.detector.items() if k in WARM_START_PARAMS}
@@ -177,7 +224,7 @@ def select_threshold(det, df, split: Split, config: TrainConfig, schema: Dataset
     schema = schema if schema is not None else det.dataset_schema
     features = list(schema.features)
     ds = as_dataset_schema(schema)
-    if split.protocol == "unlabelled":
+    if split.protocol == "unlabelled" or not len(split.selection):  # no labelled rows to look at
         return _label_free_threshold(det, df, split, config, ds)
     sel = df.iloc[split.selection]
     y_sel = sel[ds.label].to_numpy()
