@@ -66,14 +66,7 @@ def parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
             frame[col] = raw
             continue
         if b.get("datetime"):
-            try:
-                frame[col] = pd.Series(as_seconds(raw, col))
-                continue
-            except Exception:  # noqa: BLE001 - find the bad rows one by one below
-                v = np.array([_seconds_or_nan(x) for x in raw])
-                why = np.array([None if not (isinstance(x, str) and np.isnan(t)) else
-                                f"column {col!r}: value {x!r} is not a date/time"
-                                for x, t in zip(raw, v, strict=True)], dtype=object)
+            v, why = _datetime_values(raw, col)
         else:
             v, why = column_problems(raw, col)
             with np.errstate(invalid="ignore"):  # in range, but too far from the training mean
@@ -86,6 +79,51 @@ def parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
         reasons[first] = why[first]
         frame[col] = pd.Series(v)
     return pd.DataFrame(frame), reasons
+
+
+def parse_rows(batch: pa.RecordBatch | pa.Table, features: list[str], preprocessor=None, *,
+               table: bool = False) -> tuple:
+    """What a model scores from `batch` and per-row reasons (None = good row): `parse_table`
+    for a model with a dataset schema (`table`), else `parse_features`. The one reading of rows
+    for the batch scorer and the drift monitor, so both score the same rows the same way."""
+    if table:
+        return parse_table(batch, preprocessor)
+    return parse_features(batch, features, preprocessor)
+
+
+def frame_table(df, columns: list[str]) -> pa.Table:
+    """`columns` of a DataFrame (as `aedetect.data.io.read_raw` returns one) as an Arrow table for
+    `parse_rows`; a column Arrow cannot type as it is (mixed Python objects) goes as text, so
+    its values are checked and named like a CSV's."""
+    arrays = {}
+    for c in columns:
+        try:
+            arrays[c] = pa.array(df[c], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays[c] = pa.array([None if _missing(v) else str(v) for v in df[c]], pa.string())
+    return pa.table(arrays)
+
+
+def _missing(v) -> bool:
+    try:
+        return bool(v is None or v != v)
+    except (TypeError, ValueError):  # an array-like value: present
+        return False
+
+
+def _datetime_values(raw, col: str) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds of a datetime column and per-row reasons: a value that is not a date/time, or an
+    empty one (good again where the model imputes it, see `parse_table`)."""
+    try:
+        v = as_seconds(raw, col)
+        why = np.full(len(raw), None, dtype=object)
+    except Exception:  # noqa: BLE001 - find the bad rows one by one
+        v = np.array([_seconds_or_nan(x) for x in raw])
+        why = np.array([None if not (isinstance(x, str) and np.isnan(t)) else
+                        f"column {col!r}: value {x!r} is not a date/time"
+                        for x, t in zip(raw, v, strict=True)], dtype=object)
+    why[raw.isna().to_numpy()] = f"column {col!r}: empty value"
+    return v, why
 
 
 def _seconds_or_nan(x) -> float:
