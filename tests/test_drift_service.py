@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -9,7 +13,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
 from aedetect.model.detector import load_detector
-from aedetect.monitoring.reference import build_reference, load_reference
+from aedetect.monitoring.reference import (
+    MAX_NAME_CHARS,
+    Reference,
+    build_reference,
+    categorical_profile,
+    flagged_promise,
+    load_reference,
+    numeric_profile,
+)
+from aedetect.monitoring.service import DriftMonitor
 from aedetect.serving.app import ServiceSettings, create_app
 from aedetect.store.folder import read_manifest
 
@@ -86,3 +99,30 @@ def test_model_without_reference_has_no_drift_route(model_dir):
     r = client.get("/v1/drift")
     assert r.status_code == 404 and "no reference.json" in r.json()["detail"]
     assert "aedetect_drift" not in client.get("/metrics").text
+
+
+def test_long_categories_keep_the_drift_buffer_bounded_and_few_names_echoed():
+    """Issue 25.12: the drift window kept whole category strings (200 requests with a 1 MB
+    category grew the service by 220 MB) and `GET /v1/drift` echoed them back. A value the
+    reference does not know is now kept as at most 100 characters; a reference category, however
+    long, is kept as it is so it still counts as itself."""
+    known = "premium-" + "k" * 300  # a long category the model was trained on
+    ref = Reference(columns={"merchant": categorical_profile(pd.Series(["shop"] * 600 + [known] * 400)),
+                             "amount": numeric_profile(np.arange(1000.0))},
+                    score=numeric_profile(np.arange(1000.0)), threshold=990.0,
+                    flagged=flagged_promise(10, 1000))
+    size, n_long = 200, 150
+    monitor = DriftMonitor(ref, size=size)
+    huge = [f"{i:03d}" + "x" * 50_000 for i in range(n_long)]  # distinct, 50 kB each
+    merchant = ["shop"] * 30 + [known] * 20 + huge
+    monitor.observe(pd.DataFrame({"merchant": merchant, "amount": np.arange(size, dtype=float)}),
+                    np.arange(size, dtype=float))
+    held = [v for v in monitor.buffer.columns["merchant"] if v is not None]
+    assert len(held) == size and held.count(known) == 20  # a reference category is kept whole
+    assert sum(len(v) for v in held if v != known) <= (size - 20) * MAX_NAME_CHARS
+    drift = monitor.latest()
+    col = drift["columns"]["merchant"]
+    assert drift["status"] == "ok" and col["alarm"]  # 150 new names in 200 rows: drift all the same
+    assert col["new_category_count"] == n_long  # distinct long names stay distinct
+    assert len(col["new_categories"]) == 10 and all(len(c) <= MAX_NAME_CHARS for c in col["new_categories"])
+    assert len(json.dumps(drift)) < 10_000  # what GET /v1/drift answers

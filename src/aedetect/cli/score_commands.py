@@ -188,14 +188,20 @@ def monitor(
     psi_alarm: Annotated[float, typer.Option(help="PSI a column or the score must reach to alarm")] = 0.2,
     share_ratio: Annotated[float, typer.Option(
         help="flagged (or anomaly) share must be off its promised interval by this factor to alarm")] = 1.5,
+    min_rows: Annotated[int, typer.Option(
+        help="a window with fewer scored rows is reported but never alarms")] = 100,
 ):
     """Compare new rows (per time window) with the model's reference: column and score drift,
-    flagged share against the promise, precision and recall. Exit code 3 when an alarm fires."""
+    flagged share against the promise, precision and recall. Rows are scored as `aedetect score`
+    scores them; one that cannot be is counted, and a window where more than half cannot is not
+    judged. Exit code 3 when an alarm fires, 4 when no alarm fires but a window was not judged."""
     from aedetect.data.io import read_raw
     from aedetect.monitoring.batch import monitor_frame, parse_window, rich_table, write_outputs
     from aedetect.monitoring.reference import DriftSettings, load_reference
 
     settings = make_settings(DriftSettings, alpha=alpha, psi_alarm=psi_alarm, share_ratio=share_ratio)
+    if min_rows < 1:
+        raise UsageError(f"--min-rows must be >= 1; got {min_rows}")
     from aedetect.files import check_output
 
     reads = dict(inputs=[data, reference], folders=[model_dir], overwrite=True)
@@ -211,10 +217,10 @@ def monitor(
     if ref is None and reference is None:
         raise UsageError(f"{model_dir} has no reference.json (trained before drift monitoring); "
                             "pass --reference DATA to take one from a file of rows like the training data")
-    df = read_raw(data)
-    ref_df = read_raw(reference) if reference is not None else None
     det = load_model(model_dir)
     schema = det.dataset_schema
+    df = read_raw(data, schema)  # categories, booleans and dates as text, as `score` reads them
+    ref_df = read_raw(reference, schema) if reference is not None else None
     time_column = time_column or schema.time
     label_column = label_column or schema.label
     if ref_df is not None:
@@ -224,7 +230,8 @@ def monitor(
                                    time_column=time_column if time_column in ref_df.columns else None)
     with console.status("scoring and comparing"):
         run = monitor_frame(det, ref, df, window=seconds, time_column=time_column,
-                            label_column=label_column, settings=settings, source=str(data))
+                            label_column=label_column, settings=settings, source=str(data),
+                            min_rows=min_rows)
     if as_json:
         import json
 
@@ -233,6 +240,12 @@ def monitor(
         out.print(rich_table(run.summary))
         for line in run.summary["hint"]:
             console.print(f"[yellow]{line}[/yellow]", highlight=False)
+    unscored = run.summary["unscored"]
+    if unscored["rows"]:
+        first = unscored["first"][0]
+        console.print(f"{unscored['rows']:,} of {run.summary['rows']:,} rows could not be scored "
+                      f"and are not compared (drift.json names the first five); the first, row {first['row']}: "
+                      f"{escape(first['reason'])}", highlight=False)
     if json_out is not None:
         from aedetect.cli.ui import write_json
 
@@ -246,6 +259,10 @@ def monitor(
         console.print(f"[bold red]alarm[/bold red] in {n} of {len(run.summary['windows'])} window(s); "
                       f"to retrain from this model: aedetect train --warm-start {model_dir} --data NEWER.csv")
         raise typer.Exit(3)
+    if run.not_judged:
+        console.print(f"[yellow]not judged[/yellow]: {run.not_judged} of {len(run.summary['windows'])} "
+                      "window(s), where more than half the rows could not be scored")
+        raise typer.Exit(4)
 
 
 def export(

@@ -84,3 +84,34 @@ def parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
         reasons[first] = why[first]
         frame[col] = pd.Series(v)
     return pd.DataFrame(frame), reasons
+
+
+def parse_rows(batch: pa.RecordBatch | pa.Table, features: list[str], preprocessor=None, *,
+               table: bool = False) -> tuple:
+    """What a model scores from `batch` and per-row reasons (None = good row): `parse_table`
+    for a model with a dataset schema (`table`), else `parse_features`. The one reading of rows
+    for the batch scorer and the drift monitor, so both score the same rows the same way."""
+    if table:
+        return parse_table(batch, preprocessor)
+    return parse_features(batch, features, preprocessor)
+
+
+def frame_table(df, columns: list[str]) -> pa.Table:
+    """`columns` of a DataFrame (as `aedetect.data.io.read_raw` returns one) as an Arrow table for
+    `parse_rows`; a column Arrow cannot type as it is (mixed Python objects) goes as text, so
+    its values are checked and named like a CSV's."""
+    arrays = {}
+    for c in columns:
+        try:
+            arrays[c] = pa.array(df[c], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays[c] = pa.array([None if _missing(v) else str(v) for v in df[c]], pa.string())
+    return pa.table(arrays)
+
+
+def _missing(v) -> bool:
+    try:
+        return bool(v is None or v != v)
+    except (TypeError, ValueError):  # an array-like value: present
+        return False
+

@@ -13,10 +13,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aedetect.data.arrow import frame_table, parse_rows
+from aedetect.data.schema import as_seconds
 from aedetect.errors import DataError
-from aedetect.monitoring.reference import DriftSettings, Reference, compare_batch, input_names, numeric_counts
+from aedetect.monitoring.reference import (
+    DriftSettings,
+    Reference,
+    compare_batch,
+    input_names,
+    numeric_counts,
+    read_as_model,
+)
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_ROWS = 100  # a window with fewer scored rows is reported but never alarms (`--min-rows`)
 
 
 def parse_window(text: str) -> float:
@@ -27,40 +37,31 @@ def parse_window(text: str) -> float:
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
-def prepare(df: pd.DataFrame, ref: Reference, source: str) -> pd.DataFrame:
-    """Check that every reference column is there; numeric columns become float64 (empty cells
-    are missing values, which are monitored; text in a numeric column is an error)."""
-    missing = [c for c in ref.columns if c not in df.columns]
+def read_rows(det, df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The model's input columns of `df` as `aedetect score` reads them (`parse_rows`: numbers
+    parsed, dates as seconds, a missing value good where the model imputes it), and per row the
+    reason it cannot be scored (None = good row), the batch scorer's reasons word for word."""
+    names = input_names(det)
+    missing = [c for c in names if c not in df.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {missing} that the model takes as input")
-    out = df.copy()
-    for c, p in ref.columns.items():
-        if p["kind"] != "numeric":
-            continue
-        raw = df[c]
-        values = pd.to_numeric(raw, errors="coerce")
-        bad = (values.isna() & raw.notna()).to_numpy() | np.isinf(values.to_numpy(dtype="float64"))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{source}: column {c!r}, row {i + 1}: value {raw.iloc[i]!r} is not a "
-                            f"finite number ({int(bad.sum())} such value(s))")
-        out[c] = values.astype("float64")
-    return out
+    table = getattr(det, "schema", None) is not None
+    x, reasons = parse_rows(frame_table(df, names), names, getattr(det, "preprocessor_", None),
+                            table=table)
+    if table:  # categories as the model reads them (the reference profiled them so)
+        x = read_as_model(det, x)
+    return (x if table else pd.DataFrame(x, columns=names)), reasons
 
 
-def seconds(values: pd.Series, column: str, source: str) -> np.ndarray:
-    """A time column as seconds: numbers as they are (the ULB `Time`), datetimes since the epoch."""
-    if pd.api.types.is_numeric_dtype(values):
-        t = values.to_numpy(dtype="float64")
-    else:
-        try:
-            t = pd.to_datetime(values).astype("int64").to_numpy() / 1e9
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"{source}: time column {column!r} is neither numbers nor dates ({exc})") from None
-    if not np.isfinite(t).all():
-        i = int(np.flatnonzero(~np.isfinite(t))[0])
-        raise DataError(f"{source}: time column {column!r}, row {i + 1}: no time value")
-    return t
+def row_times(df: pd.DataFrame, x: pd.DataFrame, column: str | None, source: str) -> np.ndarray:
+    """The time column as seconds (the schema's parser, `as_seconds`); NaN where a row has none.
+    A column the model reads comes parsed with the other inputs (a bad value is then that row's
+    scoring reason)."""
+    if not column or column not in df.columns:
+        raise DataError(f"{source}: --window needs a time column; {column!r} is not in the file")
+    if column in x.columns and pd.api.types.is_numeric_dtype(x[column]):
+        return x[column].to_numpy(dtype="float64", na_value=np.nan)
+    return as_seconds(df[column].reset_index(drop=True), column, source)
 
 
 def window_name(start: float, end: float, dates: bool) -> str:
@@ -79,20 +80,40 @@ class MonitorResult:
     def alarm(self) -> bool:
         return self.summary["alarm"]
 
+    @property
+    def not_judged(self) -> int:
+        """Windows with more than half their rows unscored: the data could not be judged there."""
+        return self.summary["windows_not_judged"]
+
+
+def _silence(res: dict) -> None:
+    """A window that is not judged, or too small, never alarms; its statistics stay shown."""
+    for t in [*res["columns"].values(), res["score"], res["flagged"],
+              (res.get("labels") or {}).get("anomaly_share") or {}]:
+        if "alarm" in t:
+            t["alarm"] = False
+    res["drifted_columns"], res["alarm"] = [], False
+
 
 def monitor_frame(det, ref: Reference, df: pd.DataFrame, *, window: float | None = None,
                   time_column: str | None = None, label_column: str | None = None,
-                  settings: DriftSettings | None = None, source: str = "data") -> MonitorResult:
-    """Score `df` with `det`, cut it into windows of `window` seconds of `time_column` (aligned
-    to multiples of the window: 4h windows of the ULB `Time` start at 0, 14400, ...), or treat
-    it as one batch, and compare each window with `ref`."""
+                  settings: DriftSettings | None = None, source: str = "data",
+                  min_rows: int = MIN_ROWS) -> MonitorResult:
+    """Score `df` with `det` as `aedetect score` does, cut it into windows of `window` seconds
+    of `time_column` (aligned to multiples of the window: 4h windows of the ULB `Time` start at
+    0, 14400, ...), or treat it as one batch, and compare each window with `ref`.
+
+    A row that cannot be scored (the batch scorer's reasons; with windows, also no time value)
+    is counted, not compared; a window where more than half the rows are unscored is not judged,
+    and one with fewer than `min_rows` scored rows is reported but never alarms. A file with no
+    data rows, or none that can be scored, is an error."""
     settings = settings or DriftSettings()
-    df = prepare(df, ref, source)
-    names = input_names(det)
-    complete = df[names].notna().all(axis=1).to_numpy()
-    scores = np.full(len(df), np.nan)
-    if complete.any():
-        scores[complete] = det.anomaly_score(df.loc[complete, names])
+    if len(df) == 0:
+        raise DataError(f"{source}: the file has no data rows")
+    x, reasons = read_rows(det, df, source)
+    missing = [c for c in ref.columns if c not in x.columns]
+    if missing:
+        raise DataError(f"{source}: the reference has column(s) {missing} that the model does not take")
     y = None
     if label_column and label_column in df.columns:
         y = pd.to_numeric(df[label_column], errors="coerce").to_numpy()
@@ -101,30 +122,46 @@ def monitor_frame(det, ref: Reference, df: pd.DataFrame, *, window: float | None
             raise DataError(f"{source}: column {label_column!r}, row {i + 1}: label must be 0 or 1")
     skip: tuple[str, ...] = ()
     if window is not None:
-        if not time_column or time_column not in df.columns:
-            raise DataError(f"{source}: --window needs a time column; {time_column!r} is not in the file")
+        t = row_times(df, x, time_column, source)
         dates = not pd.api.types.is_numeric_dtype(df[time_column])
-        t = seconds(df[time_column], time_column, source)
-        ids = np.floor(t / window).astype("int64")
+        placed = np.isfinite(t)
+        reasons[~placed & (reasons == None)] = (  # noqa: E711 (element-wise on objects)
+            f"column {time_column!r}: no time value, so in no window")
+        ids = np.floor(np.where(placed, t, 0.0) / window).astype("int64")
         skip = (time_column,)  # a window differs from the reference in time by construction
     else:
-        ids, dates = np.zeros(len(df), "int64"), False
+        ids, dates, placed = np.zeros(len(df), "int64"), False, np.ones(len(df), bool)
+    good = reasons == None  # noqa: E711
+    unscored = {"rows": int((~good).sum()), "first": [
+        {"row": int(i) + 1, "reason": reasons[i]} for i in np.flatnonzero(~good)[:5]]}
+    if not good.any():
+        first = unscored["first"][0]
+        raise DataError(f"{source}: none of the {len(df):,} rows can be scored; row {first['row']}: "
+                        f"{first['reason']}")
+    scores = np.full(len(df), np.nan)
+    x_good = x[good].reset_index(drop=True)
+    scores[good] = det.score_matrix(x_good if getattr(det, "schema", None) is not None
+                                    else x_good.to_numpy(dtype="float64"))[0]
     windows, window_scores = [], []
-    for w in np.unique(ids):
-        rows = ids == w
-        ok = rows & complete
-        res = compare_batch(ref, df.loc[rows], scores[ok], None if y is None else y[ok],
-                            settings, skip=skip)
-        res["unscored_rows"] = int((rows & ~complete).sum())
+    for w in np.unique(ids[placed]):
+        rows = placed & (ids == w)
+        ok = rows & good
+        res = compare_batch(ref, x[rows], scores[ok], None if y is None else y[ok], settings, skip=skip)
+        res["scored_rows"], res["unscored_rows"] = int(ok.sum()), int((rows & ~good).sum())
+        res["status"] = ("not judged" if 2 * res["unscored_rows"] > res["rows"] else "too few rows"
+                         if res["scored_rows"] < min_rows else "alarm" if res["alarm"] else "ok")
+        if res["status"] in ("not judged", "too few rows"):
+            _silence(res)
         res["window"] = (window_name(w * window, (w + 1) * window, dates) if window else "all rows")
         res["start"] = float(w * window) if window else None
         windows.append(res)
         window_scores.append(scores[ok])
     return MonitorResult({"source": source, "window_seconds": window, "time_column": time_column if window else None,
-            "settings": settings.model_dump(), "correction": "benjamini-hochberg",
-            "reference": reference_summary(ref), "windows": windows,
-            "alarm": any(w["alarm"] for w in windows), "hint": retraining_hint(windows)},
-                         window_scores)
+            "settings": settings.model_dump(), "correction": "benjamini-hochberg", "min_rows": min_rows,
+            "reference": reference_summary(ref), "rows": len(df), "scored_rows": int(good.sum()),
+            "unscored": unscored, "windows": windows, "alarm": any(w["alarm"] for w in windows),
+            "windows_not_judged": sum(w["status"] == "not judged" for w in windows),
+            "hint": retraining_hint(windows)}, window_scores)
 
 
 def reference_summary(ref: Reference) -> dict:
@@ -170,14 +207,15 @@ def table_rows(result: dict) -> list[list[str]]:
             p, r = lab.get("precision"), lab.get("recall")
             pr = f"{'-' if p is None else f'{p:.2f}'} / {'-' if r is None else f'{r:.2f}'} ({lab['tp'] + lab['fn']})"
         rows.append([
-            w["window"], f"{w['rows']:,}", f"{len(w['drifted_columns'])}/{len(cols)}",
+            w["window"], f"{w['rows']:,}", f"{w['scored_rows']:,}", f"{w['unscored_rows']:,}",
+            f"{len(w['drifted_columns'])}/{len(cols)}",
             f"{worst} {cols[worst]['psi']:.2f}" if worst else "-", f"{w['score']['psi']:.2f}",
             f"{_pct(f['share'])} vs {_pct(f['low'])}-{_pct(f['high'])}", pr,
-            "ALARM" if w["alarm"] else "ok"])
+            "ALARM" if w["alarm"] else w["status"]])
     return rows
 
 
-HEADER = ["window", "rows", "columns drifted", "top column PSI", "score PSI",
+HEADER = ["window", "rows", "scored", "unscored", "columns drifted", "top column PSI", "score PSI",
           "flagged vs promise", "precision / recall (anomalies)", "alarm"]
 
 
@@ -189,8 +227,9 @@ def rich_table(result: dict):
                   f"{s['psi_alarm']}; shares off their interval by x{s['share_ratio']})")
     for h in HEADER:
         table.add_column(h, justify="left" if h in ("window", "top column PSI") else "right")
+    status = {"ALARM": "[bold red]ALARM[/bold red]", "not judged": "[yellow]not judged[/yellow]"}
     for row in table_rows(result):
-        table.add_row(*row[:-1], "[bold red]ALARM[/bold red]" if row[-1] == "ALARM" else "ok")
+        table.add_row(*row[:-1], status.get(row[-1], row[-1]))
     return table
 
 
@@ -262,7 +301,8 @@ def drift_report(result: dict, ref: Reference, window_scores: list[np.ndarray], 
 
     rep = Report(title)
     s, r = result["settings"], result["reference"]
-    rep.para(f"{result['source']}: {len(result['windows'])} window(s), compared with the reference "
+    rep.para(f"{result['source']}: {result['rows']:,} rows, {result['unscored']['rows']:,} of them "
+             f"could not be scored; {len(result['windows'])} window(s), compared with the reference "
              f"taken at training ({r['source']}). Threshold {r['threshold']:.4g}; promised flagged share "
              f"{_pct(r['flagged_share']['low'])}-{_pct(r['flagged_share']['high'])}.")
     rep.heading("Windows")
@@ -271,7 +311,8 @@ def drift_report(result: dict, ref: Reference, window_scores: list[np.ndarray], 
              f"for categories, p-values adjusted by Benjamini-Hochberg across every test of the window, "
              f"< {s['alpha']}) and large (PSI >= {s['psi_alarm']}). The flagged share alarms when a "
              f"binomial test rejects its promised interval and it is off by a factor of at least "
-             f"{s['share_ratio']}.", "note")
+             f"{s['share_ratio']}. A window where more than half the rows could not be scored is not judged; "
+             f"one with fewer than {result['min_rows']:,} scored rows never alarms.", "note")
     if result["hint"]:
         rep.heading("What moved")
         rep.warnings(result["hint"])

@@ -27,6 +27,7 @@ distribution at most alpha (it controls the family-wise error when no column mov
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -43,6 +44,8 @@ SAMPLE_SIZE = 2_000
 N_BINS = 10
 MAX_CATEGORIES = 100
 PSI_FLOOR = 1e-4  # empty bins count as this share, so one empty bin does not make the PSI infinite
+MAX_NAME_CHARS = 100  # a category name kept or shown longer than this is cut and hashed
+MAX_NEW_NAMES = 10  # new categories named per column in a comparison (all are counted)
 
 
 class DriftSettings(BaseModel):
@@ -137,6 +140,16 @@ def categorical_profile(values, *, max_categories: int = MAX_CATEGORIES) -> dict
     return {"kind": "categorical", "n": int(len(s)), "categories": [str(c) for c in kept.index],
             "counts": [*map(int, kept.to_numpy()), int(counts.iloc[max_categories:].sum()),
                        int(missing.sum())]}
+
+
+def bounded_name(name: str, limit: int = MAX_NAME_CHARS) -> str:
+    """`name` when it has at most `limit` characters; else its start, '…#' and 16 hex digits of
+    its BLAKE2b hash (`limit` characters in all): distinct long names stay distinct, and a
+    hostile megabyte-long category costs 100 characters wherever it is kept or echoed."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return f"{name[:limit - 18]}…#{digest}"
 
 
 def categorical_counts(profile: dict, values) -> tuple[np.ndarray, list[str]]:
@@ -330,7 +343,8 @@ def column_drift(profile: dict, values) -> dict:
     table = table[:, table.sum(axis=0) > 0]
     out = {"kind": "categorical", "psi": psi(ref, counts), "test": "chi2", "n": int(counts.sum()),
            "missing_share": float(counts[-1] / max(counts.sum(), 1)),
-           "ref_missing_share": float(ref[-1] / max(ref.sum(), 1)), "new_categories": new[:10]}
+           "ref_missing_share": float(ref[-1] / max(ref.sum(), 1)), "new_category_count": len(new),
+           "new_categories": [bounded_name(c) for c in new[:MAX_NEW_NAMES]]}
     if table.shape[1] > 1 and counts.sum():
         chi = stats.chi2_contingency(table)
         out.update(statistic=float(chi.statistic), p_value=float(chi.pvalue))

@@ -6,7 +6,10 @@ rows (inputs and scores), compared with the model's reference on demand.
 `aedetect_drift_psi{column}`, `aedetect_drift_score_psi`, `aedetect_drift_flagged_share` (and its
 promised `_low`/`_high`), `aedetect_drift_columns_drifted`, `aedetect_drift_alarm` and
 `aedetect_drift_window_rows`. The buffer is allocated once at its full size, so memory does not
-grow with traffic; the comparison is recomputed only when rows arrived since the last one.
+grow with traffic; a category value the reference does not know is kept cut to 100 characters
+(`bounded_name`), so a hostile megabyte-long category costs no more than a short one, and
+`GET /v1/drift` names at most 10 new categories per column, each at most 100 characters. The
+comparison is recomputed only when rows arrived since the last one.
 """
 
 from __future__ import annotations
@@ -18,9 +21,28 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException
 from prometheus_client.core import GaugeMetricFamily
 
-from aedetect.monitoring.reference import DriftSettings, Reference, compare_batch, load_reference, seconds
+from aedetect.monitoring.reference import (
+    DriftSettings,
+    Reference,
+    bounded_name,
+    compare_batch,
+    load_reference,
+    seconds,
+)
 
 MIN_ROWS = 200  # below this a window's statistics say little; gauges report the row count only
+
+
+def bounded_categories(values: pd.Series, known: frozenset[str]) -> np.ndarray:
+    """Category values as the drift buffer keeps them: a missing value stays missing, a category
+    of the reference stays as it is (the statistics count it), any other value becomes text of at
+    most 100 characters (`bounded_name`; the statistics put all of them in one "other" cell)."""
+    raw = values.to_numpy(dtype=object)
+    out = np.full(len(raw), None, dtype=object)
+    for i in np.flatnonzero(~pd.isna(values).to_numpy()):
+        text = str(raw[i])
+        out[i] = text if text in known else bounded_name(text)
+    return out
 
 
 class RingBuffer:
@@ -69,6 +91,8 @@ class DriftMonitor:
         self.ref, self.settings = ref, settings or DriftSettings()
         kinds = {c: p["kind"] for c, p in ref.columns.items()} if ref else {}
         self.buffer = RingBuffer(kinds, size if ref else 1)
+        self._known = {c: frozenset(p["categories"]) for c, p in (ref.columns.items() if ref else ())
+                       if p["kind"] == "categorical"}
         self._latest: dict | None = None
         self._latest_seen = -1
 
@@ -80,6 +104,8 @@ class DriftMonitor:
         dates = [c for c, p in self.ref.columns.items() if p.get("transform") == "hour_of_day"]
         if dates:  # kept as seconds in the numeric buffer; the comparison takes their hour
             x = x.assign(**{c: seconds(x[c]) for c in dates})
+        if self._known:  # bounded, so traffic cannot make the window hold long strings
+            x = x.assign(**{c: bounded_categories(x[c], known) for c, known in self._known.items()})
         self.buffer.add(x, scores)
 
     def latest(self) -> dict:

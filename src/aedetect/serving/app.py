@@ -333,7 +333,7 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
             top_n, top_e, top_r = top_columns(det.preprocessor_, x, contrib, settings.top_k)
         m["scored"].inc(len(x))
         m["flagged"].inc(int(flags.sum()))
-        drift.observe(x, scores)
+        drift.observe(det.preprocessor_.canonical(x) if table_model else x, scores)  # as the model reads them
         results = [
             ScoreResult(id=t.id, score=float(s), flag=bool(f), top_features=[
                 FeatureContribution(feature=n, contribution=float(e), reason=r)

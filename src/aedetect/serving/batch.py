@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from aedetect.data.arrow import parse_features, parse_table
+from aedetect.data.arrow import parse_rows
 from aedetect.data.io import check_column_names, check_input_file, compression, short_error, table_format
 from aedetect.errors import DataError
 from aedetect.files import (
@@ -361,10 +361,8 @@ def score_file(
                 rows = np.arange(n_read + 1, n_read + n + len(parse_bad) + 1)
                 rows = rows[~np.isin(rows, bad_nums)][:n]
                 passed = [(n_read + line, why) for line, why in parse_bad]
-                if table_model:
-                    x, reasons = parse_table(batch, detector.preprocessor_)
-                else:
-                    x, reasons = parse_features(batch, features, getattr(detector, "preprocessor_", None))
+                x, reasons = parse_rows(batch, features, getattr(detector, "preprocessor_", None),
+                                        table=table_model)
                 bad = reasons != None  # noqa: E711
                 if on_bad_rows == "error" and (passed or bad.any()):
                     raise DataError(_first_problem(data, passed, rows, reasons))
