@@ -138,9 +138,10 @@ def onnx_model(scorer):
                 for p in b["periods"]:
                     phase = g.op("Mul", v, g.const(2 * np.pi / p, "float64"))
                     cols += [g.op("Sin", phase), g.op("Cos", phase)]
-            elif b.get("log"):  # log1p(max(v, 0)) as Log(1 + v): ONNX has no Log1p
-                cols.append(g.op("Log", g.op("Add", g.op("Max", v, g.const(0.0, "float64")),
-                                             g.const(1.0, "float64"))))
+            elif b.get("log"):  # log1p(v) as Log(1 + v) (ONNX has no Log1p); below 0: NaN, never clamped
+                log = g.op("Log", g.op("Add", v, g.const(1.0, "float64")))
+                cols.append(g.op("Where", g.op("Less", v, g.const(0.0, "float64")),
+                                 g.const(float("nan"), "float64"), log))
             else:
                 cols.append(v)
             if nan is not None:
