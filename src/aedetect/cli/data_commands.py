@@ -67,28 +67,51 @@ def data_fetch(
 
 def data_generate(
     out_file: Annotated[Path, typer.Option("--out", help="output .csv or .parquet")],
-    rows: Annotated[int, typer.Option(help="number of rows")] = 50_000,
-    fraud_rate: Annotated[float, typer.Option(help="share of anomalies")] = 0.01,
+    rows: Annotated[int | None, typer.Option(
+        help="number of rows (creditcard and transactions kinds; default 50,000)")] = None,
+    fraud_rate: Annotated[float | None, typer.Option(
+        help="share of anomalies (default 0.01; 0.005 for the payments kind)")] = None,
     seed: SeedOpt = 0,
     kind: Annotated[str, typer.Option(
         help="'creditcard': the ULB columns (Time, V1..V28, Amount, Class); 'transactions': ids, "
-        "timestamps, categories, missing values, is_fraud and fraud_kind")] = "creditcard",
+        "timestamps, categories, missing values, is_fraud and fraud_kind; 'payments': a raw log "
+        "(card_id, terminal_id, amount) whose frauds show only against each card's and "
+        "terminal's own history")] = "creditcard",
+    days: Annotated[int | None, typer.Option(help="payments kind: days of log (default 60)")] = None,
+    cards: Annotated[int | None, typer.Option(help="payments kind: cards (default 2000)")] = None,
+    terminals: Annotated[int | None, typer.Option(
+        help="payments kind: terminals (default 400)")] = None,
 ):
     """Write generated data with a known share of anomalies (.csv, .csv.gz, .csv.zst, .parquet)."""
     from aedetect.data.creditcard import LABEL
-    from aedetect.data.generate import generate_transaction_log, generate_transactions
+    from aedetect.data.generate import (
+        generate_payment_log,
+        generate_transaction_log,
+        generate_transactions,
+    )
     from aedetect.data.io import write_table
 
     kinds = {"creditcard": (generate_transactions, LABEL),
-             "transactions": (generate_transaction_log, "is_fraud")}
+             "transactions": (generate_transaction_log, "is_fraud"),
+             "payments": (generate_payment_log, "is_fraud")}
     if kind not in kinds:
         raise UsageError(f"--kind must be one of {sorted(kinds)}; got {kind!r}")
     make, label = kinds[kind]
+    payments = {"--days": days, "--cards": cards, "--terminals": terminals}
+    if kind == "payments" and rows is not None:
+        raise UsageError("--rows does not apply to --kind payments; its size is --days, --cards "
+                         "and --terminals")
+    if kind != "payments" and any(v is not None for v in payments.values()):
+        raise UsageError(f"--kind {kind} takes no "
+                         f"{', '.join(k for k, v in payments.items() if v is not None)}; "
+                         "they size --kind payments")
+    given = {"n_rows": rows, "fraud_rate": fraud_rate, "n_days": days, "n_cards": cards,
+             "n_terminals": terminals}  # what is not given takes the generator's default
     from aedetect.files import check_output
 
     check_output(out_file, overwrite=True, what="data file")
     try:
-        df = make(rows, fraud_rate, seed)
+        df = make(seed=seed, **{k: v for k, v in given.items() if v is not None})
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     write_table(df, out_file)

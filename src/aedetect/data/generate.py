@@ -1,8 +1,18 @@
-"""Generated data with the credit-card schema and a known share of anomalies.
+"""Generated data with a known share of anomalies, three kinds:
 
-Normal rows lie near a curved low-dimensional manifold (like real transactions, whose PCA
-components are uncorrelated but not independent); anomalies are pushed off it, at other hours
-and with other amounts. Used by the tests and as the offline fallback of the demo.
+- `generate_transactions`: the credit-card schema. Normal rows lie near a curved low-dimensional
+  manifold (like real transactions, whose PCA components are uncorrelated but not independent);
+  anomalies are pushed off it, at other hours and with other amounts. Used by the tests and as
+  the offline fallback of the demo.
+- `generate_transaction_log`: a flat transactions table with categories, missing values and
+  per-customer aggregates, where each fraud shows in its own row (`FRAUD_KINDS`).
+- `generate_payment_log`: a raw log (card_id, terminal_id, amount, no behaviour columns) where
+  fraud shows only against each card's or terminal's own history (`PAYMENT_KINDS`):
+  compromised_card (for 2-7 days, extra payments at 3-5 times the card's usual amount at
+  terminals it never used), card_testing (5-15 payments of 0.50-3.00 within minutes at new
+  terminals, maybe then a large one), compromised_terminal (for 1-4 days every payment at one
+  terminal, from many cards, moderately above its usual amount) and account_takeover (a few
+  large payments in one day at a new terminal, at an hour far from the card's usual ones).
 """
 
 from __future__ import annotations
@@ -250,3 +260,178 @@ def _finish(frame: pd.DataFrame, rng) -> pd.DataFrame:
     out["is_fraud"] = frame["fraud_kind"].notna().to_numpy().astype("int8")
     out["fraud_kind"] = frame["fraud_kind"].to_numpy()
     return out
+
+
+# -- a raw payments log whose fraud shows only against each card's and terminal's own history ----
+PAYMENT_KINDS = ("compromised_card", "card_testing", "compromised_terminal", "account_takeover")
+HOMES = 5  # at most this many home terminals per card
+
+
+def generate_payment_log(n_days: int = 60, n_cards: int = 2000, n_terminals: int = 400,
+                         seed: int = 0, fraud_rate: float = 0.005) -> pd.DataFrame:
+    """A raw payments log: transaction_id, timestamp, card_id, terminal_id, amount, is_fraud and
+    fraud_kind, sorted by time, with no pre-computed behaviour columns.
+
+    Each card has its own usual amount (medians spread log-normally across cards, about 20-200
+    between the 10th and 90th percentile), its own rate of payments (0.25-4 a day), two to five
+    home terminals where it pays 80-97% of the time, and its own hours of the day; each terminal
+    has its own amount level and popularity. Frauds, about `fraud_rate` of the rows, an equal
+    number of each kind in `PAYMENT_KINDS`, planted after the first week (the first quarter of a
+    shorter log) so that each entity has a history, with only the fraudulent payments labelled:
+      compromised_card      from some day on, for 2-7 days, extra payments at 3-5 times the
+                            card's usual amount at terminals the card never used
+      card_testing          5-15 payments of 0.50-3.00 within minutes at a few new terminals, then
+                            in half of the cases one of 4-8 times usual, 10 minutes to 2 hours on
+      compromised_terminal  for 1-4 days every payment at one terminal (many cards) is
+                            fraudulent, at 1.6-2.4 times the amount it would have been
+      account_takeover      2-4 payments in one day at one new terminal, around the hour opposite
+                            the card's usual one, at 3-6 times the card's usual amount
+    Fraudulent amounts lie within the population's range (the amount alone gives a ROC-AUC of
+    about 0.6 over all frauds); what marks them is the card's or the terminal's own past.
+    """
+    if n_days < 7 or n_cards < 50 or n_terminals < 20:
+        raise ValueError("n_days must be at least 7, n_cards at least 50 and n_terminals at least "
+                         f"20; got {n_days}, {n_cards}, {n_terminals}")
+    if not 0.0 <= fraud_rate < 0.2:
+        raise ValueError(f"fraud_rate must be in [0, 0.2); got {fraud_rate!r}")
+    rng = np.random.default_rng(seed)
+    # Cards and terminals.
+    c_level = rng.normal(np.log(60.0), 0.9, n_cards)  # log of the card's usual amount
+    c_spread = rng.uniform(0.25, 0.4, n_cards)
+    c_rate = np.exp(rng.uniform(np.log(0.25), np.log(4.0), n_cards))
+    c_hour = rng.normal(14.0, 3.0, n_cards)
+    c_hour_sd = rng.uniform(1.5, 3.5, n_cards)
+    c_home_share = rng.uniform(0.8, 0.97, n_cards)
+    t_pop = rng.lognormal(0.0, 1.0, n_terminals)
+    t_pop /= t_pop.sum()
+    t_level = rng.normal(0.0, 0.25, n_terminals)
+    c_n_homes = rng.integers(2, HOMES + 1, n_cards)
+    homes = rng.choice(n_terminals, (n_cards, HOMES), p=t_pop)
+    # Normal payments, vectorised over rows.
+    card = np.repeat(np.arange(n_cards), rng.poisson(c_rate * n_days))
+    n = len(card)
+    slot = np.floor(c_n_homes[card] * rng.random(n) ** 1.5).astype(np.int64)  # favourite homes first
+    away = rng.random(n) > c_home_share[card]
+    terminal = np.where(away, rng.choice(n_terminals, n, p=t_pop), homes[card, slot])
+    hour = np.mod(c_hour[card] + rng.normal(0.0, 1.0, n) * c_hour_sd[card], 24.0)
+    seconds = rng.integers(0, n_days, n) * 86_400.0 + hour * 3600.0
+    amount = np.exp(c_level[card] + t_level[terminal] + rng.normal(0.0, 1.0, n) * c_spread[card])
+    kind = np.full(n, None, dtype=object)
+    # Frauds: q of each kind, so that 4q / (n + 3q) = fraud_rate (three kinds add rows).
+    q = int(round(fraud_rate * n / (4.0 - 3.0 * fraud_rate)))
+    warm = min(7, n_days // 4) * 86_400.0  # frauds start after the first week
+    _compromise_terminals(rng, q, terminal, seconds, amount, kind, n_terminals, n_days, warm)
+    used = np.unique(card * n_terminals + terminal)
+    parts = [(card, terminal, seconds, amount, kind)] + [
+        _card_frauds(rng, q, name, used, c_level, c_hour, t_pop, n_days, warm)
+        for name in ("compromised_card", "card_testing", "account_takeover")]
+    card, terminal, seconds, amount, kind = (np.concatenate(column) for column in zip(*parts, strict=True))
+    seconds = np.floor(seconds)
+    order = np.argsort(seconds, kind="stable")
+    ts = START + seconds[order].astype("timedelta64[s]")
+    card_ids = np.array([f"c{i:06d}" for i in range(n_cards)], dtype=object)
+    terminal_ids = np.array([f"t{i:05d}" for i in range(n_terminals)], dtype=object)
+    return pd.DataFrame({
+        "transaction_id": pd.Series(np.arange(1, len(order) + 1)).astype(str).str.zfill(8)
+        .radd("tx").to_numpy(dtype=object),
+        "timestamp": pd.Series(ts).dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy(dtype=object),
+        "card_id": card_ids[card[order]],
+        "terminal_id": terminal_ids[terminal[order]],
+        "amount": np.maximum(np.round(amount[order], 2), 0.01),
+        "is_fraud": pd.notna(kind[order]).astype("int8"),
+        "fraud_kind": kind[order],
+    })
+
+
+def _episodes_until(sizes: np.ndarray, q: int) -> np.ndarray:
+    """Sizes of the leading episodes that add up to exactly q (the last one cut short)."""
+    total = np.cumsum(sizes)
+    k = int(np.searchsorted(total, q))  # first episode that reaches q
+    if k >= len(sizes):
+        return sizes
+    kept = sizes[: k + 1].copy()
+    kept[k] -= total[k] - q
+    return kept
+
+
+def _within(sizes: np.ndarray) -> np.ndarray:
+    """Each row's place within its episode, for episodes of these sizes laid end to end."""
+    return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+
+
+def _compromise_terminals(rng, q, terminal, seconds, amount, kind, n_terminals, n_days, warm):
+    """Label every payment at a few terminals for 1-4 days each, at 1.6-2.4 times the amount."""
+    if q == 0:
+        return
+    term = rng.permutation(n_terminals)  # each terminal at most once, so windows never overlap
+    length = rng.integers(1, 5, n_terminals) * 86_400.0
+    start = rng.uniform(warm, np.maximum(warm, n_days * 86_400.0 - length))
+    key = terminal * (n_days + 1) * 86_400.0 + seconds  # terminals apart, time within each
+    order = np.argsort(key, kind="stable")
+    lo = np.searchsorted(key[order], term * (n_days + 1) * 86_400.0 + start)
+    hi = np.searchsorted(key[order], term * (n_days + 1) * 86_400.0 + start + length)
+    kept = _episodes_until(hi - lo, q)
+    rows = order[np.repeat(lo[: len(kept)], kept) + _within(kept)]
+    amount[rows] *= np.repeat(rng.uniform(1.6, 2.4, len(kept)), kept)
+    kind[rows] = "compromised_terminal"
+
+
+def _new_terminals(rng, card, used, t_pop, n_terminals):
+    """For each row's card, a terminal (by popularity) the card never paid at in the normal log
+    (in a tiny log a card may have used every terminal: then, after 20 draws, any terminal)."""
+    term = rng.choice(n_terminals, len(card), p=t_pop)
+    for _ in range(20):  # redraw the few that hit a used terminal
+        bad = np.isin(card * n_terminals + term, used)
+        if not bad.any():
+            break
+        term[bad] = rng.choice(n_terminals, int(bad.sum()), p=t_pop)
+    return term
+
+
+def _card_frauds(rng, q, name, used, c_level, c_hour, t_pop, n_days, warm):
+    """(card, terminal, seconds, amount, kind) of q new fraudulent payments of one card-level kind."""
+    n_cards, n_terminals = len(c_level), len(t_pop)
+    empty = np.zeros(0, dtype=np.int64)
+    if q == 0:
+        return empty, empty, np.zeros(0), np.zeros(0), np.zeros(0, dtype=object)
+    tries = q  # every episode has at least one payment
+    cards = rng.choice(n_cards, tries, replace=tries > n_cards)
+    day0 = rng.uniform(warm, (n_days - 1) * 86_400.0, tries)
+    if name == "compromised_card":
+        days = rng.integers(2, 8, tries)
+        sizes = np.maximum(2, rng.poisson(rng.uniform(1.0, 3.0, tries) * days))
+        kept = _episodes_until(sizes, q)
+        ep = np.repeat(np.arange(len(kept)), kept)
+        span = np.minimum(days[ep] * 86_400.0, n_days * 86_400.0 - day0[ep] - 1)
+        seconds = day0[ep] + rng.random(len(ep)) * span
+        card = cards[ep]
+        terminal = _new_terminals(rng, card, used, t_pop, n_terminals)
+        amount = np.exp(c_level[card]) * rng.uniform(3.0, 5.0, len(ep))
+    elif name == "card_testing":
+        small = rng.integers(5, 16, tries)
+        large = rng.random(tries) < 0.5
+        kept = _episodes_until(small + large, q)
+        ep = np.repeat(np.arange(len(kept)), kept)
+        is_large = _within(kept) >= small[ep]
+        window = rng.uniform(3.0, 15.0, tries) * 60.0
+        seconds = day0[ep] + np.where(is_large, window[ep] + rng.uniform(600, 7200, len(ep)),
+                                      rng.random(len(ep)) * window[ep])
+        card = cards[ep]
+        # 2-5 new terminals per episode; each payment uses one of them.
+        n_new = rng.integers(2, 6, tries)
+        pool = _new_terminals(rng, np.repeat(cards, HOMES), used, t_pop, n_terminals)
+        pick = np.floor(rng.random(len(ep)) * n_new[ep]).astype(np.int64)
+        terminal = pool.reshape(tries, HOMES)[ep, pick]
+        amount = np.where(is_large, np.exp(c_level[card]) * rng.uniform(4.0, 8.0, len(ep)),
+                          rng.uniform(0.5, 3.0, len(ep)))
+    else:  # account_takeover
+        kept = _episodes_until(rng.integers(2, 5, tries), q)
+        ep = np.repeat(np.arange(len(kept)), kept)
+        card = cards[ep]
+        hour = np.mod(c_hour[cards] + 12.0 + rng.uniform(-2.0, 2.0, tries), 24.0)
+        day = np.floor(day0 / 86_400.0) * 86_400.0
+        seconds = day[ep] + hour[ep] * 3600.0 + rng.uniform(0.0, 3.0, len(ep)) * 3600.0
+        seconds = np.minimum(seconds, n_days * 86_400.0 - 1)
+        terminal = _new_terminals(rng, cards, used, t_pop, n_terminals)[ep]
+        amount = np.exp(c_level[card]) * rng.uniform(3.0, 6.0, len(ep))
+    return card, terminal, seconds, amount, np.full(len(ep), name, dtype=object)
