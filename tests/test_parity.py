@@ -9,6 +9,7 @@ The default run draws 8 examples; the slow run (`make test-slow`) 120 more, not 
 from __future__ import annotations
 
 import csv
+import sys
 
 import numpy as np
 import pandas as pd
@@ -183,7 +184,7 @@ def _check_parity(parity_model, rows_, tmp_path_factory) -> None:
 
 
 @pytest.mark.slow
-def test_spark_scores_generated_rows_as_the_runtime_does(parity_model, tmp_path):
+def test_spark_scores_generated_rows_as_the_runtime_does(parity_model, tmp_path, monkeypatch):
     """The Spark path on many generated rows (a Spark session costs seconds: one check of many
     rows drawn from the same strategy, instead of one session per example)."""
     pytest.importorskip("pyspark")
@@ -201,6 +202,7 @@ def test_spark_scores_generated_rows_as_the_runtime_does(parity_model, tmp_path)
 
     collect()
     expected = _score_via_files(scorer, flat, tmp_path)["csv"]
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)  # workers run this Python, where aedetect is
     spark = (SparkSession.builder.master("local[2]").appName("aedetect-parity")
              .config("spark.ui.enabled", "false").getOrCreate())
     try:
