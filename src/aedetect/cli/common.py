@@ -38,6 +38,10 @@ IdsOpt = Annotated[str, typer.Option(help="comma-separated id columns (kept, nev
                                      "model)")]
 ExcludeOpt = Annotated[str, typer.Option(help="comma-separated columns to ignore")]
 CategoricalOpt = Annotated[str, typer.Option(help="comma-separated columns to treat as categories")]
+EntityOpt = Annotated[str, typer.Option(help="comma-separated entity columns (card, terminal, customer "
+                                        "ids): each row gets what its entities did before it "
+                                        "(counts, amount against the usual, new counterparties over "
+                                        "1h/1d/7d/30d; docs/history.md). Needs a time column")]
 SchemaOpt = Annotated[Path | None, typer.Option(
     "--schema", help="schema file (.yaml/.json, see `aedetect schema infer`) instead of inference")]
 SeedOpt = Annotated[int, typer.Option(help="seed for the split, the weights and the shuffling")]
@@ -97,7 +101,7 @@ def read_data(data: str, cache_dir: Path | None = None):
 
 
 def load_table(data: str, schema_file=None, label_column=None, time_column=None, id_columns="",
-                exclude_columns="", categorical_columns="", schema=None):
+                exclude_columns="", categorical_columns="", schema=None, entity_columns=""):
     """Read a table, resolve its schema (`schema` as given, a file, or inferred, then the
     overrides), check it."""
     from aedetect.data.infer import resolve_schema
@@ -109,7 +113,8 @@ def load_table(data: str, schema_file=None, label_column=None, time_column=None,
         schema = resolve_schema(df, schema_file=str(schema_file) if schema_file else None,
                                 label_column=label_column, time_column=time_column,
                                 id_columns=split_names(id_columns), exclude_columns=split_names(exclude_columns),
-                                categorical_columns=split_names(categorical_columns))
+                                categorical_columns=split_names(categorical_columns),
+                                entity_columns=split_names(entity_columns))
     if needs_text_reread(path, df, schema):  # codes as written, as `score` reads them
         with console.status(f"reading {escape(str(path))} again: categories, booleans and dates as text"):
             df = read_raw(path, schema)

@@ -11,6 +11,7 @@ from rich.markup import escape
 from aedetect.cli.common import (
     CategoricalOpt,
     DataOpt,
+    EntityOpt,
     ExcludeOpt,
     IdsOpt,
     LabelOpt,
@@ -37,6 +38,7 @@ def schema_infer(
     id_columns: IdsOpt = "",
     exclude_columns: ExcludeOpt = "",
     categorical_columns: CategoricalOpt = "",
+    entity_columns: EntityOpt = "",
 ):
     """Infer each column's role and type; print the table and write it to edit."""
     from aedetect.cli.ui import schema_table
@@ -45,7 +47,7 @@ def schema_infer(
     if out_file is not None:
         check_output(out_file, inputs=[input_path(data)], overwrite=True, what="schema")
     _, path, schema = load_table(data, None, label_column, time_column, id_columns,
-                                  exclude_columns, categorical_columns)
+                                  exclude_columns, categorical_columns, entity_columns=entity_columns)
     out.print(schema_table(schema, title=f"schema of {path}"))
     if out_file is not None:
         schema.to_file(out_file)

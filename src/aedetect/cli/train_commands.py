@@ -14,6 +14,7 @@ from aedetect.cli.common import (
     CategoricalOpt,
     ConfigOpt,
     DataOpt,
+    EntityOpt,
     ExcludeOpt,
     IdsOpt,
     JsonOpt,
@@ -131,6 +132,7 @@ def train(
     id_columns: IdsOpt = "",
     exclude_columns: ExcludeOpt = "",
     categorical_columns: CategoricalOpt = "",
+    entity_columns: EntityOpt = "",
     schema_file: SchemaOpt = None,
     warm_start: Annotated[Path | None, typer.Option(
         help="model folder to continue training from, on newer normals: its preprocessing and "
@@ -148,7 +150,7 @@ def train(
                      use_labels=use_labels)
     schema_opts = dict(schema_file=schema_file, label_column=label_column, time_column=time_column,
                        id_columns=id_columns, exclude_columns=exclude_columns,
-                       categorical_columns=categorical_columns)
+                       categorical_columns=categorical_columns, entity_columns=entity_columns)
     from aedetect.files import check_output
 
     check_output(model_dir, inputs=[input_path(data), schema_file, config_file], folders=[warm_start],

@@ -65,6 +65,8 @@ def parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
     lo, hi = preprocessor.limits()
     for j, b in enumerate(preprocessor.blocks):
         col = b["column"]
+        if col not in batch.schema.names:  # computed by the caller (entity history features)
+            continue
         raw = batch.column(col).to_pandas()
         if b["kind"] in ("onehot", "frequency"):
             frame[col] = raw

@@ -208,6 +208,7 @@ def resolve_schema(
     id_columns: list[str] | tuple[str, ...] = (),
     exclude_columns: list[str] | tuple[str, ...] = (),
     categorical_columns: list[str] | tuple[str, ...] = (),
+    entity_columns: list[str] | tuple[str, ...] = (),
 ) -> DatasetSchema:
     """The schema of `df`: read from `schema_file`, or inferred; then the overrides applied."""
     if schema_file is not None:
@@ -221,4 +222,4 @@ def resolve_schema(
         schema = infer_schema(df, label_column=label_column, time_column=time_column)
     return schema.with_overrides(label_column=label_column, time_column=time_column,
                                  id_columns=id_columns, exclude_columns=exclude_columns,
-                                 categorical_columns=categorical_columns)
+                                 categorical_columns=categorical_columns, entity_columns=entity_columns)

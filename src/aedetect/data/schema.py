@@ -176,6 +176,32 @@ class ColumnSpec(BaseModel):
         return self.periods or None
 
 
+class HistorySpec(BaseModel):
+    """Entity history features (`aedetect.data.history`): per entity column (a card, a terminal)
+    and window, what the entity did before each row. Needs the schema's time column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entities: list[str] = Field(min_length=1)
+    amount: str | None = None  # the amount column compared with each entity's usual
+    windows: list[float] = Field(default_factory=lambda: [3_600.0, 86_400.0, 604_800.0, 2_592_000.0],
+                                 min_length=1)
+
+    @model_validator(mode="after")
+    def _windows(self) -> HistorySpec:
+        if any(not (w > 0 and w < 1e9) for w in self.windows):
+            raise ValueError(f"history windows must be seconds > 0; got {self.windows}")
+        if len(set(self.entities)) != len(self.entities):
+            raise ValueError(f"history entities repeat a column: {self.entities}")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        from aedetect.data.history import feature_names
+
+        return feature_names(self.entities, sorted(self.windows))
+
+
 class DatasetSchema(BaseModel):
     """The columns of a table and what each is for. The order of feature columns is kept."""
 
@@ -185,6 +211,7 @@ class DatasetSchema(BaseModel):
     time_feature: bool = True  # the time column is also a feature (hour of day, day of week)
     missing: Literal["impute", "error"] = "impute"  # missing feature values: median + indicator
     max_categories: int = Field(20, ge=1)  # one-hot up to this many categories, frequency above
+    history: HistorySpec | None = None  # entity history features, computed before the model
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSchema:
@@ -208,6 +235,18 @@ class DatasetSchema(BaseModel):
                 raise ValueError(f"column {c.name!r}: log applies to numeric columns, not {c.type}")
         if not self.features:
             raise ValueError("the schema has no feature column")
+        if self.history is not None:
+            h = self.history
+            unknown = [c for c in [*h.entities, h.amount] if c is not None and c not in names]
+            if unknown:
+                raise ValueError(f"history names column(s) {_quote(unknown)}, not in the schema")
+            if self.time is None:
+                raise ValueError("history features need a time column (role: time)")
+            if h.amount is not None and self.column(h.amount).type not in ("numeric", "integer"):
+                raise ValueError(f"history amount column {h.amount!r} must hold numbers")
+            clash = [c for c in h.feature_names if c in names]
+            if clash:
+                raise ValueError(f"column(s) {_quote(clash)} have the names of history features")
         return self
 
     # -- views ----------------------------------------------------------------------------------
@@ -241,6 +280,17 @@ class DatasetSchema(BaseModel):
 
     @property
     def features(self) -> list[str]:
+        """The columns the model reads: the table's, then the history features."""
+        return [c.name for c in self.feature_columns] + self.history_features
+
+    @property
+    def history_features(self) -> list[str]:
+        """The history columns (`aedetect.data.history`), computed from the table, not read."""
+        return self.history.feature_names if self.history is not None else []
+
+    @property
+    def input_features(self) -> list[str]:
+        """The feature columns a table must hold (every feature but the history ones)."""
         return [c.name for c in self.feature_columns]
 
     def time_seconds(self, df: pd.DataFrame) -> np.ndarray | None:
@@ -259,9 +309,13 @@ class DatasetSchema(BaseModel):
         id_columns: Sequence[str] = (),
         exclude_columns: Sequence[str] = (),
         categorical_columns: Sequence[str] = (),
+        entity_columns: Sequence[str] = (),
     ) -> DatasetSchema:
-        """A copy with the user's choices applied; a name that is not a column is an error."""
-        given = [label_column, time_column, *id_columns, *exclude_columns, *categorical_columns]
+        """A copy with the user's choices applied; a name that is not a column is an error.
+        `entity_columns`: ids that get history features (`HistorySpec`), the amount being the
+        first numeric feature named like an amount."""
+        given = [label_column, time_column, *id_columns, *exclude_columns, *categorical_columns,
+                 *entity_columns]
         unknown = [n for n in given if n is not None and n not in self.names]
         if unknown:
             raise DataError(f"no column(s) {_quote(unknown)} in the data; its columns are "
@@ -293,9 +347,16 @@ class DatasetSchema(BaseModel):
                 c.role, c.note = "id", "given"
             if c.name in exclude_columns:
                 c.role, c.note = "excluded", "given"
+            if c.name in entity_columns:
+                c.role, c.log, c.note = "id", False, "entity: history features"
+        history = self.history
+        if entity_columns:
+            amount = next((c.name for c in cols if c.role == "feature" and c.type in ("numeric", "integer")
+                           and "amount" in c.name.lower()), None)
+            history = HistorySpec(entities=list(entity_columns), amount=amount)
         try:
             return DatasetSchema(columns=cols, time_feature=self.time_feature, missing=self.missing,
-                                 max_categories=self.max_categories)
+                                 max_categories=self.max_categories, history=history)
         except ValidationError as exc:
             raise DataError(f"schema: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
@@ -380,7 +441,7 @@ def check_table(
     if len(df.columns) == 0 or len(df) == 0:
         raise DataError(f"{source}: the file has no data rows")
     df = df.rename(columns=str)
-    needed = schema.features + ([schema.label] if require_label and schema.label else [])
+    needed = schema.input_features + ([schema.label] if require_label and schema.label else [])
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {_quote(missing)}; the schema needs "

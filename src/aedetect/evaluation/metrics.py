@@ -163,6 +163,7 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
     `data`: a DataFrame or a CSV/Parquet path. `rows="test"`: the test split the model was
     trained with (`train_detector` records it; the data must be the same file), `"all"`: every row.
     """
+    from aedetect.data.history import ensure_history
     from aedetect.data.io import frame_fingerprint, read_raw
     from aedetect.data.schema import check_table
     from aedetect.data.splits import split_table
@@ -192,6 +193,7 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
         idx, protocol, seed = None, "all rows", (split_info or {}).get("seed", det.seed)
     else:
         raise AedetectError(f"rows must be 'test' or 'all'; got {rows!r}")
+    df = ensure_history(df, schema, getattr(det, "history_state_", None))  # over every row, then the split
     ev = evaluate_detector(det, df, idx, schema, alerts_per_day=alerts_per_day, seed=seed, full=True)
     ev.metrics["protocol"] = protocol
     return ev

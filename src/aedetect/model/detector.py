@@ -314,12 +314,19 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
     def _validate_table(self, X, *, reset: bool) -> pd.DataFrame:
         """With a dataset schema: the schema's feature columns of a table, as given (text,
         datetimes, missing values); the preprocessor checks each value by its column's type."""
+        from aedetect.data.history import add_history, ensure_history
         from aedetect.data.schema import feature_table
 
-        names = self.dataset_schema.features
+        schema = self.dataset_schema
+        names = schema.features
         if reset:
             self.feature_names_in_ = np.asarray(names, dtype=object)
             self.n_features_in_ = len(names)
+            if schema.history is not None and isinstance(X, pd.DataFrame) and \
+                    not all(c in X.columns for c in schema.history_features):
+                X, self.history_state_ = add_history(X, schema)  # from these rows alone
+        else:
+            X = ensure_history(X, schema, getattr(self, "history_state_", None))
         return feature_table(X, names)
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
@@ -704,7 +711,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
     def save(self, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
         """Write a model folder (model.keras, weights.npz, reference.json + manifest.json), the
         documented way to ship a model; see `aedetect.store.folder`."""
-        from aedetect.store.folder import MODEL_FILE, REFERENCE_FILE, write_folder
+        from aedetect.store.folder import HISTORY_FILE, MODEL_FILE, REFERENCE_FILE, write_folder
         from aedetect.store.weights import WEIGHTS_FILE, save_weights
 
         state = self.get_state()
@@ -713,6 +720,9 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         reference = getattr(self, "reference_", None)  # the drift-monitoring profile, see aedetect.monitoring.reference
         if reference is not None:
             writers[REFERENCE_FILE] = lambda p: p.write_text(reference.to_json())
+        history = getattr(self, "history_state_", None)  # where entity history continues from
+        if history is not None:
+            writers[HISTORY_FILE] = history.to_parquet
         return write_folder(path, state, writers, metadata=metadata, overwrite=overwrite)
 
     @classmethod
@@ -721,7 +731,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         import keras
 
         from aedetect.errors import ArtifactError
-        from aedetect.store.folder import MODEL_FILE, open_folder
+        from aedetect.store.folder import MODEL_FILE, open_folder, read_history
 
         folder = open_folder(path)
         path, manifest = folder.path, folder.manifest
@@ -731,6 +741,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         except Exception as exc:  # a hash-valid folder that still cannot be rebuilt
             raise ArtifactError(f"{path}: cannot rebuild the detector: {exc}") from None
         det.manifest_ = manifest
+        det.history_state_ = read_history(folder)
         return det
 
 

@@ -271,6 +271,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
     dataset_schema = _FromAutoencoder()
     split_ = _FromAutoencoder()
     reference_ = _FromAutoencoder()
+    history_state_ = _FromAutoencoder()
     n_epochs_ = _FromAutoencoder()
     best_epoch_ = _FromAutoencoder()
 
@@ -299,7 +300,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
         import skops
         import skops.io as sio
 
-        from aedetect.store.folder import MODEL_FILE, write_folder
+        from aedetect.store.folder import HISTORY_FILE, MODEL_FILE, write_folder
 
         doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.describe(),
                "threshold": self.threshold.to_dict(),
@@ -308,6 +309,9 @@ class HybridDetector(HasThreshold, OutlierConventions):
                    HYBRID_FILE: lambda p: p.write_text(json.dumps(doc, indent=2, default=_plain))}
         if self.head_ is not None:
             writers[HEAD_FILE] = lambda p: sio.dump(self.head_, p)
+        history = getattr(self.detector, "history_state_", None)
+        if history is not None:
+            writers[HISTORY_FILE] = history.to_parquet
         return write_folder(path, self.detector.get_state(), writers, metadata=metadata, overwrite=overwrite)
 
     @classmethod

@@ -93,6 +93,10 @@ class Preprocessor:
                 blocks.append({"column": c.name, "kind": "numeric", "log": False, "boolean": True})
             else:
                 blocks.append({"column": c.name, "kind": "numeric", "log": bool(c.log)})
+        from aedetect.data.history import is_log_feature
+
+        blocks += [{"column": name, "kind": "numeric", "log": is_log_feature(name)}
+                   for name in schema.history_features]
         return cls(schema.features, blocks=blocks, missing=schema.missing,
                    max_categories=schema.max_categories)
 

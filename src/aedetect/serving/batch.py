@@ -328,9 +328,10 @@ def score_file(
     check_output_path(out)
     features = list(detector.feature_names_in_)
     start = time.perf_counter()
-    source = _Source(data, features, chunk_rows)
+    history = _History(detector, data)
+    source = _Source(data, history.read, chunk_rows)
     names = source.schema.names
-    missing = [c for c in features + list(id_columns) if c not in names]
+    missing = [c for c in history.read + list(id_columns) if c not in names]
     if missing:
         source.close()
         raise DataError(f"{data}: missing column(s) {missing}; the model needs {features}"
@@ -363,6 +364,7 @@ def score_file(
                 passed = [(n_read + line, why) for line, why in parse_bad]
                 x, reasons = parse_rows(batch, features, getattr(detector, "preprocessor_", None),
                                         table=table_model)
+                x, reasons = history.add(batch, x, rows, reasons)
                 bad = reasons != None  # noqa: E711
                 if on_bad_rows == "error" and (passed or bad.any()):
                     raise DataError(_first_problem(data, passed, rows, reasons))
@@ -397,6 +399,58 @@ def score_file(
     return ScoreSummary(out, n_read, n_scored, n_flagged, n_skipped,
                         side.path if side is not None else None, float(detector.threshold_),
                         time.perf_counter() - start, ignored_columns=ignored, stale_removed=tuple(stale))
+
+
+class _History:
+    """Entity history features of a file, chunk by chunk: the first chunk continues from the
+    model's state, each later one from the chunks before it (`aedetect.data.history`). The rows
+    must come in time order across chunks, or a chunk could not see its past."""
+
+    def __init__(self, detector, data: Path):
+        schema = detector.dataset_schema if getattr(detector, "schema", None) is not None else None
+        self.schema = schema if schema is not None and schema.history is not None else None
+        self.data = data
+        features = list(detector.feature_names_in_)
+        if self.schema is None:
+            self.read = features
+            return
+        h = self.schema.history
+        derived = set(self.schema.history_features)
+        self.read = [c for c in features if c not in derived]
+        self.read += [c for c in [self.schema.time, *h.entities, h.amount] if c and c not in self.read]
+        self.state = getattr(detector, "history_state_", None)
+        self.continues = False
+        self.latest = -np.inf
+
+    def add(self, batch: pa.RecordBatch, x, rows: np.ndarray, reasons: np.ndarray):
+        """`x` with the history columns, and `reasons` with a reason for each good row that has
+        no history (an empty entity value or amount)."""
+        if self.schema is None:
+            return x, reasons
+        from aedetect.data.history import add_history, table_inputs
+
+        cols = [self.schema.time, *self.schema.history.entities]
+        if self.schema.history.amount:
+            cols.append(self.schema.history.amount)
+        frame = pa.table({c: batch.column(c) for c in dict.fromkeys(cols)}).to_pandas()
+        t = table_inputs(frame, self.schema)[0]
+        early = np.flatnonzero(t < self.latest)
+        if early.size:
+            raise DataError(f"{self.data}: row {int(rows[early[0]])}: time {frame.iloc[early[0]][cols[0]]!r} is "
+                            "before an earlier chunk's rows; history features need the file in time "
+                            "order (sort it by time, or raise --chunk-rows above its row count)")
+        if np.isfinite(t).any():
+            self.latest = max(self.latest, float(np.nanmax(t)))
+        with_history, self.state = add_history(frame, self.schema, self.state, continues=self.continues)
+        self.continues = True
+        for c in self.schema.history_features:
+            x[c] = with_history[c].to_numpy()
+        none = np.isnan(x[self.schema.history_features[0]].to_numpy()) & (reasons == None)  # noqa: E711
+        if none.any():
+            reasons = reasons.copy()
+            reasons[none] = (f"no history: an empty or unreadable value in "
+                             f"{', '.join(map(repr, dict.fromkeys(cols)))}")
+        return x[list(self.schema.features)], reasons
 
 
 def _first_problem(data: Path, passed: list, rows: np.ndarray, reasons: np.ndarray) -> str:

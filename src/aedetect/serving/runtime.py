@@ -22,7 +22,7 @@ from aedetect.errors import ArtifactError, DataError
 from aedetect.model.preprocessing import Preprocessor
 from aedetect.model.scorer import OutlierConventions
 from aedetect.model.scores import contributions, stats_from_config
-from aedetect.store.folder import ModelFolder, open_folder
+from aedetect.store.folder import ModelFolder, open_folder, read_history
 from aedetect.store.weights import ACTIVATIONS, WEIGHTS_FILE, read_weights
 
 CHUNK = 2048  # rows per block: a block's activations stay in the CPU caches
@@ -68,6 +68,7 @@ class Scorer(OutlierConventions):
         self.feature_names_in_ = list(manifest.input_schema.feature_names)
         self.n_features_in_ = len(self.feature_names_in_)
         self.threshold_ = float(manifest.threshold.value)
+        self.history_state_ = None  # entity history state (`load_scorer` reads the folder's)
         d = self.preprocessor_.n_features_out
         if layers[0][0].shape[0] != d or layers[-1][0].shape[1] != d:
             raise ArtifactError(f"{path}: the network maps {layers[0][0].shape[0]} to "
@@ -115,9 +116,10 @@ class Scorer(OutlierConventions):
         """Checked input: a float64 matrix, or for a schema model the table of feature columns
         (the preprocessor reads and checks each column by its type)."""
         if self.schema is not None:
+            from aedetect.data.history import ensure_history
             from aedetect.data.schema import feature_table
 
-            return feature_table(X, self.feature_names_in_)
+            return feature_table(ensure_history(X, self.schema, self.history_state_), self.feature_names_in_)
         if hasattr(X, "columns"):  # a DataFrame (pandas is not imported for arrays)
             names = [str(c) for c in X.columns]
             missing = [c for c in self.feature_names_in_ if c not in names]
@@ -185,9 +187,11 @@ def load_scorer(model_dir: str | os.PathLike | ModelFolder) -> Scorer:
         raise ArtifactError(f"{path}: the manifest lists no {WEIGHTS_FILE} (a folder saved by an "
                             "older aedetect); load it with AutoencoderDetector.load and save it again")
     try:
-        return Scorer(manifest, read_weights(path / WEIGHTS_FILE), path)
+        scorer = Scorer(manifest, read_weights(path / WEIGHTS_FILE), path)
     except (DataError, KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{path}: cannot build the scorer: {exc}") from None
+    scorer.history_state_ = read_history(folder)  # entity history continues from here
+    return scorer
 
 
 def open_scorer(model_dir: str | os.PathLike | ModelFolder):

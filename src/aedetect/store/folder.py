@@ -30,10 +30,11 @@ MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
 HYBRID_FILE = "hybrid.json"  # the label-aware head's description (aedetect.model.hybrid)
 HEAD_FILE = "head.skops"  # the label-aware head itself
+HISTORY_FILE = "history.parquet"  # entity history state at the end of the training data (aedetect.data.history)
 REFERENCE_FILE = "reference.json"  # the drift-monitoring profile (aedetect.monitoring.reference), when trained with one
 MAX_MANIFEST_BYTES = 64 << 20
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILE", "REFERENCE_FILE", "Manifest",
+__all__ = ["FORMAT", "FORMAT_VERSION", "HISTORY_FILE", "MANIFEST_FILE", "MODEL_FILE", "REFERENCE_FILE", "Manifest",
            "atomic_folder", "read_manifest", "write_folder"]
 
 
@@ -140,6 +141,19 @@ def threshold_problem(t: float, reference) -> str | None:
     if share > max(10 * promise, promise + 0.05):
         return (f"threshold {t:.6g} flags {share:.1%} of {len(sample)} validation scores; {at}")
     return None
+
+
+def read_history(folder) -> object | None:
+    """The entity history state a verified folder holds (`aedetect.data.history.HistoryState`),
+    or None."""
+    if HISTORY_FILE not in folder.manifest.files:
+        return None
+    from aedetect.data.history import HistoryState
+
+    try:
+        return HistoryState.from_parquet(folder.path / HISTORY_FILE)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{folder.path / HISTORY_FILE}: cannot read the history state ({exc})") from None
 
 
 @dataclass(frozen=True)

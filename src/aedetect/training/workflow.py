@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aedetect.data.history import add_history
 from aedetect.data.io import frame_fingerprint
 from aedetect.data.schema import DatasetSchema, as_dataset_schema, has_labels  # noqa: F401 (re-exported)
 from aedetect.data.splits import Split, split_table
@@ -116,6 +117,8 @@ def train_detector(
     if absent:  # a schema written for other data: say so before a model is written
         raise DataError(f"the schema names column(s) {', '.join(map(repr, absent))} that the data "
                         f"does not have; its columns are {', '.join(map(repr, map(str, df.columns)))}")
+    fingerprint = frame_fingerprint(df)  # of the table as read: `evaluate` finds its test rows by it
+    df, history = add_history(df, schema)  # each row's entity history, strictly from the past
     split = split_frame(df, config, schema)
     check_split(df, split, config, schema, source)
     features = list(schema.features)
@@ -143,7 +146,7 @@ def train_detector(
                 callbacks=callbacks)
     det.threshold = select_threshold(det, df, split, config, schema)
     det.reference_ = training_reference(det, df, split, schema, seed=config.seed)  # drift monitoring
-    fingerprint = frame_fingerprint(df)
+    det.history_state_ = history  # scoring later data continues from the end of this one
     # What `evaluate_model(..., rows="test")` needs to find the test rows again.
     det.split_ = {"protocol": split.protocol, "seed": config.seed, "data_fingerprint": fingerprint,
                   "sizes": split.sizes()}

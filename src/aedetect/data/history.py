@@ -1,0 +1,242 @@
+"""Entity history features: what each card (terminal, customer...) did before this payment.
+
+Fraud shows in behaviour more than in one row: a card spending four times its usual amount,
+eight payments in ten minutes, a terminal suddenly serving many new cards. For each entity column
+of `HistorySpec.entities` and each window (default 1 hour, 1 day, 7 days and 30 days) a row gets
+
+  `<entity>.count_<w>`       payments of this entity in the window before the row
+  `<entity>.amount_ratio_<w>` log1p(amount) - the mean of log1p(amount) of the entity's
+                             payments in the window (0 when the window is empty): 1.4 is about
+                             four times the entity's usual amount
+and once per entity
+  `<entity>.since_last`      seconds since the entity's previous payment, capped at the longest
+                             window (the cap when there is none)
+and, when there are two or more entities, per pair (e.g. card and terminal)
+  `<entity>.new_<other>_<w>` payments in the window at a counterparty the entity had not paid
+                             with in the longest window before (new terminals per card, new
+                             cards per terminal)
+  `<entity>.<other>_seen`    1 when this pair occurred in the longest window before, else 0
+
+Counts and seconds are heavy-tailed: the model reads them through log1p (`LOG_FEATURES`).
+
+Strictly from the past: a row sees only rows earlier in time (a tie broken by order: an earlier
+file, then the earlier row of the file). A window is (t - w, t). One function computes the
+features for every engine (training, batch scoring, the service, Spark), so they agree.
+
+State across files: `HistoryState` holds the rows of the last longest window (times, entity
+values, amounts and each row's new-pair flags). Scoring a later file from the state of the
+earlier one gives the features of scoring the two together; history before the new rows' first
+time comes from the state, so scoring the training file again starts afresh. Entities idle
+longer than the longest window drop out, which bounds the state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from aedetect.errors import DataError
+
+DEFAULT_WINDOWS = (3_600.0, 86_400.0, 604_800.0, 2_592_000.0)
+_UNITS = ((86_400.0, "d"), (3_600.0, "h"), (60.0, "m"), (1.0, "s"))
+
+
+def is_log_feature(name: str) -> bool:
+    """Counts and seconds (read through log1p by the model), not the ratios and 0/1 flags."""
+    tail = name.rsplit(".", 1)[-1]
+    return tail.startswith(("count_", "new_")) or tail == "since_last"
+
+
+def window_name(seconds: float) -> str:
+    """1h, 1d, 7d, 30d, 10m, 90s."""
+    for size, unit in _UNITS:
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def feature_names(entities: list[str], windows) -> list[str]:
+    """The history columns, in the order they are added to a table."""
+    names = []
+    for e in entities:
+        others = [o for o in entities if o != e]
+        for w in windows:
+            names += [f"{e}.count_{window_name(w)}", f"{e}.amount_ratio_{window_name(w)}"]
+            names += [f"{e}.new_{o}_{window_name(w)}" for o in others]
+        names.append(f"{e}.since_last")
+        names += [f"{e}.{o}_seen" for o in others]
+    return names
+
+
+@dataclass
+class HistoryState:
+    """The rows of the last longest window: `time` (seconds), one column per entity (text),
+    `amount`, and `new:<e>:<o>` flags (1.0 when the row's pair e-o was new)."""
+
+    rows: pd.DataFrame
+
+    @classmethod
+    def empty(cls, entities: list[str]) -> HistoryState:
+        cols = {"time": pd.Series(dtype="float64"), "amount": pd.Series(dtype="float64")}
+        cols.update({e: pd.Series(dtype=object) for e in entities})
+        return cls(pd.DataFrame(cols))
+
+    @property
+    def end(self) -> float | None:
+        return float(self.rows["time"].max()) if len(self.rows) else None
+
+    def to_parquet(self, path) -> None:
+        self.rows.to_parquet(path, index=False)
+
+    @classmethod
+    def from_parquet(cls, path) -> HistoryState:
+        return cls(pd.read_parquet(path))
+
+
+def _codes(values: pd.Series) -> np.ndarray:
+    return pd.factorize(values, use_na_sentinel=True)[0].astype("int64")
+
+
+def _keys(codes: np.ndarray, ms: np.ndarray, width: int) -> np.ndarray:
+    """One sortable int64 per row: entity code, then time (ms since the first row)."""
+    if codes.max(initial=0) + 1 > np.iinfo("int64").max // max(width, 1):
+        raise DataError("history: too many entities for the time span; split the data by period")
+    return codes * width + ms
+
+
+def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray | None,
+            windows=DEFAULT_WINDOWS, state: HistoryState | None = None, *, continues: bool = False
+            ) -> tuple[pd.DataFrame, HistoryState]:
+    """History features of new rows (`time` seconds, entity values as text, `amount`) after the
+    rows of `state`; and the state after them. Rows with a missing time or entity value get no
+    history (NaN) and are not remembered. `continues`: the new rows follow the state's rows in
+    the same file (the next chunk), so every state row is earlier; otherwise (a model's state and
+    new data) only state rows before the new rows' first time are."""
+    names = list(entities)
+    windows = sorted(float(w) for w in windows)
+    horizon = windows[-1]
+    n = len(time)
+    amount = np.zeros(n) if amount is None else np.asarray(amount, dtype="float64")
+    new = pd.DataFrame({"time": np.asarray(time, dtype="float64"), "amount": amount,
+                        **{e: pd.Series(entities[e]).reset_index(drop=True).astype(object)
+                           for e in names}})
+    usable = new["time"].notna().to_numpy() & ~np.isnan(amount) & \
+        np.all([new[e].notna().to_numpy() for e in names], axis=0)
+    state = state if state is not None else HistoryState.empty(names)
+    past = state.rows
+    if usable.any() and len(past) and not continues:  # history before the new rows' first time
+        past = past[past["time"].to_numpy() < new["time"][usable].min()]
+    rows = pd.concat([past.drop(columns=[c for c in past.columns if c.startswith("new:")]),
+                      new[usable]], ignore_index=True)
+    m, k = len(rows), len(past)
+    t = rows["time"].to_numpy(dtype="float64")
+    order_in = np.arange(m)  # state rows first, then the file's order
+    stamp = np.round(t * 1000).astype("int64")  # milliseconds: exact integer windows
+    ms = stamp - (stamp.min() if m else 0)
+    width = int(ms.max(initial=0) + round(horizon * 1000) + 2)
+    log_amount = np.log1p(np.maximum(rows["amount"].to_numpy(dtype="float64"), 0.0))
+    out = {}
+    new_flags = {}
+    # new-pair flags: stored for state rows, computed for the new ones
+    for e in names:
+        for o in names:
+            if o == e:
+                continue
+            key = f"new:{e}:{o}"
+            pair = _codes(rows[e].astype(str) + "\x1f" + rows[o].astype(str))
+            order = np.lexsort((order_in, t, pair))
+            sp, st = pair[order], t[order]
+            same = np.r_[False, sp[1:] == sp[:-1]]
+            gap = np.r_[np.inf, st[1:] - st[:-1]]
+            flag_sorted = ~(same & (gap < horizon))
+            flags = np.empty(m, dtype="float64")
+            flags[order] = flag_sorted
+            if k and key in state.rows.columns:
+                flags[:k] = past[key].to_numpy(dtype="float64")
+            new_flags[key] = flags
+    for e in names:
+        codes = _codes(rows[e])
+        order = np.lexsort((order_in, t, codes))
+        keys = _keys(codes[order], ms[order], width)
+        pos = np.arange(m)
+        cs_amount = np.r_[0.0, np.cumsum(log_amount[order])]
+        others = [o for o in names if o != e]
+        cs_new = {o: np.r_[0.0, np.cumsum(new_flags[f"new:{e}:{o}"][order])] for o in others}
+        for w in windows:
+            q = np.searchsorted(keys, keys - round(w * 1000), side="right")
+            count = (pos - q).astype("float64")
+            mean_log = np.where(count > 0, (cs_amount[pos] - cs_amount[q]) / np.maximum(count, 1), 0.0)
+            ratio = np.where(count > 0, log_amount[order] - mean_log, 0.0)
+            wn = window_name(w)
+            _put(out, f"{e}.count_{wn}", order, count)
+            _put(out, f"{e}.amount_ratio_{wn}", order, ratio)
+            for o in others:
+                _put(out, f"{e}.new_{o}_{wn}", order, cs_new[o][pos] - cs_new[o][q])
+        st = t[order]
+        prev_same = np.r_[False, codes[order][1:] == codes[order][:-1]]
+        since = np.where(prev_same, np.minimum(st - np.r_[st[:1], st[:-1]], horizon), horizon)
+        _put(out, f"{e}.since_last", order, since)
+        for o in others:
+            _put(out, f"{e}.{o}_seen", order, 1.0 - new_flags[f"new:{e}:{o}"][order])
+    cols = {}
+    for name in feature_names(names, windows):
+        col = np.full(n, np.nan)
+        col[usable] = out[name][k:]
+        cols[name] = col
+    features = pd.DataFrame(cols)
+    kept = rows.assign(**new_flags)
+    if m:
+        kept = kept[kept["time"].to_numpy() > t.max() - horizon]
+    return features, HistoryState(kept.reset_index(drop=True))
+
+
+def _put(out: dict, name: str, order: np.ndarray, sorted_values: np.ndarray) -> None:
+    col = np.empty(len(order))
+    col[order] = sorted_values
+    out[name] = col
+
+
+def table_inputs(df: pd.DataFrame, schema) -> tuple[np.ndarray, dict[str, pd.Series], np.ndarray | None]:
+    """The time (seconds), entity values (text) and amount of `df`, by the schema's one reading of
+    each type (`aedetect.data.values`); an unreadable value is missing here (the row then gets no
+    history; scoring names the value)."""
+    from aedetect.data.values import category_text, read_datetimes, read_numbers
+
+    spec = schema.history
+    time_spec = schema.column(schema.time)
+    missing = [c for c in [schema.time, *spec.entities, spec.amount] if c is not None and c not in df.columns]
+    if missing:
+        raise DataError(f"history features need column(s) {', '.join(map(repr, missing))}, which the "
+                        "data does not have")
+    raw = df[schema.time].reset_index(drop=True)
+    if time_spec.type == "datetime":
+        time, _ = read_datetimes(raw, time_spec.format)
+    else:
+        time, _ = read_numbers(raw)
+    entities = {e: category_text(df[e]) for e in spec.entities}
+    amount = read_numbers(df[spec.amount])[0] if spec.amount is not None else None
+    return time, entities, amount
+
+
+def add_history(df: pd.DataFrame, schema, state: HistoryState | None = None, *,
+                continues: bool = False) -> tuple[pd.DataFrame, HistoryState | None]:
+    """`df` with the schema's history columns added (computed after `state`, see `compute`), and
+    the state after it; `df` unchanged (state None) when the schema has no history."""
+    if getattr(schema, "history", None) is None:
+        return df, None
+    time, entities, amount = table_inputs(df, schema)
+    features, state = compute(time, entities, amount, schema.history.windows, state, continues=continues)
+    features.index = df.index
+    return pd.concat([df.drop(columns=[c for c in features.columns if c in df.columns]), features],
+                     axis=1), state
+
+
+def ensure_history(X, schema, state: HistoryState | None):
+    """`X` with its history columns: computed (after `state`) when a table lacks them."""
+    if getattr(schema, "history", None) is None or not isinstance(X, pd.DataFrame):
+        return X
+    if all(c in X.columns for c in schema.history_features):
+        return X
+    return add_history(X, schema, state)[0]

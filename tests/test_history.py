@@ -1,0 +1,146 @@
+"""Entity history features (issue: fraud lives in history): strictly from the past, the same in
+one pass, in chunks and across files, and worth it on a log the project did not generate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from aedetect.data.history import HistoryState, compute, feature_names
+
+WINDOWS = (3600.0, 86400.0)
+
+
+def _small():
+    t = np.array([0, 10, 10, 4000, 4000, 90000], dtype="float64")
+    card = pd.Series(["a", "a", "b", "a", "a", "a"])
+    term = pd.Series(["x", "y", "x", "x", "x", "z"])
+    amount = np.array([10, 20, 30, 40, 50, 60], dtype="float64")
+    return t, {"card": card, "term": term}, amount
+
+
+def test_features_use_only_the_past_and_count_ties_by_order():
+    t, ents, amount = _small()
+    f, _ = compute(t, ents, amount, WINDOWS)
+    assert list(f.columns) == feature_names(["card", "term"], WINDOWS)
+    assert f["card.count_1h"].tolist() == [0, 1, 0, 0, 1, 0]  # 4000 s: the 0/10 s rows left the hour
+    assert f["card.count_1d"].tolist() == [0, 1, 0, 2, 3, 2]  # 90000 s: the 4000 s rows, not 0/10 s
+    assert f["card.since_last"].tolist() == [86400, 10, 86400, 3990, 0, 86000]  # capped at 1 day
+    # card a at 4000 s pays at x again (seen at 0 s): not new; y at 10 s was new
+    assert f["card.term_seen"].tolist() == [0, 0, 0, 1, 1, 0]
+    assert f["card.new_term_1d"].tolist() == [0, 1, 0, 2, 2, 0]
+    ratio = f["card.amount_ratio_1h"].to_numpy()
+    assert ratio[0] == 0 and ratio[1] == pytest.approx(np.log1p(20) - np.log1p(10))
+
+
+def test_later_rows_from_the_state_equal_one_pass_over_both():
+    rng = np.random.default_rng(0)
+    n = 3000
+    t = np.sort(rng.uniform(0, 40 * 86400, n)).round()
+    ents = {"card": pd.Series(rng.integers(0, 80, n).astype(str)),
+            "term": pd.Series(rng.integers(0, 30, n).astype(str))}
+    amount = np.round(rng.lognormal(3, 1, n), 2)
+    whole, _ = compute(t, ents, amount)
+    cut = 1800
+    first, state = compute(t[:cut], {k: v[:cut] for k, v in ents.items()}, amount[:cut])
+    assert state.rows["time"].min() > t[cut - 1] - 30 * 86400  # bounded: the last 30 days only
+    second, _ = compute(t[cut:], {k: v[cut:].reset_index(drop=True) for k, v in ents.items()},
+                        amount[cut:], state=HistoryState(state.rows))
+    np.testing.assert_allclose(pd.concat([first, second], ignore_index=True).to_numpy(), whole.to_numpy(),
+                               rtol=1e-9, atol=1e-9)
+    # the state's own rows again (a model scoring its training file) start afresh
+    again, _ = compute(t[:cut], {k: v[:cut] for k, v in ents.items()}, amount[:cut], state=state)
+    np.testing.assert_allclose(again.to_numpy(), first.to_numpy(), rtol=1e-9, atol=1e-9)
+
+
+def _own_log(seed: int, days: int = 60) -> pd.DataFrame:
+    """A card log written here, not by the project's generator: each card has its own usual
+    amount and pace; some cards are compromised (about 4x their usual, for days, at new
+    terminals), some are tested (bursts of small payments at new terminals)."""
+    rng = np.random.default_rng(seed)
+    cards = 600
+    usual = np.exp(rng.normal(3.5, 0.8, cards))
+    pace = rng.uniform(0.5, 3, cards)
+    home = rng.integers(0, 150, (cards, 3))
+    rows = []
+    for c in range(cards):
+        k = rng.poisson(pace[c] * days)
+        times = np.sort(rng.uniform(0, days * 86400, k))
+        for tt in times:
+            rows.append((tt, f"card{c}", f"t{home[c, rng.integers(0, 3)]}",
+                         round(usual[c] * np.exp(rng.normal(0, 0.3)), 2), 0))
+    for c in rng.choice(cards, 40, replace=False):  # compromised: 4x the usual for 3 days
+        start = rng.uniform(45, 55) * 86400
+        for tt in np.sort(rng.uniform(start, start + 3 * 86400, rng.integers(4, 9))):
+            rows.append((tt, f"card{c}", f"t{rng.integers(0, 150)}",
+                         round(usual[c] * 4 * np.exp(rng.normal(0, 0.2)), 2), 1))
+    for c in rng.choice(cards, 30, replace=False):  # card testing: a burst of small payments
+        start = rng.uniform(41, 59) * 86400
+        for tt in np.sort(rng.uniform(start, start + 600, rng.integers(6, 12))):
+            rows.append((tt, f"card{c}", f"t{rng.integers(0, 150)}", round(rng.uniform(0.5, 2), 2), 1))
+    df = pd.DataFrame(rows, columns=["t", "card", "terminal", "amount", "fraud"]).sort_values("t")
+    df["ts"] = (pd.Timestamp("2024-01-01") + pd.to_timedelta(df["t"], unit="s")).dt.strftime("%Y-%m-%d %H:%M:%S")
+    return df.drop(columns="t").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def own_log_runs(tmp_path_factory):
+    """Trained on the first 40 days with and without entity history, scored on the next 20."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+
+    d = tmp_path_factory.mktemp("history")
+    log = _own_log(7)
+    day = (pd.to_datetime(log["ts"]) - pd.Timestamp("2024-01-01")).dt.days
+    log[day < 40].to_csv(d / "first.csv", index=False)
+    later = log[day >= 40].reset_index(drop=True)
+    later.to_csv(d / "later.csv", index=False)
+    out = {}
+    for name, extra in (("history", ["--entity-columns", "card,terminal"]), ("plain", [])):
+        for args in (["train", "--data", d / "first.csv", "--out", d / name, "--epochs", 30,
+                      "--label-column", "fraud", *extra],
+                     ["score", "--model", d / name, "--data", d / "later.csv", "--out", d / f"{name}.csv"]):
+            res = CliRunner().invoke(app, [str(a) for a in args])
+            assert res.exit_code == 0, res.output + str(res.exception)
+        out[name] = pd.read_csv(d / f"{name}.csv")
+    return later, out, d
+
+
+def test_history_finds_behavioural_fraud_on_a_log_it_did_not_generate(own_log_runs):
+    later, out, _ = own_log_runs
+    y = later["fraud"].to_numpy()
+    s = out["history"]["score"].to_numpy()
+    plain = out["plain"]["score"].to_numpy()
+    assert roc_auc_score(y, s) >= 0.90 and average_precision_score(y, s) >= 0.5, \
+        (roc_auc_score(y, s), average_precision_score(y, s), roc_auc_score(y, plain))
+    assert roc_auc_score(y, plain) < 0.85  # measured 0.76 (history: ROC 0.996, PR-AUC 0.85)
+
+
+def test_scoring_in_chunks_gives_the_features_of_one_pass(own_log_runs, tmp_path):
+    from aedetect.serving.batch import score_file
+    from aedetect.serving.runtime import load_scorer
+
+    later, out, d = own_log_runs
+    scorer = load_scorer(d / "history")
+    score_file(scorer, d / "later.csv", tmp_path / "chunks.csv", chunk_rows=997, top_k=0)
+    chunked = pd.read_csv(tmp_path / "chunks.csv")["score"].to_numpy()
+    np.testing.assert_allclose(chunked, out["history"]["score"].to_numpy(), rtol=1e-6)
+    # the Python API on the whole table computes the same history from the model's state
+    table = pd.read_csv(d / "later.csv", dtype={"card": str, "terminal": str, "ts": str})
+    np.testing.assert_allclose(scorer.anomaly_score(table), chunked, rtol=1e-6)
+
+
+def test_rows_out_of_time_order_across_chunks_are_refused(own_log_runs, tmp_path):
+    from aedetect.errors import DataError
+    from aedetect.serving.batch import score_file
+    from aedetect.serving.runtime import load_scorer
+
+    later, _, d = own_log_runs
+    shuffled = tmp_path / "shuffled.csv"
+    later.sample(frac=1.0, random_state=0).to_csv(shuffled, index=False)
+    with pytest.raises(DataError, match="time order"):
+        score_file(load_scorer(d / "history"), shuffled, tmp_path / "o.csv", chunk_rows=500)
+
