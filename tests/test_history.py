@@ -144,3 +144,10 @@ def test_rows_out_of_time_order_across_chunks_are_refused(own_log_runs, tmp_path
     with pytest.raises(DataError, match="time order"):
         score_file(load_scorer(d / "history"), shuffled, tmp_path / "o.csv", chunk_rows=500)
 
+
+
+def test_reasons_speak_the_teams_words(own_log_runs):
+    _, out, _ = own_log_runs
+    reasons = " | ".join(out["history"].filter(like="reason").astype(str).to_numpy().ravel())
+    assert "payments in the last" in reasons and "usual" in reasons
+    assert "card.count_" not in reasons and "card.amount_ratio" not in reasons

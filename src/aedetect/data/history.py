@@ -240,3 +240,61 @@ def ensure_history(X, schema, state: HistoryState | None):
     if all(c in X.columns for c in schema.history_features):
         return X
     return add_history(X, schema, state)[0]
+
+
+def _per_window(name: str) -> tuple[str, str, str]:
+    entity, tail = name.rsplit(".", 1)
+    kind, _, window = tail.rpartition("_")
+    return entity, kind, window
+
+
+def _seconds(window: str) -> float:
+    return float(window[:-1]) * {"d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0}[window[-1]]
+
+
+def describe_feature(name: str, values: np.ndarray, others: dict[str, np.ndarray]) -> np.ndarray:
+    """A history feature's value on each row in the team's words, e.g. `card_id: 9 payments in
+    the last 1h (usual 0.4)`, `amount 4.1x card_id's usual (7d)`, `card_id: first payment at this
+    terminal_id in 30d`. `others`: the entity's other history columns on the same rows (the
+    usual rate comes from the longest window's count)."""
+    entity, tail = name.rsplit(".", 1)
+    v = np.asarray(values, dtype="float64")
+    out = np.empty(len(v), dtype=object)
+    if tail == "since_last":
+        windows = [_seconds(c.rsplit("_", 1)[1]) for c in others if c.rsplit(".", 1)[1].startswith("count_")]
+        cap = max(windows, default=np.inf)
+        for i, x in enumerate(v):
+            out[i] = (f"{entity}: no payment in the last {_duration(cap)}" if x >= cap else
+                      f"{entity}: previous payment {_duration(x)} before")
+        return out
+    if tail.endswith("_seen"):
+        other = tail[:-len("_seen")]
+        seen, first = f"{entity}: paid at this {other} before", f"{entity}: first payment at this {other}"
+        out[:] = np.where(v >= 0.5, seen, first)
+        return out
+    _, kind, window = _per_window(name)
+    if kind == "count":
+        longest = max((c for c in others if c.rsplit(".", 1)[1].startswith("count_")),
+                      key=lambda c: _seconds(c.rsplit("_", 1)[1]), default=None)
+        for i, x in enumerate(v):
+            usual = ""
+            if longest is not None and longest != name:
+                rate = others[longest][i] * _seconds(window) / _seconds(longest.rsplit("_", 1)[1])
+                usual = f" (usual {rate:.2g})"
+            out[i] = f"{entity}: {x:.0f} payments in the last {window}{usual}"
+    elif kind == "amount_ratio":
+        for i, x in enumerate(v):
+            out[i] = f"amount {np.exp(x):.2g}x {entity}'s usual ({window})"
+    elif kind.startswith("new_"):
+        for i, x in enumerate(v):
+            out[i] = f"{entity}: {x:.0f} payments at a new {kind[4:]} in the last {window}"
+    else:
+        out[:] = [f"{name}={x:.7g}" for x in v]
+    return out
+
+
+def _duration(seconds: float) -> str:
+    for size, unit in ((86_400.0, "d"), (3_600.0, "h"), (60.0, "min")):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"

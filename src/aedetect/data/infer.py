@@ -169,7 +169,9 @@ def _role(s: pd.Series, kind: str, name: str, label: pd.Series | None) -> tuple[
         return "excluded", "set only on anomalies: derived from the label"
     if kind in ("categorical", "integer"):
         if _ID.search(name):
-            return "id", "named like an id"
+            repeats = s.nunique() <= 0.5 * s.notna().sum()
+            return "id", ("named like an id; repeats: an entity for history features? "
+                          "(--entity-columns)" if repeats else "named like an id")
         if len(s) >= 50 and s.nunique() >= 0.99 * len(s):
             return "id", "a distinct value per row"
     return "feature", ""
