@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from aedetect.data.history import HistoryState, compute, feature_names
+from aedetect.data.history import compute, feature_names
 
 WINDOWS = (3600.0, 86400.0)
 
@@ -47,7 +47,7 @@ def test_later_rows_from_the_state_equal_one_pass_over_both():
     first, state = compute(t[:cut], {k: v[:cut] for k, v in ents.items()}, amount[:cut])
     assert state.rows["time"].min() > t[cut - 1] - 30 * 86400  # bounded: the last 30 days only
     second, _ = compute(t[cut:], {k: v[cut:].reset_index(drop=True) for k, v in ents.items()},
-                        amount[cut:], state=HistoryState(state.rows))
+                        amount[cut:], state=state)
     np.testing.assert_allclose(pd.concat([first, second], ignore_index=True).to_numpy(), whole.to_numpy(),
                                rtol=1e-9, atol=1e-9)
     # the state's own rows again (a model scoring its training file) start afresh

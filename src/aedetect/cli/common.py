@@ -182,7 +182,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print the results as JSON
                                       "instead of the table")]
 
 
-def print_metrics(metrics: dict, path: Path | None, as_json: bool = False, schema=None) -> None:
+def print_metrics(metrics: dict, path: Path | None, as_json: bool = False, schema=None,
+                  title: str | None = None) -> None:
     from aedetect.cli.ui import metrics_table
     from aedetect.data.creditcard import CREDITCARD
 
@@ -192,7 +193,7 @@ def print_metrics(metrics: dict, path: Path | None, as_json: bool = False, schem
         print(json.dumps(metrics, indent=2))
     else:
         guide = schema is None or schema.features == list(CREDITCARD.features)
-        out.print(metrics_table(metrics, guide_column=guide))
+        out.print(metrics_table(metrics, title, guide_column=guide))
     if path is not None:
         from aedetect.cli.ui import write_json
 

@@ -32,8 +32,15 @@ def score(
     chunk_rows: Annotated[int, typer.Option(help="rows per chunk; bounds memory")] = 50_000,
     on_bad_rows: Annotated[str, typer.Option(
         help="'error': stop at the first bad row; 'skip': write bad rows to OUT.bad-rows.csv")] = "error",
+    fail_on_drift: Annotated[bool, typer.Option(
+        "--fail-on-drift", help="exit with status 3 (the output is still written) when the flagged "
+        "share is over 10 times the share the model promises")] = False,
 ):
-    """Score a file of any size in chunks: row, ids, score, flag and top features per row."""
+    """Score a file of any size in chunks: row, ids, score, flag and top features per row.
+
+    A flagged share over 10 times the model's promise (its reference.json, else its threshold
+    rule's own share) is warned about, naming the columns behind the flagged rows; with
+    --fail-on-drift it is exit status 3."""
     from aedetect.cli.ui import ScoringProgress
     from aedetect.files import check_output
     from aedetect.serving.batch import bad_rows_path, score_file
@@ -51,11 +58,15 @@ def score(
     if folder.is_hybrid:  # a supervised head needs its estimator
         need_tensorflow()
     det = open_scorer(folder)  # else NumPy only: scoring never imports TensorFlow
+    from aedetect.monitoring.reference import load_reference
+
+    reference = load_reference(folder)
     ids = [c.strip() for c in id_columns.split(",") if c.strip()]
     try:
         with ScoringProgress(console) as progress:
             s = score_file(det, data, out_file, id_columns=ids, all_columns=all_columns, top_k=top_k,
-                           chunk_rows=chunk_rows, on_bad_rows=on_bad_rows, progress=progress)
+                           chunk_rows=chunk_rows, on_bad_rows=on_bad_rows, progress=progress,
+                           reference=reference)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; no output was written ({escape(str(out_file))} is "
                       "unchanged)[/yellow]")
@@ -71,6 +82,10 @@ def score(
     if s.bad_rows_file is not None:
         console.print(f"skipped {s.rows_skipped:,} bad row(s); rows and reasons in "
                       f"{escape(str(s.bad_rows_file))}")
+    if s.share_warning is not None:
+        console.print(f"[yellow]warning: {escape(s.share_warning)}[/yellow]", highlight=False)
+        if fail_on_drift:
+            raise typer.Exit(3)
 
 
 def serve(

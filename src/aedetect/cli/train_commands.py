@@ -41,7 +41,7 @@ from aedetect.cli.common import (
 
 
 def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Path | None = None,
-           schema_opts: dict | None = None):
+           schema_opts: dict | None = None, test_data: Path | None = None):
     from aedetect.cli.ui import schema_table
     from aedetect.files import sigterm_raises
     from aedetect.training.run import Parent, check_before_training
@@ -56,6 +56,12 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
             else:
                 df, path, schema = load_table(data, **(schema_opts or {}))
             console.print(schema_table(schema, title=f"schema of {escape(str(path))}"))
+            test_df = None
+            if test_data is not None:  # read as the training data is, and checked before training
+                from aedetect.training.run import check_test_data
+
+                test_df, _, _ = load_table(str(test_data), schema=schema)
+                check_test_data(test_df, schema, test_data)
             if schema.label is None:
                 console.print(f"[yellow]no label column: training on all {len(df):,} rows (10% held "
                               "out for validation); no test set, so nothing is evaluated. Pass "
@@ -66,7 +72,8 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
 
             with TrainingProgress(config.param("epochs"), console) as progress:
                 run = train_from_table(df, config, schema, data_file=path, out=model_dir,
-                                       overwrite=overwrite, warm_start=parent, callbacks=[progress])
+                                       overwrite=overwrite, warm_start=parent, callbacks=[progress],
+                                       test_data=test_df, test_file=test_data)
             _print_comparison(run.comparison)
     except KeyboardInterrupt:
         where = f" ({escape(str(model_dir))} is unchanged)" if model_dir is not None else ""
@@ -89,6 +96,13 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
                       f"recall {interval(est['recall'])} (95% exact binomial intervals)")
     for w in det.threshold.warnings:
         console.print(f"[yellow]warning: {escape(str(w))}[/yellow]")
+    if run.test is not None:
+        m = run.test["metrics"]
+        print_metrics(m, None, schema=det.dataset_schema, title=(
+            f"test file {run.test['file']} ({run.test['rows']:,} rows; trained and threshold chosen on "
+            f"the {m['protocol']} split of {path}, seed {m['seed']})"))
+        if run.test["warning"]:
+            console.print(f"[yellow]warning: {escape(run.test['warning'])}[/yellow]", highlight=False)
     return df, run
 
 
@@ -105,8 +119,9 @@ def _print_comparison(comparison: dict | None) -> None:
 def train(
     model_dir: Annotated[Path, typer.Option("--out", help="model folder to write")],
     data: DataOpt = "creditcard",
-    protocol: Annotated[str | None, typer.Option(help="split protocol: 'guide' or 'time' "
-                                                 "\\[default: guide]")] = None,
+    protocol: Annotated[str | None, typer.Option(help="split protocol: 'guide', 'time' or 'auto' "
+                                                 "(time-ordered when the table has a time column, "
+                                                 "else guide) \\[default: auto]")] = None,
     seed: Annotated[int | None, typer.Option(
         help="seed for the split, the weights and the shuffling \\[default: 0]")] = None,
     preset: Annotated[str, typer.Option(
@@ -138,12 +153,16 @@ def train(
         help="model folder to continue training from, on newer normals: its preprocessing and "
         "network are kept (network settings are ignored), the score statistics and threshold are "
         "refitted; both models are then compared on the test rows")] = None,
+    test_data: Annotated[Path | None, typer.Option(
+        "--test-data", help="a labelled table of a later period to test on (read with the "
+        "training data's schema): --data's split trains, validates and chooses the threshold, "
+        "and the metrics printed are this file's")] = None,
     overwrite: bool = False,
 ):
     """Train on the training normals of a split and write the model folder.
 
     The table's schema is inferred (and printed) or read from --schema; without a label column
-    every row trains."""
+    every row trains. With --test-data, train on --data and test on the later file."""
     config = train_config(preset, config_file, settings, protocol=protocol, seed=seed,
                      hidden_units=parse_units(hidden_units), epochs=epochs,
                      threshold_rule=threshold_rule, input_pipeline=input_pipeline,
@@ -153,17 +172,18 @@ def train(
                        categorical_columns=categorical_columns, entity_columns=entity_columns)
     from aedetect.files import check_output
 
-    check_output(model_dir, inputs=[input_path(data), schema_file, config_file], folders=[warm_start],
-                 overwrite=overwrite, folder=True, what="model folder")
+    check_output(model_dir, inputs=[input_path(data), schema_file, config_file, test_data],
+                 folders=[warm_start], overwrite=overwrite, folder=True, what="model folder")
     if Path(data).is_dir():
-        if warm_start is not None or use_labels:
-            raise UsageError("--warm-start and --use-labels read one table; they do not take a folder of shards")
+        if warm_start is not None or use_labels or test_data is not None:
+            raise UsageError("--warm-start, --use-labels and --test-data read one table; they do "
+                             "not take a folder of shards")
         if any(v for v in schema_opts.values()):
             raise UsageError("a folder of shards is read with the credit-card columns; the schema "
                              "options (--schema, --label-column, ...) take one table")
         _train_shards(Path(data), config, model_dir, overwrite)
     else:
-        _train(data, config, model_dir, overwrite, warm_start, schema_opts)
+        _train(data, config, model_dir, overwrite, warm_start, schema_opts, test_data)
     console.print(f"model written to {escape(str(model_dir))}")
 
 
@@ -298,7 +318,7 @@ def demo(
         console.print(f"[yellow]cannot fetch the real data ({demo.fallback}); using {offline_rows:,} "
                       "rows of generated data instead: the numbers below are NOT the ULB "
                       "results[/yellow]")
-    config = train_config(seed=seed, epochs=epochs)
+    config = train_config(seed=seed, epochs=epochs, protocol="guide")  # the README's numbers
     df, run = _train(demo.data, config, out_dir / "model", overwrite=True)
     from aedetect.training.demo import demo_metrics
     print_metrics(demo_metrics(run, df), out_dir / "metrics.json", schema=run.detector.dataset_schema)

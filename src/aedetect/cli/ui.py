@@ -126,8 +126,8 @@ def _encoding(c, schema) -> str:
         return "-"
     if c.type == "categorical":
         return f"one-hot (<={schema.max_categories}) or frequency"
-    if c.type == "datetime":
-        return "hour, weekday sin/cos"
+    if c.type == "datetime":  # the week only from two weeks of data (data/infer.py)
+        return "hour, weekday sin/cos" if c.periods is None or 604_800.0 in c.periods else "hour sin/cos"
     if c.clock_periods:
         days = {86_400.0: "day", 604_800.0: "week"}
         return "sin/cos of " + ", ".join(days.get(p, f"{p:g} s") for p in c.clock_periods)

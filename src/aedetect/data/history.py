@@ -4,7 +4,8 @@ Fraud shows in behaviour more than in one row: a card spending four times its us
 eight payments in ten minutes, a terminal suddenly serving many new cards. For each entity column
 of `HistorySpec.entities` and each window (default 1 hour, 1 day, 7 days and 30 days) a row gets
 
-  `<entity>.count_<w>`       payments of this entity in the window before the row
+  `<entity>.count_<w>`       payments of this entity in the window before the row (in the
+                             first weeks of the history, scaled up to a whole window)
   `<entity>.amount_ratio_<w>` log1p(amount) - the mean of log1p(amount) of the entity's
                              payments in the window (0 when the window is empty): 1.4 is about
                              four times the entity's usual amount
@@ -76,6 +77,7 @@ class HistoryState:
     `amount`, and `new:<e>:<o>` flags (1.0 when the row's pair e-o was new)."""
 
     rows: pd.DataFrame
+    start: float | None = None  # when the history began: the first row's time (see `compute`)
 
     @classmethod
     def empty(cls, entities: list[str]) -> HistoryState:
@@ -88,11 +90,20 @@ class HistoryState:
         return float(self.rows["time"].max()) if len(self.rows) else None
 
     def to_parquet(self, path) -> None:
-        self.rows.to_parquet(path, index=False)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(self.rows, preserve_index=False)
+        meta = {**(table.schema.metadata or {}), b"aedetect.history.start": repr(self.start).encode()}
+        pq.write_table(table.replace_schema_metadata(meta), path)
 
     @classmethod
     def from_parquet(cls, path) -> HistoryState:
-        return cls(pd.read_parquet(path))
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        start = (table.schema.metadata or {}).get(b"aedetect.history.start", b"None").decode()
+        return cls(table.to_pandas(), None if start == "None" else float(start))
 
 
 def _codes(values: pd.Series) -> np.ndarray:
@@ -125,6 +136,9 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
     usable = new["time"].notna().to_numpy() & ~np.isnan(amount) & \
         np.all([new[e].notna().to_numpy() for e in names], axis=0)
     state = state if state is not None else HistoryState.empty(names)
+    start = state.start
+    if start is None and usable.any():
+        start = float(new["time"][usable].min())
     past = state.rows
     if usable.any() and len(past) and not continues:  # history before the new rows' first time
         past = past[past["time"].to_numpy() < new["time"][usable].min()]
@@ -164,16 +178,21 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
         cs_amount = np.r_[0.0, np.cumsum(log_amount[order])]
         others = [o for o in names if o != e]
         cs_new = {o: np.r_[0.0, np.cumsum(new_flags[f"new:{e}:{o}"][order])] for o in others}
+        # Early rows see less than a whole window of history: their counts are scaled to a
+        # whole window (by the share of it since the history began, at least a day's worth),
+        # so the first weeks do not look quieter than the rest.
+        seen = t[order] - (start if start is not None else 0.0)
         for w in windows:
             q = np.searchsorted(keys, keys - round(w * 1000), side="right")
             count = (pos - q).astype("float64")
+            scale = w / np.clip(seen, min(w, 86_400.0), w)
             mean_log = np.where(count > 0, (cs_amount[pos] - cs_amount[q]) / np.maximum(count, 1), 0.0)
             ratio = np.where(count > 0, log_amount[order] - mean_log, 0.0)
             wn = window_name(w)
-            _put(out, f"{e}.count_{wn}", order, count)
+            _put(out, f"{e}.count_{wn}", order, count * scale)
             _put(out, f"{e}.amount_ratio_{wn}", order, ratio)
             for o in others:
-                _put(out, f"{e}.new_{o}_{wn}", order, cs_new[o][pos] - cs_new[o][q])
+                _put(out, f"{e}.new_{o}_{wn}", order, (cs_new[o][pos] - cs_new[o][q]) * scale)
         st = t[order]
         prev_same = np.r_[False, codes[order][1:] == codes[order][:-1]]
         since = np.where(prev_same, np.minimum(st - np.r_[st[:1], st[:-1]], horizon), horizon)
@@ -189,7 +208,7 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
     kept = rows.assign(**new_flags)
     if m:
         kept = kept[kept["time"].to_numpy() > t.max() - horizon]
-    return features, HistoryState(kept.reset_index(drop=True))
+    return features, HistoryState(kept.reset_index(drop=True), start)
 
 
 def _put(out: dict, name: str, order: np.ndarray, sorted_values: np.ndarray) -> None:

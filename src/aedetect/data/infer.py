@@ -15,11 +15,18 @@ Roles:
   label     the column named by `label_column`, else the first 0/1 column named like
             class / label / is_fraud / fraud / y / target / anomaly / outlier
   time      `time_column`, else a numeric or datetime column named like time / timestamp /
-            datetime / date / event_time / ts, else the first datetime column. A time column in
-            seconds gets sin/cos of the hour of day; with two weeks or more, of the weekday too
-  id        string or integer columns named id / *_id / *Id, or holding a distinct value per row
-  excluded  constant or empty columns, and columns that are set only on labelled anomalies
-            (e.g. a fraud-kind column: a model that reads it would see the answer)
+            datetime / date / event_time / ts, else the first datetime column. A time column (in
+            seconds or datetimes) gets sin/cos of the hour of day; with two weeks or more, of
+            the weekday too: a period is learnt only from data that spans two of them (a
+            datetime feature column likewise)
+  id        string or integer columns named id / *_id / *Id / *_key / uuid, in any case
+            (CUSTOMER_ID, TerminalId), or holding a distinct value per row
+  excluded  constant or empty columns; columns that are set only on labelled anomalies (e.g. a
+            fraud-kind column: a model that reads it would see the answer); and monotone
+            counters (seconds or days since the start: every later row would be out of range):
+            numeric or integer columns, other than the time column, that never decrease in file
+            order or rank with the time column (|Spearman| > `COUNTER_CORRELATION`), taking at
+            least half of the distinct values their range (or the row count) allows
   feature   every other column
 Log: a numeric feature is log1p-transformed before standardising when it is non-negative, has
 more than 10 distinct values and a skewness above `LOG_SKEW` (amounts, counts): on such columns a
@@ -33,6 +40,7 @@ import re
 import numpy as np
 import pandas as pd
 from pydantic import ValidationError
+from scipy import stats
 
 from aedetect.data.schema import DAY, WEEK, ColumnSpec, DatasetSchema
 from aedetect.data.values import FALSE_TEXT, TRUE_TEXT, infer_date_format, read_datetimes
@@ -46,7 +54,11 @@ LABEL_NAMES = ("class", "label", "is_fraud", "isfraud", "fraud", "y", "target", 
                "anomaly", "outlier")
 TIME_NAMES = ("time", "timestamp", "datetime", "date", "event_time", "ts", "transaction_time",
               "created_at", "trans_date_trans_time")
-_ID = re.compile(r"(^id$|_id$|[a-z0-9]Id$|^uuid$|_uuid$)")
+# Ids in any case (id, _ID, Id, _key, uuid), and camel case (customerId, TerminalID).
+_ID = re.compile(r"(^id$|_id$|^key$|_key$|^uuid$|_uuid$)", re.IGNORECASE)
+_CAMEL_ID = re.compile(r"[a-z0-9](Id|ID|Key|KEY)$")
+COUNTER_CORRELATION = 0.99
+DISTINCT = "a distinct value per row"
 
 
 def infer_schema(
@@ -65,6 +77,7 @@ def infer_schema(
     sample = sample.rename(columns=str)
     label = label_column or _find_label(sample, types)
     time = time_column or _find_time(sample, types, exclude=label)
+    clock_seconds = _seconds(sample[time], types[time][0]) if time is not None else None
     cols = []
     for name, (kind, why) in types.items():
         s = sample[name]
@@ -77,12 +90,16 @@ def infer_schema(
             spec.role, spec.note = "label", "given" if label_column else "named like a label, 0/1"
         elif name == time:
             spec.role, spec.note = "time", "given" if time_column else _time_note(kind)
-            if kind in ("numeric", "integer"):
-                span = float(np.nanmax(s) - np.nanmin(s)) if s.notna().any() else 0.0
-                spec.periods = [DAY, WEEK] if span >= 2 * WEEK else [DAY]
+            if kind in ("numeric", "integer", "datetime"):
+                spec.periods = _clock(s, kind, spec.format)
         else:
             spec.role, note = _role(s, kind, name, sample[label] if label else None)
+            # A counter before "a distinct value per row": a seconds counter is no id either.
+            if (spec.role == "feature" or note == DISTINCT) and _counter(s, kind, clock_seconds):
+                spec.role, note = "excluded", "monotone counter: every later row would be out of range"
             spec.note = note or why
+            if spec.role == "feature" and kind == "datetime":
+                spec.periods = _clock(s, kind, spec.format)
             if spec.role == "feature" and kind in ("numeric", "integer"):
                 spec.log, log_note = _heavy_tailed(s)
                 spec.note = log_note or spec.note
@@ -168,13 +185,62 @@ def _role(s: pd.Series, kind: str, name: str, label: pd.Series | None) -> tuple[
     if label is not None and _only_on_anomalies(s, label):
         return "excluded", "set only on anomalies: derived from the label"
     if kind in ("categorical", "integer"):
-        if _ID.search(name):
+        if _ID.search(name) or _CAMEL_ID.search(name):
             repeats = s.nunique() <= 0.5 * s.notna().sum()
             return "id", ("named like an id; repeats: an entity for history features? "
                           "(--entity-columns)" if repeats else "named like an id")
         if len(s) >= 50 and s.nunique() >= 0.99 * len(s):
-            return "id", "a distinct value per row"
+            return "id", DISTINCT
     return "feature", ""
+
+
+def _seconds(s: pd.Series, kind: str, fmt: str | None = None) -> np.ndarray:
+    """A time column's values as seconds (NaN where missing or unreadable)."""
+    if kind == "datetime":
+        if fmt is None and not pd.api.types.is_datetime64_any_dtype(s):
+            fmt = infer_date_format(s)[0]
+        return read_datetimes(s.reset_index(drop=True), fmt)[0]
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64")
+
+
+def _clock(s: pd.Series, kind: str, fmt: str | None) -> list[float]:
+    """The periods of a time column: the day, and the week when the data spans two weeks (a
+    period is learnt only from two of them: from five days, every Monday is unseen)."""
+    v = _seconds(s, kind, fmt)
+    v = v[np.isfinite(v)]
+    span = float(v.max() - v.min()) if v.size else 0.0
+    return [DAY, WEEK] if span >= 2 * WEEK else [DAY]
+
+
+def _counter(s: pd.Series, kind: str, clock: np.ndarray | None) -> bool:
+    """A monotone counter (seconds or days since the start): numbers that never decrease in file
+    order (or rank with the time column `clock`), with at least half of the distinct values their
+    range allows, so every later row would be out of the training range."""
+    if kind not in ("numeric", "integer", "categorical") or not pd.api.types.is_numeric_dtype(s):
+        return False
+    in_order = s.sort_index(kind="stable")  # a sample of a large table: back in file order
+    v = pd.to_numeric(in_order, errors="coerce").to_numpy(dtype="float64")
+    ok = np.isfinite(v)
+    x = v[ok]
+    distinct = len(np.unique(x))
+    if distinct < 3:
+        return False
+    room = len(x)
+    if np.all(x == np.round(x)):  # whole numbers: a day counter takes every value of its range
+        room = min(room, int(x.max() - x.min()) + 1)
+    if distinct < 0.5 * room:
+        return False
+    d = np.diff(x)
+    if (d >= 0).all() or (d <= 0).all():
+        return True
+    if clock is None:
+        return False
+    t = pd.Series(clock, index=s.index).reindex(in_order.index).to_numpy(dtype="float64")
+    both = ok & np.isfinite(t)
+    if both.sum() < 10:
+        return False
+    rho = stats.spearmanr(v[both], t[both]).statistic
+    return bool(np.isfinite(rho) and abs(rho) > COUNTER_CORRELATION)
 
 
 def _only_on_anomalies(s: pd.Series, label: pd.Series) -> bool:

@@ -150,7 +150,7 @@ class ColumnSpec(BaseModel):
     type: ColumnType = "numeric"
     log: bool = False  # log1p before standardising (heavy-tailed, non-negative: see infer.py)
     # A clock: sin/cos of the phase of these periods (seconds). The time column's default
-    # (None) is a day; [] reads it as a plain number.
+    # (None) is a day; [] reads it as a plain number. A datetime column's: None is a day and a week.
     periods: list[float] | None = None
     # A datetime column's text format (strptime codes, e.g. "%d/%m/%Y %H:%M"), inferred from the
     # training data so every reader takes a date the same way; None: ISO 8601, else value by value.

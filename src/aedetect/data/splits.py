@@ -1,5 +1,8 @@
 """Reproducible splits. Training and validation hold normal rows only; no anomaly is trained on.
 
+auto:   the default: `time` when the table has a time column (a model meets later rows than it
+        trained on, and an evaluation should too), else `guide`. `aedetect demo` names `guide`.
+
 guide:  the guide's protocol. On the real data (492 frauds, 284,315 normals): a test set of
         34,000 rows holding 480 frauds; a labelled selection set of the other 12 frauds plus
         228 normals (5% frauds) for choosing thresholds; 10% of the remaining normals for
@@ -12,8 +15,10 @@ time:   ordered by time: the normals of the earliest 70% of rows train, less a s
         describe normal traffic of every hour, not one stretch of a day.
 no label: every row trains, less a seeded random 10% held out as validation (early stopping, the
         label-free threshold); there is no selection or test set, so nothing is evaluated.
-        Without labels the training rows may hold anomalies: the autoencoder then learns them a
-        little, which lowers their scores; a share of a percent or so does little harm.
+        Without labels the training rows may hold anomalies: the autoencoder then learns them,
+        which lowers their scores, and even a share under a percent can do serious harm: on a
+        third-party simulated card-payments log, 0.95% unlabelled frauds among the training
+        rows cut the test PR-AUC from 0.39 to 0.13. Label what you can, or remove known frauds.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 GUIDE_TEST_FRAUD_SHARE = 480 / 492
 GUIDE_TEST_NORMAL_SHARE = 33_520 / 284_315
 GUIDE_SELECTION_FRAUD_RATE = 0.05
-PROTOCOLS = ("guide", "time")
+PROTOCOLS = ("guide", "time", "auto")
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,15 @@ def unlabelled_split(n_rows: int, seed: int = 0, validation_fraction: float = 0.
                  validation=np.sort(order[:n_val]), selection=empty, test=empty)
 
 
+def resolve_protocol(protocol: str, has_time: bool) -> str:
+    """The protocol `auto` stands for: `time` with a time column, else `guide`."""
+    if protocol == "auto":
+        return "time" if has_time else "guide"
+    return protocol
+
+
 def make_split(protocol: str, y: np.ndarray, time: np.ndarray | None = None, seed: int = 0) -> Split:
+    protocol = resolve_protocol(protocol, time is not None)
     if protocol == "guide":
         return guide_split(y, seed)
     if protocol == "time":

@@ -6,7 +6,8 @@ Each feature column becomes one block of output features, by its type (see `Data
                    rows had missing values, flagged in a `col:missing` feature
   boolean          0/1, missing as for numbers
   time (seconds)   sin/cos of the phase of each period (a day: `Time:sin`, `Time:cos`)
-  datetime         sin/cos of the hour of day and of the day of week
+  datetime         sin/cos of the hour of day and of the day of week (the column's `periods`:
+                   the hour of day only when the training data spans less than two weeks)
   categorical      one-hot (`col=value`) up to `max_categories` categories; above it, the
                    category's share of the training rows (`col:frequency`). Categories on
                    fewer than 0.5% of the training rows share one `col=(rare)` feature (a
@@ -84,7 +85,9 @@ class Preprocessor:
             if c.type == "categorical":
                 blocks.append({"column": c.name, "kind": "categorical"})
             elif c.type == "datetime":
-                blocks.append({"column": c.name, "kind": "periodic", "periods": [DAY, WEEK],
+                # The schema's periods (inference: the week only from two weeks of data);
+                # [DAY, WEEK] for a schema that names none (those stored before periods existed).
+                blocks.append({"column": c.name, "kind": "periodic", "periods": c.periods or [DAY, WEEK],
                                "datetime": True, **({"format": c.format} if c.format else {})})
             elif c.clock_periods:
                 blocks.append({"column": c.name, "kind": "periodic", "periods": c.clock_periods,

@@ -303,6 +303,58 @@ def load_reference(model_dir) -> Reference | None:
         raise ArtifactError(f"{path}: not a reference profile ({exc})") from None
 
 
+# -- the flagged share against the promise: a one-line check at scoring and at training ------
+SHARE_WARN_RATIO = 10.0  # a flagged share this many times the promise is warned about
+MAX_DRIVERS = 3  # columns named as behind the flagged rows
+
+
+def rule_share(threshold) -> float | None:
+    """The share of rows a threshold rule flags by its own terms (normal_percentile: 1 - q/100 of
+    normal rows; contamination: its share; max_fpr: its rate; alert_budget: alerts over rows per
+    day); None for the rules that promise no share (fixed, best_f1, ...)."""
+    p = threshold.params or {}
+    share = {"normal_percentile": 1 - p.get("q", 100) / 100, "contamination": p.get("share"),
+             "max_fpr": p.get("max_fpr")}.get(threshold.rule)
+    if threshold.rule == "alert_budget" and p.get("rows_per_day"):
+        share = p.get("alerts_per_day", 0) / p["rows_per_day"]
+    return float(share) if share is not None and share > 0 else None
+
+
+def promised_share(ref: Reference | None, threshold) -> dict | None:
+    """The flagged share a model promises at `threshold` (a `Threshold` or a manifest's threshold
+    section): its reference's (`Reference.flagged`: the value, or the top of its interval when
+    the value is 0 or unknown), else the rule's own (`rule_share`); None when neither says."""
+    if ref is not None and np.isclose(ref.threshold, threshold.value, rtol=1e-9, atol=0):
+        value = ref.flagged.get("value") or ref.flagged.get("high")
+        if value:
+            return {"value": float(value), "low": ref.flagged.get("low"),
+                    "high": ref.flagged.get("high"), "source": "the model's reference.json"}
+    share = rule_share(threshold)
+    if share is None:
+        return None
+    return {"value": share, "low": None, "high": None, "source": f"its {threshold.rule} rule"}
+
+
+def share_warning(flagged: int, rows: int, promise: dict | None,
+                  drivers: dict[str, int] | None = None, where: str = "") -> str | None:
+    """A warning when `flagged` of `rows` is over `SHARE_WARN_RATIO` times the promised share,
+    naming the numbers and the columns behind most flagged rows (`drivers`: how many flagged
+    rows each column tops); None when it is not, or when nothing was promised."""
+    if promise is None or rows <= 0 or not promise["value"] > 0:
+        return None
+    share = flagged / rows
+    if share <= SHARE_WARN_RATIO * promise["value"]:
+        return None
+    text = (f"{where}flagged {flagged:,} of {rows:,} rows ({share:.2%}), {share / promise['value']:,.0f} "
+            f"times the {promise['value']:.3%} promised by {promise['source']}")
+    top = sorted((drivers or {}).items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_DRIVERS]
+    if top:
+        text += "; the columns most often a flagged row's top reason: " + ", ".join(
+            f"{c} ({n:,} rows)" for c, n in top)
+    return text + (": these rows are not like the training data (a later period, a new range of "
+                   "values, a column read differently), so the flags mean little")
+
+
 # -- statistics -------------------------------------------------------------------------------
 
 def psi(expected_counts, actual_counts) -> float:

@@ -53,10 +53,19 @@ class ScoreSummary:
     seconds: float
     ignored_columns: list[str] = field(default_factory=list)  # in the file, unknown to the model
     stale_removed: tuple[Path, ...] = ()  # temporary files of an earlier, killed run
+    promise: dict | None = None  # the flagged share the model promises (`promised_share`)
+    drivers: dict[str, int] = field(default_factory=dict)  # flagged rows per top-reason column
 
     @property
     def rows_per_second(self) -> float:
         return self.rows_read / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def share_warning(self) -> str | None:
+        """Set when the flagged share of the scored rows is over 10 times the promise."""
+        from aedetect.monitoring.reference import share_warning
+
+        return share_warning(self.rows_flagged, self.rows_scored, self.promise, self.drivers)
 
 
 def bad_rows_path(out: str | os.PathLike) -> Path:
@@ -270,8 +279,9 @@ def prefetch(items: Iterator, depth: int = 2) -> Iterator:
         thread.join(timeout=5)
 
 
-def _scored_table(det, batch, x, rows, keep_cols, features, top_k) -> pa.Table:
-    """Scores, flags and the `top_k` input columns behind each score, with their values."""
+def _scored_table(det, batch, x, rows, keep_cols, features, top_k, drivers=None) -> pa.Table:
+    """Scores, flags and the `top_k` input columns behind each score, with their values;
+    `drivers` (a Counter) counts the flagged rows by their first column."""
     from aedetect.serving.explain import top_columns
 
     scores, contrib = det.score_matrix(x)
@@ -280,7 +290,11 @@ def _scored_table(det, batch, x, rows, keep_cols, features, top_k) -> pa.Table:
         cols[c] = pa.array(x[:, features.index(c)]) if c in features and isinstance(x, np.ndarray) \
             else batch.column(c)
     cols["score"] = pa.array(scores, pa.float64())
-    cols["flag"] = pa.array((scores > det.threshold_).astype("int8"), pa.int8())
+    flags = scores > det.threshold_
+    cols["flag"] = pa.array(flags.astype("int8"), pa.int8())
+    if drivers is not None and flags.any():
+        picked = x[flags] if isinstance(x, np.ndarray) else x[flags].reset_index(drop=True)
+        drivers.update(top_columns(det.preprocessor_, picked, contrib[flags], 1)[0][:, 0].tolist())
     if top_k > 0:
         names, values, reasons = top_columns(det.preprocessor_, x, contrib, top_k)
         for i in range(names.shape[1]):
@@ -311,12 +325,19 @@ def score_file(
     chunk_rows: int = 50_000,
     on_bad_rows: BadRows = "error",
     progress: Progress | None = None,
+    reference=None,
 ) -> ScoreSummary:
     """Score `data` chunk by chunk with `detector` and write `out` (.csv or .parquet).
 
     Output columns: `row` (1-based data row), the id columns (or every input column with
     `all_columns`), `score`, `flag` and the `top_k` worst-reconstructed features with their errors.
+    The summary's `share_warning` compares the flagged share with the promise: `reference`'s
+    (the model folder's `load_reference`), else the threshold rule's own share.
     """
+    from collections import Counter
+
+    from aedetect.monitoring.reference import promised_share
+
     if on_bad_rows not in ("error", "skip"):
         raise ValueError(f"on_bad_rows must be 'error' or 'skip'; got {on_bad_rows!r}")
     if chunk_rows < 1:
@@ -351,6 +372,7 @@ def score_file(
     side_schema = pa.schema([("row", pa.int64()), ("reason", pa.string())]
                             + [(c, pa.string()) for c in names])
     n_read = n_scored = n_flagged = n_skipped = 0
+    drivers: Counter = Counter()
     out_schema = None
     try:
         with sigterm_raises():  # before the temporary files exist, so `kill` cannot orphan one
@@ -375,7 +397,7 @@ def score_file(
                 if good.any():
                     x_good = x[good] if isinstance(x, np.ndarray) else x[good].reset_index(drop=True)
                     table = _scored_table(detector, batch.filter(pa.array(good)), x_good, rows[good],
-                                          keep, features, top_k)
+                                          keep, features, top_k, drivers)
                     out_schema = table.schema
                     writer.write(table)
                     n_scored += int(good.sum())
@@ -396,9 +418,13 @@ def score_file(
         raise
     finally:
         source.close()
+    threshold = getattr(detector, "threshold", None) or getattr(getattr(detector, "manifest_", None),
+                                                                "threshold", None)
     return ScoreSummary(out, n_read, n_scored, n_flagged, n_skipped,
                         side.path if side is not None else None, float(detector.threshold_),
-                        time.perf_counter() - start, ignored_columns=ignored, stale_removed=tuple(stale))
+                        time.perf_counter() - start, ignored_columns=ignored, stale_removed=tuple(stale),
+                        promise=promised_share(reference, threshold) if threshold is not None else None,
+                        drivers=dict(drivers))
 
 
 class _History:

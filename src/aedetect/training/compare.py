@@ -12,6 +12,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from aedetect.data.schema import DatasetSchema
+from aedetect.data.splits import resolve_protocol
 from aedetect.evaluation.baselines import BASELINES, LOFScorer
 from aedetect.evaluation.metrics import GUIDE_PRECISION, at_alert_budget, evaluate_detector, recall_at_precision
 from aedetect.evaluation.report import Report, evaluation_report, fmt
@@ -69,7 +70,8 @@ def compare_methods(df: pd.DataFrame, config: TrainConfig, seeds: int = 1, *, sc
         raise ValueError(f"seeds must be >= 1; got {seeds!r}")
     features = list(schema.features)
     per_day = rows_per_day(df[schema.time].to_numpy())
-    result = Comparison(config.protocol, [config.seed + i for i in range(seeds)], alerts_per_day)
+    result = Comparison(resolve_protocol(config.protocol, bool(schema.time)),
+                        [config.seed + i for i in range(seeds)], alerts_per_day)
     say = progress or (lambda text: None)
     for i, seed in enumerate(result.seeds):
         cfg = config.model_copy(update={"seed": seed})
@@ -93,7 +95,7 @@ def compare_methods(df: pd.DataFrame, config: TrainConfig, seeds: int = 1, *, sc
                                      f"(at most {det.epochs_})")
         result.uses_labels[AUTOENCODER] = False
         if i == 0:
-            ev.metrics["protocol"] = cfg.protocol
+            ev.metrics["protocol"] = split.protocol
             result.first = {"detector": det, "y": y, "scores": scores, "metrics": ev.metrics,
                             "feature_errors": ev.errors}
             result.curves[AUTOENCODER] = (y, scores)

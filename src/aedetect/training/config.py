@@ -52,7 +52,8 @@ class TrainConfig(BaseModel):
     # Every number is finite: NaN or Infinity (JSON and YAML spell them) is refused by name.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    protocol: Literal["guide", "time"] = "guide"
+    # auto: time-ordered when the table has a time column, else the guide's (data/splits.py)
+    protocol: Literal["guide", "time", "auto"] = "auto"
     seed: int = Field(0, ge=0, le=MAX_SEED)
     input_pipeline: Literal["memory", "tfrecord"] = "memory"
     # AutoencoderDetector parameters (see its docstring); the seed above is the detector's seed.

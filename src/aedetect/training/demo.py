@@ -45,5 +45,5 @@ def demo_metrics(run: TrainingRun, df: pd.DataFrame) -> dict:
     """The trained model on its split's test rows (`evaluate_detector`), with the protocol."""
     metrics = evaluate_detector(run.detector, df, run.split.test, run.detector.dataset_schema,
                                 seed=run.config.seed)
-    metrics["protocol"] = run.config.protocol
+    metrics["protocol"] = run.split.protocol
     return metrics

@@ -17,12 +17,14 @@ import pandas as pd
 
 from aedetect.data.schema import DatasetSchema
 from aedetect.data.splits import Split
+from aedetect.errors import DataError
 from aedetect.files import check_output
 from aedetect.model.thresholds import get_rule
 from aedetect.training.config import TrainConfig
 from aedetect.training.workflow import (
     RULES_WITHOUT_ROWS,
     TrainResult,
+    flagged_share_warning,
     new_detector,
     threshold_from_fit,
     train_detector,
@@ -43,6 +45,11 @@ class TrainingRun:
     def comparison(self) -> dict | None:
         """After a warm start: the parent and the new model on the new test rows."""
         return self.metadata.get("warm_start")
+
+    @property
+    def test(self) -> dict | None:
+        """With `test_data`: the file, its metrics and the flagged-share warning (or None)."""
+        return self.metadata.get("test_data")
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         self.out = self.detector.save(path, metadata=self.metadata, overwrite=overwrite)
@@ -96,18 +103,24 @@ def run_metadata(result: TrainResult, data_file: str | os.PathLike | None = None
 def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
                      data_file: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
                      overwrite: bool = False, warm_start: Parent | str | os.PathLike | None = None,
-                     callbacks=()) -> TrainingRun:
+                     callbacks=(), test_data: pd.DataFrame | None = None,
+                     test_file: str | os.PathLike | None = None) -> TrainingRun:
     """Train on `df` (`train_detector`), describe the run in its metadata, save it to `out`.
 
     `schema`: the table's (default with `warm_start`: the parent's).
     `warm_start`: a parent model folder (or `load_parent` of one); the new model is compared
     with it on the new split's test rows, in `metadata["warm_start"]`.
+    `test_data`: a labelled table of a later period (`test_file`, its name) read with `schema`:
+    `df`'s split trains, validates and chooses the threshold, and the model is evaluated on every
+    row of `test_data` instead of `df`'s test part (`metadata["test_data"]`, `TrainingRun.test`).
     """
     check_before_training(out, overwrite)
     if warm_start is not None and not isinstance(warm_start, Parent):
         warm_start = load_parent(warm_start)
     if schema is None and warm_start is not None:
         schema = warm_start.schema
+    if test_data is not None:  # before training, which can take an hour
+        check_test_data(test_data, schema, test_file)
     # The tfrecord pipeline's shards live here; removed however training ends (Ctrl-C included).
     with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
         result = train_detector(df, config, schema, callbacks=callbacks, work_dir=work,
@@ -117,9 +130,39 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
     if warm_start is not None:
         run.metadata["warm_start"] = compare_with_parent(warm_start.folder, run.detector, df,
                                                          result.split, schema)
+    if test_data is not None:
+        run.metadata["test_data"] = evaluate_test_data(run, test_data, schema, test_file)
     if out is not None:
         run.save(out, overwrite=overwrite)
     return run
+
+
+def check_test_data(test_data: pd.DataFrame, schema, test_file=None) -> None:
+    """Refuse test data that cannot be evaluated: no label column, or no row of either class."""
+    name = str(test_file) if test_file is not None else "the test data"
+    if schema is None or schema.label is None:
+        raise DataError(f"{name}: a test file is evaluated, which needs labels, and the training "
+                        "data's schema has no label column; pass --label-column")
+    if schema.label not in test_data.columns:
+        raise DataError(f"{name}: no label column {schema.label!r}; the test file is evaluated "
+                        "with the training data's columns")
+    y = test_data[schema.label].to_numpy()
+    if not ((y == 1).any() and (y == 0).any()):
+        raise DataError(f"{name}: {len(y):,} rows with {int((y == 1).sum()):,} anomalies and "
+                        f"{int((y == 0).sum()):,} normals in column {schema.label!r}; evaluating "
+                        "needs both")
+
+
+def evaluate_test_data(run: TrainingRun, test_data: pd.DataFrame, schema, test_file=None) -> dict:
+    """The trained model on every row of `test_data`: `evaluate_detector`'s metrics and the
+    flagged-share warning (`flagged_share_warning`, or None)."""
+    from aedetect.evaluation.metrics import evaluate_detector
+
+    name = str(test_file) if test_file is not None else "the test data"
+    metrics = evaluate_detector(run.detector, test_data, None, schema, seed=run.config.seed)
+    metrics["protocol"], metrics["test_data"] = run.split.protocol, name
+    warning = flagged_share_warning(run.detector, test_data, schema, name)
+    return {"file": name, "rows": len(test_data), "metrics": metrics, "warning": warning}
 
 
 def compare_with_parent(parent_dir: str | os.PathLike, det, df: pd.DataFrame, split: Split, schema) -> dict:

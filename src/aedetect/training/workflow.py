@@ -21,7 +21,7 @@ from aedetect.evaluation.metrics import evaluate_detector  # noqa: F401  (the ev
 from aedetect.model.detector import AutoencoderDetector
 from aedetect.model.thresholds import choose_threshold, get_rule, rows_per_day
 from aedetect.model.uncertainty import precision_recall_intervals, small_sample_warnings
-from aedetect.monitoring.reference import training_reference
+from aedetect.monitoring.reference import promised_share, share_warning, training_reference
 from aedetect.training.config import TrainConfig
 
 # What a warm start may change; the rest of the parent's parameters define its network and score.
@@ -155,7 +155,30 @@ def train_detector(
 
         det = fit_hybrid(det, df, split, schema, min_anomalies=config.min_anomalies, seed=config.seed)
         det.threshold = select_threshold(det, df, split, config, schema)
+    if split.protocol == "time" and len(split.selection):  # a stretch of the stream, as scored later
+        warning = flagged_share_warning(det, df.iloc[split.selection], schema, "the selection window")
+        if warning is not None:
+            det.threshold = replace(det.threshold, warnings=[*det.threshold.warnings, warning])
     return TrainResult(det, split, config, fingerprint)
+
+
+def flagged_share_warning(det, rows: pd.DataFrame, schema: DatasetSchema, where: str) -> str | None:
+    """`share_warning` for `rows` (a stretch of the stream: the time protocol's selection window,
+    a test file): set when the share `det` flags there is over 10 times the one it promises
+    (`promised_share`), naming the columns most often the top reason of a flagged row."""
+    promise = promised_share(getattr(det, "reference_", None), det.threshold)
+    if promise is None or not len(rows):
+        return None
+    x = rows[list(schema.features)]
+    flags = det.anomaly_score(x) > det.threshold_
+    drivers: dict[str, int] = {}
+    if flags.any():
+        ae = getattr(det, "detector", det)  # the autoencoder, also under a hybrid: its reasons
+        _, contrib = ae.score_with_contributions(x[flags])
+        names, per_column = ae.preprocessor_.column_contributions(contrib)
+        tops, counts = np.unique(np.asarray(names)[per_column.argmax(axis=1)], return_counts=True)
+        drivers = dict(zip(tops.tolist(), counts.tolist(), strict=True))
+    return share_warning(int(flags.sum()), len(rows), promise, drivers, where=f"{where}: ")
 
 
 def write_split_tfrecords(df, split: Split, out_dir, schema: DatasetSchema) -> Path:
