@@ -105,6 +105,11 @@ def serve(
     max_queue: Annotated[int, typer.Option(help="scoring requests waiting; more get a 503")] = 16,
     queue_timeout: Annotated[float, typer.Option(
         help="seconds a request may wait for a slot before a 503 with Retry-After")] = 0.25,
+    history_state: Annotated[Path | None, typer.Option(
+        help="Parquet file keeping the entity history of a model with history features across "
+             "restarts: read at start when present, saved periodically and on shutdown")] = None,
+    history_save_every: Annotated[float, typer.Option(
+        help="seconds between saves of --history-state")] = 60.0,
 ):
     """Serve the model over HTTP: POST /v1/score, /v2 (KServe), GET /healthz, /v1/model, /v1/drift, /metrics."""
     import socket
@@ -116,7 +121,9 @@ def serve(
     settings = make_settings(ServiceSettings, max_batch=max_batch, max_body_bytes=max_body_bytes,
                          api_key_env=api_key_env, top_k=top_k, public_docs=public_docs,
                          max_concurrent=max_concurrent, max_queue=max_queue,
-                         queue_timeout_s=queue_timeout, drift_window=drift_window)
+                         queue_timeout_s=queue_timeout, drift_window=drift_window,
+                         history_state=None if history_state is None else str(history_state),
+                         history_save_s=history_save_every)
     from aedetect.store.folder import open_folder
 
     folder = open_folder(model_dir)

@@ -22,7 +22,10 @@ import asyncio
 import hmac
 import math
 import os
+import sys
+import threading
 import time
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import numpy as np
@@ -35,7 +38,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
 
 from aedetect.data.values import MAX_ABS_VALUE, strptime_pattern
-from aedetect.errors import DataError
+from aedetect.errors import AedetectError, DataError
 from aedetect.monitoring.service import install_drift
 from aedetect.serving.explain import top_columns
 from aedetect.store.folder import ModelFolder, open_folder
@@ -55,6 +58,9 @@ class ServiceSettings(BaseModel):
     max_concurrent: int = Field(2, ge=1, description="scoring requests computed at once")
     max_queue: int = Field(16, ge=0, description="scoring requests waiting for a slot")
     queue_timeout_s: float = Field(0.25, gt=0, description="longest wait for a slot before a 503")
+    history_state: str | None = Field(None, description="Parquet file keeping the entity history "
+                                      "across restarts (models with history features)")
+    history_save_s: float = Field(60.0, gt=0, description="seconds between saves of history_state")
 
 
 class Problem(BaseModel):
@@ -99,7 +105,8 @@ _FIELD_TYPES = {"numeric": float, "integer": float, "boolean": bool, "categorica
                 "datetime": "datetime"}
 
 
-def transaction_model(feature_names: list[str], limits=None, schema=None, nullable=()) -> type[BaseModel]:
+def transaction_model(feature_names: list[str], limits=None, schema=None, nullable=(),
+                      history=None) -> type[BaseModel]:
     """A pydantic model with one field per input column, plus an optional id.
 
     Without a dataset schema every column is a required finite float. With one, each field has
@@ -109,14 +116,23 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
     model reads a gap) may be null, though not omitted; the schema's other columns (ids, the label, excluded ones)
     are accepted and not read. `limits`: (lowest, highest) accepted value per column
     (`Preprocessor.limits`), so the schema states exactly what the model scores. Numbers are
-    strict: a boolean is not a number, nor an id.
+    strict: a boolean is not a number, nor an id. `history`: the columns entity history reads
+    beside the features (`history_store.history_inputs`), required and not null: an entity id
+    (text or an integer), the time, the amount.
     """
+    history = history or {}
     lo, hi = limits if limits is not None else ([-MAX_ABS_VALUE] * len(feature_names),
                                                  [MAX_ABS_VALUE] * len(feature_names))
     specs = {c.name: c for c in schema.feature_columns} if schema is not None else {}
     fields = {}
     for j, c in enumerate(schema.columns if schema is not None else []):
-        if c.name not in specs and c.name != "id":
+        if c.name in history:
+            kind = {"category": StrictStr | StrictInt, "number": float}.get(history[c.name])
+            extra = {"allow_inf_nan": False, "ge": -MAX_ABS_VALUE, "le": MAX_ABS_VALUE,
+                     "strict": True} if kind is float else {}
+            fields[f"h{j}"] = (kind or _datetime_field(c)[0], Field(
+                alias=c.name, description="read by entity history", **extra))
+        elif c.name not in specs and c.name != "id":
             fields[f"k{j}"] = (Any, Field(None, alias=c.name, description="not read by the model"))
     for i, name in enumerate(feature_names):
         spec = specs.get(name)
@@ -130,12 +146,7 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
         elif kind is str:  # a category: text, or an integer code such as an MCC (read as its text)
             kind, extra = StrictStr | StrictInt, {}
         elif kind == "datetime":  # parsed by the one date reader, not by pydantic's rules
-            fmt = f" in the format {spec.format}" if spec.format else " (ISO 8601)"
-            text = Annotated[StrictStr, Field(json_schema_extra={"pattern": strptime_pattern(spec.format)}
-                                              if spec.format else {"format": "date-time"})]
-            bound = Field(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)
-            seconds = Annotated[StrictFloat, bound] | Annotated[StrictInt, bound]
-            kind, extra = text | seconds, {"description": f"a date/time{fmt}, or seconds since 1970"}
+            kind, extra = _datetime_field(spec)
         else:
             extra = {}
         # Every column is required; a nullable one may be null (a gap the model imputes), but an
@@ -144,6 +155,16 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
     fields["id"] = (StrictStr | StrictInt | None, Field(None, description="echoed back in the result"))
     return create_model("Transaction", __config__=ConfigDict(extra="forbid", populate_by_name=False),
                         **fields)
+
+
+def _datetime_field(spec) -> tuple[Any, dict]:
+    """A datetime column's field: text in its format (or ISO 8601), or seconds since 1970."""
+    fmt = f" in the format {spec.format}" if spec.format else " (ISO 8601)"
+    text = Annotated[StrictStr, Field(json_schema_extra={"pattern": strptime_pattern(spec.format)}
+                                      if spec.format else {"format": "date-time"})]
+    bound = Field(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)
+    seconds = Annotated[StrictFloat, bound] | Annotated[StrictInt, bound]
+    return text | seconds, {"description": f"a date/time{fmt}, or seconds since 1970"}
 
 
 class _Gate:
@@ -213,6 +234,7 @@ def _public_manifest(manifest) -> dict:
 
 
 def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSettings | None = None) -> FastAPI:
+    from aedetect.serving.history_store import history_inputs, open_history
     from aedetect.serving.runtime import open_scorer
 
     settings = settings or ServiceSettings()
@@ -220,9 +242,13 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
     det = open_scorer(folder)  # raises ArtifactError: the server does not start
     names = list(det.feature_names_in_)
     table_model = getattr(det, "schema", None) is not None
-    Transaction = transaction_model(names, det.preprocessor_.limits(),
+    history = open_history(det, settings.history_state)  # None: a model without entity history
+    given = [c for c in names if history is None or c not in history.schema.history_features]
+    lo, hi = det.preprocessor_.limits()
+    Transaction = transaction_model(given, (lo[:len(given)], hi[:len(given)]),
                                     det.dataset_schema if table_model else None,
-                                    det.preprocessor_.nullable_columns if table_model else ())
+                                    det.preprocessor_.nullable_columns if table_model else (),
+                                    history_inputs(det.dataset_schema) if history is not None else None)
     ScoreRequest = create_model(
         "ScoreRequest", __config__=ConfigDict(extra="forbid"),
         transactions=(list[Transaction], Field(min_length=1, max_length=settings.max_batch)))
@@ -231,8 +257,10 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
     m = _metrics(registry)
 
     app = FastAPI(title="aedetect", version=det.manifest_.versions.get("aedetect", ""),
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=_saving(history, settings) if history is not None else None)
     app.state.detector, app.state.settings, app.state.api_key = det, settings, api_key
+    app.state.history = history
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
     gate = _Gate(settings.max_concurrent, settings.max_queue, settings.queue_timeout_s)
     app.state.gate = gate
@@ -317,6 +345,10 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    schema = det.dataset_schema if history is not None else None
+    history_fields = {c.name: f"h{j}" for j, c in enumerate(schema.columns)
+                      if c.name in history_inputs(schema)} if schema is not None else {}
+
     @app.post("/v1/score", response_model=ScoreResponse, dependencies=guarded,
               responses=_problems(400, *auth, 411, 413, 422, 503))
     def score(body: ScoreRequest) -> ScoreResponse:  # sync: runs in the thread pool, off the loop
@@ -324,10 +356,18 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
             import pandas as pd
 
             x = pd.DataFrame({name: [getattr(t, f"f{i}") for t in body.transactions]
-                              for i, name in enumerate(names)})
+                              for i, name in enumerate(given)})
         else:
             x = np.array([[getattr(t, f"f{i}") for i in range(len(names))] for t in body.transactions])
-        scores, contrib = det.score_matrix(x)
+        if history is None:
+            return respond(body, x, *det.score_matrix(x))
+        read = pd.DataFrame({c: [getattr(t, a) for t in body.transactions] for c, a in history_fields.items()})
+        with history.pending(pd.concat([x, read], axis=1), [t.id for t in body.transactions]) as features:
+            x = pd.concat([x, features], axis=1)[names]
+            scored = det.score_matrix(x)  # the rows are stored once they scored
+        return respond(body, x, *scored)
+
+    def respond(body, x, scores: np.ndarray, contrib: np.ndarray) -> ScoreResponse:
         flags = scores > det.threshold_
         if settings.top_k:
             top_n, top_e, top_r = top_columns(det.preprocessor_, x, contrib, settings.top_k)
@@ -351,5 +391,38 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
 
     # The open inference protocol, model named after its folder: /v2/models/<folder name>/infer
     app.include_router(create_v2_router(det, folder.path.name, max_rows=settings.max_batch,
-                                        auth=require_key if api_key else None, on_scored=on_scored))
+                                        auth=require_key if api_key else None, on_scored=on_scored,
+                                        history=history))
     return app
+
+
+def _saving(history, settings: ServiceSettings):
+    """The app's lifespan: save the history every `history_save_s` seconds (when it changed)
+    and once more on a clean shutdown."""
+    path = settings.history_state
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if path is None:
+            yield
+            return
+        stop = threading.Event()
+
+        def every() -> None:
+            while not stop.wait(settings.history_save_s):
+                if history.changes:
+                    try:
+                        history.save(path)
+                    except AedetectError as exc:  # e.g. the disk is full: try again next time
+                        print(f"warning: {exc}", file=sys.stderr, flush=True)
+
+        saver = threading.Thread(target=every, name="aedetect-history-save", daemon=True)
+        saver.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            saver.join()
+            history.save(path)
+
+    return lifespan

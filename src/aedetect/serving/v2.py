@@ -249,11 +249,21 @@ def features_from_request(req: InferenceRequest, names: list[str], max_rows: int
 
 
 def create_v2_router(scorer, model_name: str, *, max_rows: int = 1000, auth: Callable | None = None,
-                     on_scored: Callable[[int, int], None] | None = None) -> APIRouter:
+                     on_scored: Callable[[int, int], None] | None = None, history=None) -> APIRouter:
     """The V2 routes for one model. `auth`: a FastAPI dependency guarding the model routes (the
-    health routes stay open for probes); `on_scored(rows, flagged)`: e.g. metrics counters."""
+    health routes stay open for probes); `on_scored(rows, flagged)`: e.g. metrics counters;
+    `history`: the service's `HistoryStore` for a model with entity history features (the
+    request gives the columns it reads instead of the history columns, which are computed)."""
     names = list(scorer.feature_names_in_)
     kinds = input_kinds(scorer)
+    if history is not None:  # the history columns come last; the entity, time and amount are given
+        from aedetect.serving.history_store import history_inputs
+
+        derived = history.schema.history_features
+        kinds = kinds[:len(names) - len(derived)]
+        names = names[:len(names) - len(derived)]
+        extra = history_inputs(history.schema)
+        names, kinds = names + list(extra), kinds + list(extra.values())
     guarded = [Depends(auth)] if auth is not None else []
     router = APIRouter(prefix="/v2", tags=["open inference protocol (V2)"], route_class=_ErrorsAsProtocol)
     metadata = ModelMetadata(
@@ -305,7 +315,11 @@ def create_v2_router(scorer, model_name: str, *, max_rows: int = 1000, auth: Cal
         else:
             x = table_from_request(body, names, kinds, max_rows)
         try:
-            scores = scorer.anomaly_score(x)
+            if history is None:
+                scores = scorer.anomaly_score(x)
+            else:
+                with history.pending(x) as features:  # the rows are stored once they scored
+                    scores = scorer.anomaly_score(x.join(features))
         except DataError as exc:  # a value the model cannot read (a gap it does not impute...)
             raise V2Error(str(exc)) from None
         flags = scores > scorer.threshold_

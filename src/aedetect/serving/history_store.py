@@ -1,0 +1,254 @@
+"""Entity history for the REST service: each entity's recent rows, updated as transactions arrive.
+
+A model with entity history features (`aedetect.data.history`) scores a transaction against what
+its card, terminal... did before. Batch scoring carries one `HistoryState` through a file; the
+service keeps the same rows in a `HistoryStore`, indexed by entity value, starting from the model
+folder's state (the end of the training data) or from a file the service saved before:
+
+- a request selects the stored rows of the entity values it names (card X's rows, terminal Y's
+  rows: an entity's features read only its own rows), builds a small `HistoryState` from them
+  and calls the one `compute` (`continues=True`) for its rows, in request order. A row older than
+  an entity's latest stored row still gets the features of the rows before its time (`compute`
+  orders by time);
+- the request's rows are then stored with their new-pair flags, and rows older than the longest
+  window before the newest time seen are dropped: memory stays bounded, and an entity idle for
+  longer than the longest window disappears;
+- a lock makes select, compute, score and store one step (the scoring route runs in a thread
+  pool); a request that fails (a value the model refuses) stores nothing;
+- a transaction whose `id` is already stored (a client's retry) is scored against the rows
+  without its first occurrence and is not stored again; without an id, a retry counts twice.
+
+`save(path)` writes the rows (and the transaction ids) to Parquet atomically; `load` reads them
+back, so a restarted service continues where it stopped. One process only: several workers
+would each see only their own transactions (see docs/serving.md).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aedetect.data.history import HistoryState, compute, table_inputs
+from aedetect.errors import ArtifactError, DataError
+from aedetect.files import atomic_file, check_output_path
+
+ID_COLUMN = "txid:"  # the transaction ids in a saved store (not part of a HistoryState)
+
+
+def open_history(det, path: str | os.PathLike | None = None) -> HistoryStore | None:
+    """The service's entity history: from the file `path` when it exists (saved by a previous
+    run), else from the model folder's state; None for a model without history features."""
+    schema = det.dataset_schema if getattr(det, "schema", None) is not None else None
+    if schema is None or schema.history is None:
+        if path is not None:
+            raise DataError(f"history state {path}: the model has no entity history features")
+        return None
+    if path is not None:
+        check_output_path(path, what="the history state")  # refused at start, not at the first save
+        if os.path.exists(path):
+            return HistoryStore.load(schema, path)
+    return HistoryStore(schema, getattr(det, "history_state_", None))
+
+
+def history_inputs(schema) -> dict[str, str]:
+    """The columns entity history reads that the model does not (the entities; the time and
+    amount when they are not features), each with how a request gives it: "category" (an id,
+    text or an integer), "datetime" or "number"."""
+    spec = getattr(schema, "history", None)
+    if spec is None:
+        return {}
+    read = set(schema.input_features)
+    out = {}
+    for name in [schema.time, *spec.entities, spec.amount]:
+        if name is None or name in read or name in out:
+            continue
+        kind = schema.column(name).type
+        out[name] = ("category" if name in spec.entities else
+                     "datetime" if kind == "datetime" else "number")
+    return out
+
+
+class HistoryStore:
+    """Per entity value, the rows of the last longest window (see the module docstring)."""
+
+    def __init__(self, schema, state: HistoryState | None = None, ids=None):
+        spec = schema.history
+        if spec is None:
+            raise DataError("the model has no entity history features")
+        self.schema = schema
+        self.entities = list(spec.entities)
+        self.windows = sorted(float(w) for w in spec.windows)
+        self.horizon = self.windows[-1]
+        self.flags = [f"new:{e}:{o}" for e in self.entities for o in self.entities if o != e]
+        self.columns = ["time", "amount", *self.entities, *self.flags]
+        self.lock = threading.Lock()
+        self.newest = -math.inf
+        self.changes = 0  # rows stored since the last save
+        self._rows: dict[int, tuple] = {}  # row number -> values in `columns` order
+        self._txid: dict[int, str] = {}  # row number -> transaction id, when it had one
+        self._by_txid: dict[str, int] = {}
+        self._index: dict[str, dict[object, dict[int, None]]] = {e: {} for e in self.entities}
+        self._heap: list[tuple[float, int]] = []  # (time, row number): the oldest first
+        self._next = 0
+        if state is not None and len(state.rows):
+            self._load_rows(state.rows, ids)
+
+    # -- reading and writing ----------------------------------------------------------------
+    @classmethod
+    def load(cls, schema, path: str | os.PathLike) -> HistoryStore:
+        """A store saved by `save`, or any `HistoryState` Parquet file of this model's history."""
+        try:
+            rows = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{path}: cannot read the history state ({exc})") from None
+        ids = rows.pop(ID_COLUMN) if ID_COLUMN in rows.columns else None
+        return cls(schema, HistoryState(rows), ids)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the stored rows (and transaction ids) to Parquet in one atomic rename."""
+        with self.lock:
+            numbers = sorted(self._rows)
+            values = [self._rows[r] for r in numbers]
+            txids = [self._txid.get(r) for r in numbers]
+            saved = self.changes
+        frame = self._frame(values)
+        frame[ID_COLUMN] = pd.Series(txids, dtype=object)
+        with atomic_file(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+        with self.lock:
+            self.changes -= saved
+        return Path(path)
+
+    def state(self) -> HistoryState:
+        """The stored rows as one `HistoryState` (what batch scoring would carry)."""
+        with self.lock:
+            return HistoryState(self._frame([self._rows[r] for r in sorted(self._rows)]))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def entity_values(self, entity: str) -> int:
+        """How many values of `entity` have stored rows."""
+        return len(self._index[entity])
+
+    # -- scoring ----------------------------------------------------------------------------
+    def add(self, df: pd.DataFrame, ids=None) -> pd.DataFrame:
+        """The history features of the rows of `df` (time, entity and amount columns), stored."""
+        with self.pending(df, ids) as features:
+            return features
+
+    @contextmanager
+    def pending(self, df: pd.DataFrame, ids=None) -> Iterator[pd.DataFrame]:
+        """Yield the history features of the rows of `df`; store the rows when the block ends
+        without an exception. The store is locked for the whole block, so a request's scoring
+        sees and leaves one consistent history."""
+        time, entities, amount = table_inputs(df, self.schema)
+        amount = np.zeros(len(df)) if amount is None else np.asarray(amount, dtype="float64")
+        self._check(df, time, entities, amount)
+        keys = [None if i is None else str(i) for i in (ids if ids is not None else [None] * len(df))]
+        given = [k for k in keys if k is not None]
+        if len(set(given)) != len(given):
+            twice = next(k for k in given if given.count(k) > 1)
+            raise DataError(f"id {twice!r} appears more than once in the request; a transaction "
+                            "updates the entity history once")
+        with self.lock:
+            retried = {self._by_txid[k] for k in given if k in self._by_txid}
+            past = self._select(entities, retried)
+            features, after = compute(time, entities, amount, self.windows, past, continues=True)
+            yield features
+            self._append(time, after, keys)
+
+    def _check(self, df, time, entities, amount) -> None:
+        """Every row needs its time, entity values and amount: a row without them has no history."""
+        spec = self.schema.history
+        for col, bad in [(self.schema.time, ~np.isfinite(time)),
+                         *[(e, entities[e].isna().to_numpy()) for e in self.entities],
+                         (spec.amount, ~np.isfinite(amount))]:
+            if col is not None and bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise DataError(f"row {i + 1}: column {col!r} value {df[col].iloc[i]!r} is missing or "
+                                "unreadable; history features need the time, entity and amount of "
+                                "every transaction")
+
+    def _select(self, entities: dict[str, pd.Series], skip: set[int]) -> HistoryState:
+        numbers: set[int] = set()
+        for e in self.entities:
+            index = self._index[e]
+            for value in set(entities[e]):
+                numbers.update(index.get(value, ()))
+        numbers -= skip
+        return HistoryState(self._frame([self._rows[r] for r in sorted(numbers)]))
+
+    def _frame(self, values: list[tuple]) -> pd.DataFrame:
+        if not values:
+            frame = HistoryState.empty(self.entities).rows
+            return frame.assign(**{f: pd.Series(dtype="float64") for f in self.flags})[self.columns]
+        frame = pd.DataFrame.from_records(values, columns=self.columns)
+        for e in self.entities:
+            frame[e] = frame[e].astype(object)
+        return frame
+
+    def _append(self, time: np.ndarray, after: HistoryState, keys: list) -> None:
+        """Store the request's rows (with the flags `compute` gave them) and drop the old ones."""
+        # `compute` keeps its rows in order, the request's last, less those a longest window
+        # before the newest of them
+        kept = time > after.end - self.horizon
+        tail = after.rows.iloc[len(after.rows) - int(kept.sum()):]
+        if not np.array_equal(tail["time"].to_numpy(), time[kept]):
+            raise RuntimeError("history: the state after the request does not end with its rows")
+        cols = [tail[c].to_numpy() for c in self.columns]
+        for j, key in enumerate(np.asarray(keys, dtype=object)[kept]):
+            if key is None or key not in self._by_txid:  # a retry: its first occurrence stays
+                self._store(tuple(c[j] for c in cols), key)
+                self.changes += 1
+        self.newest = max(self.newest, after.end)
+        self._drop_before(self.newest - self.horizon)
+
+    def _store(self, row: tuple, key: str | None) -> None:
+        r = self._next
+        self._next += 1
+        self._rows[r] = row
+        for e, value in zip(self.entities, row[2:2 + len(self.entities)], strict=True):
+            self._index[e].setdefault(value, {})[r] = None
+        if key is not None:
+            self._txid[r] = key
+            self._by_txid[key] = r
+        heapq.heappush(self._heap, (float(row[0]), r))
+
+    def _drop_before(self, limit: float) -> None:
+        """Drop the rows at or before `limit` (outside every window of a later row)."""
+        heap = self._heap
+        while heap and heap[0][0] <= limit:
+            _, r = heapq.heappop(heap)
+            row = self._rows.pop(r)
+            for e, value in zip(self.entities, row[2:2 + len(self.entities)], strict=True):
+                rows = self._index[e][value]
+                del rows[r]
+                if not rows:
+                    del self._index[e][value]
+            key = self._txid.pop(r, None)
+            if key is not None:
+                del self._by_txid[key]
+
+    def _load_rows(self, rows: pd.DataFrame, ids) -> None:
+        missing = [c for c in self.columns if c not in rows.columns]
+        if missing:
+            raise ArtifactError(f"the history state lacks column(s) {missing}; this model's history "
+                                f"needs {self.columns}")
+        rows = rows[self.columns].reset_index(drop=True)
+        keys = [None] * len(rows) if ids is None else [None if pd.isna(k) else str(k) for k in ids]
+        for e in self.entities:
+            rows[e] = rows[e].astype(object)
+        cols = [rows[c].to_numpy() for c in self.columns]
+        for j in range(len(rows)):
+            self._store(tuple(c[j] for c in cols), keys[j])
+        self.newest = float(rows["time"].max())
+        self._drop_before(self.newest - self.horizon)

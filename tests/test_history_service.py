@@ -1,0 +1,172 @@
+"""Entity history in the REST service (issue: fraud lives in history): the service keeps each
+entity's recent rows, so transactions sent one by one get the features, and the scores, that
+`aedetect score` gives the same rows in one file; bounded memory; restart-safe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from aedetect.data.generate import generate_payment_log
+from aedetect.data.history import add_history
+from aedetect.data.schema import HistorySpec
+from aedetect.serving.app import ServiceSettings, create_app
+from aedetect.serving.history_store import HistoryStore
+from aedetect.serving.runtime import load_scorer
+
+FIELDS = ["timestamp", "card_id", "terminal_id", "amount"]
+RTOL = 2e-5  # as tests/test_parity.py: a different batch size rounds the float32 network's last bits
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model with card and terminal history trained on 14 days; the next 120 rows scored by
+    `aedetect score` (one file, continuing from the model's state)."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+
+    d = tmp_path_factory.mktemp("history_service")
+    log = generate_payment_log(n_days=20, n_cards=200, n_terminals=50, seed=0)
+    t = pd.to_datetime(log["timestamp"])
+    log[t < pd.Timestamp("2024-03-18")].to_csv(d / "first.csv", index=False)
+    later = log[t >= pd.Timestamp("2024-03-18")].head(120).reset_index(drop=True)
+    later.to_csv(d / "later.csv", index=False)
+    for args in (["train", "--data", d / "first.csv", "--out", d / "m", "--epochs", 3,
+                  "--entity-columns", "card_id,terminal_id", "--label-column", "is_fraud",
+                  "--exclude-columns", "fraud_kind"],
+                 ["score", "--model", d / "m", "--data", d / "later.csv", "--out", d / "s.csv"]):
+        res = CliRunner().invoke(app, [str(a) for a in args])
+        assert res.exit_code == 0, res.output + str(res.exception)
+    return d, later, pd.read_csv(d / "s.csv")["score"].to_numpy()
+
+
+def _txs(later: pd.DataFrame, start: int, stop: int) -> list[dict]:
+    rows = later.iloc[start:stop]
+    return [{**{c: r[c] for c in FIELDS}, "id": r["transaction_id"]} for _, r in rows.iterrows()]
+
+
+def _score_v1(client, later, size: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    stop = len(later) if stop is None else stop
+    out = []
+    for s in range(start, stop, size):
+        r = client.post("/v1/score", json={"transactions": _txs(later, s, min(s + size, stop))})
+        assert r.status_code == 200, r.text
+        out += [res["score"] for res in r.json()["results"]]
+    return np.array(out)
+
+
+@pytest.mark.parametrize("size", [1, 7])
+def test_rows_sent_in_time_order_score_as_the_whole_file(trained, size):
+    d, later, expected = trained
+    client = TestClient(create_app(d / "m", ServiceSettings(top_k=1)))
+    got = _score_v1(client, later, size)
+    # the rows of the file with their one-pass history, scored in the request's batches: the same
+    scorer = load_scorer(d / "m")
+    table = add_history(later, scorer.dataset_schema, scorer.history_state_)[0]
+    same_batches = np.concatenate([scorer.anomaly_score(table.iloc[s:s + size])
+                                   for s in range(0, len(table), size)])
+    np.testing.assert_allclose(got, same_batches, rtol=1e-6)
+    # `aedetect score` scores the file in one batch: the float32 network may round the last bits
+    # of a row differently in another batch size (measured 1.05e-6 here; test_parity's bound)
+    np.testing.assert_allclose(got, expected, rtol=RTOL)
+
+
+def test_the_store_gives_the_features_of_one_pass_within_1e_9(trained):
+    d, later, _ = trained
+    scorer = load_scorer(d / "m")
+    schema = scorer.dataset_schema
+    store = HistoryStore(schema, scorer.history_state_)
+    one_by_one = pd.concat([store.add(later.iloc[[i]][FIELDS].reset_index(drop=True))
+                            for i in range(len(later))], ignore_index=True)
+    whole = add_history(later, schema, scorer.history_state_)[0][schema.history_features]
+    assert one_by_one.notna().all().all()
+    np.testing.assert_allclose(one_by_one.to_numpy(), whole.to_numpy(), rtol=0, atol=1e-9)
+    # the store continues as batch scoring's state would: the same rows, the same flags
+    batch_state = add_history(later, schema, scorer.history_state_)[1].rows
+    stored = store.state().rows
+    assert len(stored) == len(batch_state)
+    np.testing.assert_array_equal(np.sort(stored["time"].to_numpy()), np.sort(batch_state["time"].to_numpy()))
+    assert stored[store.flags].to_numpy().sum() == batch_state[store.flags].to_numpy().sum()
+
+
+def test_v2_gives_the_same_scores(trained):
+    d, later, expected = trained
+    client = TestClient(create_app(d / "m"))
+    meta = client.get("/v2/models/m").json()
+    assert {i["name"] for i in meta["inputs"]} == set(FIELDS)  # no history column asked for
+    got = []
+    for i in range(len(later)):
+        row = later.iloc[i]
+        inputs = [{"name": c, "shape": [1], "datatype": "FP64" if c == "amount" else "BYTES",
+                   "data": [row[c].item() if c == "amount" else row[c]]} for c in FIELDS]
+        r = client.post("/v2/models/m/infer", json={"inputs": inputs})
+        assert r.status_code == 200, r.text
+        got += r.json()["outputs"][0]["data"]
+    np.testing.assert_allclose(got, expected, rtol=RTOL)
+
+
+def test_a_restart_continues_from_the_saved_history(trained, tmp_path):
+    d, later, expected = trained
+    settings = ServiceSettings(history_state=str(tmp_path / "history.parquet"))
+    with TestClient(create_app(d / "m", settings)) as client:  # saved on shutdown
+        first = _score_v1(client, later, 5, 0, 60)
+    assert (tmp_path / "history.parquet").exists()
+    with TestClient(create_app(d / "m", settings)) as client:
+        second = _score_v1(client, later, 5, 60)
+    np.testing.assert_allclose(np.r_[first, second], expected, rtol=RTOL)
+
+
+def test_a_retry_with_the_same_id_scores_the_same_and_counts_once(trained):
+    d, later, expected = trained
+    app = create_app(d / "m")
+    client = TestClient(app)
+    first = _score_v1(client, later, 1, 0, 10)
+    stored = len(app.state.history)
+    again = client.post("/v1/score", json={"transactions": _txs(later, 9, 10)}).json()
+    assert again["results"][0]["score"] == pytest.approx(first[9], rel=1e-9)
+    assert len(app.state.history) == stored
+    np.testing.assert_allclose(_score_v1(client, later, 1, 10), expected[10:], rtol=RTOL)
+    twice = client.post("/v1/score", json={"transactions": _txs(later, 20, 21) * 2})
+    assert twice.status_code == 422 and "more than once" in twice.text
+
+
+def test_memory_holds_only_the_longest_window(trained):
+    d, _, _ = trained
+    schema = load_scorer(d / "m").dataset_schema
+    schema = schema.model_copy(update={"history": HistorySpec(
+        entities=["card_id", "terminal_id"], amount="amount", windows=[600.0, 3600.0])})
+    rng = np.random.default_rng(1)
+    n = 3000
+    t = np.sort(rng.uniform(0, 5 * 86400, n)).round()  # five days, windows of at most an hour
+    rows = pd.DataFrame({"timestamp": pd.to_datetime(t, unit="s").strftime("%Y-%m-%d %H:%M:%S"),
+                         "card_id": rng.integers(0, 400, n).astype(str),
+                         "terminal_id": rng.integers(0, 50, n).astype(str),
+                         "amount": rng.lognormal(3, 1, n).round(2)})
+    store = HistoryStore(schema)
+    for s in range(0, n, 10):
+        store.add(rows.iloc[s:s + 10].reset_index(drop=True))
+    recent = t > t[-1] - 3600
+    assert len(store) == recent.sum() < n / 20
+    assert store.entity_values("card_id") == rows["card_id"][recent].nunique()
+    # and what it kept is all a later row needs: the last row again, ten minutes later
+    extra = rows.iloc[[-1]].assign(timestamp=(pd.Timestamp(t[-1] + 600, unit="s")).strftime(
+        "%Y-%m-%d %H:%M:%S")).reset_index(drop=True)
+    expected = add_history(pd.concat([rows, extra], ignore_index=True), schema)[0][schema.history_features].iloc[-1]
+    assert expected["card_id.count_1h"] >= 1
+    np.testing.assert_allclose(store.add(extra).iloc[0], expected, rtol=0, atol=1e-9)
+
+
+def test_a_request_without_an_entity_or_with_a_null_one_is_a_422_naming_it(trained):
+    d, later, _ = trained
+    client = TestClient(create_app(d / "m"))
+    tx = _txs(later, 0, 1)[0]
+    r = client.post("/v1/score", json={"transactions": [{k: v for k, v in tx.items() if k != "card_id"}]})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "card_id", r.text
+    r = client.post("/v1/score", json={"transactions": [{**tx, "terminal_id": None}]})
+    assert r.status_code == 422 and "terminal_id" in r.text
+    r = client.post("/v1/score", json={"transactions": [{**tx, "card_id.count_1h": 3}]})
+    assert r.status_code == 422  # a history column is computed, never given
+    assert len(client.app.state.history) == len(load_scorer(d / "m").history_state_.rows)  # nothing stored
