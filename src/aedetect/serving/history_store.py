@@ -98,6 +98,7 @@ class HistoryStore:
         self._index: dict[str, dict[object, dict[int, None]]] = {e: {} for e in self.entities}
         self._heap: list[tuple[float, int]] = []  # (time, row number): the oldest first
         self._next = 0
+        self.start = state.start if state is not None else None  # when the history began
         if state is not None and len(state.rows):
             self._load_rows(state.rows, ids)
 
@@ -106,11 +107,12 @@ class HistoryStore:
     def load(cls, schema, path: str | os.PathLike) -> HistoryStore:
         """A store saved by `save`, or any `HistoryState` Parquet file of this model's history."""
         try:
-            rows = pd.read_parquet(path)
+            state = HistoryState.from_parquet(path)
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{path}: cannot read the history state ({exc})") from None
+        rows = state.rows
         ids = rows.pop(ID_COLUMN) if ID_COLUMN in rows.columns else None
-        return cls(schema, HistoryState(rows), ids)
+        return cls(schema, HistoryState(rows, state.start), ids)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the stored rows (and transaction ids) to Parquet in one atomic rename."""
@@ -122,7 +124,7 @@ class HistoryStore:
         frame = self._frame(values)
         frame[ID_COLUMN] = pd.Series(txids, dtype=object)
         with atomic_file(path) as tmp:
-            frame.to_parquet(tmp, index=False)
+            HistoryState(frame, self.start).to_parquet(tmp)
         with self.lock:
             self.changes -= saved
         return Path(path)
@@ -130,7 +132,7 @@ class HistoryStore:
     def state(self) -> HistoryState:
         """The stored rows as one `HistoryState` (what batch scoring would carry)."""
         with self.lock:
-            return HistoryState(self._frame([self._rows[r] for r in sorted(self._rows)]))
+            return HistoryState(self._frame([self._rows[r] for r in sorted(self._rows)]), self.start)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -185,7 +187,7 @@ class HistoryStore:
             for value in set(entities[e]):
                 numbers.update(index.get(value, ()))
         numbers -= skip
-        return HistoryState(self._frame([self._rows[r] for r in sorted(numbers)]))
+        return HistoryState(self._frame([self._rows[r] for r in sorted(numbers)]), self.start)
 
     def _frame(self, values: list[tuple]) -> pd.DataFrame:
         if not values:
@@ -198,6 +200,8 @@ class HistoryStore:
 
     def _append(self, time: np.ndarray, after: HistoryState, keys: list) -> None:
         """Store the request's rows (with the flags `compute` gave them) and drop the old ones."""
+        if self.start is None:
+            self.start = after.start
         # `compute` keeps its rows in order, the request's last, less those a longest window
         # before the newest of them
         kept = time > after.end - self.horizon
