@@ -106,7 +106,7 @@ class HistoryState:
         return cls(table.to_pandas(), None if start == "None" else float(start))
 
 
-def _codes(values: pd.Series) -> np.ndarray:
+def _codes(values) -> np.ndarray:
     return pd.factorize(values, use_na_sentinel=True)[0].astype("int64")
 
 
@@ -129,28 +129,29 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
     windows = sorted(float(w) for w in windows)
     horizon = windows[-1]
     n = len(time)
-    amount = np.zeros(n) if amount is None else np.asarray(amount, dtype="float64")
-    new = pd.DataFrame({"time": np.asarray(time, dtype="float64"), "amount": amount,
-                        **{e: pd.Series(entities[e]).reset_index(drop=True).astype(object)
-                           for e in names}})
-    usable = new["time"].notna().to_numpy() & ~np.isnan(amount) & \
-        np.all([new[e].notna().to_numpy() for e in names], axis=0)
+    new_t = np.asarray(time, dtype="float64")
+    new_amount = np.zeros(n) if amount is None else np.asarray(amount, dtype="float64")
+    new_ent = {e: _objects(entities[e]) for e in names}
+    usable = ~np.isnan(new_t) & ~np.isnan(new_amount)
+    for e in names:
+        usable &= ~pd.isna(new_ent[e])
     state = state if state is not None else HistoryState.empty(names)
-    start = state.start
-    if start is None and usable.any():
-        start = float(new["time"][usable].min())
+    first = float(new_t[usable].min()) if usable.any() else None
+    start = state.start if state.start is not None else first
     past = state.rows
-    if usable.any() and len(past) and not continues:  # history before the new rows' first time
-        past = past[past["time"].to_numpy() < new["time"][usable].min()]
-    rows = pd.concat([past.drop(columns=[c for c in past.columns if c.startswith("new:")]),
-                      new[usable]], ignore_index=True)
-    m, k = len(rows), len(past)
-    t = rows["time"].to_numpy(dtype="float64")
+    if first is not None and len(past) and not continues:  # history before the new rows' first time
+        past = past[past["time"].to_numpy() < first]
+    k = len(past)
+    t = np.concatenate([past["time"].to_numpy(dtype="float64"), new_t[usable]])
+    amounts = np.concatenate([past["amount"].to_numpy(dtype="float64"), new_amount[usable]])
+    ent = {e: np.concatenate([_objects(past[e]), new_ent[e][usable]]) for e in names}
+    m = len(t)
     order_in = np.arange(m)  # state rows first, then the file's order
     stamp = np.round(t * 1000).astype("int64")  # milliseconds: exact integer windows
     ms = stamp - (stamp.min() if m else 0)
     width = int(ms.max(initial=0) + round(horizon * 1000) + 2)
-    log_amount = np.log1p(np.maximum(rows["amount"].to_numpy(dtype="float64"), 0.0))
+    log_amount = np.log1p(np.maximum(amounts, 0.0))
+    codes_of = {e: _codes(ent[e]) for e in names}
     out = {}
     new_flags = {}
     # new-pair flags: stored for state rows, computed for the new ones
@@ -159,7 +160,7 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
             if o == e:
                 continue
             key = f"new:{e}:{o}"
-            pair = _codes(rows[e].astype(str) + "\x1f" + rows[o].astype(str))
+            pair = codes_of[e] * (int(codes_of[o].max(initial=0)) + 1) + codes_of[o]
             order = np.lexsort((order_in, t, pair))
             sp, st = pair[order], t[order]
             same = np.r_[False, sp[1:] == sp[:-1]]
@@ -167,11 +168,11 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
             flag_sorted = ~(same & (gap < horizon))
             flags = np.empty(m, dtype="float64")
             flags[order] = flag_sorted
-            if k and key in state.rows.columns:
+            if k and key in past.columns:
                 flags[:k] = past[key].to_numpy(dtype="float64")
             new_flags[key] = flags
     for e in names:
-        codes = _codes(rows[e])
+        codes = codes_of[e]
         order = np.lexsort((order_in, t, codes))
         keys = _keys(codes[order], ms[order], width)
         pos = np.arange(m)
@@ -205,10 +206,18 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
         col[usable] = out[name][k:]
         cols[name] = col
     features = pd.DataFrame(cols)
-    kept = rows.assign(**new_flags)
-    if m:
-        kept = kept[kept["time"].to_numpy() > t.max() - horizon]
-    return features, HistoryState(kept.reset_index(drop=True), start)
+    keep = t > t.max() - horizon if m else np.zeros(0, dtype=bool)
+    kept = pd.DataFrame({"time": t[keep], "amount": amounts[keep],
+                         **{e: pd.Series(ent[e][keep], dtype=object) for e in names},
+                         **{key: flags[keep] for key, flags in new_flags.items()}})
+    return features, HistoryState(kept, start)
+
+
+def _objects(values) -> np.ndarray:
+    """Entity values as an object array (None where missing)."""
+    if isinstance(values, pd.Series):
+        return values.to_numpy(dtype=object, na_value=None)
+    return np.asarray(values, dtype=object)
 
 
 def _put(out: dict, name: str, order: np.ndarray, sorted_values: np.ndarray) -> None:

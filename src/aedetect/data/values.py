@@ -25,6 +25,7 @@ The rules (docs/hostile-input.md lists them with the defects they fixed):
 
 from __future__ import annotations
 
+import datetime
 import re
 
 import numpy as np
@@ -255,6 +256,10 @@ def read_datetimes(values, fmt: str | None = None) -> tuple[np.ndarray, np.ndarr
     problems: see the module docstring. `fmt`: the column's date format (strptime codes)."""
     s = _series(values)
     n = len(s)
+    if n <= SMALL and s.dtype == object:  # a request's few values: one at a time, same rules
+        pairs = [_datetime_value(x, fmt) for x in s.to_numpy()]
+        return (np.array([p[0] for p in pairs], dtype="float64"),
+                np.array([p[1] for p in pairs] + [None], dtype=object)[:n])
     problems = np.full(n, None, dtype=object)
     if pd.api.types.is_bool_dtype(s):
         for i in np.flatnonzero(s.notna().to_numpy()):
@@ -313,6 +318,59 @@ def strptime_pattern(fmt: str) -> str:
     parts = re.split(r"(%[a-zA-Z])", fmt)
     return "^" + "".join(_PATTERN_CODES.get(p, ".+" if p.startswith("%") else re.escape(p))
                          for p in parts) + "$"
+
+
+SMALL = 32  # up to this many values, `read_datetimes` reads them one by one (no pandas overhead)
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?$")
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+def _datetime_value(x, fmt: str | None) -> tuple[float, str | None]:
+    """One value by the rules of `read_datetimes`: (seconds or NaN, problem or None)."""
+    if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NaT:
+        return np.nan, None
+    if isinstance(x, (bool, np.bool_)):
+        return np.nan, f"value {shown(x)!r} is a boolean, not a date/time"
+    if isinstance(x, (int, float, np.integer, np.floating)):
+        return _seconds_value(float(x), x)
+    if not isinstance(x, str):
+        if isinstance(x, (pd.Timestamp, np.datetime64)) or hasattr(x, "isoformat"):
+            return _one_datetime(x, None), None
+        x = str(x)
+    text = x.strip()
+    if not text:
+        return np.nan, None
+    if text.lower() in RELATIVE_DATES:
+        return np.nan, (f"value {shown(x)!r} is a relative date; give the date/time itself (the score "
+                        "must not depend on when it is computed)")
+    if _NUMBER_TEXT.match(text) and (fmt is None or not _digits_only_format(fmt)):
+        return _seconds_value(float(text), x)
+    seconds = np.nan
+    try:
+        if fmt is not None:
+            when = datetime.datetime.strptime(text, fmt)
+        elif _ISO.match(text):
+            when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        else:
+            when = None
+        if when is not None:
+            seconds = (when.replace(tzinfo=None) - _EPOCH).total_seconds()
+    except ValueError:
+        pass
+    if np.isnan(seconds):
+        seconds = float(_parse_texts(pd.Series([text]), fmt)[0])
+    if np.isnan(seconds):
+        want = f"the column's date format {fmt!r}" if fmt else "a date/time"
+        return np.nan, f"value {shown(x)!r} is not {want}"
+    return seconds, None
+
+
+def _seconds_value(v: float, x) -> tuple[float, str | None]:
+    if np.isinf(v):
+        return np.nan, f"value {shown(x)!r} is not finite"
+    if abs(v) > MAX_ABS_VALUE:
+        return np.nan, out_of_range_reason(v) + " as seconds since 1970"
+    return v, None
 
 
 def _digits_only_format(fmt: str) -> bool:

@@ -542,7 +542,7 @@ class Preprocessor:
             else:
                 missing = picked.isna().to_numpy()
                 if b.get("datetime") and pd.api.types.is_numeric_dtype(picked):  # seconds: as a date
-                    shown = pd.to_datetime(picked, unit="s").astype(str).to_numpy(str)
+                    shown = _as_dates(picked.to_numpy(dtype="float64"))
                 elif b.get("datetime"):
                     shown = picked.astype(str).to_numpy(str)
                 else:  # float32's shortest text: 7 significant digits, converted in C
@@ -582,6 +582,15 @@ class Preprocessor:
                 f"preprocessing config holds {len(p.mean_)} means for {p.n_features_out} features"
             )
         return p
+
+
+def _as_dates(seconds: np.ndarray) -> np.ndarray:
+    """Seconds since 1970 as date text; a value beyond the calendar pandas reads stays a number."""
+    try:
+        return pd.to_datetime(seconds, unit="s").astype(str).to_numpy(str)
+    except (OverflowError, ValueError):
+        return np.array([str(pd.Timestamp(v, unit="s")) if abs(v) < 9e9 else f"{v:.7g} s"
+                         for v in seconds], dtype=str)
 
 
 def _categories(values) -> pd.Series:
