@@ -277,3 +277,117 @@ def test_a_model_with_categories_dates_and_gaps_scores_like_the_batch_scorer(spa
     assert (np.abs(got["score"].to_numpy() - ref["score"].to_numpy()) <= 5e-6 * scale).all()
     assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all()
     assert got["top1_feature"].isin(schema.features).all()  # the user's columns, not one-hot features
+
+
+# -- entity history ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def history_model(tmp_path_factory):
+    """A model with card and terminal history trained (CLI) on the first 14 days of a generated
+    payments log; the later 6 days as Parquet, and `aedetect score`'s output for them."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+    from aedetect.data.generate import generate_payment_log
+
+    d = tmp_path_factory.mktemp("history")
+    log = generate_payment_log(n_days=20, n_cards=200, n_terminals=50, seed=0)
+    log = log.drop(columns=["is_fraud", "fraud_kind"])
+    day = (pd.to_datetime(log["timestamp"]) - pd.to_datetime(log["timestamp"]).min()).dt.days
+    log[day < 14].to_csv(d / "first.csv", index=False)
+    log.to_parquet(d / "all.parquet", index=False)
+    later = log[day >= 14].reset_index(drop=True)
+    later.to_parquet(d / "later.parquet", index=False)
+    res = CliRunner().invoke(app, ["train", "--data", str(d / "first.csv"), "--out", str(d / "model"),
+                                   "--entity-columns", "card_id,terminal_id", "--epochs", "3"])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    return d, log, later
+
+
+def _batch_scores(model, data, out, **kw) -> pd.DataFrame:
+    from aedetect.serving.batch import score_file
+    from aedetect.serving.runtime import load_scorer
+
+    score_file(load_scorer(model), data, out, id_columns=["transaction_id"], top_k=2, **kw)
+    return pd.read_parquet(out).set_index("transaction_id")
+
+
+def test_history_features_and_scores_equal_add_history_and_the_batch_scorer(spark, history_model, tmp_path):
+    """Grouped by each entity after the model's state, Spark's history features are those of
+    `add_history` on the whole table (1e-9), and its scores those of `aedetect score`."""
+    from aedetect.data.history import add_history
+    from aedetect.errors import AedetectError, DataError
+    from aedetect.serving.runtime import load_scorer
+    from aedetect.serving.spark import history_features, score, score_udf
+
+    d, log, later = history_model
+    model = d / "model"
+    scorer = load_scorer(model)
+    names = scorer.schema.history_features
+    for table, path in ((later, d / "later.parquet"), (log, d / "all.parquet")):
+        # the later days continue from the state; the whole log (training rows again) starts afresh
+        want = add_history(table, scorer.schema, scorer.history_state_)[0].set_index("transaction_id")
+        got = history_features(spark.read.parquet(str(path)), model).toPandas().set_index("transaction_id")
+        assert list(got.columns) == [*table.columns.drop("transaction_id"), *names]
+        got = got.loc[want.index]
+        np.testing.assert_allclose(got[names].to_numpy(), want[names].to_numpy(), rtol=0, atol=1e-9)
+        pd.testing.assert_frame_equal(got[list(table.columns[1:])], want[list(table.columns[1:])],
+                                      check_dtype=False)
+        if table is later:  # the model's state counts: without it the later days' features differ
+            fresh = add_history(table, scorer.schema)[0].set_index("transaction_id")[names]
+            assert not np.allclose(fresh.to_numpy(), want[names].to_numpy())
+
+    ref = _batch_scores(model, d / "later.parquet", tmp_path / "ref.parquet")
+    out = score(spark.read.parquet(str(d / "later.parquet")), model, id_columns=["transaction_id"], top_k=2)
+    got = out.toPandas().set_index("transaction_id").loc[ref.index]
+    np.testing.assert_allclose(got["score"].to_numpy(), ref["score"].to_numpy(), rtol=1e-6)
+    assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
+    assert (got["top1_feature"] == ref["top1_feature"]).all()
+
+    df = spark.read.parquet(str(d / "later.parquet"))
+    with pytest.raises(AedetectError, match="use aedetect.serving.spark.score"):
+        score_udf(df, model)
+    with pytest.raises(DataError, match="missing column 'terminal_id' .*history"):
+        score(df.drop("terminal_id"), model)
+
+
+def test_a_row_without_entity_value_is_a_bad_row_with_the_batch_scorers_reason(spark, history_model, tmp_path):
+    from aedetect.data.history import no_history_reason
+    from aedetect.serving.batch import bad_rows_path
+    from aedetect.serving.runtime import load_scorer
+    from aedetect.serving.spark import score
+
+    d, _, later = history_model
+    part = later.head(300).copy()
+    part.loc[3, "card_id"] = ""  # empty: no card, so no history
+    part.loc[5, "terminal_id"] = None
+    part.to_parquet(tmp_path / "part.parquet", index=False)
+    ref = _batch_scores(d / "model", tmp_path / "part.parquet", tmp_path / "ref.parquet", on_bad_rows="skip")
+    side = pd.read_csv(bad_rows_path(tmp_path / "ref.parquet"))
+    got = score(spark.read.parquet(str(tmp_path / "part.parquet")), d / "model",
+                id_columns=["transaction_id"], top_k=2).toPandas().set_index("transaction_id")
+    bad = got.loc[part["transaction_id"].iloc[[3, 5]]]
+    assert bad["score"].isna().all() and bad["flag"].isna().all()
+    reason = no_history_reason(load_scorer(d / "model").schema)
+    assert reason.startswith("no history") and "'card_id'" in reason
+    assert (bad["reason"] == reason).all() and sorted(side["reason"]) == [reason, reason]
+    good = got.loc[ref.index]  # the other rows: the batch scorer's scores (the bad rows left out of both)
+    np.testing.assert_allclose(good["score"].to_numpy(), ref["score"].to_numpy(), rtol=1e-6)
+    assert good["reason"].isna().all() and len(got) == len(part)
+
+
+def test_cli_scores_a_history_model_on_spark(spark, history_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+
+    d, _, _ = history_model
+    ref = _batch_scores(d / "model", d / "later.parquet", tmp_path / "ref.parquet")
+    out = tmp_path / "scored"
+    result = CliRunner().invoke(app, ["spark", "score", "--model", str(d / "model"), "--data",
+                                      str(d / "later.parquet"), "--out", str(out), "--master", "local[2]",
+                                      "--id-columns", "transaction_id", "--top-k", "2"])
+    assert result.exit_code == 0, result.output + str(result.exception)
+    assert (out / "_SUCCESS").exists()
+    got = pd.read_parquet(out).set_index("transaction_id").loc[ref.index]
+    np.testing.assert_allclose(got["score"].to_numpy(), ref["score"].to_numpy(), rtol=1e-6)
+    assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()

@@ -261,6 +261,13 @@ def add_history(df: pd.DataFrame, schema, state: HistoryState | None = None, *,
                      axis=1), state
 
 
+def no_history_reason(schema) -> str:
+    """The reason a row without history features is not scored (every engine gives this one)."""
+    h = schema.history
+    cols = [schema.time, *h.entities] + ([h.amount] if h.amount else [])
+    return f"no history: an empty or unreadable value in {', '.join(map(repr, dict.fromkeys(cols)))}"
+
+
 def ensure_history(X, schema, state: HistoryState | None):
     """`X` with its history columns: computed (after `state`) when a table lacks them."""
     if getattr(schema, "history", None) is None or not isinstance(X, pd.DataFrame):

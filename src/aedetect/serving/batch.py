@@ -453,7 +453,7 @@ class _History:
         no history (an empty entity value or amount)."""
         if self.schema is None:
             return x, reasons
-        from aedetect.data.history import add_history, table_inputs
+        from aedetect.data.history import add_history, no_history_reason, table_inputs
 
         cols = [self.schema.time, *self.schema.history.entities]
         if self.schema.history.amount:
@@ -474,8 +474,7 @@ class _History:
         none = np.isnan(x[self.schema.history_features[0]].to_numpy()) & (reasons == None)  # noqa: E711
         if none.any():
             reasons = reasons.copy()
-            reasons[none] = (f"no history: an empty or unreadable value in "
-                             f"{', '.join(map(repr, dict.fromkeys(cols)))}")
+            reasons[none] = no_history_reason(self.schema)
         return x[list(self.schema.features)], reasons
 
 

@@ -10,6 +10,10 @@ verified on the driver, shipped as an archive with `spark.addArtifacts(..., arch
 Python worker (see `aedetect.serving.spark_worker`). `score_udf` is the same scoring as a column
 expression, through `pyspark.ml.functions.predict_batch_udf`.
 
+A model with entity history features (`aedetect.data.history`) needs each row's past: `score`
+first adds them with `with_history` (one shuffle by each entity column; docs/scale.md), so they
+equal `add_history` on the whole DataFrame after the model's state.
+
 Training stays on one node (the network is small and quality saturates early; see
 docs/scale.md): `sample_normals` writes a seeded sample of normal rows as Parquet shards, which
 `aedetect train --data shards/` streams in bounded memory.
@@ -27,6 +31,7 @@ from functools import partial
 from pathlib import Path
 
 from aedetect.errors import AedetectError, DataError
+from aedetect.serving import spark_worker as worker
 from aedetect.serving.spark_worker import ShippedModel, manifest_digest, output_columns, score_batches
 
 NUMERIC = ("ByteType", "ShortType", "IntegerType", "LongType", "FloatType", "DoubleType",
@@ -81,6 +86,29 @@ def check_schema(schema, features, id_columns=(), kinds=()) -> None:
                             "needs a number (or text holding a number)")
 
 
+def check_columns(schema, shipped: ShippedModel, id_columns=()) -> None:
+    """`check_schema` for the columns a model reads: for a model with entity history, the
+    columns its history is computed from instead of the history features."""
+    h = shipped.history
+    if h is None:
+        check_schema(schema, shipped.features, id_columns, shipped.input_kinds)
+        return
+    derived = {n for names in h.features for n in names}
+    kinds = {f: k for f, k in zip(shipped.features, shipped.input_kinds, strict=True) if f not in derived}
+    names = schema.fieldNames()
+    lower = {n.lower() for n in names}
+    for col, kind in zip(h.columns, h.kinds, strict=True):
+        if col not in names and col.lower() not in lower:
+            raise DataError(f"missing column {col!r} (the model's history features are computed from "
+                            f"it); the DataFrame has {names}")
+        kinds.setdefault(col, kind)
+    taken = [n for n in names if n.startswith("_aedetect_")]
+    if taken:
+        raise DataError(f"column {taken[0]!r}: names starting with '_aedetect_' are aedetect's own "
+                        "(history); rename it")
+    check_schema(schema, list(kinds), id_columns, list(kinds.values()))
+
+
 # -- shipping the model -----------------------------------------------------------------------
 _shipped: dict[tuple, tuple] = {}
 _archive_dir: list[Path] = []
@@ -110,9 +138,28 @@ def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
     manifest = read_manifest(model_dir)  # refuses a tampered or incomplete folder
     digest = manifest_digest(model_dir)
     pre = Preprocessor.from_config(manifest.preprocessing)
-    kinds = tuple(pre.input_kinds) if manifest.detector_params.get("schema") is not None else ()
+    schema = manifest.detector_params.get("schema")
+    kinds = tuple(pre.input_kinds) if schema is not None else ()
     return ShippedModel(f"aedetect-model-{digest[:16]}.zip", digest,
-                        tuple(manifest.input_schema.feature_names), tuple(pre.output_names), kinds)
+                        tuple(manifest.input_schema.feature_names), tuple(pre.output_names), kinds,
+                        _history_inputs(schema))
+
+
+def _history_inputs(schema) -> worker.HistoryInputs | None:
+    from aedetect.data.history import feature_names
+    from aedetect.data.schema import DatasetSchema
+
+    if schema is None or schema.get("history") is None:
+        return None
+    schema = DatasetSchema.model_validate(schema)
+    h = schema.history
+    windows = sorted(h.windows)
+    kinds = ["datetime" if schema.column(schema.time).type == "datetime" else "number"]
+    kinds += ["category"] * len(h.entities) + (["number"] if h.amount else [])
+    names = feature_names(h.entities, windows)
+    per = len(names) // len(h.entities)  # feature_names lists the entities' features in turn
+    return worker.HistoryInputs(schema.time, tuple(h.entities), h.amount, tuple(kinds),  # roles: distinct
+                                tuple(tuple(names[i * per:(i + 1) * per]) for i in range(len(h.entities))))
 
 
 def ship_model(spark, model_dir: str | os.PathLike, shipped: ShippedModel | None = None) -> ShippedModel:
@@ -153,7 +200,7 @@ def score(df, model_dir: str | os.PathLike, *, id_columns=(), top_k: int = 3):
     _check_args(top_k)
     id_columns = tuple(id_columns)
     shipped = prepare_model(model_dir)
-    check_schema(df.schema, shipped.features, id_columns, shipped.input_kinds)
+    check_columns(df.schema, shipped, id_columns)
     ship_model(df.sparkSession, model_dir, shipped)
     return score_shipped(df, shipped, id_columns, top_k)
 
@@ -162,8 +209,22 @@ def score_shipped(df, shipped: ShippedModel, id_columns=(), top_k: int = 3):
     """`score` for a model already shipped (and its schema checked)."""
     id_columns = tuple(id_columns)
     columns = list(dict.fromkeys([*id_columns, *shipped.features]))
+    schema = output_schema(df.schema, id_columns, top_k)
+    if shipped.history is not None:
+        derived = {n for names in shipped.history.features for n in names}
+        read = dict.fromkeys([*id_columns, *shipped.features, *shipped.history.columns])
+        df, names = _history_frame(df, shipped, [c for c in read if c not in derived])
+        inner = {name: n for n, name in names.items()}
+        fn = partial(score_batches, shipped=shipped, id_columns=id_columns, top_k=top_k, names=names)
+        return df.select(*[inner[c] for c in columns]).mapInArrow(fn, schema)
     fn = partial(score_batches, shipped=shipped, id_columns=id_columns, top_k=top_k)
-    return df.select(*columns).mapInArrow(fn, output_schema(df.schema, id_columns, top_k))
+    return df.select(*map(_col, columns)).mapInArrow(fn, schema)
+
+
+def _col(name: str):
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")  # a name, even with a dot (card_id.count_1h)
 
 
 def score_udf(df, model_dir: str | os.PathLike, *, top_k: int = 3, batch_size: int = 10_000):
@@ -178,6 +239,9 @@ def score_udf(df, model_dir: str | os.PathLike, *, top_k: int = 3, batch_size: i
     from aedetect.serving.spark_worker import make_predict_fn
 
     shipped = prepare_model(model_dir)
+    if shipped.history is not None:
+        raise AedetectError("score_udf scores each batch alone; this model's entity history "
+                            "features need each row's past: use aedetect.serving.spark.score")
     if shipped.input_kinds and set(shipped.input_kinds) != {"number"}:
         raise AedetectError("score_udf passes numbers only (predict_batch_udf); this model reads "
                             "categories or datetimes: use aedetect.serving.spark.score")
@@ -187,6 +251,76 @@ def score_udf(df, model_dir: str | os.PathLike, *, top_k: int = 3, batch_size: i
     udf = predict_batch_udf(partial(make_predict_fn, shipped, top_k), return_type=schema,
                             batch_size=batch_size)
     return udf(F.struct(*[F.col(c) for c in shipped.features]))
+
+
+# -- entity history ---------------------------------------------------------------------------
+def history_features(df, model_dir: str | os.PathLike):
+    """`df` with the model's entity history columns added (`card_id.count_1h`, ...): those of
+    `aedetect.data.history.add_history` on the whole DataFrame after the model's state. Lazy;
+    the rows come back in no particular order (see `with_history`)."""
+    _pyspark()
+    shipped = prepare_model(model_dir)
+    if shipped.history is None:
+        raise AedetectError(f"{model_dir}: the model has no entity history features (it was trained "
+                            "without entity columns)")
+    check_columns(df.schema, shipped)
+    ship_model(df.sparkSession, model_dir, shipped)
+    return with_history(df, shipped)
+
+
+def with_history(df, shipped: ShippedModel, columns=None):
+    """`columns` of `df` (default: all) and the history features of a shipped model.
+
+    The features of one entity depend only on that entity's rows (its new-counterparty flags
+    too: a pair's rows are the entity's rows), so for each entity column the rows are grouped by
+    its value and each group computed by `aedetect.data.history.compute` in one Python task,
+    after the model's state rows of that value (the state travels with the model archive), with
+    the rows in their DataFrame order (`monotonically_increasing_id`: ties in time go by it).
+    As `add_history` on the whole table does, the state counts only before the first time of the
+    rows with history: a small aggregate over the time column, joined to every row. Costs: one
+    shuffle of the rows by each entity column, one more read of the time, entity and amount
+    columns, and each entity value's rows held in one task's memory."""
+    from pyspark.sql import functions as F
+
+    out, names = _history_frame(df, shipped, df.columns if columns is None else columns)
+    return out.select(*[F.col(n).alias(name) for n, name in names.items()])
+
+
+def _history_frame(df, shipped: ShippedModel, columns) -> tuple:
+    """`with_history` with every column under a plain name of its position (Spark reads a dot
+    in a column name as a field of a struct, and mapInArrow and applyInArrow name their columns
+    unquoted), and {plain name: column name}."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    h = shipped.history
+    columns = list(dict.fromkeys([*columns, *h.columns]))
+    inner = {c: f"_aedetect_c{j}" for j, c in enumerate(columns)}
+    names = tuple(inner[c] for c in h.columns)
+    helpers = [T.StructField(worker.TIME, T.DoubleType(), True)]
+    helpers += [T.StructField(worker.entity_column(i), T.StringType(), True) for i in range(len(h.entities))]
+    if h.amount:
+        helpers.append(T.StructField(worker.AMOUNT, T.DoubleType(), True))
+    base = df.select(*[_col(c).alias(inner[c]) for c in columns])
+    base = base.withColumn(worker.ROW, F.monotonically_increasing_id())
+    rows = base.mapInArrow(partial(worker.history_inputs, shipped=shipped, names=names, keep=True),
+                           T.StructType([*base.schema.fields, *helpers]))
+    inputs = df.select(*[_col(c).alias(inner[c]) for c in h.columns]).mapInArrow(
+        partial(worker.history_inputs, shipped=shipped, names=names, keep=False), T.StructType(helpers))
+    usable = reduce(lambda a, b: a & b, [F.col(f.name).isNotNull() for f in helpers])
+    out = rows.crossJoin(inputs.where(usable).agg(F.min(worker.TIME).alias(worker.START)))
+    features = {}
+    for i, entity in enumerate(h.entities):
+        outputs = tuple(f"_aedetect_h{len(features) + k}" for k in range(len(h.features[i])))
+        features.update(zip(outputs, h.features[i], strict=True))
+        fields = [*out.schema.fields, *[T.StructField(n, T.DoubleType(), True) for n in outputs]]
+        out = out.groupBy(worker.entity_column(i)).applyInArrow(
+            partial(worker.entity_history, shipped=shipped, entity=entity, outputs=outputs),
+            T.StructType(fields))
+    names = {**{inner[c]: c for c in columns}, **features}
+    return out.select(*names), names
 
 
 # -- sessions and files (the CLI) -------------------------------------------------------------

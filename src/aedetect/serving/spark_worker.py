@@ -26,6 +26,22 @@ THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THRE
 
 
 @dataclass(frozen=True)
+class HistoryInputs:
+    """A model's entity history (`aedetect.data.history`): the columns it is computed from, how
+    the driver checks their types, and the feature names, entity by entity."""
+
+    time: str
+    entities: tuple[str, ...]
+    amount: str | None
+    kinds: tuple[str, ...]                   # per input column: "datetime", "number" or "category"
+    features: tuple[tuple[str, ...], ...]    # per entity, its history feature names
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([self.time, *self.entities, *([self.amount] if self.amount else [])]))
+
+
+@dataclass(frozen=True)
 class ShippedModel:
     """What a task needs to find and check the model folder shipped with `addArtifacts`."""
 
@@ -36,6 +52,7 @@ class ShippedModel:
     # per feature, for a model with a dataset schema: "number", "category" or "datetime";
     # empty for a numbers-only model
     input_kinds: tuple[str, ...] = ()
+    history: HistoryInputs | None = None  # entity history features, computed before scoring
 
 
 _lock = threading.Lock()
@@ -148,7 +165,9 @@ def score_arrays(model, shipped: ShippedModel, batch: pa.RecordBatch, top_k: int
 
     n = batch.num_rows
     table = getattr(model, "schema", None) is not None  # categories, datetimes, gaps: by type
-    if table:
+    if table and shipped.history is not None:
+        x, reasons = _with_history_columns(model, batch)
+    elif table:
         x, reasons = parse_table(batch, model.preprocessor_)
     else:
         x, reasons = parse_features(batch, list(shipped.features), model.preprocessor_)
@@ -171,10 +190,34 @@ def score_arrays(model, shipped: ShippedModel, batch: pa.RecordBatch, top_k: int
     return out
 
 
-def score_batches(batches, shipped: ShippedModel, id_columns: tuple[str, ...], top_k: int):
-    """The `mapInArrow` function: id columns, then the scoring columns, batch by batch."""
+def _with_history_columns(model, batch: pa.RecordBatch):
+    """`parse_table` of the batch's own columns, then its history columns as computed (as the
+    batch scorer adds them: never range-checked), and a reason for each good row without history."""
+    from aedetect.data.arrow import parse_table
+    from aedetect.data.history import no_history_reason
+
+    schema = model.schema
+    derived = schema.history_features
+    own = [c for c in batch.schema.names if c not in derived]
+    x, reasons = parse_table(pa.RecordBatch.from_arrays([batch.column(c) for c in own], names=own),
+                             model.preprocessor_)
+    for c in derived:
+        x[c] = batch.column(c).to_numpy(zero_copy_only=False).astype("float64")
+    none = np.isnan(x[derived[0]].to_numpy()) & (reasons == None)  # noqa: E711
+    if none.any():
+        reasons = reasons.copy()
+        reasons[none] = no_history_reason(schema)
+    return x[list(schema.features)], reasons
+
+
+def score_batches(batches, shipped: ShippedModel, id_columns: tuple[str, ...], top_k: int,
+                  names: dict[str, str] | None = None):
+    """The `mapInArrow` function: id columns, then the scoring columns, batch by batch.
+    `names`: the columns' own names by the batch's names (where Spark could not carry them)."""
     model = None
     for batch in batches:
+        if names:
+            batch = pa.RecordBatch.from_arrays(batch.columns, names=[names.get(n, n) for n in batch.schema.names])
         if model is None:
             model = model_for(shipped)
         cols = {c: batch.column(c) for c in id_columns}
@@ -199,3 +242,96 @@ def make_predict_fn(shipped: ShippedModel, top_k: int):
                 np.asarray(v.to_pylist(), dtype=object) for k, v in arrays.items()}
 
     return predict
+
+
+# -- entity history ---------------------------------------------------------------------------
+# Helper columns of Spark's history pipeline (`aedetect.serving.spark.with_history`).
+ROW = "_aedetect_row"        # the row's position in the DataFrame: ties in time go by it
+TIME = "_aedetect_time"      # seconds, as `aedetect.data.history.table_inputs` reads the time column
+AMOUNT = "_aedetect_amount"
+START = "_aedetect_start"    # the first time of the rows with history: the state before it counts
+
+
+def entity_column(i: int) -> str:
+    """The helper column with entity `i`'s value as text (the value the history groups by)."""
+    return f"_aedetect_entity{i}"
+
+
+def history_inputs(batches, shipped: ShippedModel, names: tuple[str, ...], keep: bool):
+    """The `mapInArrow` function: each row's time, entity values and amount as the history reads
+    them (`table_inputs`: missing where empty or unreadable), after the batch's own columns
+    (`keep`) or alone. `names`: the batch's columns holding `shipped.history.columns`."""
+    from aedetect.data.history import table_inputs
+
+    h = shipped.history
+    model = None
+    for batch in batches:
+        if model is None:
+            model = model_for(shipped)
+        frame = pa.table({c: batch.column(b) for c, b in zip(h.columns, names, strict=True)}).to_pandas()
+        time, entities, amount = table_inputs(frame, model.schema)
+        out = {c: batch.column(c) for c in batch.schema.names} if keep else {}
+        out[TIME] = pa.array(np.asarray(time, dtype="float64"), pa.float64(), from_pandas=True)
+        for i, e in enumerate(h.entities):
+            out[entity_column(i)] = pa.array(entities[e].tolist(), pa.string())
+        if h.amount:
+            out[AMOUNT] = pa.array(np.asarray(amount, dtype="float64"), pa.float64(), from_pandas=True)
+        yield pa.RecordBatch.from_pydict(out)
+
+
+_state_lock = threading.Lock()
+_states: dict[tuple[str, str], dict] = {}
+
+
+def _entity_state(model, digest: str, entity: str, value, start):
+    """The model's state rows of one entity value before `start` (a `HistoryState`); the state
+    is indexed by entity value once per worker."""
+    from aedetect.data.history import HistoryState
+
+    with _state_lock:
+        index = _states.get((digest, entity))
+        if index is None:
+            state = model.history_state_
+            rows = state.rows if state is not None else HistoryState.empty(model.schema.history.entities).rows
+            index = {k: g for k, g in rows.groupby(entity, sort=False)}
+            _states[(digest, entity)] = index
+    rows = index.get(value)
+    if rows is None:
+        return None
+    if start is not None:  # as `compute` on the whole table: only the state before its first row
+        rows = rows[rows["time"].to_numpy() < start]
+    return HistoryState(rows.reset_index(drop=True))
+
+
+def entity_history(table, shipped, entity, outputs):  # no annotations: applyInArrow reads them
+    """The `applyInArrow` function for the rows of one value of `entity` (all of them, in one
+    group; a pyarrow Table): the table with that entity's history features added as the
+    columns `outputs` (Spark column names, without the dots of the features'), computed by
+    `aedetect.data.history.compute` after the model's state rows of the value, the rows in
+    their DataFrame order. A pair's new-counterparty flags depend only on the pair's rows, all
+    of which are in the group, so the features equal those of the whole table."""
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    from aedetect.data.history import compute
+
+    h = shipped.history
+    i = h.entities.index(entity)
+    table = table.take(pc.sort_indices(table, [(ROW, "ascending")]))
+    model = model_for(shipped)
+    value = table.column(entity_column(i))[0].as_py() if table.num_rows else None
+    start = table.column(START)[0].as_py() if table.num_rows else None
+    state = _entity_state(model, shipped.digest, entity, value, start) if value is not None else None
+
+    def floats(name):
+        return pc.fill_null(table.column(name), np.nan).to_numpy().astype("float64")
+
+    entities = {e: pd.Series(table.column(entity_column(j)).to_pylist(), dtype=object)
+                for j, e in enumerate(h.entities)}
+    amount = floats(AMOUNT) if h.amount else None
+    features, _ = compute(floats(TIME), entities, amount, model.schema.history.windows, state,
+                          continues=True)  # the state is already cut at the first row's time
+    for name, column in zip(h.features[i], outputs, strict=True):
+        table = table.append_column(column, pa.array(features[name].to_numpy(), pa.float64(),
+                                                   from_pandas=True))
+    return table
