@@ -295,12 +295,14 @@ def _entity_state(model, digest: str, entity: str, value, start):
             rows = state.rows if state is not None else HistoryState.empty(model.schema.history.entities).rows
             index = {k: g for k, g in rows.groupby(entity, sort=False)}
             _states[(digest, entity)] = index
+    state = model.history_state_
+    began = state.start if state is not None and state.start is not None else start  # as `compute`
     rows = index.get(value)
     if rows is None:
-        return None
+        return HistoryState(HistoryState.empty(model.schema.history.entities).rows, began)
     if start is not None:  # as `compute` on the whole table: only the state before its first row
         rows = rows[rows["time"].to_numpy() < start]
-    return HistoryState(rows.reset_index(drop=True))
+    return HistoryState(rows.reset_index(drop=True), began)
 
 
 def entity_history(table, shipped, entity, outputs):  # no annotations: applyInArrow reads them
