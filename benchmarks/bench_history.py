@@ -89,7 +89,7 @@ def forest_matrix(df, schema):
 
 
 def one_seed(seed: int, days: int, train_days: int, cards: int, terminals: int, fraud_rate: float,
-             epochs) -> dict:
+             epochs, protocol: str = "auto") -> dict:
     import numpy as np
     import pandas as pd
     from sklearn.ensemble import IsolationForest
@@ -109,7 +109,7 @@ def one_seed(seed: int, days: int, train_days: int, cards: int, terminals: int, 
     later = log[day >= train_days].reset_index(drop=True)
     y = later["is_fraud"].to_numpy()
     kind = later["fraud_kind"].fillna("").to_numpy(dtype=object)
-    config = TrainConfig(seed=seed, **({"epochs": epochs} if epochs else {}))
+    config = TrainConfig(seed=seed, protocol=protocol, **({"epochs": epochs} if epochs else {}))
     base = infer_schema(first)
     schemas = {"history": base.with_overrides(entity_columns=ENTITIES, exclude_columns=EXCLUDE),
                "no history": base.with_overrides(exclude_columns=EXCLUDE)}
@@ -322,6 +322,8 @@ def main() -> None:
     ap.add_argument("--terminals", type=int, default=400)
     ap.add_argument("--fraud-rate", type=float, default=0.005)
     ap.add_argument("--epochs", type=int, default=None, help="at most (default: the CLI's, early stopping)")
+    ap.add_argument("--protocol", default="auto", choices=["auto", "time", "guide"],
+                    help="the training split (default: the CLI's, time-ordered here)")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
     ap.add_argument("--out", type=Path, default=None, help="the Markdown (default runs/bench/history.md, "
                     "or history-speed.md with --speed)")
@@ -340,7 +342,7 @@ def main() -> None:
         runs = []
         for seed in range(args.seeds):
             runs.append(one_seed(seed, args.days, args.train_days, args.cards, args.terminals,
-                                 args.fraud_rate, args.epochs))
+                                 args.fraud_rate, args.epochs, args.protocol))
             r = runs[-1]
             print(f"seed {seed}: PR-AUC " + ", ".join(f"{m} {r['overall'][m]['pr_auc']:.3f}" for m in METHODS)
                   + f" (load average {os.getloadavg()[0]:.2f})", flush=True)

@@ -10,6 +10,10 @@ of `HistorySpec.entities` and each window (default 1 hour, 1 day, 7 days and 30 
                              payments in the window (0 when the window is empty): 1.4 is about
                              four times the entity's usual amount
 and once per entity
+  `<entity>.amount_z_<longest>` (log1p(amount) - its mean) / its standard deviation over the
+                             entity's payments in the longest window (at least 0.1; 0 with
+                             fewer than 3 payments): 4x the usual is far for a card that always
+                             pays about the same, near for one whose amounts vary
   `<entity>.since_last`      seconds since the entity's previous payment, capped at the longest
                              window (the cap when there is none)
 and, when there are two or more entities, per pair (e.g. card and terminal)
@@ -41,6 +45,7 @@ import pandas as pd
 from aedetect.errors import DataError
 
 DEFAULT_WINDOWS = (3_600.0, 86_400.0, 604_800.0, 2_592_000.0)
+Z_FLOOR = 0.1  # the smallest spread of log1p(amount) a z-score divides by (a card paying one price)
 _UNITS = ((86_400.0, "d"), (3_600.0, "h"), (60.0, "m"), (1.0, "s"))
 
 
@@ -66,7 +71,7 @@ def feature_names(entities: list[str], windows) -> list[str]:
         for w in windows:
             names += [f"{e}.count_{window_name(w)}", f"{e}.amount_ratio_{window_name(w)}"]
             names += [f"{e}.new_{o}_{window_name(w)}" for o in others]
-        names.append(f"{e}.since_last")
+        names += [f"{e}.amount_z_{window_name(max(windows))}", f"{e}.since_last"]
         names += [f"{e}.{o}_seen" for o in others]
     return names
 
@@ -177,6 +182,7 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
         keys = _keys(codes[order], ms[order], width)
         pos = np.arange(m)
         cs_amount = np.r_[0.0, np.cumsum(log_amount[order])]
+        cs_square = np.r_[0.0, np.cumsum(log_amount[order] ** 2)]
         others = [o for o in names if o != e]
         cs_new = {o: np.r_[0.0, np.cumsum(new_flags[f"new:{e}:{o}"][order])] for o in others}
         # Early rows see less than a whole window of history: their counts are scaled to a
@@ -193,7 +199,13 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
             _put(out, f"{e}.count_{wn}", order, count * scale)
             _put(out, f"{e}.amount_ratio_{wn}", order, ratio)
             for o in others:
-                _put(out, f"{e}.new_{o}_{wn}", order, (cs_new[o][pos] - cs_new[o][q]) * scale)
+                _put(out, f"{e}.new_{o}_{wn}", order, cs_new[o][pos] - cs_new[o][q])
+        # the amount against the entity's own spread over the longest window (3 payments or more)
+        n_long = np.maximum(count, 1)
+        mean = (cs_amount[pos] - cs_amount[q]) / n_long
+        spread = np.sqrt(np.maximum((cs_square[pos] - cs_square[q]) / n_long - mean**2, 0.0))
+        z = np.where(count >= 3, (log_amount[order] - mean) / np.maximum(spread, Z_FLOOR), 0.0)
+        _put(out, f"{e}.amount_z_{window_name(horizon)}", order, z)
         st = t[order]
         prev_same = np.r_[False, codes[order][1:] == codes[order][:-1]]
         since = np.where(prev_same, np.minimum(st - np.r_[st[:1], st[:-1]], horizon), horizon)
@@ -317,6 +329,9 @@ def describe_feature(name: str, values: np.ndarray, others: dict[str, np.ndarray
                 rate = others[longest][i] * _seconds(window) / _seconds(longest.rsplit("_", 1)[1])
                 usual = f" (usual {rate:.2g})"
             out[i] = f"{entity}: {x:.0f} payments in the last {window}{usual}"
+    elif kind == "amount_z":
+        for i, x in enumerate(v):
+            out[i] = f"amount {x:+.2g} sd from {entity}'s usual ({window})"
     elif kind == "amount_ratio":
         for i, x in enumerate(v):
             out[i] = f"amount {np.exp(x):.2g}x {entity}'s usual ({window})"
