@@ -181,8 +181,14 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
         order = np.lexsort((order_in, t, codes))
         keys = _keys(codes[order], ms[order], width)
         pos = np.arange(m)
-        cs_amount = np.r_[0.0, np.cumsum(log_amount[order])]
-        cs_square = np.r_[0.0, np.cumsum(log_amount[order] ** 2)]
+        # Sums of each entity's log amounts less its first one: small numbers, so a window's sum
+        # (a difference of running sums) keeps its digits whichever rows came before.
+        sorted_codes = codes[order]
+        group_first = np.maximum.accumulate(np.where(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]],
+                                                     np.arange(m), 0)) if m else np.zeros(0, "int64")
+        centred = log_amount[order] - log_amount[order][group_first] if m else np.zeros(0)
+        cs_amount = np.r_[0.0, np.cumsum(centred)]
+        cs_square = np.r_[0.0, np.cumsum(centred ** 2)]
         others = [o for o in names if o != e]
         cs_new = {o: np.r_[0.0, np.cumsum(new_flags[f"new:{e}:{o}"][order])] for o in others}
         # Early rows see less than a whole window of history: their counts are scaled to a
@@ -194,7 +200,7 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
             count = (pos - q).astype("float64")
             scale = w / np.clip(seen, min(w, 86_400.0), w)
             mean_log = np.where(count > 0, (cs_amount[pos] - cs_amount[q]) / np.maximum(count, 1), 0.0)
-            ratio = np.where(count > 0, log_amount[order] - mean_log, 0.0)
+            ratio = np.where(count > 0, centred - mean_log, 0.0)
             wn = window_name(w)
             _put(out, f"{e}.count_{wn}", order, count * scale)
             _put(out, f"{e}.amount_ratio_{wn}", order, ratio)
@@ -204,7 +210,7 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
         n_long = np.maximum(count, 1)
         mean = (cs_amount[pos] - cs_amount[q]) / n_long
         spread = np.sqrt(np.maximum((cs_square[pos] - cs_square[q]) / n_long - mean**2, 0.0))
-        z = np.where(count >= 3, (log_amount[order] - mean) / np.maximum(spread, Z_FLOOR), 0.0)
+        z = np.where(count >= 3, (centred - mean) / np.maximum(spread, Z_FLOOR), 0.0)
         _put(out, f"{e}.amount_z_{window_name(horizon)}", order, z)
         st = t[order]
         prev_same = np.r_[False, codes[order][1:] == codes[order][:-1]]
