@@ -168,8 +168,8 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
             pair = codes_of[e] * (int(codes_of[o].max(initial=0)) + 1) + codes_of[o]
             order = np.lexsort((order_in, t, pair))
             sp, st = pair[order], t[order]
-            same = np.r_[False, sp[1:] == sp[:-1]]
-            gap = np.r_[np.inf, st[1:] - st[:-1]]
+            same = _after(False, sp[1:] == sp[:-1])
+            gap = _after(np.inf, st[1:] - st[:-1])
             flag_sorted = ~(same & (gap < horizon))
             flags = np.empty(m, dtype="float64")
             flags[order] = flag_sorted
@@ -184,13 +184,13 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
         # Sums of each entity's log amounts less its first one: small numbers, so a window's sum
         # (a difference of running sums) keeps its digits whichever rows came before.
         sorted_codes = codes[order]
-        group_first = np.maximum.accumulate(np.where(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]],
+        group_first = np.maximum.accumulate(np.where(_after(True, sorted_codes[1:] != sorted_codes[:-1]),
                                                      np.arange(m), 0)) if m else np.zeros(0, "int64")
         centred = log_amount[order] - log_amount[order][group_first] if m else np.zeros(0)
-        cs_amount = np.r_[0.0, np.cumsum(centred)]
-        cs_square = np.r_[0.0, np.cumsum(centred ** 2)]
+        cs_amount = _after(0.0, np.cumsum(centred))
+        cs_square = _after(0.0, np.cumsum(centred ** 2))
         others = [o for o in names if o != e]
-        cs_new = {o: np.r_[0.0, np.cumsum(new_flags[f"new:{e}:{o}"][order])] for o in others}
+        cs_new = {o: _after(0.0, np.cumsum(new_flags[f"new:{e}:{o}"][order])) for o in others}
         # Early rows see less than a whole window of history: their counts are scaled to a
         # whole window (by the share of it since the history began, at least a day's worth),
         # so the first weeks do not look quieter than the rest.
@@ -213,22 +213,26 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
         z = np.where(count >= 3, (centred - mean) / np.maximum(spread, Z_FLOOR), 0.0)
         _put(out, f"{e}.amount_z_{window_name(horizon)}", order, z)
         st = t[order]
-        prev_same = np.r_[False, codes[order][1:] == codes[order][:-1]]
-        since = np.where(prev_same, np.minimum(st - np.r_[st[:1], st[:-1]], horizon), horizon)
+        prev_same = _after(False, codes[order][1:] == codes[order][:-1])
+        since = np.where(prev_same, np.minimum(st - np.concatenate([st[:1], st[:-1]]), horizon), horizon)
         _put(out, f"{e}.since_last", order, since)
         for o in others:
             _put(out, f"{e}.{o}_seen", order, 1.0 - new_flags[f"new:{e}:{o}"][order])
-    cols = {}
-    for name in feature_names(names, windows):
-        col = np.full(n, np.nan)
-        col[usable] = out[name][k:]
-        cols[name] = col
-    features = pd.DataFrame(cols)
+    columns = feature_names(names, windows)
+    matrix = np.full((n, len(columns)), np.nan)  # one block: one frame, not a column at a time
+    if m > k:
+        matrix[usable] = np.column_stack([out[name][k:] for name in columns])
+    features = pd.DataFrame(matrix, columns=columns)
     keep = t > t.max() - horizon if m else np.zeros(0, dtype=bool)
     kept = pd.DataFrame({"time": t[keep], "amount": amounts[keep],
                          **{e: pd.Series(ent[e][keep], dtype=object) for e in names},
                          **{key: flags[keep] for key, flags in new_flags.items()}})
     return features, HistoryState(kept, start)
+
+
+def _after(first, values: np.ndarray) -> np.ndarray:
+    """`values` with `first` in front (as np.r_, without its indexing machinery)."""
+    return np.concatenate([np.array([first], dtype=values.dtype if values.size else None), values])
 
 
 def _objects(values) -> np.ndarray:
