@@ -157,7 +157,8 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
     width = int(ms.max(initial=0) + round(horizon * 1000) + 2)
     log_amount = np.log1p(np.maximum(amounts, 0.0))
     codes_of = {e: _codes(ent[e]) for e in names}
-    out = {}
+    columns = feature_names(names, windows)
+    out = _Block(m, columns)  # every feature of every row, written in place
     new_flags = {}
     # new-pair flags: stored for state rows, computed for the new ones
     for e in names:
@@ -202,27 +203,28 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
             mean_log = np.where(count > 0, (cs_amount[pos] - cs_amount[q]) / np.maximum(count, 1), 0.0)
             ratio = np.where(count > 0, centred - mean_log, 0.0)
             wn = window_name(w)
-            _put(out, f"{e}.count_{wn}", order, count * scale)
-            _put(out, f"{e}.amount_ratio_{wn}", order, ratio)
+            out.put(f"{e}.count_{wn}", order, count * scale)
+            out.put(f"{e}.amount_ratio_{wn}", order, ratio)
             for o in others:
-                _put(out, f"{e}.new_{o}_{wn}", order, cs_new[o][pos] - cs_new[o][q])
+                out.put(f"{e}.new_{o}_{wn}", order, cs_new[o][pos] - cs_new[o][q])
         # the amount against the entity's own spread over the longest window (3 payments or more)
         n_long = np.maximum(count, 1)
         mean = (cs_amount[pos] - cs_amount[q]) / n_long
         spread = np.sqrt(np.maximum((cs_square[pos] - cs_square[q]) / n_long - mean**2, 0.0))
         z = np.where(count >= 3, (centred - mean) / np.maximum(spread, Z_FLOOR), 0.0)
-        _put(out, f"{e}.amount_z_{window_name(horizon)}", order, z)
+        out.put(f"{e}.amount_z_{window_name(horizon)}", order, z)
         st = t[order]
         prev_same = _after(False, codes[order][1:] == codes[order][:-1])
         since = np.where(prev_same, np.minimum(st - np.concatenate([st[:1], st[:-1]]), horizon), horizon)
-        _put(out, f"{e}.since_last", order, since)
+        out.put(f"{e}.since_last", order, since)
         for o in others:
-            _put(out, f"{e}.{o}_seen", order, 1.0 - new_flags[f"new:{e}:{o}"][order])
-    columns = feature_names(names, windows)
-    matrix = np.full((n, len(columns)), np.nan)  # one block: one frame, not a column at a time
-    if m > k:
-        matrix[usable] = np.column_stack([out[name][k:] for name in columns])
-    features = pd.DataFrame(matrix, columns=columns)
+            out.put(f"{e}.{o}_seen", order, 1.0 - new_flags[f"new:{e}:{o}"][order])
+    if k == 0 and usable.all():  # the common case: no state, every row usable; no copy
+        matrix = out.values
+    else:
+        matrix = np.full((n, len(columns)), np.nan)
+        matrix[usable] = out.values[k:]
+    features = pd.DataFrame(matrix, columns=columns, copy=False)
     keep = t > t.max() - horizon if m else np.zeros(0, dtype=bool)
     kept = pd.DataFrame({"time": t[keep], "amount": amounts[keep],
                          **{e: pd.Series(ent[e][keep], dtype=object) for e in names},
@@ -242,10 +244,16 @@ def _objects(values) -> np.ndarray:
     return np.asarray(values, dtype=object)
 
 
-def _put(out: dict, name: str, order: np.ndarray, sorted_values: np.ndarray) -> None:
-    col = np.empty(len(order))
-    col[order] = sorted_values
-    out[name] = col
+class _Block:
+    """The features of the rows as one float64 matrix (one frame, no column copies); `put`
+    writes a column given in the sorted order `order`."""
+
+    def __init__(self, rows: int, columns: list[str]):
+        self.values = np.empty((rows, len(columns)), order="F")  # columns contiguous, as pandas keeps them
+        self.index = {c: j for j, c in enumerate(columns)}
+
+    def put(self, name: str, order: np.ndarray, sorted_values: np.ndarray) -> None:
+        self.values[order, self.index[name]] = sorted_values
 
 
 def table_inputs(df: pd.DataFrame, schema) -> tuple[np.ndarray, dict[str, pd.Series], np.ndarray | None]:
