@@ -120,6 +120,7 @@ def test_history_finds_behavioural_fraud_on_a_log_it_did_not_generate(own_log_ru
 
 
 def test_scoring_in_chunks_gives_the_features_of_one_pass(own_log_runs, tmp_path):
+    """rtol 2e-5: the float32 network rounds the last bits differently for other batch sizes."""
     from aedetect.serving.batch import score_file
     from aedetect.serving.runtime import load_scorer
 
@@ -127,10 +128,10 @@ def test_scoring_in_chunks_gives_the_features_of_one_pass(own_log_runs, tmp_path
     scorer = load_scorer(d / "history")
     score_file(scorer, d / "later.csv", tmp_path / "chunks.csv", chunk_rows=997, top_k=0)
     chunked = pd.read_csv(tmp_path / "chunks.csv")["score"].to_numpy()
-    np.testing.assert_allclose(chunked, out["history"]["score"].to_numpy(), rtol=2e-5)  # float32: batch sizes round the last bits differently
+    np.testing.assert_allclose(chunked, out["history"]["score"].to_numpy(), rtol=2e-5)
     # the Python API on the whole table computes the same history from the model's state
     table = pd.read_csv(d / "later.csv", dtype={"card": str, "terminal": str, "ts": str})
-    np.testing.assert_allclose(scorer.anomaly_score(table), chunked, rtol=2e-5)  # float32: batch sizes round the last bits differently
+    np.testing.assert_allclose(scorer.anomaly_score(table), chunked, rtol=2e-5)
 
 
 def test_rows_out_of_time_order_across_chunks_are_refused(own_log_runs, tmp_path):
