@@ -131,6 +131,23 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
     the same file (the next chunk), so every state row is earlier; otherwise (a model's state and
     new data) only state rows before the new rows' first time are."""
     names = list(entities)
+    state = state if state is not None else HistoryState.empty(names)
+    past = {c: state.rows[c].to_numpy() for c in state.rows.columns}
+    matrix, columns, kept, start = compute_arrays(time, entities, amount, windows, past, state.start,
+                                                  continues=continues)
+    features = pd.DataFrame(matrix, columns=columns, copy=False)
+    rows = pd.DataFrame({c: pd.Series(v, dtype=object) if c in names else v for c, v in kept.items()})
+    return features, HistoryState(rows, start)
+
+
+def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.ndarray],
+                   start: float | None, *, continues: bool = False
+                   ) -> tuple[np.ndarray, list[str], dict[str, np.ndarray], float | None]:
+    """`compute` on plain arrays (the service's per-request path, without pandas frames): the
+    feature matrix, its column names, the state's rows after it (arrays by column) and when the
+    history began. `past`: the state's rows by column ("time", "amount", the entities and the
+    "new:<e>:<o>" flags; empty arrays for none)."""
+    names = list(entities)
     windows = sorted(float(w) for w in windows)
     horizon = windows[-1]
     n = len(time)
@@ -140,16 +157,19 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
     usable = ~np.isnan(new_t) & ~np.isnan(new_amount)
     for e in names:
         usable &= ~pd.isna(new_ent[e])
-    state = state if state is not None else HistoryState.empty(names)
     first = float(new_t[usable].min()) if usable.any() else None
-    start = state.start if state.start is not None else first
-    past = state.rows
-    if first is not None and len(past) and not continues:  # history before the new rows' first time
-        past = past[past["time"].to_numpy() < first]
-    k = len(past)
-    t = np.concatenate([past["time"].to_numpy(dtype="float64"), new_t[usable]])
-    amounts = np.concatenate([past["amount"].to_numpy(dtype="float64"), new_amount[usable]])
-    ent = {e: np.concatenate([_objects(past[e]), new_ent[e][usable]]) for e in names}
+    start = start if start is not None else first
+    past_t = np.asarray(past.get("time", np.zeros(0)), dtype="float64")
+    if first is not None and len(past_t) and not continues:  # history before the new rows' first time
+        before = past_t < first
+        past = {c: np.asarray(v)[before] for c, v in past.items()}
+        past_t = past_t[before]
+    k = len(past_t)
+    t = np.concatenate([past_t, new_t[usable]])
+    amounts = np.concatenate([np.asarray(past.get("amount", np.zeros(0)), dtype="float64"),
+                              new_amount[usable]])
+    ent = {e: np.concatenate([_objects(past.get(e, np.zeros(0, dtype=object))), new_ent[e][usable]])
+           for e in names}
     m = len(t)
     order_in = np.arange(m)  # state rows first, then the file's order
     stamp = np.round(t * 1000).astype("int64")  # milliseconds: exact integer windows
@@ -174,8 +194,8 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
             flag_sorted = ~(same & (gap < horizon))
             flags = np.empty(m, dtype="float64")
             flags[order] = flag_sorted
-            if k and key in past.columns:
-                flags[:k] = past[key].to_numpy(dtype="float64")
+            if k and key in past:
+                flags[:k] = np.asarray(past[key], dtype="float64")
             new_flags[key] = flags
     for e in names:
         codes = codes_of[e]
@@ -224,12 +244,10 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
     else:
         matrix = np.full((n, len(columns)), np.nan)
         matrix[usable] = out.values[k:]
-    features = pd.DataFrame(matrix, columns=columns, copy=False)
     keep = t > t.max() - horizon if m else np.zeros(0, dtype=bool)
-    kept = pd.DataFrame({"time": t[keep], "amount": amounts[keep],
-                         **{e: pd.Series(ent[e][keep], dtype=object) for e in names},
-                         **{key: flags[keep] for key, flags in new_flags.items()}})
-    return features, HistoryState(kept, start)
+    kept = {"time": t[keep], "amount": amounts[keep], **{e: ent[e][keep] for e in names},
+            **{key: flags[keep] for key, flags in new_flags.items()}}
+    return matrix, columns, kept, start
 
 
 def _after(first, values: np.ndarray) -> np.ndarray:

@@ -256,7 +256,7 @@ def read_datetimes(values, fmt: str | None = None) -> tuple[np.ndarray, np.ndarr
     problems: see the module docstring. `fmt`: the column's date format (strptime codes)."""
     s = _series(values)
     n = len(s)
-    if n <= SMALL and s.dtype == object:  # a request's few values: one at a time, same rules
+    if n <= SMALL and _is_text_dtype(s):  # a request's few values: one at a time, same rules
         pairs = [_datetime_value(x, fmt) for x in s.to_numpy()]
         return (np.array([p[0] for p in pairs], dtype="float64"),
                 np.array([p[1] for p in pairs] + [None], dtype=object)[:n])

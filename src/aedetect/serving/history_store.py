@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aedetect.data.history import HistoryState, compute, table_inputs
+from aedetect.data.history import HistoryState, compute_arrays, table_inputs
 from aedetect.errors import ArtifactError, DataError
 from aedetect.files import atomic_file, check_output_path
 
@@ -164,9 +164,10 @@ class HistoryStore:
         with self.lock:
             retried = {self._by_txid[k] for k in given if k in self._by_txid}
             past = self._select(entities, retried)
-            features, after = compute(time, entities, amount, self.windows, past, continues=True)
-            yield features
-            self._append(time, after, keys)
+            matrix, columns, kept, start = compute_arrays(time, entities, amount, self.windows, past,
+                                                          self.start, continues=True)
+            yield pd.DataFrame(matrix, columns=columns, copy=False)
+            self._append(time, kept, start, keys)
 
     def _check(self, df, time, entities, amount) -> None:
         """Every row needs its time, entity values and amount: a row without them has no history."""
@@ -180,14 +181,19 @@ class HistoryStore:
                                 "unreadable; history features need the time, entity and amount of "
                                 "every transaction")
 
-    def _select(self, entities: dict[str, pd.Series], skip: set[int]) -> HistoryState:
+    def _select(self, entities: dict[str, pd.Series], skip: set[int]) -> dict[str, np.ndarray]:
+        """The stored rows of the entity values named, by column (`compute_arrays`' `past`)."""
         numbers: set[int] = set()
         for e in self.entities:
             index = self._index[e]
             for value in set(entities[e]):
                 numbers.update(index.get(value, ()))
         numbers -= skip
-        return HistoryState(self._frame([self._rows[r] for r in sorted(numbers)]), self.start)
+        rows = [self._rows[r] for r in sorted(numbers)]
+        if not rows:
+            return {}
+        return {c: np.array(v, dtype=object if c in self.entities else "float64")
+                for c, v in zip(self.columns, zip(*rows, strict=True), strict=True)}
 
     def _frame(self, values: list[tuple]) -> pd.DataFrame:
         if not values:
@@ -198,22 +204,23 @@ class HistoryStore:
             frame[e] = frame[e].astype(object)
         return frame
 
-    def _append(self, time: np.ndarray, after: HistoryState, keys: list) -> None:
+    def _append(self, time: np.ndarray, after: dict[str, np.ndarray], start, keys: list) -> None:
         """Store the request's rows (with the flags `compute` gave them) and drop the old ones."""
         if self.start is None:
-            self.start = after.start
+            self.start = start
         # `compute` keeps its rows in order, the request's last, less those a longest window
         # before the newest of them
-        kept = time > after.end - self.horizon
-        tail = after.rows.iloc[len(after.rows) - int(kept.sum()):]
-        if not np.array_equal(tail["time"].to_numpy(), time[kept]):
+        end = float(after["time"].max())
+        kept = time > end - self.horizon
+        count = int(kept.sum())
+        cols = [after[c][len(after["time"]) - count:] for c in self.columns]
+        if not np.array_equal(cols[0], time[kept]):
             raise RuntimeError("history: the state after the request does not end with its rows")
-        cols = [tail[c].to_numpy() for c in self.columns]
         for j, key in enumerate(np.asarray(keys, dtype=object)[kept]):
             if key is None or key not in self._by_txid:  # a retry: its first occurrence stays
                 self._store(tuple(c[j] for c in cols), key)
                 self.changes += 1
-        self.newest = max(self.newest, after.end)
+        self.newest = max(self.newest, end)
         self._drop_before(self.newest - self.horizon)
 
     def _store(self, row: tuple, key: str | None) -> None:
