@@ -197,10 +197,20 @@ def markdown(rows: list[dict], levels, fits) -> str:
     return "\n".join(lines + gains)
 
 
+def write(rows, levels, fits, seeds, out: Path) -> None:
+    text = (f"## Unlabelled anomalies in the training rows: PR-AUC, plain vs robust fit\n\n"
+            f"Seeds {seeds}; mean ± sd over seeds; c = anomalies added as a share of the training "
+            f"normals.\n\n{markdown(rows, levels, fits)}\n\nMachine: {machine()}\n")
+    print("\n" + text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="suite,ulb,payments")
-    ap.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1")
+    ap.add_argument("--seeds", type=int, default=2, help="N seeds: F..F+N-1")
+    ap.add_argument("--first-seed", type=int, default=0, help="F")
     ap.add_argument("--levels", default=",".join(map(str, LEVELS)))
     ap.add_argument("--robust", default="0.02,0.05", help="the robust fits' trimmed shares")
     ap.add_argument("--sets", default=",".join(SETS))
@@ -214,11 +224,21 @@ def main() -> None:
     ap.add_argument("--fraud-rate", type=float, default=0.03)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=OUT_DIR / "contamination.md")
+    ap.add_argument("--tables-from", type=Path, nargs="+", metavar="JSON",
+                    help="only write the tables from the --json files of earlier runs, together")
     args = ap.parse_args()
     levels = [float(c) for c in args.levels.split(",")]
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     fits = {"plain": {}, **{f"robust={q}": {"robust": float(q)} for q in args.robust.split(",")}}
     rows: list[dict] = []
+    if args.tables_from:
+        runs = [json.loads(p.read_text()) for p in args.tables_from]
+        rows = [r for run in runs for r in run["rows"]]
+        levels = sorted({c for run in runs for c in run["levels"]})
+        fits = {f: p for run in runs for f, p in run["fits"].items()}
+        seeds = sorted({r["seed"] for r in rows})
+        write(rows, levels, fits, seeds, args.out)
+        return
 
     def emit(data, seed, level, fit, pr_auc, k):
         rows.append({"data": data, "seed": seed, "level": level, "fit": fit, "anomalies_added": k,
@@ -238,12 +258,7 @@ def main() -> None:
                          args.terminals, args.fraud_rate)
         else:
             raise SystemExit(f"unknown data {data!r}: suite, ulb or payments")
-    text = (f"## Unlabelled anomalies in the training rows: PR-AUC, plain vs robust fit\n\n"
-            f"Seeds {seeds}; mean ± sd over seeds; c = anomalies added as a share of the training "
-            f"normals.\n\n{markdown(rows, levels, fits)}\n\nMachine: {machine()}\n")
-    print("\n" + text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write(rows, levels, fits, seeds, args.out)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"rows": rows, "levels": levels, "fits": fits},
