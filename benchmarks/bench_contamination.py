@@ -151,6 +151,10 @@ def payment_runs(seeds, levels, fits, emit, days, train_days, cards, terminals, 
         each_level(name, seed, levels, fits, n_normals, len(pool), emit, pr_auc)
 
 
+def pct(level: float) -> str:
+    return f"{level * 100:g}%"
+
+
 def cell(values) -> str:
     values = [v for v in values if v is not None]
     if not values:
@@ -161,7 +165,7 @@ def cell(values) -> str:
 
 
 def markdown(rows: list[dict], levels, fits) -> str:
-    head = "| data | fit | " + " | ".join(f"c = {c:.1%}" for c in levels) + " |"
+    head = "| data | fit | " + " | ".join(f"c = {pct(c)}" for c in levels) + " |"
     lines = [head, "|---|---|" + "---:|" * len(levels)]
     for data in dict.fromkeys(r["data"] for r in rows):
         for fit in fits:
@@ -170,7 +174,7 @@ def markdown(rows: list[dict], levels, fits) -> str:
             lines.append(f"| {data} | {fit} | " + " | ".join(cells) + " |")
     # The robust fit's gain, set by set and level (mean over seeds), then over the suite's sets.
     gains = ["", "Robust minus plain PR-AUC (mean over seeds; suite: mean over its sets too):", "",
-             "| data | fit | " + " | ".join(f"c = {c:.1%}" for c in levels) + " |",
+             "| data | fit | " + " | ".join(f"c = {pct(c)}" for c in levels) + " |",
              "|---|---|" + "---:|" * len(levels)]
     plain = list(fits)[0]
 
@@ -244,7 +248,7 @@ def main() -> None:
         rows.append({"data": data, "seed": seed, "level": level, "fit": fit, "anomalies_added": k,
                      "pr_auc": None if pr_auc is None else float(pr_auc)})
         text = "skipped (too few anomalies)" if pr_auc is None else f"PR-AUC {pr_auc:.3f}"
-        print(f"{data} seed {seed} c={level:.1%} ({k} added) {fit}: {text} "
+        print(f"{data} seed {seed} c={pct(level)} ({k} added) {fit}: {text} "
               f"[{time.strftime('%H:%M:%S')}]", flush=True)
 
     for data in args.data.split(","):
