@@ -88,25 +88,32 @@ def forest_matrix(df, schema):
     return np.column_stack(list(cols.values()))
 
 
-def one_seed(seed: int, days: int, train_days: int, cards: int, terminals: int, fraud_rate: float,
-             epochs, protocol: str = "auto") -> dict:
-    import numpy as np
+def periods(seed: int, days: int, train_days: int, cards: int, terminals: int, fraud_rate: float):
+    """`generate_payment_log(...)` cut into its first `train_days` days and the rest."""
     import pandas as pd
-    from sklearn.ensemble import IsolationForest
-    from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from aedetect.data.generate import PAYMENT_KINDS, generate_payment_log
-    from aedetect.data.history import add_history
-    from aedetect.data.infer import infer_schema
-    from aedetect.training.config import TrainConfig
-    from aedetect.training.workflow import train_detector
+    from aedetect.data.generate import generate_payment_log
 
     log = generate_payment_log(n_days=days, n_cards=cards, n_terminals=terminals, seed=seed,
                                fraud_rate=fraud_rate)
     ts = pd.to_datetime(log["timestamp"])
     day = ((ts - ts.min().normalize()).dt.total_seconds() // 86_400).to_numpy()
-    first = log[day < train_days].reset_index(drop=True)
-    later = log[day >= train_days].reset_index(drop=True)
+    return log[day < train_days].reset_index(drop=True), log[day >= train_days].reset_index(drop=True)
+
+
+def one_seed(seed: int, days: int, train_days: int, cards: int, terminals: int, fraud_rate: float,
+             epochs, protocol: str = "auto") -> dict:
+    import numpy as np
+    from sklearn.ensemble import IsolationForest
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from aedetect.data.generate import PAYMENT_KINDS
+    from aedetect.data.history import add_history
+    from aedetect.data.infer import infer_schema
+    from aedetect.training.config import TrainConfig
+    from aedetect.training.workflow import train_detector
+
+    first, later = periods(seed, days, train_days, cards, terminals, fraud_rate)
     y = later["is_fraud"].to_numpy()
     kind = later["fraud_kind"].fillna("").to_numpy(dtype=object)
     config = TrainConfig(seed=seed, protocol=protocol, **({"epochs": epochs} if epochs else {}))

@@ -189,3 +189,42 @@ def test_a_tiny_table_fits():
     assert det.predict(x).shape == (3,)
     with pytest.raises(ValueError, match="got 1 sample"):
         AutoencoderDetector(epochs=1).fit(x.head(1))
+
+
+def test_a_robust_fit_trims_the_planted_rows_and_keeps_its_parameter(tmp_path):
+    from aedetect.training.config import TrainConfig, parse_settings
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(4, 12))
+
+    def normals(n):
+        return rng.normal(size=(n, 4)) @ w + 0.1 * rng.normal(size=(n, 12))
+
+    planted = rng.normal(size=(60, 12)) * 3  # 2% of the training rows, unlabelled
+    x, clean = np.vstack([normals(3000), planted]), normals(1000)
+    plain = AutoencoderDetector(seed=0).fit(x)
+    robust = AutoencoderDetector(seed=0, robust=0.02).fit(x)
+
+    def err(det, rows):
+        return float(np.mean(det.feature_errors(rows)))
+
+    # The plain fit learns the planted rows; the robust one reconstructs the normals better and
+    # the planted rows worse.
+    assert err(robust, clean) < 0.8 * err(plain, clean)
+    assert err(robust, planted) > err(plain, planted)
+    assert plain.get_params()["robust"] == 0.0
+    again = AutoencoderDetector.load(robust.save(tmp_path / "m"))
+    assert again.get_params()["robust"] == 0.02
+    np.testing.assert_array_equal(again.anomaly_score(clean), robust.anomaly_score(clean))
+    assert TrainConfig(**parse_settings(["robust=0.01"])).detector_params()["robust"] == 0.01
+    with pytest.raises(InvalidParameterError, match="'robust' parameter"):
+        AutoencoderDetector(robust=0.6).fit(x)
+
+
+def test_robust_zero_is_the_plain_fit(frame):
+    x = frame[FEATURES].head(600)
+    a = AutoencoderDetector(epochs=3, seed=1).fit(x)
+    b = AutoencoderDetector(epochs=3, seed=1, robust=0.0).fit(x)
+    np.testing.assert_array_equal(a.anomaly_score(x), b.anomaly_score(x))
+    for u, v in zip(a.model_.get_weights(), b.model_.get_weights(), strict=True):
+        np.testing.assert_array_equal(u, v)

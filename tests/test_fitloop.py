@@ -127,3 +127,24 @@ def test_training_noise_is_drawn_anew_at_every_step_of_a_call():
     again = float(train_step(noisy(), 0.0, False, 16)(np.stack([b, b])))
     assert both == again  # seeded
     assert both != pytest.approx(2 * first, rel=1e-6)  # the second step drew other noise
+
+
+def test_a_trimmed_step_leaves_rows_above_the_cut_out_of_the_gradient():
+    from aedetect.model.fitloop import trimmed_mean
+
+    x = _rows(16)
+    far = x.copy()
+    far[:2] *= 50  # two rows far off: above any cut the other rows set
+    errors = np.mean((_model()(x).numpy() - x) ** 2, axis=1)
+    cut = tf.Variable(float(np.max(errors)) + 1e-3, dtype=tf.float32)
+    trimmed, clean = _model(), _model()
+    loss = train_step(trimmed, 1e-2, False, trim=cut)(far[None])
+    train_step(clean, 1e-2, False, trim=cut)(x[None])
+    # The far rows change nothing: the same step as on the rows without them...
+    kept = np.mean((_model()(x[2:]).numpy() - x[2:]) ** 2)
+    assert float(loss) == pytest.approx(16 * kept, rel=1e-5)
+    plain = _model()
+    train_step(plain, 1e-2, False)(x[2:][None])
+    for a, b in zip(trimmed.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert trimmed_mean(np.array([1.0, 2.0, 3.0, 100.0]), 0.25) == pytest.approx(2.0)

@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # the model folder's type only: importing it builds pydantic 
     from aedetect.store.folder import ModelFolder
 
 SCORE_CHUNK = 65_536
+ROBUST_WARMUP = 1  # epochs on every row before a robust fit trims (see `robust`)
 ACTIVATIONS = {"relu", "tanh", "elu", "selu", "gelu", "silu", "sigmoid", "linear", "leaky_relu"}
 
 
@@ -159,6 +160,14 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         Dropout rate after each hidden layer but the last.
     l2 : float, default=0.0
         L2 weight decay on the dense kernels.
+    robust : float, default=0.0
+        Robust fit, for training rows that may hold unlabelled anomalies: the share q of rows
+        trimmed. After `ROBUST_WARMUP` epochs on every row, the training rows whose
+        reconstruction error is above the (1 - q) quantile of the training rows' errors
+        (refreshed after each epoch) are left out of the gradient; the validation rows' highest
+        q share is left out of the early-stopping loss and of the score's statistics (the
+        threshold still reads every validation row). ``0``: every row counts, as before. See
+        docs/experiments.md for what it gains and costs.
     log_columns : sequence of str, default=()
         Heavy-tailed non-negative columns (e.g. ``"Amount"``) that get ``log1p`` first.
     periodic_columns : sequence of (str, float), default=()
@@ -237,6 +246,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         "noise_std": [Interval(Real, 0, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "l2": [Interval(Real, 0, None, closed="left")],
+        "robust": [Interval(Real, 0, 0.5, closed="left")],
         "log_columns": [list, tuple],
         "periodic_columns": [list, tuple],
         "schema": [dict, DatasetSchema, None],
@@ -261,6 +271,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         noise_std=0.0,
         dropout=0.0,
         l2=0.0,
+        robust=0.0,
         log_columns=(),
         periodic_columns=(),
         schema=None,
@@ -281,6 +292,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         self.noise_std = noise_std
         self.dropout = dropout
         self.l2 = l2
+        self.robust = robust
         self.log_columns = log_columns
         self.periodic_columns = periodic_columns
         self.schema = schema
@@ -402,6 +414,8 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
             even_steps_per_call,
             run_epochs,
             train_step,
+            trim_schedule,
+            trimmed_mean,
         )
         from aedetect.model.network import build_autoencoder
 
@@ -479,9 +493,17 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         # steps per call, and no tf.data for rows in memory, which removes most of a small
         # fit's fixed cost. The validation loss comes from the residual function that scoring
         # uses anyway.
+        share = float(self.robust)
+        if share > 0:  # trimmed: the cut comes from the training rows (a stream's: validation's)
+            trim = tf.Variable(np.inf, dtype=tf.float32, trainable=False)
+            callbacks = [trim_schedule(trim, lambda: self._row_errors(x_shape), share,
+                                       ROBUST_WARMUP), *callbacks]
+            val_loss = lambda: trimmed_mean(self._row_errors(x_val), share)  # noqa: E731
+        else:
+            trim, val_loss = None, lambda: np.mean(np.square(self._residuals(x_val)))
         history = run_epochs(
-            model, train_step(model, self.learning_rate, self.jit_compile_, step_rows),
-            epoch_batches, lambda: np.mean(np.square(self._residuals(x_val))),
+            model, train_step(model, self.learning_rate, self.jit_compile_, step_rows, trim),
+            epoch_batches, val_loss,
             epochs=self.epochs_, patience=self.patience,
             steps_per_call=even_steps_per_call(steps) if self.jit_compile_ else STEPS_PER_CALL,
             callbacks=callbacks,
@@ -493,8 +515,14 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         self.n_epochs_ = len(val_loss)
         self.best_epoch_ = int(np.argmin(val_loss)) + 1 if val_loss else self.n_epochs_
         r_val = self._residuals(x_val)
+        r_stats = r_val
+        if share > 0:  # the statistics from the validation rows less their worst reconstructed
+            err = np.mean(np.square(r_val), axis=1)
+            keep = max(2, len(err) - int(np.ceil(share * len(err))))
+            r_stats = r_val[np.sort(np.argsort(err, kind="stable")[:keep])]
         # Residual statistics need at least 2 rows; a tiny validation set borrows training rows.
-        r_stats = r_val if len(r_val) >= 2 else np.concatenate([r_val, self._residuals(x_shape[:2])])
+        if len(r_stats) < 2:
+            r_stats = np.concatenate([r_stats, self._residuals(x_shape[:2])])
         self.score_stats_ = fit_stats(self.score_type, r_stats)
         self.validation_scores_ = contributions(self.score_type, self.score_stats_, r_val).sum(axis=1)
         self.threshold = Threshold(
@@ -559,6 +587,10 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
             part = x[start:start + SCORE_CHUNK]
             out[start:start + SCORE_CHUNK] = self._residual_fn(tf.constant(part)).numpy()
         return out
+
+    def _row_errors(self, x: np.ndarray) -> np.ndarray:
+        """Each preprocessed row's mean squared reconstruction error."""
+        return np.mean(np.square(self._residuals(x)), axis=1)
 
     def preprocess(self, X) -> np.ndarray:
         """`X` checked against the fitted columns and preprocessed: what the network sees."""

@@ -17,6 +17,10 @@ seconds of fixed cost, most of a fit of a few thousand rows. An autoencoder need
 - rows streamed from a `tf.data.Dataset`: its batches, one per call, one pass per epoch;
 - after each epoch the validation loss (the caller's function, the detector's scoring pass);
   early stopping on it with patience, and the weights of the best epoch restored at the end;
+- a robust fit (`trim`, see `trim_schedule`): after a warm-up, rows whose reconstruction error
+  is above a cut (the (1 - q) quantile of the training rows' errors, refreshed after every
+  epoch) are left out of the gradient, so a few unlabelled anomalies among the training rows are
+  not learned;
 - Keras callbacks are still called: `on_train_begin/end`, `on_epoch_begin/end` with the logs
   `{"loss", "val_loss"}`, and the batch hooks for callbacks that define them (training then runs
   one step per call); `model.stop_training = True` from a callback ends training.
@@ -84,10 +88,13 @@ class _Adam:
                 lr=self.learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-7, grad=g)
 
 
-def train_step(model, learning_rate: float, jit_compile: bool, batch_size: int | None = None):
+def train_step(model, learning_rate: float, jit_compile: bool, batch_size: int | None = None,
+               trim=None):
     """A traced function: Adam steps on a stack of batches (steps, rows, features), one after
     the other (the autoencoder's target is its input); returns the sum over the steps of each
-    batch's loss times its rows. `batch_size=None` accepts batches of any size."""
+    batch's loss times its rows. `batch_size=None` accepts batches of any size. `trim`, a
+    float32 `tf.Variable` (the cut, set by `trim_schedule`): the loss is the mean over the rows
+    whose mean squared error is at most the cut; the others add nothing to the gradient."""
     import tensorflow as tf
 
     variables = model.trainable_variables
@@ -96,7 +103,12 @@ def train_step(model, learning_rate: float, jit_compile: bool, batch_size: int |
 
     def step(batch):
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(batch, training=True) - batch))
+            if trim is None:
+                loss = tf.reduce_mean(tf.square(model(batch, training=True) - batch))
+            else:
+                err = tf.reduce_mean(tf.square(model(batch, training=True) - batch), axis=1)
+                keep = tf.cast(err <= trim, tf.float32)
+                loss = tf.reduce_sum(err * keep) / tf.maximum(tf.reduce_sum(keep), 1.0)
             if model.losses:
                 loss += tf.add_n(model.losses)
         opt.apply(tape.gradient(loss, variables))
@@ -113,6 +125,27 @@ def train_step(model, learning_rate: float, jit_compile: bool, batch_size: int |
     # Called as a concrete function: no matching of the arguments to a signature at each call.
     concrete = steps.get_concrete_function()
     return lambda batches: concrete(tf.convert_to_tensor(batches, tf.float32))
+
+
+def trimmed_mean(errors: np.ndarray, share: float) -> float:
+    """The mean of `errors` less their highest `share` (at least one row kept)."""
+    keep = max(1, len(errors) - int(np.ceil(share * len(errors))))
+    return float(np.mean(np.partition(errors, keep - 1)[:keep]))
+
+
+def trim_schedule(trim, row_errors: Callable[[], np.ndarray], share: float, warmup: int):
+    """A Keras callback that sets the cut of `train_step(trim=...)`: from the end of epoch
+    `warmup` on (the first epochs learn from every row), after each epoch, to the (1 - share)
+    quantile of `row_errors()` (each training row's mean squared error), so about that share
+    of the rows, the worst reconstructed, is left out of the next epoch's gradient."""
+    import keras
+
+    class TrimSchedule(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 >= warmup:
+                trim.assign(float(np.quantile(row_errors(), 1.0 - share)))
+
+    return TrimSchedule()
 
 
 def _overrides(callback, hook: str) -> bool:
