@@ -34,11 +34,19 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import stats
 
 from aedetect.errors import ArtifactError, DataError
 from aedetect.files import read_json_file
 from aedetect.store.folder import REFERENCE_FILE
+
+
+def _scipy_stats():
+    """scipy.stats, imported on first use: the batch scorer imports this module for the
+    flagged-share promise, and scipy would add tens of MB to every `aedetect score`."""
+    from scipy import stats
+
+    return stats
+
 
 SAMPLE_SIZE = 2_000
 N_BINS = 10
@@ -209,7 +217,7 @@ def wilson(k: int, n: int, level: float) -> dict:
     """The share k/n with its Wilson score interval (scipy's binomtest)."""
     if n == 0:
         return {"k": 0, "n": 0, "value": None, "low": 0.0, "high": 1.0}
-    ci = stats.binomtest(int(k), int(n)).proportion_ci(level, method="wilson")
+    ci = _scipy_stats().binomtest(int(k), int(n)).proportion_ci(level, method="wilson")
     return {"k": int(k), "n": int(n), "value": k / n, "low": float(ci.low), "high": float(ci.high)}
 
 
@@ -383,7 +391,7 @@ def column_drift(profile: dict, values) -> dict:
         if x.size:
             # scipy's exact p-value costs O(n * m) here; above 500 new values the asymptotic
             # distribution is accurate to well under the alpha levels used
-            ks = stats.ks_2samp(sample, x, method="auto" if x.size <= 500 else "asymp")
+            ks = _scipy_stats().ks_2samp(sample, x, method="auto" if x.size <= 500 else "asymp")
             scale = float(np.subtract(*np.quantile(sample, [0.75, 0.25]))) or 1.0
             out.update(statistic=float(ks.statistic), p_value=float(ks.pvalue),
                        median_shift=float((np.median(x) - np.median(sample)) / scale))
@@ -398,7 +406,7 @@ def column_drift(profile: dict, values) -> dict:
            "ref_missing_share": float(ref[-1] / max(ref.sum(), 1)), "new_category_count": len(new),
            "new_categories": [bounded_name(c) for c in new[:MAX_NEW_NAMES]]}
     if table.shape[1] > 1 and counts.sum():
-        chi = stats.chi2_contingency(table)
+        chi = _scipy_stats().chi2_contingency(table)
         out.update(statistic=float(chi.statistic), p_value=float(chi.pvalue))
     else:
         out.update(statistic=None, p_value=1.0)
@@ -414,10 +422,10 @@ def share_test(k: int, n: int, promise: dict) -> dict:
     if not n:
         return out
     if share > promise["high"]:
-        out["p_value"] = float(stats.binomtest(k, n, promise["high"], alternative="greater").pvalue)
+        out["p_value"] = float(_scipy_stats().binomtest(k, n, promise["high"], alternative="greater").pvalue)
         out["ratio"] = share / promise["high"] if promise["high"] > 0 else float("inf")
     elif share < promise["low"]:
-        out["p_value"] = float(stats.binomtest(k, n, promise["low"], alternative="less").pvalue)
+        out["p_value"] = float(_scipy_stats().binomtest(k, n, promise["low"], alternative="less").pvalue)
         out["ratio"] = promise["low"] / share if share > 0 else float("inf")
     return out
 
@@ -452,7 +460,7 @@ def compare_batch(ref: Reference, x: pd.DataFrame, scores, y=None,
         tests.append(out["labels"]["anomaly_share"])
     elif y is not None:
         out["labels"] = precision_recall(np.asarray(y).astype(int), scores > ref.threshold)
-    adjusted = stats.false_discovery_control([t["p_value"] for t in tests], method="bh")
+    adjusted = _scipy_stats().false_discovery_control([t["p_value"] for t in tests], method="bh")
     for t, p in zip(tests, adjusted, strict=True):
         t["p_adjusted"] = float(p)
     for t in [*columns.values(), score]:
