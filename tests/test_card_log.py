@@ -141,3 +141,15 @@ def test_training_warns_when_the_selection_window_flags_far_more_than_promised()
     assert result.split.protocol == "time"
     warnings = " ".join(result.detector.threshold.warnings)
     assert "the selection window: flagged" in warnings and "TX_AMOUNT" in warnings
+
+
+def test_a_rule_only_promise_does_not_call_labelled_frauds_meaningless():
+    """A folder without a reference profile (label-aware ones) promises the rule's share of
+    normal rows; a file holding frauds may exceed it, and the warning says both readings."""
+    from aedetect.model.thresholds import Threshold
+    from aedetect.monitoring.reference import promised_share, share_warning
+
+    promise = promised_share(None, Threshold("normal_percentile", 5.0, {"q": 99.9}))
+    text = share_warning(185, 4000, promise, {"merchant_country": 82})
+    assert "promised for normal rows" in text and "either the data holds that many anomalies" in text
+    assert "mean little" not in text

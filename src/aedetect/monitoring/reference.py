@@ -340,7 +340,8 @@ def promised_share(ref: Reference | None, threshold) -> dict | None:
     share = rule_share(threshold)
     if share is None:
         return None
-    return {"value": share, "low": None, "high": None, "source": f"its {threshold.rule} rule"}
+    return {"value": share, "low": None, "high": None, "source": f"its {threshold.rule} rule",
+            "normals_only": True}
 
 
 def share_warning(flagged: int, rows: int, promise: dict | None,
@@ -353,12 +354,18 @@ def share_warning(flagged: int, rows: int, promise: dict | None,
     share = flagged / rows
     if share <= SHARE_WARN_RATIO * promise["value"]:
         return None
+    normals = " for normal rows" if promise.get("normals_only") else ""
     text = (f"{where}flagged {flagged:,} of {rows:,} rows ({share:.2%}), {share / promise['value']:,.0f} "
-            f"times the {promise['value']:.3%} promised by {promise['source']}")
+            f"times the {promise['value']:.3%} promised{normals} by {promise['source']}")
     top = sorted((drivers or {}).items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_DRIVERS]
     if top:
         text += "; the columns most often a flagged row's top reason: " + ", ".join(
             f"{c} ({n:,} rows)" for c, n in top)
+    if promise.get("normals_only"):  # the rule promises a share of normal rows, not of frauds
+        return text + (": either the data holds that many anomalies (the model folder has no "
+                       "reference profile with their share), or these rows are not like the "
+                       "training data (a later period, a new range of values, a column read "
+                       "differently)")
     return text + (": these rows are not like the training data (a later period, a new range of "
                    "values, a column read differently), so the flags mean little")
 
