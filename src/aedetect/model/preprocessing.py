@@ -172,7 +172,7 @@ class Preprocessor:
     def _fit_blocks(self, X) -> None:
         """Medians, categories and frequencies from the training rows (once, first chunk)."""
         cols = self._columns(X)
-        for b in self.blocks:
+        for j, b in enumerate(self.blocks):
             if b["kind"] == "categorical":
                 counts = _categories(cols[b["column"]]).value_counts()
                 if len(counts) <= self.max_categories:
@@ -183,12 +183,12 @@ class Preprocessor:
                     share = counts.head(MAX_FREQUENCIES) / counts.sum()
                     b.update(kind="frequency", frequencies={str(k): float(v) for k, v in share.items()})
             elif b["kind"] in ("numeric", "periodic") and "median" not in b:
-                v = self._numbers(b, cols[b["column"]], allow_missing=True)
+                v = self._numbers(j, cols[b["column"]], allow_missing=True)
                 finite = v[~np.isnan(v)]
                 b["median"] = float(np.median(finite)) if len(finite) else 0.0
                 b["indicator"] = bool(np.isnan(v).any())
                 if b["indicator"] and self.missing == "error":
-                    self._numbers(b, cols[b["column"]])  # raises, naming the row
+                    self._numbers(j, cols[b["column"]])  # raises, naming the row
 
     def partial_fit(self, X) -> Preprocessor:
         """Accumulate mean/variance over chunks, so a file larger than memory can be fitted.
@@ -266,14 +266,16 @@ class Preprocessor:
                 out[b["column"]] = self.read_input(j, raw)[0]
         return pd.DataFrame(out)
 
-    def _numbers(self, b: dict, values, allow_missing: bool = False) -> np.ndarray:
-        """A numeric or time column as float64; NaN where missing (an error when not allowed)."""
+    def _numbers(self, j: int, values, allow_missing: bool = False) -> np.ndarray:
+        """Input column `j` (a numeric or time column) as float64; NaN where missing (an error
+        when not allowed)."""
+        b = self.blocks[j]
         c = b["column"]
         if isinstance(values, np.ndarray) and values.dtype.kind == "f" and not b.get("datetime") \
                 and not b.get("boolean"):
             v = values.astype("float64")  # a matrix column: already numbers
         else:
-            v, problems = self.read_input(self.blocks.index(b), values)
+            v, problems = self.read_input(j, values)
             raise_first(problems, c, None)
         inf = np.isinf(v)
         if inf.any():
@@ -311,7 +313,7 @@ class Preprocessor:
                     out[:, j] = raw  # the common case: one cast, no copies
                     j += k
                     continue
-                v = self._numbers(b, raw)
+                v = self._numbers(i_in, raw)
                 if not b.get("datetime"):
                     with np.errstate(invalid="ignore"):
                         ok = np.isnan(v) | ((v >= lo[i_in]) & (v <= hi[i_in]))
@@ -353,7 +355,7 @@ class Preprocessor:
         r = int(np.flatnonzero(~ok)[0])
         v = float(values[r])
         if np.isnan(v):
-            self._numbers(b, values)  # an empty value: says whether the model reads gaps here
+            self._numbers(j, values)  # an empty value: says whether the model reads gaps here
         raise DataError(f"column {b['column']!r}, row {r + 1}: {self.value_problem(j, v)}")
 
     def _layout(self) -> tuple[list[int], list[int]]:
