@@ -65,7 +65,7 @@ def parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
     lo, hi = preprocessor.limits()
     for j, b in enumerate(preprocessor.blocks):
         col = b["column"]
-        if col not in batch.schema.names:  # computed by the caller (entity history features)
+        if b.get("history"):  # computed from other rows, not read: `aedetect.data.history.attach_history`
             continue
         raw = batch.column(col).to_pandas()
         if b["kind"] in ("onehot", "frequency"):

@@ -90,10 +90,6 @@ class HistoryState:
         cols.update({e: pd.Series(dtype=object) for e in entities})
         return cls(pd.DataFrame(cols))
 
-    @property
-    def end(self) -> float | None:
-        return float(self.rows["time"].max()) if len(self.rows) else None
-
     def to_parquet(self, path) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -282,7 +278,7 @@ def table_inputs(df: pd.DataFrame, schema) -> tuple[np.ndarray, dict[str, pd.Ser
 
     spec = schema.history
     time_spec = schema.column(schema.time)
-    missing = [c for c in [schema.time, *spec.entities, spec.amount] if c is not None and c not in df.columns]
+    missing = [c for c in input_columns(schema) if c not in df.columns]
     if missing:
         raise DataError(f"history features need column(s) {', '.join(map(repr, missing))}, which the "
                         "data does not have")
@@ -309,11 +305,29 @@ def add_history(df: pd.DataFrame, schema, state: HistoryState | None = None, *,
                      axis=1), state
 
 
+def input_columns(schema) -> list[str]:
+    """The columns the history is computed from: the time, the entities and the amount."""
+    h = schema.history
+    return list(dict.fromkeys(c for c in [schema.time, *h.entities, h.amount] if c is not None))
+
+
 def no_history_reason(schema) -> str:
     """The reason a row without history features is not scored (every engine gives this one)."""
-    h = schema.history
-    cols = [schema.time, *h.entities] + ([h.amount] if h.amount else [])
-    return f"no history: an empty or unreadable value in {', '.join(map(repr, dict.fromkeys(cols)))}"
+    return f"no history: an empty or unreadable value in {', '.join(map(repr, input_columns(schema)))}"
+
+
+def attach_history(x: pd.DataFrame, reasons: np.ndarray, features, schema) -> tuple[pd.DataFrame, np.ndarray]:
+    """The parsed rows `x` (`aedetect.data.arrow.parse_table`, which leaves the history columns
+    out) with the history columns `features` (a mapping of column to values) in the model's
+    order, and `reasons` with `no_history_reason` for each good row that has no history. The
+    batch scorer and Spark's workers both finish their rows here."""
+    for c in schema.history_features:
+        x[c] = np.asarray(features[c], dtype="float64")
+    none = np.isnan(x[schema.history_features[0]].to_numpy()) & (reasons == None)  # noqa: E711
+    if none.any():
+        reasons = reasons.copy()
+        reasons[none] = no_history_reason(schema)
+    return x[list(schema.features)], reasons
 
 
 def ensure_history(X, schema, state: HistoryState | None):

@@ -440,10 +440,11 @@ class _History:
         if self.schema is None:
             self.read = features
             return
-        h = self.schema.history
+        from aedetect.data.history import input_columns
+
         derived = set(self.schema.history_features)
         self.read = [c for c in features if c not in derived]
-        self.read += [c for c in [self.schema.time, *h.entities, h.amount] if c and c not in self.read]
+        self.read += [c for c in input_columns(self.schema) if c not in self.read]
         self.state = getattr(detector, "history_state_", None)
         self.continues = False
         self.latest = -np.inf
@@ -453,13 +454,11 @@ class _History:
         no history (an empty entity value or amount)."""
         if self.schema is None:
             return x, reasons
-        from aedetect.data.history import add_history, no_history_reason, table_inputs
+        from aedetect.data.history import attach_history, compute, input_columns, table_inputs
 
-        cols = [self.schema.time, *self.schema.history.entities]
-        if self.schema.history.amount:
-            cols.append(self.schema.history.amount)
-        frame = pa.table({c: batch.column(c) for c in dict.fromkeys(cols)}).to_pandas()
-        t = table_inputs(frame, self.schema)[0]
+        cols = input_columns(self.schema)
+        frame = pa.table({c: batch.column(c) for c in cols}).to_pandas()
+        t, entities, amount = table_inputs(frame, self.schema)  # read once: the check and the history
         early = np.flatnonzero(t < self.latest)
         if early.size:
             raise DataError(f"{self.data}: row {int(rows[early[0]])}: time {frame.iloc[early[0]][cols[0]]!r} is "
@@ -467,15 +466,10 @@ class _History:
                             "order (sort it by time, or raise --chunk-rows above its row count)")
         if np.isfinite(t).any():
             self.latest = max(self.latest, float(np.nanmax(t)))
-        with_history, self.state = add_history(frame, self.schema, self.state, continues=self.continues)
+        features, self.state = compute(t, entities, amount, self.schema.history.windows, self.state,
+                                       continues=self.continues)
         self.continues = True
-        for c in self.schema.history_features:
-            x[c] = with_history[c].to_numpy()
-        none = np.isnan(x[self.schema.history_features[0]].to_numpy()) & (reasons == None)  # noqa: E711
-        if none.any():
-            reasons = reasons.copy()
-            reasons[none] = no_history_reason(self.schema)
-        return x[list(self.schema.features)], reasons
+        return attach_history(x, reasons, features, self.schema)
 
 
 def _first_problem(data: Path, passed: list, rows: np.ndarray, reasons: np.ndarray) -> str:

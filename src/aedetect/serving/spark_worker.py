@@ -194,20 +194,11 @@ def _with_history_columns(model, batch: pa.RecordBatch):
     """`parse_table` of the batch's own columns, then its history columns as computed (as the
     batch scorer adds them: never range-checked), and a reason for each good row without history."""
     from aedetect.data.arrow import parse_table
-    from aedetect.data.history import no_history_reason
+    from aedetect.data.history import attach_history
 
-    schema = model.schema
-    derived = schema.history_features
-    own = [c for c in batch.schema.names if c not in derived]
-    x, reasons = parse_table(pa.RecordBatch.from_arrays([batch.column(c) for c in own], names=own),
-                             model.preprocessor_)
-    for c in derived:
-        x[c] = batch.column(c).to_numpy(zero_copy_only=False).astype("float64")
-    none = np.isnan(x[derived[0]].to_numpy()) & (reasons == None)  # noqa: E711
-    if none.any():
-        reasons = reasons.copy()
-        reasons[none] = no_history_reason(schema)
-    return x[list(schema.features)], reasons
+    x, reasons = parse_table(batch, model.preprocessor_)  # leaves the history columns out
+    features = {c: batch.column(c).to_numpy(zero_copy_only=False) for c in model.schema.history_features}
+    return attach_history(x, reasons, features, model.schema)
 
 
 def score_batches(batches, shipped: ShippedModel, id_columns: tuple[str, ...], top_k: int,
