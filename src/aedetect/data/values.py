@@ -263,7 +263,7 @@ def read_datetimes(values, fmt: str | None = None) -> tuple[np.ndarray, np.ndarr
     problems = np.full(n, None, dtype=object)
     if pd.api.types.is_bool_dtype(s):
         for i in np.flatnonzero(s.notna().to_numpy()):
-            problems[i] = f"value {shown(s.iloc[i])!r} is a boolean, not a date/time"
+            problems[i] = _boolean_date(s.iloc[i])
         return np.full(n, np.nan), problems
     if pd.api.types.is_numeric_dtype(s):  # seconds since 1970
         v = s.to_numpy(dtype="float64", na_value=np.nan, copy=True)
@@ -275,7 +275,7 @@ def read_datetimes(values, fmt: str | None = None) -> tuple[np.ndarray, np.ndarr
         for i in np.flatnonzero(~empty):
             x = s.iloc[i]
             if isinstance(x, (bool, np.bool_)):
-                problems[i] = f"value {shown(x)!r} is a boolean, not a date/time"
+                problems[i] = _boolean_date(x)
             elif isinstance(x, (int, float, np.integer, np.floating)):
                 v[i] = float(x)
             elif isinstance(x, (pd.Timestamp, np.datetime64)) or hasattr(x, "isoformat"):
@@ -291,19 +291,13 @@ def read_datetimes(values, fmt: str | None = None) -> tuple[np.ndarray, np.ndarr
             rest = ~relative & ~plain
             v[text_rows[rest]] = _parse_texts(text[rest].reset_index(drop=True), fmt)
             for i in text_rows[relative]:
-                problems[i] = (f"value {shown(s.iloc[i])!r} is a relative date; give the date/time "
-                               "itself (the score must not depend on when it is computed)")
+                problems[i] = _relative_date(s.iloc[i])
             for i in text_rows[rest & np.isnan(v[text_rows])]:
-                want = f"the column's date format {fmt!r}" if fmt else "a date/time"
-                problems[i] = f"value {shown(s.iloc[i])!r} is not {want}"
-    inf = np.isinf(v)
-    for i in np.flatnonzero(inf):
-        problems[i] = f"value {shown(s.iloc[i])!r} is not finite"
+                problems[i] = _not_a_date(s.iloc[i], fmt)
     with np.errstate(invalid="ignore"):
-        huge = (np.abs(v) > MAX_ABS_VALUE) & ~inf
-    for i in np.flatnonzero(huge):
-        problems[i] = out_of_range_reason(v[i]) + " as seconds since 1970"
-    v[inf | huge] = np.nan
+        beyond = np.flatnonzero(np.abs(v) > MAX_ABS_VALUE)  # infinities too
+    for i in beyond:
+        v[i], problems[i] = _seconds_value(float(v[i]), s.iloc[i])
     return v, problems
 
 
@@ -330,7 +324,7 @@ def _datetime_value(x, fmt: str | None) -> tuple[float, str | None]:
     if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NaT:
         return np.nan, None
     if isinstance(x, (bool, np.bool_)):
-        return np.nan, f"value {shown(x)!r} is a boolean, not a date/time"
+        return np.nan, _boolean_date(x)
     if isinstance(x, (int, float, np.integer, np.floating)):
         return _seconds_value(float(x), x)
     if not isinstance(x, str):
@@ -341,8 +335,7 @@ def _datetime_value(x, fmt: str | None) -> tuple[float, str | None]:
     if not text:
         return np.nan, None
     if text.lower() in RELATIVE_DATES:
-        return np.nan, (f"value {shown(x)!r} is a relative date; give the date/time itself (the score "
-                        "must not depend on when it is computed)")
+        return np.nan, _relative_date(x)
     if _NUMBER_TEXT.match(text) and (fmt is None or not _digits_only_format(fmt)):
         return _seconds_value(float(text), x)
     seconds = np.nan
@@ -360,12 +353,26 @@ def _datetime_value(x, fmt: str | None) -> tuple[float, str | None]:
     if np.isnan(seconds):
         seconds = float(_parse_texts(pd.Series([text]), fmt)[0])
     if np.isnan(seconds):
-        want = f"the column's date format {fmt!r}" if fmt else "a date/time"
-        return np.nan, f"value {shown(x)!r} is not {want}"
+        return np.nan, _not_a_date(x, fmt)
     return seconds, None
 
 
+def _boolean_date(x) -> str:
+    return f"value {shown(x)!r} is a boolean, not a date/time"
+
+
+def _relative_date(x) -> str:
+    return (f"value {shown(x)!r} is a relative date; give the date/time itself (the score must not "
+            "depend on when it is computed)")
+
+
+def _not_a_date(x, fmt: str | None) -> str:
+    want = f"the column's date format {fmt!r}" if fmt else "a date/time"
+    return f"value {shown(x)!r} is not {want}"
+
+
 def _seconds_value(v: float, x) -> tuple[float, str | None]:
+    """A number of seconds, or NaN and why not (not finite, or beyond `MAX_ABS_VALUE`)."""
     if np.isinf(v):
         return np.nan, f"value {shown(x)!r} is not finite"
     if abs(v) > MAX_ABS_VALUE:
