@@ -121,3 +121,24 @@ def test_onnx_export_runs_in_onnx_runtime(model_dir, guide_model_dir, tmp_path, 
     np.testing.assert_allclose(score, load_scorer(src).anomaly_score(X), rtol=1e-5)
     with pytest.raises(ArtifactError, match="already exists"):
         export_onnx(load_scorer(src), path)
+
+
+def test_a_negative_value_in_a_log_column_scores_nan_in_both_exports(model_dir, tmp_path):
+    """The runtime refuses it (docs/hostile-input.md); an export cannot refuse, so ONNX Runtime
+    and a loaded SavedModel score it NaN, never as the clamped value 0."""
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from aedetect.model.detector import load_detector
+
+    det = load_detector(model_dir)
+    names = list(det.feature_names_in_)
+    X = generate_transactions(10, 0.0, seed=6)[names].copy()
+    X.loc[X.index[0], "Amount"] = -10.0
+    onnx_path = export_onnx(load_scorer(model_dir), tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_score = sess.run(["score"], {c: X[c].to_numpy() for c in names})[0]
+    saved = tf.saved_model.load(str(export_savedmodel(det, tmp_path / "sm"))).signatures["serving_default"]
+    tf_score = saved(**{c: tf.constant(X[c].to_numpy()) for c in names})["score"].numpy()
+    for score in (onnx_score, tf_score):
+        assert np.isnan(score[0]) and np.isfinite(score[1:]).all()

@@ -608,7 +608,7 @@ def _canonical_blocks(blocks: list[dict]) -> list[dict]:
     for b in blocks:
         for key in ("categories", "rare"):
             if key in b:
-                b[key] = [_categories(pd.Series([c], dtype=object)).iloc[0] for c in b[key]]
+                b[key] = _categories(pd.Series(b[key], dtype=object)).tolist()
         if "frequencies" in b:
             names = _categories(pd.Series(list(b["frequencies"]), dtype=object))
             b["frequencies"] = dict(zip(names, b["frequencies"].values(), strict=True))
