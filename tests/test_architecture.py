@@ -14,8 +14,8 @@ import aedetect
 PACKAGE = Path(aedetect.__file__).parent
 
 # Lowest first: a module may import from its own group and the groups before it.
-LAYERS = ["plumbing", "data", "store", "model", "evaluation", "monitoring", "training", "serving",
-          "cli"]
+LAYERS = ["plumbing", "data", "store", "model", "evaluation", "monitoring", "training", "review",
+          "serving", "cli"]
 PLUMBING = {"errors", "files", "_imports"}
 # Top-level modules that forward a documented import path to its new home, and the two entry points.
 FORWARDS = {"hybrid": "model", "scoring": "serving", "spark": "serving", "thresholds": "model"}

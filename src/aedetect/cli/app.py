@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from aedetect.cli import data_commands, score_commands, train_commands
+from aedetect.cli import data_commands, review_commands, score_commands, train_commands
 from aedetect.cli.common import UsageError, console, out  # noqa: F401 (the CLI's surface)
 from aedetect.errors import AedetectError
 
@@ -23,6 +23,14 @@ data_app = typer.Typer(help="Fetch, generate and convert data.", no_args_is_help
 app.add_typer(data_app, name="data")
 schema_app = typer.Typer(help="Infer the schema of a table.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+review_app = typer.Typer(help="The review app for investigators, its users and its database "
+                         "(needs the review extra).", invoke_without_command=True)
+review_app.callback()(review_commands.review)
+app.add_typer(review_app, name="review")
+users_app = typer.Typer(help="Users of the review app.", no_args_is_help=True)
+review_app.add_typer(users_app, name="users")
+alerts_app = typer.Typer(help="Alerts in from scored files, labels out.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
 spark_app = typer.Typer(help="Score on Apache Spark (needs the spark extra).", no_args_is_help=True)
 app.add_typer(spark_app, name="spark")
 
@@ -55,6 +63,11 @@ data_app.command("fetch")(data_commands.data_fetch)
 data_app.command("generate")(data_commands.data_generate)
 data_app.command("to-tfrecord")(data_commands.data_to_tfrecord)
 spark_app.command("score")(score_commands.spark_score)
+review_app.command("migrate")(review_commands.migrate)
+users_app.command("add")(review_commands.users_add)
+users_app.command("list")(review_commands.users_list)
+alerts_app.command("load")(review_commands.alerts_load)
+alerts_app.command("export")(review_commands.alerts_export)
 
 
 def main() -> None:

@@ -35,6 +35,9 @@ def score(
     fail_on_drift: Annotated[bool, typer.Option(
         "--fail-on-drift", help="exit with status 3 (the output is still written) when the flagged "
         "share is over 10 times the share the model promises")] = False,
+    alerts: Annotated[str | None, typer.Option(
+        help="review store URL (sqlite:///alerts.db, postgresql+psycopg://...): every flagged row "
+        "becomes an alert there, with all its columns; the id is the first --id-columns")] = None,
 ):
     """Score a file of any size in chunks: row, ids, score, flag and top features per row.
 
@@ -62,11 +65,12 @@ def score(
 
     reference = load_reference(folder)
     ids = [c.strip() for c in id_columns.split(",") if c.strip()]
+    to_store = _alert_sink(alerts, det, model_dir, ids) if alerts else None
     try:
         with ScoringProgress(console) as progress:
             s = score_file(det, data, out_file, id_columns=ids, all_columns=all_columns, top_k=top_k,
                            chunk_rows=chunk_rows, on_bad_rows=on_bad_rows, progress=progress,
-                           reference=reference)
+                           reference=reference, on_flagged=to_store)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; no output was written ({escape(str(out_file))} is "
                       "unchanged)[/yellow]")
@@ -82,10 +86,37 @@ def score(
     if s.bad_rows_file is not None:
         console.print(f"skipped {s.rows_skipped:,} bad row(s); rows and reasons in "
                       f"{escape(str(s.bad_rows_file))}")
+    if to_store is not None:
+        console.print(f"alerts: {to_store.added:,} new in {escape(to_store.store.display_url)}, "
+                      f"{to_store.seen - to_store.added:,} already there")
     if s.share_warning is not None:
         console.print(f"[yellow]warning: {escape(s.share_warning)}[/yellow]", highlight=False)
         if fail_on_drift:
             raise typer.Exit(3)
+
+
+class _AlertSink:
+    """`score_file`'s on_flagged for `--alerts`: each chunk's flagged rows written as alerts."""
+
+    def __init__(self, store, source):
+        self.store, self.source, self.seen, self.added = store, source, 0, 0
+
+    def __call__(self, frame) -> None:
+        from aedetect.review.alerts import alerts_from_table
+
+        alerts = alerts_from_table(frame, self.source)
+        self.seen += len(alerts)
+        self.added += self.store.add_alerts(alerts)
+
+
+def _alert_sink(url: str, det, model_dir: Path, ids: list[str]) -> _AlertSink:
+    from aedetect.cli.review_commands import open_store
+    from aedetect.review.alerts import source_for
+
+    source = source_for(det, model_dir, ids[0] if ids else None)
+    if source.id_column is None:
+        raise UsageError("--alerts needs a transaction id: name its column first in --id-columns")
+    return _AlertSink(open_store(url), source)
 
 
 def serve(
@@ -110,6 +141,9 @@ def serve(
              "restarts: read at start when present, saved periodically and on shutdown")] = None,
     history_save_every: Annotated[float, typer.Option(
         help="seconds between saves of --history-state")] = 60.0,
+    alerts: Annotated[str | None, typer.Option(
+        help="review store URL (sqlite:///alerts.db, postgresql+psycopg://...): flagged "
+        "transactions of /v1/score become alerts, written in the background (counted in /metrics)")] = None,
 ):
     """Serve the model over HTTP: POST /v1/score, /v2 (KServe), GET /healthz, /v1/model, /v1/drift, /metrics."""
     import socket
@@ -123,7 +157,7 @@ def serve(
                          max_concurrent=max_concurrent, max_queue=max_queue,
                          queue_timeout_s=queue_timeout, drift_window=drift_window,
                          history_state=None if history_state is None else str(history_state),
-                         history_save_s=history_save_every)
+                         history_save_s=history_save_every, alerts=alerts)
     from aedetect.store.folder import open_folder
 
     folder = open_folder(model_dir)

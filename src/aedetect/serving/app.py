@@ -61,6 +61,8 @@ class ServiceSettings(BaseModel):
     history_state: str | None = Field(None, description="Parquet file keeping the entity history "
                                       "across restarts (models with history features)")
     history_save_s: float = Field(60.0, gt=0, description="seconds between saves of history_state")
+    alerts: str | None = Field(None, description="review store URL: flagged transactions of "
+                               "/v1/score become alerts there, written in the background")
 
 
 class Problem(BaseModel):
@@ -256,11 +258,12 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
     registry = CollectorRegistry()
     m = _metrics(registry)
 
+    alerts = _alert_writer(settings.alerts, det, folder, registry) if settings.alerts else None
     app = FastAPI(title="aedetect", version=det.manifest_.versions.get("aedetect", ""),
                   docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=_saving(history, settings) if history is not None else None)
+                  lifespan=_lifespan(history, settings, alerts))
     app.state.detector, app.state.settings, app.state.api_key = det, settings, api_key
-    app.state.history = history
+    app.state.history, app.state.alerts = history, alerts
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
     gate = _Gate(settings.max_concurrent, settings.max_queue, settings.queue_timeout_s)
     app.state.gate = gate
@@ -373,6 +376,8 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
             top_n, top_e, top_r = top_columns(det.preprocessor_, x, contrib, settings.top_k)
         m["scored"].inc(len(x))
         m["flagged"].inc(int(flags.sum()))
+        if alerts is not None and flags.any():
+            keep_alerts(body, x, scores, flags, (top_n, top_e, top_r) if settings.top_k else None)
         drift.observe(det.preprocessor_.canonical(x) if table_model else x, scores)  # as the model reads them
         results = [
             ScoreResult(id=t.id, score=float(s), flag=bool(f), top_features=[
@@ -382,6 +387,21 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
             for i, (t, s, f) in enumerate(zip(body.transactions, scores, flags, strict=True))
         ]
         return ScoreResponse(threshold=det.threshold_, results=results)
+
+    def keep_alerts(body, x, scores, flags, top) -> None:
+        """Hand the flagged transactions to the background writer (never waits on the database)."""
+        derived = history.schema.history_features if history is not None else []
+        found = []
+        for i in np.flatnonzero(flags):
+            t = body.transactions[i]
+            row = {"id": t.id, **{n: getattr(t, f"f{j}") for j, n in enumerate(given)},
+                   **{c: getattr(t, a) for c, a in history_fields.items()}}
+            reasons = [] if top is None else [
+                {"feature": str(n), "reason": str(r), "contribution": float(e)}
+                for n, e, r in zip(top[0][i], top[1][i], top[2][i], strict=True)]
+            past = {c: x[c].iat[i] for c in derived} if derived else None
+            found.append(alerts.source.alert(row, float(scores[i]), reasons, tx_id=t.id, history=past))
+        alerts.put(found)
 
     from aedetect.serving.v2 import create_v2_router
 
@@ -396,16 +416,45 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
     return app
 
 
-def _saving(history, settings: ServiceSettings):
+class _AlertCounts:
+    """The alert writer's counts in /metrics (read when scraped)."""
+
+    def __init__(self, writer):
+        self.writer = writer
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        w = self.writer
+        yield CounterMetricFamily("aedetect_alerts_written", "alerts written to the review store", value=w.written)
+        yield CounterMetricFamily("aedetect_alerts_duplicate", "flagged transactions already in the store",
+                                  value=w.duplicates)
+        yield CounterMetricFamily("aedetect_alert_write_failures", "failed writes to the review store "
+                                  "(the alerts stay queued and are retried)", value=w.failures)
+        yield CounterMetricFamily("aedetect_alerts_queue_full", "alerts that found the writer's queue full "
+                                  "(kept aside, written next)", value=w.full)
+        yield GaugeMetricFamily("aedetect_alerts_pending", "alerts waiting to be written", value=w.pending)
+
+
+def _alert_writer(url: str, det, folder: ModelFolder, registry: CollectorRegistry):
+    """The background writer of `serve --alerts`, its source (the model's name, version,
+    threshold, amount and entity columns) and its counts in /metrics."""
+    from aedetect.review.alerts import source_for
+    from aedetect.review.store import AlertStore
+    from aedetect.review.writer import AlertWriter
+
+    writer = AlertWriter(AlertStore(url), source_for(det, folder.path))
+    registry.register(_AlertCounts(writer))
+    return writer
+
+
+def _lifespan(history, settings: ServiceSettings, alerts):
     """The app's lifespan: save the history every `history_save_s` seconds (when it changed)
-    and once more on a clean shutdown."""
-    path = settings.history_state
+    and once more on a clean shutdown; on shutdown, write the alerts still queued."""
+    path = settings.history_state if history is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if path is None:
-            yield
-            return
         stop = threading.Event()
 
         def every() -> None:
@@ -417,12 +466,16 @@ def _saving(history, settings: ServiceSettings):
                         print(f"warning: {exc}", file=sys.stderr, flush=True)
 
         saver = threading.Thread(target=every, name="aedetect-history-save", daemon=True)
-        saver.start()
+        if path is not None:
+            saver.start()
         try:
             yield
         finally:
             stop.set()
-            saver.join()
-            history.save(path)
+            if path is not None:
+                saver.join()
+                history.save(path)
+            if alerts is not None:
+                alerts.close()
 
     return lifespan

@@ -16,13 +16,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from aedetect.data.arrow import parse_rows
 from aedetect.data.io import check_column_names, check_input_file, compression, short_error, table_format
@@ -326,6 +329,7 @@ def score_file(
     on_bad_rows: BadRows = "error",
     progress: Progress | None = None,
     reference=None,
+    on_flagged: Callable[[pd.DataFrame], None] | None = None,
 ) -> ScoreSummary:
     """Score `data` chunk by chunk with `detector` and write `out` (.csv or .parquet).
 
@@ -333,6 +337,8 @@ def score_file(
     `all_columns`), `score`, `flag` and the `top_k` worst-reconstructed features with their errors.
     The summary's `share_warning` compares the flagged share with the promise: `reference`'s
     (the model folder's `load_reference`), else the threshold rule's own share.
+    `on_flagged` is called with each chunk's flagged rows (every input column, the history
+    features, score, flag and the top-k columns), e.g. to write them to the review store.
     """
     from collections import Counter
 
@@ -400,6 +406,8 @@ def score_file(
                                           keep, features, top_k, drivers)
                     out_schema = table.schema
                     writer.write(table)
+                    if on_flagged is not None:
+                        _hand_flagged(on_flagged, batch.filter(pa.array(good)), x_good, table, features, history)
                     n_scored += int(good.sum())
                     n_flagged += int(table.column("flag").to_numpy().sum())
                 n_read += n + len(passed)
@@ -425,6 +433,22 @@ def score_file(
                         time.perf_counter() - start, ignored_columns=ignored, stale_removed=tuple(stale),
                         promise=promised_share(reference, threshold) if threshold is not None else None,
                         drivers=dict(drivers))
+
+
+def _hand_flagged(on_flagged, batch, x, table: pa.Table, features: list[str], history) -> None:
+    """The flagged rows of one chunk, as `score_file`'s `on_flagged` receives them."""
+    import pandas as pd
+
+    flags = table.column("flag").to_numpy().astype(bool)
+    if not flags.any():
+        return
+    rows = batch.filter(pa.array(flags)).to_pandas()
+    derived = history.schema.history_features if history.schema is not None else []
+    for c in derived:
+        rows[c] = np.asarray(x[c])[flags] if not isinstance(x, np.ndarray) else x[flags, features.index(c)]
+    scored = table.filter(pa.array(flags)).drop_columns(
+        [c for c in table.column_names if c in rows.columns]).to_pandas()
+    on_flagged(pd.concat([rows, scored], axis=1))
 
 
 class _History:

@@ -1,0 +1,168 @@
+"""`aedetect review` (the review app, its users, its database) and `aedetect alerts` (alerts in
+from scored files, labels out)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from aedetect.cli.common import UsageError, console, out
+
+DbOpt = Annotated[str, typer.Option("--db", help="database URL: sqlite:///alerts.db (a file, no server) "
+                                    "or postgresql+psycopg://user@host/db", envvar="AEDETECT_REVIEW_DB")]
+
+
+def open_store(url: str, migrate: bool = True):
+    """The review store at `url` (brought to the head revision), with a clear error when the
+    `review` extra is not installed."""
+    try:
+        from aedetect.review.store import AlertStore
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"the review store needs the review extra ({exc.name} is missing): "
+                         "pip install 'aedetect[review]'") from None
+    return AlertStore(url, migrate=migrate)
+
+
+def review(
+    ctx: typer.Context,
+    db: DbOpt = "sqlite:///alerts.db",
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    secure_cookies: Annotated[bool, typer.Option(
+        help="mark the session cookie Secure (when the app is served behind HTTPS)")] = False,
+):
+    """Start the review app: the queue, alert pages, the dashboard and the JSON API on /api.
+
+    Add a user first: AEDETECT_PASSWORD=... aedetect review users add NAME --role analyst"""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from aedetect.review.app import create_review_app
+
+    store = open_store(db)
+    if not store.users():
+        console.print("[yellow]warning: the store has no user yet; add one with `AEDETECT_PASSWORD=... "
+                      f"aedetect review users add NAME --role lead --db {escape(db)}`[/yellow]")
+    app = create_review_app(store, secure_cookies=secure_cookies)
+    console.print(f"review app for {escape(store.display_url)} on http://{host}:{port} (log in at /login)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def users_add(
+    name: Annotated[str, typer.Argument(help="the user's login name")],
+    role: Annotated[str, typer.Option(help="analyst (decides own claims), lead (also reassigns and "
+                                      "reopens) or admin")] = "analyst",
+    db: DbOpt = "sqlite:///alerts.db",
+):
+    """Add a user. The password is read from AEDETECT_PASSWORD (never from the command line);
+    the last line printed is the user's API token (Authorization: Bearer TOKEN), shown once."""
+    password = os.environ.get("AEDETECT_PASSWORD")
+    if not password:
+        raise UsageError("set AEDETECT_PASSWORD to the new user's password (at least 8 characters)")
+    token = open_store(db).add_user(name, role, password)
+    console.print(f"added {escape(name)} ({role}); API token:")
+    print(token)
+
+
+def users_list(db: DbOpt = "sqlite:///alerts.db"):
+    """List the users and their roles."""
+    from rich.table import Table
+
+    table = Table("name", "role", "active")
+    for u in open_store(db).users():
+        table.add_row(u["name"], u["role"], "yes" if u["active"] else "no")
+    out.print(table)
+
+
+def migrate(
+    db: DbOpt = "sqlite:///alerts.db",
+    revision: Annotated[str, typer.Option(help="Alembic revision to go to")] = "head",
+):
+    """Create the review store or bring it to the latest schema (Alembic migrations)."""
+    from aedetect.review.store import make_engine, revision_of, upgrade
+
+    engine = make_engine(db)
+    before = revision_of(engine)
+    upgrade(engine, revision)
+    console.print(f"review store at revision {revision_of(engine)} (was {before or 'empty'})")
+
+
+def alerts_load(
+    db: DbOpt,
+    scored: Annotated[Path, typer.Option("--scored", help="a scored CSV/Parquet (from `aedetect score "
+                                         "--all-columns`, Spark...) or a writer's .jsonl fallback file")],
+    model_dir: Annotated[Path | None, typer.Option(
+        "--model", help="the model folder that scored it: its name, version, threshold, amount and "
+        "entity columns go with the alerts")] = None,
+    id_column: Annotated[str | None, typer.Option(
+        help="the transaction id column \\[default: the model's id column, else transaction_id, tx_id or id]")] = None,
+    threshold: Annotated[float | None, typer.Option(help="the threshold, without --model")] = None,
+    model_id: Annotated[str, typer.Option(help="the model's name, without --model")] = "unknown",
+):
+    """Load the flagged rows of a scored file as alerts (a transaction already stored stays one alert)."""
+    from aedetect.review.alerts import AlertSource, read_alert_file, source_for
+    from aedetect.review.writer import read_fallback
+
+    store = open_store(db)
+    if scored.suffix == ".jsonl":
+        if not scored.is_file():
+            raise UsageError(f"{scored}: no such file")
+        batches = [read_fallback(scored)]
+    else:
+        if model_dir is not None:
+            from aedetect.serving.runtime import open_scorer
+
+            source = source_for(open_scorer(model_dir), model_dir, id_column, columns=_columns(scored))
+        elif threshold is not None:
+            source = AlertSource(model_id=model_id, model_version="", threshold=threshold,
+                                 id_column=id_column or _default_id(scored))
+        else:
+            raise UsageError("pass --model (the folder that scored the file) or --threshold")
+        batches = read_alert_file(scored, source)
+    seen = added = 0
+    for alerts in batches:
+        seen += len(alerts)
+        added += store.add_alerts(alerts)
+    console.print(f"{seen:,} flagged row(s) in {escape(str(scored))}: {added:,} new alert(s), "
+                  f"{seen - added:,} already in the store")
+
+
+def _columns(path: Path) -> list[str]:
+    """The column names of a scored CSV or Parquet file."""
+    from aedetect.data.io import check_input_file, table_format
+
+    check_input_file(path)
+    if table_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(path).names
+    import pandas as pd
+
+    return list(pd.read_csv(path, nrows=0).columns)
+
+
+def _default_id(path: Path) -> str | None:
+    from aedetect.review.alerts import ID_NAMES
+
+    names = _columns(path)
+    return next((c for c in ID_NAMES if c in names), None)
+
+
+def alerts_export(
+    db: DbOpt,
+    out_file: Annotated[Path, typer.Option("--out", help="labels CSV: transaction_id, label (1 fraud, "
+                                           "0 legit), decided_at, decided_by, model_id")],
+):
+    """Write the verdicts as labels, for `aedetect train --labels` ("unsure" is left out)."""
+    from aedetect.files import check_output, write_text_atomic
+
+    check_output(out_file, overwrite=True)
+    labels = open_store(db).labels()
+    write_text_atomic(out_file, labels.to_csv(index=False))
+    console.print(f"wrote {len(labels):,} label(s) ({int(labels['label'].sum()):,} fraud) to "
+                  f"{escape(str(out_file))}")
