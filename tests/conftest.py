@@ -67,3 +67,38 @@ def detector(model_dir):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def _postgres_database(admin_url: str):
+    """A fresh database on the test PostgreSQL server (dropped afterwards)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"aedetect_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def review_url(request, tmp_path):
+    """An empty review store URL: a SQLite file, then a new database on the PostgreSQL server
+    named by AEDETECT_TEST_POSTGRES_URL (`.ci/postgres` starts one). Without that variable the
+    PostgreSQL case skips, unless AEDETECT_REQUIRE_POSTGRES=1 (CI), where it fails."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'alerts.db'}"
+        return
+    admin = os.environ.get("AEDETECT_TEST_POSTGRES_URL")
+    if not admin:
+        if os.environ.get("AEDETECT_REQUIRE_POSTGRES") == "1":
+            pytest.fail("AEDETECT_TEST_POSTGRES_URL is not set (start a server with .ci/postgres)")
+        pytest.skip("no PostgreSQL server: export AEDETECT_TEST_POSTGRES_URL=$(.ci/postgres | tail -1)")
+    yield from _postgres_database(admin)

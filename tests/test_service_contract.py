@@ -10,6 +10,7 @@ import time
 
 import httpx
 import pytest
+from contract import schemathesis_failures
 from fastapi.testclient import TestClient
 
 from aedetect.data.creditcard import CREDITCARD
@@ -139,7 +140,7 @@ def test_serve_reports_a_failed_bind_in_one_line(model_dir, monkeypatch, capsys)
     pytest.param(True, 100, marks=pytest.mark.slow)])
 def test_schemathesis_all_checks_pass(open_app, keyed, with_key, examples):
     app = keyed if with_key else open_app
-    failures = _schemathesis_failures(app, {"X-API-Key": KEY} if with_key else {}, examples)
+    failures = schemathesis_failures(app, {"X-API-Key": KEY} if with_key else {}, examples)
     assert not failures, "\n\n".join(failures)
 
 
@@ -161,42 +162,8 @@ def table_app(tmp_path_factory):
 def test_schemathesis_all_checks_pass_on_a_schema_model(table_app):
     """The request model generated from a dataset schema (strings, datetimes, nullable
     numbers, V2 BYTES tensors) holds the same contract."""
-    failures = _schemathesis_failures(table_app, {}, 6)
+    failures = schemathesis_failures(table_app, {}, 6)
     assert not failures, "\n\n".join(failures)
-
-
-def _schemathesis_failures(app, headers: dict, examples: int) -> list[str]:
-    import schemathesis
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis.errors import Unsatisfiable
-    from schemathesis.checks import CHECKS, load_all_checks
-
-    load_all_checks()
-    spec = TestClient(app).get("/openapi.json", headers=headers).json()
-    schema = schemathesis.openapi.from_dict(spec)
-    schema.app = app
-    checks = [c for c in CHECKS.get_all() if c.__name__ != "max_response_time"]
-    failures = []
-    client = TestClient(app)
-    modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
-    for operation, mode in ((op.ok(), mode) for op in schema.get_all_operations() for mode in modes):
-
-        @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-                  phases=[Phase.explicit, Phase.generate],
-                  suppress_health_check=list(HealthCheck))
-        def run(case):
-            response = client.request(**case.as_transport_kwargs(base_url="http://testserver",
-                                                                 headers=headers))
-            case.validate_response(response, checks=checks, headers=headers)
-
-        try:
-            run()
-        except Unsatisfiable:  # no invalid request exists for a route without parameters
-            assert mode is schemathesis.GenerationMode.NEGATIVE and operation.method == "get"
-        except Exception as exc:  # collect all operations' failures, then report them together
-            failures.append(f"{operation.method.upper()} {operation.path} ({mode.value}): {exc}")
-    return failures
 
 
 def test_omitting_a_nullable_field_is_a_422_naming_it(table_app):

@@ -15,12 +15,13 @@ prints): `GET /api/alerts`, `POST /api/alerts/next`, `GET /api/alerts/{id}`,
 
 import hmac
 import secrets
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -87,6 +88,24 @@ class AuditList(BaseModel):
     entries: list[AuditItem]
 
 
+class Problem(BaseModel):
+    detail: str
+
+
+PROBLEMS = {400: "a body that cannot be read as JSON", 401: "no valid Bearer token",
+            403: "not allowed for this user's role or claim", 404: "no such alert or user",
+            409: "the alert's state does not allow it (claimed by another, decided, already open)"}
+
+
+def _problems(*codes: int) -> dict:
+    return {c: {"model": Problem, "description": PROBLEMS[c]} for c in codes}
+
+
+AlertId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="the alert's id")]
+Status = Literal["open", "claimed", "decided", "any"]
+Order = Literal["score", "value"]
+
+
 class LoginRequired(Exception):
     """A page asked for without a session: the answer is the login page."""
 
@@ -97,7 +116,7 @@ def _day(value: str | None, name: str) -> datetime | None:
     try:
         return datetime.fromisoformat(value)
     except ValueError:
-        raise ReviewError(f"{name} must be a date such as 2026-12-05; got {value!r}", 422) from None
+        raise ReviewError(f"{name} must be a date such as 2026-12-05; got {value!r}", 400) from None
 
 
 def create_review_app(store: AlertStore | str, *, secure_cookies: bool = False) -> FastAPI:
@@ -228,7 +247,7 @@ def create_review_app(store: AlertStore | str, *, secure_cookies: bool = False) 
         return RedirectResponse(f"/alerts/{got['id']}" if got else "/queue?empty=1", 303)
 
     @app.get("/alerts/{alert_id}", response_class=HTMLResponse, include_in_schema=False)
-    def alert_page(alert_id: int, who: PageUser):
+    def alert_page(alert_id: AlertId, who: PageUser):
         user, csrf = who
         alert = store.get(alert_id)
         contributions = [r for r in alert["reasons"] if isinstance(r.get("contribution"), (int, float))]
@@ -240,23 +259,23 @@ def create_review_app(store: AlertStore | str, *, secure_cookies: bool = False) 
                       users=store.users() if user.is_lead else [], verdict_names=VERDICTS)
 
     @app.post("/alerts/{alert_id}/claim", include_in_schema=False)
-    def claim_page(alert_id: int, who: FormUser):
+    def claim_page(alert_id: AlertId, who: FormUser):
         store.claim(alert_id, who[0])
         return RedirectResponse(f"/alerts/{alert_id}", 303)
 
     @app.post("/alerts/{alert_id}/verdict", include_in_schema=False)
-    async def verdict_page(alert_id: int, request: Request, who: FormUser):
+    async def verdict_page(alert_id: AlertId, request: Request, who: FormUser):
         form = await request.form()
         store.decide(alert_id, who[0], str(form.get("verdict", "")), str(form.get("note", "")))
         return RedirectResponse(f"/queue?done={alert_id}", 303)
 
     @app.post("/alerts/{alert_id}/reopen", include_in_schema=False)
-    def reopen_page(alert_id: int, who: FormUser):
+    def reopen_page(alert_id: AlertId, who: FormUser):
         store.reopen(alert_id, who[0])
         return RedirectResponse(f"/alerts/{alert_id}", 303)
 
     @app.post("/alerts/{alert_id}/assign", include_in_schema=False)
-    async def assign_page(alert_id: int, request: Request, who: FormUser):
+    async def assign_page(alert_id: AlertId, request: Request, who: FormUser):
         form = await request.form()
         store.assign(alert_id, who[0], str(form.get("assignee", "")))
         return RedirectResponse(f"/alerts/{alert_id}", 303)
@@ -272,45 +291,51 @@ def create_review_app(store: AlertStore | str, *, secure_cookies: bool = False) 
 
     # -- JSON API -------------------------------------------------------------------------------
 
-    @app.get("/api/alerts", response_model=AlertList)
-    def api_alerts(user: ApiUser, status: str | None = "open", model: str | None = None,
-                   reason: str | None = None, since: str | None = None, until: str | None = None,
-                   order: str = "score", limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)):
-        alerts, total = store.list_alerts(status=status or None, model=model, reason=reason,
-                                          since=_day(since, "since"), until=_next_day(_day(until, "until")),
+    @app.get("/api/alerts", response_model=AlertList, responses=_problems(401))
+    def api_alerts(user: ApiUser, status: Status = "open", model: str | None = None, reason: str | None = None,
+                   since: date | None = None, until: date | None = None, order: Order = "score",
+                   limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)):
+        """Alerts in `order`, newest state; `status=any` for every status; `until` includes its day."""
+        alerts, total = store.list_alerts(status=None if status == "any" else status, model=model, reason=reason,
+                                          since=_start_of(since), until=_next_day(_start_of(until)),
                                           order=order, limit=limit, offset=offset)
         return {"alerts": alerts, "total": total}
 
-    @app.post("/api/alerts/next", response_model=AlertDetail, responses={204: {"description": "none open"}})
-    def api_next(user: ApiUser, order: str = "score", model: str | None = None, reason: str | None = None):
+    @app.post("/api/alerts/next", response_model=AlertDetail,
+              responses={204: {"description": "no open alert matches"}, **_problems(401)})
+    def api_next(user: ApiUser, order: Order = "score", model: str | None = None, reason: str | None = None):
+        """Claim the first open alert in `order` (and the filters) for the caller."""
         got = store.claim_next(user, order=order, model=model, reason=reason)
         return Response(status_code=204) if got is None else got
 
-    @app.get("/api/alerts/{alert_id}", response_model=AlertDetail)
-    def api_alert(alert_id: int, user: ApiUser):
+    @app.get("/api/alerts/{alert_id}", response_model=AlertDetail, responses=_problems(401, 404))
+    def api_alert(alert_id: AlertId, user: ApiUser):
         return store.get(alert_id)
 
-    @app.post("/api/alerts/{alert_id}/claim", response_model=AlertDetail)
-    def api_claim(alert_id: int, user: ApiUser):
+    @app.post("/api/alerts/{alert_id}/claim", response_model=AlertDetail, responses=_problems(401, 404, 409))
+    def api_claim(alert_id: AlertId, user: ApiUser):
         return store.claim(alert_id, user)
 
-    @app.post("/api/alerts/{alert_id}/verdict", response_model=AlertDetail)
-    def api_verdict(alert_id: int, body: VerdictIn, user: ApiUser):
+    @app.post("/api/alerts/{alert_id}/verdict", response_model=AlertDetail,
+              responses=_problems(400, 401, 403, 404, 409))
+    def api_verdict(alert_id: AlertId, body: VerdictIn, user: ApiUser):
         return store.decide(alert_id, user, body.verdict, body.note)
 
-    @app.post("/api/alerts/{alert_id}/reopen", response_model=AlertDetail)
-    def api_reopen(alert_id: int, user: ApiUser):
+    @app.post("/api/alerts/{alert_id}/reopen", response_model=AlertDetail,
+              responses=_problems(401, 403, 404, 409))
+    def api_reopen(alert_id: AlertId, user: ApiUser):
         return store.reopen(alert_id, user)
 
-    @app.post("/api/alerts/{alert_id}/assign", response_model=AlertDetail)
-    def api_assign(alert_id: int, body: AssignIn, user: ApiUser):
+    @app.post("/api/alerts/{alert_id}/assign", response_model=AlertDetail,
+              responses=_problems(400, 401, 403, 404, 409))
+    def api_assign(alert_id: AlertId, body: AssignIn, user: ApiUser):
         return store.assign(alert_id, user, body.assignee)
 
-    @app.get("/api/alerts/{alert_id}/history", response_model=AuditList)
-    def api_history(alert_id: int, user: ApiUser):
+    @app.get("/api/alerts/{alert_id}/history", response_model=AuditList, responses=_problems(401, 404))
+    def api_history(alert_id: AlertId, user: ApiUser):
         return {"alert_id": alert_id, "entries": store.audit(alert_id)}
 
-    @app.get("/api/stats")
+    @app.get("/api/stats", responses=_problems(401))
     def api_stats(user: ApiUser, days: int = Query(30, ge=1, le=366)) -> dict:
         return {"counts": store.counts(), "verdicts": store.verdict_counts(), "daily": store.daily(days)}
 
@@ -326,6 +351,10 @@ def _fmt(value, spec: str = ".4g"):
     if value is None:
         return ""
     return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _start_of(day: date | None) -> datetime | None:
+    return None if day is None else datetime(day.year, day.month, day.day)
 
 
 def _next_day(day: datetime | None) -> datetime | None:

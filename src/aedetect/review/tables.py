@@ -54,7 +54,7 @@ class Alert(Base):
     threshold: Mapped[float] = mapped_column(Float)
     amount: Mapped[float | None] = mapped_column(Float, nullable=True)
     # score x amount when the row has an amount, else the score: the queue's "by value" order.
-    priority: Mapped[float] = mapped_column(Float)
+    priority: Mapped[float] = mapped_column(Float, server_default="0")
     model_id: Mapped[str] = mapped_column(String(200))
     model_version: Mapped[str] = mapped_column(String(64))
     reasons: Mapped[list] = mapped_column(JSON)  # [{"feature", "reason", "contribution"}], largest first

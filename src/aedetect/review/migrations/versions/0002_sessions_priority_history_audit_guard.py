@@ -42,12 +42,10 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Column("expires_at", sa.DateTime, nullable=False),
     )
-    with op.batch_alter_table("alerts") as batch:
-        batch.add_column(sa.Column("priority", sa.Float, nullable=True))
-        batch.add_column(sa.Column("history", sa.JSON, nullable=True))
+    # Plain ADD COLUMN (with a default for the NOT NULL one): no table rebuild on SQLite.
+    op.add_column("alerts", sa.Column("priority", sa.Float, nullable=False, server_default="0"))
+    op.add_column("alerts", sa.Column("history", sa.JSON, nullable=True))
     op.execute("UPDATE alerts SET priority = score * COALESCE(amount, 1.0)")
-    with op.batch_alter_table("alerts") as batch:
-        batch.alter_column("priority", existing_type=sa.Float, nullable=False)
     op.create_index("ix_alerts_status_priority", "alerts", ["status", "priority"])
     for statement in GUARDS.get(op.get_bind().dialect.name, []):
         op.execute(statement)
@@ -57,7 +55,6 @@ def downgrade() -> None:
     for statement in UNGUARDS.get(op.get_bind().dialect.name, []):
         op.execute(statement)
     op.drop_index("ix_alerts_status_priority", "alerts")
-    with op.batch_alter_table("alerts") as batch:
-        batch.drop_column("history")
-        batch.drop_column("priority")
+    op.drop_column("alerts", "history")
+    op.drop_column("alerts", "priority")
     op.drop_table("sessions")

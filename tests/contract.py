@@ -1,0 +1,39 @@
+"""schemathesis against an app's own OpenAPI document, shared by the service and review tests."""
+
+from fastapi.testclient import TestClient
+
+
+def schemathesis_failures(app, headers: dict, examples: int) -> list[str]:
+    """Every schemathesis check but response time, positive and negative cases, on every
+    operation of `app`'s OpenAPI document; the failures as text (empty: the contract holds)."""
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis.checks import CHECKS, load_all_checks
+
+    load_all_checks()
+    spec = TestClient(app).get("/openapi.json", headers=headers).json()
+    schema = schemathesis.openapi.from_dict(spec)
+    schema.app = app
+    checks = [c for c in CHECKS.get_all() if c.__name__ != "max_response_time"]
+    failures = []
+    client = TestClient(app)
+    modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
+    for operation, mode in ((op.ok(), mode) for op in schema.get_all_operations() for mode in modes):
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                  phases=[Phase.explicit, Phase.generate],
+                  suppress_health_check=list(HealthCheck))
+        def run(case):
+            response = client.request(**case.as_transport_kwargs(base_url="http://testserver",
+                                                                 headers=headers))
+            case.validate_response(response, checks=checks, headers=headers)
+
+        try:
+            run()
+        except Unsatisfiable:  # no invalid request exists for a route without parameters
+            assert mode is schemathesis.GenerationMode.NEGATIVE and operation.method == "get"
+        except Exception as exc:  # collect all operations' failures, then report them together
+            failures.append(f"{operation.method.upper()} {operation.path} ({mode.value}): {exc}")
+    return failures
