@@ -27,6 +27,28 @@ def open_store(url: str, migrate: bool = True):
     return AlertStore(url, migrate=migrate)
 
 
+def read_verdicts(labels_file: Path | None, labels_db: str | None):
+    """The labels of `--labels FILE` (an `alerts export` CSV) or `--labels-db URL` (the review
+    store, read as it is: not migrated, a SQLite file not created), and where they came from;
+    None without either."""
+    if labels_file is not None and labels_db is not None:
+        raise UsageError("--labels and --labels-db both give the labels; pass one")
+    if labels_file is not None:
+        from aedetect.data.labels import read_labels
+
+        return read_labels(labels_file), str(labels_file)
+    if labels_db is None:
+        return None
+    import re
+
+    sqlite = re.match(r"sqlite(\+\w+)?:///(.+)", labels_db)
+    path = sqlite.group(2).split("?")[0] if sqlite else None
+    if path and path != ":memory:" and not Path(path).expanduser().is_file():
+        raise UsageError(f"--labels-db {labels_db}: no such database file {path}")
+    store = open_store(labels_db, migrate=False)
+    return store.labels(), store.display_url
+
+
 def review(
     ctx: typer.Context,
     db: DbOpt = "sqlite:///alerts.db",

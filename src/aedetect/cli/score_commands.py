@@ -222,6 +222,24 @@ def spark_score(
 
 
 
+def _print_verdicts(summary: dict, source: str, label_column: str | None) -> None:
+    """What the verdicts gave, under the table: reviewed rows, and why there is no recall (or,
+    when the file has labels, that the table's precision and recall are theirs)."""
+    from aedetect.monitoring.batch import RECALL_FROM_VERDICTS, verdicts_only
+
+    windows = [w["verdicts"] for w in summary["windows"]]
+    reviewed, fraud = sum(v["reviewed"] for v in windows), sum(v["fraud"] for v in windows)
+    flagged = sum(v["flagged"] for v in windows)
+    console.print(f"verdicts from {escape(source)} by {escape(repr(summary['verdicts_by']))}: {reviewed:,} of "
+                  f"{flagged:,} flagged row(s) reviewed, {fraud:,} fraud", highlight=False)
+    if verdicts_only(summary):
+        console.print(f"recall from verdicts: {RECALL_FROM_VERDICTS}", highlight=False)
+    else:
+        console.print(f"the file has labels ({escape(repr(label_column))}): the table's precision and recall "
+                      "are theirs; each window's precision from the verdicts is in drift.json ('verdicts')",
+                      highlight=False)
+
+
 def monitor(
     model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
     data: Annotated[Path, typer.Option("--data", help="CSV/Parquet file of new rows")],
@@ -246,11 +264,24 @@ def monitor(
         help="flagged (or anomaly) share must be off its promised interval by this factor to alarm")] = 1.5,
     min_rows: Annotated[int, typer.Option(
         help="a window with fewer scored rows is reported but never alarms")] = 100,
+    labels_file: Annotated[Path | None, typer.Option(
+        "--labels", help="verdicts of reviewed alerts (`aedetect alerts export`: transaction_id, label "
+        "1 fraud / 0 legit): each window's precision among its flagged rows that were reviewed, "
+        "fraud / (fraud + legit), shown when the file has no label column (drift.json has it "
+        "always); no recall: rows that were not flagged are never reviewed")] = None,
+    labels_db: Annotated[str | None, typer.Option(
+        "--labels-db", help="the review store's verdicts as --labels, read from its database URL "
+        "(sqlite:///alerts.db, postgresql+psycopg://...)")] = None,
+    id_column: Annotated[str | None, typer.Option(
+        help="the transaction id column, for --labels \\[default: transaction_id, else the model's "
+        "id column]")] = None,
 ):
     """Compare new rows (per time window) with the model's reference: column and score drift,
     flagged share against the promise, precision and recall. Rows are scored as `aedetect score`
     scores them; one that cannot be is counted, and a window where more than half cannot is not
-    judged. Exit code 3 when an alarm fires, 4 when no alarm fires but a window was not judged."""
+    judged. Exit code 3 when an alarm fires, 4 when no alarm fires but a window was not judged.
+    With --labels-db (or --labels) and a file without labels: the precision of the flagged rows
+    that were reviewed."""
     from aedetect.data.io import read_raw
     from aedetect.monitoring.batch import monitor_frame, parse_window, rich_table, write_outputs
     from aedetect.monitoring.reference import DriftSettings, load_reference
@@ -260,7 +291,7 @@ def monitor(
         raise UsageError(f"--min-rows must be >= 1; got {min_rows}")
     from aedetect.files import check_output
 
-    reads = dict(inputs=[data, reference], folders=[model_dir], overwrite=True)
+    reads = dict(inputs=[data, reference, labels_file], folders=[model_dir], overwrite=True)
     if json_out is not None:
         check_output(json_out, **reads, what="drift file")
     if report_dir is not None:
@@ -269,6 +300,11 @@ def monitor(
         seconds = parse_window(window) if window else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if id_column is not None and labels_file is None and labels_db is None:
+        raise UsageError("--id-column names the transaction id column for --labels or --labels-db")
+    from aedetect.cli.review_commands import read_verdicts
+
+    verdicts = read_verdicts(labels_file, labels_db)
     ref = load_reference(model_dir)
     if ref is None and reference is None:
         raise UsageError(f"{model_dir} has no reference.json (trained before drift monitoring); "
@@ -287,13 +323,16 @@ def monitor(
     with console.status("scoring and comparing"):
         run = monitor_frame(det, ref, df, window=seconds, time_column=time_column,
                             label_column=label_column, settings=settings, source=str(data),
-                            min_rows=min_rows)
+                            min_rows=min_rows, labels=verdicts[0] if verdicts else None,
+                            id_column=id_column)
     if as_json:
         import json
 
         print(json.dumps(run.summary, indent=2))
     else:
         out.print(rich_table(run.summary))
+    if verdicts is not None:
+        _print_verdicts(run.summary, verdicts[1], label_column)
         for line in run.summary["hint"]:
             console.print(f"[yellow]{line}[/yellow]", highlight=False)
     unscored = run.summary["unscored"]

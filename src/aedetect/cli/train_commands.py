@@ -41,7 +41,8 @@ from aedetect.cli.common import (
 
 
 def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Path | None = None,
-           schema_opts: dict | None = None, test_data: Path | None = None):
+           schema_opts: dict | None = None, test_data: Path | None = None, labels=None,
+           labels_id_column: str | None = None):
     from aedetect.cli.ui import schema_table
     from aedetect.files import sigterm_raises
     from aedetect.training.run import Parent, check_before_training
@@ -55,6 +56,9 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
                 df, path, schema = load_table(data, schema=parent.schema)
             else:
                 df, path, schema = load_table(data, **(schema_opts or {}))
+            joined = None
+            if labels is not None:  # (frame, source) of --labels or --labels-db
+                df, schema, joined = _join_labels(df, schema, path, *labels, labels_id_column)
             console.print(schema_table(schema, title=f"schema of {escape(str(path))}"))
             test_df = None
             if test_data is not None:  # read as the training data is, and checked before training
@@ -73,7 +77,7 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
             with TrainingProgress(config.param("epochs"), console) as progress:
                 run = train_from_table(df, config, schema, data_file=path, out=model_dir,
                                        overwrite=overwrite, warm_start=parent, callbacks=[progress],
-                                       test_data=test_df, test_file=test_data)
+                                       test_data=test_df, test_file=test_data, labels=joined)
             _print_comparison(run.comparison)
     except KeyboardInterrupt:
         where = f" ({escape(str(model_dir))} is unchanged)" if model_dir is not None else ""
@@ -105,6 +109,28 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
             console.print(f"[yellow]warning: {escape(run.test['warning'])}[/yellow]", highlight=False)
     return df, run
 
+
+def _join_labels(df, schema, path, frame, source: str, id_column: str | None):
+    """The verdicts joined to the table (`aedetect.data.labels.join_labels`), said in a line; a
+    warning for labels that match no row."""
+    from aedetect.data.labels import join_labels
+
+    join = join_labels(df, schema, frame, id_column=id_column, source=source, data_source=str(path))
+    s = join.summary
+    line = (f"labels: {s['matched']:,} of {s['labels']:,} from {escape(source)} match {s['rows']:,} row(s) "
+            f"by column {escape(repr(s['id_column']))}: {s['fraud_rows']:,} fraud, {s['legit_rows']:,} legit, "
+            f"in label column {escape(repr(s['label_column']))}")
+    if s["added_column"]:
+        line += f"; the other {s['rows_without_verdict']:,} rows have no verdict and are labelled 0 (normal)"
+    else:
+        line += f"; {s['changed_rows']:,} verdict(s) changed the file's label"
+    console.print(line, highlight=False)
+    if join.unmatched:
+        console.print(f"[yellow]warning: {join.unmatched:,} of the {s['labels']:,} labels match no row of "
+                      f"{escape(str(path))} (column {escape(repr(s['id_column']))}), e.g. "
+                      f"{escape(', '.join(map(repr, s['unmatched_ids'])))}; they are not used[/yellow]",
+                      highlight=False)
+    return join.data, join.schema, s
 
 
 def _print_comparison(comparison: dict | None) -> None:
@@ -139,7 +165,8 @@ def train(
         "--use-labels", help="also train a supervised head on the labelled rows before the selection "
         "set (raw features + the autoencoder's residual features), calibrated into a fraud "
         "probability on the selection set; under --set min_anomalies=20 labelled anomalies the "
-        "autoencoder scores alone (docs/hybrid.md)")] = None,
+        "autoencoder scores alone (docs/hybrid.md); --labels / --labels-db give it the verdicts of "
+        "reviewed alerts")] = None,
     settings: SetOpt = None,
     config_file: ConfigOpt = None,
     label_column: LabelOpt = None,
@@ -157,6 +184,19 @@ def train(
         "--test-data", help="a labelled table of a later period to test on (read with the "
         "training data's schema): --data's split trains, validates and chooses the threshold, "
         "and the metrics printed are this file's")] = None,
+    labels_file: Annotated[Path | None, typer.Option(
+        "--labels", help="labels from reviewed alerts (`aedetect alerts export`: transaction_id, label 1 "
+        "fraud / 0 legit), joined to --data by transaction id (compared as text): a verdict overrides "
+        "the table's label for its row; a table without a label column gets one, 'label', and its "
+        "rows without a verdict are labelled 0 (normal: a fraud nobody reviewed trains as a normal "
+        "row, as it does without labels). The labels serve --use-labels, the threshold rules and "
+        "the test metrics")] = None,
+    labels_db: Annotated[str | None, typer.Option(
+        "--labels-db", help="the review store's verdicts as --labels, read from its database URL "
+        "(sqlite:///alerts.db, postgresql+psycopg://...)")] = None,
+    labels_id_column: Annotated[str | None, typer.Option(
+        help="--data's transaction id column, for --labels \\[default: the column transaction_id, else "
+        "the table's id column]")] = None,
     overwrite: bool = False,
 ):
     """Train on the training normals of a split and write the model folder.
@@ -172,18 +212,24 @@ def train(
                        categorical_columns=categorical_columns, entity_columns=entity_columns)
     from aedetect.files import check_output
 
-    check_output(model_dir, inputs=[input_path(data), schema_file, config_file, test_data],
+    check_output(model_dir, inputs=[input_path(data), schema_file, config_file, test_data, labels_file],
                  folders=[warm_start], overwrite=overwrite, folder=True, what="model folder")
+    if labels_id_column is not None and labels_file is None and labels_db is None:
+        raise UsageError("--labels-id-column names the id column for --labels or --labels-db")
     if Path(data).is_dir():
-        if warm_start is not None or use_labels or test_data is not None:
-            raise UsageError("--warm-start, --use-labels and --test-data read one table; they do "
-                             "not take a folder of shards")
+        if warm_start is not None or use_labels or test_data is not None or labels_file or labels_db:
+            raise UsageError("--warm-start, --use-labels, --labels and --test-data read one table; "
+                             "they do not take a folder of shards")
         if any(v for v in schema_opts.values()):
             raise UsageError("a folder of shards is read with the credit-card columns; the schema "
                              "options (--schema, --label-column, ...) take one table")
         _train_shards(Path(data), config, model_dir, overwrite)
     else:
-        _train(data, config, model_dir, overwrite, warm_start, schema_opts, test_data)
+        from aedetect.cli.review_commands import read_verdicts
+
+        labels = read_verdicts(labels_file, labels_db)  # before the data loads
+        _train(data, config, model_dir, overwrite, warm_start, schema_opts, test_data, labels,
+               labels_id_column)
     console.print(f"model written to {escape(str(model_dir))}")
 
 

@@ -98,7 +98,8 @@ def _silence(res: dict) -> None:
 def monitor_frame(det, ref: Reference, df: pd.DataFrame, *, window: float | None = None,
                   time_column: str | None = None, label_column: str | None = None,
                   settings: DriftSettings | None = None, source: str = "data",
-                  min_rows: int = MIN_ROWS) -> MonitorResult:
+                  min_rows: int = MIN_ROWS, labels: pd.DataFrame | None = None,
+                  id_column: str | None = None) -> MonitorResult:
     """Score `df` with `det` as `aedetect score` does, cut it into windows of `window` seconds
     of `time_column` (aligned to multiples of the window: 4h windows of the ULB `Time` start at
     0, 14400, ...), or treat it as one batch, and compare each window with `ref`.
@@ -106,7 +107,12 @@ def monitor_frame(det, ref: Reference, df: pd.DataFrame, *, window: float | None
     A row that cannot be scored (the batch scorer's reasons; with windows, also no time value)
     is counted, not compared; a window where more than half the rows are unscored is not judged,
     and one with fewer than `min_rows` scored rows is reported but never alarms. A file with no
-    data rows, or none that can be scored, is an error."""
+    data rows, or none that can be scored, is an error.
+
+    `labels`: verdicts of reviewed alerts (transaction_id, label: `aedetect.data.labels`), found
+    by `id_column` (default: transaction_id, else the model's id column); each window's
+    "verdicts" (`verdict_precision`) then gives the precision of its flagged rows that were
+    reviewed."""
     settings = settings or DriftSettings()
     if len(df) == 0:
         raise DataError(f"{source}: the file has no data rows")
@@ -120,6 +126,13 @@ def monitor_frame(det, ref: Reference, df: pd.DataFrame, *, window: float | None
         if not np.isin(y, [0, 1]).all():
             i = int(np.flatnonzero(~np.isin(y, [0, 1]))[0])
             raise DataError(f"{source}: column {label_column!r}, row {i + 1}: label must be 0 or 1")
+    verdicts = None
+    if labels is not None:
+        from aedetect.data.labels import check_labels, labels_id_column, row_verdicts
+
+        id_column = labels_id_column(df, getattr(det, "dataset_schema", None), id_column, source=source,
+                                     option="--id-column")
+        verdicts = row_verdicts(df, id_column, check_labels(labels, "the labels"))
     skip: tuple[str, ...] = ()
     if window is not None:
         t = row_times(df, x, time_column, source)
@@ -152,16 +165,36 @@ def monitor_frame(det, ref: Reference, df: pd.DataFrame, *, window: float | None
                          if res["scored_rows"] < min_rows else "alarm" if res["alarm"] else "ok")
         if res["status"] in ("not judged", "too few rows"):
             _silence(res)
+        if verdicts is not None:
+            res["verdicts"] = verdict_precision(verdicts[ok], scores[ok] > ref.threshold)
         res["window"] = (window_name(w * window, (w + 1) * window, dates) if window else "all rows")
         res["start"] = float(w * window) if window else None
         windows.append(res)
         window_scores.append(scores[ok])
     return MonitorResult({"source": source, "window_seconds": window, "time_column": time_column if window else None,
             "settings": settings.model_dump(), "correction": "benjamini-hochberg", "min_rows": min_rows,
+            "verdicts_by": id_column if verdicts is not None else None,
             "reference": reference_summary(ref), "rows": len(df), "scored_rows": int(good.sum()),
             "unscored": unscored, "windows": windows, "alarm": any(w["alarm"] for w in windows),
             "windows_not_judged": sum(w["status"] == "not judged" for w in windows),
             "hint": retraining_hint(windows)}, window_scores)
+
+
+RECALL_FROM_VERDICTS = ("not computed: only flagged rows are reviewed, so the frauds among the "
+                        "rows that were not flagged are unknown")
+
+
+def verdict_precision(verdicts: np.ndarray, flags: np.ndarray) -> dict:
+    """Among the `flags`-ed rows whose verdict (1 fraud, 0 legit, NaN none) is known: fraud,
+    legit, precision = fraud / (fraud + legit), and the share of flagged rows reviewed. Rows
+    without a verdict are not counted; recall is not computed (`RECALL_FROM_VERDICTS`)."""
+    v = verdicts[flags]
+    fraud, legit = int((v == 1).sum()), int((v == 0).sum())
+    reviewed, flagged = fraud + legit, int(flags.sum())
+    return {"flagged": flagged, "reviewed": reviewed, "fraud": fraud, "legit": legit,
+            "reviewed_share": reviewed / flagged if flagged else None,
+            "precision": fraud / reviewed if reviewed else None, "recall": None,
+            "recall_note": RECALL_FROM_VERDICTS}
 
 
 def reference_summary(ref: Reference) -> dict:
@@ -206,6 +239,11 @@ def table_rows(result: dict) -> list[list[str]]:
         if lab:
             p, r = lab.get("precision"), lab.get("recall")
             pr = f"{'-' if p is None else f'{p:.2f}'} / {'-' if r is None else f'{r:.2f}'} ({lab['tp'] + lab['fn']})"
+        elif w.get("verdicts"):
+            v = w["verdicts"]
+            p = "-" if v["precision"] is None else f"{v['precision']:.2f}"
+            pr = (f"{p} ({v['fraud']}/{v['reviewed']}; {_pct(v['reviewed_share'])} reviewed)" if v["flagged"]
+                  else "- (no flagged row)")
         rows.append([
             w["window"], f"{w['rows']:,}", f"{w['scored_rows']:,}", f"{w['unscored_rows']:,}",
             f"{len(w['drifted_columns'])}/{len(cols)}",
@@ -217,6 +255,18 @@ def table_rows(result: dict) -> list[list[str]]:
 
 HEADER = ["window", "rows", "scored", "unscored", "columns drifted", "top column PSI", "score PSI",
           "flagged vs promise", "precision / recall (anomalies)", "alarm"]
+VERDICTS_HEADER = "precision from verdicts (fraud/reviewed; flagged reviewed)"
+
+
+def verdicts_only(result: dict) -> bool:
+    """True when the precision column comes from verdicts: no window has labels of its own."""
+    windows = result["windows"]
+    return any("verdicts" in w for w in windows) and not any(w.get("labels") for w in windows)
+
+
+def header(result: dict) -> list[str]:
+    """`HEADER`, its precision column named after where it comes from."""
+    return [VERDICTS_HEADER if h == HEADER[8] and verdicts_only(result) else h for h in HEADER]
 
 
 def rich_table(result: dict):
@@ -225,7 +275,7 @@ def rich_table(result: dict):
     s = result["settings"]
     table = Table(title=f"drift against the reference (alarm: adjusted p < {s['alpha']} and PSI >= "
                   f"{s['psi_alarm']}; shares off their interval by x{s['share_ratio']})")
-    for h in HEADER:
+    for h in header(result):
         table.add_column(h, justify="left" if h in ("window", "top column PSI") else "right")
     status = {"ALARM": "[bold red]ALARM[/bold red]", "not judged": "[yellow]not judged[/yellow]"}
     for row in table_rows(result):
@@ -234,7 +284,7 @@ def rich_table(result: dict):
 
 
 def markdown_table(result: dict) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines = ["| " + " | ".join(header(result)) + " |", "|" + "---|" * len(HEADER)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in table_rows(result)]) + "\n"
 
 
@@ -306,7 +356,11 @@ def drift_report(result: dict, ref: Reference, window_scores: list[np.ndarray], 
              f"taken at training ({r['source']}). Threshold {r['threshold']:.4g}; promised flagged share "
              f"{_pct(r['flagged_share']['low'])}-{_pct(r['flagged_share']['high'])}.")
     rep.heading("Windows")
-    rep.table(HEADER, table_rows(result))
+    rep.table(header(result), table_rows(result))
+    if verdicts_only(result):
+        rep.para(f"Precision from the verdicts of reviewed alerts (found by {result['verdicts_by']!r}): "
+                 "among a window's flagged rows that were reviewed, fraud / (fraud + legit); flagged rows "
+                 f"without a verdict are not counted. Recall: {RECALL_FROM_VERDICTS}.", "note")
     rep.para(f"A column or the score alarms when its change is significant (KS for numbers, chi-square "
              f"for categories, p-values adjusted by Benjamini-Hochberg across every test of the window, "
              f"< {s['alpha']}) and large (PSI >= {s['psi_alarm']}). The flagged share alarms when a "

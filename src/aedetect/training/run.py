@@ -104,7 +104,7 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
                      data_file: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
                      overwrite: bool = False, warm_start: Parent | str | os.PathLike | None = None,
                      callbacks=(), test_data: pd.DataFrame | None = None,
-                     test_file: str | os.PathLike | None = None) -> TrainingRun:
+                     test_file: str | os.PathLike | None = None, labels: dict | None = None) -> TrainingRun:
     """Train on `df` (`train_detector`), describe the run in its metadata, save it to `out`.
 
     `schema`: the table's (default with `warm_start`: the parent's).
@@ -113,6 +113,8 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
     `test_data`: a labelled table of a later period (`test_file`, its name) read with `schema`:
     `df`'s split trains, validates and chooses the threshold, and the model is evaluated on every
     row of `test_data` instead of `df`'s test part (`metadata["test_data"]`, `TrainingRun.test`).
+    `labels`: what `aedetect.data.labels.join_labels` joined into `df` (its `summary`), kept as
+    `metadata["labels"]`.
     """
     check_before_training(out, overwrite)
     if warm_start is not None and not isinstance(warm_start, Parent):
@@ -127,6 +129,8 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
                                 warm_start=warm_start.detector if warm_start is not None else None,
                                 source=str(data_file) if data_file is not None else "the data")
     run = TrainingRun(result.detector, config, run_metadata(result, data_file), result.split)
+    if labels is not None:
+        run.metadata["labels"] = labels
     if warm_start is not None:
         run.metadata["warm_start"] = compare_with_parent(warm_start.folder, run.detector, df,
                                                          result.split, schema)
