@@ -61,6 +61,10 @@ def test_queue_order_and_filters(store):
     assert by_value[0]["transaction_id"] == max([alert(i) for i in [*range(30), 100]],
                                                 key=lambda a: a["score"] * a["amount"])["transaction_id"]
     assert store.list_alerts(model="m2")[1] == 1 and store.list_alerts(reason="hour")[1] == 1
+    assert store.facets() == {"models": ["m1", "m2"], "reasons": ["amount", "hour"]}
+    # a page over many alerts counts up to a cap, then says so (cap + 1)
+    assert store.list_alerts(status="open", count_cap=10)[1] == 11 and store.counts(cap=10)["open"] == 11
+    assert store.list_alerts(model="m2", count_cap=10)[1] == 1 and store.counts(cap=10)["claimed"] == 0
     with pytest.raises(ReviewError, match="order must be one of"):
         store.list_alerts(order="amount; DROP TABLE alerts")
 

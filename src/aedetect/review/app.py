@@ -33,6 +33,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 SESSION_COOKIE = "aedetect_session"
 LOGIN_COOKIE = "aedetect_login"  # the login form's CSRF token (double submit: cookie and field)
 PAGE_SIZE = 50
+COUNT_CAP = 10_000  # the queue page counts up to this many, then says "10,000+"
 
 
 class VerdictIn(BaseModel):
@@ -128,6 +129,7 @@ def create_review_app(store: AlertStore | str, *, secure_cookies: bool = False) 
         store = AlertStore(store, migrate=False)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     env.filters["fmt"] = _fmt
+    env.filters["count"] = lambda n: f"{COUNT_CAP:,}+" if n > COUNT_CAP else f"{n:,}"
     app = FastAPI(title="aedetect review", version="1", docs_url=None, redoc_url=None)
     app.state.store = store
     bearer = HTTPBearer(auto_error=False)
@@ -230,12 +232,15 @@ def create_review_app(store: AlertStore | str, *, secure_cookies: bool = False) 
         filters = dict(status=status or None, model=model or None, reason=reason or None,
                        since=_day(since, "since"), until=_next_day(_day(until, "until")))
         page = max(1, page)
-        alerts, total = store.list_alerts(**filters, order=order, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        alerts, total = store.list_alerts(**filters, order=order, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE,
+                                          count_cap=COUNT_CAP)
         query = {k: v for k, v in dict(status=status, model=model, reason=reason, since=since, until=until,
                                        order=order).items() if v}
-        return render("queue.html", user=user, csrf=csrf, alerts=alerts, total=total, counts=store.counts(),
+        return render("queue.html", user=user, csrf=csrf, alerts=alerts, total=total, cap=COUNT_CAP,
+                      counts=store.counts(COUNT_CAP),
                       facets=store.facets(), statuses=STATUSES, orders=ORDERS, f=dict(query, status=status),
-                      page=page, pages=max(1, -(-total // PAGE_SIZE)), query=urlencode(query),
+                      page=page, pages=None if total > COUNT_CAP else max(1, -(-total // PAGE_SIZE)),
+                      more=len(alerts) == PAGE_SIZE and page * PAGE_SIZE < total, query=urlencode(query),
                       done=store.get(done) if done else None, empty=empty)
 
     @app.post("/queue/next", include_in_schema=False)

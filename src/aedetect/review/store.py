@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, create_engine, event, func, insert, inspect, select, update
+from sqlalchemy import create_engine, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session as OrmSession
@@ -260,28 +260,48 @@ class AlertStore:
         return (Alert.priority.desc() if order == "value" else Alert.score.desc()), Alert.id
 
     def list_alerts(self, *, status=None, model=None, since=None, until=None, reason=None,
-                    order: str = "score", limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
+                    order: str = "score", limit: int = 50, offset: int = 0,
+                    count_cap: int | None = None) -> tuple[list[dict], int]:
+        """One page of alerts in `order` and how many match. With `count_cap`, counting stops
+        past that many (the count is then `count_cap + 1`: a page shows "10,000+"), so that a
+        page over a million alerts does not wait on a full count."""
         where = self._filters(status, model, since, until, reason)
         limit = max(0, min(int(limit), 1000))
         with self.transaction() as c:
-            total = c.execute(select(func.count()).select_from(Alert).where(*where)).scalar_one()
+            total = self._count(c, where, count_cap)
             rows = c.execute(select(Alert, User.name).outerjoin(User, Alert.assignee_id == User.id)
                              .where(*where).order_by(*self._order(order)).limit(limit).offset(offset)).all()
         return [alert_dict(a, n, full=False) for a, n in rows], total
 
-    def counts(self) -> dict[str, int]:
+    @staticmethod
+    def _count(c, where: list, cap: int | None) -> int:
+        matching = select(Alert.id).where(*where)
+        if cap is not None:
+            matching = matching.limit(cap + 1)
+        return c.execute(select(func.count()).select_from(matching.subquery())).scalar_one()
+
+    def counts(self, cap: int | None = None) -> dict[str, int]:
+        """Alerts per status (each count stops past `cap` when given, as in `list_alerts`)."""
         with self.transaction() as c:
-            found = dict(c.execute(select(Alert.status, func.count()).group_by(Alert.status)).all())
+            if cap is None:
+                found = dict(c.execute(select(Alert.status, func.count()).group_by(Alert.status)).all())
+            else:
+                found = {s: self._count(c, [Alert.status == s], cap) for s in STATUSES}
         return {s: found.get(s, 0) for s in STATUSES}
 
     def facets(self) -> dict[str, list[str]]:
-        """The models and reason columns present, for the queue's filters."""
+        """The models and top reasons present, for the queue's filters: each read by walking
+        its index from one value to the next (a few lookups, not a scan of every alert)."""
         with self.transaction() as c:
-            models = c.execute(select(Alert.model_id).distinct().order_by(Alert.model_id).limit(100)).scalars()
-            models = list(models)
-            reasons = list(c.execute(select(Alert.top_reason).where(Alert.top_reason.is_not(None))
-                                     .distinct().order_by(Alert.top_reason).limit(200)).scalars())
-        return {"models": models, "reasons": reasons}
+            return {"models": self._distinct(c, "model_id"), "reasons": self._distinct(c, "top_reason")}
+
+    @staticmethod
+    def _distinct(c, column: str, most: int = 200) -> list[str]:
+        # `column` is one of two names fixed in this module, never user input.
+        return list(c.execute(text(
+            f"WITH RECURSIVE v(x) AS (SELECT (SELECT min({column}) FROM alerts) UNION ALL "
+            f"SELECT (SELECT min({column}) FROM alerts WHERE {column} > v.x) FROM v WHERE v.x IS NOT NULL) "
+            "SELECT x FROM v WHERE x IS NOT NULL LIMIT :most"), {"most": most}).scalars())
 
     def get(self, alert_id: int) -> dict:
         with self.transaction() as c:
@@ -546,11 +566,3 @@ class AlertStore:
         with self.transaction() as c:
             rows = c.execute(select(User).order_by(User.name)).scalars().all()
         return [{"name": u.name, "role": u.role, "active": u.active} for u in rows]
-
-
-def decided_share(store: AlertStore) -> float | None:
-    """fraud / (fraud + legit) over every decided alert: the precision of what was reviewed."""
-    with store.transaction() as c:
-        fraud, judged = c.execute(select(func.sum(case((Alert.verdict == "fraud", 1), else_=0)),
-                                         func.count()).where(Alert.verdict.in_(("fraud", "legit")))).one()
-    return None if not judged else fraud / judged

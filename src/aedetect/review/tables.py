@@ -45,6 +45,7 @@ class Alert(Base):
         Index("ix_alerts_status_priority", "status", "priority"),
         Index("ix_alerts_entity", "entity"),
         Index("ix_alerts_created_at", "created_at"),
+        Index("ix_alerts_model_id", "model_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

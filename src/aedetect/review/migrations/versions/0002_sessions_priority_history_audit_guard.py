@@ -1,4 +1,5 @@
-"""Login sessions; the queue's "by value" order (alerts.priority, filled for existing alerts);
+"""Login sessions; the queue's "by value" order (alerts.priority, filled for existing alerts)
+and an index for its model filter;
 the entity history behind an alert; the audit log made append-only in the database itself.
 
 Revision ID: 0002
@@ -47,6 +48,7 @@ def upgrade() -> None:
     op.add_column("alerts", sa.Column("history", sa.JSON, nullable=True))
     op.execute("UPDATE alerts SET priority = score * COALESCE(amount, 1.0)")
     op.create_index("ix_alerts_status_priority", "alerts", ["status", "priority"])
+    op.create_index("ix_alerts_model_id", "alerts", ["model_id"])  # the queue's model filter
     for statement in GUARDS.get(op.get_bind().dialect.name, []):
         op.execute(statement)
 
@@ -54,6 +56,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for statement in UNGUARDS.get(op.get_bind().dialect.name, []):
         op.execute(statement)
+    op.drop_index("ix_alerts_model_id", "alerts")
     op.drop_index("ix_alerts_status_priority", "alerts")
     op.drop_column("alerts", "history")
     op.drop_column("alerts", "priority")
