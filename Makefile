@@ -8,8 +8,11 @@ SEEDS ?= 2
 
 TX_OUT ?= runs/demo-transactions
 PAY_OUT ?= runs/demo-payments
+REVIEW_OUT ?= runs/demo-review
+REVIEW_DB := sqlite:///$(REVIEW_OUT)/alerts.db
+REVIEW_PASSWORD := demo-review-password
 
-.PHONY: demo demo-transactions demo-payments test test-slow check-readme lint bench bench-quick bench-suite bench-own-data bench-history quality compare clean
+.PHONY: demo demo-transactions demo-payments demo-review test test-slow check-readme lint bench bench-quick bench-suite bench-own-data bench-history quality compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +39,18 @@ demo-payments: $(STAMP)
 	$(BIN)/aedetect train --data $(PAY_OUT)/payments.csv.gz --out $(PAY_OUT)/model --entity-columns card_id,terminal_id --exclude-columns fraud_kind,transaction_id --overwrite
 	$(BIN)/aedetect evaluate --model $(PAY_OUT)/model --data $(PAY_OUT)/payments.csv.gz --out $(PAY_OUT)/metrics.json
 	$(BIN)/aedetect score --model $(PAY_OUT)/model --data $(PAY_OUT)/payments.csv.gz --out $(PAY_OUT)/scored.csv --id-columns transaction_id
+
+# The review loop (docs/review.md) on a smaller payments log (30 days, 500 cards, 100 terminals): a
+# model with entity history, its flagged rows as alerts in a SQLite store (made afresh each run), a
+# lead `demo` with a fixed demo password, and the review app on http://127.0.0.1:8080 (Ctrl-C stops it).
+demo-review: $(STAMP)
+	$(BIN)/aedetect data generate --kind payments --days 30 --cards 500 --terminals 100 --seed 0 --out $(REVIEW_OUT)/payments.csv.gz
+	$(BIN)/aedetect train --data $(REVIEW_OUT)/payments.csv.gz --out $(REVIEW_OUT)/model --entity-columns card_id,terminal_id --exclude-columns fraud_kind,transaction_id --overwrite
+	rm -f $(REVIEW_OUT)/alerts.db $(REVIEW_OUT)/alerts.db-wal $(REVIEW_OUT)/alerts.db-shm
+	$(BIN)/aedetect score --model $(REVIEW_OUT)/model --data $(REVIEW_OUT)/payments.csv.gz --out $(REVIEW_OUT)/scored.csv --id-columns transaction_id --alerts $(REVIEW_DB)
+	AEDETECT_PASSWORD=$(REVIEW_PASSWORD) $(BIN)/aedetect review users add demo --role lead --db $(REVIEW_DB)
+	@echo "review app: http://127.0.0.1:8080/login  name: demo  password: $(REVIEW_PASSWORD) (a demo password, for this local demo only)"
+	$(BIN)/aedetect review --db $(REVIEW_DB) --port 8080
 
 # Quality over 5 seeds, both protocols: defaults beside the guide's recipe and Mahalanobis distance
 quality: $(STAMP)
