@@ -260,3 +260,17 @@ def test_sqlite_file_is_created_where_asked(tmp_path):
     with engine.connect() as c:
         assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
     engine.dispose()
+
+
+def test_a_row_without_an_id_is_named_by_its_values():
+    from aedetect.review.alerts import AlertSource
+
+    source = AlertSource("m", "v", 1.0, id_column="transaction_id", amount_column="amount",
+                         entity_columns=("card_id",))
+    row = {"card_id": "c1", "amount": "12.50", "merchant": "shop"}
+    a, b = source.alert(dict(row), 2.0, []), source.alert(dict(row, transaction_id=""), 2.0, [])
+    assert a["transaction_id"].startswith("sha256:") and len(a["transaction_id"]) == 31
+    assert a["transaction_id"] == source.alert(dict(row), 3.0, [])["transaction_id"]
+    assert b["transaction_id"] != a["transaction_id"]  # its values differ (the empty id is one)
+    assert a["amount"] == 12.5 and a["entity"] == "card_id=c1" and a["top_reason"] is None
+    assert source.alert(dict(row, transaction_id="tx9"), 2.0, [])["transaction_id"] == "tx9"

@@ -32,12 +32,16 @@ class AlertSource:
 
     def alert(self, transaction: dict, score: float, reasons: list[dict], tx_id=None,
               history: dict | None = None) -> dict:
-        """One alert's columns for `AlertStore.add_alerts`."""
+        """One alert's columns for `AlertStore.add_alerts`. A row without an id gets one from its
+        values ("sha256:..."), the same each time it is sent."""
         transaction = {k: jsonable(v) for k, v in transaction.items()}
         if tx_id is None:
             tx_id = transaction.get(self.id_column) if self.id_column else None
-        if tx_id is None:
-            raise DataError(f"a flagged row has no transaction id (column {self.id_column!r}): {transaction}")
+        if tx_id is None or tx_id == "":
+            # No id (a service request without one): the row's own values name it, so the same
+            # transaction sent twice is still one alert.
+            content = json.dumps(transaction, sort_keys=True, default=str).encode()
+            tx_id = "sha256:" + hashlib.sha256(content).hexdigest()[:24]
         amount = _number(transaction.get(self.amount_column)) if self.amount_column else None
         entity = next((f"{c}={transaction[c]}" for c in self.entity_columns
                        if transaction.get(c) not in (None, "")), None)
@@ -47,6 +51,29 @@ class AlertSource:
                 "top_reason": reasons[0]["feature"] if reasons else None,
                 "entity": None if entity is None else entity[:300],
                 "history": None if not history else {k: jsonable(v) for k, v in history.items()}}
+
+
+def describe_history(history: dict | None) -> list[tuple[str, object, str]]:
+    """An alert's history features as (name, value, the value in the team's words), e.g.
+    `card_id.amount_ratio_7d`, -4.02, `amount 0.018x card_id's usual (7d)`; a value that cannot
+    be described keeps an empty text."""
+    import numpy as np
+
+    from aedetect.data.history import describe_feature
+
+    if not history:
+        return []
+    out = []
+    for name, value in history.items():
+        entity = name.rsplit(".", 1)[0]
+        others = {k: np.array([v if isinstance(v, (int, float)) else np.nan], "float64")
+                  for k, v in history.items() if k.rsplit(".", 1)[0] == entity}
+        try:
+            text = str(describe_feature(name, np.array([value], "float64"), others)[0])
+        except (ValueError, TypeError, KeyError):
+            text = ""
+        out.append((name, value, text))
+    return out
 
 
 def _number(value) -> float | None:

@@ -258,7 +258,9 @@ def create_review_app(store: AlertStore | str, *, secure_cookies: bool = False) 
         contributions = [r for r in alert["reasons"] if isinstance(r.get("contribution"), (int, float))]
         top = max((r["contribution"] for r in contributions), default=0) or 1
         mine = alert["status"] == "open" or alert["assignee"] == user.name or user.is_lead
-        return render("alert.html", user=user, csrf=csrf, a=alert, top=top,
+        from aedetect.review.alerts import describe_history
+
+        return render("alert.html", user=user, csrf=csrf, a=alert, top=top, history=describe_history(alert["history"]),
                       related=store.related(alert), verdicts=store.verdicts(alert_id),
                       audit=store.audit(alert_id), can_decide=alert["status"] != "decided" and mine,
                       users=store.users() if user.is_lead else [], verdict_names=VERDICTS)

@@ -24,11 +24,15 @@ def daily_plot(daily: list[dict]) -> str:
     top.bar(days - offset, [d["alerts"] for d in daily], width=width, label="alerts", color="#4c72b0")
     top.bar(days + offset, [d["verdicts"] for d in daily], width=width, label="verdicts", color="#dd8452")
     top.set_ylabel("per day")
-    top.legend(frameon=False, loc="upper left")
+    top.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2)
     precision = [float("nan") if d["precision"] is None else d["precision"] for d in daily]
     bottom.plot(days, precision, marker="o", color="#c44e52")
     bottom.set_ylim(0, 1.05)
     bottom.set_ylabel("precision of\nreviewed alerts")
+    # one day either side, a tick per day (at most ~12 of them): a single day is one bar pair
+    bottom.set_xlim(days.min() - pd.Timedelta(days=1), days.max() + pd.Timedelta(days=1))
+    span = (days.max() - days.min()).days + 2
+    bottom.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, span // 12)))
     bottom.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
     for ax in (top, bottom):
         ax.spines[["top", "right"]].set_visible(False)
