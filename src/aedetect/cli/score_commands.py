@@ -331,8 +331,8 @@ def monitor(
         print(json.dumps(run.summary, indent=2))
     else:
         out.print(rich_table(run.summary))
-    if verdicts is not None:
-        _print_verdicts(run.summary, verdicts[1], label_column)
+        if verdicts is not None:
+            _print_verdicts(run.summary, verdicts[1], label_column)
         for line in run.summary["hint"]:
             console.print(f"[yellow]{line}[/yellow]", highlight=False)
     unscored = run.summary["unscored"]
