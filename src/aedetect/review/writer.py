@@ -22,7 +22,7 @@ class AlertWriter:
     database is far behind), and the alerts that still find none are kept aside and written
     with the next batch, never dropped."""
 
-    def __init__(self, store, source=None, *, max_pending: int = 100_000, batch: int = 500, interval_s: float = 0.2,
+    def __init__(self, store, source=None, *, max_pending: int = 100_000, batch: int = 50, interval_s: float = 0.05,
                  put_timeout: float = 0.05, fallback: str | Path = "alerts-unwritten.jsonl"):
         self.source = source  # the AlertSource its producer builds alerts with
         self.store, self.batch, self.interval_s, self.put_timeout = store, batch, interval_s, put_timeout
