@@ -40,7 +40,10 @@ class AlertWriter:
     def pending(self) -> int:
         return self.queue.qsize() + len(self.overflow)
 
-    def put(self, alerts: list[dict]) -> None:
+    def put(self, alerts: list) -> None:
+        """Queue alerts: dicts of the store's columns, or (transaction, score, reasons, id,
+        history) tuples that the writer's thread turns into alerts with `source` (so that the
+        answering thread does not)."""
         for a in alerts:
             try:
                 self.queue.put(a, timeout=self.put_timeout)
@@ -54,9 +57,10 @@ class AlertWriter:
             rows, self.overflow = self.overflow[:self.batch], self.overflow[self.batch:]
         while len(rows) < self.batch:
             try:
-                rows.append(self.queue.get_nowait())
+                item = self.queue.get_nowait()
             except queue.Empty:
                 break
+            rows.append(self.source.alert(*item) if isinstance(item, tuple) else item)
         return rows
 
     def _write(self, rows: list[dict]) -> bool:

@@ -400,7 +400,7 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
                 {"feature": str(n), "reason": str(r), "contribution": float(e)}
                 for n, e, r in zip(top[0][i], top[1][i], top[2][i], strict=True)]
             past = {c: x[c].iat[i] for c in derived} if derived else None
-            found.append(alerts.source.alert(row, float(scores[i]), reasons, tx_id=t.id, history=past))
+            found.append((row, float(scores[i]), reasons, t.id, past))  # made into an alert off this thread
         alerts.put(found)
 
     from aedetect.serving.v2 import create_v2_router
