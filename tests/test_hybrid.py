@@ -133,6 +133,20 @@ def test_save_load_round_trip_without_pickle(data, trained, tmp_path, monkeypatc
         load_model(path)
 
 
+def test_the_drift_reference_is_the_hybrids_own(data, trained):
+    """reference.json of a label-aware folder profiles the fraud probability at the hybrid's
+    threshold (it held the autoencoder's score and threshold, so `monitor` compared the
+    probability with the autoencoder's threshold)."""
+    from aedetect.monitoring.reference import load_reference
+
+    ref, hybrid = load_reference(trained["model"]), load_model(trained["model"])
+    assert ref.threshold == pytest.approx(hybrid.threshold_)
+    validation = data.iloc[trained["split"].validation]
+    scores = np.sort(hybrid.anomaly_score(validation[FEATURES]))
+    assert 0 <= min(ref.score["sample"]) and max(ref.score["sample"]) <= 1  # probabilities
+    assert ref.score["n"] == len(scores) and max(ref.score["sample"]) == pytest.approx(scores[-1], rel=1e-6)
+
+
 def test_guide_protocol_falls_back_and_says_why(data, trained):
     # The guide protocol keeps every labelled anomaly outside the test set in the selection set.
     from aedetect.model.hybrid import fit_hybrid

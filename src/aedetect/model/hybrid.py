@@ -300,7 +300,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
         import skops
         import skops.io as sio
 
-        from aedetect.store.folder import HISTORY_FILE, MODEL_FILE, write_folder
+        from aedetect.store.folder import HISTORY_FILE, MODEL_FILE, REFERENCE_FILE, write_folder
 
         doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.describe(),
                "threshold": self.threshold.to_dict(),
@@ -312,6 +312,9 @@ class HybridDetector(HasThreshold, OutlierConventions):
         history = getattr(self.detector, "history_state_", None)
         if history is not None:
             writers[HISTORY_FILE] = history.to_parquet
+        reference = getattr(self.detector, "reference_", None)  # the hybrid's own: see training.workflow
+        if reference is not None and reference.threshold == self.threshold_:
+            writers[REFERENCE_FILE] = lambda p: p.write_text(reference.to_json())
         return write_folder(path, self.detector.get_state(), writers, metadata=metadata, overwrite=overwrite)
 
     @classmethod

@@ -155,6 +155,9 @@ def train_detector(
 
         det = fit_hybrid(det, df, split, schema, min_anomalies=config.min_anomalies, seed=config.seed)
         det.threshold = select_threshold(det, df, split, config, schema)
+        # The drift reference again, on what the hybrid scores (a fraud probability) and its
+        # threshold: kept with the autoencoder's state, which the hybrid's folder saves.
+        det.detector.reference_ = training_reference(det, df, split, schema, seed=config.seed)
     if split.protocol == "time" and len(split.selection):  # a stretch of the stream, as scored later
         warning = flagged_share_warning(det, df.iloc[split.selection], schema, "the selection window")
         if warning is not None:
