@@ -209,6 +209,20 @@ def test_migrations_from_empty_and_from_the_previous_schema(review_url):
     with store.engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
     assert diff == [], diff
+    # and back: 0002's downgrade keeps the 0001 data, and the upgrade after it works again
+    from alembic import command
+    from alembic.config import Config
+
+    from aedetect.review.store import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as c:
+        config.attributes["connection"] = c
+        command.downgrade(config, "0001")
+    assert revision_of(store.engine) == "0001"
+    upgrade(store.engine)
+    assert AlertStore(review_url, migrate=False).list_alerts(status=None)[1] == 2
     store.close()
     engine.dispose()
 
