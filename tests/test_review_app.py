@@ -135,6 +135,19 @@ def test_pages_need_a_session_and_forms_a_csrf_token(setup):
     assert client.get("/queue", follow_redirects=False).status_code == 303
 
 
+def test_repeated_failed_logins_are_refused_for_a_while(setup):
+    store, client, auth = setup
+    page = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    for _ in range(5):
+        r = client.post("/login", data={"name": "bob", "password": "guess", "csrf": csrf}, follow_redirects=False)
+        assert r.status_code == 401
+        csrf = re.search(r'name="csrf" value="([^"]+)"', r.text).group(1)  # the page's new token
+    r = client.post("/login", data={"name": "bob", "password": "password1", "csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0  # even the right password, for now
+    login(client, "ann")  # another name is not blocked
+
+
 def test_an_analyst_cannot_decide_another_analysts_claim_in_the_pages(setup):
     store, client, auth = setup
     bob = store.user_by_token(auth["bob"]["Authorization"].split()[1])

@@ -15,6 +15,8 @@ prints): `GET /api/alerts`, `POST /api/alerts/next`, `GET /api/alerts/{id}`,
 
 import hmac
 import secrets
+import threading
+import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -107,6 +109,32 @@ Status = Literal["open", "claimed", "decided", "any"]
 Order = Literal["score", "value"]
 
 
+LOGIN_ATTEMPTS, LOGIN_WINDOW_S = 5, 300  # failed logins per name within the window, then 429
+
+
+class _Failures:
+    """Failed logins per user name in the last `LOGIN_WINDOW_S` seconds (this process only)."""
+
+    def __init__(self):
+        self.times: dict[str, list[float]] = {}
+        self.lock = threading.Lock()
+
+    def blocked(self, name: str) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            recent = [t for t in self.times.get(name, []) if now - t < LOGIN_WINDOW_S]
+            self.times[name] = recent
+            return len(recent) >= LOGIN_ATTEMPTS
+
+    def add(self, name: str) -> None:
+        with self.lock:
+            self.times.setdefault(name, []).append(time.monotonic())
+
+    def clear(self, name: str) -> None:
+        with self.lock:
+            self.times.pop(name, None)
+
+
 class LoginRequired(Exception):
     """A page asked for without a session: the answer is the login page."""
 
@@ -133,6 +161,7 @@ def create_review_app(store: AlertStore | str, *, secure_cookies: bool = False) 
     app = FastAPI(title="aedetect review", version="1", docs_url=None, redoc_url=None)
     app.state.store = store
     bearer = HTTPBearer(auto_error=False)
+    failures = _Failures()
 
     # -- who is asking --------------------------------------------------------------------------
 
@@ -202,9 +231,14 @@ def create_review_app(store: AlertStore | str, *, secure_cookies: bool = False) 
         expected = request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not hmac.compare_digest(csrf, expected):
             raise HTTPException(403, "the login form's CSRF token is missing or wrong; reload the page")
+        if failures.blocked(name):
+            raise HTTPException(429, f"too many failed logins for this name; try again in "
+                                f"{LOGIN_WINDOW_S // 60} minutes", headers={"Retry-After": str(LOGIN_WINDOW_S)})
         session = store.login(name, password)
         if session is None:
+            failures.add(name)
             return login_page(next=next, failed=True)
+        failures.clear(name)
         response = RedirectResponse(_local(next), 303)
         response.set_cookie(SESSION_COOKIE, session[0], httponly=True, samesite="strict",
                             secure=secure_cookies, max_age=SESSION_HOURS * 3600)
