@@ -18,7 +18,8 @@ LAYERS = ["plumbing", "data", "store", "model", "evaluation", "monitoring", "tra
           "serving", "cli"]
 PLUMBING = {"errors", "files", "_imports"}
 # Top-level modules that forward a documented import path to its new home, and the two entry points.
-FORWARDS = {"hybrid": "model", "scoring": "serving", "spark": "serving", "thresholds": "model"}
+FORWARDS = {"hybrid": "model", "mlflow": "serving", "scoring": "serving", "spark": "serving",
+            "thresholds": "model"}
 ENTRY = {"__init__", "_entry"}
 MAX_TOP_LEVEL = 10
 
@@ -151,7 +152,8 @@ def test_no_import_cycle_between_modules_at_import_time():
 @pytest.mark.parametrize("old, new", [("aedetect.thresholds", "aedetect.model.thresholds"),
                                       ("aedetect.hybrid", "aedetect.model.hybrid"),
                                       ("aedetect.scoring", "aedetect.serving.batch"),
-                                      ("aedetect.spark", "aedetect.serving.spark")])
+                                      ("aedetect.spark", "aedetect.serving.spark"),
+                                      ("aedetect.mlflow", "aedetect.serving.mlflow")])
 def test_documented_import_paths_forward_to_their_new_home(old, new):
     import importlib
 

@@ -435,6 +435,37 @@ def score_file(
                         drivers=dict(drivers))
 
 
+def needed_columns(detector) -> list[str]:
+    """The columns a file needs for `detector`: its features, or for a model with entity history
+    the features it reads and the columns the history is computed from (time, entities, amount)."""
+    return _History(detector, Path()).read
+
+
+def score_table(detector, table: pa.Table, *, top_k: int = 3, source: str = "input") -> pa.Table:
+    """An in-memory table scored as `score_file` scores a file holding its rows (in one chunk):
+    `score`, `flag` and the top-k columns, one row per input row in order, without `row`.
+
+    A model with entity history computes the rows' history after the model's saved state, as
+    `aedetect score` does for the first chunk of a file: the rows of one table see each other
+    and the state, nothing from an earlier call. A row that cannot be scored raises DataError
+    with its 1-based row number and reason (`source` names the table), as `--on-bad-rows error`
+    does; no rows give no rows."""
+    features = list(detector.feature_names_in_)
+    history = _History(detector, Path(source))
+    missing = [c for c in history.read if c not in table.column_names]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing}; the model needs {history.read}")
+    rows = np.arange(1, table.num_rows + 1)
+    x, reasons = parse_rows(table, features, getattr(detector, "preprocessor_", None),
+                            table=getattr(detector, "schema", None) is not None)
+    x, reasons = history.add(table, x, rows, reasons)
+    bad = np.flatnonzero(reasons != None)  # noqa: E711 (element-wise on an object array)
+    if bad.size:
+        raise DataError(f"{source}: row {int(rows[bad[0]])}: {reasons[bad[0]]}"
+                        + (f" ({bad.size} rows cannot be scored)" if bad.size > 1 else ""))
+    return _scored_table(detector, table, x, rows, [], features, top_k).drop_columns(["row"])
+
+
 def _hand_flagged(on_flagged, batch, x, table: pa.Table, features: list[str], history) -> None:
     """The flagged rows of one chunk, as `score_file`'s `on_flagged` receives them."""
     import pandas as pd
