@@ -166,3 +166,15 @@ def test_top_features_match_a_full_sort(rng):
     order = np.argsort(-values, axis=1)[:, :3]
     np.testing.assert_array_equal(top_v, np.take_along_axis(values, order, axis=1))
     assert (top_n == np.asarray(names, dtype=object)[order]).all()
+
+
+def test_an_output_with_no_scored_row_has_the_columns_of_one_that_has(detector, frame, tmp_path):
+    """Every row bad: the file still has the header a scored file has, reasons included."""
+    bad = frame.head(5).copy()
+    bad["V3"] = "abc"
+    src = write_table(bad, tmp_path / "in.csv")
+    s = score_file(detector, src, tmp_path / "none.csv", on_bad_rows="skip", id_columns=["tx_id"])
+    assert s.rows_scored == 0
+    good = score_file(detector, write_table(frame.head(5), tmp_path / "ok.csv"), tmp_path / "ok-out.csv",
+                      id_columns=["tx_id"])
+    assert list(pd.read_csv(s.output).columns) == list(pd.read_csv(good.output).columns)

@@ -312,8 +312,9 @@ def _output_schema(schema: pa.Schema, keep, features, top_k: int, n_out: int) ->
     fields = [("row", pa.int64())]
     fields += [(c, pa.float64() if c in features else schema.field(c).type) for c in keep]
     fields += [("score", pa.float64()), ("flag", pa.int8())]
-    for i in range(min(top_k, n_out)):
-        fields += [(f"top{i + 1}_feature", pa.string()), (f"top{i + 1}_contribution", pa.float64())]
+    for i in range(min(top_k, n_out)):  # as `_scored_table` writes them
+        fields += [(f"top{i + 1}_feature", pa.string()), (f"top{i + 1}_reason", pa.string()),
+                   (f"top{i + 1}_contribution", pa.float64())]
     return pa.schema(fields)
 
 
