@@ -391,3 +391,213 @@ def test_cli_scores_a_history_model_on_spark(spark, history_model, tmp_path):
     got = pd.read_parquet(out).set_index("transaction_id").loc[ref.index]
     np.testing.assert_allclose(got["score"].to_numpy(), ref["score"].to_numpy(), rtol=1e-6)
     assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
+
+
+# -- writing outputs, Spark Connect and the workers' Python -------------------------------------
+def test_an_existing_output_is_refused_by_the_session_without_errorifexists(spark, lake, model_dir, tmp_path):
+    """A path the CLI cannot check here (a URL) is checked through the session (Hadoop's file
+    system on classic Spark): an existing output is refused with one line naming it and
+    --overwrite, nothing is written, and overwrite replaces it. `sample_normals` too."""
+    from aedetect.errors import OutputError
+    from aedetect.serving.spark import sample_normals, score_parquet
+
+    d, _ = lake
+    out = tmp_path / "scored"
+    url = out.as_uri()
+    assert score_parquet(spark, model_dir, str(d / "data.parquet"), url, id_columns=["txn_id"])["rows"] == 3000
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(OutputError, match=f"^{url} already exists; pass --overwrite to replace it$"):
+        score_parquet(spark, model_dir, str(d / "data.parquet"), url, id_columns=["txn_id"])
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert score_parquet(spark, model_dir, str(d / "data.parquet"), url, id_columns=["txn_id"],
+                         overwrite=True)["rows"] == 3000
+    assert {p.name for p in out.glob("part-*")}.isdisjoint(before)  # a new job's files
+
+    df = spark.createDataFrame(generate_transactions(300, 0.05, seed=2))
+    with pytest.raises(OutputError, match="already exists; pass overwrite=True"):
+        sample_normals(df, 100, 7, out, label="Class")
+    assert sample_normals(df, 100, 7, out, label="Class", overwrite=True) == 100
+
+
+PYTHON_TRACEBACK = """Traceback (most recent call last):
+  File "/opt/spark/python/pyspark/worker.py", line 3, in main
+    func = read_command(serializer, infile)
+           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+ModuleNotFoundError: No module named 'aedetect'"""
+
+
+@pytest.mark.parametrize("message, line", [
+    ("An exception was thrown from the Python worker:\n" + PYTHON_TRACEBACK,  # classic
+     "ModuleNotFoundError: No module named 'aedetect'"),
+    ("\n  An exception was thrown from the Python worker. Please see the stack trace below.\n[PYTHON_EXCEPTION] "
+     "An exception was thrown from the Python worker: " + PYTHON_TRACEBACK + "\n SQLSTATE: 38000\n\nJVM "
+     "stacktrace:\norg.apache.spark.api.python.PythonException: Traceback\n\tat org.apache.spark.X(X.scala:1)",
+     "ModuleNotFoundError: No module named 'aedetect'"),  # Spark Connect
+    ("[PATH_NOT_FOUND] Path does not exist: file:/x. SQLSTATE: 42K03\n\nJVM stacktrace:\n"
+     "org.apache.spark.sql.AnalysisException\n\tat org.apache.spark.X(X.scala:1)",
+     "[PATH_NOT_FOUND] Path does not exist: file:/x."),
+    ("An error occurred while calling o49.collectToPython.\n: org.apache.spark.SparkException: Job aborted due "
+     "to stage failure: Task 0 in stage 0.0 failed 1 times, most recent failure: Lost task 0.0 in stage 0.0 "
+     "(TID 0) (192.0.2.2 executor driver): java.io.IOException: Cannot run program \"/x/python\": error=2\n"
+     "\tat java.lang.ProcessBuilder.start(ProcessBuilder.java:1143)\nCaused by: java.io.IOException: error=2",
+     'java.io.IOException: Cannot run program "/x/python": error=2'),  # py4j, classic
+])
+def test_spark_errors_become_one_line(message, line):
+    from pyspark.errors import PySparkException
+
+    from aedetect.errors import AedetectError
+    from aedetect.serving.spark import error_line, spark_errors
+
+    assert error_line(Exception(message)) == line
+    with pytest.raises(AedetectError, match="^Spark could not write x: ") as caught:
+        with spark_errors("write x"):
+            raise PySparkException(message)
+    assert "\n" not in str(caught.value)
+
+
+# The CLI's `main` (one line for an AedetectError, exit 1; anything else is a traceback), run
+# in a subprocess for each argument list; its console goes to stdout, Spark's logs to stderr.
+CLI_RUNS = """
+import sys, traceback
+from aedetect.cli import common
+from aedetect.cli.app import main
+common.console.file = sys.stdout
+
+def cli(*args):
+    print("@@run", flush=True)
+    sys.argv = ["aedetect", *args]
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException:
+        traceback.print_exc(file=sys.stdout)
+        code = "traceback"
+    print(f"@@exit {code}", flush=True)
+"""
+
+
+def cli_runs(stdout: str) -> list[tuple[str, str]]:
+    """(exit code, what the run printed) for each `cli(...)` call of CLI_RUNS (what the script
+    printed after a run's exit code is not the run's)."""
+    runs = []
+    for part in stdout.split("@@run\n")[1:]:
+        text, _, code = part.rpartition("@@exit ")
+        runs.append((code.split()[0], text.strip()))
+    return runs
+
+
+def one_error_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), text
+    assert "Traceback" not in text
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_spark_connect_cli_writes_refuses_an_existing_output_and_overwrites(lake, reference, model_dir, tmp_path):
+    """`aedetect spark score --remote` through a local Spark Connect server: the scores of
+    `aedetect score`; again without --overwrite, one line and nothing written (the output is a
+    URL, so the session checks it, not the CLI); with --overwrite, replaced. The library's
+    `sample_normals` refuses and overwrites the same way through Connect."""
+    d, _ = lake
+    out = tmp_path / "scored"
+    args = ["spark", "score", "--model", str(model_dir), "--data", str(d / "data.parquet"), "--out",
+            out.as_uri(), "--remote", "local[2]", "--id-columns", "txn_id", "--top-k", "2"]
+    code = CLI_RUNS + f"""
+import os, json
+args = {args!r}
+cli(*args)
+before = sorted((f, os.stat(os.path.join({str(out)!r}, f)).st_mtime_ns) for f in os.listdir({str(out)!r}))
+cli(*args)
+after = sorted((f, os.stat(os.path.join({str(out)!r}, f)).st_mtime_ns) for f in os.listdir({str(out)!r}))
+print("@@unchanged", before == after)
+print("@@before", json.dumps([f for f, _ in before]))
+cli(*args, "--overwrite")
+
+from pyspark.sql import SparkSession
+from aedetect.errors import OutputError
+from aedetect.data.generate import generate_transactions
+from aedetect.serving.spark import sample_normals
+spark = SparkSession.builder.getOrCreate()
+print("@@session", type(spark).__module__)
+df = spark.createDataFrame(generate_transactions(300, 0.05, seed=2))
+shards = {str(tmp_path / 'shards')!r}
+print("@@sampled", sample_normals(df, 100, 7, shards, label="Class"))
+try:
+    sample_normals(df, 100, 7, shards, label="Class")
+except OutputError as exc:
+    print("@@refused", exc)
+print("@@sampled", sample_normals(df, 100, 7, shards, label="Class", overwrite=True))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYSPARK_PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = cli_runs(proc.stdout)
+    assert [code for code, _ in runs] == ["0", "1", "0"], proc.stdout[-3000:]
+    assert one_error_line(runs[1][1]) == f"error: {out.as_uri()} already exists; pass --overwrite to replace it"
+    assert "@@unchanged True" in proc.stdout
+    first = json.loads(proc.stdout.split("@@before ")[1].splitlines()[0])
+    assert "_SUCCESS" in first and {p.name for p in out.glob("part-*")}.isdisjoint(first)
+    assert_same_scores(pd.read_parquet(out), reference, reference.attrs["threshold"])
+    assert "@@session pyspark.sql.connect" in proc.stdout
+    assert proc.stdout.count("@@sampled 100") == 2
+    assert f"@@refused {tmp_path / 'shards'} already exists; pass overwrite=True to replace it" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def bare_python():
+    """A Python of this minor version without aedetect (and, here, without numpy): the system's."""
+    for path in ("/usr/local/bin/python3", "/usr/bin/python3"):
+        if not os.path.exists(path) or os.path.realpath(path) == os.path.realpath(sys.executable):
+            continue
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        probe = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2]); import aedetect"],
+                               capture_output=True, text=True, env=env)
+        if probe.returncode != 0 and probe.stdout.strip() == "{}.{}".format(*sys.version_info[:2]):
+            return path
+    pytest.skip("no Python of this version without aedetect to run Spark's workers")
+
+
+@pytest.mark.slow
+def test_workers_without_aedetect_are_named_in_one_line_before_the_job(lake, model_dir, bare_python, tmp_path):
+    """Plain PySpark whose workers run a Python without aedetect: `aedetect.spark.score` says so
+    in one line (which Python, what is missing, how to fix it) before any scoring task runs;
+    the CLI prints that line and writes nothing."""
+    import aedetect
+
+    d, _ = lake
+    src = os.path.dirname(os.path.dirname(aedetect.__file__))
+    out = tmp_path / "scored"
+    code = f"""
+import sys
+sys.path.insert(0, {src!r})
+""" + CLI_RUNS + f"""
+from pyspark.sql import SparkSession
+import aedetect.spark
+from aedetect.errors import AedetectError
+spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+df = spark.read.parquet({str(d / 'data.parquet')!r})
+try:
+    aedetect.spark.score(df, {str(model_dir)!r}, id_columns=["txn_id"]).count()
+    print("@@scored")
+except AedetectError as exc:
+    print("@@error", str(exc).replace("\\n", "<newline>"))
+except Exception as exc:
+    print("@@other", type(exc).__name__, str(exc)[:300].replace("\\n", " "))
+cli("spark", "score", "--model", {str(model_dir)!r}, "--data", {str(d / 'data.parquet')!r},
+    "--out", {str(out)!r}, "--master", "local[1]")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**env, "TF_CPP_MIN_LOG_LEVEL": "2", "PYSPARK_PYTHON": bare_python})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    line = proc.stdout.split("@@error ", 1)[-1].splitlines()[0]
+    assert "@@error" in proc.stdout, proc.stdout[-3000:]
+    assert "<newline>" not in line
+    assert bare_python in line and "No module named 'aedetect'" in line
+    assert "--py-files" in line and "spark.submit.pyFiles" in line
+    [(exit_code, text)] = cli_runs(proc.stdout)
+    assert exit_code == "1" and one_error_line(text) == f"error: {line}"
+    assert not out.exists()

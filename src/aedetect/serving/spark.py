@@ -7,8 +7,14 @@ cast is involved, so Spark 4's ANSI mode never sees a bad value. The DataFrame's
 checked against the model's manifest on the driver before any task runs. The model folder is
 verified on the driver, shipped as an archive with `spark.addArtifacts(..., archive=True)`
 (classic and Spark Connect alike), re-verified on each worker by sha256 and loaded once per
-Python worker (see `aedetect.serving.spark_worker`). `score_udf` is the same scoring as a column
-expression, through `pyspark.ml.functions.predict_batch_udf`.
+Python worker (see `aedetect.serving.spark_worker`). Before the first model is shipped to a session,
+one worker is asked to import what scoring needs (`check_workers`), so a worker Python without
+aedetect is named in one line instead of failing the job. `score_udf` is the same scoring as a
+column expression, through `pyspark.ml.functions.predict_batch_udf`.
+
+Outputs are written with modes both classic Spark and Spark Connect know ("error", "overwrite"):
+the refusal of an existing output is checked through the session first (`write_parquet`), and
+Spark's errors on the CLI's path become one line (`spark_errors`).
 
 A model with entity history features (`aedetect.data.history`) needs each row's past: `score`
 first adds them with `with_history` (one shuffle by each entity column; docs/scale.md), so they
@@ -22,15 +28,18 @@ docs/scale.md): `sample_normals` writes a seeded sample of normal rows as Parque
 from __future__ import annotations
 
 import atexit
+import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
-from aedetect.errors import AedetectError, DataError
+from aedetect.errors import AedetectError, DataError, OutputError
 from aedetect.serving import spark_worker as worker
 from aedetect.serving.spark_worker import ShippedModel, manifest_digest, output_columns, score_batches
 
@@ -109,6 +118,157 @@ def check_columns(schema, shipped: ShippedModel, id_columns=()) -> None:
     check_schema(schema, list(kinds), id_columns, list(kinds.values()))
 
 
+# -- Spark's errors, outputs and the workers' Python -------------------------------------------
+def _condition(exc) -> str | None:
+    """Spark's error condition (PATH_NOT_FOUND, ...) of a PySpark error, or None."""
+    for name in ("getCondition", "getErrorClass"):
+        get = getattr(exc, name, None)
+        if get is not None:
+            try:
+                return get()
+            except Exception:  # noqa: BLE001 - an error without a condition
+                return None
+    return None
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for an error Spark raised: the error a Python worker's traceback ends with, the
+    reason a task failed, or else the first line of Spark's message; never the JVM's stack."""
+    text = str(exc).split("JVM stacktrace:")[0]
+    lines = [re.sub(r"\s*SQLSTATE: \w+$", "", line.strip()) for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("at ", "..."))]
+    starts = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+    if starts:  # a Python worker's error: the last line of its traceback
+        body = [line for line in lines[starts[-1] + 1:] if not line.startswith(("File ", "^", "~"))]
+        errors = [line for line in body if re.match(r"[A-Za-z_][\w.]*(: |(Error|Exception)$)", line)]
+        if errors:
+            return errors[-1]
+    if len(lines) > 1 and lines[0].startswith("An error occurred while calling"):  # py4j's wrapper
+        lines = [lines[1].lstrip(": "), *lines[2:]]
+    if not lines:
+        return type(exc).__name__
+    failed = re.search(r"most recent failure: .*?\): (.+)", lines[0])  # a task's own error
+    return failed.group(1) if failed else lines[0]
+
+
+def _spark_exceptions() -> tuple:
+    from pyspark.errors import PySparkException
+
+    kinds = [PySparkException]
+    try:
+        from py4j.protocol import Py4JError  # classic Spark: a JVM error PySpark did not convert
+
+        kinds.append(Py4JError)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
+@contextmanager
+def spark_errors(doing: str):
+    """Turn an error Spark raises while `doing` into one AedetectError line (the CLI prints it
+    without a traceback); aedetect's own errors pass unchanged."""
+    try:
+        yield
+    except AedetectError:
+        raise
+    except _spark_exceptions() as exc:
+        raise AedetectError(f"Spark could not {doing}: {error_line(exc)}") from None
+
+
+def output_exists(spark, path: str) -> bool:
+    """Whether `path` exists where `spark` writes: through Hadoop's file system on classic Spark;
+    under Spark Connect (no JVM here) by asking the server to resolve it as a file source."""
+    connect = type(spark).__module__.startswith("pyspark.sql.connect")
+    jsc = None if connect else getattr(spark, "_jsc", None)
+    if jsc is not None:
+        hadoop = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
+        return bool(hadoop.getFileSystem(jsc.hadoopConfiguration()).exists(hadoop))
+    try:
+        spark.read.format("binaryFile").load(path).schema  # noqa: B018 - the server resolves the path
+    except _spark_exceptions() as exc:
+        if _condition(exc) == "PATH_NOT_FOUND":
+            return False
+        raise
+    return True
+
+
+def write_parquet(df, out: str | os.PathLike, *, overwrite: bool, option: str = "--overwrite") -> None:
+    """Write `df` as Parquet at `out` with Spark's committer, refusing an existing `out` unless
+    `overwrite`. Spark Connect has no "errorifexists" mode, so the check is ours (`output_exists`)
+    and the write's mode is "error" (both kinds of session know it) or "overwrite"."""
+    out = str(out)
+    refused = OutputError(f"{out} already exists; pass {option} to replace it")
+    with spark_errors(f"check {out}"):
+        if not overwrite and output_exists(df.sparkSession, out):
+            raise refused
+    with spark_errors(f"write {out}"):
+        try:
+            df.write.mode("overwrite" if overwrite else "error").parquet(out)
+        except _spark_exceptions() as exc:
+            if _condition(exc) == "PATH_ALREADY_EXISTS":  # written there since the check
+                raise refused from None
+            raise
+
+
+_checked: dict[int, tuple] = {}
+
+
+def check_workers(spark) -> dict:
+    """Import on one of `spark`'s Python workers what scoring needs (`spark_worker.IMPORTS`),
+    once per session, with a plain (pickled, not Arrow) UDF that needs nothing but PySpark on
+    the worker. Returns the worker's Python, its version and the versions it found; raises an
+    AedetectError of one line naming the Python, what it lacks and how to fix it."""
+    from pyspark.sql import functions as F
+
+    from aedetect import __version__
+
+    key = id(spark)
+    if key in _checked:
+        return _checked[key][1]
+    imports = worker.IMPORTS
+
+    def probe(_):  # nested: cloudpickle ships it by value, so a worker without aedetect runs it
+        import importlib
+        import json
+        import sys
+
+        report = {"python": sys.executable, "version": sys.version.split()[0], "modules": {},
+                  "missing": [], "errors": []}
+        for name in imports:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                report["missing"].append(exc.name or name)
+            except BaseException as exc:  # noqa: BLE001 - reported, whatever it is
+                report["errors"].append(" ".join(f"{name}: {type(exc).__name__}: {exc}".split()))
+            else:
+                report["modules"][name] = getattr(module, "__version__", None)
+        return json.dumps(report)
+
+    fix = ("install aedetect[spark] in the Python the workers run (spark.pyspark.python or "
+           "PYSPARK_PYTHON), or ship the package with --py-files / spark.submit.pyFiles (a zip of the "
+           "aedetect folder; numpy, pandas, pyarrow and pydantic must be installed there)")
+    try:
+        udf = F.udf(probe, "string", useArrow=False)
+        report = json.loads(spark.range(1).select(udf(F.col("id"))).first()[0])
+    except _spark_exceptions() as exc:
+        raise AedetectError(f"Spark's workers could not run a Python task ({error_line(exc)}); they need "
+                            f"Python {sys.version_info.major}.{sys.version_info.minor} with aedetect: {fix}") from None
+    where = f"the Spark workers' Python ({report['python']}, {report['version']})"
+    if report["missing"] or report["errors"]:
+        missing = list(dict.fromkeys(report["missing"]))
+        problems = [f"No module named {', '.join(map(repr, missing))}"] if missing else []
+        raise AedetectError(f"{where} cannot import what scoring needs: {'; '.join(problems + report['errors'])}; "
+                            f"{fix}")
+    theirs = report["modules"].get("aedetect")
+    if theirs != __version__:
+        raise AedetectError(f"{where} has aedetect {theirs}, this Python aedetect {__version__}: install the "
+                            "same version on the workers (or ship it with --py-files / spark.submit.pyFiles)")
+    _checked[key] = (spark, report)  # holding the session keeps its id from being reused
+    return report
+
+
 # -- shipping the model -----------------------------------------------------------------------
 _shipped: dict[tuple, tuple] = {}
 _archive_dir: list[Path] = []
@@ -163,10 +323,12 @@ def _history_inputs(schema) -> worker.HistoryInputs | None:
 
 
 def ship_model(spark, model_dir: str | os.PathLike, shipped: ShippedModel | None = None) -> ShippedModel:
-    """Add the verified model folder to `spark` as an archive (once per session)."""
+    """Add the verified model folder to `spark` as an archive (once per session), after
+    checking that its workers can import what scoring needs (`check_workers`)."""
     shipped = shipped or prepare_model(model_dir)
     key = (id(spark), shipped.digest)
     if key not in _shipped:
+        check_workers(spark)
         spark.addArtifacts(str(_archive(Path(model_dir), shipped.digest)), archive=True)
         _shipped[key] = (spark, shipped)  # holding the session keeps its id from being reused
     return shipped
@@ -337,11 +499,13 @@ def session(master: str | None = None, remote: str | None = None, app_name: str 
         # workers' Python (spark.pyspark.python) needs aedetect installed (docs/scale.md).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if remote:
-        return builder.remote(remote).getOrCreate()
+        with spark_errors(f"connect to {remote}"):
+            return builder.remote(remote).getOrCreate()
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise AedetectError("Spark needs Java 17 or newer: install it (e.g. apt-get install "
                             "openjdk-17-jre-headless) or set JAVA_HOME, or use --remote sc://...")
-    return builder.master(master or "local[*]").getOrCreate()
+    with spark_errors(f"start on {master or 'local[*]'}"):
+        return builder.master(master or "local[*]").getOrCreate()
 
 
 def score_parquet(spark, model_dir, data: str, out: str, *, id_columns=(), top_k: int = 3,
@@ -353,13 +517,16 @@ def score_parquet(spark, model_dir, data: str, out: str, *, id_columns=(), top_k
 
     try:
         df = spark.read.parquet(data)
+        df.schema  # noqa: B018 - Spark Connect resolves the path only when asked
     except Exception as exc:  # noqa: BLE001 - Spark raises its own analysis errors
-        raise DataError(f"{data}: cannot read as Parquet: {str(exc).splitlines()[0]}") from None
-    scored = score(df, model_dir, id_columns=id_columns, top_k=top_k)
-    scored.write.mode("overwrite" if overwrite else "errorifexists").parquet(out)
-    row = spark.read.parquet(out).agg(
-        F.count(F.lit(1)).alias("rows"), F.sum(F.col("flag").cast("long")).alias("flagged"),
-        F.sum(F.col("score").isNull().cast("long")).alias("unscored")).collect()[0]
+        raise DataError(f"{data}: cannot read as Parquet: {error_line(exc)}") from None
+    with spark_errors(f"score {data}"):
+        scored = score(df, model_dir, id_columns=id_columns, top_k=top_k)
+    write_parquet(scored, out, overwrite=overwrite)
+    with spark_errors(f"read back {out}"):
+        row = spark.read.parquet(out).agg(
+            F.count(F.lit(1)).alias("rows"), F.sum(F.col("flag").cast("long")).alias("flagged"),
+            F.sum(F.col("score").isNull().cast("long")).alias("unscored")).collect()[0]
     return {"rows": int(row["rows"]), "flagged": int(row["flagged"] or 0),
             "unscored": int(row["unscored"] or 0)}
 
@@ -400,5 +567,5 @@ def sample_normals(df, n: int, seed: int, out: str | os.PathLike, *, label: str 
     sample = df.sample(withReplacement=False, fraction=fraction, seed=seed)
     sample = sample.withColumn("_key", F.rand(seed)).orderBy("_key").limit(n).drop("_key")
     shards = max(1, -(-min(n, total) // rows_per_shard))
-    sample.repartition(shards).write.mode("overwrite" if overwrite else "errorifexists").parquet(str(out))
+    write_parquet(sample.repartition(shards), out, overwrite=overwrite, option="overwrite=True")
     return int(df.sparkSession.read.parquet(str(out)).count())

@@ -23,6 +23,11 @@ from aedetect.errors import ArtifactError
 
 THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# What a worker imports to score (this module, the NumPy runtime, the model folder's checks,
+# Arrow parsing, entity history), and the packages under them: the driver tries these on one
+# worker before any job (`aedetect.serving.spark.check_workers`).
+IMPORTS = ("aedetect", "numpy", "pyarrow", "pandas", "pydantic", "aedetect.serving.spark_worker",
+           "aedetect.serving.runtime", "aedetect.store.folder", "aedetect.data.arrow", "aedetect.data.history")
 
 
 @dataclass(frozen=True)
