@@ -2,6 +2,12 @@
 
 from fastapi.testclient import TestClient
 
+# Operations whose body schema cannot state every rule, so a schema-valid body may rightly get a
+# 400: a V2 tensor's data must fill its shape and name the model's columns, which JSON Schema
+# cannot express (the protocol answers such a request 400 with {"error": ...}). Every other check
+# still runs on them; only "schema-valid data is accepted" (positive_data_acceptance) does not.
+SEMANTIC_400 = {("POST", "/v2/models/{name}/infer")}
+
 
 def schemathesis_failures(app, headers: dict, examples: int) -> list[str]:
     """Every schemathesis check but response time, positive and negative cases, on every
@@ -21,6 +27,9 @@ def schemathesis_failures(app, headers: dict, examples: int) -> list[str]:
     modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
     for operation, mode in ((op.ok(), mode) for op in schema.get_all_operations() for mode in modes):
 
+        these = [c for c in checks if c.__name__ != "positive_data_acceptance"] \
+            if (operation.method.upper(), operation.path) in SEMANTIC_400 else checks
+
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
                   phases=[Phase.explicit, Phase.generate],
@@ -28,7 +37,7 @@ def schemathesis_failures(app, headers: dict, examples: int) -> list[str]:
         def run(case):
             response = client.request(**case.as_transport_kwargs(base_url="http://testserver",
                                                                  headers=headers))
-            case.validate_response(response, checks=checks, headers=headers)
+            case.validate_response(response, checks=these, headers=headers)  # noqa: B023 (run at once)
 
         try:
             run()

@@ -115,6 +115,8 @@ def test_model_routes_need_the_key_when_set(model_dir, monkeypatch):
     r = client.get(f"/v2/models/{model_dir.name}")
     assert r.status_code == 401 and "API key" in r.json()["error"]
     assert client.get(f"/v2/models/{model_dir.name}", headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert client.get("/v2").status_code == 401  # the server metadata, as the model routes
+    assert client.get("/v2", headers={"X-API-Key": "s3cret"}).json()["extensions"] == ["binary_tensor_data"]
 
 
 def test_a_tensor_name_given_twice_is_a_400_naming_it(client, model_dir, rows):

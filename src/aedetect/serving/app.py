@@ -13,8 +13,11 @@ constant time).
 
 Contract: the OpenAPI document declares every status a route can answer (400, 401, 411, 413,
 422, 503); numbers and ids are strict (a boolean is neither); under overload a scoring request
-that cannot start within `queue_timeout_s` is refused at once with 503 and `Retry-After`, so
-the latency of accepted requests stays bounded instead of growing with the backlog.
+(`/v1/score` or V2 inference: they share the slots and the queue) that cannot start within
+`queue_timeout_s` is refused at once with 503 and `Retry-After`, so the latency of accepted
+requests stays bounded instead of growing with the backlog. Rows scored by either route are
+counted in `/metrics` and feed the drift window; requests are counted by route template
+(`route_label`).
 """
 
 
@@ -22,6 +25,7 @@ import asyncio
 import hmac
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -169,6 +173,25 @@ def _datetime_field(spec) -> tuple[Any, dict]:
     return text | seconds, {"description": f"a date/time{fmt}, or seconds since 1970"}
 
 
+# Route labels of /metrics: each route by its path template; anything else (404s...) is "other".
+_V2_ROUTES = [(re.compile(r"/v2/models/[^/]+/infer"), "/v2/models/{name}/infer"),
+              (re.compile(r"/v2/models/[^/]+/ready"), "/v2/models/{name}/ready"),
+              (re.compile(r"/v2/models/[^/]+"), "/v2/models/{name}")]
+_PLAIN_ROUTES = {"/v1/score", "/v1/model", "/healthz", "/metrics", "/v2", "/v2/health/live",
+                 "/v2/health/ready"}
+SCORING_ROUTES = ("/v1/score", "/v2/models/{name}/infer")  # behind the back-pressure gate
+
+
+def route_label(path: str) -> str:
+    """The `route` label of a request path in /metrics (a bounded set: never a raw path)."""
+    if path in _PLAIN_ROUTES:
+        return path
+    for pattern, label in _V2_ROUTES:
+        if pattern.fullmatch(path):
+            return label
+    return "other"
+
+
 class _Gate:
     """At most `slots` scoring requests at once and `queue` waiting, each at most `timeout` s.
 
@@ -282,15 +305,18 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
 
     @app.middleware("http")
     async def limit_and_measure(request: Request, call_next):
-        route, start = request.url.path, time.perf_counter()
+        path, start = request.url.path, time.perf_counter()
+        route = route_label(path)
+        # the open inference protocol's errors are {"error": message}; /v1's are {"detail": ...}
+        key = "error" if route.startswith("/v2") else "detail"
         if request.method == "POST":
             length = request.headers.get("content-length")
             if length is None or not length.isdigit():
-                response = JSONResponse({"detail": "a Content-Length header is required"}, 411)
+                response = JSONResponse({key: "a Content-Length header is required"}, 411)
             elif int(length) > settings.max_body_bytes:
-                response = JSONResponse({"detail": f"request body of {length} bytes exceeds the "
+                response = JSONResponse({key: f"request body of {length} bytes exceeds the "
                                          f"limit of {settings.max_body_bytes}"}, 413)
-            elif route == "/v1/score":
+            elif route in SCORING_ROUTES:  # both scoring routes share the slots and the queue
                 if await gate.enter():
                     try:
                         response = await call_next(request)
@@ -298,15 +324,14 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
                         gate.leave()
                 else:
                     retry = max(1, math.ceil(settings.queue_timeout_s))
-                    response = JSONResponse({"detail": "the service is at capacity; retry later"},
+                    response = JSONResponse({key: "the service is at capacity; retry later"},
                                             503, headers={"Retry-After": str(retry)})
             else:
                 response = await call_next(request)
         else:
             response = await call_next(request)
-        known = route if route in ("/v1/score", "/v1/model", "/healthz", "/metrics") else "other"
-        m["requests"].labels(known, str(response.status_code)).inc()
-        m["latency"].labels(known).observe(time.perf_counter() - start)
+        m["requests"].labels(route, str(response.status_code)).inc()
+        m["latency"].labels(route).observe(time.perf_counter() - start)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -405,14 +430,17 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
 
     from aedetect.serving.v2 import create_v2_router
 
-    def on_scored(rows: int, flagged: int) -> None:
-        m["scored"].inc(rows)
-        m["flagged"].inc(flagged)
+    def on_scored(x, scores: np.ndarray, flags: np.ndarray) -> None:
+        m["scored"].inc(len(x))
+        m["flagged"].inc(int(flags.sum()))
+        drift.observe(det.preprocessor_.canonical(x) if table_model else x, scores)  # as /v1/score does
+
+    from aedetect import __version__
 
     # The open inference protocol, model named after its folder: /v2/models/<folder name>/infer
     app.include_router(create_v2_router(det, folder.path.name, max_rows=settings.max_batch,
                                         auth=require_key if api_key else None, on_scored=on_scored,
-                                        history=history))
+                                        history=history, server_version=__version__))
     return app
 
 
