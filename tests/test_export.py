@@ -119,6 +119,8 @@ def test_onnx_export_runs_in_onnx_runtime(model_dir, guide_model_dir, tmp_path, 
     result = CliRunner().invoke(app, ["export", "--model", str(src), "--format", "onnx",
                                       "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 0, result.output
+    assert "inputs: one [None] tensor per column, named like it: 30 float64 ('Time', 'V1', ..., 'Amount')" \
+        in " ".join(result.output.split())
     path = tmp_path / "m.onnx"
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -237,6 +237,16 @@ def test_runtime_scores_an_own_data_model_like_keras(trained, table):
     assert np.max(np.abs(got - expected) / expected) <= KERAS_RTOL
 
 
+def test_export_says_the_dtype_of_each_input(trained, tmp_path):
+    """Seven category columns are string inputs, the timestamp float64 seconds: the line says so
+    (it said "one float64 [None] input per column")."""
+    printed = " ".join(run("export", "--model", trained[0], "--format", "onnx", "--out", tmp_path / "m.onnx").split())
+    assert "inputs: one [None] tensor per column, named like it:" in printed
+    assert "7 string ('merchant_category', 'merchant_country', ..., 'tx_count_1h'; \"\" = missing)" in printed
+    assert "1 float64 seconds since 1970 ('timestamp')" in printed
+    assert "one float64 [None] input per column" not in printed
+
+
 def _export_feed(rows, dtypes, as_seconds):
     """The exports' inputs: strings ("" = missing) for categories, float64 seconds for
     datetimes, float64 (NaN = missing) for numbers."""

@@ -397,5 +397,7 @@ def export(
         with console.status("writing SavedModel"):
             export_savedmodel(det, out_dir, overwrite=overwrite)
         what = "SavedModel (signature 'serving_default')"
-    console.print(f"{what} written to {escape(str(out_dir))}: one float64 [None] input per column "
-                  f"{det.feature_names_in_[0]!r}...{det.feature_names_in_[-1]!r}; outputs 'score', 'flag'")
+    from aedetect.serving.export import describe_inputs
+
+    console.print(f"{what} written to {escape(str(out_dir))}; inputs: {escape(describe_inputs(det))}; "
+                  "outputs: 'score' (float64), 'flag' (int32)", highlight=False)

@@ -46,6 +46,28 @@ def input_dtypes(detector) -> dict[str, str]:
             for c, k in zip(pre.feature_names, pre.input_kinds, strict=True)}
 
 
+INPUT_KINDS = {"number": "float64", "boolean": "float64 0/1", "datetime": "float64 seconds since 1970",
+               "category": "string"}
+
+
+def describe_inputs(detector) -> str:
+    """What both exports take, in one line: one [None] tensor per column, counted by dtype, e.g.
+    `30 float64 ('Time', 'V1', ..., 'Amount')` or `7 string ('merchant_category', ...; "" = missing),
+    1 float64 seconds since 1970 ('timestamp'), 6 float64 (...)`."""
+    pre = detector.preprocessor_
+    groups: dict[str, list[str]] = {}
+    for name, kind in zip(pre.feature_names, pre.input_kinds, strict=True):
+        groups.setdefault(INPUT_KINDS[kind], []).append(name)
+    parts = []
+    for dtype, names in groups.items():
+        shown = names if len(names) <= 3 else [*names[:2], "...", names[-1]]
+        listed = ", ".join(n if n == "..." else repr(n) for n in shown)
+        if dtype == "string":
+            listed += '; "" = missing'
+        parts.append(f"{len(names)} {dtype} ({listed})")
+    return "one [None] tensor per column, named like it: " + ", ".join(parts)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
