@@ -4,6 +4,7 @@ values, no label; train, evaluate, score (gzip CSV, Parquet), serve and export."
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -349,3 +350,14 @@ def test_open_inference_protocol_takes_typed_columns(trained, table):
              for t in inputs]
     r = client.post(f"/v2/models/{model.name}/infer", json={"inputs": wrong})
     assert r.status_code == 400 and "channel" in r.json()["error"]
+
+
+def test_the_schema_table_says_how_missing_values_are_read():
+    table = generate_transaction_log(2000, 0.02, seed=1)
+    schema = infer_schema(table)
+    notes = {c.name: c.note for c in schema.columns}
+    assert table["device"].isna().any() and table["account_age_days"].isna().any()
+    assert re.search(r"\d+(\.\d+)?% missing: their own category, \(missing\)", notes["device"])
+    assert re.search(r"\d+(\.\d+)?% missing: imputed with the training median, flagged in "
+                     r"account_age_days:missing", notes["account_age_days"])
+    assert "missing" not in notes["amount"]

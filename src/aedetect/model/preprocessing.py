@@ -547,10 +547,12 @@ class Preprocessor:
                                         others)
             else:
                 missing = picked.isna().to_numpy()
-                if b.get("datetime") and pd.api.types.is_numeric_dtype(picked):  # seconds: as a date
-                    shown = _as_dates(picked.to_numpy(dtype="float64"))
-                elif b.get("datetime"):
-                    shown = picked.astype(str).to_numpy(str)
+                if b.get("datetime"):  # as the date the model read, however it came: text in the
+                    # column's format, seconds since 1970 or a timestamp (the batch scorer passes
+                    # seconds, the service the request's text): one display everywhere
+                    seconds, _ = read_datetimes(picked, b.get("format"))
+                    missing = missing | np.isnan(seconds)
+                    shown = _as_dates(np.where(np.isnan(seconds), 0.0, seconds))
                 else:  # float32's shortest text: 7 significant digits, converted in C
                     v = pd.to_numeric(picked, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
                     shown = v.astype(np.float32).astype(str)
