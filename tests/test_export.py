@@ -66,8 +66,9 @@ def test_savedmodel_runs_in_saved_model_cli_and_the_tf1_loader(detector, tmp_pat
     assert stat.S_IMODE(path.stat().st_mode) == 0o755  # readable by a serving user: the umask's mode
     assert stat.S_IMODE((path / "saved_model.pb").stat().st_mode) == 0o644
     names = list(detector.feature_names_in_)
-    X = generate_transactions(400, 0.1, seed=11)[names].to_numpy()
-    expected = detector.anomaly_score(X)
+    frame = generate_transactions(400, 0.1, seed=11)[names]
+    expected = detector.anomaly_score(frame)  # named columns, as it was fitted (no scikit-learn warning)
+    X = frame.to_numpy()
     assert 0 < (expected > detector.threshold_).sum() < len(X)
     np.save(tmp_path / "x.npy", X)
     cli_out, tf1_out = tmp_path / "cli", tmp_path / "tf1"
