@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -79,6 +80,10 @@ def main() -> None:
             for name in wanted:
                 for side, src in sides.items():  # interleaved: drift in the machine hits both
                     cmd = commands(work, side, data)[name]
+                    # outputs of the previous repeat removed: a revision with the --overwrite rule
+                    # refuses an existing output, and a baseline before it has no such option
+                    for old in (work / f"s-{side}.csv", work / f"demo-{side}"):
+                        shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
                     figures.setdefault((name, side), []).append(run(cmd, src))
     load = os.getloadavg()[0]
     print(f"{'command':<16} {'side':<9} {'wall s':>8} {'CPU s':>8} {'peak MB':>8}   load avg {load:.2f}")

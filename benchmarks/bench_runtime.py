@@ -74,7 +74,8 @@ def whole_process(model: Path, data: Path, pairs: int) -> str:
         "aedetect score, Keras path (before)": [sys.executable, "-c", KERAS_SCORE, str(model), str(data),
                                                 str(out / "keras.csv")],
         "aedetect score, NumPy runtime (after)": [str(BIN / "aedetect"), "score", "--model", str(model),
-                                                  "--data", str(data), "--out", str(out / "runtime.csv")],
+                                                  "--data", str(data), "--out", str(out / "runtime.csv"),
+                                                  "--overwrite"],  # each pair writes it again
     }
     runs = {name: [] for name in cmds}
     for _ in range(pairs):

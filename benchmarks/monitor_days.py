@@ -57,7 +57,7 @@ def main() -> None:
     for data, window, report in (("day2.csv", "4h", "report"), ("day2.csv", "1d", "report-1d"),
                                  ("day1.csv", "4h", "report-day1")):
         rc = run("monitor", "--model", str(model), "--data", str(OUT / data), "--window", window,
-                 "--report", str(OUT / report))
+                 "--report", str(OUT / report), "--overwrite")  # a rerun replaces its reports
         print(f"exit code {rc}")
     if a.warm_start:
         noon = 86_400 + 43_200
@@ -68,7 +68,7 @@ def main() -> None:
             "--overwrite", "--epochs", str(a.warm_epochs))
         for name in ("model-day1", "model-warm"):
             rc = run("monitor", "--model", str(OUT / name), "--data", str(OUT / "day2-pm.csv"),
-                     "--window", "4h", "--report", str(OUT / f"report-pm-{name}"))
+                     "--window", "4h", "--report", str(OUT / f"report-pm-{name}"), "--overwrite")
             print(f"exit code {rc}")
         compare_on_afternoon()
 

@@ -122,7 +122,7 @@ def test_scoring_warns_when_the_flagged_share_is_far_over_the_promise(trained):
     flat = " ".join(out.split())
     assert "warning: flagged" in flat and "times the" in flat and "TX_AMOUNT (" in flat
     run("score", "--model", d / "model", "--data", d / "shifted.csv", "--out", d / "s.csv",
-        "--fail-on-drift", code=3)
+        "--fail-on-drift", "--overwrite", code=3)
     calm = run("score", "--model", d / "model", "--data", d / "later.csv", "--out", d / "c.csv",
                "--fail-on-drift")
     assert "times the" not in " ".join(calm.split())

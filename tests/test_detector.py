@@ -50,7 +50,8 @@ def test_feature_names_follow_scikit_learn(frame, fitted):
         fitted.anomaly_score(x[FEATURES[::-1]])
     with pytest.raises(ValueError, match="Feature names seen at fit time, yet now missing:\n- Amount"):
         fitted.anomaly_score(x.drop(columns="Amount"))
-    with pytest.raises(ValueError, match="X has 29 features, but AutoencoderDetector is expecting 30"):
+    with pytest.raises(ValueError, match="X has 29 features, but AutoencoderDetector is expecting 30"), \
+            pytest.warns(UserWarning, match="X does not have valid feature names"):  # scikit-learn's, first
         fitted.anomaly_score(np.zeros((3, 29)))
 
 

@@ -47,11 +47,11 @@ def test_value_far_from_training_mean_is_refused_not_nan(detector, small):
     j = FEATURES.index("V2")
     lo, hi = pre.limits()
     assert hi[j] <= MAX_ABS_VALUE
-    x = small[FEATURES].to_numpy().copy()
-    x[0, j] = hi[j]  # the largest accepted value scores, finite and flagged
+    x = small[FEATURES].copy()  # named columns, as the detector was fitted (no scikit-learn warning)
+    x.iloc[0, j] = hi[j]  # the largest accepted value scores, finite and flagged
     s = detector.anomaly_score(x)
     assert np.isfinite(s).all() and s[0] > detector.threshold_
-    x[0, j] = np.nextafter(hi[j], np.inf) * 1.01
+    x.iloc[0, j] = np.nextafter(hi[j], np.inf) * 1.01
     with pytest.raises(DataError, match=r"column 'V2', row 1: value"):
         detector.anomaly_score(x)
 

@@ -141,9 +141,11 @@ def test_quiet_keeps_write_errors_and_names_the_path(cli, model, csv, tmp_path, 
 
 def test_ordinary_overwrites_still_work(cli, model, csv, tmp_path):  # noqa: F811
     out = tmp_path / "scored.csv"
-    for _ in range(2):  # an existing scores file is replaced
-        code, err = cli("score", "--model", model, "--data", csv, "--out", out)
+    for flags in ([], ["--overwrite"]):  # an existing scores file is replaced with --overwrite
+        code, err = cli("score", "--model", model, "--data", csv, "--out", out, *flags)
         assert code == 0, err
+    code, err = cli("score", "--model", model, "--data", csv, "--out", out)
+    assert code == 1 and f"{out} already exists; pass --overwrite to replace it" in err
     new = tmp_path / "new"
     for flags in ([], ["--overwrite"]):  # retraining into the folder aedetect wrote
         code, err = cli("train", "--data", csv, "--out", new, "--epochs", "1", "--hidden-units",
@@ -151,8 +153,8 @@ def test_ordinary_overwrites_still_work(cli, model, csv, tmp_path):  # noqa: F81
         assert code == 0, err
     code, err = cli("train", "--data", csv, "--out", new, "--epochs", "1")
     assert code == 1 and "already exists; pass --overwrite" in err
-    for _ in range(2):  # a report folder aedetect wrote is replaced by the new report
+    for flags in ([], ["--overwrite"]):  # a report folder aedetect wrote is replaced by the new report
         code, err = cli("evaluate", "--model", model, "--data", csv, "--rows", "all",
-                        "--report", tmp_path / "rep")
+                        "--report", tmp_path / "rep", *flags)
         assert code == 0, err
     assert (tmp_path / "rep" / "report.html").is_file() and _hidden(tmp_path) == []

@@ -4,6 +4,7 @@ values, no label; train, evaluate, score (gzip CSV, Parquet), serve and export."
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,8 @@ from aedetect.data.generate import FRAUD_KINDS, generate_transaction_log
 from aedetect.data.infer import infer_schema
 from aedetect.data.io import write_table
 from aedetect.errors import AedetectError, DataError
+from aedetect.serving.export import EXPORT_RTOL
+from aedetect.serving.runtime import KERAS_RTOL
 from aedetect.training.config import TrainConfig
 
 
@@ -216,7 +219,33 @@ def test_savedmodel_takes_strings_and_scores_like_python(trained, table, tmp_pat
     assert dtypes["merchant_category"] == "string" and dtypes["timestamp"] == "float64"
     got = serve(**{name.replace(" ", "_"): tf.constant(v) for name, v in
                    _export_feed(rows, dtypes, as_seconds).items()})["score"].numpy()
-    np.testing.assert_allclose(got, det.anomaly_score(rows), rtol=1e-5)
+    expected = det.anomaly_score(rows)
+    assert np.max(np.abs(got - expected) / expected) <= EXPORT_RTOL
+
+
+def test_runtime_scores_an_own_data_model_like_keras(trained, table):
+    """Categories (one-hot, rare, unseen, missing), datetimes and an imputed number: the NumPy
+    runtime within KERAS_RTOL of the Keras path on every row (docs/serving.md)."""
+    from aedetect.model.detector import load_detector
+    from aedetect.serving.runtime import load_scorer
+
+    rows = table.head(500).copy()
+    rows.loc[0, "merchant_category"] = "spaceflight"
+    rows.loc[1, "device"] = None
+    rows.loc[2, "device_age_days"] = np.nan
+    expected = load_detector(trained[0]).anomaly_score(rows)
+    got = load_scorer(trained[0]).anomaly_score(rows)
+    assert np.max(np.abs(got - expected) / expected) <= KERAS_RTOL
+
+
+def test_export_says_the_dtype_of_each_input(trained, tmp_path):
+    """Seven category columns are string inputs, the timestamp float64 seconds: the line says so
+    (it said "one float64 [None] input per column")."""
+    printed = " ".join(run("export", "--model", trained[0], "--format", "onnx", "--out", tmp_path / "m.onnx").split())
+    assert "inputs: one [None] tensor per column, named like it:" in printed
+    assert "7 string ('merchant_category', 'merchant_country', ..., 'tx_count_1h'; \"\" = missing)" in printed
+    assert "1 float64 seconds since 1970 ('timestamp')" in printed
+    assert "one float64 [None] input per column" not in printed
 
 
 def _export_feed(rows, dtypes, as_seconds):
@@ -252,7 +281,7 @@ def test_onnx_export_reads_categories_gaps_and_dates_like_the_runtime(trained, t
     feed = _export_feed(rows, input_dtypes(scorer), as_seconds)
     score, flag = sess.run(["score", "flag"], feed)
     expected = scorer.anomaly_score(rows)
-    np.testing.assert_allclose(score, expected, rtol=1e-5)
+    assert np.max(np.abs(score - expected) / expected) <= EXPORT_RTOL
     np.testing.assert_array_equal(flag, (expected > scorer.threshold_).astype("int32"))
 
 
@@ -321,3 +350,14 @@ def test_open_inference_protocol_takes_typed_columns(trained, table):
              for t in inputs]
     r = client.post(f"/v2/models/{model.name}/infer", json={"inputs": wrong})
     assert r.status_code == 400 and "channel" in r.json()["error"]
+
+
+def test_the_schema_table_says_how_missing_values_are_read():
+    table = generate_transaction_log(2000, 0.02, seed=1)
+    schema = infer_schema(table)
+    notes = {c.name: c.note for c in schema.columns}
+    assert table["device"].isna().any() and table["account_age_days"].isna().any()
+    assert re.search(r"\d+(\.\d+)?% missing: their own category, \(missing\)", notes["device"])
+    assert re.search(r"\d+(\.\d+)?% missing: imputed with the training median, flagged in "
+                     r"account_age_days:missing", notes["account_age_days"])
+    assert "missing" not in notes["amount"]

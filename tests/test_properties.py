@@ -114,7 +114,7 @@ def test_batch_scorer_scores_good_rows_exactly_or_fails_in_one_line(detector, tm
     assert list(scored["row"]) == [i + 1 for i in good]
     assert s.rows_read == len(cells) and s.rows_scored + s.rows_skipped == len(cells)
     if good:
-        x = np.array([values[i] for i in good])
+        x = pd.DataFrame([values[i] for i in good], columns=detector.feature_names_in_)  # named, as fitted
         np.testing.assert_allclose(scored["score"], detector.anomaly_score(x), rtol=1e-5)
         assert (scored["flag"] == (scored["score"] > detector.threshold_)).all()
     if skip and s.rows_skipped:

@@ -270,3 +270,23 @@ def test_log_columns_must_be_columns(frame):
 
     with pytest.raises(AedetectError, match="NoSuchColumn"):
         AutoencoderDetector(log_columns=["NoSuchColumn"], epochs=1).fit(frame.head(200)[["V1", "V2"]])
+
+
+def test_a_datetime_reason_is_a_date_however_it_arrives():
+    """Text in the column's format, seconds since 1970 and a timestamp all read as the same date,
+    and the reason shows that date (the batch scorer passes seconds, the service the text)."""
+    from aedetect.data.schema import ColumnSpec, DatasetSchema
+    from aedetect.model.preprocessing import Preprocessor
+
+    schema = DatasetSchema(columns=[ColumnSpec(name="when", type="datetime", format="%d/%m/%Y %H:%M"),
+                                    ColumnSpec(name="amount", type="numeric")], missing="error")
+    texts = ["04/03/2024 01:04", "05/03/2024 13:30", "06/03/2024 23:59"] * 20
+    pre = Preprocessor.from_schema(schema).fit(pd.DataFrame({"when": texts, "amount": np.arange(60.0)}))
+    seconds = (pd.to_datetime(pd.Series(texts[:3]), format="%d/%m/%Y %H:%M") - pd.Timestamp(0)).dt.total_seconds()
+    forms = {"text": pd.Series(texts[:3]), "seconds": seconds,
+             "timestamp": pd.to_datetime(pd.Series(texts[:3]), format="%d/%m/%Y %H:%M")}
+    at = np.zeros((3, 1), dtype=int)
+    shown = {k: pre.describe(pd.DataFrame({"when": v, "amount": [1.0, 2.0, 3.0]}), at, ["when"])[:, 0].tolist()
+             for k, v in forms.items()}
+    assert shown["text"] == ["when=2024-03-04 01:04:00", "when=2024-03-05 13:30:00", "when=2024-03-06 23:59:00"]
+    assert shown["seconds"] == shown["text"] and shown["timestamp"] == shown["text"]

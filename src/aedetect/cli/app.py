@@ -7,6 +7,8 @@ lists them.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 from typing import Annotated
 
@@ -17,22 +19,58 @@ from aedetect.cli import data_commands, review_commands, score_commands, train_c
 from aedetect.cli.common import UsageError, console, out  # noqa: F401 (the CLI's surface)
 from aedetect.errors import AedetectError
 
-app = typer.Typer(help="Anomaly detection in tabular data with autoencoders.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-data_app = typer.Typer(help="Fetch, generate and convert data.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-schema_app = typer.Typer(help="Infer the schema of a table.", no_args_is_help=True)
-app.add_typer(schema_app, name="schema")
-review_app = typer.Typer(help="The review app for investigators, its users and its database "
-                         "(needs the review extra).", invoke_without_command=True)
-review_app.callback()(review_commands.review)
-app.add_typer(review_app, name="review")
-users_app = typer.Typer(help="Users of the review app.", no_args_is_help=True)
-review_app.add_typer(users_app, name="users")
-alerts_app = typer.Typer(help="Alerts in from scored files, labels out.", no_args_is_help=True)
-app.add_typer(alerts_app, name="alerts")
-spark_app = typer.Typer(help="Score on Apache Spark (needs the spark extra).", no_args_is_help=True)
-app.add_typer(spark_app, name="spark")
+QUIET_HELP = "only errors and results: no progress bars or status lines"
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help=QUIET_HELP)]
+
+
+def _with_quiet(command):
+    """`command` taking -q/--quiet after its name too (`aedetect evaluate ... -q`), as well as
+    before it (`aedetect -q evaluate ...`, the main callback's)."""
+    sig = inspect.signature(command, eval_str=True)  # Typer reads the annotations as objects
+
+    @functools.wraps(command)
+    def run(*args, quiet: bool = False, **kwargs):
+        if quiet:
+            console.quiet = True
+        return command(*args, **kwargs)
+
+    quiet = inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=QuietOpt)
+    run.__signature__ = sig.replace(parameters=[*sig.parameters.values(), quiet])
+    run.__annotations__ = {**{k: v.annotation for k, v in sig.parameters.items()}, "quiet": QuietOpt}
+    return run
+
+
+# Help in Click's plain layout: each option on its own line with its help wrapped beside it or
+# below, so nothing is cut at 80 columns (Rich's boxed table cut option names and defaults to
+# fit there: `--categorical-colu...`); help strings are plain text, no Rich markup. A command's
+# line in its group's list is its whole first paragraph, wrapped (Click would cut it with "...").
+PLAIN = dict(rich_markup_mode=None)
+
+
+def _group(help: str, **kwargs) -> typer.Typer:
+    return typer.Typer(help=help, **PLAIN, **kwargs)
+
+
+def _add(group: typer.Typer, command, name: str | None = None) -> None:
+    """Register `command` in `group`, with -q and its first paragraph as its line in the list."""
+    first = inspect.cleandoc(command.__doc__ or "").split("\n\n")[0]
+    group.command(name, short_help=" ".join(first.split()))(_with_quiet(command))
+
+
+app = _group("Anomaly detection in tabular data with autoencoders.", no_args_is_help=True,
+             pretty_exceptions_enable=False)
+data_app = _group("Fetch, generate and convert data.", no_args_is_help=True)
+schema_app = _group("Infer the schema of a table.", no_args_is_help=True)
+review_app = _group("The review app for investigators, its users and its database (needs the review "
+                    "extra).", invoke_without_command=True)
+review_app.callback()(_with_quiet(review_commands.review))
+users_app = _group("Users of the review app.", no_args_is_help=True)
+alerts_app = _group("Alerts in from scored files, labels out.", no_args_is_help=True)
+spark_app = _group("Score on Apache Spark (needs the spark extra).", no_args_is_help=True)
+for parent, child, name in ((app, data_app, "data"), (app, schema_app, "schema"), (app, review_app, "review"),
+                            (review_app, users_app, "users"), (app, alerts_app, "alerts"),
+                            (app, spark_app, "spark")):
+    parent.add_typer(child, name=name, short_help=child.info.help)
 
 
 def _version(value: bool) -> None:
@@ -47,8 +85,7 @@ def _version(value: bool) -> None:
 def _main_options(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="print the version and exit")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="only errors and results: no "
-                                        "progress bars or status lines")] = False,
+    quiet: QuietOpt = False,
 ):
     """Anomaly detection in tabular data with autoencoders."""
     console.quiet = quiet
@@ -57,17 +94,17 @@ def _main_options(
 for command in (train_commands.train, train_commands.evaluate, train_commands.compare,
                 score_commands.score, score_commands.serve, score_commands.monitor,
                 score_commands.export, train_commands.demo):
-    app.command()(command)
-schema_app.command("infer")(data_commands.schema_infer)
-data_app.command("fetch")(data_commands.data_fetch)
-data_app.command("generate")(data_commands.data_generate)
-data_app.command("to-tfrecord")(data_commands.data_to_tfrecord)
-spark_app.command("score")(score_commands.spark_score)
-review_app.command("migrate")(review_commands.migrate)
-users_app.command("add")(review_commands.users_add)
-users_app.command("list")(review_commands.users_list)
-alerts_app.command("load")(review_commands.alerts_load)
-alerts_app.command("export")(review_commands.alerts_export)
+    _add(app, command)
+_add(schema_app, data_commands.schema_infer, "infer")
+_add(data_app, data_commands.data_fetch, "fetch")
+_add(data_app, data_commands.data_generate, "generate")
+_add(data_app, data_commands.data_to_tfrecord, "to-tfrecord")
+_add(spark_app, score_commands.spark_score, "score")
+_add(review_app, review_commands.migrate, "migrate")
+_add(users_app, review_commands.users_add, "add")
+_add(users_app, review_commands.users_list, "list")
+_add(alerts_app, review_commands.alerts_load, "load")
+_add(alerts_app, review_commands.alerts_export, "export")
 
 
 def main() -> None:

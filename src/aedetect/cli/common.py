@@ -26,14 +26,19 @@ class UsageError(AedetectError):
     """A wrong option or combination of options: exit status 2, like Click's own usage errors."""
 
 
+# Each option's help says what it does in the commands that share it; a command whose option
+# means something else declares its own (evaluate --data, data generate --seed).
 DataOpt = Annotated[str, typer.Option(
     "--data", help="a table (.csv, .csv.gz, .csv.zst, .parquet), 'creditcard' to fetch the real "
-    "ULB file, or (train) a folder of Parquet/CSV shards of normal rows, streamed")]
+    "ULB file, or a folder of Parquet/CSV shards of normal rows, streamed")]
+CreditDataOpt = Annotated[str, typer.Option(
+    "--data", help="'creditcard' to fetch the real ULB file, or a .csv/.parquet file with its "
+    "columns (Time, V1..V28, Amount, Class)")]
 LabelOpt = Annotated[str | None, typer.Option(
-    help="the 0/1 label column \\[default: inferred: a 0/1 column named like class, label, "
+    help="the 0/1 label column [default: inferred: a 0/1 column named like class, label, "
     "is_fraud, y]")]
 TimeOpt = Annotated[str | None, typer.Option(
-    help="the time column, seconds or datetimes \\[default: inferred]")]
+    help="the time column, seconds or datetimes [default: inferred]")]
 IdsOpt = Annotated[str, typer.Option(help="comma-separated id columns (kept, never read by the "
                                      "model)")]
 ExcludeOpt = Annotated[str, typer.Option(help="comma-separated columns to ignore")]
@@ -42,23 +47,30 @@ EntityOpt = Annotated[str, typer.Option(help="comma-separated entity columns (ca
                                         "ids): each row gets what its entities did before it "
                                         "(counts, amount against the usual, new counterparties over "
                                         "1h/1d/7d/30d; docs/history.md). Needs a time column")]
+# One rule for every command that writes a file or folder (aedetect.files.check_output): an
+# existing output is refused, naming it and this option, unless --overwrite is given; an input
+# is never overwritten, and a folder is replaced only when aedetect wrote it.
+OverwriteOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="replace an existing output (a folder only when aedetect wrote it); without "
+    "it, an existing output is refused")]
 SchemaOpt = Annotated[Path | None, typer.Option(
     "--schema", help="schema file (.yaml/.json, see `aedetect schema infer`) instead of inference")]
 SeedOpt = Annotated[int, typer.Option(help="seed for the split, the weights and the shuffling")]
+SplitSeedOpt = Annotated[int, typer.Option(help="seed for the split")]
 ProtocolOpt = Annotated[str, typer.Option(help="split protocol: 'guide' or 'time'")]
 
 
 def settings_help_text() -> str:
     from aedetect.training.config import settings_help
 
-    return settings_help().replace("[", "\\[")
+    return settings_help()
 
 
 def rules_help() -> str:
     from aedetect.model.thresholds import RULES
 
     return ("threshold rule: " + "; ".join(f"{r.name}: {r.description}" for r in RULES.values())
-            + " \\[default: normal_percentile]")
+            + " [default: normal_percentile]")
 
 
 def need_tensorflow():

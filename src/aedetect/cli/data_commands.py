@@ -10,13 +10,14 @@ from rich.markup import escape
 
 from aedetect.cli.common import (
     CategoricalOpt,
-    DataOpt,
+    CreditDataOpt,
     EntityOpt,
     ExcludeOpt,
     IdsOpt,
     LabelOpt,
+    OverwriteOpt,
     ProtocolOpt,
-    SeedOpt,
+    SplitSeedOpt,
     TimeOpt,
     UsageError,
     console,
@@ -39,13 +40,14 @@ def schema_infer(
     exclude_columns: ExcludeOpt = "",
     categorical_columns: CategoricalOpt = "",
     entity_columns: EntityOpt = "",
+    overwrite: OverwriteOpt = False,
 ):
     """Infer each column's role and type; print the table and write it to edit."""
     from aedetect.cli.ui import schema_table
     from aedetect.files import check_output
 
     if out_file is not None:
-        check_output(out_file, inputs=[input_path(data)], overwrite=True, what="schema")
+        check_output(out_file, inputs=[input_path(data)], overwrite=overwrite, what="schema")
     _, path, schema = load_table(data, None, label_column, time_column, id_columns,
                                   exclude_columns, categorical_columns, entity_columns=entity_columns)
     out.print(schema_table(schema, title=f"schema of {path}"))
@@ -73,7 +75,7 @@ def data_generate(
         help="number of rows (creditcard and transactions kinds; default 50,000)")] = None,
     fraud_rate: Annotated[float | None, typer.Option(
         help="share of anomalies (default 0.01; 0.005 for the payments kind)")] = None,
-    seed: SeedOpt = 0,
+    seed: Annotated[int, typer.Option(help="seed of the generator: a seed writes the same rows every time")] = 0,
     kind: Annotated[str, typer.Option(
         help="'creditcard': the ULB columns (Time, V1..V28, Amount, Class); 'transactions': ids, "
         "timestamps, categories, missing values, is_fraud and fraud_kind; 'payments': a raw log "
@@ -83,6 +85,7 @@ def data_generate(
     cards: Annotated[int | None, typer.Option(help="payments kind: cards (default 2000)")] = None,
     terminals: Annotated[int | None, typer.Option(
         help="payments kind: terminals (default 400)")] = None,
+    overwrite: OverwriteOpt = False,
 ):
     """Write generated data with a known share of anomalies (.csv, .csv.gz, .csv.zst, .parquet)."""
     from aedetect.data.creditcard import LABEL
@@ -111,7 +114,7 @@ def data_generate(
              "n_terminals": terminals}  # what is not given takes the generator's default
     from aedetect.files import check_output
 
-    check_output(out_file, overwrite=True, what="data file")
+    check_output(out_file, overwrite=overwrite, what="data file")
     try:
         df = make(seed=seed, **{k: v for k, v in given.items() if v is not None})
     except ValueError as exc:
@@ -122,19 +125,20 @@ def data_generate(
 
 def data_to_tfrecord(
     out_dir: Annotated[Path, typer.Option("--out", help="folder for the shards")],
-    data: DataOpt = "creditcard",
+    data: CreditDataOpt = "creditcard",
     protocol: ProtocolOpt = "guide",
-    seed: SeedOpt = 0,
+    seed: SplitSeedOpt = 0,
+    overwrite: OverwriteOpt = False,
 ):
     """Split the data and write each part (train, validation, selection, test) as TFRecord shards."""
     from aedetect.data.creditcard import CREDITCARD
     from aedetect.files import atomic_folder, check_output
     from aedetect.training.workflow import split_frame, write_split_tfrecords
 
-    check_output(out_dir, inputs=[input_path(data)], overwrite=True, folder=True, what="shard folder")
+    check_output(out_dir, inputs=[input_path(data)], overwrite=overwrite, folder=True, what="shard folder")
     df, _ = load_credit_table(data)
     need_tensorflow()
     split = split_frame(df, train_config(protocol=protocol, seed=seed), CREDITCARD)
-    with console.status("writing TFRecord shards"), atomic_folder(out_dir, overwrite=True) as tmp:
+    with console.status("writing TFRecord shards"), atomic_folder(out_dir, overwrite=overwrite) as tmp:
         write_split_tfrecords(df, split, tmp, CREDITCARD)
     console.print(f"wrote {split.sizes()} rows as shards to {escape(str(out_dir))}")

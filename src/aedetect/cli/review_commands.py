@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from aedetect.cli.common import UsageError, console, out
+from aedetect.cli.common import OverwriteOpt, UsageError, console, out
 
 DbOpt = Annotated[str, typer.Option("--db", help="database URL: sqlite:///alerts.db (a file, no server) "
                                     "or postgresql+psycopg://user@host/db", envvar="AEDETECT_REVIEW_DB")]
@@ -122,7 +122,7 @@ def alerts_load(
         "--model", help="the model folder that scored it: its name, version, threshold, amount and "
         "entity columns go with the alerts")] = None,
     id_column: Annotated[str | None, typer.Option(
-        help="the transaction id column \\[default: the model's id column, else transaction_id, tx_id or id]")] = None,
+        help="the transaction id column [default: the model's id column, else transaction_id, tx_id or id]")] = None,
     threshold: Annotated[float | None, typer.Option(help="the threshold, without --model")] = None,
     model_id: Annotated[str, typer.Option(help="the model's name, without --model")] = "unknown",
 ):
@@ -179,11 +179,12 @@ def alerts_export(
     db: DbOpt,
     out_file: Annotated[Path, typer.Option("--out", help="labels CSV: transaction_id, label (1 fraud, "
                                            "0 legit), decided_at, decided_by, model_id")],
+    overwrite: OverwriteOpt = False,
 ):
     """Write the verdicts as labels, for `aedetect train --labels` ("unsure" is left out)."""
     from aedetect.files import check_output, write_text_atomic
 
-    check_output(out_file, overwrite=True)
+    check_output(out_file, overwrite=overwrite, what="labels file")
     labels = open_store(db).labels()
     write_text_atomic(out_file, labels.to_csv(index=False))
     console.print(f"wrote {len(labels):,} label(s) ({int(labels['label'].sum()):,} fraud) to "

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from aedetect.cli.common import (
     JsonOpt,
+    OverwriteOpt,
     UsageError,
     console,
     load_model,
@@ -38,6 +39,7 @@ def score(
     alerts: Annotated[str | None, typer.Option(
         help="review store URL (sqlite:///alerts.db, postgresql+psycopg://...): every flagged row "
         "becomes an alert there, with all its columns; the id is the first --id-columns")] = None,
+    overwrite: OverwriteOpt = False,
 ):
     """Score a file of any size in chunks: row, ids, score, flag and top features per row.
 
@@ -52,8 +54,10 @@ def score(
         raise UsageError(f"--on-bad-rows must be 'error' or 'skip'; got {on_bad_rows!r}")
     if chunk_rows < 1 or top_k < 0:
         raise UsageError(f"--chunk-rows must be >= 1 and --top-k >= 0; got {chunk_rows}, {top_k}")
-    for target in (out_file, bad_rows_path(out_file)):  # fast, before the model loads
-        check_output(target, inputs=[data], folders=[model_dir], overwrite=True)
+    check_output(out_file, inputs=[data], folders=[model_dir], overwrite=overwrite)  # fast, before the model loads
+    if on_bad_rows == "skip":  # the bad rows' file is written only then
+        check_output(bad_rows_path(out_file), inputs=[data], folders=[model_dir], overwrite=overwrite,
+                     what="bad-rows file")
     from aedetect.serving.runtime import open_scorer
     from aedetect.store.folder import open_folder
 
@@ -145,7 +149,24 @@ def serve(
         help="review store URL (sqlite:///alerts.db, postgresql+psycopg://...): flagged "
         "transactions of /v1/score become alerts, written in the background (counted in /metrics)")] = None,
 ):
-    """Serve the model over HTTP: POST /v1/score, /v2 (KServe), GET /healthz, /v1/model, /v1/drift, /metrics."""
+    """Serve the model over HTTP: POST /v1/score, /v2 (KServe), GET /healthz, /v1/model, /v1/drift, /metrics.
+
+    POST /v1/score takes {"transactions": [...]}, 1 to --max-batch of them: each has the model's
+    input columns as fields (numbers as numbers, categories as text, datetimes as text in the
+    training data's format or seconds since 1970, null where the model reads gaps) and an
+    optional "id", echoed back. GET /v1/model lists the columns; with the API key set, send it
+    as X-API-Key. For a model of the credit-card data ("..." stands for V2 to V27):
+
+    \b
+      curl -s localhost:8000/v1/score -H 'content-type: application/json' \\
+        -d '{"transactions": [{"id": "tx-1", "Time": 406, "V1": -2.31, ...,
+                               "V28": -0.14, "Amount": 0.0}]}'
+      {"threshold": 1124.0, "results": [{"id": "tx-1", "score": 432.3,
+       "flag": false, "top_features": [{"feature": "V14", ...}, ...]}]}
+
+    (numbers for illustration). docs/serving.md has the whole body, and one for a table of your
+    own, with categories, a date and a gap.
+    """
     import socket
 
     import uvicorn
@@ -185,11 +206,11 @@ def spark_score(
     data: Annotated[str, typer.Option("--data", help="Parquet file or folder (any path Spark reads)")],
     out_dir: Annotated[str, typer.Option("--out", help="Parquet folder to write")],
     master: Annotated[str | None, typer.Option(help="classic Spark master, e.g. local[2] or "
-                                               "yarn \\[default: local[*]]")] = None,
+                                               "yarn [default: local[*]]")] = None,
     remote: Annotated[str | None, typer.Option(help="Spark Connect URL, e.g. sc://host:15002")] = None,
     id_columns: Annotated[str, typer.Option(help="comma-separated columns to copy to the output")] = "",
     top_k: Annotated[int, typer.Option(help="top contributing features per row")] = 3,
-    overwrite: bool = False,
+    overwrite: OverwriteOpt = False,
 ):
     """Score Parquet on Spark and write Parquet: ids, score, flag, top features, reason."""
     from aedetect.serving.spark import score_parquet, session
@@ -247,9 +268,9 @@ def monitor(
         help="cut the rows into windows of this length of --time-column, e.g. 4h, 1d, 30m; "
         "default: one batch")] = None,
     time_column: Annotated[str | None, typer.Option(
-        help="seconds (like the ULB Time) or dates \\[default: the model's time column]")] = None,
+        help="seconds (like the ULB Time) or dates [default: the model's time column]")] = None,
     label_column: Annotated[str | None, typer.Option(
-        help="0/1 labels, used for precision and recall when the file has them \\[default: the "
+        help="0/1 labels, used for precision and recall when the file has them [default: the "
         "model's label column]")] = None,
     reference: Annotated[Path | None, typer.Option(
         help="CSV/Parquet to take the reference from (normal rows, labels when present), for a "
@@ -273,11 +294,14 @@ def monitor(
         "--labels-db", help="the review store's verdicts as --labels, read from its database URL "
         "(sqlite:///alerts.db, postgresql+psycopg://...)")] = None,
     id_column: Annotated[str | None, typer.Option(
-        help="the transaction id column, for --labels \\[default: transaction_id, else the model's "
+        help="the transaction id column, for --labels [default: transaction_id, else the model's "
         "id column]")] = None,
+    overwrite: OverwriteOpt = False,
 ):
     """Compare new rows (per time window) with the model's reference: column and score drift,
-    flagged share against the promise, precision and recall. Rows are scored as `aedetect score`
+    flagged share against the promise, precision and recall.
+
+    Rows are scored as `aedetect score`
     scores them; one that cannot be is counted, and a window where more than half cannot is not
     judged. Exit code 3 when an alarm fires, 4 when no alarm fires but a window was not judged.
     With --labels-db (or --labels) and a file without labels: the precision of the flagged rows
@@ -291,7 +315,7 @@ def monitor(
         raise UsageError(f"--min-rows must be >= 1; got {min_rows}")
     from aedetect.files import check_output
 
-    reads = dict(inputs=[data, reference, labels_file], folders=[model_dir], overwrite=True)
+    reads = dict(inputs=[data, reference, labels_file], folders=[model_dir], overwrite=overwrite)
     if json_out is not None:
         check_output(json_out, **reads, what="drift file")
     if report_dir is not None:
@@ -347,7 +371,7 @@ def monitor(
         write_json(run.summary, json_out)
     if report_dir is not None:
         with console.status("drawing the report"):
-            path = write_outputs(run, ref, report_dir, f"aedetect drift: {data}")
+            path = write_outputs(run, ref, report_dir, f"aedetect drift: {data}", overwrite=overwrite)
         console.print(f"report written to {path}")
     if run.alarm:
         n = sum(w["alarm"] for w in run.summary["windows"])
@@ -364,7 +388,7 @@ def export(
     model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
     out_dir: Annotated[Path, typer.Option("--out", help="SavedModel folder, or .onnx file, to write")],
     fmt: Annotated[str, typer.Option("--format", help="'savedmodel' (TF Serving) or 'onnx'")] = "savedmodel",
-    overwrite: bool = False,
+    overwrite: OverwriteOpt = False,
 ):
     """Export a SavedModel or an ONNX model that takes raw columns and returns score and flag."""
     if fmt not in ("savedmodel", "onnx"):
@@ -397,5 +421,7 @@ def export(
         with console.status("writing SavedModel"):
             export_savedmodel(det, out_dir, overwrite=overwrite)
         what = "SavedModel (signature 'serving_default')"
-    console.print(f"{what} written to {escape(str(out_dir))}: one float64 [None] input per column "
-                  f"{det.feature_names_in_[0]!r}...{det.feature_names_in_[-1]!r}; outputs 'score', 'flag'")
+    from aedetect.serving.export import describe_inputs
+
+    console.print(f"{what} written to {escape(str(out_dir))}; inputs: {escape(describe_inputs(det))}; "
+                  "outputs: 'score' (float64), 'flag' (int32)", highlight=False)

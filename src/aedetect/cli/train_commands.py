@@ -13,12 +13,14 @@ from rich.markup import escape
 from aedetect.cli.common import (
     CategoricalOpt,
     ConfigOpt,
+    CreditDataOpt,
     DataOpt,
     EntityOpt,
     ExcludeOpt,
     IdsOpt,
     JsonOpt,
     LabelOpt,
+    OverwriteOpt,
     ProtocolOpt,
     SchemaOpt,
     SeedOpt,
@@ -102,9 +104,14 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
         console.print(f"[yellow]warning: {escape(str(w))}[/yellow]")
     if run.test is not None:
         m = run.test["metrics"]
+        from aedetect.data.creditcard import CREDITCARD
+        from aedetect.data.splits import describe_split
+
+        split = (f"the {m['protocol']} split" if det.dataset_schema.features == list(CREDITCARD.features)
+                 else f"the rows outside {describe_split(m['protocol'])}")
         print_metrics(m, None, schema=det.dataset_schema, title=(
             f"test file {run.test['file']} ({run.test['rows']:,} rows; trained and threshold chosen on "
-            f"the {m['protocol']} split of {path}, seed {m['seed']})"))
+            f"{split} of {path}, seed {m['seed']})"))
         if run.test["warning"]:
             console.print(f"[yellow]warning: {escape(run.test['warning'])}[/yellow]", highlight=False)
     return df, run
@@ -147,20 +154,20 @@ def train(
     data: DataOpt = "creditcard",
     protocol: Annotated[str | None, typer.Option(help="split protocol: 'guide', 'time' or 'auto' "
                                                  "(time-ordered when the table has a time column, "
-                                                 "else guide) \\[default: auto]")] = None,
+                                                 "else guide) [default: auto]")] = None,
     seed: Annotated[int | None, typer.Option(
-        help="seed for the split, the weights and the shuffling \\[default: 0]")] = None,
+        help="seed for the split, the weights and the shuffling [default: 0]")] = None,
     preset: Annotated[str, typer.Option(
         help="starting configuration: 'default' or 'guide' (20-8-20 tanh, MSE, 5 epochs, batch 256)")
     ] = "default",
     hidden_units: Annotated[str | None, typer.Option(
         help="hidden layer sizes, e.g. 64,32,16,32,64; 'auto': sized to the data "
-        "(docs/experiments.md) \\[default: auto]")] = None,
+        "(docs/experiments.md) [default: auto]")] = None,
     epochs: Annotated[int | None, typer.Option(
-        help="at most; 'auto' (--set epochs=auto) from the row count \\[default: auto]")] = None,
+        help="at most; 'auto' (--set epochs=auto) from the row count [default: auto]")] = None,
     threshold_rule: Annotated[str | None, typer.Option(help=rules_help())] = None,
     input_pipeline: Annotated[str | None, typer.Option(
-        help="'memory' or 'tfrecord' \\[default: memory]")] = None,
+        help="'memory' or 'tfrecord' [default: memory]")] = None,
     use_labels: Annotated[bool | None, typer.Option(
         "--use-labels", help="also train a supervised head on the labelled rows before the selection "
         "set (raw features + the autoencoder's residual features), calibrated into a fraud "
@@ -195,9 +202,9 @@ def train(
         "--labels-db", help="the review store's verdicts as --labels, read from its database URL "
         "(sqlite:///alerts.db, postgresql+psycopg://...)")] = None,
     labels_id_column: Annotated[str | None, typer.Option(
-        help="--data's transaction id column, for --labels \\[default: the column transaction_id, else "
+        help="--data's transaction id column, for --labels [default: the column transaction_id, else "
         "the table's id column]")] = None,
-    overwrite: bool = False,
+    overwrite: OverwriteOpt = False,
 ):
     """Train on the training normals of a split and write the model folder.
 
@@ -258,7 +265,10 @@ def _train_shards(folder: Path, config, model_dir: Path, overwrite: bool) -> Non
 
 def evaluate(
     model_dir: Annotated[Path, typer.Option("--model", help="model folder")],
-    data: DataOpt = "creditcard",
+    data: Annotated[str | None, typer.Option(
+        "--data", help="the labelled table to evaluate on (.csv, .csv.gz, .csv.zst, .parquet); "
+        "'creditcard': the real ULB file [default: creditcard for a model of the credit-card "
+        "columns; other models need it]")] = None,
     rows: Annotated[str, typer.Option(
         help="'test': the test split the model was trained with (same data file); 'all'")] = "test",
     metrics_out: Annotated[Path | None, typer.Option("--out", help="write metrics.json")] = None,
@@ -266,6 +276,7 @@ def evaluate(
         "--report", help="folder for report.html (self-contained), its PNGs and metrics.json")] = None,
     alerts_per_day: Annotated[float, typer.Option(help="daily alert budget for the report")] = 50.0,
     as_json: JsonOpt = False,
+    overwrite: OverwriteOpt = False,
 ):
     """Evaluate a model on labelled data: metrics table and metrics.json."""
     from aedetect.files import check_output
@@ -274,7 +285,9 @@ def evaluate(
     if rows not in ("test", "all"):
         raise UsageError(f"--rows must be 'test' or 'all'; got {rows!r}")
     folder = open_folder(model_dir)  # a bad model folder fails fast, before data and TensorFlow load
-    reads = dict(inputs=[input_path(data)], folders=[model_dir], overwrite=True)
+    if data is None:
+        data = _default_data(folder, model_dir)
+    reads = dict(inputs=[input_path(data)], folders=[model_dir], overwrite=overwrite)
     if metrics_out is not None:
         check_output(metrics_out, **reads, what="metrics file")
     if report_dir is not None:
@@ -290,22 +303,36 @@ def evaluate(
         with console.status("drawing the report"):
             rep = evaluation_report(det, ev.y, ev.scores, ev.errors, ev.metrics,
                                     f"aedetect evaluation: {model_dir}")
-            path = rep.write(report_dir, ev.metrics)
+            path = rep.write(report_dir, ev.metrics, overwrite=overwrite)
         console.print(f"report written to {escape(str(path))}")
 
 
+def _default_data(folder, model_dir: Path) -> str:
+    """'creditcard' for a model of the credit-card columns; any other model was trained on a
+    table of its own, which evaluate cannot guess: a usage error at once, naming that table."""
+    from aedetect.data.creditcard import CREDITCARD
+
+    if list(folder.manifest.input_schema.feature_names) == list(CREDITCARD.features):
+        return "creditcard"
+    trained_on = folder.manifest.metadata.get("data_file")
+    hint = f" (--data {trained_on} for the test split it was trained with)" if trained_on else ""
+    raise UsageError(f"{model_dir} was trained on {trained_on or 'a table of its own'}, not the credit-card "
+                     f"data: pass --data with the labelled table to evaluate on{hint}")
+
+
 def compare(
-    data: DataOpt = "creditcard",
+    data: CreditDataOpt = "creditcard",
     protocol: ProtocolOpt = "guide",
     seed: SeedOpt = 0,
     seeds: Annotated[int, typer.Option(help="repeat split and training for this many seeds")] = 1,
-    epochs: Annotated[int | None, typer.Option(help="at most \\[default: 100]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="at most [default: 100]")] = None,
     alerts_per_day: Annotated[float, typer.Option(help="daily alert budget")] = 50.0,
     lof_max_train: Annotated[int, typer.Option(help="LocalOutlierFactor trains on at most this "
                                                "many normals")] = 20_000,
     report_dir: Annotated[Path | None, typer.Option(
         "--report", help="folder for report.html, compare.md and metrics.json")] = None,
     as_json: JsonOpt = False,
+    overwrite: OverwriteOpt = False,
 ):
     """The autoencoder beside IsolationForest, PCA, LocalOutlierFactor and a supervised ceiling."""
     from rich.table import Table
@@ -317,7 +344,7 @@ def compare(
     if report_dir is not None:
         from aedetect.files import check_output
 
-        check_output(report_dir, inputs=[input_path(data)], overwrite=True, folder=True,
+        check_output(report_dir, inputs=[input_path(data)], overwrite=overwrite, folder=True,
                      what="report", option="--report")
     df, _ = load_credit_table(data)
     need_tensorflow()
@@ -337,27 +364,29 @@ def compare(
         out.print(table)
     if report_dir is not None:
         rep = comparison_report(cmp)
-        path = rep.write(report_dir, cmp.to_dict(), extra={"compare.md": markdown_table(cmp)})
+        path = rep.write(report_dir, cmp.to_dict(), extra={"compare.md": markdown_table(cmp)},
+                         overwrite=overwrite)
         console.print(f"report written to {escape(str(path))}")
 
 
 
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="folder for metrics.json and the model")] = Path("runs/demo"),
-    data: DataOpt = "creditcard",
+    data: CreditDataOpt = "creditcard",
     seed: SeedOpt = 0,
-    epochs: Annotated[int | None, typer.Option(help="at most \\[default: 100]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="at most [default: 100]")] = None,
     offline_rows: Annotated[int, typer.Option(
         help="rows of generated data used when the real file cannot be fetched")] = 100_000,
+    overwrite: OverwriteOpt = False,
 ):
     """Fetch the real data (generated data when offline), train, evaluate, print the table."""
     from aedetect.cli.ui import fetch_with_progress
     from aedetect.files import check_output
     from aedetect.training.demo import demo_data
 
-    check_output(out_dir / "model", inputs=[input_path(data)], overwrite=True, folder=True,
+    check_output(out_dir / "model", inputs=[input_path(data)], overwrite=overwrite, folder=True,
                  what="model folder")
-    check_output(out_dir / "metrics.json", inputs=[input_path(data)], overwrite=True, what="metrics file")
+    check_output(out_dir / "metrics.json", inputs=[input_path(data)], overwrite=overwrite, what="metrics file")
     demo = demo_data(data, out_dir, offline_rows=offline_rows, seed=seed,
                      fetch=lambda: fetch_with_progress(None))
     if demo.fallback is not None:
@@ -365,6 +394,6 @@ def demo(
                       "rows of generated data instead: the numbers below are NOT the ULB "
                       "results[/yellow]")
     config = train_config(seed=seed, epochs=epochs, protocol="guide")  # the README's numbers
-    df, run = _train(demo.data, config, out_dir / "model", overwrite=True)
+    df, run = _train(demo.data, config, out_dir / "model", overwrite=overwrite)
     from aedetect.training.demo import demo_metrics
     print_metrics(demo_metrics(run, df), out_dir / "metrics.json", schema=run.detector.dataset_schema)

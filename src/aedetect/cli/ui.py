@@ -51,7 +51,13 @@ def metrics_table(m: dict, title: str | None = None, guide_column: bool = True) 
 
     guide = GUIDE_RESULT
     g10 = m["at_guide_threshold"]
-    t = Table(title=title or f"test set ({m['protocol']} protocol, seed {m['seed']})")
+    if title is None and guide_column:  # the credit-card data: the guide's protocol by name
+        title = f"test set ({m['protocol']} protocol, seed {m['seed']})"
+    elif title is None:  # another table: which rows were tested, in words
+        from aedetect.data.splits import describe_split
+
+        title = f"test set: {describe_split(m['protocol'])}, seed {m['seed']}"
+    t = Table(title=title)
     t.add_column("metric")
     t.add_column("aedetect", justify="right")
     t.add_column("guide (published)", justify="right")

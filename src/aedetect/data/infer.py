@@ -107,10 +107,23 @@ def infer_schema(
     features = [c.name for c in cols if c.role in ("feature", "time")]
     # Missing feature values: imputed when the table has some; otherwise one is an error.
     missing = "impute" if sample[features].isna().to_numpy().any() else "error"
+    for c in cols:  # the schema table says why such a column still trains, and how
+        share = float(sample[c.name].isna().mean()) if c.name in features else 0.0
+        if share > 0:
+            c.note = "; ".join(n for n in (c.note, missing_note(c, share)) if n)
     try:
         return DatasetSchema(columns=cols, missing=missing)
     except ValidationError as exc:
         raise DataError(f"schema: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+
+def missing_note(spec: ColumnSpec, share: float) -> str:
+    """How the preprocessing reads a feature column's missing values (`aedetect.model.preprocessing`),
+    for the schema table: a category of their own, or the training median plus an indicator."""
+    pct = f"{100 * share:.2g}%" if share >= 0.001 else "<0.1%"
+    if spec.type == "categorical":
+        return f"{pct} missing: their own category, (missing)"
+    return f"{pct} missing: imputed with the training median, flagged in {spec.name}:missing"
 
 
 def _type(s: pd.Series) -> tuple[str, str]:

@@ -106,6 +106,16 @@ def unlabelled_split(n_rows: int, seed: int = 0, validation_fraction: float = 0.
                  validation=np.sort(order[:n_val]), selection=empty, test=empty)
 
 
+SPLIT_WORDS = {"guide": "a random split stratified by the label", "time": "the latest 20% of rows by time",
+               "all rows": "every row"}
+
+
+def describe_split(protocol: str) -> str:
+    """Which rows a split's test set holds, in words for any table ('guide' names the credit-card
+    guide's shares, which mean nothing on another table)."""
+    return SPLIT_WORDS.get(protocol, f"the {protocol} split")
+
+
 def resolve_protocol(protocol: str, has_time: bool) -> str:
     """The protocol `auto` stands for: `time` with a time column, else `guide`."""
     if protocol == "auto":

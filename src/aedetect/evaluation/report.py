@@ -92,12 +92,13 @@ class Report:
                 f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>"
                 f"<h1>{html.escape(self.title)}</h1>{''.join(self.blocks)}</body></html>\n")
 
-    def write(self, out_dir, metrics: dict | None = None, extra: dict[str, str] | None = None) -> Path:
+    def write(self, out_dir, metrics: dict | None = None, extra: dict[str, str] | None = None, *,
+              overwrite: bool = True) -> Path:
         """Write report.html, the PNGs, metrics.json and `extra` text files into `out_dir`."""
         out_dir = Path(out_dir)
-        # A new folder, renamed into place; it replaces a report folder aedetect wrote (and an
-        # empty folder), never a folder holding anything else (aedetect.files).
-        with atomic_folder(out_dir, overwrite=True) as tmp:
+        # A new folder, renamed into place; with `overwrite` it replaces a report folder aedetect
+        # wrote (and an empty folder), never a folder holding anything else (aedetect.files).
+        with atomic_folder(out_dir, overwrite=overwrite) as tmp:
             for name, text in (extra or {}).items():
                 (tmp / name).write_bytes(text.encode("utf-8"))
             for name, png in self.images.items():

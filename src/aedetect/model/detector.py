@@ -560,22 +560,28 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         if other:
             raise ValueError(f"the network has layers other than dense ones: {other}")
 
+        self.model_ = model
+        self._dense = dense
+        # One trace for every chunk size; no control flow, so no AutoGraph conversion.
+        self._residual_fn = tf.function(self.residuals_tf, input_signature=[spec], autograph=False)
+
+    def residuals_tf(self, x_preprocessed):
+        """reconstruction - x (float64) of preprocessed float32 rows, in TensorFlow ops.
+
+        The network's inference pass (its dense layers; noise and dropout act only in training)
+        in float64: in float32 a row's result depends on how many rows share its matrix product
+        (by about 1e-7), so a row would not score exactly the same alone as in a batch; and the
+        residual of a well-reconstructed row loses most of its float32 digits to cancellation.
+        The scoring path, the SavedModel export and the NumPy runtime all compute it this way."""
+        import tensorflow as tf
+
         def f64(value):
             return tf.cast(value, tf.float64)
 
-        # The network's inference pass (its dense layers; noise and dropout act only in
-        # training) in float64: in float32 a row's result depends on how many rows share its
-        # matrix product (by about 1e-7), so a row would not score exactly the same alone as in
-        # a batch. One trace for every chunk size; no control flow, so no AutoGraph conversion.
-        @tf.function(input_signature=[spec], autograph=False)
-        def residuals(batch):
-            x = h = f64(batch)
-            for layer in dense:
-                h = layer.activation(tf.matmul(h, f64(layer.kernel)) + f64(layer.bias))
-            return h - x
-
-        self.model_ = model
-        self._residual_fn = residuals
+        x = h = f64(x_preprocessed)
+        for layer in self._dense:
+            h = layer.activation(tf.matmul(h, f64(layer.kernel)) + f64(layer.bias))
+        return h - x
 
     # -- scoring ----------------------------------------------------------------------------
     def _residuals(self, x: np.ndarray) -> np.ndarray:
@@ -642,8 +648,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         import tensorflow as tf
 
         check_is_fitted(self)
-        x = tf.cast(x_preprocessed, tf.float32)
-        return score_tf(self.score_type, self.score_stats_, self.model_(x, training=False) - x)
+        return score_tf(self.score_type, self.score_stats_, self.residuals_tf(tf.cast(x_preprocessed, tf.float32)))
 
     @property
     def feature_names_out_(self) -> list[str]:
@@ -721,6 +726,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__ itself
         model = state.pop("model_", None)
         state.pop("_residual_fn", None)
+        state.pop("_dense", None)  # the network's layers: rebuilt from the saved model
         if model is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.keras"

@@ -383,8 +383,9 @@ def drift_report(result: dict, ref: Reference, window_scores: list[np.ndarray], 
     return rep
 
 
-def write_outputs(run: MonitorResult, ref: Reference, report_dir, title: str) -> Path:
-    """drift.json, drift.md and report.html with its PNGs in `report_dir`."""
+def write_outputs(run: MonitorResult, ref: Reference, report_dir, title: str, *, overwrite: bool = True) -> Path:
+    """drift.json, drift.md and report.html with its PNGs in `report_dir` (an existing one replaced
+    only with `overwrite`, and only when aedetect wrote it)."""
     rep = drift_report(run.summary, ref, run.window_scores, title)
     return rep.write(report_dir, extra={"drift.json": json.dumps(run.summary, indent=2) + "\n",
-                                        "drift.md": markdown_table(run.summary)})
+                                        "drift.md": markdown_table(run.summary)}, overwrite=overwrite)

@@ -6,8 +6,8 @@ numbers (NaN = missing, where the model reads gaps) and for datetimes (seconds s
 string for categories ("" = missing); see `input_dtypes`. They return `score` (float64 [None])
 and `flag` (int32 [None], 1 when score > threshold). Preprocessing runs inside the graph in the
 same order and precision as the NumPy path: log1p and periodic features in float64, then a
-float32 cast, centre and scale; the network in float32; the score in float64. A test checks each
-against the Python path within 1e-5.
+float32 cast, centre and scale; the network (float32 weights) and the score in float64. Tests
+check each against the Python path within `EXPORT_RTOL` relative on every row.
 
 SavedModel: written with `keras.export.ExportArchive`, so the Keras model's variables (and the
 category lookup tables) are tracked the way TF Serving's loader (the TF1 session loader) and
@@ -34,6 +34,8 @@ from aedetect.store.layout import MISSING
 EXPORT_INFO = "aedetect-export.json"
 ONNX_OPSET = 17
 ONNX_ML_OPSET = 2  # LabelEncoder with string keys and float or int64 values
+# The documented bound (docs/serving.md) on |export - Python path| / |Python path| per row score.
+EXPORT_RTOL = 1e-9
 
 
 def input_dtypes(detector) -> dict[str, str]:
@@ -42,6 +44,28 @@ def input_dtypes(detector) -> dict[str, str]:
     pre = detector.preprocessor_
     return {c: "string" if k == "category" else "float64"
             for c, k in zip(pre.feature_names, pre.input_kinds, strict=True)}
+
+
+INPUT_KINDS = {"number": "float64", "boolean": "float64 0/1", "datetime": "float64 seconds since 1970",
+               "category": "string"}
+
+
+def describe_inputs(detector) -> str:
+    """What both exports take, in one line: one [None] tensor per column, counted by dtype, e.g.
+    `30 float64 ('Time', 'V1', ..., 'Amount')` or `7 string ('merchant_category', ...; "" = missing),
+    1 float64 seconds since 1970 ('timestamp'), 6 float64 (...)`."""
+    pre = detector.preprocessor_
+    groups: dict[str, list[str]] = {}
+    for name, kind in zip(pre.feature_names, pre.input_kinds, strict=True):
+        groups.setdefault(INPUT_KINDS[kind], []).append(name)
+    parts = []
+    for dtype, names in groups.items():
+        shown = names if len(names) <= 3 else [*names[:2], "...", names[-1]]
+        listed = ", ".join(n if n == "..." else repr(n) for n in shown)
+        if dtype == "string":
+            listed += '; "" = missing'
+        parts.append(f"{len(names)} {dtype} ({listed})")
+    return "one [None] tensor per column, named like it: " + ", ".join(parts)
 
 
 def _umask() -> int:
@@ -71,8 +95,7 @@ def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = Fa
     spec = {name: tf.TensorSpec([None], getattr(tf, dtypes[name]), name=_safe(name)) for name in names}
 
     def serve(columns):
-        x = pre.transform_tf(columns)
-        score = score_tf(kind, stats, model(x, training=False) - x)
+        score = score_tf(kind, stats, detector.residuals_tf(pre.transform_tf(columns)))
         return {"score": score, "flag": tf.cast(score > threshold, tf.int32)}
 
     path = Path(path)
@@ -170,12 +193,12 @@ def onnx_model(scorer):
                      g.op("Cast", g.op("Less", freq, g.const(0.0, "float64")), to=TensorProto.DOUBLE)]
     x = g.op("Cast", g.op("Concat", *cols, axis=1), to=TensorProto.FLOAT)
     x = g.op("Div", g.op("Sub", x, g.const(pre.mean_, "float32")), g.const(pre.scale_, "float32"))
-    h = x
+    h = x = g.op("Cast", x, to=TensorProto.DOUBLE)  # the network in float64, as in the runtime
     for kernel, bias, activation in scorer.layers:
-        h = g.op("Add", g.op("MatMul", h, g.const(kernel, "float32")), g.const(bias, "float32"))
+        h = g.op("Add", g.op("MatMul", h, g.const(kernel, "float64")), g.const(bias, "float64"))
         if activation != "linear":
             h = g.op({"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}[activation], h)
-    r = g.op("Cast", g.op("Sub", h, x), to=TensorProto.DOUBLE)
+    r = g.op("Sub", h, x)
     d, stats = float(pre.n_features_out), scorer.score_stats_
     if scorer.score_type == "mse":
         per = g.op("Div", g.op("Mul", r, r), g.const(d, "float64"))

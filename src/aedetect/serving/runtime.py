@@ -1,12 +1,15 @@
 """Scoring without TensorFlow: a verified model folder becomes scores, flags and contributions in NumPy.
 
-The network is a stack of dense layers (see `aedetect.model.network`), so inference is a few float32
+The network is a stack of dense layers (see `aedetect.model.network`), so inference is a few
 matrix products; importing TensorFlow to compute them costs seconds and most of a process's
 memory. `load_scorer(model_dir)` verifies the folder (`aedetect.store.folder.read_manifest`), reads
 the weights from `weights.npz` (written beside `model.keras` at save time and listed with its
-sha256 in the manifest) and reuses the library's NumPy preprocessing and score code, so the
-numbers are those of the Keras path (a test keeps them within 1e-6 relative, flags identical).
-(`aedetect.store.weights`)."""
+sha256 in the manifest; `aedetect.store.weights`) and reuses the library's NumPy preprocessing and
+score code. The network runs in float64 on the float32 preprocessed rows and float32 weights, as
+the Keras path's inference pass does (`AutoencoderDetector`): in float32, the residual
+(reconstruction - input) of a well-reconstructed row loses most of its digits to cancellation, and
+two float32 implementations differ there by over 1e-4 relative. In float64 the scores are those
+of the Keras path within `KERAS_RTOL` relative on every row (`tests/test_runtime.py`)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,9 @@ from aedetect.store.folder import ModelFolder, open_folder, read_history
 from aedetect.store.weights import ACTIVATIONS, WEIGHTS_FILE, read_weights
 
 CHUNK = 2048  # rows per block: a block's activations stay in the CPU caches
+# The documented bound (docs/serving.md) on |runtime - Keras path| / |Keras path| per row score,
+# both in float64 from the same float32 weights (what remains is the order of the sums).
+KERAS_RTOL = 1e-9
 
 
 def _cores() -> int:
@@ -58,7 +64,9 @@ class Scorer(OutlierConventions):
     def __init__(self, manifest, layers, path: Path | None = None):
         self.manifest_ = manifest
         self.path = path
-        self.layers = layers
+        self.layers = layers  # as stored: float32 (the ONNX export builds its graph from them)
+        # the network in float64, like the Keras path's inference pass (module docstring)
+        self.layers64 = [(np.asarray(k, "float64"), np.asarray(b, "float64"), a) for k, b, a in layers]
         params = manifest.detector_params
         # A dataset schema: the input is a typed table (None: numbers only)
         self.schema = None if params.get("schema") is None else DatasetSchema.model_validate(params["schema"])
@@ -94,16 +102,16 @@ class Scorer(OutlierConventions):
 
     # -- the computation --------------------------------------------------------------------
     def reconstruct(self, x_pre: np.ndarray) -> np.ndarray:
-        """The network's output for preprocessed float32 rows."""
-        h = x_pre
-        for kernel, bias, activation in self.layers:
+        """The network's output (float64) for preprocessed rows (float32, as the preprocessing gives)."""
+        h = np.asarray(x_pre, dtype="float64")
+        for kernel, bias, activation in self.layers64:
             h = h @ kernel
             h += bias
             h = ACTIVATIONS[activation](h)
         return h
 
     def residuals(self, x_pre: np.ndarray) -> np.ndarray:
-        """reconstruction - x for preprocessed rows (float32, like the Keras path)."""
+        """reconstruction - x for preprocessed rows, in float64 like the Keras path."""
         r = self.reconstruct(x_pre)
         r -= x_pre
         return r
