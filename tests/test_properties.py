@@ -71,11 +71,13 @@ def _plain(v: str) -> bool:
 
 
 def _good_value(token: str, lo: float, hi: float) -> float | None:
+    core = token.strip(" \t")  # spaces and tabs around a number are ignored on every path
     try:
-        v = float(token)
+        v = float(core)
     except ValueError:
         return None
-    if "_" in token or token != token.strip() or not math.isfinite(v) or not lo <= v <= hi:
+    # Python's float() also reads "1_0" and other scripts' digits ("１"); a CSV number is ASCII
+    if "_" in core or not core.isascii() or core != core.strip() or not math.isfinite(v) or not lo <= v <= hi:
         return None
     return v
 
