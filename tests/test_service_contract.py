@@ -135,6 +135,34 @@ def test_serve_reports_a_failed_bind_in_one_line(model_dir, monkeypatch, capsys)
     assert "serving" not in err and "Traceback" not in err
 
 
+def test_the_service_socket_turns_nagle_off_on_every_connection():
+    """asyncio sets TCP_NODELAY on accepted connections only when the listening socket says
+    IPPROTO_TCP; `serve`'s socket (made with protocol 0 before) made keep-alive clients wait for
+    the delayed ACK, about 40 ms a request."""
+    from aedetect.cli.score_commands import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    seen = {}
+
+    async def main():
+        def accepted(reader, writer):
+            seen["nodelay"] = writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(100):
+                if "nodelay" in seen:
+                    break
+                await asyncio.sleep(0.01)
+            writer.close()
+
+    asyncio.run(main())
+    assert sock.proto == socket.IPPROTO_TCP and seen["nodelay"] == 1
+
+
 @pytest.mark.parametrize("with_key, examples", [
     (False, 6), (True, 4), pytest.param(False, 200, marks=pytest.mark.slow),
     pytest.param(True, 100, marks=pytest.mark.slow)])
