@@ -58,6 +58,19 @@ def guide_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def model_with_reference(model_dir, tmp_path_factory):
+    """`model_dir`'s numbers-only model saved again with a drift reference (reference.json)."""
+    from aedetect.model.detector import load_detector
+    from aedetect.monitoring.reference import build_reference
+
+    det = load_detector(model_dir)
+    df = generate_transactions(3000, 0.01, seed=5)
+    det.reference_ = build_reference(det, df[df["Class"] == 0], anomalies=df[df["Class"] == 1],
+                                     anomaly_rows=(int(df["Class"].sum()), len(df)), time_column="Time")
+    return det.save(tmp_path_factory.mktemp("drift") / "model")
+
+
+@pytest.fixture(scope="session")
 def detector(model_dir):
     from aedetect.model.detector import load_detector
 

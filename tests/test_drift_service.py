@@ -12,11 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
-from aedetect.model.detector import load_detector
 from aedetect.monitoring.reference import (
     MAX_NAME_CHARS,
     Reference,
-    build_reference,
     categorical_profile,
     flagged_promise,
     load_reference,
@@ -28,15 +26,6 @@ from aedetect.store.folder import read_manifest
 
 FEATURES = list(CREDITCARD.features)
 CAP = 300
-
-
-@pytest.fixture(scope="module")
-def model_with_reference(model_dir, tmp_path_factory):
-    det = load_detector(model_dir)
-    df = generate_transactions(3000, 0.01, seed=5)
-    det.reference_ = build_reference(det, df[df["Class"] == 0], anomalies=df[df["Class"] == 1],
-                                     anomaly_rows=(int(df["Class"].sum()), len(df)), time_column="Time")
-    return det.save(tmp_path_factory.mktemp("drift") / "model")
 
 
 @pytest.fixture(scope="module")

@@ -105,17 +105,10 @@ def raw_outputs(result) -> dict:
 
 # -- models and their servers -----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def numbers_model(model_dir, tmp_path_factory):
+def numbers_model(model_with_reference):
     """conftest's numbers-only model (no dataset schema), with a drift reference."""
-    from aedetect.model.detector import load_detector
-    from aedetect.monitoring.reference import build_reference
-
-    det = load_detector(model_dir)
-    df = generate_transactions(3000, 0.01, seed=5)
-    det.reference_ = build_reference(det, df[df["Class"] == 0], anomalies=df[df["Class"] == 1],
-                                     anomaly_rows=(int(df["Class"].sum()), len(df)), time_column="Time")
-    assert getattr(load_scorer(model_dir), "schema", None) is None
-    return det.save(tmp_path_factory.mktemp("v2-numbers") / "numbers")
+    assert getattr(load_scorer(model_with_reference), "schema", None) is None
+    return model_with_reference
 
 
 def _train(table: pd.DataFrame, schema, out: Path):
