@@ -105,10 +105,13 @@ def raw_outputs(result) -> dict:
 
 # -- models and their servers -----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def numbers_model(model_with_reference):
-    """conftest's numbers-only model (no dataset schema), with a drift reference."""
+def numbers_model(model_with_reference, tmp_path_factory):
+    """conftest's numbers-only model (no dataset schema), with a drift reference, in a folder
+    named `numbers` (the V2 model name)."""
+    import shutil
+
     assert getattr(load_scorer(model_with_reference), "schema", None) is None
-    return model_with_reference
+    return shutil.copytree(model_with_reference, tmp_path_factory.mktemp("v2-numbers") / "numbers")
 
 
 def _train(table: pd.DataFrame, schema, out: Path):
