@@ -53,6 +53,9 @@ EntityOpt = Annotated[str, typer.Option(help="comma-separated entity columns (ca
 OverwriteOpt = Annotated[bool, typer.Option(
     "--overwrite", help="replace an existing output (a folder only when aedetect wrote it); without "
     "it, an existing output is refused")]
+LabelsDbOpt = Annotated[str | None, typer.Option(
+    "--labels-db", help="the review store's verdicts as --labels, read from its database URL "
+    "(sqlite:///alerts.db, postgresql+psycopg://...)")]
 SchemaOpt = Annotated[Path | None, typer.Option(
     "--schema", help="schema file (.yaml/.json, see `aedetect schema infer`) instead of inference")]
 SeedOpt = Annotated[int, typer.Option(help="seed for the split, the weights and the shuffling")]

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from aedetect.cli.common import (
     JsonOpt,
+    LabelsDbOpt,
     OverwriteOpt,
     UsageError,
     console,
@@ -301,9 +302,7 @@ def monitor(
         "1 fraud / 0 legit): each window's precision among its flagged rows that were reviewed, "
         "fraud / (fraud + legit), shown when the file has no label column (drift.json has it "
         "always); no recall: rows that were not flagged are never reviewed")] = None,
-    labels_db: Annotated[str | None, typer.Option(
-        "--labels-db", help="the review store's verdicts as --labels, read from its database URL "
-        "(sqlite:///alerts.db, postgresql+psycopg://...)")] = None,
+    labels_db: LabelsDbOpt = None,
     id_column: Annotated[str | None, typer.Option(
         help="the transaction id column, for --labels [default: transaction_id, else the model's "
         "id column]")] = None,

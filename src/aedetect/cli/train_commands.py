@@ -20,6 +20,7 @@ from aedetect.cli.common import (
     IdsOpt,
     JsonOpt,
     LabelOpt,
+    LabelsDbOpt,
     OverwriteOpt,
     ProtocolOpt,
     SchemaOpt,
@@ -198,9 +199,7 @@ def train(
         "rows without a verdict are labelled 0 (normal: a fraud nobody reviewed trains as a normal "
         "row, as it does without labels). The labels serve --use-labels, the threshold rules and "
         "the test metrics")] = None,
-    labels_db: Annotated[str | None, typer.Option(
-        "--labels-db", help="the review store's verdicts as --labels, read from its database URL "
-        "(sqlite:///alerts.db, postgresql+psycopg://...)")] = None,
+    labels_db: LabelsDbOpt = None,
     labels_id_column: Annotated[str | None, typer.Option(
         help="--data's transaction id column, for --labels [default: the column transaction_id, else "
         "the table's id column]")] = None,
