@@ -41,6 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import httpx
 import numpy as np
+from common import wrk
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -89,28 +90,6 @@ def start(args: list[str], port: int, path: str = "/healthz") -> subprocess.Pope
         if proc.poll() is not None:
             raise SystemExit(proc.stderr.read().decode())
     raise SystemExit(f"{args[0]} did not start")
-
-
-def wrk(url: str, seconds: int, connections: int, script: str | None = None, headers: dict | None = None) -> dict:
-    """wrk's latency percentiles (ms) and requests/s, keep-alive connections."""
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    for k, v in (headers or {}).items():
-        cmd += ["-H", f"{k}: {v}"]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(script or "")
-    cmd += ["-s", f.name, url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    os.unlink(f.name)
-
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        value, unit = float(m.group(1)), m.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    codes = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return {"p50": ms("50"), "p90": ms("90"), "p99": ms("99"), "rps": rps, "bad": int(codes.group(1)) if codes else 0,
-            "out": out}
 
 
 def fill(url: str, n: int) -> float:

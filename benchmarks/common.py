@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,6 +17,55 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REAL_DATA = Path(os.environ.get("AEDETECT_CACHE", "/tmp/aedata")) / "creditcard.csv"
 OUT_DIR = Path(os.environ.get("AEDETECT_BENCH_OUT", "runs/bench"))
+
+
+def run_process(cmd: list[str], pythonpath: str | None = None) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS in MB of one whole process
+    (`pythonpath`: a src/ folder to run instead of the installed one); exits on failure."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def wrk(url: str, seconds: int, connections: int, script: str | None = None, headers: dict | None = None,
+        threads: int = 1) -> dict:
+    """One run of wrk (the native load generator, keep-alive connections): latency percentiles
+    (ms), requests/s, non-2xx answers (`bad`), socket errors (connect, read, write, timeout) and
+    its whole output (`out`, for what a Lua `script` prints)."""
+    import re
+    import tempfile
+
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    for k, v in (headers or {}).items():
+        cmd += ["-H", f"{k}: {v}"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script or "")
+    cmd += ["-s", f.name, url]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    codes = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"p50": ms("50"), "p90": ms("90"), "p99": ms("99"),
+            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "bad": int(codes.group(1)) if codes else 0,
+            "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0, "out": out}
 
 
 def machine() -> str:

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from aedetect.cli import data_commands, review_commands, score_commands, train_commands
-from aedetect.cli.common import UsageError, console, out  # noqa: F401 (the CLI's surface)
+from aedetect.cli.common import UsageError, console, fill_lazy_help, out  # noqa: F401 (the CLI's surface)
 from aedetect.errors import AedetectError
 
 QUIET_HELP = "only errors and results: no progress bars or status lines"
@@ -51,10 +51,18 @@ def _group(help: str, **kwargs) -> typer.Typer:
     return typer.Typer(help=help, **PLAIN, **kwargs)
 
 
+class _Command(typer.core.TyperCommand):
+    """A command whose option help is completed when it is shown (`common.fill_lazy_help`)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        fill_lazy_help(self.params)
+        super().format_help(ctx, formatter)
+
+
 def _add(group: typer.Typer, command, name: str | None = None) -> None:
     """Register `command` in `group`, with -q and its first paragraph as its line in the list."""
     first = inspect.cleandoc(command.__doc__ or "").split("\n\n")[0]
-    group.command(name, short_help=" ".join(first.split()))(_with_quiet(command))
+    group.command(name, cls=_Command, short_help=" ".join(first.split()))(_with_quiet(command))
 
 
 app = _group("Anomaly detection in tabular data with autoencoders.", no_args_is_help=True,

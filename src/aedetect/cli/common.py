@@ -63,6 +63,13 @@ SplitSeedOpt = Annotated[int, typer.Option(help="seed for the split")]
 ProtocolOpt = Annotated[str, typer.Option(help="split protocol: 'guide' or 'time'")]
 
 
+# Option help that takes the estimator or the metrics (scikit-learn, ~0.9 s) to write is a
+# placeholder, filled in by `fill_lazy_help` only when a command's help is shown: running
+# `aedetect score` never imports what only `aedetect train --help` needs.
+SETTINGS_PLACEHOLDER = "{settings}"
+RULES_PLACEHOLDER = "{threshold rules}"
+
+
 def settings_help_text() -> str:
     from aedetect.training.config import settings_help
 
@@ -74,6 +81,17 @@ def rules_help() -> str:
 
     return ("threshold rule: " + "; ".join(f"{r.name}: {r.description}" for r in RULES.values())
             + " [default: normal_percentile]")
+
+
+_LAZY_HELP = {SETTINGS_PLACEHOLDER: settings_help_text, RULES_PLACEHOLDER: rules_help}
+
+
+def fill_lazy_help(params) -> None:
+    """Replace the placeholders in the help of Click parameters `params` (before help is shown)."""
+    for p in params:
+        for placeholder, text in _LAZY_HELP.items():
+            if isinstance(getattr(p, "help", None), str) and placeholder in p.help:
+                p.help = p.help.replace(placeholder, text())
 
 
 def need_tensorflow():
@@ -187,7 +205,7 @@ def parse_units(text: str | None) -> list[int] | str | None:
 
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="a setting as key=value, repeatable, e.g. --set learning_rate=3e-3 --set "
-    "alerts_per_day=20. Settings and defaults: " + settings_help_text())]
+    "alerts_per_day=20. Settings and defaults: " + SETTINGS_PLACEHOLDER)]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="a JSON (or YAML) file of settings, e.g. a run's saved config; --set and "
     "the flags override it")]

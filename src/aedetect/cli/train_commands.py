@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from aedetect.cli.common import (
+    RULES_PLACEHOLDER,
     CategoricalOpt,
     ConfigOpt,
     CreditDataOpt,
@@ -38,7 +39,6 @@ from aedetect.cli.common import (
     parse_units,
     print_metrics,
     read_data,
-    rules_help,
     train_config,
 )
 
@@ -166,7 +166,7 @@ def train(
         "(docs/experiments.md) [default: auto]")] = None,
     epochs: Annotated[int | None, typer.Option(
         help="at most; 'auto' (--set epochs=auto) from the row count [default: auto]")] = None,
-    threshold_rule: Annotated[str | None, typer.Option(help=rules_help())] = None,
+    threshold_rule: Annotated[str | None, typer.Option(help=RULES_PLACEHOLDER)] = None,
     input_pipeline: Annotated[str | None, typer.Option(
         help="'memory' or 'tfrecord' [default: memory]")] = None,
     use_labels: Annotated[bool | None, typer.Option(

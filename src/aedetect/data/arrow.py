@@ -67,13 +67,19 @@ def parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
         col = b["column"]
         if b.get("history"):  # computed from other rows, not read: `aedetect.data.history.attach_history`
             continue
-        raw = batch.column(col).to_pandas()
+        raw = batch.column(col)
         if b["kind"] in ("onehot", "frequency"):
-            frame[col] = raw
+            frame[col] = raw.to_pandas()
             continue
-        v, problems = preprocessor.read_input(j, raw)
-        why = np.full(n, None, dtype=object)
+        v, problems = preprocessor.read_input(j, raw)  # Arrow as read: clean numbers skip pandas
         bad = problems != None  # noqa: E711 (element-wise on object arrays)
+        if not bad.any() and not b.get("datetime"):  # the usual column: every value good, in range
+            with np.errstate(invalid="ignore"):
+                fine = not ((v < lo[j]) | (v > hi[j])).any()
+            if fine and (b.get("indicator") or not np.isnan(v).any()):
+                frame[col] = v
+                continue
+        why = np.full(n, None, dtype=object)
         why[bad] = [f"column {col!r}: {p}" for p in problems[bad]]
         if not b.get("datetime"):
             with np.errstate(invalid="ignore"):  # in range, but beyond what the model can score
@@ -84,7 +90,7 @@ def parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
             why[np.isnan(v) & ~bad] = f"column {col!r}: empty value"
         first = (why != None) & (reasons == None)  # noqa: E711 (element-wise on object arrays)
         reasons[first] = why[first]
-        frame[col] = pd.Series(v)
+        frame[col] = v
     return pd.DataFrame(frame), reasons
 
 

@@ -30,6 +30,8 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from aedetect.errors import DataError
 
@@ -62,9 +64,46 @@ def out_of_range_reason(value) -> str:
 
 
 def _series(values) -> pd.Series:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.to_pandas().reset_index(drop=True)
     s = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, dtype=object)
                                                                if np.ndim(values) else [values])
     return s.reset_index(drop=True)
+
+
+def _clean_numbers(values) -> np.ndarray | None:
+    """Float64 values of a column whose every value is a plain finite number or missing, in one
+    vectorised Arrow cast; None when any value needs the per-value rules of `read_numbers`.
+
+    Arrow parses text strictly (no surrounding spaces, no `1_000`) and rounds exactly as
+    Python's `float` does, so whatever it accepts reads as the per-value rules read it (a
+    property test holds the two to each other); NaN and infinities, which it accepts as text,
+    send the column to those rules, which refuse them with a reason."""
+    if isinstance(values, pd.Series):
+        if not (pd.api.types.is_string_dtype(values) or pd.api.types.is_numeric_dtype(values)) \
+                or pd.api.types.is_bool_dtype(values):
+            return None
+        try:
+            values = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+    elif not isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return None
+    kind = values.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+            or pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
+        return None
+    try:
+        cast = pc.cast(values, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    v = np.array(cast.to_numpy(zero_copy_only=False), dtype="float64")  # writable: callers mask it
+    ok = np.isfinite(v)
+    if cast.null_count:
+        ok |= cast.is_null().to_numpy(zero_copy_only=False)
+    if not ok.all() or (np.abs(v[np.isfinite(v)]) > MAX_ABS_VALUE).any():
+        return None
+    return v
 
 
 def _is_text_dtype(s: pd.Series) -> bool:
@@ -75,8 +114,11 @@ def _empty(s: pd.Series) -> np.ndarray:
     """Missing cells: null, NaN, or text that is empty (or only spaces)."""
     missing = s.isna().to_numpy().copy()
     if _is_text_dtype(s):
-        text = s.map(lambda v: isinstance(v, str) and not v.strip(), na_action="ignore")
-        missing |= text.fillna(False).to_numpy(dtype=bool)
+        try:  # vectorised; non-text values in an object column give NaN (not blank)
+            blank = s.str.strip().eq("")
+        except (AttributeError, TypeError):  # an object column with no text (or bytes)
+            return missing
+        missing |= blank.fillna(False).to_numpy(dtype=bool)
     return missing
 
 
@@ -95,8 +137,16 @@ def raise_first(problems: np.ndarray, column: str, source: str | None = "input")
 def read_numbers(values) -> tuple[np.ndarray, np.ndarray]:
     """Float64 values and per-row problems of a numeric column. Missing cells are NaN with no
     problem (the caller decides whether the model reads gaps); out-of-range magnitudes, text
-    that is not a number, infinities and booleans are problems."""
-    s = _series(values)
+    that is not a number, infinities and booleans are problems. `values`: a pandas Series, an
+    Arrow array (read without pandas when every value is clean), or anything array-like."""
+    fast = _clean_numbers(values)
+    if fast is not None:
+        return fast, np.full(len(fast), None, dtype=object)
+    return _read_numbers_by_value(_series(values))
+
+
+def _read_numbers_by_value(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """`read_numbers` for a column with a value that needs the per-value rules (or a reason)."""
     n = len(s)
     problems = np.full(n, None, dtype=object)
     if pd.api.types.is_bool_dtype(s):
@@ -110,8 +160,11 @@ def read_numbers(values) -> tuple[np.ndarray, np.ndarray]:
         not_number = np.zeros(n, dtype=bool)
     else:
         empty = _empty(s)
-        flags = s.map(lambda x: isinstance(x, (bool, np.bool_)), na_action="ignore")
-        booleans = flags.fillna(False).to_numpy(dtype=bool)
+        if s.dtype == object:  # Python objects: a boolean among them is refused
+            flags = s.map(lambda x: isinstance(x, (bool, np.bool_)), na_action="ignore")
+            booleans = flags.fillna(False).to_numpy(dtype=bool)
+        else:  # a text column holds no booleans
+            booleans = np.zeros(n, dtype=bool)
         v = pd.to_numeric(s.where(~booleans), errors="coerce").to_numpy(dtype="float64", na_value=np.nan,
                                                                          copy=True)
         for i in np.flatnonzero(booleans):

@@ -271,9 +271,9 @@ class Preprocessor:
         when not allowed)."""
         b = self.blocks[j]
         c = b["column"]
-        if isinstance(values, np.ndarray) and values.dtype.kind == "f" and not b.get("datetime") \
-                and not b.get("boolean"):
-            v = values.astype("float64")  # a matrix column: already numbers
+        if isinstance(values, (np.ndarray, pd.Series)) and values.dtype.kind == "f" \
+                and not b.get("datetime") and not b.get("boolean"):
+            v = np.asarray(values, dtype="float64")  # a matrix column or read numbers: no text to read
         else:
             v, problems = self.read_input(j, values)
             raise_first(problems, c, None)
@@ -506,6 +506,8 @@ class Preprocessor:
         """Sum per-output-feature contributions back to the input columns (rows keep their sums)."""
         sources = self.sources
         names = list(dict.fromkeys(sources))
+        if names == list(sources):  # one feature per column (numbers only): nothing to sum
+            return names, contributions
         index = {c: i for i, c in enumerate(names)}
         to_col = np.zeros((len(sources), len(names)), dtype=contributions.dtype)
         to_col[np.arange(len(sources)), [index[s] for s in sources]] = 1.0
@@ -516,49 +518,72 @@ class Preprocessor:
         row i, e.g. `merchant_category='jewelry' (unseen)`, `amount=1520.5`, `device=(missing)`.
 
         `columns` holds column names, or positions in `names` (faster on many rows)."""
-        cols = self._columns(X)
-        if names is None:
-            names, positions = np.unique(np.asarray(columns, dtype=str), return_inverse=True)
-            columns = positions.reshape(np.shape(columns))
-        out = np.empty(np.shape(columns), dtype=object)
-        by_name = {b["column"]: b for b in self.blocks}
-        for j in np.unique(columns):
-            name = names[j]
-            b = by_name[name]
-            rows, ranks = np.nonzero(columns == j)
-            raw = cols[name]
-            raw = raw.to_numpy() if isinstance(raw, pd.Series) else np.asarray(raw)
-            picked = pd.Series(raw[rows])
-            # Built with NumPy's string operations: a reason per row of a large file, fast.
-            if b["kind"] in ("onehot", "frequency"):
-                cats = _categories(picked).to_numpy(dtype=str)
-                seen = list(b["frequencies"] if b["kind"] == "frequency" else
-                            b["categories"] + b.get("rare", []))
-                note = np.where(~np.isin(cats, seen), " (unseen)",
-                                np.where(np.isin(cats, b.get("rare", [])), " (rare)", ""))
-                text = np.char.add(np.char.add(np.char.add(f"{name}='", cats), "'"), note)
-                text = np.where(cats == MISSING, f"{name}=(missing)", text)
-            elif b.get("history"):  # in the team's words: "card_id: 9 payments in the last 1h"
-                from aedetect.data.history import describe_feature
+        texts = self.reason_texts(X, columns, names)
+        return texts.to_numpy(zero_copy_only=False).reshape(np.shape(columns), order="F")
 
-                others = {c: np.asarray(cols[c])[rows] for c in self.feature_names
-                          if c.startswith(name.rsplit(".", 1)[0] + ".")}
-                text = describe_feature(name, pd.to_numeric(picked, errors="coerce").to_numpy(dtype="float64"),
-                                        others)
-            else:
-                missing = picked.isna().to_numpy()
-                if b.get("datetime"):  # as the date the model read, however it came: text in the
-                    # column's format, seconds since 1970 or a timestamp (the batch scorer passes
-                    # seconds, the service the request's text): one display everywhere
-                    seconds, _ = read_datetimes(picked, b.get("format"))
-                    missing = missing | np.isnan(seconds)
-                    shown = _as_dates(np.where(np.isnan(seconds), 0.0, seconds))
-                else:  # float32's shortest text: 7 significant digits, converted in C
-                    v = pd.to_numeric(picked, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-                    shown = v.astype(np.float32).astype(str)
-                text = np.where(missing, f"{name}=(missing)", np.char.add(f"{name}=", shown))
-            out[rows, ranks] = text
-        return out
+    def reason_texts(self, X, columns: np.ndarray, names: Sequence[str] | None = None):
+        """`describe`'s reasons as one Arrow string array, rank after rank (the n rows' first
+        reasons, then their second...: `columns[i, r]`'s at r * n + i): built column by column
+        in Arrow and NumPy, no Python string per row, so a file's millions of reasons cost a
+        fraction of its scoring."""
+        import pyarrow as pa
+
+        cols = self._columns(X)
+        columns = np.asarray(columns)
+        if names is None:
+            names, positions = np.unique(columns.astype(str), return_inverse=True)
+            columns = positions.reshape(columns.shape)
+        n = len(columns)
+        flat = columns.ravel(order="F")
+        if not len(flat):
+            return pa.array([], pa.string())
+        order = np.argsort(flat, kind="stable")  # the cells of each column together, in row order
+        grouped = flat[order]
+        bounds = np.r_[np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]), len(order)]
+        by_name = {b["column"]: b for b in self.blocks}
+        parts = []
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            name = names[grouped[start]]
+            parts.append(self._column_reasons(by_name[name], name, cols, order[start:end] % n))
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return pa.concat_arrays(parts).take(pa.array(inverse))
+
+    def _column_reasons(self, b: dict, name: str, cols, rows: np.ndarray):
+        """The reasons naming column `name` on `rows`, as an Arrow string array."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        raw = cols[name]
+        raw = raw.to_numpy() if isinstance(raw, pd.Series) else np.asarray(raw)
+        picked = pd.Series(raw[rows])
+        if b["kind"] in ("onehot", "frequency"):
+            cats = _categories(picked).to_numpy(dtype=str)
+            seen = list(b["frequencies"] if b["kind"] == "frequency" else b["categories"] + b.get("rare", []))
+            note = np.where(~np.isin(cats, seen), " (unseen)",
+                            np.where(np.isin(cats, b.get("rare", [])), " (rare)", ""))
+            text = np.strings.add(np.strings.add(np.strings.add(f"{name}='", cats), "'"), note)
+            return pa.array(np.where(cats == MISSING, f"{name}=(missing)", text), pa.string())
+        if b.get("history"):  # in the team's words: "card_id: 9 payments in the last 1h"
+            from aedetect.data.history import describe_feature
+
+            others = {c: np.asarray(cols[c])[rows] for c in self.feature_names
+                      if c.startswith(name.rsplit(".", 1)[0] + ".")}
+            return pa.array(np.asarray(describe_feature(
+                name, pd.to_numeric(picked, errors="coerce").to_numpy(dtype="float64"), others), dtype=str),
+                pa.string())
+        missing = picked.isna().to_numpy()
+        if b.get("datetime"):  # as the date the model read, however it came: text in the column's
+            # format, seconds since 1970 or a timestamp (the batch scorer passes seconds, the
+            # service the request's text): one display everywhere
+            seconds, _ = read_datetimes(picked, b.get("format"))
+            missing = missing | np.isnan(seconds)
+            shown = pa.array(_as_dates(np.where(np.isnan(seconds), 0.0, seconds)), pa.string())
+        else:  # float32's shortest text, positional from 1e-7 to 1e21 (1520.5, 3, 0.000025): Arrow's
+            v = pd.to_numeric(picked, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            shown = pc.cast(pa.array(v.astype(np.float32)), pa.string())
+        text = pc.binary_join_element_wise(f"{name}=", shown, "")
+        return pc.if_else(pa.array(missing), f"{name}=(missing)", text) if missing.any() else text
 
     # -- persistence --------------------------------------------------------------------------
     def to_config(self) -> dict:

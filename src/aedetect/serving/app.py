@@ -242,7 +242,8 @@ def _metrics(registry: CollectorRegistry) -> dict:
     return {
         "requests": Counter("aedetect_requests", "HTTP requests", ["route", "status"],
                             registry=registry),
-        "latency": Histogram("aedetect_request_latency_seconds", "request latency", ["route"],
+        # by status too: under overload the accepted requests' latency is read apart from the 503s'
+        "latency": Histogram("aedetect_request_latency_seconds", "request latency", ["route", "status"],
                              buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),
                              registry=registry),
         "scored": Counter("aedetect_transactions_scored", "transactions scored", registry=registry),
@@ -330,8 +331,9 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
                 response = await call_next(request)
         else:
             response = await call_next(request)
-        m["requests"].labels(route, str(response.status_code)).inc()
-        m["latency"].labels(route).observe(time.perf_counter() - start)
+        status = str(response.status_code)
+        m["requests"].labels(route, status).inc()
+        m["latency"].labels(route, status).observe(time.perf_counter() - start)
         return response
 
     @app.exception_handler(RequestValidationError)

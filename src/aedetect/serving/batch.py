@@ -299,10 +299,10 @@ def _scored_table(det, batch, x, rows, keep_cols, features, top_k, drivers=None)
         picked = x[flags] if isinstance(x, np.ndarray) else x[flags].reset_index(drop=True)
         drivers.update(top_columns(det.preprocessor_, picked, contrib[flags], 1)[0][:, 0].tolist())
     if top_k > 0:
-        names, values, reasons = top_columns(det.preprocessor_, x, contrib, top_k)
+        names, values, reasons = top_columns(det.preprocessor_, x, contrib, top_k, arrow=True)
         for i in range(names.shape[1]):
             cols[f"top{i + 1}_feature"] = pa.array(names[:, i], pa.string())
-            cols[f"top{i + 1}_reason"] = pa.array(reasons[:, i], pa.string())
+            cols[f"top{i + 1}_reason"] = reasons[i]
             cols[f"top{i + 1}_contribution"] = pa.array(values[:, i], pa.float64())
     return pa.table(cols)
 
@@ -402,13 +402,17 @@ def score_file(
                 n_skipped += int(bad.sum()) + len(passed)
                 good = ~bad
                 if good.any():
-                    x_good = x[good] if isinstance(x, np.ndarray) else x[good].reset_index(drop=True)
-                    table = _scored_table(detector, batch.filter(pa.array(good)), x_good, rows[good],
+                    if good.all():  # the usual chunk: nothing to filter out
+                        x_good, batch_good = x, batch
+                    else:
+                        x_good = x[good] if isinstance(x, np.ndarray) else x[good].reset_index(drop=True)
+                        batch_good = batch.filter(pa.array(good))
+                    table = _scored_table(detector, batch_good, x_good, rows[good],
                                           keep, features, top_k, drivers)
                     out_schema = table.schema
                     writer.write(table)
                     if on_flagged is not None:
-                        _hand_flagged(on_flagged, batch.filter(pa.array(good)), x_good, table, features, history)
+                        _hand_flagged(on_flagged, batch_good, x_good, table, features, history)
                     n_scored += int(good.sum())
                     n_flagged += int(table.column("flag").to_numpy().sum())
                 n_read += n + len(passed)

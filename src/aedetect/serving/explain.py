@@ -13,13 +13,17 @@ import numpy as np
 from aedetect.serving.runtime import top_features
 
 
-def top_columns(preprocessor, X, contributions: np.ndarray, k: int):
+def top_columns(preprocessor, X, contributions: np.ndarray, k: int, *, arrow: bool = False):
     """The `k` input columns contributing most to each row's score.
 
     Returns (columns [n, k], contributions [n, k], reasons [n, k]); row sums over all columns
-    equal the scores."""
+    equal the scores. `arrow`: the reasons as k Arrow string arrays (first reasons, second...),
+    never Python strings: the batch scorer writes them as they are."""
     names, per_column = preprocessor.column_contributions(contributions)
-    positions, values = top_features(per_column, np.arange(len(names)), k)
-    positions = positions.astype(np.int64)
+    positions, values = top_features(per_column, None, k)
     columns = np.asarray(names, dtype=object)[positions]
-    return columns, values, preprocessor.describe(X, positions, names)
+    if not arrow:
+        return columns, values, preprocessor.describe(X, positions, names)
+    texts = preprocessor.reason_texts(X, positions, names)
+    n = len(positions)
+    return columns, values, [texts.slice(r * n, n) for r in range(positions.shape[1])]

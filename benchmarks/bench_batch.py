@@ -1,0 +1,114 @@
+"""Batch scoring against the cost of reading the file: whole processes, paired and alternated.
+
+Each repeat runs, one after the other, the floor (a Python process that imports pyarrow and
+reads the CSV with `pyarrow.csv.read_csv`, all cores) and `aedetect score` of the same file
+(3 reasons per row, CSV out, the defaults). Medians over `--repeats` pairs of wall seconds,
+CPU seconds and peak RSS, and their ratios; the load average is printed beside them (a figure
+taken above 1.5 is no measurement: run it alone).
+
+Then in-process rows/s of scoring with reasons (`Scorer.score_matrix` and the top-3 reasons,
+`aedetect.serving.explain.top_columns`) on the file's rows already in memory: the model's
+own cost, without reading or writing.
+
+    python benchmarks/bench_batch.py [--data creditcard.csv] [--model DIR] [--repeats 5]
+
+Without --model, a model is trained once (`aedetect train --epochs 2`: speed does not depend on
+the epochs). Without --data, the real ULB file (fetched and verified).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import report, run_process, table
+
+
+def in_process_rate(model_dir: Path, data: Path, repeats: int) -> tuple[int, float, float]:
+    """Rows, best seconds of score_matrix + top-3 reasons over the whole file in memory, and the
+    seconds of the same without reasons."""
+    import pyarrow.csv as pacsv
+
+    from aedetect.data.arrow import parse_rows
+    from aedetect.serving.explain import top_columns
+    from aedetect.serving.runtime import load_scorer
+
+    scorer = load_scorer(model_dir)
+    table_ = pacsv.read_csv(data)
+    x, _ = parse_rows(table_, list(scorer.feature_names_in_), scorer.preprocessor_,
+                      table=scorer.schema is not None)
+
+    def with_reasons():
+        _, contrib = scorer.score_matrix(x)
+        top_columns(scorer.preprocessor_, x, contrib, 3, arrow=True)  # as the batch scorer calls it
+
+    def best(fn):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    with_reasons()  # warm: first-use allocations
+    return len(x), best(with_reasons), best(lambda: scorer.score_matrix(x))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=None, help="CSV to score (default: the real ULB file)")
+    ap.add_argument("--model", type=Path, default=None, help="model folder (default: trained once here)")
+    ap.add_argument("--repeats", type=int, default=5, help="paired whole-process runs (median)")
+    args = ap.parse_args()
+    cli = str(Path(sys.executable).with_name("aedetect"))
+    data = args.data
+    if data is None:
+        from aedetect.data.fetch import fetch_creditcard
+
+        data = fetch_creditcard()
+    with tempfile.TemporaryDirectory(prefix="aedetect-bench-") as tmp:
+        work = Path(tmp)
+        model = args.model
+        if model is None:
+            model = work / "model"
+            run_process([cli, "train", "--data", str(data), "--out", str(model), "--epochs", "2", "-q"])
+        commands = {
+            "pyarrow read_csv": [sys.executable, "-c", f"import pyarrow.csv as c; c.read_csv({str(data)!r})"],
+            "aedetect score": [cli, "score", "--model", str(model), "--data", str(data),
+                               "--out", str(work / "scored.csv"), "--overwrite", "-q"],
+        }
+        runs: dict[str, list] = {name: [] for name in commands}
+        loads = []
+        for _ in range(args.repeats):
+            for name, cmd in commands.items():  # alternated: drift in the machine hits both
+                runs[name].append(run_process(cmd))
+            loads.append(os.getloadavg()[0])
+        med = {name: [statistics.median(r[i] for r in rows) for i in range(3)] for name, rows in runs.items()}
+        n, with_reasons, scores_only = in_process_rate(model, data, 3)
+    load = os.getloadavg()[0]
+    base, ours = med["pyarrow read_csv"], med["aedetect score"]
+    rows = [[name, *m] for name, m in med.items()]
+    rows.append(["ratio (score / read)", ours[0] / base[0], ours[1] / base[1], ours[2] / base[2]])
+    body = (f"{data.name}, {n:,} rows; median of {args.repeats} alternated pairs; load average during "
+            f"the pairs {min(loads):.2f}-{max(loads):.2f}\n\n"
+            + table(["whole process", "wall s", "CPU s", "peak RSS MB"], rows)
+            + "\n\nEach pair's wall seconds (read, score): "
+            + ", ".join(f"({a[0]:.2f}, {b[0]:.2f})" for a, b in zip(runs["pyarrow read_csv"],
+                                                                  runs["aedetect score"], strict=True))
+            + "\n\n" + table(["in process, rows in memory", "s", "rows/s"],
+                             [["scores + top-3 reasons", with_reasons, n / with_reasons],
+                              ["scores only", scores_only, n / scores_only]])
+            + f"\n\nload average at the end {load:.2f}")
+    if max(loads + [load]) > 1.5:
+        body += "\n\n**A load average above 1.5: something else ran; these figures are no measurement.**"
+    print(body)
+    report("batch", "Batch scoring against reading the file", body)
+
+
+if __name__ == "__main__":
+    main()
