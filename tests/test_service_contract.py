@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
-from aedetect.serving.app import ServiceSettings, _Gate, create_app
+from aedetect.serving.app import INLINE_ROWS, ServiceSettings, _Gate, create_app
 
 FEATURES = list(CREDITCARD.features)
 KEY = "s3cret"
@@ -107,7 +107,8 @@ def test_overload_gets_503_with_retry_after_and_bounded_wait(model_dir, tx, monk
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             async def one():
                 start = time.perf_counter()
-                r = await c.post("/v1/score", json={"transactions": [tx]})
+                # more than INLINE_ROWS: computed in the thread pool, the loop stays free to refuse
+                r = await c.post("/v1/score", json={"transactions": [tx] * (INLINE_ROWS + 1)})
                 return r, time.perf_counter() - start
             return await asyncio.gather(*(one() for _ in range(6)))
 

@@ -203,11 +203,10 @@ def serve(
     sock = listening_socket(host, port)  # bound before the model loads and before saying "serving"
     api = create_app(folder, settings)  # loads no TensorFlow for a plain folder
     auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
-    # A second, coarser gate before the app: connections beyond the app's slots and queue (and
-    # a few for /healthz and /metrics) get uvicorn's plain 503 before their request is parsed,
-    # so a CPU-starved event loop does not pile up work it will answer too late.
-    server = uvicorn.Server(uvicorn.Config(
-        api, log_level="warning", limit_concurrency=max_concurrent + max_queue + 8))
+    # The app's gate (slots and queue) is the one refusal: 503 with Retry-After. uvicorn's own
+    # limit_concurrency counts open connections, so 30 keep-alive clients, idle or not, would get
+    # its plain 503 on every request.
+    server = uvicorn.Server(uvicorn.Config(api, log_level="warning"))
     console.print(f"serving {escape(str(model_dir))} on http://{host}:{sock.getsockname()[1]} "
                   f"(API-key auth {auth})")
     server.run(sockets=[sock])

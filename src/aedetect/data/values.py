@@ -87,6 +87,11 @@ def _clean_numbers(values) -> np.ndarray | None:
             values = pa.array(values, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return None
+    elif isinstance(values, np.ndarray) and values.dtype.kind in "iuf":  # numbers already
+        v = values.astype("float64")  # a copy: callers mask it
+        with np.errstate(invalid="ignore"):
+            clean = np.isfinite(v).all() and (np.abs(v) <= MAX_ABS_VALUE).all()
+        return v if clean else None  # a NaN (a gap) or a bad value: the per-value rules
     elif not isinstance(values, (pa.Array, pa.ChunkedArray)):
         return None
     kind = values.type

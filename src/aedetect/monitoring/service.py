@@ -37,9 +37,9 @@ def bounded_categories(values: pd.Series, known: frozenset[str]) -> np.ndarray:
     """Category values as the drift buffer keeps them: a missing value stays missing, a category
     of the reference stays as it is (the statistics count it), any other value becomes text of at
     most 100 characters (`bounded_name`; the statistics put all of them in one "other" cell)."""
-    raw = values.to_numpy(dtype=object)
+    raw = np.asarray(values, dtype=object)
     out = np.full(len(raw), None, dtype=object)
-    for i in np.flatnonzero(~pd.isna(values).to_numpy()):
+    for i in np.flatnonzero(~pd.isna(raw)):
         text = str(raw[i])
         out[i] = text if text in known else bounded_name(text)
     return out
@@ -59,14 +59,14 @@ class RingBuffer:
         self._next = 0
         self._lock = threading.Lock()
 
-    def add(self, x: pd.DataFrame, scores: np.ndarray) -> None:
+    def add(self, x, scores: np.ndarray) -> None:
+        """Append rows: `x` maps each column to its values (a DataFrame or a dict of arrays)."""
         scores = np.asarray(scores, dtype="float64")[-self.size:]
-        x = x.iloc[-self.size:]
         n = len(scores)
         with self._lock:
             idx = (self._next + np.arange(n)) % self.size
             for c, buf in self.columns.items():
-                buf[idx] = x[c].to_numpy()
+                buf[idx] = np.asarray(x[c])[-self.size:]
             self.scores[idx] = scores
             self._next = int((self._next + n) % self.size)
             self.count = min(self.size, self.count + n)
@@ -97,15 +97,19 @@ class DriftMonitor:
         self._latest_seen = -1
 
     def observe(self, x, scores) -> None:
+        """Add scored rows: `x` a DataFrame or a mapping of columns (as `Preprocessor.canonical`
+        gives them), or a matrix in the reference's column order."""
         if self.ref is None:
             return
-        if not isinstance(x, pd.DataFrame):
-            x = pd.DataFrame(np.asarray(x), columns=list(self.ref.columns))
-        dates = [c for c, p in self.ref.columns.items() if p.get("transform") == "hour_of_day"]
-        if dates:  # kept as seconds in the numeric buffer; the comparison takes their hour
-            x = x.assign(**{c: seconds(x[c]) for c in dates})
-        if self._known:  # bounded, so traffic cannot make the window hold long strings
-            x = x.assign(**{c: bounded_categories(x[c], known) for c, known in self._known.items()})
+        if isinstance(x, (pd.DataFrame, dict)):
+            x = {c: x[c] for c in self.ref.columns}
+        else:
+            x = dict(zip(self.ref.columns, np.asarray(x).T, strict=True))
+        for c, p in self.ref.columns.items():
+            if p.get("transform") == "hour_of_day":  # kept as seconds; the comparison takes the hour
+                x[c] = seconds(x[c])
+        for c, known in self._known.items():  # bounded: traffic cannot fill the window with long text
+            x[c] = bounded_categories(x[c], known)
         self.buffer.add(x, scores)
 
     def latest(self) -> dict:

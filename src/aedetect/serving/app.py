@@ -34,6 +34,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -48,6 +49,7 @@ from aedetect.serving.explain import top_columns
 from aedetect.store.folder import ModelFolder, open_folder
 
 API_KEY_HEADER = "X-API-Key"
+INLINE_ROWS = 16  # requests of up to this many transactions are scored on the event loop
 
 
 class ServiceSettings(BaseModel):
@@ -163,6 +165,13 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
                         **fields)
 
 
+def _column(values: list) -> np.ndarray:
+    """One column of a request's transactions: numbers or booleans as such, anything else
+    (text, integer category codes, gaps) as Python objects, never coerced to one another."""
+    arr = np.asarray(values)
+    return arr if arr.dtype.kind in "fb" else np.array(values, dtype=object)
+
+
 def _datetime_field(spec) -> tuple[Any, dict]:
     """A datetime column's field: text in its format (or ISO 8601), or seconds since 1970."""
     fmt = f" in the format {spec.format}" if spec.format else " (ISO 8601)"
@@ -221,6 +230,67 @@ class _Gate:
 
     def leave(self) -> None:
         self._sem.release()
+
+
+class _Limits:
+    """Body limits, the scoring gate and the request metrics, as plain ASGI (Starlette's
+    BaseHTTPMiddleware runs each request in a task of its own with streams between: a large
+    part of a one-transaction request's cost).
+
+    A POST needs a Content-Length (411) within `max_body_bytes` (413); the scoring routes pass
+    the gate or get a 503 with Retry-After. Every request is counted and timed by route template
+    and status."""
+
+    def __init__(self, app, settings: ServiceSettings, gate: _Gate, metrics: dict):
+        self.app, self.settings, self.gate, self.m = app, settings, gate, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, route = time.perf_counter(), route_label(scope["path"])
+        status = [500]  # what the app answered; 500 if it raised before answering
+
+        async def sent(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope, route)
+            if refusal is not None:
+                await refusal(scope, receive, sent)
+            elif scope["method"] == "POST" and route in SCORING_ROUTES:  # they share the slots and the queue
+                if await self.gate.enter():
+                    try:
+                        await self.app(scope, receive, sent)
+                    finally:
+                        self.gate.leave()
+                else:
+                    retry = max(1, math.ceil(self.settings.queue_timeout_s))
+                    await JSONResponse({_error_key(route): "the service is at capacity; retry later"}, 503,
+                                       headers={"Retry-After": str(retry)})(scope, receive, sent)
+            else:
+                await self.app(scope, receive, sent)
+        finally:
+            self.m["requests"].labels(route, str(status[0])).inc()
+            self.m["latency"].labels(route, str(status[0])).observe(time.perf_counter() - start)
+
+    def _refusal(self, scope, route: str) -> JSONResponse | None:
+        """411 or 413 for a POST whose Content-Length is missing or over the limit."""
+        if scope["method"] != "POST":
+            return None
+        length = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is None or not length.isdigit():
+            return JSONResponse({_error_key(route): "a Content-Length header is required"}, 411)
+        if int(length) > self.settings.max_body_bytes:
+            return JSONResponse({_error_key(route): f"request body of {length} bytes exceeds the limit of "
+                                 f"{self.settings.max_body_bytes}"}, 413)
+        return None
+
+
+def _error_key(route: str) -> str:
+    """The open inference protocol's errors are {"error": message}; /v1's are {"detail": ...}."""
+    return "error" if route.startswith("/v2") else "detail"
 
 
 def _problems(*codes: int, ref: bool = False) -> dict:
@@ -304,37 +374,7 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
     drift = install_drift(app, folder, registry, guarded, settings.drift_window,  # /v1/drift
                           responses=_problems(*auth, 404))
 
-    @app.middleware("http")
-    async def limit_and_measure(request: Request, call_next):
-        path, start = request.url.path, time.perf_counter()
-        route = route_label(path)
-        # the open inference protocol's errors are {"error": message}; /v1's are {"detail": ...}
-        key = "error" if route.startswith("/v2") else "detail"
-        if request.method == "POST":
-            length = request.headers.get("content-length")
-            if length is None or not length.isdigit():
-                response = JSONResponse({key: "a Content-Length header is required"}, 411)
-            elif int(length) > settings.max_body_bytes:
-                response = JSONResponse({key: f"request body of {length} bytes exceeds the "
-                                         f"limit of {settings.max_body_bytes}"}, 413)
-            elif route in SCORING_ROUTES:  # both scoring routes share the slots and the queue
-                if await gate.enter():
-                    try:
-                        response = await call_next(request)
-                    finally:
-                        gate.leave()
-                else:
-                    retry = max(1, math.ceil(settings.queue_timeout_s))
-                    response = JSONResponse({key: "the service is at capacity; retry later"},
-                                            503, headers={"Retry-After": str(retry)})
-            else:
-                response = await call_next(request)
-        else:
-            response = await call_next(request)
-        status = str(response.status_code)
-        m["requests"].labels(route, status).inc()
-        m["latency"].labels(route, status).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(_Limits, settings=settings, gate=gate, metrics=m)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -381,39 +421,51 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
 
     @app.post("/v1/score", response_model=ScoreResponse, dependencies=guarded,
               responses=_problems(400, *auth, 411, 413, 422, 503))
-    def score(body: ScoreRequest) -> ScoreResponse:  # sync: runs in the thread pool, off the loop
-        if table_model:
-            import pandas as pd
+    async def score(body: ScoreRequest) -> JSONResponse:
+        # A few transactions take well under a millisecond: computed on the event loop, with no
+        # hop to a worker thread and no handing the GIL to and fro with the loop on every NumPy
+        # or Arrow call (under 16 keep-alive clients that ping-pong cost more than the scoring).
+        # A larger request goes to the thread pool, so the loop keeps answering meanwhile.
+        if len(body.transactions) <= INLINE_ROWS:
+            return compute(body)
+        return await run_in_threadpool(compute, body)
 
-            x = pd.DataFrame({name: [getattr(t, f"f{i}") for t in body.transactions]
-                              for i, name in enumerate(given)})
+    def compute(body) -> JSONResponse:
+        if table_model:  # the columns as arrays: the preprocessor reads a mapping of columns
+            x = {name: _column([getattr(t, f"f{i}") for t in body.transactions]) for i, name in enumerate(given)}
         else:
             x = np.array([[getattr(t, f"f{i}") for i in range(len(names))] for t in body.transactions])
         if history is None:
             return respond(body, x, *det.score_matrix(x))
+        import pandas as pd
+
+        x = pd.DataFrame(x)
         read = pd.DataFrame({c: [getattr(t, a) for t in body.transactions] for c, a in history_fields.items()})
         with history.pending(pd.concat([x, read], axis=1), [t.id for t in body.transactions]) as features:
             x = pd.concat([x, features], axis=1)[names]
             scored = det.score_matrix(x)  # the rows are stored once they scored
         return respond(body, x, *scored)
 
-    def respond(body, x, scores: np.ndarray, contrib: np.ndarray) -> ScoreResponse:
+    def respond(body, x, scores: np.ndarray, contrib: np.ndarray) -> JSONResponse:
         flags = scores > det.threshold_
         if settings.top_k:
             top_n, top_e, top_r = top_columns(det.preprocessor_, x, contrib, settings.top_k)
-        m["scored"].inc(len(x))
+        m["scored"].inc(len(scores))
         m["flagged"].inc(int(flags.sum()))
         if alerts is not None and flags.any():
             keep_alerts(body, x, scores, flags, (top_n, top_e, top_r) if settings.top_k else None)
-        drift.observe(det.preprocessor_.canonical(x) if table_model else x, scores)  # as the model reads them
+        # as the model reads them (a dict of arrays: no DataFrame to build)
+        drift.observe(det.preprocessor_.canonical(x, frame=False) if table_model else x, scores)
+        # ScoreResponse's shape as plain JSON: every value is built here from checked numbers
+        # and text, so validating it again (FastAPI does for a returned model) would only cost.
         results = [
-            ScoreResult(id=t.id, score=float(s), flag=bool(f), top_features=[
-                FeatureContribution(feature=n, contribution=float(e), reason=r)
-                for n, e, r in zip(top_n[i], top_e[i], top_r[i], strict=True)
-            ] if settings.top_k else [])
-            for i, (t, s, f) in enumerate(zip(body.transactions, scores, flags, strict=True))
+            {"id": t.id, "score": s, "flag": f, "top_features": [
+                {"feature": n, "contribution": e, "reason": r}
+                for n, e, r in zip(top_n[i], top_e[i].tolist(), top_r[i], strict=True)
+            ] if settings.top_k else []}
+            for i, (t, s, f) in enumerate(zip(body.transactions, scores.tolist(), flags.tolist(), strict=True))
         ]
-        return ScoreResponse(threshold=det.threshold_, results=results)
+        return JSONResponse({"threshold": det.threshold_, "results": results})
 
     def keep_alerts(body, x, scores, flags, top) -> None:
         """Hand the flagged transactions to the background writer (never waits on the database)."""
