@@ -170,3 +170,15 @@ def test_a_request_without_an_entity_or_with_a_null_one_is_a_422_naming_it(train
     r = client.post("/v1/score", json={"transactions": [{**tx, "card_id.count_1h": 3}]})
     assert r.status_code == 422  # a history column is computed, never given
     assert len(client.app.state.history) == len(load_scorer(d / "m").history_state_.rows)  # nothing stored
+
+
+def test_a_model_with_history_refuses_several_workers(trained):
+    """Its entity state lives in the serving process: `--workers 2` is a one-line usage error."""
+    import subprocess
+    import sys
+
+    d, _, _ = trained
+    run = subprocess.run([sys.executable, "-m", "aedetect.cli", "serve", "--model", str(d / "m"),
+                          "--workers", "2", "--port", "0"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "entity history" in run.stderr and "--workers 1" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import sys
 import time
 
 import httpx
+import psutil
 import pytest
 from contract import schemathesis_failures
 from fastapi.testclient import TestClient
@@ -214,3 +216,55 @@ def test_omitting_a_nullable_field_is_a_422_naming_it(table_app):
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"] == ["body", "transactions", 0, nullable[0]]
     assert r.json()["detail"][0]["msg"] == "Field required"
+
+
+def _serve(args: list[str], port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli", "serve", *args, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read())
+    proc.kill()
+    raise AssertionError("the service did not start")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_several_workers_answer_alike_and_metrics_sum_over_them(model_dir, tx, tmp_path, monkeypatch):
+    """`serve --workers 2`: two processes on one port, each answering with the scores of the
+    single-process service, and /metrics counting every request whichever worker took it (the
+    workers' counts meet in PROMETHEUS_MULTIPROC_DIR: a file per worker that answered)."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    port = _free_port()
+    proc = _serve(["--model", str(model_dir), "--workers", "2"], port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        single = TestClient(create_app(model_dir)).post("/v1/score", json={"transactions": [tx]}).json()
+        scores = set()
+        for _ in range(60):  # fresh connections: the kernel hands them to either worker
+            with httpx.Client() as c:
+                r = c.post(f"{base}/v1/score", json={"transactions": [tx]})
+                assert r.status_code == 200, r.text
+                scores.add(r.json()["results"][0]["score"])
+        assert scores == {single["results"][0]["score"]}
+        workers = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        answered = {int(f.stem.rsplit("_", 1)[1]) for f in tmp_path.glob("counter_*.db")}
+        assert len(answered & workers) == 2, (answered, workers)  # both workers took requests
+        line = next(x for x in httpx.get(f"{base}/metrics").text.splitlines()
+                    if x.startswith('aedetect_requests_total{route="/v1/score",status="200"}'))
+        assert float(line.split()[-1]) == 60.0  # summed over the workers
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert list(tmp_path.iterdir())  # a folder the user gave is kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -167,6 +168,10 @@ def serve(
     alerts: Annotated[str | None, typer.Option(
         help="review store URL (sqlite:///alerts.db, postgresql+psycopg://...): flagged "
         "transactions of /v1/score become alerts, written in the background (counted in /metrics)")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="server processes answering on the port [default: one per core, at most 4; one "
+        "for a model with entity history, whose state lives in the process]. /metrics sums the "
+        "workers' counts; /v1/drift is the answering worker's own window")] = None,
 ):
     """Serve the model over HTTP: POST /v1/score, /v2 (KServe), GET /healthz, /v1/model, /v1/drift, /metrics.
 
@@ -201,15 +206,52 @@ def serve(
 
     folder = open_folder(model_dir)
     sock = listening_socket(host, port)  # bound before the model loads and before saying "serving"
-    api = create_app(folder, settings)  # loads no TensorFlow for a plain folder
+    api = create_app(folder, settings)  # loads no TensorFlow for a plain folder; checks it all
     auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
+    stateful = api.state.history is not None
+    if workers is not None and workers > 1 and stateful:
+        raise UsageError(f"--workers {workers}: this model computes entity history, whose state lives in "
+                         "the serving process; serve it with --workers 1 (docs/history.md)")
+    from aedetect.serving.runtime import usable_cores
+
+    n = workers or (1 if stateful else min(usable_cores(), 4))
+    console.print(f"serving {escape(str(model_dir))} on http://{host}:{sock.getsockname()[1]} "
+                  f"(API-key auth {auth}; {n} worker{'s' if n > 1 else ''})")
     # The app's gate (slots and queue) is the one refusal: 503 with Retry-After. uvicorn's own
     # limit_concurrency counts open connections, so 30 keep-alive clients, idle or not, would get
     # its plain 503 on every request.
-    server = uvicorn.Server(uvicorn.Config(api, log_level="warning"))
-    console.print(f"serving {escape(str(model_dir))} on http://{host}:{sock.getsockname()[1]} "
-                  f"(API-key auth {auth})")
-    server.run(sockets=[sock])
+    if n == 1:
+        uvicorn.Server(uvicorn.Config(api, log_level="warning")).run(sockets=[sock])
+    else:
+        if api.state.alerts is not None:  # each worker writes its own alerts
+            api.state.alerts.close()
+        del api  # each worker builds its own from the same folder and settings
+        _serve_workers(folder.path, settings, sock, n)
+
+
+def _serve_workers(model: Path, settings, sock, n: int) -> None:
+    """`n` uvicorn worker processes on the bound socket `sock`, each with its own app
+    (`serving.app.app_from_env`); their counters meet in a folder (Prometheus' multiprocess
+    mode): PROMETHEUS_MULTIPROC_DIR when set, else one of their own, removed when they stop."""
+    import json
+    import shutil
+    import tempfile
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from aedetect.serving.app import SERVE_ENV
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")  # the user's folder: used, and kept
+    shared = given or tempfile.mkdtemp(prefix="aedetect-metrics-")
+    os.environ[SERVE_ENV] = json.dumps({"model": str(model), "settings": settings.model_dump()})
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+    try:
+        config = uvicorn.Config("aedetect.serving.app:app_from_env", factory=True, workers=n, log_level="warning")
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        if not given:
+            shutil.rmtree(shared, ignore_errors=True)
 
 
 def spark_score(

@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from contextlib import asynccontextmanager
+from operator import attrgetter
 from typing import Annotated, Any
 
 import numpy as np
@@ -163,6 +164,43 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
     fields["id"] = (StrictStr | StrictInt | None, Field(None, description="echoed back in the result"))
     return create_model("Transaction", __config__=ConfigDict(extra="forbid", populate_by_name=False),
                         **fields)
+
+
+def _add_schemas(app: FastAPI, schemas: dict) -> None:
+    """Put `schemas` into the components of the app's OpenAPI document when it is built."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            build().setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+class _Json(JSONResponse):
+    """JSON encoded by orjson (a 1,000-transaction answer in about a tenth of the time)."""
+
+    def render(self, content) -> bytes:
+        import orjson
+
+        return orjson.dumps(content)
+
+
+def _read_body(model: type[BaseModel], raw: bytes, content_type: str | None):
+    """A request body read as FastAPI reads a model parameter (JSON when the Content-Type is
+    JSON or absent; the same 422 on a bad value), but parsed and validated in one pass by
+    pydantic: FastAPI decodes the JSON into Python objects first, then validates those, about
+    twice the time on 1,000 transactions."""
+    from pydantic import ValidationError
+
+    kind = (content_type or "application/json").split(";", 1)[0].strip().lower()
+    try:
+        if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+            return model.model_validate_json(raw)
+        return model.model_validate(raw)  # not JSON: refused as FastAPI refuses it (not an object)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
 def _column(values: list) -> np.ndarray:
@@ -309,6 +347,14 @@ def _problems(*codes: int, ref: bool = False) -> dict:
 
 
 def _metrics(registry: CollectorRegistry) -> dict:
+    """The service's counters and latency histogram, shown in `registry`. Under several worker
+    processes (`aedetect serve --workers`, which sets PROMETHEUS_MULTIPROC_DIR) each worker
+    writes them to that folder and /metrics shows their sums over the workers."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        MultiProcessCollector(registry)
+        registry = None  # the workers' files are the values; not this process's again
     return {
         "requests": Counter("aedetect_requests", "HTTP requests", ["route", "status"],
                             registry=registry),
@@ -320,6 +366,18 @@ def _metrics(registry: CollectorRegistry) -> dict:
         "flagged": Counter("aedetect_transactions_flagged", "transactions flagged",
                            registry=registry),
     }
+
+
+SERVE_ENV = "AEDETECT_SERVE"  # the model folder and settings of `app_from_env`, as JSON
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process of `aedetect serve --workers N` (uvicorn imports this by
+    name in each worker): the model folder and settings the command put in `SERVE_ENV`."""
+    import json
+
+    spec = json.loads(os.environ[SERVE_ENV])
+    return create_app(spec["model"], ServiceSettings.model_validate(spec["settings"]))
 
 
 def _public_manifest(manifest) -> dict:
@@ -419,9 +477,17 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
     history_fields = {c.name: f"h{j}" for j, c in enumerate(schema.columns)
                       if c.name in history_inputs(schema)} if schema is not None else {}
 
+    # The body is read by `_read_body`, so the request model goes into the OpenAPI document
+    # by hand, under its name, as FastAPI would put it there.
+    request_schema = ScoreRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    _add_schemas(app, {"ScoreRequest": request_schema, **request_schema.pop("$defs", {})})
+
     @app.post("/v1/score", response_model=ScoreResponse, dependencies=guarded,
-              responses=_problems(400, *auth, 411, 413, 422, 503))
-    async def score(body: ScoreRequest) -> JSONResponse:
+              responses=_problems(400, *auth, 411, 413, 422, 503),
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": {"$ref": "#/components/schemas/ScoreRequest"}}}}})
+    async def score(request: Request) -> JSONResponse:
+        body = _read_body(ScoreRequest, await request.body(), request.headers.get("content-type"))
         # A few transactions take well under a millisecond: computed on the event loop, with no
         # hop to a worker thread and no handing the GIL to and fro with the loop on every NumPy
         # or Arrow call (under 16 keep-alive clients that ping-pong cost more than the scoring).
@@ -430,11 +496,12 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
             return compute(body)
         return await run_in_threadpool(compute, body)
 
-    def compute(body) -> JSONResponse:
+    def compute(body) -> _Json:
         if table_model:  # the columns as arrays: the preprocessor reads a mapping of columns
-            x = {name: _column([getattr(t, f"f{i}") for t in body.transactions]) for i, name in enumerate(given)}
+            x = {name: _column(list(map(attrgetter(f"f{i}"), body.transactions))) for i, name in enumerate(given)}
         else:
-            x = np.array([[getattr(t, f"f{i}") for i in range(len(names))] for t in body.transactions])
+            row = attrgetter(*(f"f{i}" for i in range(len(names))))
+            x = np.array(list(map(row, body.transactions)), dtype="float64").reshape(len(body.transactions), -1)
         if history is None:
             return respond(body, x, *det.score_matrix(x))
         import pandas as pd
@@ -446,7 +513,7 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
             scored = det.score_matrix(x)  # the rows are stored once they scored
         return respond(body, x, *scored)
 
-    def respond(body, x, scores: np.ndarray, contrib: np.ndarray) -> JSONResponse:
+    def respond(body, x, scores: np.ndarray, contrib: np.ndarray) -> _Json:
         flags = scores > det.threshold_
         if settings.top_k:
             top_n, top_e, top_r = top_columns(det.preprocessor_, x, contrib, settings.top_k)
@@ -458,14 +525,17 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
         drift.observe(det.preprocessor_.canonical(x, frame=False) if table_model else x, scores)
         # ScoreResponse's shape as plain JSON: every value is built here from checked numbers
         # and text, so validating it again (FastAPI does for a returned model) would only cost.
+        if not np.isfinite(scores).all():  # never a null score in the answer
+            raise DataError(f"a score is not finite ({scores[~np.isfinite(scores)][0]}): the model cannot score "
+                            "these values")
+        tops = (zip(top_n.tolist(), top_e.tolist(), top_r.tolist(), strict=True) if settings.top_k
+                else (([], [], []) for _ in scores))
         results = [
-            {"id": t.id, "score": s, "flag": f, "top_features": [
-                {"feature": n, "contribution": e, "reason": r}
-                for n, e, r in zip(top_n[i], top_e[i].tolist(), top_r[i], strict=True)
-            ] if settings.top_k else []}
-            for i, (t, s, f) in enumerate(zip(body.transactions, scores.tolist(), flags.tolist(), strict=True))
+            {"id": t.id, "score": s, "flag": f,
+             "top_features": [{"feature": n, "contribution": e, "reason": r} for n, e, r in zip(*top, strict=True)]}
+            for t, s, f, top in zip(body.transactions, scores.tolist(), flags.tolist(), tops, strict=True)
         ]
-        return JSONResponse({"threshold": det.threshold_, "results": results})
+        return _Json({"threshold": det.threshold_, "results": results})
 
     def keep_alerts(body, x, scores, flags, top) -> None:
         """Hand the flagged transactions to the background writer (never waits on the database)."""

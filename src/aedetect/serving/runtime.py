@@ -34,7 +34,8 @@ CHUNK = 2048  # rows per block: a block's activations stay in the CPU caches
 KERAS_RTOL = 1e-9
 
 
-def _cores() -> int:
+def usable_cores() -> int:
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -182,7 +183,7 @@ class Scorer(OutlierConventions):
         from threadpoolctl import threadpool_limits
 
         starts = range(0, len(x_pre), CHUNK)
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(min(_cores(), len(starts))) as pool:
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(min(usable_cores(), len(starts))) as pool:
             parts = list(pool.map(lambda s: self._contributions(x_pre[s:s + CHUNK]), starts))
         return np.concatenate(parts)
 
