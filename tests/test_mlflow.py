@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import mlflow  # the `mlflow` extra (in `dev`): mlflow-skinny
 import numpy as np
 import pandas as pd
 import pytest
+from servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -274,12 +274,6 @@ print("tensorflow" in sys.modules)
     assert re.search(r"/artifacts/code/aedetect/__init__\.py$", where), where
     assert tensorflow == "False"
     assert_same(pd.read_parquet(tmp_path / "out.parquet"), aedetect_score(model, data, tmp_path / "ref.parquet"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:

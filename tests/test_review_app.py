@@ -2,18 +2,14 @@
 behind a session, CSRF on every form, values shown as text, and a verdict that survives the app
 being killed (a real server process)."""
 
-import os
 import re
 import signal
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 from contract import schemathesis_failures
 from fastapi.testclient import TestClient
+from servers import free_port, start_aedetect
 
 from aedetect.review.app import create_review_app
 from aedetect.review.store import AlertStore
@@ -194,24 +190,8 @@ def test_queue_page_claim_next_and_dashboard(setup):
     assert re.search(r'id="count-open">5<', queue.text) and f">tx{best}<" not in queue.text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(url: str, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli", "review", "--db", url, "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-        assert proc.poll() is None, proc.stdout.read().decode()
-    raise AssertionError("the review app did not start")
+def _start(url: str, port: int):
+    return start_aedetect(["review", "--db", url], port, timeout=60)
 
 
 def test_a_verdict_survives_the_app_being_killed(review_url):
@@ -221,7 +201,7 @@ def test_a_verdict_survives_the_app_being_killed(review_url):
     token = store.add_user("ann", "analyst", "password1")
     store.add_alerts([alert(i) for i in range(1, 6)])
     store.close()
-    port = _free_port()
+    port = free_port()
     procs = [_start(review_url, port)]
     try:
         headers = {"Authorization": f"Bearer {token}"}

@@ -16,7 +16,6 @@ package (in the dev extra; no browser download: it drives /usr/bin/chromium)."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +55,6 @@ def cli(*args, env=None):
                           text=True, env=env or ENV, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
 import sys
 import time
 
@@ -14,6 +13,7 @@ import psutil
 import pytest
 from contract import schemathesis_failures
 from fastapi.testclient import TestClient
+from servers import free_port, start_aedetect
 
 from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.generate import generate_transactions
@@ -218,35 +218,13 @@ def test_omitting_a_nullable_field_is_a_422_naming_it(table_app):
     assert r.json()["detail"][0]["msg"] == "Field required"
 
 
-def _serve(args: list[str], port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "aedetect.cli", "serve", *args, "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-        if proc.poll() is not None:
-            raise AssertionError(proc.stderr.read())
-    proc.kill()
-    raise AssertionError("the service did not start")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_several_workers_answer_alike_and_metrics_sum_over_them(model_dir, tx, tmp_path, monkeypatch):
     """`serve --workers 2`: two processes on one port, each answering with the scores of the
     single-process service, and /metrics counting every request whichever worker took it (the
     workers' counts meet in PROMETHEUS_MULTIPROC_DIR: a file per worker that answered)."""
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    port = _free_port()
-    proc = _serve(["--model", str(model_dir), "--workers", "2"], port)
+    port = free_port()
+    proc = start_aedetect(["serve", "--model", str(model_dir), "--workers", "2"], port)
     try:
         base = f"http://127.0.0.1:{port}"
         single = TestClient(create_app(model_dir)).post("/v1/score", json={"transactions": [tx]}).json()
@@ -266,5 +244,5 @@ def test_several_workers_answer_alike_and_metrics_sum_over_them(model_dir, tx, t
     finally:
         proc.terminate()
         proc.wait(30)
-    assert proc.returncode == 0, proc.stderr.read()
+    assert proc.returncode == 0, proc.stdout.read().decode()
     assert list(tmp_path.iterdir())  # a folder the user gave is kept
