@@ -361,3 +361,26 @@ def test_the_schema_table_says_how_missing_values_are_read():
     assert re.search(r"\d+(\.\d+)?% missing: imputed with the training median, flagged in "
                      r"account_age_days:missing", notes["account_age_days"])
     assert "missing" not in notes["amount"]
+
+
+def test_all_columns_keep_one_type_when_a_chunk_is_read_as_text(trained, table, tmp_path):
+    """A chunk whose number column holds a bad value is read as text (so the rule names it);
+    the chunks around it were read typed. With --all-columns and skipped bad rows, the number
+    columns come out as the model read them in every chunk: one type from start to end."""
+    from aedetect.serving.batch import score_file
+    from aedetect.serving.runtime import load_scorer
+
+    text = table.head(600).to_csv(index=False).splitlines()
+    header = text[0].split(",")
+    row = text[450].split(",")
+    row[header.index("amount")] = "12x"  # not a number, in the third chunk
+    text[450] = ",".join(row)
+    src = tmp_path / "in.csv"
+    src.write_text("\n".join(text) + "\n")
+    out = tmp_path / "out.parquet"
+    s = score_file(load_scorer(trained[0]), src, out, all_columns=True, chunk_rows=200, on_bad_rows="skip")
+    assert s.rows_skipped == 1 and s.rows_scored == 599
+    scored = pd.read_parquet(out)
+    assert str(scored["amount"].dtype) == "float64" and str(scored["merchant_category"].dtype) in ("object", "str")
+    kept = table.head(600).drop(index=449).reset_index(drop=True)
+    np.testing.assert_array_equal(scored["amount"].to_numpy(), kept["amount"].to_numpy())

@@ -178,3 +178,20 @@ def test_an_output_with_no_scored_row_has_the_columns_of_one_that_has(detector, 
     good = score_file(detector, write_table(frame.head(5), tmp_path / "ok.csv"), tmp_path / "ok-out.csv",
                       id_columns=["tx_id"])
     assert list(pd.read_csv(s.output).columns) == list(pd.read_csv(good.output).columns)
+
+
+@pytest.mark.parametrize("text", ["NaN", "nan", "inf", "-Infinity"])
+def test_number_text_the_reader_would_take_is_refused_as_written(detector, frame, tmp_path, text):
+    """The CSV reader types number columns and reads "NaN" or "inf" as numbers; the one reading
+    of values refuses them (a gap is an empty cell), naming the text as written, whatever the
+    chunk. Read as a number, "NaN" would have become a gap the model imputes or calls empty."""
+    src = tmp_path / "in.csv"
+    lines = frame.head(300).to_csv(index=False).splitlines()
+    header = lines[0].split(",")
+    row = lines[120].split(",")
+    row[header.index("V5")] = text
+    lines[120] = ",".join(row)
+    src.write_text("\n".join(lines) + "\n")
+    why = "not finite" if "nf" in text.lower() else "not a number"
+    with pytest.raises(DataError, match=rf"row 120: column 'V5': value '{text}' is {why}"):
+        score_file(detector, src, tmp_path / "out.csv", chunk_rows=100)

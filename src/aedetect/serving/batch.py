@@ -86,9 +86,9 @@ class _Source:
     bad row is (1-based data row within the chunk, reason).
     """
 
-    def __init__(self, path: Path, features: list[str], chunk_rows: int):
+    def __init__(self, path: Path, features: list[str], chunk_rows: int, numbers: frozenset[str] = frozenset()):
         check_input_file(path)
-        self.path, self.fmt = path, table_format(path)
+        self.path, self.fmt, self._numbers = path, table_format(path), numbers
         self.size = path.stat().st_size
         if self.size == 0:
             raise DataError(f"{path}: the file is empty")
@@ -99,10 +99,15 @@ class _Source:
                 self._file = _Lines(pa.CompressedInputStream(self._raw, codec)) if codec else self._raw
                 self._header = self._file.readline()
                 self._block = _block_size(path, chunk_rows, codec)
+                # Number columns are typed by the reader; a chunk where one does not parse is
+                # read again with them as text, so the per-value rules name the bad value.
                 self._types = {c: pa.string() for c in features}
+                self._typed = {**self._types, **{c: pa.float64() for c in numbers}}
                 self._first = self._read_chunk()
                 self.schema = self._first[0].schema
                 self._types = dict(zip(self.schema.names, self.schema.types, strict=True))
+                self._types.update({c: pa.string() for c in features})
+                self._typed = {**self._types, **{c: pa.float64() for c in numbers}}
             else:
                 self._pf = pq.ParquetFile(path)
                 self.schema = self._pf.schema_arrow
@@ -122,6 +127,19 @@ class _Source:
             if not more:
                 break
             data += more
+        buffer = pa.py_buffer(self._header + data)
+        try:
+            table, bad = self._parse(buffer, self._typed)
+        except pa.ArrowInvalid:  # a number column holds something that is no number
+            return self._parse(buffer, self._types)
+        # The reader takes "NaN" and "inf" as numbers; the rules refuse them (a gap is an empty
+        # cell, never the text NaN), naming the text as written: read such a chunk as text.
+        if any(pc.all(pc.is_finite(table.column(i))).as_py() is False  # None: only gaps
+               for i, c in enumerate(table.column_names) if c in self._numbers):
+            return self._parse(buffer, self._types)
+        return table, bad
+
+    def _parse(self, buffer, types: dict) -> tuple[pa.Table, list]:
         bad: list = []
 
         def on_invalid(row) -> str:
@@ -131,10 +149,10 @@ class _Source:
             return "skip"
 
         table = pacsv.read_csv(
-            pa.py_buffer(self._header + data),
-            read_options=pacsv.ReadOptions(use_threads=False, block_size=len(self._header) + len(data) + 1),
+            buffer,
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=buffer.size + 1),
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types=self._types, strings_can_be_null=True,
+            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
                                                  null_values=[""]))
         return table.combine_chunks(), bad
 
@@ -282,16 +300,20 @@ def prefetch(items: Iterator, depth: int = 2) -> Iterator:
         thread.join(timeout=5)
 
 
-def _scored_table(det, batch, x, rows, keep_cols, features, top_k, drivers=None) -> pa.Table:
+def _scored_table(det, batch, x, rows, keep_cols, features, top_k, drivers=None, numbers=frozenset()) -> pa.Table:
     """Scores, flags and the `top_k` input columns behind each score, with their values;
-    `drivers` (a Counter) counts the flagged rows by their first column."""
+    `drivers` (a Counter) counts the flagged rows by their first column. Kept `numbers`
+    columns are written as the model read them (float64, whether the chunk was read typed or
+    as text), other kept columns as the file holds them."""
     from aedetect.serving.explain import top_columns
 
     scores, contrib = det.score_matrix(x)
     cols: dict[str, pa.Array] = {"row": pa.array(rows, pa.int64())}
     for c in keep_cols:
-        cols[c] = pa.array(x[:, features.index(c)]) if c in features and isinstance(x, np.ndarray) \
-            else batch.column(c)
+        if c not in numbers:
+            cols[c] = batch.column(c)
+        else:
+            cols[c] = pa.array(x[:, features.index(c)] if isinstance(x, np.ndarray) else np.asarray(x[c], "float64"))
     cols["score"] = pa.array(scores, pa.float64())
     flags = scores > det.threshold_
     cols["flag"] = pa.array(flags.astype("int8"), pa.int8())
@@ -307,10 +329,10 @@ def _scored_table(det, batch, x, rows, keep_cols, features, top_k, drivers=None)
     return pa.table(cols)
 
 
-def _output_schema(schema: pa.Schema, keep, features, top_k: int, n_out: int) -> pa.Schema:
+def _output_schema(schema: pa.Schema, keep, numbers, top_k: int, n_out: int) -> pa.Schema:
     """The columns `_scored_table` writes, for an output in which no row could be scored."""
     fields = [("row", pa.int64())]
-    fields += [(c, pa.float64() if c in features else schema.field(c).type) for c in keep]
+    fields += [(c, pa.float64() if c in numbers else schema.field(c).type) for c in keep]
     fields += [("score", pa.float64()), ("flag", pa.int8())]
     for i in range(min(top_k, n_out)):  # as `_scored_table` writes them
         fields += [(f"top{i + 1}_feature", pa.string()), (f"top{i + 1}_reason", pa.string()),
@@ -357,14 +379,15 @@ def score_file(
     features = list(detector.feature_names_in_)
     start = time.perf_counter()
     history = _History(detector, data)
-    source = _Source(data, history.read, chunk_rows)
+    table_model = getattr(detector, "schema", None) is not None
+    numbers = _number_columns(detector, table_model)
+    source = _Source(data, history.read, chunk_rows, numbers)
     names = source.schema.names
     missing = [c for c in history.read + list(id_columns) if c not in names]
     if missing:
         source.close()
         raise DataError(f"{data}: missing column(s) {missing}; the model needs {features}"
                         + (f" and id column(s) {list(id_columns)}" if id_columns else ""))
-    table_model = getattr(detector, "schema", None) is not None
     known = detector.dataset_schema.names if table_model else features
     ignored = [c for c in names if c not in known and c not in id_columns]
     keep = names if all_columns else list(id_columns)
@@ -408,7 +431,7 @@ def score_file(
                         x_good = x[good] if isinstance(x, np.ndarray) else x[good].reset_index(drop=True)
                         batch_good = batch.filter(pa.array(good))
                     table = _scored_table(detector, batch_good, x_good, rows[good],
-                                          keep, features, top_k, drivers)
+                                          keep, features, top_k, drivers, numbers)
                     out_schema = table.schema
                     writer.write(table)
                     if on_flagged is not None:
@@ -420,7 +443,7 @@ def score_file(
                     progress(n_read, source.fraction_done(n_read))
             if n_read == 0:
                 raise DataError(f"{data}: the file has no data rows")
-            writer.commit(out_schema or _output_schema(source.schema, keep, features, top_k,
+            writer.commit(out_schema or _output_schema(source.schema, keep, numbers, top_k,
                                                        len(detector.feature_names_out_)))
             if side is not None:
                 side.commit(side_schema)
@@ -438,6 +461,15 @@ def score_file(
                         time.perf_counter() - start, ignored_columns=ignored, stale_removed=tuple(stale),
                         promise=promised_share(reference, threshold) if threshold is not None else None,
                         drivers=dict(drivers))
+
+
+def _number_columns(detector, table_model: bool) -> frozenset[str]:
+    """The input columns the model reads as plain numbers: the CSV reader may type them."""
+    pre = getattr(detector, "preprocessor_", None)
+    if not table_model or pre is None:
+        return frozenset(detector.feature_names_in_)
+    return frozenset(b["column"] for b in pre.blocks if b["kind"] not in ("onehot", "frequency", "categorical")
+                     and not b.get("datetime") and not b.get("boolean") and not b.get("history"))
 
 
 def needed_columns(detector) -> list[str]:
