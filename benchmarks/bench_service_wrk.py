@@ -27,6 +27,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -99,6 +100,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--data", type=Path, required=True, help="CSV whose first rows are sent")
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=None, help="serve's --workers (default: its own default)")
     args = ap.parse_args()
     import httpx
 
@@ -106,48 +108,72 @@ def main() -> None:
     one, batch = json.dumps({"transactions": txs[:1]}), json.dumps({"transactions": txs})
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    log = tempfile.TemporaryFile("w+")  # the server's stderr: a pipe nobody reads would fill and stall it
+    started = time.perf_counter()
     server = subprocess.Popen([str(Path(sys.executable).with_name("aedetect")), "serve", "--model",
-                               str(args.model), "--port", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+                               str(args.model), "--port", str(port)]
+                              + (["--workers", str(args.workers)] if args.workers else []),
+                              stdout=subprocess.DEVNULL, stderr=log, text=True)
     try:
-        for _ in range(200):
+        for _ in range(2000):
             try:
                 if httpx.get(f"{base}/healthz").status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.1)
+                time.sleep(0.01)
         else:
-            raise SystemExit(server.stderr.read().decode())
+            log.seek(0)
+            raise SystemExit(log.read())
+        cold = time.perf_counter() - started
         url, s = f"{base}/v1/score", args.seconds
         post(url, one, 3, 4)  # warm-up
         rows = []
 
-        def phase(name: str, r: dict, extra: str = "") -> dict:
-            load = os.getloadavg()[0]
+        def settled() -> float:
+            """The load average once the previous phase's own load has died down (below 1.0, at
+            most 90 s): what else the machine is doing. During a phase the server and wrk keep
+            the cores busy by design."""
+            for _ in range(90):
+                if os.getloadavg()[0] < 1.0:
+                    break
+                time.sleep(1)
+            return os.getloadavg()[0]
+
+        def phase(name: str, load: float, r: dict, extra: str = "") -> dict:
             rows.append([name, r["rps"], r["p50"], r["p90"], r["p99"], r["ok"], r["refused"],
                          r["other"] + r["socket_errors"], extra, load])
             print(rows[-1], flush=True)
             return r
 
-        phase("1 connection, 1 transaction", post(url, one, s, 1))
-        steady = phase("16 connections, 1 transaction", post(url, one, s, 16, threads=2))
-        phase("1 connection, 1,000 transactions", post(url, batch, s, 1))
+        phase("1 connection, 1 transaction", settled(), post(url, one, s, 1))
+        steady = phase("16 connections, 1 transaction", settled(), post(url, one, s, 16, threads=2))
+        phase("1 connection, 1,000 transactions", settled(), post(url, batch, s, 1))
         target = 2 * steady["rps"]
         connections = 64
         delay = max(1, round(connections * 1000 / target))  # each connection waits this between requests
+        load = settled()
         before = accepted_latency(base)
         over = post(url, one, s, connections, threads=2, delay_ms=delay)
         after = accepted_latency(base)
         n_ok, within_100 = share_within(before, after, "200", "0.1")
         _, within_25 = share_within(before, after, "200", "0.025")
-        phase(f"overload: 64 connections paced to {target:,.0f}/s", over,
+        phase(f"overload: 64 connections paced to {target:,.0f}/s", load, over,
               f"accepted (server side): {n_ok:,}, {within_100:.2%} within 100 ms, {within_25:.2%} within "
               f"25 ms; 503s without Retry-After: {over['no_retry']}")
+        import psutil
+
+        procs = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+        rss = [p.memory_info().rss / 2**20 for p in procs]
     finally:
         server.terminate()
         server.wait(10)
-    body = table(["phase", "requests/s", "p50 ms", "p90 ms", "p99 ms", "200", "503", "errors", "note", "load avg"],
-                 rows)
+    log.seek(0)
+    said = (log.read().strip().splitlines() or ["(no start line)"])[0]  # "serving ... (...; N workers)"
+    body = table(["phase", "requests/s", "p50 ms", "p90 ms", "p99 ms", "200", "503", "errors", "note",
+                  "load avg before"], rows)
+    body = (f"`{said}`; cold start (process start to the first 200 on /healthz) {cold:.2f} s; RSS after "
+            f"the run: {', '.join(f'{r:.0f}' for r in rss)} MB (the command, then its workers; {sum(rss):.0f} MB "
+            "in all)\n\n" + body)
     body += ("\n\nerrors: other statuses and wrk's socket errors (connect, read, write, timeout). The "
              "overload row's percentiles are wrk's, over every answer (503s included).")
     if any(r[-1] > 1.5 for r in rows):

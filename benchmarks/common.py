@@ -19,9 +19,11 @@ REAL_DATA = Path(os.environ.get("AEDETECT_CACHE", "/tmp/aedata")) / "creditcard.
 OUT_DIR = Path(os.environ.get("AEDETECT_BENCH_OUT", "runs/bench"))
 
 
-def run_process(cmd: list[str], pythonpath: str | None = None) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds (user + system) and peak RSS in MB of one whole process
-    (`pythonpath`: a src/ folder to run instead of the installed one); exits on failure."""
+def run_process(cmd: list[str], pythonpath: str | None = None) -> tuple[float, float, float, float]:
+    """Wall seconds, CPU seconds (user + system), peak RSS in MB and system seconds of one whole
+    process (`pythonpath`: a src/ folder to run instead of the installed one); exits on failure.
+    System time is mostly page faults here: on a VM that makes fresh memory dear, it moves a
+    run's wall time by a second or more."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
@@ -33,7 +35,7 @@ def run_process(cmd: list[str], pythonpath: str | None = None) -> tuple[float, f
     proc.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, usage.ru_stime
 
 
 def wrk(url: str, seconds: int, connections: int, script: str | None = None, headers: dict | None = None,

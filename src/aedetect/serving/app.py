@@ -42,6 +42,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
+from starlette.requests import ClientDisconnect
 
 from aedetect.data.values import MAX_ABS_VALUE, strptime_pattern
 from aedetect.errors import AedetectError, DataError
@@ -487,7 +488,11 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                   "schema": {"$ref": "#/components/schemas/ScoreRequest"}}}}})
     async def score(request: Request) -> JSONResponse:
-        body = _read_body(ScoreRequest, await request.body(), request.headers.get("content-type"))
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # gone before its body arrived: nothing to answer (FastAPI: a 400)
+            return JSONResponse({"detail": "the client closed the connection before the whole body"}, 400)
+        body = _read_body(ScoreRequest, raw, request.headers.get("content-type"))
         # A few transactions take well under a millisecond: computed on the event loop, with no
         # hop to a worker thread and no handing the GIL to and fro with the loop on every NumPy
         # or Arrow call (under 16 keep-alive clients that ping-pong cost more than the scoring).
