@@ -1,7 +1,7 @@
 """The REST service under wrk (a native load generator), keep-alive connections as real clients
 keep them: latency of one client, throughput of 16, a 1,000-transaction request, and overload.
 
-    python benchmarks/bench_service_wrk.py --model runs/demo/model --data creditcard.csv [--seconds 10]
+    python benchmarks/bench_service_wrk.py [--model DIR] [--data CSV] [--seconds 10] [--workers N]
 
 Starts `aedetect serve` (its defaults) on a free port and runs, one after the other:
 
@@ -97,13 +97,18 @@ def transactions(model: Path, data: Path, n: int) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--data", type=Path, required=True, help="CSV whose first rows are sent")
+    ap.add_argument("--model", type=Path, default=Path("runs/demo/model"), help="default: make demo's model")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="CSV whose first rows are sent (default: the real ULB file, fetched)")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--workers", type=int, default=None, help="serve's --workers (default: its own default)")
     args = ap.parse_args()
     import httpx
 
+    if args.data is None:
+        from aedetect.data.fetch import fetch_creditcard
+
+        args.data = fetch_creditcard()
     txs = transactions(args.model, args.data, 1000)
     one, batch = json.dumps({"transactions": txs[:1]}), json.dumps({"transactions": txs})
     port = free_port()

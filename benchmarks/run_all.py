@@ -20,7 +20,8 @@ FULL = {
     "score": ["--rows", "10000,100000,1000000", "--repeats", "2"],
     "growth": ["--rows", "10000,100000,1000000", "--width", "30,100,300"],
     "service": ["--requests", "1000", "--seconds", "15"],
-    "service_load": ["--seconds", "15"],
+    "service_wrk": ["--seconds", "10"],
+    "batch": ["--repeats", "5"],
     "score_memory": ["--rows", "200000"],
     "runtime": ["--pairs", "5", "--requests", "500", "--repeats", "3"],
 }
@@ -30,7 +31,8 @@ QUICK = {
     "growth": ["--rows", "10000,30000", "--width", "30,60", "--width-rows", "10000"],
     "service": ["--requests", "100", "--seconds", "5"],
     "runtime": ["--pairs", "1", "--requests", "50", "--repeats", "1"],
-    "service_load": ["--seconds", "3"],
+    "service_wrk": ["--seconds", "2"],
+    "batch": ["--repeats", "1"],
 }
 
 
