@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from aedetect.data.generate import generate_payment_log
 from aedetect.data.history import add_history
+from aedetect.data.infer import infer_schema
 from aedetect.data.schema import HistorySpec
 from aedetect.serving.app import ServiceSettings, create_app
 from aedetect.serving.history_store import HistoryStore
@@ -182,3 +183,42 @@ def test_a_model_with_history_refuses_several_workers(trained):
                           "--workers", "2", "--port", "0"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "entity history" in run.stderr and "--workers 1" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("entities", [["card_id", "terminal_id"], ["card_id", "terminal_id", "device"], ["card_id"]])
+def test_one_transaction_path_equals_the_general_one(entities):
+    """A request of one transaction after its entities' stored rows takes `HistoryStore._one`
+    (the arithmetic for that row alone); every other request takes `compute_arrays`. Fed the same
+    stream (ties in time, repeated pairs, rows arriving late, rows leaving the windows), a store
+    with the short path and one without give the same features within 1e-9 and keep the same rows."""
+    schema = infer_schema(pd.DataFrame({"timestamp": ["2024-03-01 00:00:00"] * 3, "card_id": ["a", "b", "c"],
+                                        "terminal_id": ["x", "y", "z"], "device": ["d", "e", "f"],
+                                        "amount": [1.0, 2.0, 3.0]}), time_column="timestamp")
+    schema = schema.model_copy(update={"history": HistorySpec(entities=entities, amount="amount",
+                                                              windows=[600.0, 3600.0])})
+    rng = np.random.default_rng(7)
+    n = 1500
+    t = np.sort(rng.uniform(0, 86400, n)).round()
+    t[rng.random(n) < 0.05] -= 900  # some arrive late
+    t[1::7] = t[0::7][:len(t[1::7])]  # ties
+    rows = pd.DataFrame({"timestamp": pd.to_datetime(t, unit="s").strftime("%Y-%m-%d %H:%M:%S"),
+                         "card_id": rng.integers(0, 30, n).astype(str),
+                         "terminal_id": rng.integers(0, 8, n).astype(str),
+                         "device": rng.integers(0, 5, n).astype(str), "amount": rng.lognormal(3, 1, n).round(2)})
+    short, general = HistoryStore(schema), HistoryStore(schema)
+    general._one = lambda *args: None
+    took = 0
+    for i in range(n):
+        row = rows.iloc[[i]].reset_index(drop=True)
+        took += short._one(*_one_args(short, row, schema)) is not None
+        np.testing.assert_allclose(short.add(row).to_numpy(), general.add(row).to_numpy(), rtol=0, atol=1e-9)
+    assert 0.5 * n < took < n  # both paths were taken
+    a, b = short.state().rows, general.state().rows
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=False, atol=1e-12)
+
+
+def _one_args(store, row, schema):
+    from aedetect.data.history import table_inputs
+
+    t, ents, amount = table_inputs(row, schema)
+    return float(t[0]), [ents[e].iloc[0] for e in store.entities], float(amount[0])

@@ -175,3 +175,16 @@ def test_vectorised_number_reading_equals_the_per_value_rules(cells):
         np.testing.assert_array_equal(fast, slow)  # NaN where missing, bit for bit elsewhere
     elif all(p is None for p in problems):  # refused by Arrow, good by the rules: spaces and such
         assert any(c is not None and c != c.strip() for c in cells) or any(c == "" for c in cells)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_infinity=False),
+                          st.text(max_size=8), st.sampled_from(["7.0", "-3.00", "", " ", "007"])),
+                min_size=1, max_size=5))
+def test_a_category_reads_the_same_alone_as_among_many(cells):
+    """A request's few values are read one at a time; a file's many at once: the same text."""
+    from aedetect.data.values import SMALL, category_text
+
+    alone = category_text(pd.Series(cells, dtype=object)).tolist()
+    among = category_text(pd.Series(cells * (SMALL // len(cells) + 2), dtype=object)).tolist()[:len(cells)]
+    assert alone == among

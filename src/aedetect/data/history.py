@@ -278,17 +278,18 @@ def table_inputs(df: pd.DataFrame, schema) -> tuple[np.ndarray, dict[str, pd.Ser
 
     spec = schema.history
     time_spec = schema.column(schema.time)
-    missing = [c for c in input_columns(schema) if c not in df.columns]
+    cols = dict(df.items())  # by name without the frame's column index (built anew for each small frame)
+    missing = [c for c in input_columns(schema) if c not in cols]
     if missing:
         raise DataError(f"history features need column(s) {', '.join(map(repr, missing))}, which the "
                         "data does not have")
-    raw = df[schema.time].reset_index(drop=True)
+    raw = cols[schema.time]
     if time_spec.type == "datetime":
         time, _ = read_datetimes(raw, time_spec.format)
     else:
         time, _ = read_numbers(raw)
-    entities = {e: category_text(df[e]) for e in spec.entities}
-    amount = read_numbers(df[spec.amount])[0] if spec.amount is not None else None
+    entities = {e: category_text(cols[e]) for e in spec.entities}
+    amount = read_numbers(cols[spec.amount])[0] if spec.amount is not None else None
     return time, entities, amount
 
 

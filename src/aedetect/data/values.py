@@ -65,7 +65,10 @@ def out_of_range_reason(value) -> str:
 
 def _series(values) -> pd.Series:
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        return values.to_pandas().reset_index(drop=True)
+        return values.to_pandas()
+    if isinstance(values, pd.Series) and isinstance(values.index, pd.RangeIndex) and values.index.start == 0 \
+            and values.index.step == 1:
+        return values  # positions are already 0, 1, ... (no copy to renumber)
     s = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, dtype=object)
                                                                if np.ndim(values) else [values])
     return s.reset_index(drop=True)
@@ -144,6 +147,8 @@ def read_numbers(values) -> tuple[np.ndarray, np.ndarray]:
     problem (the caller decides whether the model reads gaps); out-of-range magnitudes, text
     that is not a number, infinities and booleans are problems. `values`: a pandas Series, an
     Arrow array (read without pandas when every value is clean), or anything array-like."""
+    if isinstance(values, pd.Series) and len(values) <= SMALL and values.dtype.kind in "iuf":
+        values = values.to_numpy()  # a request's few numbers: NumPy's checks, not Arrow's set-up
     fast = _clean_numbers(values)
     if fast is not None:
         return fast, np.full(len(fast), None, dtype=object)
@@ -230,6 +235,9 @@ def _number_text(x: float) -> str:
 def category_text(values) -> pd.Series:
     """Each category as its text (object Series; None where missing): see the module docstring."""
     s = _series(values)
+    if len(s) <= SMALL and (s.dtype == object or isinstance(s.dtype, pd.StringDtype)):
+        # a request's few values: one at a time, the same rules, no pandas steps
+        return pd.Series([None if _missing_cell(x) else _category_value(x) for x in s.tolist()], dtype=object)
     if pd.api.types.is_bool_dtype(s):
         out = np.where(s.to_numpy(dtype=bool, na_value=False), "true", "false").astype(object)
         out[s.isna().to_numpy()] = None
@@ -250,26 +258,33 @@ def category_text(values) -> pd.Series:
         out[np.isnan(x)] = None
         return pd.Series(out, dtype=object)
 
-    def one(x):
-        if isinstance(x, str):
-            if not x:
-                return None
-            return x.split(".", 1)[0] if _INTEGRAL_TEXT.match(x) else x
-        if isinstance(x, (bool, np.bool_)):
-            return "true" if x else "false"
-        if isinstance(x, (int, np.integer)):
-            return str(int(x))
-        if isinstance(x, (float, np.floating)):
-            return None if np.isnan(x) else _number_text(x)
-        if isinstance(x, bytes):
-            return one(x.decode("utf-8", "backslashreplace"))
-        return str(x)
-
     missing = s.isna().to_numpy()
     out = np.empty(len(s), dtype=object)
     values = s.to_numpy(dtype=object)
-    out[~missing] = [one(x) for x in values[~missing]]
+    out[~missing] = [_category_value(x) for x in values[~missing]]
     return pd.Series(out, dtype=object)
+
+
+def _category_value(x):
+    """One present value of a category column as its text (None for empty text)."""
+    if isinstance(x, str):
+        if not x:
+            return None
+        return x.split(".", 1)[0] if _INTEGRAL_TEXT.match(x) else x
+    if isinstance(x, (bool, np.bool_)):
+        return "true" if x else "false"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        return None if np.isnan(x) else _number_text(x)
+    if isinstance(x, bytes):
+        return _category_value(x.decode("utf-8", "backslashreplace"))
+    return str(x)
+
+
+def _missing_cell(x) -> bool:
+    """What `Series.isna` calls missing, for one value (None, NaN, NA, NaT)."""
+    return x is None or x is pd.NA or x is pd.NaT or (isinstance(x, float) and x != x)
 
 
 # -- datetimes ----------------------------------------------------------------------------------

@@ -31,12 +31,13 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from aedetect.data.history import HistoryState, compute_arrays, table_inputs
+from aedetect.data.history import Z_FLOOR, HistoryState, compute_arrays, feature_names, table_inputs
 from aedetect.errors import ArtifactError, DataError
 from aedetect.files import atomic_file, check_output_path
 
@@ -89,10 +90,12 @@ class HistoryStore:
         self.horizon = self.windows[-1]
         self.flags = [f"new:{e}:{o}" for e in self.entities for o in self.entities if o != e]
         self.columns = ["time", "amount", *self.entities, *self.flags]
+        self.features = pd.Index(feature_names(self.entities, self.windows))  # built once, not per request
         self.lock = threading.Lock()
         self.newest = -math.inf
         self.changes = 0  # rows stored since the last save
         self._rows: dict[int, tuple] = {}  # row number -> values in `columns` order
+        self._numbers: dict[int, tuple] = {}  # row number -> its time, amount and flags (floats)
         self._txid: dict[int, str] = {}  # row number -> transaction id, when it had one
         self._by_txid: dict[str, int] = {}
         self._index: dict[str, dict[object, dict[int, None]]] = {e: {} for e in self.entities}
@@ -163,17 +166,89 @@ class HistoryStore:
                             "updates the entity history once")
         with self.lock:
             retried = {self._by_txid[k] for k in given if k in self._by_txid}
+            one = self._one(float(time[0]), [entities[e].iloc[0] for e in self.entities], float(amount[0])) \
+                if len(df) == 1 and not retried else None
+            if one is not None:  # the usual request: one transaction, after its entities' stored rows
+                features, row = one
+                yield pd.DataFrame(features[None, :], columns=self.features, copy=False)
+                self._store(row, keys[0])
+                self.changes += 1
+                self.start = row[0] if self.start is None else self.start
+                self.newest = max(self.newest, row[0])
+                self._drop_before(self.newest - self.horizon)
+                return
             past = self._select(entities, retried)
             matrix, columns, kept, start = compute_arrays(time, entities, amount, self.windows, past,
                                                           self.start, continues=True)
             yield pd.DataFrame(matrix, columns=columns, copy=False)
             self._append(time, kept, start, keys)
 
+    def _one(self, t: float, values: list, amount: float) -> tuple[np.ndarray, tuple] | None:
+        """The features of one transaction whose entities have no stored row after it, and the
+        row to store: `compute_arrays`' arithmetic for that one row (a window's sums over the
+        entity's stored rows, the new-pair flags from the pair's latest row), without the
+        features of every stored row it would compute on the way. None for any other case (a
+        stored row later than `t`): the general path. `tests/test_history_service.py` holds the
+        two to each other within 1e-9."""
+        start = self.start if self.start is not None else t
+        stamp = round(t * 1000)
+        horizon = self.horizon
+        groups = {}  # entity -> its value's stored rows, in `compute_arrays`' order (ms, then row)
+        for e, v in zip(self.entities, values, strict=True):
+            numbers = sorted(self._index[e].get(v, ()))
+            # time, amount and the new-pair flags of each row, gathered in C
+            picked = itemgetter(*numbers)(self._numbers) if numbers else ()
+            values_of = np.array(picked if len(numbers) != 1 else [picked], dtype="float64").reshape(
+                len(numbers), 2 + len(self.flags))
+            numbers = np.array(numbers, dtype=np.int64)
+            if len(numbers) and values_of[:, 0].max() > t:
+                return None
+            order = np.lexsort((numbers, np.round(values_of[:, 0] * 1000).astype("int64")))
+            groups[e] = numbers[order], values_of[order]
+        pair_new = {}
+        for i, e in enumerate(self.entities):
+            for o in self.entities[i + 1:]:  # a pair's flag is one for both orders
+                common = np.intersect1d(groups[e][0], groups[o][0], assume_unique=True).tolist()
+                latest = max(((self._rows[r][0], r) for r in common), default=None)
+                pair_new[e, o] = pair_new[o, e] = 0.0 if latest is not None and t - latest[0] < horizon else 1.0
+        out = []
+        log_t = math.log1p(max(amount, 0.0))
+        for e in self.entities:
+            numbers, block = groups[e]
+            times = block[:, 0]
+            others = [o for o in self.entities if o != e]
+            n = len(numbers)
+            logs = np.log1p(np.maximum(block[:, 1], 0.0))
+            first = logs[0] if n else log_t
+            centred = logs - first
+            centred_t = log_t - first
+            cs = np.concatenate([[0.0], np.cumsum(centred)])
+            cs2 = np.concatenate([[0.0], np.cumsum(centred**2)])
+            stamps = np.round(times * 1000).astype("int64")
+            cs_new = {o: np.concatenate([[0.0], np.cumsum(block[:, 2 + self.flags.index(f"new:{e}:{o}")])])
+                      for o in others}
+            seen = t - start
+            for w in self.windows:
+                q = int(np.searchsorted(stamps, stamp - round(w * 1000), side="right"))
+                count = n - q
+                mean_log = (cs[n] - cs[q]) / max(count, 1) if count > 0 else 0.0
+                out += [count * (w / min(max(seen, min(w, 86_400.0)), w)),
+                        centred_t - mean_log if count > 0 else 0.0]
+                out += [cs_new[o][n] - cs_new[o][q] for o in others]
+            n_long = max(count, 1)  # the longest window's, as `compute_arrays` leaves them
+            mean = (cs[n] - cs[q]) / n_long
+            spread = math.sqrt(max((cs2[n] - cs2[q]) / n_long - mean**2, 0.0))
+            out.append((centred_t - mean) / max(spread, Z_FLOOR) if count >= 3 else 0.0)
+            out.append(min(t - times[-1], horizon) if n else horizon)
+            out += [1.0 - pair_new[e, o] for o in others]
+        row = (t, amount, *values, *(pair_new[e, o] for e in self.entities for o in self.entities if o != e))
+        return np.array(out, dtype="float64"), row
+
     def _check(self, df, time, entities, amount) -> None:
         """Every row needs its time, entity values and amount: a row without them has no history."""
         spec = self.schema.history
         for col, bad in [(self.schema.time, ~np.isfinite(time)),
-                         *[(e, entities[e].isna().to_numpy()) for e in self.entities],
+                         *[(e, pd.isna(entities[e].to_numpy())) for e in self.entities],
                          (spec.amount, ~np.isfinite(amount))]:
             if col is not None and bad.any():
                 i = int(np.flatnonzero(bad)[0])
@@ -227,6 +302,7 @@ class HistoryStore:
         r = self._next
         self._next += 1
         self._rows[r] = row
+        self._numbers[r] = row[:2] + row[2 + len(self.entities):]  # time, amount, flags: `_one` reads these
         for e, value in zip(self.entities, row[2:2 + len(self.entities)], strict=True):
             self._index[e].setdefault(value, {})[r] = None
         if key is not None:
@@ -240,6 +316,7 @@ class HistoryStore:
         while heap and heap[0][0] <= limit:
             _, r = heapq.heappop(heap)
             row = self._rows.pop(r)
+            del self._numbers[r]
             for e, value in zip(self.entities, row[2:2 + len(self.entities)], strict=True):
                 rows = self._index[e][value]
                 del rows[r]
