@@ -393,6 +393,25 @@ def test_cli_scores_a_history_model_on_spark(spark, history_model, tmp_path):
     assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
 
 
+@pytest.mark.slow
+def test_spark_connect_scores_a_history_model_like_the_batch_scorer(history_model, tmp_path):
+    """`aedetect spark score --remote` through a local Spark Connect server on a model with entity
+    history: each entity's rows grouped after the model's state, as on classic Spark, give the
+    scores and flags of `aedetect score`."""
+    d, _, _ = history_model
+    ref = _batch_scores(d / "model", d / "later.parquet", tmp_path / "ref.parquet")
+    out = tmp_path / "scored"
+    proc = subprocess.run([sys.executable, "-m", "aedetect.cli", "spark", "score", "--model", str(d / "model"),
+                           "--data", str(d / "later.parquet"), "--out", out.as_uri(), "--remote", "local[2]",
+                           "--id-columns", "transaction_id", "--top-k", "2"], capture_output=True, text=True,
+                          timeout=900,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYSPARK_PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = pd.read_parquet(out).set_index("transaction_id").loc[ref.index]
+    np.testing.assert_allclose(got["score"].to_numpy(), ref["score"].to_numpy(), rtol=1e-6)
+    assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
+
+
 # -- writing outputs, Spark Connect and the workers' Python -------------------------------------
 def test_an_existing_output_is_refused_by_the_session_without_errorifexists(spark, lake, model_dir, tmp_path):
     """A path the CLI cannot check here (a URL) is checked through the session (Hadoop's file
