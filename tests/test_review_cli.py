@@ -163,3 +163,11 @@ def test_users_add_export_and_migrate(tmp_path):
     with sqlite3.connect(tmp_path / "alerts.db") as c:
         assert c.execute("SELECT count(*) FROM verdicts").fetchone()[0] == 3
     store.close()
+
+
+def test_alerts_threshold_refuses_mistakes_in_one_line(cli, tmp_path):
+    missing = f"sqlite:///{tmp_path}/none.db"
+    code, err = cli("alerts", "threshold", "--db", missing, "--precision", "0.9")
+    assert code == 2 and "no such database file" in err and not (tmp_path / "none.db").exists()
+    code, err = cli("alerts", "threshold", "--db", missing)
+    assert code == 2 and err == "error: give one of --precision and --alerts-per-day"

@@ -73,7 +73,7 @@ review_app = _group("The review app for investigators, its users and its databas
                     "extra).", invoke_without_command=True)
 review_app.callback()(_with_quiet(review_commands.review))
 users_app = _group("Users of the review app.", no_args_is_help=True)
-alerts_app = _group("Alerts in from scored files, labels out.", no_args_is_help=True)
+alerts_app = _group("Alerts in from scored files, labels and thresholds out.", no_args_is_help=True)
 spark_app = _group("Score on Apache Spark (needs the spark extra).", no_args_is_help=True)
 for parent, child, name in ((app, data_app, "data"), (app, schema_app, "schema"), (app, review_app, "review"),
                             (review_app, users_app, "users"), (app, alerts_app, "alerts"),
@@ -113,6 +113,7 @@ _add(users_app, review_commands.users_add, "add")
 _add(users_app, review_commands.users_list, "list")
 _add(alerts_app, review_commands.alerts_load, "load")
 _add(alerts_app, review_commands.alerts_export, "export")
+_add(alerts_app, review_commands.alerts_threshold, "threshold")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from aedetect.cli.common import OverwriteOpt, UsageError, console, out
+from aedetect.cli.common import JsonOpt, OverwriteOpt, UsageError, console, out
 
 DbOpt = Annotated[str, typer.Option("--db", help="database URL: sqlite:///alerts.db (a file, no server) "
                                     "or postgresql+psycopg://user@host/db", envvar="AEDETECT_REVIEW_DB")]
@@ -39,14 +39,20 @@ def read_verdicts(labels_file: Path | None, labels_db: str | None):
         return read_labels(labels_file), str(labels_file)
     if labels_db is None:
         return None
+    store = open_existing_store(labels_db, "--labels-db")
+    return store.labels(), store.display_url
+
+
+def open_existing_store(url: str, option: str):
+    """The review store at `url` read as it is: not migrated, and a SQLite file that is not
+    there is an error naming `option`, never created empty."""
     import re
 
-    sqlite = re.match(r"sqlite(\+\w+)?:///(.+)", labels_db)
+    sqlite = re.match(r"sqlite(\+\w+)?:///(.+)", url)
     path = sqlite.group(2).split("?")[0] if sqlite else None
     if path and path != ":memory:" and not Path(path).expanduser().is_file():
-        raise UsageError(f"--labels-db {labels_db}: no such database file {path}")
-    store = open_store(labels_db, migrate=False)
-    return store.labels(), store.display_url
+        raise UsageError(f"{option} {url}: no such database file {path}")
+    return open_store(url, migrate=False)
 
 
 def review(
@@ -189,3 +195,51 @@ def alerts_export(
     write_text_atomic(out_file, labels.to_csv(index=False))
     console.print(f"wrote {len(labels):,} label(s) ({int(labels['label'].sum()):,} fraud) to "
                   f"{escape(str(out_file))}")
+
+
+def alerts_threshold(
+    db: DbOpt,
+    precision: Annotated[float | None, typer.Option(
+        help="the share of fraud wanted among the alerts (of the reviewed ones above the threshold)")] = None,
+    per_day: Annotated[float | None, typer.Option(
+        "--alerts-per-day", help="the review budget: at most this many alerts a day")] = None,
+    model_id: Annotated[str | None, typer.Option(
+        help="the model whose alerts to read (its folder name, as the alerts hold it); needed when the "
+        "store holds alerts of several")] = None,
+    half_width: Annotated[float, typer.Option(
+        help="the precision interval's half-width to count the verdicts still needed for")] = 0.05,
+    as_json: JsonOpt = False,
+):
+    """The threshold for a precision or a daily review budget, from the verdicts in the store.
+
+    Prints the threshold (a row is flagged when its score is over it), the alerts it keeps per
+    day, the precision of the reviewed alerts above it with its exact 95% interval, and how many
+    more verdicts would narrow that interval to +- --half-width. Alerts exist only above the
+    model's threshold, so the verdicts can raise it, never lower it.
+    """
+    import json
+
+    from aedetect.review.thresholds import advise
+
+    if (precision is None) == (per_day is None):
+        raise UsageError("give one of --precision and --alerts-per-day")
+    alerts = open_existing_store(db, "--db").scored_alerts(model_id)
+    models = sorted(set(alerts["model_id"]))
+    if model_id is None and len(models) > 1:
+        raise UsageError(f"the store holds alerts of {len(models)} models ({', '.join(models[:5])}); "
+                         "choose one with --model-id")
+    a = advise(alerts, precision=precision, per_day=per_day, half_width=half_width)
+    if as_json:
+        print(json.dumps(a.as_dict(), indent=2))
+        return
+    p = a.precision
+    out.print(f"threshold {a.threshold:.6g} ({a.rule}): {a.alerts_above:,} alerts at or above, "
+              f"{a.alerts_per_day:.1f} a day")
+    if p is not None:
+        out.print(f"precision of the {a.reviewed_above:,} reviewed: {p['value']:.3f} "
+                  f"(95% interval {p['low']:.3f}-{p['high']:.3f}); {a.more_verdicts:,} more verdicts "
+                  f"for +- {a.half_width:g}")
+    else:
+        out.print(f"none of them reviewed yet; about {a.more_verdicts:,} verdicts for +- {a.half_width:g}")
+    for note in a.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")

@@ -464,6 +464,18 @@ class AlertStore:
         df.insert(1, "label", (df.pop("verdict") == "fraud").astype("int8"))
         return df.reset_index(drop=True)
 
+    def scored_alerts(self, model_id: str | None = None):
+        """Every alert's score, the model threshold it was flagged at, its latest verdict (None
+        while undecided) and when it was made, of one model or all (`review.thresholds`)."""
+        import pandas as pd
+
+        query = select(Alert.score, Alert.threshold, Alert.verdict, Alert.created_at, Alert.model_id)
+        if model_id is not None:
+            query = query.where(Alert.model_id == model_id)
+        with self.transaction() as c:
+            rows = c.execute(query).all()
+        return pd.DataFrame(rows, columns=["score", "threshold", "verdict", "created_at", "model_id"])
+
     def daily(self, days: int = 30) -> list[dict]:
         """Per day (UTC): alerts created, verdicts given, fraud and legit verdicts, the precision
         of the reviewed alerts (fraud / (fraud + legit)) and the median hours to a decision."""
