@@ -128,3 +128,12 @@ def test_service_start_reads_the_model_folder_once(model_dir, monkeypatch):
     with TestClient(create_app(model_dir)) as c:
         assert c.get("/healthz").status_code == 200
     assert len(calls) == 1
+
+
+def test_an_id_beyond_64_bits_is_echoed_back(client, rows):
+    """Ids may be any integer; the fast JSON encoder stops at 64 bits, so such an answer goes
+    through the standard one (schemathesis found it)."""
+    tx = {**_tx(rows, 1)[0], "id": 2**70}
+    r = client.post("/v1/score", json={"transactions": [tx]})
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["id"] == 2**70

@@ -185,7 +185,10 @@ class _Json(JSONResponse):
     def render(self, content) -> bytes:
         import orjson
 
-        return orjson.dumps(content)
+        try:
+            return orjson.dumps(content)
+        except TypeError:  # what orjson cannot write (an id beyond 64 bits): the standard encoder
+            return super().render(content)
 
 
 def _read_body(model: type[BaseModel], raw: bytes, content_type: str | None):
@@ -496,8 +499,9 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
         # A few transactions take well under a millisecond: computed on the event loop, with no
         # hop to a worker thread and no handing the GIL to and fro with the loop on every NumPy
         # or Arrow call (under 16 keep-alive clients that ping-pong cost more than the scoring).
-        # A larger request goes to the thread pool, so the loop keeps answering meanwhile.
-        if len(body.transactions) <= INLINE_ROWS:
+        # A larger request goes to the thread pool, so the loop keeps answering meanwhile; so does
+        # every request of a history model, which may wait for the entity store's lock.
+        if len(body.transactions) <= INLINE_ROWS and history is None:
             return compute(body)
         return await run_in_threadpool(compute, body)
 
