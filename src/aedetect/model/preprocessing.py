@@ -568,7 +568,6 @@ class Preprocessor:
     def _column_reasons(self, b: dict, name: str, cols, rows: np.ndarray):
         """The reasons naming column `name` on `rows`, as an Arrow string array."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         raw = cols[name]
         raw = raw.to_numpy() if isinstance(raw, pd.Series) else np.asarray(raw)
@@ -586,20 +585,16 @@ class Preprocessor:
             seconds, _ = read_datetimes(picked, b.get("format"))
             missing = picked.isna().to_numpy() | np.isnan(seconds)
             shown = pa.array(_as_dates(np.where(np.isnan(seconds), 0.0, seconds)), pa.string())
-        else:
-            v = raw[rows].astype("float64") if raw.dtype.kind in "iuf" else \
-                pd.to_numeric(pd.Series(raw[rows]), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-            if b.get("history"):  # in the team's words: "card_id: 9 payments in the last 1h"
-                from aedetect.data.history import describe_feature
+            return _joined(f"{name}=", shown, missing, f"{name}=(missing)")
+        v = raw[rows].astype("float64") if raw.dtype.kind in "iuf" else \
+            pd.to_numeric(pd.Series(raw[rows]), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        if b.get("history"):  # in the team's words: "card_id: 9 payments in the last 1h"
+            from aedetect.data.history import describe_feature
 
-                others = {c: np.asarray(cols[c])[rows] for c in self.feature_names
-                          if c.startswith(name.rsplit(".", 1)[0] + ".")}
-                return pa.array(np.asarray(describe_feature(name, v, others), dtype=str), pa.string())
-            missing = np.isnan(v)
-            # float32's shortest text, positional from 1e-7 to 1e21 (1520.5, 3, 0.000025): Arrow's
-            shown = pc.cast(pa.array(v.astype(np.float32)), pa.string())
-        text = pc.binary_join_element_wise(f"{name}=", shown, "")
-        return pc.if_else(pa.array(missing), f"{name}=(missing)", text) if missing.any() else text
+            others = {c: np.asarray(cols[c])[rows] for c in self.feature_names
+                      if c.startswith(name.rsplit(".", 1)[0] + ".")}
+            return pa.array(np.asarray(describe_feature(name, v, others), dtype=str), pa.string())
+        return _number_reasons([name], [v])  # numbers given as text or objects
 
     # -- persistence --------------------------------------------------------------------------
     def to_config(self) -> dict:
@@ -646,11 +641,18 @@ def _number_reasons(names: list[str], values: list[np.ndarray]):
     def per_cell(texts: list[str]):
         return pa.DictionaryArray.from_arrays(which, pa.array(texts, pa.string())).cast(pa.string())
 
-    text = pc.binary_join_element_wise(per_cell([f"{c}=" for c in names]),
-                                       pc.cast(pa.array(v.astype(np.float32)), pa.string()), "")
-    missing = np.isnan(v)
-    return pc.if_else(pa.array(missing), per_cell([f"{c}=(missing)" for c in names]), text) \
-        if missing.any() else text
+    return _joined(per_cell([f"{c}=" for c in names]), pc.cast(pa.array(v.astype(np.float32)), pa.string()),
+                   np.isnan(v), per_cell([f"{c}=(missing)" for c in names]))
+
+
+def _joined(prefix, shown, missing: np.ndarray, missing_text):
+    """`prefix` + `shown` per cell (Arrow strings), `missing_text` where `missing`; a prefix or
+    missing text is one string or one per cell."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.binary_join_element_wise(prefix, shown, "")
+    return pc.if_else(pa.array(missing), missing_text, text) if missing.any() else text
 
 
 def _as_dates(seconds: np.ndarray) -> np.ndarray:

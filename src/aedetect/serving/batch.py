@@ -102,12 +102,10 @@ class _Source:
                 # Number columns are typed by the reader; a chunk where one does not parse is
                 # read again with them as text, so the per-value rules name the bad value.
                 self._types = {c: pa.string() for c in features}
-                self._typed = {**self._types, **{c: pa.float64() for c in numbers}}
                 self._first = self._read_chunk()
                 self.schema = self._first[0].schema
-                self._types = dict(zip(self.schema.names, self.schema.types, strict=True))
-                self._types.update({c: pa.string() for c in features})
-                self._typed = {**self._types, **{c: pa.float64() for c in numbers}}
+                self._types = {**dict(zip(self.schema.names, self.schema.types, strict=True)),
+                               **{c: pa.string() for c in features}}
             else:
                 self._pf = pq.ParquetFile(path)
                 self.schema = self._pf.schema_arrow
@@ -129,7 +127,7 @@ class _Source:
             data += more
         buffer = pa.py_buffer(self._header + data)
         try:
-            table, bad = self._parse(buffer, self._typed)
+            table, bad = self._parse(buffer, {**self._types, **dict.fromkeys(self._numbers, pa.float64())})
         except pa.ArrowInvalid:  # a number column holds something that is no number
             return self._parse(buffer, self._types)
         # The reader takes "NaN" and "inf" as numbers; the rules refuse them (a gap is an empty
@@ -317,15 +315,18 @@ def _scored_table(det, batch, x, rows, keep_cols, features, top_k, drivers=None,
     cols["score"] = pa.array(scores, pa.float64())
     flags = scores > det.threshold_
     cols["flag"] = pa.array(flags.astype("int8"), pa.int8())
-    if drivers is not None and flags.any():
-        picked = x[flags] if isinstance(x, np.ndarray) else x[flags].reset_index(drop=True)
-        drivers.update(top_columns(det.preprocessor_, picked, contrib[flags], 1)[0][:, 0].tolist())
     if top_k > 0:
         names, values, reasons = top_columns(det.preprocessor_, x, contrib, top_k, arrow=True)
         for i in range(names.shape[1]):
             cols[f"top{i + 1}_feature"] = pa.array(names[:, i], pa.string())
             cols[f"top{i + 1}_reason"] = reasons[i]
             cols[f"top{i + 1}_contribution"] = pa.array(values[:, i], pa.float64())
+    if drivers is not None and flags.any():
+        if top_k > 0:  # the first reason of each flagged row, as written above
+            drivers.update(names[flags, 0].tolist())
+        else:
+            picked = x[flags] if isinstance(x, np.ndarray) else x[flags].reset_index(drop=True)
+            drivers.update(top_columns(det.preprocessor_, picked, contrib[flags], 1)[0][:, 0].tolist())
     return pa.table(cols)
 
 
