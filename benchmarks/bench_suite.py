@@ -35,7 +35,7 @@ from common import OUT_DIR, machine  # noqa: E402
 from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-DATA = Path(__file__).parent / "data" / "adbench"
+DATA = Path(os.environ.get("AEDETECT_SUITE_DATA", Path(__file__).parent / "data" / "adbench"))
 MAX_TRAIN = 50_000
 
 
@@ -138,10 +138,13 @@ BASELINES = {
 
 def single_thread() -> None:
     import tensorflow as tf
-    import torch
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:  # PyOD's AutoEncoder only (pip install torch==2.13.0)
+        import torch
+    except ImportError:
+        return
     torch.set_num_threads(1)
 
 

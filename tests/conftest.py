@@ -46,12 +46,25 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def single_model_dir(tmp_path_factory):
+    """`model_dir`'s model as one network (`members=1`; the defaults train 3), saved: exports
+    and runtimes read both layouts."""
+    from aedetect.model.detector import AutoencoderDetector
+
+    df = generate_transactions(4000, 0.01, seed=1)
+    det = AutoencoderDetector(epochs=3, batch_size=256, log_columns=LOG_COLUMNS, members=1,
+                              periodic_columns=PERIODIC_COLUMNS, jit_compile=False,
+                              seed=0).fit(df[df["Class"] == 0][FEATURES])
+    return det.save(tmp_path_factory.mktemp("models") / "single")
+
+
+@pytest.fixture(scope="session")
 def guide_model_dir(tmp_path_factory):
-    """The guide's network (tanh, MSE score), saved: the other activation and score kind."""
+    """The guide's one network (tanh, MSE score), saved: the other activation and score kind."""
     from aedetect.model.detector import AutoencoderDetector
 
     df = generate_transactions(3000, 0.0, seed=2)
-    det = AutoencoderDetector((16, 6, 16), "tanh", epochs=2, score_type="mse", jit_compile=False,
+    det = AutoencoderDetector((16, 6, 16), "tanh", epochs=2, score_type="mse", jit_compile=False, members=1,
                               log_columns=LOG_COLUMNS,
                               periodic_columns=PERIODIC_COLUMNS).fit(df[FEATURES])
     return det.save(tmp_path_factory.mktemp("models") / "guide")

@@ -60,3 +60,10 @@ def test_auto_fit_on_a_thousand_rows_finds_the_anomalies():
     assert 1 <= det.n_epochs_ <= det.epochs_ == 10
     y = np.r_[np.zeros(300), np.ones(30)]
     assert average_precision_score(y, det.anomaly_score(np.vstack([test_normal, off]))) > 0.9
+
+
+
+def test_three_networks_by_default():
+    det = AutoencoderDetector(epochs=1).fit(np.random.default_rng(0).normal(size=(400, 4)))
+    assert det.members == 3 and det.members_ == 3 and det.model_.output_shape[-1] == 12
+    assert det.network_.startswith("3 networks ")

@@ -148,7 +148,8 @@ def test_score_types_sum_their_contributions(frame, tmp_path, score_type):
 
 def test_the_guide_network_is_a_parameter_set(frame):
     normals = frame[frame["Class"] == 0][FEATURES]
-    det = AutoencoderDetector((20, 8, 20), "tanh", epochs=3, batch_size=256, score_type="mse").fit(normals)
+    det = AutoencoderDetector((20, 8, 20), "tanh", epochs=3, batch_size=256, score_type="mse",
+                              members=1).fit(normals)
     assert [layer.units for layer in det.model_.layers[1:]] == [20, 8, 20, 30]
     assert roc_auc_score(frame["Class"], det.anomaly_score(frame[FEATURES])) > 0.85
 
@@ -203,8 +204,11 @@ def test_a_robust_fit_trims_the_planted_rows_and_keeps_its_parameter(tmp_path):
 
     planted = rng.normal(size=(60, 12)) * 3  # 2% of the training rows, unlabelled
     x, clean = np.vstack([normals(3000), planted]), normals(1000)
-    plain = AutoencoderDetector(seed=0).fit(x)
-    robust = AutoencoderDetector(seed=0, robust=0.02).fit(x)
+    # One network: the members of an ensemble this small reconstruct from 0.02 to 0.24 mean
+    # squared error depending on their start, which drowns the trimming's effect in this check
+    # (with the default 3 networks: 0.115 plain, 0.108 robust on the clean rows).
+    plain = AutoencoderDetector(seed=0, members=1).fit(x)
+    robust = AutoencoderDetector(seed=0, robust=0.02, members=1).fit(x)
 
     def err(det, rows):
         return float(np.mean(det.feature_errors(rows)))

@@ -60,7 +60,13 @@ def umask_022():
     os.umask(old)
 
 
-def test_savedmodel_runs_in_saved_model_cli_and_the_tf1_loader(detector, tmp_path, umask_022):
+@pytest.mark.parametrize("which", ["default", "single"])
+def test_savedmodel_runs_in_saved_model_cli_and_the_tf1_loader(model_dir, single_model_dir, tmp_path,
+                                                              umask_022, which):
+    """The defaults' 3-network ensemble, and one network."""
+    from aedetect.model.detector import load_detector
+
+    detector = load_detector(model_dir if which == "default" else single_model_dir)
     path = export_savedmodel(detector, tmp_path / "export")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary folder left
     assert stat.S_IMODE(path.stat().st_mode) == 0o755  # readable by a serving user: the umask's mode
@@ -108,15 +114,16 @@ def test_savedmodel_mse_in_process(guide_model_dir, tmp_path):
     _check(out["score"].numpy(), out["flag"].numpy(), det.anomaly_score(X), det.threshold_)
 
 
-@pytest.mark.parametrize("which", ["default", "guide"])
-def test_onnx_export_runs_in_onnx_runtime(model_dir, guide_model_dir, tmp_path, umask_022, which):
+@pytest.mark.parametrize("which", ["default", "guide", "single"])
+def test_onnx_export_runs_in_onnx_runtime(model_dir, guide_model_dir, single_model_dir, tmp_path,
+                                          umask_022, which):
     import onnxruntime as ort
     from typer.testing import CliRunner
 
     from aedetect.cli.app import app
     from aedetect.model.detector import load_detector
 
-    src = model_dir if which == "default" else guide_model_dir
+    src = {"default": model_dir, "guide": guide_model_dir, "single": single_model_dir}[which]
     result = CliRunner().invoke(app, ["export", "--model", str(src), "--format", "onnx",
                                       "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 0, result.output

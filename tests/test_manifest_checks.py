@@ -41,7 +41,9 @@ def _set(section, key, value):
     (lambda m: m["preprocessing"]["mean"].pop(), r"preprocessing\.mean holds 30 values for 31"),
     (_set("preprocessing", "scale", [0.0] * 31), r"preprocessing\.scale\.0: Input should be greater than 0"),
     (lambda m: m["preprocessing"]["output_names"].reverse(), r"output_names .* do not follow"),
-    (lambda m: m["score_stats"]["precision"].pop(), r"score_stats\.precision has shape \(30, 31\)"),
+    (lambda m: m["score_stats"]["precision"].pop(), r"score_stats\.precision has shape \(2, 31, 31\); "
+                                                    r"the network's 31 .*\(x 3 member\(s\)\) need \(3, 31, 31\)"),
+    (_set("training", "members", 2), r"score_stats\.mean has shape \(93,\).* need \(62,\)"),
     (lambda m: m["score_stats"].pop("mean"), r"score_stats\.mean is missing"),
     (_set("detector_params", "log_columns", []), r"detector_params\.log_columns \[\] differ"),
 ])
@@ -53,8 +55,9 @@ def test_inconsistent_manifest_is_refused_with_reason(folder, change, message):
 
 
 def test_negative_definite_precision_is_refused(folder):
+    """One member's precision flipped (the folder holds the defaults' 3 networks)."""
     def flip(m):
-        m["score_stats"]["precision"] = [[-v for v in row] for row in m["score_stats"]["precision"]]
+        m["score_stats"]["precision"][1] = [[-v for v in row] for row in m["score_stats"]["precision"][1]]
     _edit(folder, flip)
     with pytest.raises(ArtifactError, match="not positive semi-definite"):
         read_manifest(folder)

@@ -88,7 +88,7 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
         sys.exit(130)
     det = run.detector
     ae = getattr(det, "detector", det)  # the autoencoder, also under a hybrid
-    console.print(f"trained {ae.n_epochs_} epochs (best {ae.best_epoch_}) on "
+    console.print(f"trained {ae.network_}, {ae.n_epochs_} epochs (best {ae.best_epoch_}) on "
                   f"{ae.n_train_:,} normal rows; threshold {det.threshold_:.4g} "
                   f"({det.threshold.rule}, {det.threshold.source})")
     if config.use_labels:
@@ -256,7 +256,7 @@ def _train_shards(folder: Path, config, model_dir: Path, overwrite: bool) -> Non
         run = train_from_shards(folder, config, CREDITCARD, out=model_dir, overwrite=overwrite,
                                 callbacks=[progress])
     det = run.detector
-    console.print(f"trained {det.n_epochs_} epochs (best {det.best_epoch_}) on {det.n_train_:,} "
+    console.print(f"trained {det.network_}, {det.n_epochs_} epochs (best {det.best_epoch_}) on {det.n_train_:,} "
                   f"normal rows streamed from {run.metadata['shards']} shard(s), validated on "
                   f"{det.n_validation_:,}; threshold {det.threshold_:.4g} ({det.threshold.rule})")
 

@@ -37,7 +37,15 @@ from aedetect.model.defaults import (
 )
 from aedetect.model.preprocessing import Preprocessor
 from aedetect.model.scorer import OutlierConventions
-from aedetect.model.scores import SCORES, contributions, fit_stats, score_tf, stats_from_config, stats_to_config
+from aedetect.model.scores import (
+    SCORES,
+    contributions,
+    fit_stats,
+    fold_members,
+    score_tf,
+    stats_from_config,
+    stats_to_config,
+)
 from aedetect.model.thresholds import HasThreshold, Threshold, normal_percentile
 
 if TYPE_CHECKING:  # the model folder's type only: importing it builds pydantic models
@@ -160,6 +168,12 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         Dropout rate after each hidden layer but the last.
     l2 : float, default=0.0
         L2 weight decay on the dense kernels.
+    members : int, default=3
+        Networks in the ensemble. Each member is the same network from its own initial weights,
+        trained on the same batches; the score reads every member's residuals at once (see
+        `aedetect.model.scores`), which evens out how much one set of initial weights matters.
+        The members live in one chain of dense layers (`aedetect.model.network`), so the model
+        folder, the runtimes and the exports are those of one network, `members` times wider.
     robust : float, default=0.0
         Robust fit, for training rows that may hold unlabelled anomalies: the share q of rows
         trimmed. After `ROBUST_WARMUP` epochs on every row, the training rows whose
@@ -207,7 +221,9 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
     preprocessor_ : Preprocessor
         The fitted column transforms.
     hidden_units_ : tuple of int
-        The hidden layer sizes used (``"auto"`` resolved).
+        The hidden layer sizes used (``"auto"`` resolved), of one member.
+    members_ : int
+        Networks in the ensemble.
     batch_size_ : int
         The batch size used.
     score_stats_ : dict of ndarray
@@ -246,6 +262,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         "noise_std": [Interval(Real, 0, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "l2": [Interval(Real, 0, None, closed="left")],
+        "members": [Interval(Integral, 1, 16, closed="both")],
         "robust": [Interval(Real, 0, 0.5, closed="left")],
         "log_columns": [list, tuple],
         "periodic_columns": [list, tuple],
@@ -271,6 +288,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         noise_std=0.0,
         dropout=0.0,
         l2=0.0,
+        members=3,
         robust=0.0,
         log_columns=(),
         periodic_columns=(),
@@ -292,6 +310,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         self.noise_std = noise_std
         self.dropout = dropout
         self.l2 = l2
+        self.members = members
         self.robust = robust
         self.log_columns = log_columns
         self.periodic_columns = periodic_columns
@@ -483,7 +502,8 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
             self.hidden_units_ = resolve_hidden_units(self.hidden_units, x_shape)
             model = build_autoencoder(self.preprocessor_.n_features_out, self.hidden_units_,
                                       self.activation, noise_std=self.noise_std,
-                                      dropout=self.dropout, l2=self.l2)
+                                      dropout=self.dropout, l2=self.l2,
+                                      members=int(self.members), seed=self.seed)
         self.epochs_ = auto_epochs(n_train) if self.epochs == "auto" else int(self.epochs)
         self.passes_per_epoch_ = passes
         self.jit_compile_ = (auto_jit(n_train) if self.jit_compile == "auto"
@@ -523,7 +543,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         # Residual statistics need at least 2 rows; a tiny validation set borrows training rows.
         if len(r_stats) < 2:
             r_stats = np.concatenate([r_stats, self._residuals(x_shape[:2])])
-        self.score_stats_ = fit_stats(self.score_type, r_stats)
+        self.score_stats_ = fit_stats(self.score_type, r_stats, self.members_)
         self.validation_scores_ = contributions(self.score_type, self.score_stats_, r_val).sum(axis=1)
         self.threshold = Threshold(
             "normal_percentile",
@@ -552,6 +572,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         import tensorflow as tf
 
         spec = tf.TensorSpec([None, self.preprocessor_.n_features_out], tf.float32)
+        from aedetect.model.network import n_members
         from aedetect.store.weights import INFERENCE_IDENTITY
 
         dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
@@ -561,6 +582,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
             raise ValueError(f"the network has layers other than dense ones: {other}")
 
         self.model_ = model
+        self.members_ = n_members(int(model.output_shape[-1]), self.preprocessor_.n_features_out)
         self._dense = dense
         # One trace for every chunk size; no control flow, so no AutoGraph conversion.
         self._residual_fn = tf.function(self.residuals_tf, input_signature=[spec], autograph=False)
@@ -572,7 +594,8 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         in float64: in float32 a row's result depends on how many rows share its matrix product
         (by about 1e-7), so a row would not score exactly the same alone as in a batch; and the
         residual of a well-reconstructed row loses most of its float32 digits to cancellation.
-        The scoring path, the SavedModel export and the NumPy runtime all compute it this way."""
+        The scoring path, the SavedModel export and the NumPy runtime all compute it this way.
+        An ensemble's residuals are each member's, member after member (`members_` x features)."""
         import tensorflow as tf
 
         def f64(value):
@@ -581,14 +604,15 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         x = h = f64(x_preprocessed)
         for layer in self._dense:
             h = layer.activation(tf.matmul(h, f64(layer.kernel)) + f64(layer.bias))
-        return h - x
+        return h - (x if self.members_ == 1 else tf.tile(x, [1, self.members_]))
 
     # -- scoring ----------------------------------------------------------------------------
     def _residuals(self, x: np.ndarray) -> np.ndarray:
-        """reconstruction - x (float64) for preprocessed rows, in chunks by a traced function."""
+        """reconstruction - x (float64) for preprocessed rows, in chunks by a traced function
+        (an ensemble's: rows x (members x features))."""
         import tensorflow as tf
 
-        out = np.empty(x.shape, dtype="float64")
+        out = np.empty((len(x), x.shape[1] * self.members_), dtype="float64")
         for start in range(0, len(x), SCORE_CHUNK):
             part = x[start:start + SCORE_CHUNK]
             out[start:start + SCORE_CHUNK] = self._residual_fn(tf.constant(part)).numpy()
@@ -604,13 +628,20 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         return self.preprocessor_.transform(self._validate_X(X, reset=False))
 
     def feature_errors(self, X) -> np.ndarray:
-        """Squared reconstruction error of each preprocessed feature (`feature_names_out_`)."""
-        return np.square(self._residuals(self.preprocess(X)))
+        """Squared reconstruction error of each preprocessed feature (`feature_names_out_`; an
+        ensemble's: the mean over its members)."""
+        return fold_members(np.square(self._residuals(self.preprocess(X))),
+                            self.preprocessor_.n_features_out, "mean")
 
     def feature_contributions(self, X) -> np.ndarray:
         """Each preprocessed feature's share of the anomaly score: rows sum to `anomaly_score(X)`."""
         r = self._residuals(self.preprocess(X))
-        return contributions(self.score_type, self.score_stats_, r).astype("float64")
+        return self._contributions(r)
+
+    def _contributions(self, r: np.ndarray) -> np.ndarray:
+        """Per-feature contributions (float64) of residuals `r`."""
+        return contributions(self.score_type, self.score_stats_, r,
+                             self.preprocessor_.n_features_out).astype("float64")
 
     def anomaly_score(self, X) -> np.ndarray:
         """Anomaly score of each row: higher = more anomalous (the fraud view).
@@ -633,14 +664,14 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         check_is_fitted(self)
         if self.schema is None:
             x = np.asarray(x, dtype="float64")
-        r = self._residuals(self.preprocessor_.transform(x))
-        c = contributions(self.score_type, self.score_stats_, r).astype("float64")
+        c = self._contributions(self._residuals(self.preprocessor_.transform(x)))
         return c.sum(axis=1), c
 
     def score_and_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Anomaly scores and squared reconstruction errors from one pass through the network."""
         r = self._residuals(self.preprocess(X))
-        return contributions(self.score_type, self.score_stats_, r).sum(axis=1), np.square(r)
+        errors = fold_members(np.square(r), self.preprocessor_.n_features_out, "mean")
+        return self._contributions(r).sum(axis=1), errors
 
     def score_tf(self, x_preprocessed):
         """Anomaly score from preprocessed features in TensorFlow ops (for the SavedModel export,
@@ -649,6 +680,13 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
 
         check_is_fitted(self)
         return score_tf(self.score_type, self.score_stats_, self.residuals_tf(tf.cast(x_preprocessed, tf.float32)))
+
+    @property
+    def network_(self) -> str:
+        """The trained network in words, e.g. ``"3 networks 64-32-16-32-64"``."""
+        check_is_fitted(self)
+        shape = "-".join(str(u) for u in self.hidden_units_)
+        return f"{self.members_} networks {shape}" if self.members_ > 1 else f"one network {shape}"
 
     @property
     def feature_names_out_(self) -> list[str]:
@@ -676,6 +714,7 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
             "batch_size": int(self.batch_size_), "hidden_units": [int(u) for u in self.hidden_units_],
             "data_fingerprint": self.training_fingerprint_, "epochs_run": int(self.n_epochs_),
             "best_epoch": int(self.best_epoch_), "history": self.history_,
+            "members": int(self.members_),
         }
         if getattr(self, "split_", None):
             training["split"] = self.split_

@@ -94,19 +94,33 @@ def train_step(model, learning_rate: float, jit_compile: bool, batch_size: int |
     the other (the autoencoder's target is its input); returns the sum over the steps of each
     batch's loss times its rows. `batch_size=None` accepts batches of any size. `trim`, a
     float32 `tf.Variable` (the cut, set by `trim_schedule`): the loss is the mean over the rows
-    whose mean squared error is at most the cut; the others add nothing to the gradient."""
+    whose mean squared error is at most the cut; the others add nothing to the gradient.
+
+    An ensemble (`aedetect.model.network`, output `members x features` wide): the target is the
+    input once per member, and the pass multiplies only the members' blocks (`member_forward`),
+    so the weights between members get a zero gradient (Adam's moments there stay zero, and so
+    do the weights): each member learns as if alone."""
     import tensorflow as tf
 
     variables = model.trainable_variables
     opt = _Adam(variables, learning_rate)
-    spec = tf.TensorSpec([None, batch_size, model.input_shape[-1]], tf.float32)
+    n_features = model.input_shape[-1]
+    members = model.output_shape[-1] // n_features
+    spec = tf.TensorSpec([None, batch_size, n_features], tf.float32)
+    if members == 1:
+        forward = lambda batch: model(batch, training=True)  # noqa: E731
+    else:
+        from aedetect.model.network import member_forward
+
+        forward = member_forward(model, members)
 
     def step(batch):
+        target = batch if members == 1 else tf.tile(batch, [1, members])
         with tf.GradientTape() as tape:
             if trim is None:
-                loss = tf.reduce_mean(tf.square(model(batch, training=True) - batch))
+                loss = tf.reduce_mean(tf.square(forward(batch) - target))
             else:
-                err = tf.reduce_mean(tf.square(model(batch, training=True) - batch), axis=1)
+                err = tf.reduce_mean(tf.square(forward(batch) - target), axis=1)
                 keep = tf.cast(err <= trim, tf.float32)
                 loss = tf.reduce_sum(err * keep) / tf.maximum(tf.reduce_sum(keep), 1.0)
             if model.losses:

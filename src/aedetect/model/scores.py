@@ -12,6 +12,13 @@ residual_mahalanobis  (r - mu)^T P (r - mu), mu and P = mean and (Ledoit-Wolf sh
 
 Each score is a sum of per-feature contributions (`contributions`), which explain a flag: for
 the Mahalanobis score, feature j contributes (r - mu)_j * (P (r - mu))_j.
+
+An ensemble of `members` networks (`aedetect.model.network`) gives one residual per member and
+feature, member after member: `r` is then (rows, members x features). Each member's residuals
+get their own statistics (the Mahalanobis precision is a stack, one (features, features) matrix
+per member: it grows with the members, not with their square), the score is the sum of the
+members' scores, and a feature's contribution is the sum of its members' (`n_features` folds
+them), so a flag is still explained by the table's features.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ def check_score(kind: str) -> str:
     return kind
 
 
-def fit_stats(kind: str, residuals: np.ndarray) -> dict[str, np.ndarray]:
-    """Statistics of normal rows' residuals that the score needs."""
+def fit_stats(kind: str, residuals: np.ndarray, members: int = 1) -> dict[str, np.ndarray]:
+    """Statistics of normal rows' residuals that the score needs (an ensemble's: `residuals`
+    are (rows, members x features), and each member's get their own, see the module docstring)."""
     check_score(kind)
     r = np.asarray(residuals, dtype="float64")
     if kind == "mse":
@@ -39,12 +47,36 @@ def fit_stats(kind: str, residuals: np.ndarray) -> dict[str, np.ndarray]:
 
     if len(r) < 2:
         raise ValueError("residual_mahalanobis needs at least 2 validation rows")
-    lw = LedoitWolf().fit(r)
-    return {"mean": lw.location_, "precision": lw.precision_}
+    if members == 1:
+        lw = LedoitWolf().fit(r)
+        return {"mean": lw.location_, "precision": lw.precision_}
+    fits = [LedoitWolf().fit(part) for part in np.split(r, members, axis=1)]
+    return {"mean": np.concatenate([f.location_ for f in fits]),
+            "precision": np.stack([f.precision_ for f in fits])}
 
 
-def contributions(kind: str, stats: dict, r: np.ndarray) -> np.ndarray:
-    """Per-feature contributions whose row sums are the scores.
+def member_residuals(reconstruction: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """`reconstruction - x` when the network is an ensemble: its output holds each member's
+    reconstruction of the `x.shape[1]` features, member after member; returns the residuals in
+    that layout, (rows, members x features), computed in place on `reconstruction`."""
+    n, d = x.shape
+    out = reconstruction.reshape(n, reconstruction.shape[1] // d, d)
+    out -= x[:, None, :]
+    return reconstruction
+
+
+def fold_members(values: np.ndarray, n_features: int, how: str = "sum") -> np.ndarray:
+    """Per-feature values of an ensemble's (rows, members x features) layout: each feature's
+    members summed (`how="sum"`, contributions: row sums stay the scores) or averaged."""
+    if values.shape[1] == n_features:
+        return values
+    blocks = values.reshape(len(values), values.shape[1] // n_features, n_features)
+    return blocks.sum(axis=1) if how == "sum" else blocks.mean(axis=1)
+
+
+def contributions(kind: str, stats: dict, r: np.ndarray, n_features: int | None = None) -> np.ndarray:
+    """Per-feature contributions whose row sums are the scores; an ensemble's residuals (see the
+    module docstring) fold to `n_features` columns.
 
     Never returns a NaN or infinite score quietly: the preprocessing refuses values the network
     cannot compute with, and should a row still come out non-finite, this raises (naming it)
@@ -58,9 +90,14 @@ def contributions(kind: str, stats: dict, r: np.ndarray) -> np.ndarray:
         out = (r * r) / (stats["scale"] * d)
     else:
         c = r - stats["mean"]
-        out = (c @ stats["precision"]) * c
+        p = stats["precision"]
+        if p.ndim == 3:  # an ensemble: member k's residuals with member k's precision
+            blocks = c.reshape(len(c), len(p), p.shape[1])
+            out = (np.einsum("rki,kij->rkj", blocks, p) * blocks).reshape(c.shape)
+        else:
+            out = (c @ p) * c
     check_finite_scores(out)
-    return out
+    return out if n_features is None else fold_members(out, n_features)
 
 
 def check_finite_scores(contrib: np.ndarray) -> None:
@@ -91,7 +128,11 @@ def score_tf(kind: str, stats: dict, r):
         scale = tf.constant(stats["scale"], tf.float64)
         return tf.reduce_sum(tf.square(r) / scale, axis=1) / d
     c = r - tf.constant(stats["mean"], tf.float64)
-    return tf.reduce_sum(tf.matmul(c, tf.constant(stats["precision"], tf.float64)) * c, axis=1)
+    p = tf.constant(stats["precision"], tf.float64)
+    if len(p.shape) == 3:  # an ensemble: member k's residuals with member k's precision
+        c = tf.reshape(c, [-1, p.shape[0], p.shape[1]])
+        return tf.reduce_sum(tf.einsum("rki,kij->rkj", c, p) * c, axis=[1, 2])
+    return tf.reduce_sum(tf.matmul(c, p) * c, axis=1)
 
 
 def stats_to_config(stats: dict) -> dict:

@@ -198,15 +198,23 @@ def onnx_model(scorer):
         h = g.op("Add", g.op("MatMul", h, g.const(kernel, "float64")), g.const(bias, "float64"))
         if activation != "linear":
             h = g.op({"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}[activation], h)
+    if scorer.members_ > 1:  # an ensemble: each member's reconstruction against the input
+        x = g.op("Tile", x, g.const([1, scorer.members_], "int64"))
     r = g.op("Sub", h, x)
-    d, stats = float(pre.n_features_out), scorer.score_stats_
+    d, stats = float(pre.n_features_out * scorer.members_), scorer.score_stats_
     if scorer.score_type == "mse":
         per = g.op("Div", g.op("Mul", r, r), g.const(d, "float64"))
     elif scorer.score_type == "feature_normalized":
         per = g.op("Div", g.op("Mul", r, r), g.const(stats["scale"] * d, "float64"))
     else:
         c = g.op("Sub", r, g.const(stats["mean"], "float64"))
-        per = g.op("Mul", g.op("MatMul", c, g.const(stats["precision"], "float64")), c)
+        p = stats["precision"]
+        if p.ndim == 3:  # an ensemble: (members, rows, features), member k with precision k
+            c = g.op("Transpose", g.op("Reshape", c, g.const([-1, *p.shape[:2]], "int64")), perm=[1, 0, 2])
+            per = g.op("Mul", g.op("MatMul", c, g.const(p, "float64")), c)
+            per = g.op("Reshape", g.op("Transpose", per, perm=[1, 0, 2]), g.const([0, -1], "int64"))
+        else:
+            per = g.op("Mul", g.op("MatMul", c, g.const(p, "float64")), c)
     score = g.op("ReduceSum", per, axis1, keepdims=0, out="score")
     g.op("Cast", g.op("Greater", score, g.const(scorer.threshold_, "float64")),
          to=TensorProto.INT32, out="flag")

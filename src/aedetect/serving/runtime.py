@@ -24,7 +24,7 @@ from aedetect.data.schema import DatasetSchema
 from aedetect.errors import ArtifactError, DataError
 from aedetect.model.preprocessing import Preprocessor
 from aedetect.model.scorer import OutlierConventions
-from aedetect.model.scores import contributions, stats_from_config
+from aedetect.model.scores import contributions, member_residuals, stats_from_config
 from aedetect.store.folder import ModelFolder, open_folder, read_history
 from aedetect.store.weights import ACTIVATIONS, WEIGHTS_FILE, read_weights
 
@@ -86,9 +86,13 @@ class Scorer(OutlierConventions):
         self.threshold_ = float(manifest.threshold.value)
         self.history_state_ = None  # entity history state (`load_scorer` reads the folder's)
         d = self.preprocessor_.n_features_out
-        if layers[0][0].shape[0] != d or layers[-1][0].shape[1] != d:
+        if layers[0][0].shape[0] != d or layers[-1][0].shape[1] % d:
             raise ArtifactError(f"{path}: the network maps {layers[0][0].shape[0]} to "
                                 f"{layers[-1][0].shape[1]} features; the preprocessing gives {d}")
+        self.members_ = layers[-1][0].shape[1] // d  # an ensemble: one reconstruction per member
+        if self.members_ != manifest.training.members:
+            raise ArtifactError(f"{path}: the network holds {self.members_} reconstruction(s); the "
+                                f"manifest says {manifest.training.members} member(s)")
         if self.preprocessor_.feature_names != self.feature_names_in_:
             raise ArtifactError(f"{path}: the input schema and the preprocessing list different columns")
         if self.score_type != "mse" and not self.score_stats_:
@@ -110,23 +114,32 @@ class Scorer(OutlierConventions):
 
     # -- the computation --------------------------------------------------------------------
     def reconstruct(self, x_pre: np.ndarray) -> np.ndarray:
-        """The network's output (float64) for preprocessed rows (float32, as the preprocessing gives)."""
+        """The network's output (float64) for preprocessed rows (float32, as the preprocessing
+        gives). An ensemble's kernels after the first are block-diagonal: only the members'
+        blocks are multiplied (the zeros between them add nothing)."""
         h = np.asarray(x_pre, dtype="float64")
-        for kernel, bias, activation in self.layers64:
-            h = h @ kernel
+        for i, (kernel, bias, activation) in enumerate(self.layers64):
+            if i == 0 or self.members_ == 1:
+                h = h @ kernel
+            else:
+                a, b, k = kernel.shape[0] // self.members_, kernel.shape[1] // self.members_, kernel.shape[1]
+                out = np.empty((len(h), k))
+                for m in range(self.members_):
+                    out[:, m * b:(m + 1) * b] = h[:, m * a:(m + 1) * a] @ kernel[m * a:(m + 1) * a, m * b:(m + 1) * b]
+                h = out
             h += bias
             h = ACTIVATIONS[activation](h)
         return h
 
     def residuals(self, x_pre: np.ndarray) -> np.ndarray:
-        """reconstruction - x for preprocessed rows, in float64 like the Keras path."""
-        r = self.reconstruct(x_pre)
-        r -= x_pre
-        return r
+        """reconstruction - x for preprocessed rows, in float64 like the Keras path (an
+        ensemble's: each member's, member after member)."""
+        return member_residuals(self.reconstruct(x_pre), x_pre)
 
     def _contributions(self, x_pre: np.ndarray) -> np.ndarray:
         """Contributions of preprocessed rows."""
-        return contributions(self.score_type, self.score_stats_, self.residuals(x_pre)).astype("float64")
+        return contributions(self.score_type, self.score_stats_, self.residuals(x_pre),
+                             self.preprocessor_.n_features_out).astype("float64")
 
     def _matrix(self, X):
         """Checked input: a float64 matrix, or for a schema model the table of feature columns

@@ -107,9 +107,12 @@ def _expected_outputs(pre: PreprocessingSection) -> list[str]:
         raise ValueError(f"preprocessing.blocks cannot be read: {exc!r}") from None
 
 
-def _check_stats(kind: str, stats: dict[str, Any], width: int) -> None:
-    shapes = {"mse": {}, "feature_normalized": {"scale": (width,)},
-              "residual_mahalanobis": {"mean": (width,), "precision": (width, width)}}.get(kind)
+def _check_stats(kind: str, stats: dict[str, Any], width: int, members: int = 1) -> None:
+    """Shapes and values of the score statistics: `width` preprocessed features, `members`
+    networks (one residual per member and feature; one precision per member)."""
+    precision = (width, width) if members == 1 else (members, width, width)
+    shapes = {"mse": {}, "feature_normalized": {"scale": (width * members,)},
+              "residual_mahalanobis": {"mean": (width * members,), "precision": precision}}.get(kind)
     if shapes is None:
         raise ValueError(f"detector_params.score_type {kind!r} is not a known score")
     for key, shape in shapes.items():
@@ -121,16 +124,17 @@ def _check_stats(kind: str, stats: dict[str, Any], width: int) -> None:
             raise ValueError(f"score_stats.{key} is not an array of numbers") from None
         if arr.shape != shape:
             raise ValueError(f"score_stats.{key} has shape {arr.shape}; the network's "
-                             f"{width} preprocessed features need {shape}")
+                             f"{width} preprocessed features (x {members} member(s)) need {shape}")
         if not np.isfinite(arr).all():
             raise ValueError(f"score_stats.{key} holds values that are not finite")
     if kind == "feature_normalized" and (np.asarray(stats["scale"]) <= 0).any():
         raise ValueError("score_stats.scale must be > 0")
     if kind == "residual_mahalanobis":
         p = np.asarray(stats["precision"], dtype="float64")
-        if not np.allclose(p, p.T, rtol=1e-6, atol=1e-9):
+        pt = np.swapaxes(p, -1, -2)  # one matrix, or one per member
+        if not np.allclose(p, pt, rtol=1e-6, atol=1e-9):
             raise ValueError("score_stats.precision is not symmetric")
-        if np.linalg.eigvalsh((p + p.T) / 2).min() < -1e-6 * max(1.0, np.abs(p).max()):
+        if np.linalg.eigvalsh((p + pt) / 2).min() < -1e-6 * max(1.0, np.abs(p).max()):
             raise ValueError("score_stats.precision is not positive semi-definite (scores "
                              "could be negative)")
 
@@ -145,6 +149,7 @@ class TrainingSection(BaseModel):
     best_epoch: int = Field(ge=0)
     history: dict[str, list[float]]
     split: dict | None = None  # protocol, seed, data fingerprint of a train_detector run
+    members: int = Field(1, ge=1)  # networks in the ensemble (older folders: one)
 
 
 class Manifest(BaseModel):
@@ -193,7 +198,7 @@ class Manifest(BaseModel):
             raise ValueError(f"detector_params.log_columns {params['log_columns']} differ from "
                              f"preprocessing.log_columns {pre.log_columns}")
         kind = params.get("score_type", params.get("score", "mse"))  # "score" in older manifests
-        _check_stats(kind, self.score_stats, width)
+        _check_stats(kind, self.score_stats, width, self.training.members)
         return self
 
     @property

@@ -91,7 +91,7 @@ def compare_methods(df: pd.DataFrame, config: TrainConfig, seeds: int = 1, *, sc
             scores = det.anomaly_score(test[features])
         score_s = time.perf_counter() - start
         run = {AUTOENCODER: _metrics(y, scores, fit_s, score_s, alerts_per_day, per_day)}
-        result.notes[AUTOENCODER] = (f"hidden {list(det.hidden_units_)}, {det.n_epochs_} epochs "
+        result.notes[AUTOENCODER] = (f"{det.network_}, {det.n_epochs_} epochs "
                                      f"(at most {det.epochs_})")
         result.uses_labels[AUTOENCODER] = False
         if i == 0:

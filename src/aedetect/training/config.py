@@ -119,9 +119,10 @@ class TrainConfig(BaseModel):
 # Named starting points; explicit options override them.
 PRESETS: dict[str, dict] = {
     "default": {},
-    # The guide: dense 20-8-20 tanh, MSE score, 5 epochs at batch 256, on the guide's split.
+    # The guide: one dense 20-8-20 tanh network, MSE score, 5 epochs at batch 256, on the guide's split.
     "guide": {"protocol": "guide", "detector": {"hidden_units": [20, 8, 20], "activation": "tanh", "epochs": 5,
-                           "batch_size": 256, "learning_rate": 1e-3, "score_type": "mse"}},
+                           "batch_size": 256, "learning_rate": 1e-3, "score_type": "mse",
+                           "members": 1}},
 }
 
 
