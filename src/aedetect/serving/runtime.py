@@ -90,6 +90,13 @@ class Scorer(OutlierConventions):
             raise ArtifactError(f"{path}: the network maps {layers[0][0].shape[0]} to "
                                 f"{layers[-1][0].shape[1]} features; the preprocessing gives {d}")
         self.members_ = layers[-1][0].shape[1] // d  # an ensemble: one reconstruction per member
+        # an ensemble's kernels after the first are block-diagonal: each member's block, contiguous
+        k = self.members_
+        self._member_kernels = [None if i == 0 or k == 1 else
+                        [np.ascontiguousarray(w[m * (w.shape[0] // k):(m + 1) * (w.shape[0] // k),
+                                                m * (w.shape[1] // k):(m + 1) * (w.shape[1] // k)])
+                         for m in range(k)]
+                        for i, (w, _, _) in enumerate(self.layers64)]
         if self.members_ != manifest.training.members:
             raise ArtifactError(f"{path}: the network holds {self.members_} reconstruction(s); the "
                                 f"manifest says {manifest.training.members} member(s)")
@@ -118,14 +125,14 @@ class Scorer(OutlierConventions):
         gives). An ensemble's kernels after the first are block-diagonal: only the members'
         blocks are multiplied (the zeros between them add nothing)."""
         h = np.asarray(x_pre, dtype="float64")
-        for i, (kernel, bias, activation) in enumerate(self.layers64):
-            if i == 0 or self.members_ == 1:
+        for (kernel, bias, activation), blocks in zip(self.layers64, self._member_kernels, strict=True):
+            if blocks is None:
                 h = h @ kernel
             else:
-                a, b, k = kernel.shape[0] // self.members_, kernel.shape[1] // self.members_, kernel.shape[1]
-                out = np.empty((len(h), k))
-                for m in range(self.members_):
-                    out[:, m * b:(m + 1) * b] = h[:, m * a:(m + 1) * a] @ kernel[m * a:(m + 1) * a, m * b:(m + 1) * b]
+                a, b = blocks[0].shape
+                out = np.empty((len(h), kernel.shape[1]))
+                for m, block in enumerate(blocks):
+                    np.matmul(h[:, m * a:(m + 1) * a], block, out=out[:, m * b:(m + 1) * b])
                 h = out
             h += bias
             h = ACTIVATIONS[activation](h)
