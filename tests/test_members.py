@@ -114,3 +114,16 @@ def test_a_folder_whose_network_disagrees_with_its_members_is_refused(ensemble, 
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match=r"x 2 member\(s\)"):
         load_scorer(path)
+
+
+def test_a_folder_from_before_ensembles_loads_as_one_network(tmp_path):
+    import json
+
+    det = AutoencoderDetector(members=1, epochs=2).fit(_rows(600))
+    path = det.save(tmp_path / "old")
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["detector_params"]["members"], manifest["training"]["members"]  # as written then
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    loaded = AutoencoderDetector.load(path)
+    assert loaded.members == 1 and loaded.members_ == 1 and load_scorer(path).members_ == 1
+    np.testing.assert_allclose(loaded.anomaly_score(_rows(50, 2)), det.anomaly_score(_rows(50, 2)), rtol=1e-12)

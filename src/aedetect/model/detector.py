@@ -732,7 +732,10 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
     @classmethod
     def from_state(cls, state: dict, model) -> AutoencoderDetector:
         """A fitted detector from `get_state()`'s sections and the Keras network."""
-        det = cls(**_params_from_json(state["detector_params"], state.get("detector_param_types")))
+        params = _params_from_json(state["detector_params"], state.get("detector_param_types"))
+        # A folder written before ensembles holds one network, whatever the default is today.
+        params.setdefault("members", int(state["training"].get("members", 1)))
+        det = cls(**params)
         det.preprocessor_ = Preprocessor.from_config(state["preprocessing"])
         names = list(state["input_schema"]["feature_names"])
         if names != list(det.preprocessor_.feature_names):
