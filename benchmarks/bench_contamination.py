@@ -64,16 +64,12 @@ def each_level(name, seed, levels, fits, n_normals: int, n_pool: int, emit, pr_a
 
 
 def suite_runs(sets, seeds, levels, fits, emit, folder: Path | None = None) -> None:
-    import bench_suite
-    from bench_suite import load_sets
-
-    if folder is not None:
-        bench_suite.DATA = folder
+    from bench_suite import DATA, load_sets
     from sklearn.model_selection import train_test_split
 
     from aedetect.model.detector import AutoencoderDetector
 
-    for name, (X, y) in load_sets(list(sets)).items():
+    for name, (X, y) in load_sets(list(sets), folder or DATA).items():
         for seed in seeds:
             tr, te = train_test_split(np.arange(len(y)), test_size=0.3, stratify=y, random_state=seed)
             normals = tr[y[tr] == 0]

@@ -8,14 +8,19 @@ loss. The same table reports the best baseline twice: chosen like the candidate 
 folds) and, stricter, the best one on the held-out fold itself (hindsight).
 
 Input: the results logs (JSON lines) of `bench_suite.py` runs over the same sets and seeds,
-one per candidate and one with the baselines, e.g.
+one per candidate and one with the baselines. DIR is a folder of ADBench `.npz` files: the 12
+of the development suite (`benchmarks/data/adbench`, the default) or all 26 classical sets
+(ADBench, github.com/Minqi824/ADBench, folder `adbench/datasets/Classical`; see
+benchmarks/data/adbench/README.md for the commit and licences), e.g.
 
-    AEDETECT_SUITE_DATA=../shared/datasets/adbench python benchmarks/bench_suite.py \\
-        --methods aedetect,IsolationForest,Mahalanobis,"Keras 20-8-20" --out runs/bench/all.md
-    AEDETECT_SUITE_DATA=... python benchmarks/bench_suite.py --methods aedetect \\
-        --aedetect members=3 --label "aedetect members=3" --out runs/bench/all-m3.md
-    python benchmarks/bench_folds.py runs/bench/all.jsonl runs/bench/all-m3.jsonl \\
-        --candidates aedetect,"aedetect members=3" --folds 4
+    python benchmarks/bench_suite.py --suite-dir DIR --out runs/bench/all.md \
+        --methods IsolationForest,ECOD,"PyOD AutoEncoder","Keras 20-8-20",Mahalanobis
+    python benchmarks/bench_suite.py --suite-dir DIR --methods aedetect \
+        --aedetect members=1 --label members=1 --out runs/bench/all-m1.md
+    python benchmarks/bench_suite.py --suite-dir DIR --methods aedetect \
+        --aedetect members=3 --label members=3 --out runs/bench/all-m3.md
+    python benchmarks/bench_folds.py runs/bench/all.jsonl runs/bench/all-m1.jsonl \
+        runs/bench/all-m3.jsonl --candidates members=1,members=3 --folds 4
 """
 
 from __future__ import annotations

@@ -35,12 +35,13 @@ from common import OUT_DIR, machine  # noqa: E402
 from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-DATA = Path(os.environ.get("AEDETECT_SUITE_DATA", Path(__file__).parent / "data" / "adbench"))
+DATA = Path(__file__).parent / "data" / "adbench"
 MAX_TRAIN = 50_000
 
 
-def load_sets(names: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    paths = sorted(DATA.glob("*.npz"), key=lambda p: int(p.stem.split("_")[0]))
+def load_sets(names: list[str] | None = None, folder: Path = DATA) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The ADBench sets of `folder` (by default the 12 of the development suite), by name."""
+    paths = sorted(folder.glob("*.npz"), key=lambda p: int(p.stem.split("_")[0]))
     out = {}
     for p in paths:
         if names and p.stem not in names:
@@ -49,7 +50,7 @@ def load_sets(names: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.
             out[p.stem] = (d["X"].astype("float64"), d["y"].astype("int64"))
     missing = set(names or ()) - set(out)
     if missing:
-        raise SystemExit(f"unknown set(s) {sorted(missing)}; see {DATA}")
+        raise SystemExit(f"unknown set(s) {sorted(missing)}; see {folder}")
     return out
 
 
@@ -271,6 +272,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--sets", default="", help="comma-separated set names (default: all)")
+    ap.add_argument("--suite-dir", type=Path, default=DATA,
+                    help="a folder of ADBench .npz files (default: the development suite's 12, "
+                         "benchmarks/data/adbench; all 26 classical sets: ADBench's "
+                         "adbench/datasets/Classical)")
     ap.add_argument("--methods", default="", help="comma-separated, e.g. aedetect,ECOD")
     ap.add_argument("--aedetect", nargs="*", default=[], metavar="KEY=JSON",
                     help="detector parameters, e.g. score='\"mse\"' epochs=20")
@@ -311,7 +316,7 @@ def main() -> None:
         wanted = args.methods.split(",")
         methods = {m: f for m, f in methods.items() if m in wanted or
                    (m == args.label and "aedetect" in wanted)}
-    sets = load_sets([s for s in args.sets.split(",") if s] or None)
+    sets = load_sets([s for s in args.sets.split(",") if s] or None, args.suite_dir)
     seeds = list(range(args.seeds))
     single_thread()
     warm_up(methods)
