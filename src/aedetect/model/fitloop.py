@@ -104,14 +104,14 @@ def train_step(model, learning_rate: float, jit_compile: bool, batch_size: int |
 
     variables = model.trainable_variables
     opt = _Adam(variables, learning_rate)
+    from aedetect.model.network import member_forward, n_members
+
     n_features = model.input_shape[-1]
-    members = model.output_shape[-1] // n_features
+    members = n_members(model.output_shape[-1], n_features)
     spec = tf.TensorSpec([None, batch_size, n_features], tf.float32)
     if members == 1:
         forward = lambda batch: model(batch, training=True)  # noqa: E731
     else:
-        from aedetect.model.network import member_forward
-
         forward = member_forward(model, members)
 
     def step(batch):

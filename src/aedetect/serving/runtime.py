@@ -26,7 +26,7 @@ from aedetect.model.preprocessing import Preprocessor
 from aedetect.model.scorer import OutlierConventions
 from aedetect.model.scores import contributions, member_residuals, stats_from_config
 from aedetect.store.folder import ModelFolder, open_folder, read_history
-from aedetect.store.weights import ACTIVATIONS, WEIGHTS_FILE, read_weights
+from aedetect.store.weights import ACTIVATIONS, WEIGHTS_FILE, member_blocks, read_weights
 
 CHUNK = 2048  # rows per block: a block's activations stay in the CPU caches
 # The documented bound (docs/serving.md) on |runtime - Keras path| / |Keras path| per row score,
@@ -90,13 +90,9 @@ class Scorer(OutlierConventions):
             raise ArtifactError(f"{path}: the network maps {layers[0][0].shape[0]} to "
                                 f"{layers[-1][0].shape[1]} features; the preprocessing gives {d}")
         self.members_ = layers[-1][0].shape[1] // d  # an ensemble: one reconstruction per member
-        # an ensemble's kernels after the first are block-diagonal: each member's block, contiguous
-        k = self.members_
-        self._member_kernels = [None if i == 0 or k == 1 else
-                        [np.ascontiguousarray(w[m * (w.shape[0] // k):(m + 1) * (w.shape[0] // k),
-                                                m * (w.shape[1] // k):(m + 1) * (w.shape[1] // k)])
-                         for m in range(k)]
-                        for i, (w, _, _) in enumerate(self.layers64)]
+        # an ensemble's kernels after the first are block-diagonal: only the blocks are kept apart
+        self._member_kernels = [None if i == 0 or self.members_ == 1 else member_blocks(w, self.members_)
+                                for i, (w, _, _) in enumerate(self.layers64)]
         if self.members_ != manifest.training.members:
             raise ArtifactError(f"{path}: the network holds {self.members_} reconstruction(s); the "
                                 f"manifest says {manifest.training.members} member(s)")

@@ -44,6 +44,14 @@ ACTIVATIONS = {"relu": _relu, "tanh": _tanh, "sigmoid": _sigmoid, "linear": _lin
 INFERENCE_IDENTITY = ("InputLayer", "GaussianNoise", "Dropout")
 
 
+def member_blocks(kernel: np.ndarray, members: int) -> list[np.ndarray]:
+    """The diagonal blocks of an ensemble's block-diagonal kernel (`aedetect.model.network`),
+    member by member, each a contiguous array."""
+    rows, cols = kernel.shape[0] // members, kernel.shape[1] // members
+    return [np.ascontiguousarray(kernel[m * rows:(m + 1) * rows, m * cols:(m + 1) * cols])
+            for m in range(members)]
+
+
 def dense_layers(model) -> list[tuple[np.ndarray, np.ndarray, str]]:
     """(kernel, bias, activation) of each Dense layer of a Keras model, in order."""
     layers = []
