@@ -2,15 +2,19 @@
 
 ULB time protocol: the autoencoder (the defaults, trained on the training period's normals) is
 scored on the later test period beside the supervised model alone (gradient boosting on the raw
-columns), the mean of those two scores' ranks, and the label-aware mode (`HybridDetector`: its
-own choice of features and head, calibrated on the selection window), both trained on the
-training period's normals and only N of its labelled frauds (drawn with the seed). PR-AUC and
-recall at precision 0.93 on the test period, mean over seeds; the test period chooses nothing.
+columns), the mean of those two scores' ranks (a reference: it ranks the test rows together, so
+no single row can be scored so), and the label-aware mode (`HybridDetector` as `train
+--use-labels` builds it: its own choice of features on time-ordered folds, the head blended
+with the autoencoder, calibrated on the selection window), both trained on the training
+period's normals and only N of its labelled frauds (drawn with the seed). PR-AUC and recall at
+precision 0.93 on the test period, mean over seeds; the test period chooses nothing.
 
-    python benchmarks/bench_label_curve.py --labels 0,10,25,50,100,200,all --seeds 5
+    python benchmarks/bench_label_curve.py --labels 0,3,5,10,25,50,100,200,all --seeds 5
     python benchmarks/bench_label_curve.py --labels 25 --seeds 5 --json point.json   # one point:
         # {"labels": 25, "seeds": 5, "ae": x, "supervised": y, "hybrid": z} (mean PR-AUC), and the
         # recall at precision 0.93 and every seed's figures beside them
+    python benchmarks/bench_label_curve.py --protocol guide --seeds 5   # the guide protocol's
+        # one point: its 12 labelled frauds outside the test set, as `train --use-labels` uses them
 
 The autoencoders are trained once per seed and kept (bench_hybrid.py's cache,
 runs/bench/hybrid-cache), so the points of a curve share them.
@@ -33,7 +37,7 @@ from common import real_data, report, table  # noqa: E402
 from scipy.stats import rankdata  # noqa: E402
 
 from aedetect.data.creditcard import CREDITCARD  # noqa: E402
-from aedetect.model.hybrid import FEATURE_GROUPS, HybridDetector, label_rows, residual_features  # noqa: E402
+from aedetect.model.hybrid import FEATURE_GROUPS, HybridDetector, fit_hybrid, label_rows, residual_features  # noqa: E402
 
 SYSTEMS = ("ae", "supervised", "hybrid", "rank_mean")
 
@@ -58,7 +62,7 @@ def one_seed(df, seed: int, counts: list[int | None], say=print) -> dict[int | N
         start = time.perf_counter()
         hyb = HybridDetector(det, seed=seed).fit(X.iloc[keep], y[keep], X.iloc[cal], y[cal])
         hybrid = ranking(y[test], hyb.anomaly_score(X.iloc[test]))
-        hybrid["chose"] = "autoencoder (fallback)" if hyb.fallback_ else str(hyb.selection_)
+        hybrid["chose"] = "autoencoder (fallback)" if hyb.fallback_ else hyb.selection_["chosen"]
         sup_scores = _fit_score(hyb, m[:, raw], y, keep, test) if y[keep].sum() else None
         supervised = ranking(y[test], sup_scores) if sup_scores is not None else None
         # a combination known to hold with few labels: the mean of the two scores' ranks among
@@ -68,9 +72,29 @@ def one_seed(df, seed: int, counts: list[int | None], say=print) -> dict[int | N
                   "frauds": int(y[keep].sum()), "seconds": time.perf_counter() - start}
         say(f"  seed {seed}, {out[n]['frauds']} labelled frauds: PR-AUC ae {ae['pr_auc']:.3f}, "
             f"supervised {supervised['pr_auc'] if supervised else float('nan'):.3f}, "
-            f"hybrid {hybrid['pr_auc']:.3f} ({hybrid['chose'][:60]}), rank mean "
+            f"hybrid {hybrid['pr_auc']:.3f} (features: {hybrid['chose']}), rank mean "
             f"{rank_mean['pr_auc'] if rank_mean else float('nan'):.3f}")
     return out
+
+
+def guide_seed(df, seed: int, say=print) -> dict:
+    """The guide protocol's point: the 12 labelled frauds outside the test set (all in its
+    selection set), through `fit_hybrid` as `train --use-labels` runs it."""
+    det, split = trained_autoencoder(df, "guide", seed)
+    feats = list(CREDITCARD.features)
+    X, y = df[feats], df[CREDITCARD.label].to_numpy().astype(int)
+    test = split.test
+    fit, _ = label_rows(split, len(df), y)
+    hyb = fit_hybrid(det, df, split, CREDITCARD, seed=seed)
+    ae_scores = det.anomaly_score(X.iloc[test])
+    m, names = residual_features(det, X, ("raw",))
+    sup_scores = _fit_score(hyb, m, y, fit, test)
+    out = {"ae": ranking(y[test], ae_scores), "supervised": ranking(y[test], sup_scores),
+           "hybrid": ranking(y[test], hyb.anomaly_score(X.iloc[test])),
+           "rank_mean": ranking(y[test], rankdata(ae_scores) + rankdata(sup_scores)), "frauds": int(y[fit].sum())}
+    say(f"  guide seed {seed}, {out['frauds']} labelled frauds: PR-AUC ae {out['ae']['pr_auc']:.3f}, supervised "
+        f"{out['supervised']['pr_auc']:.3f}, hybrid {out['hybrid']['pr_auc']:.3f}")
+    return {"guide": out}
 
 
 def mean(runs: list[dict], system: str, key: str) -> float | None:
@@ -85,16 +109,20 @@ def sem(runs: list[dict], system: str, key: str) -> float | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--labels", default="0,10,25,50,100,200,all",
+    ap.add_argument("--protocol", choices=("time", "guide"), default="time")
+    ap.add_argument("--labels", default="0,3,5,10,25,50,100,200,all",
                     help="comma-separated counts of labelled frauds in the training period ('all': every one)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None, help="write the means (and each seed) of a single --labels")
     args = ap.parse_args()
     counts = [None if c.strip() == "all" else int(c) for c in args.labels.split(",")]
+    if args.protocol == "guide":
+        counts = ["guide"]
     if args.json is not None and len(counts) != 1:
         raise SystemExit("--json writes one point: give one --labels value")
     df, _ = real_data()
-    per_seed = [one_seed(df, seed, counts) for seed in range(args.seeds)]
+    per_seed = [guide_seed(df, seed) if args.protocol == "guide" else one_seed(df, seed, counts)
+                for seed in range(args.seeds)]
     rows, points = [], {}
     for n in counts:
         runs = [s[n] for s in per_seed]
@@ -113,13 +141,14 @@ def main() -> None:
             *("-" if point[f"{s}_recall_at_precision_0_93"] is None else
               f"{point[f'{s}_recall_at_precision_0_93']:.3f}" for s in SYSTEMS)])
     load = os.getloadavg()[0]
-    body = (f"ULB time protocol, {args.seeds} seeds (0-{args.seeds - 1}); PR-AUC on the test period, mean ± "
+    body = (f"ULB {args.protocol} protocol, {args.seeds} seeds (0-{args.seeds - 1}); PR-AUC on the test period, mean ± "
             f"standard error; load average at the end {load:.2f}\n\n"
             + table(["labelled frauds", "frauds kept (mean)", "autoencoder", "supervised", "label-aware",
                      "rank mean (ae, supervised)", "label-aware - best part", "recall@P0.93 ae", "supervised",
                      "label-aware", "rank mean"], rows))
     print(body)
-    report("label_curve", "The label curve", body)
+    name = "label_curve" if args.protocol == "time" else "label_curve_guide"
+    report(name, f"The label curve ({args.protocol} protocol)", body)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(points[counts[0]], indent=2, default=str))

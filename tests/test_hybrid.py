@@ -65,7 +65,7 @@ def test_hybrid_beats_the_autoencoder_and_the_supervised_model(data, trained):
     p = hybrid.anomaly_score(test[FEATURES])
     assert ((p >= 0) & (p <= 1)).all()
     ae = average_precision_score(y, hybrid.detector.anomaly_score(test[FEATURES]))
-    raw_only = HybridDetector(hybrid.detector, features=("raw",), seed=0)
+    raw_only = HybridDetector(hybrid.detector, features=("raw",), head_weight=1.0, seed=0)  # the head alone
     fit, cal = label_rows(split, len(data))
     raw_only.fit(data.iloc[fit][FEATURES], data["Class"].to_numpy()[fit])
     supervised = average_precision_score(y, raw_only.anomaly_score(test[FEATURES]))
@@ -73,9 +73,11 @@ def test_hybrid_beats_the_autoencoder_and_the_supervised_model(data, trained):
     # Quality floor on generated data (measured: 0.97 against 0.94 and 0.84): the residual
     # features add to both parts alone.
     assert hyb > max(ae, supervised) and hyb >= 0.9, (hyb, ae, supervised)
-    # Chosen on the calibration rows (selection window), where they also help.
+    # Chosen out of fold on the training rows, where they also help.
     sel = hybrid.selection_
-    assert sel["chosen"] == "all" and sel["all"] > sel["raw"] and hybrid.features_ == FEATURE_GROUPS
+    assert sel["chosen"] == "all" and hybrid.features_ == FEATURE_GROUPS
+    assert max(v for k, v in sel["scores"].items() if k.startswith("all")) > max(
+        v for k, v in sel["scores"].items() if k.startswith("raw"))
     # The threshold rules work on the probability: min_precision, chosen on the selection window.
     assert hybrid.threshold.rule == "min_precision" and 0 < hybrid.threshold_ < 1
     assert "selection set" in hybrid.threshold.source
@@ -94,15 +96,27 @@ def test_no_test_row_is_used(data, trained):
 def test_too_few_labels_fall_back_to_the_autoencoder(data, trained):
     det = trained["hybrid"].detector
     fit = np.flatnonzero(data["Class"].to_numpy() == 0)[:3000]
-    frauds = np.flatnonzero(data["Class"].to_numpy() == 1)[:19]
+    frauds = np.flatnonzero(data["Class"].to_numpy() == 1)[:2]
     rows = np.concatenate([fit, frauds])
     hybrid = HybridDetector(det).fit(data.iloc[rows][FEATURES], data["Class"].to_numpy()[rows])
-    assert hybrid.head_ is None and "19 labelled anomalies" in hybrid.fallback_
+    assert hybrid.head_ is None and "2 labelled anomalies" in hybrid.fallback_
     x = data.iloc[:500][FEATURES]
     np.testing.assert_array_equal(hybrid.anomaly_score(x), det.anomaly_score(x))
     assert hybrid.threshold == det.threshold
     with pytest.raises(RuntimeError, match="no supervised head"):
         hybrid.predict_proba(x)
+
+
+def test_labels_the_folds_cannot_share_keep_the_raw_features_and_the_prior(data, trained):
+    """Every labelled anomaly in the last fold: no other fold can teach a head, so no choice is
+    made (raw features, the prior's weight) and the hybrid still scores."""
+    det = trained["hybrid"].detector
+    y_all = data["Class"].to_numpy()
+    rows = np.concatenate([np.flatnonzero(y_all == 0)[:3000], np.flatnonzero(y_all == 1)[:5]])
+    hybrid = HybridDetector(det).fit(data.iloc[rows][FEATURES], y_all[rows])
+    assert hybrid.selection_["folds"] == 0 and hybrid.features_ == ("raw",)
+    assert hybrid.blend_["head_weight"] == pytest.approx(5 / 30)
+    assert np.isfinite(hybrid.anomaly_score(data.iloc[:200][FEATURES])).all()
 
 
 def test_save_load_round_trip_without_pickle(data, trained, tmp_path, monkeypatch):
@@ -147,15 +161,62 @@ def test_the_drift_reference_is_the_hybrids_own(data, trained):
     assert ref.score["n"] == len(scores) and max(ref.score["sample"]) == pytest.approx(scores[-1], rel=1e-6)
 
 
-def test_guide_protocol_falls_back_and_says_why(data, trained):
-    # The guide protocol keeps every labelled anomaly outside the test set in the selection set.
+def test_guide_protocol_learns_from_the_selection_sets_anomalies(data, trained):
+    # The guide protocol keeps every labelled anomaly outside the test set in the selection set:
+    # the head learns from them with the training rows, and the validation normals (which it
+    # never sees) give the threshold.
     from aedetect.model.hybrid import fit_hybrid
 
     det = trained["hybrid"].detector
     split = split_frame(data, TrainConfig(protocol="guide", seed=0), CREDITCARD)
+    y = data["Class"].to_numpy()
+    fit, cal = label_rows(split, len(data), y)
+    assert not y[np.setdiff1d(fit, split.selection)].any() and y[fit].sum() == y[split.selection].sum() > 0
+    assert not set(fit) & set(split.test) and not set(fit) & set(split.validation)
+    np.testing.assert_array_equal(cal, split.validation)
     hybrid = fit_hybrid(det, data, split, CREDITCARD)
-    assert hybrid.head_ is None
-    assert "0 labelled anomalies" in hybrid.fallback_ and "selection set" in hybrid.fallback_
+    assert hybrid.fallback_ is None and hybrid.n_anomalies_ == y[split.selection].sum()
+    assert hybrid.calibrator_["method"] == "none" and "calibration rows' normals" in hybrid.threshold.source
+    # The threshold keeps the promised share of the never-seen validation normals.
+    flagged = hybrid.anomaly_score(data.iloc[split.validation][FEATURES]) > hybrid.threshold_
+    assert flagged.mean() == pytest.approx(1 - det.threshold_percentile / 100, abs=0.01)
+
+
+def test_the_blend_weighs_the_head_by_the_labels(data, trained):
+    """The head's weight is n / (n + prior_anomalies): prior 0 ranks as the head alone, a huge
+    prior as the autoencoder alone, and the default sits between them."""
+    from scipy.stats import spearmanr
+
+    det, split = trained["hybrid"].detector, trained["split"]
+    fit, _ = label_rows(split, len(data))
+    X, y = data.iloc[fit][FEATURES], data["Class"].to_numpy()[fit]
+    test = data.iloc[split.test][FEATURES]
+    n = int(y.sum())
+    fitted = {prior: HybridDetector(det, features=("raw",), prior_anomalies=prior, head_weight="prior").fit(X, y)
+              for prior in (0, 25, 1e12)}
+    assert fitted[25].blend_["head_weight"] == pytest.approx(n / (n + 25))
+    head_only = fitted[0].head_.decision_function(det.preprocess(test))
+    assert spearmanr(fitted[0].anomaly_score(test), head_only).statistic > 0.999
+    assert spearmanr(fitted[1e12].anomaly_score(test), det.anomaly_score(test)).statistic > 0.999
+    middle = fitted[25].anomaly_score(test)
+    assert spearmanr(middle, head_only).statistic < 0.999
+    assert spearmanr(middle, det.anomaly_score(test)).statistic < 0.999
+
+
+def test_the_weight_and_features_are_chosen_out_of_fold(data, trained):
+    """`train --use-labels` (features and weight "auto") scored four candidates out of fold and
+    kept the best; its blend carries the chosen weight."""
+    hybrid = trained["hybrid"]
+    sel = hybrid.selection_
+    assert sel["folds"] == 4 and len(sel["scores"]) == 4
+    best = max(sel["scores"], key=sel["scores"].get)
+    assert best == f"{sel['chosen']} features, {sel['head_weight']}"
+    n = hybrid.n_anomalies_
+    expected = n / (n + hybrid.prior_anomalies) if sel["head_weight"] == "prior" else 1.0
+    assert hybrid.blend_["head_weight"] == pytest.approx(expected)
+    assert hybrid.features_ == (FEATURE_GROUPS if sel["chosen"] == "all" else ("raw",))
+    with pytest.raises(ValueError, match="head_weight"):
+        HybridDetector(hybrid.detector, head_weight=2).fit(data[FEATURES], data["Class"])
 
 
 def test_cli_score_flags_by_the_probability(trained, tmp_path):
@@ -207,3 +268,35 @@ def test_open_model_reads_the_manifest_once(trained, monkeypatch):
     monkeypatch.setattr(store_folder, "read_manifest", lambda p: calls.append(p) or read(p))
     assert isinstance(load_model(trained["model"]), HybridDetector)
     assert len(calls) == 1
+
+
+def test_a_format_1_folder_scores_as_it_did(data, trained, tmp_path):
+    """A folder written before the blend (hybrid.json version 1: no "blend") scores with the
+    head's calibrated probability alone, as that version did."""
+    import hashlib
+    import shutil
+
+    from aedetect.model.hybrid import _apply_calibration, residual_features
+    from aedetect.store.folder import MANIFEST_FILE
+
+    path = shutil.copytree(trained["model"], tmp_path / "model")
+    doc = json.loads((path / HYBRID_FILE).read_text())
+    for key in ("blend", "prior_anomalies"):
+        doc.pop(key)
+    doc["format_version"] = 1
+    (path / HYBRID_FILE).write_text(json.dumps(doc))
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    manifest["files"][HYBRID_FILE] = hashlib.sha256((path / HYBRID_FILE).read_bytes()).hexdigest()
+    (path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    old = load_model(path)
+    assert old.blend_ is None
+    x = data.iloc[:1000][FEATURES]
+    head_input = residual_features(old.detector, x, old.features_)[0]
+    expected = _apply_calibration(old.calibrator_, old.head_.decision_function(head_input))
+    np.testing.assert_allclose(old.anomaly_score(x), expected, rtol=1e-12)
+    doc["format_version"] = 3
+    (path / HYBRID_FILE).write_text(json.dumps(doc))
+    manifest["files"][HYBRID_FILE] = hashlib.sha256((path / HYBRID_FILE).read_bytes()).hexdigest()
+    (path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="version 1 or 2"):
+        load_model(path)

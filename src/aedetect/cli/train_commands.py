@@ -171,10 +171,10 @@ def train(
         help="'memory' or 'tfrecord' [default: memory]")] = None,
     use_labels: Annotated[bool | None, typer.Option(
         "--use-labels", help="also train a supervised head on the labelled rows before the selection "
-        "set (raw features + the autoencoder's residual features), calibrated into a fraud "
-        "probability on the selection set; under --set min_anomalies=20 labelled anomalies the "
-        "autoencoder scores alone (docs/hybrid.md); --labels / --labels-db give it the verdicts of "
-        "reviewed alerts")] = None,
+        "set and blend it with the autoencoder's score (the head weighs n / (n + 25) for n labelled "
+        "anomalies), calibrated into a fraud probability on the selection set; under --set "
+        "min_anomalies=3 labelled anomalies the autoencoder scores alone (docs/hybrid.md); --labels / "
+        "--labels-db give it the verdicts of reviewed alerts")] = None,
     settings: SetOpt = None,
     config_file: ConfigOpt = None,
     label_column: LabelOpt = None,

@@ -1,28 +1,43 @@
-"""Label-aware mode: a supervised head on top of the autoencoder's residual features.
+"""Label-aware mode: the autoencoder's score and a supervised head, blended by how many labels
+there are.
 
 The autoencoder is trained on normal rows only, as always. A gradient-boosted classifier
-(scikit-learn's HistGradientBoostingClassifier) is then trained on labelled rows, with the
-row's features (as the detector preprocesses them) plus what the autoencoder says about the row:
-its score, each feature's contribution to it, and the code layer. The head's output is
-calibrated into a fraud probability on labelled rows that come later in time than the ones it
-learnt from, and the threshold rules of `aedetect.model.thresholds` work on that probability.
+(scikit-learn's HistGradientBoostingClassifier) is then trained on labelled rows, on the row's
+features as the detector preprocesses them (`features=("raw",)`) or on those plus what the
+autoencoder says about the row (its score, each feature's contribution to it, the code layer).
 
-Which features: `features="auto"` (the default) fits two heads, on the raw features alone and
-on all groups, and keeps the one with the higher average precision on the calibration rows
-(later in time, never the test rows); `selection_` holds both figures. The residual features
-help on some data (generated transactions: PR-AUC 0.97 against 0.94 raw) and hurt on other
-(the ULB time protocol: 0.78 against 0.80, docs/hybrid.md), so the data decides, not a default.
+The score: the head's log-odds and the autoencoder's log score, each standardised on the
+labelled normals (median and standard deviation), summed with weights `w` and `1 - w`. The
+prior's weight is `w = n / (n + prior_anomalies)` for `n` labelled anomalies
+(`prior_anomalies=25`: the autoencoder counts as much as 25 labelled anomalies): with few labels
+the autoencoder leads and the head corrects it, with many the head leads. On the ULB time
+protocol (docs/hybrid.md, the label curve) that weight beats both parts from 3 labelled frauds
+up. On other data a head can outgrow the autoencoder far sooner (public sets whose anomalies are
+one class of objects), so the weight is chosen, with the features:
 
-Too few labels: with fewer than `min_anomalies` (20) labelled anomalies among the training rows
+Choice on out-of-fold scores: the labelled rows are cut into 4 contiguous folds in the order
+given (`fit_hybrid` gives them in time order); for each feature set (`features="auto"`, the
+default: the raw features, and all groups - raw plus the autoencoder's score, per-feature
+contributions and code) a head learns from the other three folds and scores the fourth, and each
+candidate - a feature set with the prior's weight or with the head alone - is scored by the
+average precision of its out-of-fold blend. The best is refitted on every labelled row (ties:
+raw before all groups, the prior's weight before the head alone); `selection_` holds every
+candidate's figure. A fold whose other folds lack a class makes the choice impossible: then
+raw features and the prior's weight.
+
+The blended score is calibrated into a fraud probability on labelled rows that come later in
+time than the ones the head learnt from, and the threshold rules of `aedetect.model.thresholds`
+work on that probability.
+
+Too few labels: with fewer than `min_anomalies` (3) labelled anomalies among the training rows
 the head is not trained, and the hybrid scores with the autoencoder alone (`fallback_` says
-why). Twenty is the smallest leaf HistGradientBoosting grows by default (`min_samples_leaf`):
-below it no leaf can hold anomalies only. It is a judgement, not a tuned value; see
-docs/hybrid.md for what the guide protocol's 12 frauds give.
+why). From 3 labelled frauds the blend already gains on the ULB time protocol (docs/hybrid.md).
 
 Storage, never a pickle: the autoencoder folder as usual, the head as `head.skops` (skops.io,
 loaded with an explicit list of trusted types: the one scikit-learn class the tree predictor
-needs), the calibration and threshold as numbers in `hybrid.json`; the manifest holds the sha256
-of every file.
+needs), the blend, calibration and threshold as numbers in `hybrid.json`; the manifest holds the
+sha256 of every file. Folders of format version 1 (a head's probability alone, no blend) still
+load and score as they did.
 """
 
 from __future__ import annotations
@@ -42,10 +57,13 @@ from aedetect.store.folder import HEAD_FILE, HYBRID_FILE, ModelFolder, open_fold
 
 FEATURE_GROUPS = ("raw", "score", "contributions", "code")
 DEFAULT_FEATURES = ("raw", "score", "contributions", "code")
-MIN_ANOMALIES = 20
+MIN_ANOMALIES = 3
+PRIOR_ANOMALIES = 25
+SELECTION_FOLDS = 4
 CALIBRATIONS = ("sigmoid", "isotonic", "none")
 FORMAT = "aedetect-hybrid"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: the head's probability alone (no "blend")
 # The only non-builtin type a saved HistGradientBoostingClassifier holds beyond skops' defaults.
 TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
@@ -114,23 +132,27 @@ class _FromAutoencoder:
 
 
 class HybridDetector(HasThreshold, OutlierConventions):
-    """A fitted AutoencoderDetector plus a supervised head trained on labelled rows.
+    """A fitted AutoencoderDetector plus a supervised head trained on labelled rows, blended.
 
-    `fit(X, y, X_calibration, y_calibration)`: the head learns from (X, y); the calibration rows,
-    later in time, turn its output into a probability and give the default threshold (the
-    detector's `threshold_percentile` of their normal rows' probabilities). Without calibration
-    rows the head's own probabilities are used (`calibration="none"`).
+    `fit(X, y, X_calibration, y_calibration)`: the head learns from (X, y), rows in time order;
+    the calibration rows, later in time, turn the blended score into a probability and give the
+    default threshold (the detector's `threshold_percentile` of their normal rows'
+    probabilities). Without calibration rows the blend is mapped through a logistic function
+    uncalibrated, and the threshold comes from the labelled normals of X (which the head saw).
 
     `anomaly_score(X)` is the fraud probability, or the autoencoder's score when `fallback_` is
     set. Explanations (`feature_contributions`) stay the autoencoder's.
     """
 
     def __init__(self, detector, *, features="auto", min_anomalies: int = MIN_ANOMALIES,
-                 calibration: str = "sigmoid", max_iter: int = 200, learning_rate: float = 0.05,
-                 l2_regularization: float = 1.0, seed: int = 0):
+                 prior_anomalies: float = PRIOR_ANOMALIES, head_weight="auto", calibration: str = "sigmoid",
+                 max_iter: int = 200, learning_rate: float = 0.05, l2_regularization: float = 1.0,
+                 seed: int = 0):
         self.detector = detector
         self.features = features
         self.min_anomalies = min_anomalies
+        self.prior_anomalies = prior_anomalies
+        self.head_weight = head_weight
         self.calibration = calibration
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -143,11 +165,16 @@ class HybridDetector(HasThreshold, OutlierConventions):
 
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}; got {self.calibration!r}")
+        if not self.prior_anomalies >= 0:
+            raise ValueError(f"prior_anomalies must be >= 0; got {self.prior_anomalies!r}")
+        hw = self.head_weight
+        if not (hw in ("auto", "prior") or (isinstance(hw, int | float) and 0 <= hw <= 1)):
+            raise ValueError(f"head_weight must be 'auto', 'prior' or in [0, 1]; got {self.head_weight!r}")
         check_is_fitted(self.detector)
         y = _labels(y, len(X), "y")
         self.n_train_ = len(y)
         self.n_anomalies_ = int(y.sum())
-        self.head_, self.calibrator_, self.fallback_ = None, {"method": "none"}, None
+        self.head_, self.calibrator_, self.fallback_, self.blend_ = None, {"method": "none"}, None, None
         self.n_calibration_ = self.n_calibration_anomalies_ = 0
         self.selection_ = None
         self.features_ = DEFAULT_FEATURES if self.features == "auto" else tuple(self.features)
@@ -162,43 +189,85 @@ class HybridDetector(HasThreshold, OutlierConventions):
         if X_calibration is not None:
             y_cal = _labels(y_calibration, len(X_calibration), "y_calibration")
             self.n_calibration_, self.n_calibration_anomalies_ = len(y_cal), int(y_cal.sum())
-        x, names = residual_features(self.detector, X, self.features_)
-        # The calibration rows' features, computed once: for the choice and for the calibration.
-        x_cal = residual_features(self.detector, X_calibration, self.features_)[0] if y_cal is not None else None
-        cols = slice(None)  # the head's columns of x and x_cal
+        x, names, ae = self._inputs(X, self.features_)
         with threadpool_limits(1):  # one thread: on a shared machine OpenMP threads spin against each other
-            if self.features == "auto" and y_cal is not None and 0 < self.n_calibration_anomalies_ < len(y_cal):
-                cols = self._select_features(x, names, y, x_cal, y_cal)
+            cols, weight = self._choose(x, y, ae)
+            self.head_ = self.new_head().fit(x[:, cols], y)
+            self.head_feature_names_ = list(np.asarray(names)[cols])
+            normals = y == 0
+            self.blend_ = _fit_blend(self.head_.decision_function(x[normals][:, cols]), ae[normals], weight)
+            if y_cal is None:  # no later rows: the labelled normals give the threshold
+                z_ref = self._blended_inputs(x[normals][:, cols], ae[normals])
+                source = "labelled normals (seen by the head)"
             else:
-                self.head_ = self.new_head().fit(x, y)
-                self.head_feature_names_ = names
-            z = self.head_.decision_function(x_cal[:, cols]) if x_cal is not None else None
-        if z is not None:
-            self.calibrator_ = _fit_calibration(self.calibration, z, y_cal)
-            normals = self._calibrated(z)[y_cal == 0]
-            if normals.size:
-                q = self.detector.threshold_percentile
-                self.threshold = Threshold("normal_percentile", normal_percentile(normals, q), {"q": q},
-                                           f"calibration rows' normals ({normals.size} rows)")
+                x_cal, _, ae_cal = self._inputs(X_calibration, self.features_)
+                z_cal = self._blended_inputs(x_cal[:, cols], ae_cal)
+                self.calibrator_ = _fit_calibration(self.calibration, z_cal, y_cal)
+                z_ref, source = z_cal[y_cal == 0], "calibration rows' normals"
+        ref_normals = self._calibrated(z_ref)
+        if ref_normals.size:
+            q = self.detector.threshold_percentile
+            self.threshold = Threshold("normal_percentile", normal_percentile(ref_normals, q), {"q": q},
+                                       f"{source} ({ref_normals.size} rows)")
         return self
 
-    def _select_features(self, x, names, y, x_cal, y_cal) -> slice:
-        """Fit a head on the raw features and one on all groups; keep the one with the higher
-        average precision on the calibration rows (ties: the raw one, the simpler). Returns
-        the kept head's columns of `x`."""
+    def _inputs(self, X, groups) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """The head's input for `groups` (see `residual_features`), and the autoencoder's score."""
+        x, names = residual_features(self.detector, X, groups)
+        ae = x[:, names.index("ae_score")] if "ae_score" in names else self.detector.anomaly_score(X)
+        return x, names, ae
+
+    def _choose(self, x, y, ae) -> tuple[slice, float]:
+        """The head's columns of `x` and its weight in the blend, chosen on out-of-fold scores.
+
+        The labelled rows are cut into `SELECTION_FOLDS` contiguous folds in the order given
+        (time order from `fit_hybrid`); for each candidate feature set (raw, all groups; or the
+        fixed `features`) a head learns from the other folds and scores each fold. Every
+        candidate, each feature set with the prior's weight n / (n + prior_anomalies) or with the
+        head alone (weight 1), is scored by the average precision of its out-of-fold blend over
+        all labelled rows; the best wins, ties going to the earlier (raw before all groups, the
+        prior's weight before the head alone). A fold whose other folds hold no anomaly or no
+        normal makes the choice impossible: then the raw features (or the fixed ones) and the
+        prior's weight, with `selection_["folds"]` 0.
+        """
+        n_raw = len(self.detector.feature_names_out_)  # the raw block comes first
+        sets = {"raw": slice(0, n_raw), "all": slice(None)} if self.features == "auto" else {"given": slice(None)}
+        prior = self.n_anomalies_ / (self.n_anomalies_ + self.prior_anomalies)
+        weights = {"auto": (("prior", prior), ("head alone", 1.0)), "prior": (("prior", prior),)}.get(
+            self.head_weight, (("given", self.head_weight),))
+        folds = np.array_split(np.arange(len(y)), SELECTION_FOLDS)
+        first = next(iter(sets))
+        if len(sets) * len(weights) == 1:
+            self.selection_ = None
+            return sets[first], weights[0][1]
+        if any(not 0 < y[np.setdiff1d(np.arange(len(y)), f)].sum() < len(y) - len(f) for f in folds):
+            self.selection_ = {"metric": "out-of-fold average precision", "folds": 0, "chosen": first,
+                               "head_weight": weights[0][0]}
+            key, label = first, weights[0][0]
+        else:
+            key, label = self._best_out_of_fold(x, y, ae, sets, weights, folds)
+        if self.features == "auto":
+            self.features_ = DEFAULT_FEATURES if key == "all" else ("raw",)
+        return sets[key], dict(weights)[label]
+
+    def _best_out_of_fold(self, x, y, ae, sets, weights, folds) -> tuple[str, str]:
+        """`_choose`'s scoring of every (feature set, weight) candidate; sets `selection_`."""
         from sklearn.metrics import average_precision_score
 
-        n_raw = len(self.detector.feature_names_out_)  # the raw block comes first
-        scores, heads = {}, {}
-        for key, cols in (("raw", slice(0, n_raw)), ("all", slice(None))):
-            heads[key] = self.new_head().fit(x[:, cols], y)
-            scores[key] = float(average_precision_score(y_cal, heads[key].decision_function(x_cal[:, cols])))
-        best = "all" if scores["all"] > scores["raw"] else "raw"
-        self.selection_ = {"metric": "average precision on the calibration rows", **scores, "chosen": best}
-        self.features_ = DEFAULT_FEATURES if best == "all" else ("raw",)
-        self.head_ = heads[best]
-        self.head_feature_names_ = names if best == "all" else names[:n_raw]
-        return slice(None) if best == "all" else slice(0, n_raw)
+        normals, scores = y == 0, {}
+        for key, cols in sets.items():
+            oof = np.empty(len(y))
+            for held in folds:
+                learn = np.setdiff1d(np.arange(len(y)), held)
+                oof[held] = self.new_head().fit(x[learn][:, cols], y[learn]).decision_function(x[held][:, cols])
+            for label, w in weights:
+                blend = _fit_blend(oof[normals], ae[normals], w)
+                scores[(key, label)] = float(average_precision_score(y, _apply_blend(blend, oof, ae)))
+        key, label = max(scores, key=lambda k: scores[k])  # max keeps the first of equals
+        self.selection_ = {"metric": "out-of-fold average precision", "folds": len(folds), "chosen": key,
+                           "head_weight": label,
+                           "scores": {f"{k} features, {w}": round(v, 6) for (k, w), v in scores.items()}}
+        return key, label
 
     def new_head(self):
         """The unfitted head. No early stopping: every labelled row outside the training rows is
@@ -211,12 +280,17 @@ class HybridDetector(HasThreshold, OutlierConventions):
             l2_regularization=self.l2_regularization, early_stopping=False, random_state=self.seed)
 
     # -- scoring ----------------------------------------------------------------------------
-    def _log_odds(self, X) -> np.ndarray:
+    def _blended(self, X) -> np.ndarray:
+        """The blended score (format 1 folders: the head's log-odds alone)."""
+        x, _, ae = self._inputs(X, self.features_)
+        return self._blended_inputs(x, ae)
+
+    def _blended_inputs(self, x: np.ndarray, ae: np.ndarray) -> np.ndarray:
         from threadpoolctl import threadpool_limits
 
-        x, _ = residual_features(self.detector, X, self.features_)
         with threadpool_limits(1):
-            return self.head_.decision_function(x)
+            z = self.head_.decision_function(x)
+        return z if self.blend_ is None else _apply_blend(self.blend_, z, ae)
 
     def _calibrated(self, z: np.ndarray) -> np.ndarray:
         return _apply_calibration(self.calibrator_, z)
@@ -225,7 +299,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
         """[P(normal), P(anomaly)] per row; needs a trained head (no fallback)."""
         if self.head_ is None:
             raise RuntimeError(f"no supervised head: {self.fallback_}")
-        p = self._calibrated(self._log_odds(X))
+        p = self._calibrated(self._blended(X))
         return np.column_stack([1 - p, p])
 
     def anomaly_score(self, X) -> np.ndarray:
@@ -282,6 +356,8 @@ class HybridDetector(HasThreshold, OutlierConventions):
                 "fallback_reason": self.fallback_, "features": list(self.features_),
                 "feature_selection": self.selection_,
                 "min_anomalies": int(self.min_anomalies),
+                "prior_anomalies": float(self.prior_anomalies), "head_weight": self.head_weight,
+                "blend": self.blend_,
                 "head": None if self.head_ is None else {
                     "model": "HistGradientBoostingClassifier", "max_iter": int(self.max_iter),
                     "learning_rate": float(self.learning_rate),
@@ -331,6 +407,8 @@ class HybridDetector(HasThreshold, OutlierConventions):
         det = AutoencoderDetector.load(folder)
         head = doc.get("head") or {}
         hybrid = cls(det, features=tuple(doc["features"]), min_anomalies=doc["min_anomalies"],
+                     prior_anomalies=doc.get("prior_anomalies", PRIOR_ANOMALIES),
+                     head_weight=doc.get("head_weight", "auto"),
                      calibration=doc["calibration"].get("method", "none"),
                      **{k: head[k] for k in ("max_iter", "learning_rate", "l2_regularization", "seed")
                         if k in head})
@@ -348,6 +426,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
         hybrid.features_ = tuple(doc["features"])
         hybrid.selection_ = doc.get("feature_selection")
         hybrid.fallback_ = doc.get("fallback_reason")
+        hybrid.blend_ = doc.get("blend")  # None in format 1: the head's log-odds alone
         hybrid.calibrator_ = doc["calibration"]
         rows = doc["rows"]
         hybrid.n_train_, hybrid.n_anomalies_ = rows["train"], rows["train_anomalies"]
@@ -360,43 +439,52 @@ def describe_head(hybrid) -> str:
     """One line on what --use-labels built, for the CLI."""
     if hybrid.head_ is None:
         return f"[yellow]warning: --use-labels: {hybrid.fallback_}[/yellow]"
-    return (f"supervised head: {hybrid.n_train_:,} labelled rows ({hybrid.n_anomalies_:,} anomalies); "
-            f"fraud probability calibrated ({hybrid.calibrator_['method']}) on {hybrid.n_calibration_:,} "
-            f"later rows ({hybrid.n_calibration_anomalies_:,} anomalies); features: "
-            + _features_line(hybrid))
+    cal = hybrid.calibrator_["method"]
+    weight = "" if hybrid.blend_ is None else (
+        f"; blended with the autoencoder's score, head weight {hybrid.blend_['head_weight']:.2f}")
+    return (f"supervised head: {hybrid.n_train_:,} labelled rows ({hybrid.n_anomalies_:,} anomalies){weight}; "
+            + (f"fraud probability calibrated ({cal}) on {hybrid.n_calibration_:,} later rows "
+               f"({hybrid.n_calibration_anomalies_:,} anomalies)" if cal != "none" else "not calibrated")
+            + "; features: " + _features_line(hybrid))
 
 
 def _features_line(hybrid) -> str:
-    sel = hybrid.selection_
-    if not sel:
-        return " + ".join(hybrid.features_)
-    return (f"{'raw + autoencoder residuals' if sel['chosen'] == 'all' else 'raw only'} (average "
-            f"precision on the calibration rows: raw {sel['raw']:.3f}, with residuals {sel['all']:.3f})")
+    sel, names = hybrid.selection_, " + ".join(hybrid.features_)
+    if not sel or not sel.get("scores"):  # fixed, or chosen in a version-1 folder's way
+        return names
+    return (f"{names}; {sel['head_weight']} weight (out-of-fold average precision "
+            f"{max(sel['scores'].values()):.3f} over {sel['folds']} folds, the best of {len(sel['scores'])})")
 
 
-def label_rows(split, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def label_rows(split, n_rows: int, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which labelled rows of a split train the head and which calibrate it; never test rows.
 
     The head learns from every row outside the selection and test sets (time protocol: the
-    training period, frauds included; guide protocol: normals only, since its 12 labelled frauds
-    outside the test set are all in the selection set). The selection set (time protocol: the
-    window after the training period) calibrates the head and chooses the threshold.
+    training period, frauds included), and the selection set (time protocol: the window after
+    the training period) calibrates the head and chooses the threshold. When those rows hold no
+    anomaly but the selection set does (`y` given; the guide protocol keeps its 12 labelled
+    frauds outside the test set in the selection set), the head learns from both, less the
+    validation normals, which calibrate it (the threshold only: they hold no anomaly).
     """
     fit = np.setdiff1d(np.arange(n_rows), np.concatenate([split.selection, split.test]))
-    return fit, np.asarray(split.selection)
+    cal = np.asarray(split.selection)
+    if y is not None and not np.asarray(y)[fit].any() and np.asarray(y)[cal].any():
+        learn = np.setdiff1d(np.concatenate([fit, cal]), split.validation)
+        return learn, np.asarray(split.validation)
+    return fit, cal
 
 
 def fit_hybrid(det, df, split, schema, *, min_anomalies: int = MIN_ANOMALIES, seed: int = 0) -> HybridDetector:
     """The hybrid for a trained detector and its split (see `label_rows`); no test row is used."""
-    fit, cal = label_rows(split, len(df))
+    from aedetect.data.schema import as_dataset_schema
+
     X, y = df[list(schema.features)], df[schema.label].to_numpy()
+    fit, cal = label_rows(split, len(df), y)
+    ds = as_dataset_schema(schema)
+    if ds.time:  # the head's folds follow time (ties: file order)
+        fit = fit[np.argsort(ds.time_seconds(df)[fit], kind="stable")]
     hybrid = HybridDetector(det, min_anomalies=min_anomalies, seed=seed)
-    hybrid.fit(X.iloc[fit], y[fit], X.iloc[cal], y[cal])
-    n_sel = int(y[cal].sum())
-    if hybrid.fallback_ and n_sel:
-        hybrid.fallback_ += (f" (the other {n_sel} labelled anomalies outside the test set are in the "
-                             "selection set, which chooses the threshold)")
-    return hybrid
+    return hybrid.fit(X.iloc[fit], y[fit], X.iloc[cal], y[cal])
 
 
 def open_model(path: str | os.PathLike | ModelFolder):
@@ -416,8 +504,9 @@ def read_hybrid(path: Path) -> dict:
     """Parse hybrid.json (its sha256 is checked with the manifest's files)."""
     fpath = Path(path) / HYBRID_FILE
     doc = read_json_file(fpath, "label-aware head")
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{fpath}: not an {FORMAT} file of version {FORMAT_VERSION}")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") not in READABLE_VERSIONS:
+        raise ArtifactError(f"{fpath}: not an {FORMAT} file of version "
+                            f"{' or '.join(map(str, READABLE_VERSIONS))}")
     return doc
 
 
@@ -429,6 +518,23 @@ def _labels(y, n: int, name: str) -> np.ndarray:
     if not np.isin(y, (0, 1)).all():
         raise ValueError(f"{name} must be 0 (normal) or 1 (anomaly); got values {np.unique(y)[:5].tolist()}")
     return y.astype(int)
+
+
+def _fit_blend(head_normals: np.ndarray, ae_normals: np.ndarray, weight: float) -> dict:
+    """The blend's numbers, for JSON: each part's centre and scale on the labelled normals (the
+    head's log-odds, the autoencoder's log score) and the head's weight."""
+    def standard(v: np.ndarray) -> dict:
+        scale = float(np.std(v))
+        return {"center": float(np.median(v)), "scale": scale if scale > 0 else 1.0}
+
+    return {"head_weight": float(weight), "head": standard(head_normals),
+            "autoencoder": standard(np.log1p(ae_normals))}
+
+
+def _apply_blend(blend: dict, head: np.ndarray, ae: np.ndarray) -> np.ndarray:
+    h, a, w = blend["head"], blend["autoencoder"], blend["head_weight"]
+    return (w * (head - h["center"]) / h["scale"]
+            + (1 - w) * (np.log1p(np.asarray(ae, dtype="float64")) - a["center"]) / a["scale"])
 
 
 def _fit_calibration(method: str, z: np.ndarray, y: np.ndarray) -> dict:

@@ -71,7 +71,7 @@ class TrainConfig(BaseModel):
     contamination: float = Field(0.001, gt=0, lt=0.5)
     # Label-aware mode (aedetect.model.hybrid): a supervised head on the autoencoder's residual features.
     use_labels: bool = False
-    min_anomalies: int = Field(20, ge=1)  # fewer labelled anomalies to learn from: autoencoder alone
+    min_anomalies: int = Field(3, ge=1)  # fewer labelled anomalies to learn from: autoencoder alone
 
     @model_validator(mode="before")
     @classmethod
