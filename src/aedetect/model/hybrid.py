@@ -252,14 +252,22 @@ class HybridDetector(HasThreshold, OutlierConventions):
 
     def _best_out_of_fold(self, x, y, ae, sets, weights, folds) -> tuple[str, str]:
         """`_choose`'s scoring of every (feature set, weight) candidate; sets `selection_`."""
+        from joblib import Parallel, delayed
         from sklearn.metrics import average_precision_score
 
+        def out_of_fold(cols, held):
+            learn = np.setdiff1d(np.arange(len(y)), held)
+            return self.new_head().fit(x[learn][:, cols], y[learn]).decision_function(x[held][:, cols])
+
+        # The heads run single-threaded (see fit), two at a time: the same figures, in about half the time.
+        jobs = [(key, i) for key in sets for i in range(len(folds))]
+        done = Parallel(n_jobs=2, prefer="threads")(delayed(out_of_fold)(sets[k], folds[i]) for k, i in jobs)
         normals, scores = y == 0, {}
-        for key, cols in sets.items():
+        for key in sets:
             oof = np.empty(len(y))
-            for held in folds:
-                learn = np.setdiff1d(np.arange(len(y)), held)
-                oof[held] = self.new_head().fit(x[learn][:, cols], y[learn]).decision_function(x[held][:, cols])
+            for (k, i), z in zip(jobs, done, strict=True):
+                if k == key:
+                    oof[folds[i]] = z
             for label, w in weights:
                 blend = _fit_blend(oof[normals], ae[normals], w)
                 scores[(key, label)] = float(average_precision_score(y, _apply_blend(blend, oof, ae)))
