@@ -171,8 +171,9 @@ def train(
         help="'memory' or 'tfrecord' [default: memory]")] = None,
     use_labels: Annotated[bool | None, typer.Option(
         "--use-labels", help="also train a supervised head on the labelled rows before the selection "
-        "set and blend it with the autoencoder's score (the head weighs n / (n + 25) for n labelled "
-        "anomalies), calibrated into a fraud probability on the selection set; under --set "
+        "set and blend it with the autoencoder's score (the head's weight n / (n + 25) for n labelled "
+        "anomalies, or the head alone, chosen out of fold), calibrated into a fraud probability on "
+        "the selection set; under --set "
         "min_anomalies=3 labelled anomalies the autoencoder scores alone (docs/hybrid.md); --labels / "
         "--labels-db give it the verdicts of reviewed alerts")] = None,
     settings: SetOpt = None,
