@@ -32,14 +32,24 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from bench_hybrid import _fit_score, _group, ranking, trained_autoencoder  # noqa: E402
+from bench_hybrid import _fit_score, ranking, trained_autoencoder  # noqa: E402
 from common import real_data, report, table  # noqa: E402
 from scipy.stats import rankdata  # noqa: E402
 
 from aedetect.data.creditcard import CREDITCARD  # noqa: E402
-from aedetect.model.hybrid import FEATURE_GROUPS, HybridDetector, fit_hybrid, label_rows, residual_features  # noqa: E402
+from aedetect.model.hybrid import HybridDetector, fit_hybrid, label_rows, residual_features  # noqa: E402
 
 SYSTEMS = ("ae", "supervised", "hybrid", "rank_mean")
+
+
+def compared(y_test, ae_scores, sup_scores, hybrid_scores) -> dict:
+    """Each system's ranking of the test rows (supervised and rank mean: None with no label)."""
+    has = sup_scores is not None
+    return {"ae": ranking(y_test, ae_scores), "supervised": ranking(y_test, sup_scores) if has else None,
+            "hybrid": ranking(y_test, hybrid_scores),
+            # a combination known to hold with few labels: the mean of the two scores' ranks among
+            # the scored rows (a reference: no single row can be scored so)
+            "rank_mean": ranking(y_test, rankdata(ae_scores) + rankdata(sup_scores)) if has else None}
 
 
 def one_seed(df, seed: int, counts: list[int | None], say=print) -> dict[int | None, dict]:
@@ -49,10 +59,8 @@ def one_seed(df, seed: int, counts: list[int | None], say=print) -> dict[int | N
     X, y = df[feats], df[CREDITCARD.label].to_numpy().astype(int)
     fit, cal = label_rows(split, len(df))
     test = split.test
-    m, names = residual_features(det, X, FEATURE_GROUPS)
-    raw = [i for i, n in enumerate(names) if _group(n) == "raw"]
+    raw = residual_features(det, X, ("raw",))[0]
     ae_scores = det.anomaly_score(X.iloc[test])
-    ae = ranking(y[test], ae_scores)
     frauds, normals = fit[y[fit] == 1], fit[y[fit] == 0]
     rng = np.random.default_rng(seed)
     order = rng.permutation(frauds)  # the first N of one draw: the points of a curve are nested
@@ -61,19 +69,11 @@ def one_seed(df, seed: int, counts: list[int | None], say=print) -> dict[int | N
         keep = np.sort(np.concatenate([normals, order[:len(frauds) if n is None else n]]))
         start = time.perf_counter()
         hyb = HybridDetector(det, seed=seed).fit(X.iloc[keep], y[keep], X.iloc[cal], y[cal])
-        hybrid = ranking(y[test], hyb.anomaly_score(X.iloc[test]))
-        hybrid["chose"] = "autoencoder (fallback)" if hyb.fallback_ else hyb.selection_["chosen"]
-        sup_scores = _fit_score(hyb, m[:, raw], y, keep, test) if y[keep].sum() else None
-        supervised = ranking(y[test], sup_scores) if sup_scores is not None else None
-        # a combination known to hold with few labels: the mean of the two scores' ranks among
-        # the scored rows (no label involved in it)
-        rank_mean = ranking(y[test], rankdata(ae_scores) + rankdata(sup_scores)) if sup_scores is not None else None
-        out[n] = {"ae": ae, "supervised": supervised, "hybrid": hybrid, "rank_mean": rank_mean,
+        sup_scores = _fit_score(hyb, raw, y, keep, test) if y[keep].sum() else None
+        out[n] = {**compared(y[test], ae_scores, sup_scores, hyb.anomaly_score(X.iloc[test])),
                   "frauds": int(y[keep].sum()), "seconds": time.perf_counter() - start}
-        say(f"  seed {seed}, {out[n]['frauds']} labelled frauds: PR-AUC ae {ae['pr_auc']:.3f}, "
-            f"supervised {supervised['pr_auc'] if supervised else float('nan'):.3f}, "
-            f"hybrid {hybrid['pr_auc']:.3f} (features: {hybrid['chose']}), rank mean "
-            f"{rank_mean['pr_auc'] if rank_mean else float('nan'):.3f}")
+        out[n]["hybrid"]["chose"] = "autoencoder (fallback)" if hyb.fallback_ else hyb.selection_["chosen"]
+        say(f"  seed {seed}, {out[n]['frauds']} labelled frauds: " + _line(out[n]))
     return out
 
 
@@ -81,20 +81,20 @@ def guide_seed(df, seed: int, say=print) -> dict:
     """The guide protocol's point: the 12 labelled frauds outside the test set (all in its
     selection set), through `fit_hybrid` as `train --use-labels` runs it."""
     det, split = trained_autoencoder(df, "guide", seed)
-    feats = list(CREDITCARD.features)
-    X, y = df[feats], df[CREDITCARD.label].to_numpy().astype(int)
+    X, y = df[list(CREDITCARD.features)], df[CREDITCARD.label].to_numpy().astype(int)
     test = split.test
     fit, _ = label_rows(split, len(df), y)
     hyb = fit_hybrid(det, df, split, CREDITCARD, seed=seed)
-    ae_scores = det.anomaly_score(X.iloc[test])
-    m, names = residual_features(det, X, ("raw",))
-    sup_scores = _fit_score(hyb, m, y, fit, test)
-    out = {"ae": ranking(y[test], ae_scores), "supervised": ranking(y[test], sup_scores),
-           "hybrid": ranking(y[test], hyb.anomaly_score(X.iloc[test])),
-           "rank_mean": ranking(y[test], rankdata(ae_scores) + rankdata(sup_scores)), "frauds": int(y[fit].sum())}
-    say(f"  guide seed {seed}, {out['frauds']} labelled frauds: PR-AUC ae {out['ae']['pr_auc']:.3f}, supervised "
-        f"{out['supervised']['pr_auc']:.3f}, hybrid {out['hybrid']['pr_auc']:.3f}")
+    sup_scores = _fit_score(hyb, residual_features(det, X, ("raw",))[0], y, fit, test)
+    out = {**compared(y[test], det.anomaly_score(X.iloc[test]), sup_scores, hyb.anomaly_score(X.iloc[test])),
+           "frauds": int(y[fit].sum())}
+    say(f"  guide seed {seed}, {out['frauds']} labelled frauds: " + _line(out))
     return {"guide": out}
+
+
+def _line(point: dict) -> str:
+    return ", ".join(f"{name} {'-' if point[name] is None else format(point[name]['pr_auc'], '.3f')}"
+                     for name in SYSTEMS) + " (PR-AUC)"
 
 
 def mean(runs: list[dict], system: str, key: str) -> float | None:

@@ -300,3 +300,17 @@ def test_a_format_1_folder_scores_as_it_did(data, trained, tmp_path):
     (path / MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="version 1 or 2"):
         load_model(path)
+
+
+def test_every_scoring_path_gives_the_same_probability(data, trained):
+    """score_matrix (batch and service) and score_with_contributions reuse the network's pass;
+    they must give anomaly_score's probability and the autoencoder's contributions."""
+    hybrid = trained["hybrid"]
+    x = data.iloc[:1500][FEATURES]
+    p = hybrid.anomaly_score(x)
+    scores, contrib = hybrid.score_matrix(x.to_numpy())
+    np.testing.assert_allclose(scores, p, rtol=1e-9)
+    np.testing.assert_allclose(contrib, hybrid.feature_contributions(x), rtol=1e-9)
+    s2, c2 = hybrid.score_with_contributions(x)
+    np.testing.assert_allclose(s2, p, rtol=1e-9)
+    np.testing.assert_allclose(c2, contrib, rtol=1e-9)

@@ -195,9 +195,10 @@ class HybridDetector(HasThreshold, OutlierConventions):
             self.head_ = self.new_head().fit(x[:, cols], y)
             self.head_feature_names_ = list(np.asarray(names)[cols])
             normals = y == 0
-            self.blend_ = _fit_blend(self.head_.decision_function(x[normals][:, cols]), ae[normals], weight)
+            z_normals = self.head_.decision_function(x[normals][:, cols])
+            self.blend_ = _fit_blend(z_normals, ae[normals], weight)
             if y_cal is None:  # no later rows: the labelled normals give the threshold
-                z_ref = self._blended_inputs(x[normals][:, cols], ae[normals])
+                z_ref = _apply_blend(self.blend_, z_normals, ae[normals])
                 source = "labelled normals (seen by the head)"
             else:
                 x_cal, _, ae_cal = self._inputs(X_calibration, self.features_)
@@ -211,10 +212,12 @@ class HybridDetector(HasThreshold, OutlierConventions):
                                        f"{source} ({ref_normals.size} rows)")
         return self
 
-    def _inputs(self, X, groups) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """The head's input for `groups` (see `residual_features`), and the autoencoder's score."""
+    def _inputs(self, X, groups, ae: np.ndarray | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """The head's input for `groups` (see `residual_features`), and the autoencoder's score
+        (`ae`, when the caller has already computed it)."""
         x, names = residual_features(self.detector, X, groups)
-        ae = x[:, names.index("ae_score")] if "ae_score" in names else self.detector.anomaly_score(X)
+        if ae is None:
+            ae = x[:, names.index("ae_score")] if "ae_score" in names else self.detector.anomaly_score(X)
         return x, names, ae
 
     def _choose(self, x, y, ae) -> tuple[slice, float]:
@@ -262,15 +265,14 @@ class HybridDetector(HasThreshold, OutlierConventions):
         # The heads run single-threaded (see fit), two at a time: the same figures, in about half the time.
         jobs = [(key, i) for key in sets for i in range(len(folds))]
         done = Parallel(n_jobs=2, prefer="threads")(delayed(out_of_fold)(sets[k], folds[i]) for k, i in jobs)
+        oof = {key: np.empty(len(y)) for key in sets}
+        for (key, i), z in zip(jobs, done, strict=True):
+            oof[key][folds[i]] = z
         normals, scores = y == 0, {}
         for key in sets:
-            oof = np.empty(len(y))
-            for (k, i), z in zip(jobs, done, strict=True):
-                if k == key:
-                    oof[folds[i]] = z
             for label, w in weights:
-                blend = _fit_blend(oof[normals], ae[normals], w)
-                scores[(key, label)] = float(average_precision_score(y, _apply_blend(blend, oof, ae)))
+                blend = _fit_blend(oof[key][normals], ae[normals], w)
+                scores[(key, label)] = float(average_precision_score(y, _apply_blend(blend, oof[key], ae)))
         key, label = max(scores, key=lambda k: scores[k])  # max keeps the first of equals
         self.selection_ = {"metric": "out-of-fold average precision", "folds": len(folds), "chosen": key,
                            "head_weight": label,
@@ -288,9 +290,10 @@ class HybridDetector(HasThreshold, OutlierConventions):
             l2_regularization=self.l2_regularization, early_stopping=False, random_state=self.seed)
 
     # -- scoring ----------------------------------------------------------------------------
-    def _blended(self, X) -> np.ndarray:
-        """The blended score (format 1 folders: the head's log-odds alone)."""
-        x, _, ae = self._inputs(X, self.features_)
+    def _blended(self, X, ae: np.ndarray | None = None) -> np.ndarray:
+        """The blended score (format 1 folders: the head's log-odds alone); `ae`: the
+        autoencoder's scores of X, when already computed."""
+        x, _, ae = self._inputs(X, self.features_, ae)
         return self._blended_inputs(x, ae)
 
     def _blended_inputs(self, x: np.ndarray, ae: np.ndarray) -> np.ndarray:
@@ -322,7 +325,8 @@ class HybridDetector(HasThreshold, OutlierConventions):
         return self.detector.feature_contributions(X)
 
     def score_with_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
-        return self.anomaly_score(X), self.feature_contributions(X)
+        ae, contrib = self.detector.score_with_contributions(X)
+        return (ae if self.head_ is None else self._calibrated(self._blended(X, ae))), contrib
 
     def score_matrix(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores and the autoencoder's contributions of a checked float matrix in the fitted
@@ -330,9 +334,10 @@ class HybridDetector(HasThreshold, OutlierConventions):
         import pandas as pd
 
         scores, contrib = self.detector.score_matrix(x)
-        if self.head_ is not None:
+        if self.head_ is not None:  # the network ran once: its scores go into the blend
             names = [str(c) for c in self.detector.feature_names_in_]
-            scores = self.anomaly_score(pd.DataFrame(np.asarray(x, dtype="float64"), columns=names))
+            frame = pd.DataFrame(np.asarray(x, dtype="float64"), columns=names)
+            scores = self._calibrated(self._blended(frame, scores))
         return scores, contrib
 
     def score_and_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
