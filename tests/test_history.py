@@ -53,7 +53,42 @@ def test_later_rows_from_the_state_equal_one_pass_over_both():
     # the state's own rows again (a model scoring its training file) start afresh
     again, _ = compute(t[:cut], {k: v[:cut] for k, v in ents.items()}, amount[:cut], state=state)
     np.testing.assert_allclose(again.to_numpy(), first.to_numpy(), rtol=1e-9, atol=1e-9)
+    # rows with no card id after the state: no history for them, the others as in one pass
+    no_card = {"card": pd.Series([None, "3"], dtype="str"), "term": ents["term"][cut:cut + 2].reset_index(drop=True)}
+    some, _ = compute(t[cut:cut + 2], no_card, amount[cut:cut + 2], state=state)
+    assert some.iloc[0].isna().all() and some.iloc[1].notna().all()
+    none, _ = compute(t[cut:cut + 1], {"card": pd.Series([None], dtype="str"), "term": ents["term"][:1]},
+                      amount[cut:cut + 1], state=state)
+    assert none.isna().all(axis=None)
 
+
+
+@pytest.mark.parametrize("entities", [2, 3])
+def test_blocks_and_threads_give_the_features_of_one_sequential_pass(monkeypatch, entities):
+    """Large inputs run each entity in a thread and a window's arithmetic in blocks of sorted rows;
+    neither may change a feature (ids missing, amounts missing, a third entity's pair flags)."""
+    import aedetect.data.history as history
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    t = np.sort(rng.uniform(0, 40 * 86400, n)).round()
+    ents = {"card": pd.Series(rng.integers(0, 60, n).astype(str)).where(rng.random(n) > 0.02),
+            "term": pd.Series(rng.integers(0, 25, n).astype(str)),
+            "device": pd.Series(rng.integers(0, 90, n).astype(str))}
+    ents = dict(list(ents.items())[:entities])
+    amount = np.round(rng.lognormal(3, 1, n), 2)
+    amount[::101] = np.nan
+    monkeypatch.setattr(history, "PARALLEL_ROWS", 10**9)
+    monkeypatch.setattr(history, "CHUNK_ROWS", 10**9)
+    one, one_state = compute(t, ents, amount)
+    monkeypatch.setattr(history, "PARALLEL_ROWS", 0)
+    monkeypatch.setattr(history, "CHUNK_ROWS", 7)
+    blocks, blocks_state = compute(t, ents, amount)
+    assert one.isna().any(axis=None) and blocks.columns.equals(one.columns)
+    np.testing.assert_allclose(blocks.to_numpy(), one.to_numpy(), rtol=1e-12, atol=1e-12)
+    pd.testing.assert_frame_equal(blocks_state.rows, one_state.rows)
+    pair = one_state.rows[["new:card:term", "new:term:card"]].to_numpy()
+    assert (pair[:, 0] == pair[:, 1]).all() and 0 < pair[:, 0].mean() < 1  # one pair, either way round
 
 def _own_log(seed: int, days: int = 60) -> pd.DataFrame:
     """A card log written here, not by the project's generator: each card has its own usual
@@ -154,3 +189,21 @@ def test_reasons_speak_the_teams_words(own_log_runs):
     reasons = " | ".join(out["history"].filter(like="reason").astype(str).to_numpy().ravel())
     assert "payments in the last" in reasons and "usual" in reasons
     assert "card.count_" not in reasons and "card.amount_ratio" not in reasons
+
+
+@pytest.mark.parametrize(("setting", "hint"), [(None, "False"), ("1", "True")])
+def test_the_command_turns_numpys_huge_page_hint_off_unless_asked(setting, hint):
+    """The console script sets NUMPY_MADVISE_HUGEPAGE=0 before NumPy loads (the first history
+    computation of a large log paid seconds of memory compaction for the hint); a user's own
+    setting wins."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if setting is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = setting
+    code = ("import aedetect._entry, numpy; "
+            "from numpy._core.multiarray import _get_madvise_hugepage; print(_get_madvise_hugepage())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == hint

@@ -37,6 +37,7 @@ longer than the longest window drop out, which bounds the state.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,8 @@ import pandas as pd
 from aedetect.errors import DataError
 
 DEFAULT_WINDOWS = (3_600.0, 86_400.0, 604_800.0, 2_592_000.0)
+CHUNK_ROWS = 65_536  # sorted rows per block of a window's arithmetic
+PARALLEL_ROWS = 100_000  # from this many rows, the entities' features are computed in threads
 Z_FLOOR = 0.1  # the smallest spread of log1p(amount) a z-score divides by (a card paying one price)
 _UNITS = ((86_400.0, "d"), (3_600.0, "h"), (60.0, "m"), (1.0, "s"))
 
@@ -107,8 +110,15 @@ class HistoryState:
         return cls(table.to_pandas(), None if start == "None" else float(start))
 
 
-def _codes(values) -> np.ndarray:
-    return pd.factorize(values, use_na_sentinel=True)[0].astype("int64")
+def _merged_codes(past_values, new_codes: np.ndarray, new_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One code per value over the state's rows then the new rows (-1 where a new row's value is
+    missing; the state holds none), and the values by code (an object array)."""
+    past_codes, past_values = pd.factorize(_objects(past_values), use_na_sentinel=True)
+    if not len(past_values):
+        return new_codes.astype("int64", copy=False), new_values
+    merged, values = pd.factorize(np.concatenate([_objects(past_values), new_values]))
+    new = np.append(merged[len(past_values):], -1)[new_codes]  # code -1 (missing) picks the -1 after them
+    return np.concatenate([merged[past_codes], new]).astype("int64", copy=False), _objects(values)
 
 
 def _keys(codes: np.ndarray, ms: np.ndarray, width: int) -> np.ndarray:
@@ -149,10 +159,12 @@ def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.nda
     n = len(time)
     new_t = np.asarray(time, dtype="float64")
     new_amount = np.zeros(n) if amount is None else np.asarray(amount, dtype="float64")
-    new_ent = {e: _objects(entities[e]) for e in names}
     usable = ~np.isnan(new_t) & ~np.isnan(new_amount)
+    new_codes = {}
     for e in names:
-        usable &= ~pd.isna(new_ent[e])
+        codes, uniques = pd.factorize(entities[e], use_na_sentinel=True)  # Arrow text: one dictionary encoding
+        new_codes[e] = (codes, _objects(uniques))
+        usable &= codes >= 0
     first = float(new_t[usable].min()) if usable.any() else None
     start = start if start is not None else first
     past_t = np.asarray(past.get("time", np.zeros(0)), dtype="float64")
@@ -164,86 +176,118 @@ def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.nda
     t = np.concatenate([past_t, new_t[usable]])
     amounts = np.concatenate([np.asarray(past.get("amount", np.zeros(0)), dtype="float64"),
                               new_amount[usable]])
-    ent = {e: np.concatenate([_objects(past.get(e, np.zeros(0, dtype=object))), new_ent[e][usable]])
-           for e in names}
+    codes_of, values_of = {}, {}
+    for e in names:
+        codes, values_of[e] = _merged_codes(past.get(e, np.zeros(0, dtype=object)), *new_codes[e])
+        codes_of[e] = np.concatenate([codes[:k], codes[k:][usable]])
     m = len(t)
     order_in = np.arange(m)  # state rows first, then the file's order
     stamp = np.round(t * 1000).astype("int64")  # milliseconds: exact integer windows
     ms = stamp - (stamp.min() if m else 0)
     width = int(ms.max(initial=0) + round(horizon * 1000) + 2)
     log_amount = np.log1p(np.maximum(amounts, 0.0))
-    codes_of = {e: _codes(ent[e]) for e in names}
     columns = feature_names(names, windows)
     out = _Block(m, columns)  # every feature of every row, written in place
-    new_flags = {}
-    # new-pair flags: stored for state rows, computed for the new ones
-    for e in names:
-        for o in names:
-            if o == e:
-                continue
-            key = f"new:{e}:{o}"
-            pair = codes_of[e] * (int(codes_of[o].max(initial=0)) + 1) + codes_of[o]
-            order = np.lexsort((order_in, t, pair))
-            sp, st = pair[order], t[order]
-            same = _after(False, sp[1:] == sp[:-1])
-            gap = _after(np.inf, st[1:] - st[:-1])
-            flag_sorted = ~(same & (gap < horizon))
-            flags = np.empty(m, dtype="float64")
-            flags[order] = flag_sorted
-            if k and key in past:
-                flags[:k] = np.asarray(past[key], dtype="float64")
-            new_flags[key] = flags
-    for e in names:
-        codes = codes_of[e]
-        order = np.lexsort((order_in, t, codes))
-        keys = _keys(codes[order], ms[order], width)
-        pos = np.arange(m)
-        # Sums of each entity's log amounts less its first one: small numbers, so a window's sum
-        # (a difference of running sums) keeps its digits whichever rows came before.
-        sorted_codes = codes[order]
-        group_first = np.maximum.accumulate(np.where(_after(True, sorted_codes[1:] != sorted_codes[:-1]),
-                                                     np.arange(m), 0)) if m else np.zeros(0, "int64")
-        centred = log_amount[order] - log_amount[order][group_first] if m else np.zeros(0)
-        cs_amount = _after(0.0, np.cumsum(centred))
-        cs_square = _after(0.0, np.cumsum(centred ** 2))
-        others = [o for o in names if o != e]
-        cs_new = {o: _after(0.0, np.cumsum(new_flags[f"new:{e}:{o}"][order])) for o in others}
-        # Early rows see less than a whole window of history: their counts are scaled to a
-        # whole window (by the share of it since the history began, at least a day's worth),
-        # so the first weeks do not look quieter than the rest.
-        seen = t[order] - (start if start is not None else 0.0)
-        for w in windows:
-            q = np.searchsorted(keys, keys - round(w * 1000), side="right")
-            count = (pos - q).astype("float64")
-            scale = w / np.clip(seen, min(w, 86_400.0), w)
-            mean_log = np.where(count > 0, (cs_amount[pos] - cs_amount[q]) / np.maximum(count, 1), 0.0)
-            ratio = np.where(count > 0, centred - mean_log, 0.0)
-            wn = window_name(w)
-            out.put(f"{e}.count_{wn}", order, count * scale)
-            out.put(f"{e}.amount_ratio_{wn}", order, ratio)
-            for o in others:
-                out.put(f"{e}.new_{o}_{wn}", order, cs_new[o][pos] - cs_new[o][q])
-        # the amount against the entity's own spread over the longest window (3 payments or more)
-        n_long = np.maximum(count, 1)
-        mean = (cs_amount[pos] - cs_amount[q]) / n_long
-        spread = np.sqrt(np.maximum((cs_square[pos] - cs_square[q]) / n_long - mean**2, 0.0))
-        z = np.where(count >= 3, (centred - mean) / np.maximum(spread, Z_FLOOR), 0.0)
-        out.put(f"{e}.amount_z_{window_name(horizon)}", order, z)
-        st = t[order]
-        prev_same = _after(False, codes[order][1:] == codes[order][:-1])
-        since = np.where(prev_same, np.minimum(st - np.concatenate([st[:1], st[:-1]]), horizon), horizon)
-        out.put(f"{e}.since_last", order, since)
-        for o in others:
-            out.put(f"{e}.{o}_seen", order, 1.0 - new_flags[f"new:{e}:{o}"][order])
+    new_flags = _pair_flags(names, codes_of, t, order_in, horizon, past, k)
+    jobs = [(e, codes_of[e], [o for o in names if o != e]) for e in names]
+
+    def entity(job) -> None:
+        _entity_features(out, *job, t=t, ms=ms, width=width, order_in=order_in, log_amount=log_amount,
+                         new_flags=new_flags, windows=windows, start=start)
+
+    if m >= PARALLEL_ROWS and len(jobs) > 1:  # NumPy releases the GIL: one thread per entity
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+            list(pool.map(entity, jobs))
+    else:
+        for job in jobs:
+            entity(job)
     if k == 0 and usable.all():  # the common case: no state, every row usable; no copy
         matrix = out.values
     else:
         matrix = np.full((n, len(columns)), np.nan)
         matrix[usable] = out.values[k:]
     keep = t > t.max() - horizon if m else np.zeros(0, dtype=bool)
-    kept = {"time": t[keep], "amount": amounts[keep], **{e: ent[e][keep] for e in names},
+    kept = {"time": t[keep], "amount": amounts[keep], **{e: values_of[e][codes_of[e][keep]] for e in names},
             **{key: flags[keep] for key, flags in new_flags.items()}}
     return matrix, columns, kept, start
+
+
+def _pair_flags(names: list[str], codes_of: dict, t, order_in, horizon: float, past: dict, k: int) -> dict:
+    """`new:<e>:<o>`: 1.0 where the row's pair (e, o) did not occur in the longest window before
+    it. Stored for the state's `k` rows, computed for the new ones; the same for (o, e)."""
+    flags_of = {}
+    for i, e in enumerate(names):
+        for o in names[i + 1:]:
+            pair = codes_of[e] * (int(codes_of[o].max(initial=0)) + 1) + codes_of[o]
+            order = np.lexsort((order_in, t, pair))
+            sp, st = pair[order], t[order]
+            same = _after(False, sp[1:] == sp[:-1])
+            gap = _after(np.inf, st[1:] - st[:-1])
+            flags = np.empty(len(t), dtype="float64")
+            flags[order] = ~(same & (gap < horizon))
+            for key in (f"new:{e}:{o}", f"new:{o}:{e}"):
+                flags_of[key] = flags
+                if k and key in past:
+                    flags_of[key] = flags.copy()
+                    flags_of[key][:k] = np.asarray(past[key], dtype="float64")
+    return flags_of
+
+
+def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], *, t, ms, width: int,
+                     order_in, log_amount, new_flags: dict, windows: list[float], start) -> None:
+    """Write entity `e`'s columns of every row into `out`.
+
+    The rows are sorted by entity then time once; the windows' arithmetic then runs over blocks of
+    `CHUNK_ROWS` sorted rows, so its temporaries stay small and are reused rather than fresh
+    memory for every step (on 10M rows, fresh memory cost more system time than the arithmetic)."""
+    m = len(t)
+    horizon = windows[-1]
+    order = np.lexsort((order_in, t, codes))
+    sorted_codes = codes[order]
+    keys = _keys(sorted_codes, ms[order], width)
+    st = t[order]
+    first = _after(True, sorted_codes[1:] != sorted_codes[:-1]) if m else np.zeros(0, bool)
+    del sorted_codes
+    # Sums of each entity's log amounts less its first one: small numbers, so a window's sum
+    # (a difference of running sums) keeps its digits whichever rows came before.
+    starts = np.flatnonzero(first)
+    centred = log_amount[order]
+    centred -= np.repeat(centred[starts], np.diff(np.append(starts, m)))
+    cs_amount = _after(0.0, np.cumsum(centred))
+    cs_square = _after(0.0, np.cumsum(centred ** 2))
+    cs_new = {o: _after(0.0, np.cumsum(new_flags[f"new:{e}:{o}"][order])) for o in others}
+    origin = start if start is not None else 0.0
+    col = out.column
+    for lo in range(0, m, CHUNK_ROWS):
+        hi = min(lo + CHUNK_ROWS, m)
+        rows = order[lo:hi]
+        pos = np.arange(lo, hi)
+        # Early rows see less than a whole window of history: their counts are scaled to a
+        # whole window (by the share of it since the history began, at least a day's worth),
+        # so the first weeks do not look quieter than the rest.
+        seen = st[lo:hi] - origin
+        for w in windows:
+            q = np.searchsorted(keys, keys[lo:hi] - round(w * 1000), side="right")
+            count = (pos - q).astype("float64")
+            total = cs_amount[lo:hi] - cs_amount[q]  # the window's rows before this one
+            wn = window_name(w)
+            col(f"{e}.count_{wn}")[rows] = count * (w / np.clip(seen, min(w, 86_400.0), w))
+            mean_log = total / np.maximum(count, 1)
+            col(f"{e}.amount_ratio_{wn}")[rows] = np.where(count > 0, centred[lo:hi] - mean_log, 0.0)
+            for o in others:
+                col(f"{e}.new_{o}_{wn}")[rows] = cs_new[o][lo:hi] - cs_new[o][q]
+        # the amount against the entity's own spread over the longest window (3 payments or more)
+        n_long = np.maximum(count, 1)
+        mean = total / n_long
+        spread = np.sqrt(np.maximum((cs_square[lo:hi] - cs_square[q]) / n_long - mean**2, 0.0))
+        col(f"{e}.amount_z_{window_name(horizon)}")[rows] = np.where(
+            count >= 3, (centred[lo:hi] - mean) / np.maximum(spread, Z_FLOOR), 0.0)
+        gap = st[lo:hi] - st[lo - 1:hi - 1] if lo else _after(horizon, np.diff(st[:hi]))
+        col(f"{e}.since_last")[rows] = np.where(first[lo:hi], horizon, np.minimum(gap, horizon))
+        for o in others:
+            col(f"{e}.{o}_seen")[rows] = 1.0 - new_flags[f"new:{e}:{o}"][rows]
 
 
 def _after(first, values: np.ndarray) -> np.ndarray:
@@ -259,15 +303,16 @@ def _objects(values) -> np.ndarray:
 
 
 class _Block:
-    """The features of the rows as one float64 matrix (one frame, no column copies); `put`
-    writes a column given in the sorted order `order`."""
+    """The features of the rows as one float64 matrix (one frame, no column copies), written in
+    place column by column (`column`)."""
 
     def __init__(self, rows: int, columns: list[str]):
         self.values = np.empty((rows, len(columns)), order="F")  # columns contiguous, as pandas keeps them
         self.index = {c: j for j, c in enumerate(columns)}
 
-    def put(self, name: str, order: np.ndarray, sorted_values: np.ndarray) -> None:
-        self.values[order, self.index[name]] = sorted_values
+    def column(self, name: str) -> np.ndarray:
+        """The column `name`, a view to write into."""
+        return self.values[:, self.index[name]]
 
 
 def table_inputs(df: pd.DataFrame, schema) -> tuple[np.ndarray, dict[str, pd.Series], np.ndarray | None]:
