@@ -1,7 +1,7 @@
 """The review loop, measured: frauds caught when investigators review each window's top alerts
 and their verdicts teach the model before the next window.
 
-ULB data in time order. The autoencoder (the defaults) is trained on day 1's normal transactions,
+`--data ulb` (default): ULB data in time order. The autoencoder (the defaults) is trained on day 1's normal transactions,
 the team's known-normal history. The loop replays day 2 in windows (`--window-hours`, 4). In each
 window a strategy ranks the window's transactions; investigators review the top `budget` share of
 them (the budget: `--budgets`, shares of the window's transactions), and each verdict is the
@@ -12,6 +12,15 @@ with their verdicts; rows nobody reviewed are not labels. (Counting them as norm
 might treat its unflagged traffic, teaches the head that the frauds the budget missed are
 normal; one run of that, seed 0 at 0.2%: supervised 128 and label-aware 135 frauds against the
 autoencoder's 134.)
+
+`--data payments`: a generated payment log per seed (`generate_payment_log(n_days=60,
+seed=S)`: 2,000 cards, 400 terminals, 0.5% frauds of four kinds that show against a card's or a
+terminal's past). The autoencoder is trained as `aedetect train --entity-columns
+card_id,terminal_id` would, on the first 40 days (its training normals, the time-ordered split);
+every row's history features come from one pass over the whole log, strictly from the past. The
+loop replays the last 20 days in windows (`--window-hours`, 48 here); the learners see a seeded
+sample of the first 40 days' normals and the reviewed rows. The same strategies read the
+history features (the supervised model too).
 
 Strategies (each one's verdicts are its own: what it reviewed is what it learns from):
   static       the autoencoder's score, never updated
@@ -24,11 +33,12 @@ Strategies (each one's verdicts are its own: what it reviewed is what it learns 
                (alerts unlike the frauds found so far)
 
     python benchmarks/bench_review_loop.py --seeds 3 --budgets 0.001,0.002,0.005
+    python benchmarks/bench_review_loop.py --data payments --seeds 3 --budgets 0.005,0.01
     python benchmarks/bench_review_loop.py --seeds 1 --budgets 0.002 --json loop.json --plot loop.png
 
 Prints, per budget, the frauds caught in total and per window by each strategy (mean over seeds;
 the autoencoder's seed changes), and writes runs/bench/review_loop.md (and JSON and a plot of
-the cumulative catch when asked). Not measured here: the threshold re-estimated from the verdicts
+the cumulative catch when asked; review_loop_payments.* for the payment log). Not measured here: the threshold re-estimated from the verdicts
 (`aedetect alerts threshold` does it from a review store): the budget, not a threshold, decides
 what is reviewed in this loop.
 """
@@ -53,6 +63,7 @@ from aedetect.model.hybrid import HybridDetector, residual_features  # noqa: E40
 STRATEGIES = ("static", "supervised", "label-aware", "explore")
 DAY = 86_400
 CACHE = OUT_DIR / "review-loop-cache"
+PAYMENT_DAYS, TRAIN_DAYS = 60, 40  # --data payments: the log's days, the days the autoencoder trains on
 
 
 def day1_autoencoder(df, seed: int):
@@ -99,8 +110,8 @@ class Loop:
         return chosen
 
     def learn(self) -> None:
-        """Refit on day 1's normals and the day-2 rows reviewed so far, with their verdicts (rows
-        in time order)."""
+        """Refit on the known normals and the rows reviewed so far, with their verdicts (rows in
+        time order)."""
         if self.name == "static":
             return
         rows = np.concatenate([self.learn_base, np.sort(np.concatenate(self.reviewed))])
@@ -117,18 +128,64 @@ class Loop:
             self.scorer = hyb.fit(self.X.iloc[rows], labels)
 
 
-def one_seed(df, seed: int, budgets: list[float], args, say=print) -> dict:
+class Replay:
+    """What a loop replays: the autoencoder, the rows (a table the detectors read), their labels,
+    the learners' known normals and the windows (row indices, in time order)."""
+
+    def __init__(self, det, X, y: np.ndarray, learn_base: np.ndarray, windows: list[np.ndarray]):
+        self.det, self.X, self.y, self.learn_base, self.windows = det, X, y, learn_base, windows
+
+
+def _windows(t: np.ndarray, start: float, hours: float) -> list[np.ndarray]:
+    edges = np.arange(start, t.max() + hours * 3600, hours * 3600)
+    windows = [np.flatnonzero((t >= lo) & (t < hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    return [w for w in windows if len(w)]
+
+
+def ulb_replay(df, seed: int, args) -> Replay:
     det = day1_autoencoder(df, seed)
-    feats = list(CREDITCARD.features)
-    X, y, t = df[feats], df[CREDITCARD.label].to_numpy().astype(int), df["Time"].to_numpy()
+    X, y, t = df[list(CREDITCARD.features)], df[CREDITCARD.label].to_numpy().astype(int), df["Time"].to_numpy()
+    day1_normals = np.flatnonzero((t < DAY) & (y == 0))
+    learn_base = np.random.default_rng(seed).choice(day1_normals, min(args.day1_normals, len(day1_normals)),
+                                                     replace=False)
+    return Replay(det, X, y, np.sort(learn_base), _windows(t, DAY, args.window_hours))
+
+
+def payments_replay(seed: int, args) -> Replay:
+    """The generated log: the autoencoder on the first `TRAIN_DAYS` days (cached), every row's
+    history from one pass over the log, the last days in windows."""
+    import pandas as pd
+    from bench_history import ENTITIES, EXCLUDE, periods
+
+    from aedetect.data.history import add_history
+    from aedetect.data.infer import infer_schema
+    from aedetect.model.detector import load_detector
+    from aedetect.training.config import TrainConfig
+    from aedetect.training.workflow import train_detector
+
+    first, later = periods(seed, PAYMENT_DAYS, TRAIN_DAYS, 2000, 400, 0.005)
+    path = CACHE / f"payments-{seed}"
+    if path.exists():
+        det = load_detector(path)
+    else:
+        schema = infer_schema(first).with_overrides(entity_columns=ENTITIES, exclude_columns=EXCLUDE)
+        det = train_detector(first, TrainConfig(seed=seed), schema).detector
+        det.save(path)
+    schema = det.dataset_schema
+    log = pd.concat([first, later], ignore_index=True)
+    X = add_history(log, schema)[0][list(schema.features)]
+    y = log["is_fraud"].to_numpy().astype(int)
+    ts = pd.to_datetime(log["timestamp"])
+    t = (ts - ts.min().normalize()).dt.total_seconds().to_numpy()
+    normals = np.flatnonzero((t < TRAIN_DAYS * DAY) & (y == 0))
+    learn_base = np.random.default_rng(seed).choice(normals, min(args.day1_normals, len(normals)), replace=False)
+    return Replay(det, X, y, np.sort(learn_base), _windows(t, TRAIN_DAYS * DAY, args.window_hours))
+
+
+def one_seed(replay: Replay, seed: int, budgets: list[float], args, say=print) -> dict:
+    det, X, y, learn_base, windows = replay.det, replay.X, replay.y, replay.learn_base, replay.windows
     raw = residual_features(det, X, ("raw",))[0]
     ae = det.anomaly_score(X)
-    rng = np.random.default_rng(seed)
-    day1_normals = np.flatnonzero((t < DAY) & (y == 0))
-    learn_base = np.sort(rng.choice(day1_normals, min(args.day1_normals, len(day1_normals)), replace=False))
-    edges = np.arange(DAY, t.max() + args.window_hours * 3600, args.window_hours * 3600)
-    windows = [np.flatnonzero((t >= lo) & (t < hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
-    windows = [w for w in windows if len(w)]
     out = {}
     for budget in budgets:
         loops = {name: Loop(name, det, X, y, raw, ae, learn_base, args.explore, seed) for name in STRATEGIES}
@@ -149,22 +206,22 @@ def one_seed(df, seed: int, budgets: list[float], args, say=print) -> dict:
     return out
 
 
-def plot(per_seed: list[dict], budget: float, path: Path) -> None:
+def plot(per_seed: list[dict], budget: float, path: Path, what: str, window: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    first = per_seed[0][budget]
-    best = np.cumsum(np.minimum(first["frauds"], first["reviews"]))  # every review a fraud while any is left
+    # every review a fraud while the window has any left (mean over seeds: each may have its own data)
+    best = np.mean([np.cumsum(np.minimum(s[budget]["frauds"], s[budget]["reviews"])) for s in per_seed], 0)
     x = np.arange(1, len(best) + 1)
     for name in STRATEGIES:
         ax.plot(x, np.mean([np.cumsum(s[budget]["caught"][name]) for s in per_seed], 0), marker="o", label=name)
     ax.plot(x, best, "k:", label="at most (every review a fraud)")
-    ax.set_xlabel("window of day 2 (4 hours each)")
+    ax.set_xlabel(f"window ({window} each)")
     ax.set_ylabel("frauds caught, cumulative")
-    ax.set_title(f"Review loop on ULB day 2, budget {budget:.1%} of transactions ({len(per_seed)} seeds)")
+    ax.set_title(f"Review loop on {what}\nbudget {budget:.1%} of transactions ({len(per_seed)} seeds)", fontsize=10)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -173,17 +230,29 @@ def plot(per_seed: list[dict], budget: float, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", choices=["ulb", "payments"], default="ulb",
+                    help="ULB day 2, or the last 20 days of a generated payment log with entity history")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--budgets", default="0.001,0.002,0.005", help="shares of each window's transactions reviewed")
-    ap.add_argument("--window-hours", type=float, default=4.0)
+    ap.add_argument("--window-hours", type=float, default=None, help="4 for ulb, 48 for payments")
     ap.add_argument("--explore", type=float, default=0.2, help="share of the budget the explore strategy spends")
-    ap.add_argument("--day1-normals", type=int, default=40_000, help="day 1's normals the learners see")
+    ap.add_argument("--day1-normals", type=int, default=None,
+                    help="known normals the learners see (40,000 of ULB day 1; 10,000 of the log's first 40 days)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None, help="cumulative catch at the 0.2%% budget (or the first)")
     args = ap.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
-    df, _ = real_data()
-    per_seed = [one_seed(df, seed, budgets, args) for seed in range(args.seeds)]
+    payments = args.data == "payments"
+    args.window_hours = args.window_hours or (48.0 if payments else 4.0)
+    args.day1_normals = args.day1_normals or (10_000 if payments else 40_000)
+    if payments:
+        replays = (payments_replay(seed, args) for seed in range(args.seeds))
+        what = f"the last {PAYMENT_DAYS - TRAIN_DAYS} days of a generated payment log"
+    else:
+        df, _ = real_data()
+        replays = (ulb_replay(df, seed, args) for seed in range(args.seeds))
+        what = "ULB day 2"
+    per_seed = [one_seed(r, seed, budgets, args) for seed, r in enumerate(replays)]
     parts, summary = [], {}
     for budget in budgets:
         runs = [s[budget] for s in per_seed]
@@ -196,19 +265,19 @@ def main() -> None:
                  *(f"{statistics.mean(r['caught'][n][i] for r in runs):.1f}" for i in range(len(runs[0]["frauds"])))]
                 for n in STRATEGIES]
         parts.append(f"**Budget {budget:.1%}** of each window's transactions: {sum(runs[0]['reviews'])} reviews "
-                     f"for {sum(runs[0]['frauds'])} frauds on day 2; frauds per window "
+                     f"for {sum(runs[0]['frauds'])} frauds (seed 0); frauds per window "
                      f"{runs[0]['frauds']}, reviews per window {runs[0]['reviews']}\n\n"
                      + table(["strategy", "frauds caught (mean [min-max])", "against static",
                               *(f"window {i + 1}" for i in range(len(runs[0]["frauds"])))], rows))
     load = os.getloadavg()[0]
-    body = (f"ULB day 2 in {args.window_hours:g}-hour windows, {args.seeds} seeds (0-{args.seeds - 1}), "
+    body = (f"{what} in {args.window_hours:g}-hour windows, {args.seeds} seeds (0-{args.seeds - 1}), "
             f"explore share {args.explore:g}; load average at the end {load:.2f}\n\n" + "\n\n".join(parts))
-    report("review_loop", "The review loop", body)
+    report("review_loop" + ("_payments" if payments else ""), f"The review loop: {what}", body)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({str(b): v for b, v in summary.items()}, indent=2, default=str))
     if args.plot is not None:
-        plot(per_seed, 0.002 if 0.002 in budgets else budgets[0], args.plot)
+        plot(per_seed, 0.002 if 0.002 in budgets else budgets[0], args.plot, what, f"{args.window_hours:g} hours")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ def test_features_use_only_the_past_and_count_ties_by_order():
     assert f["card.new_term_1d"].tolist() == [0, 1, 0, 2, 2, 0]
     ratio = f["card.amount_ratio_1h"].to_numpy()
     assert ratio[0] == 0 and ratio[1] == pytest.approx(np.log1p(20) - np.log1p(10))
+    as_lists, _ = compute(t, {k: v.tolist() for k, v in ents.items()}, amount, WINDOWS)  # ids as plain lists
+    pd.testing.assert_frame_equal(as_lists, f)
 
 
 def test_later_rows_from_the_state_equal_one_pass_over_both():

@@ -162,7 +162,8 @@ def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.nda
     usable = ~np.isnan(new_t) & ~np.isnan(new_amount)
     new_codes = {}
     for e in names:
-        codes, uniques = pd.factorize(entities[e], use_na_sentinel=True)  # Arrow text: one dictionary encoding
+        values = entities[e] if isinstance(entities[e], pd.Series) else _objects(entities[e])
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)  # Arrow text: one dictionary encoding
         new_codes[e] = (codes, _objects(uniques))
         usable &= codes >= 0
     first = float(new_t[usable].min()) if usable.any() else None
