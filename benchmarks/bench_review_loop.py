@@ -1,17 +1,17 @@
 """The review loop, measured: frauds caught when investigators review each window's top alerts
 and their verdicts teach the model before the next window.
 
-`--data ulb` (default): ULB data in time order. The autoencoder (the defaults) is trained on day 1's normal transactions,
-the team's known-normal history. The loop replays day 2 in windows (`--window-hours`, 4). In each
-window a strategy ranks the window's transactions; investigators review the top `budget` share of
-them (the budget: `--budgets`, shares of the window's transactions), and each verdict is the
-true label. Before the next window the strategy learns from every verdict so far. Day 1's frauds
-are never shown to a learner: every label comes from the loop. A learner sees day 1's normals (a
-seeded sample of `--day1-normals`: the known-normal history) and the day-2 rows reviewed so far
-with their verdicts; rows nobody reviewed are not labels. (Counting them as normals, as a team
-might treat its unflagged traffic, teaches the head that the frauds the budget missed are
-normal; one run of that, seed 0 at 0.2%: supervised 128 and label-aware 135 frauds against the
-autoencoder's 134.)
+`--data ulb` (default): ULB data in time order. The autoencoder (the defaults) is trained on day
+1's normal transactions, the team's known-normal history. The loop replays day 2 in windows
+(`--window-hours`, 4). In each window a strategy ranks the window's transactions; investigators
+review the top `budget` share of them (the budget: `--budgets`, shares of the window's
+transactions), and each verdict is the true label. Before the next window the strategy learns from
+every verdict so far. Day 1's frauds are never shown to a learner: every label comes from the
+loop. A learner sees day 1's normals (a seeded sample of `--day1-normals`: the known-normal
+history) and the day-2 rows reviewed so far with their verdicts; rows nobody reviewed are not
+labels. (Counting them as normals, as a team might treat its unflagged traffic, teaches the head
+that the frauds the budget missed are normal; one run of that, seed 0 at 0.2%: supervised 128 and
+label-aware 135 frauds against the autoencoder's 134.)
 
 `--data payments`: a generated payment log per seed (`generate_payment_log(n_days=60,
 seed=S)`: 2,000 cards, 400 terminals, 0.5% frauds of four kinds that show against a card's or a
@@ -37,10 +37,10 @@ Strategies (each one's verdicts are its own: what it reviewed is what it learns 
     python benchmarks/bench_review_loop.py --seeds 1 --budgets 0.002 --json loop.json --plot loop.png
 
 Prints, per budget, the frauds caught in total and per window by each strategy (mean over seeds;
-the autoencoder's seed changes), and writes runs/bench/review_loop.md (and JSON and a plot of
-the cumulative catch when asked; review_loop_payments.* for the payment log). Not measured here: the threshold re-estimated from the verdicts
-(`aedetect alerts threshold` does it from a review store): the budget, not a threshold, decides
-what is reviewed in this loop.
+the autoencoder's seed changes), and writes runs/bench/review_loop.md (review_loop_payments.md
+for the payment log; JSON and a plot of the cumulative catch when asked). Not measured here: the
+threshold re-estimated from the verdicts (`aedetect alerts threshold` does it from a review
+store): the budget, not a threshold, decides what is reviewed in this loop.
 """
 
 from __future__ import annotations
