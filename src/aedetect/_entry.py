@@ -7,7 +7,7 @@ NumPy's hint to back large arrays with transparent huge pages is off for the com
 `NUMPY_MADVISE_HUGEPAGE`, read when NumPy is imported; set it to 1 to keep the hint). Where the
 kernel compacts memory for such a hint on first touch (`defrag` set to `madvise`, a common default),
 the first history computation of 1M payments took 2.3-3.5 s with it and 0.9 s without, and ULB
-training was no slower (docs/performance.md).
+training was no slower (docs/history.md, "Speed and memory").
 """
 
 import os

@@ -113,11 +113,11 @@ class HistoryState:
 def _merged_codes(past_values, new_codes: np.ndarray, new_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One code per value over the state's rows then the new rows (-1 where a new row's value is
     missing; the state holds none), and the values by code (an object array)."""
-    past_codes, past_values = pd.factorize(_objects(past_values), use_na_sentinel=True)
-    if not len(past_values):
+    past_codes, past_uniques = pd.factorize(_objects(past_values), use_na_sentinel=True)
+    if not len(past_uniques):
         return new_codes.astype("int64", copy=False), new_values
-    merged, values = pd.factorize(np.concatenate([_objects(past_values), new_values]))
-    new = np.append(merged[len(past_values):], -1)[new_codes]  # code -1 (missing) picks the -1 after them
+    merged, values = pd.factorize(np.concatenate([_objects(past_uniques), new_values]))
+    new = np.append(merged[len(past_uniques):], -1)[new_codes]  # code -1 (missing) picks the -1 after them
     return np.concatenate([merged[past_codes], new]).astype("int64", copy=False), _objects(values)
 
 
@@ -279,7 +279,8 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
             col(f"{e}.amount_ratio_{wn}")[rows] = np.where(count > 0, centred[lo:hi] - mean_log, 0.0)
             for o in others:
                 col(f"{e}.new_{o}_{wn}")[rows] = cs_new[o][lo:hi] - cs_new[o][q]
-        # the amount against the entity's own spread over the longest window (3 payments or more)
+        # the amount against the entity's own spread over the longest window (3 payments or more;
+        # `count`, `total` and `q` are the loop's last window's: the longest)
         n_long = np.maximum(count, 1)
         mean = total / n_long
         spread = np.sqrt(np.maximum((cs_square[lo:hi] - cs_square[q]) / n_long - mean**2, 0.0))
