@@ -15,6 +15,9 @@ precision 0.93 on the test period, mean over seeds; the test period chooses noth
         # recall at precision 0.93 and every seed's figures beside them
     python benchmarks/bench_label_curve.py --protocol guide --seeds 5   # the guide protocol's
         # one point: its 12 labelled frauds outside the test set, as `train --use-labels` uses them
+    python benchmarks/bench_label_curve.py --data payments --labels 0,3,10,25,50,100,all --seeds 3
+        # generated payment logs with entity history (bench_history.PaymentModel): the labels of
+        # the first 40 days, the last 20 days tested
 
 The autoencoders are trained once per seed and kept (bench_hybrid.py's cache,
 runs/bench/hybrid-cache), so the points of a curve share them.
@@ -53,17 +56,32 @@ def compared(y_test, ae_scores, sup_scores, hybrid_scores) -> dict:
 
 
 def one_seed(df, seed: int, counts: list[int | None], say=print) -> dict[int | None, dict]:
-    """Every system at every label count for one seed's autoencoder and split."""
+    """Every system at every label count for one seed's ULB autoencoder and time split."""
     det, split = trained_autoencoder(df, "time", seed)
-    feats = list(CREDITCARD.features)
-    X, y = df[feats], df[CREDITCARD.label].to_numpy().astype(int)
+    X, y = df[list(CREDITCARD.features)], df[CREDITCARD.label].to_numpy().astype(int)
     fit, cal = label_rows(split, len(df))
-    test = split.test
+    return curve(det, X, y, fit, cal, split.test, seed, counts, say)
+
+
+def payments_seed(seed: int, counts: list[int | None], say=print) -> dict[int | None, dict]:
+    """The same on a generated payment log with entity history (`bench_history.PaymentModel`):
+    the labelled rows are the first 40 days' (as `train --use-labels` takes them from its split
+    of that period), the test rows the last 20 days."""
+    from bench_history import PaymentModel
+
+    pm = PaymentModel(seed)
+    fit, cal = label_rows(pm.split, pm.n_first)
+    return curve(pm.det, pm.X, pm.y, fit, cal, pm.later, seed, counts, say)
+
+
+def curve(det, X, y, fit, cal, test, seed: int, counts: list[int | None], say=print) -> dict[int | None, dict]:
+    """The systems at every count of labelled frauds: the head learns from the normals of `fit`
+    and the first N of a seeded draw of its frauds (so the points are nested), calibrates on
+    `cal`; all are judged on `test`."""
     raw = residual_features(det, X, ("raw",))[0]
     ae_scores = det.anomaly_score(X.iloc[test])
     frauds, normals = fit[y[fit] == 1], fit[y[fit] == 0]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(frauds)  # the first N of one draw: the points of a curve are nested
+    order = np.random.default_rng(seed).permutation(frauds)
     out = {}
     for n in counts:
         keep = np.sort(np.concatenate([normals, order[:len(frauds) if n is None else n]]))
@@ -110,6 +128,8 @@ def sem(runs: list[dict], system: str, key: str) -> float | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--protocol", choices=("time", "guide"), default="time")
+    ap.add_argument("--data", choices=("ulb", "payments"), default="ulb",
+                    help="ULB, or generated payment logs with entity history (the time protocol's counts)")
     ap.add_argument("--labels", default="0,3,5,10,25,50,100,200,all",
                     help="comma-separated counts of labelled frauds in the training period ('all': every one)")
     ap.add_argument("--seeds", type=int, default=5)
@@ -120,9 +140,15 @@ def main() -> None:
         counts = ["guide"]
     if args.json is not None and len(counts) != 1:
         raise SystemExit("--json writes one point: give one --labels value")
-    df, _ = real_data()
-    per_seed = [guide_seed(df, seed) if args.protocol == "guide" else one_seed(df, seed, counts)
-                for seed in range(args.seeds)]
+    payments = args.data == "payments"
+    if payments and args.protocol == "guide":
+        raise SystemExit("--data payments has the time protocol only")
+    if payments:
+        per_seed = [payments_seed(seed, counts) for seed in range(args.seeds)]
+    else:
+        df, _ = real_data()
+        per_seed = [guide_seed(df, seed) if args.protocol == "guide" else one_seed(df, seed, counts)
+                    for seed in range(args.seeds)]
     rows, points = [], {}
     for n in counts:
         runs = [s[n] for s in per_seed]
@@ -141,14 +167,16 @@ def main() -> None:
             *("-" if point[f"{s}_recall_at_precision_0_93"] is None else
               f"{point[f'{s}_recall_at_precision_0_93']:.3f}" for s in SYSTEMS)])
     load = os.getloadavg()[0]
-    body = (f"ULB {args.protocol} protocol, {args.seeds} seeds (0-{args.seeds - 1}); PR-AUC on the test period, mean ± "
+    what = ("generated payment logs with entity history (last 20 days tested)" if payments
+            else f"ULB {args.protocol} protocol")
+    body = (f"{what}, {args.seeds} seeds (0-{args.seeds - 1}); PR-AUC on the test period, mean ± "
             f"standard error; load average at the end {load:.2f}\n\n"
             + table(["labelled frauds", "frauds kept (mean)", "autoencoder", "supervised", "label-aware",
                      "rank mean (ae, supervised)", "label-aware - best part", "recall@P0.93 ae", "supervised",
                      "label-aware", "rank mean"], rows))
     print(body)
-    name = "label_curve" if args.protocol == "time" else "label_curve_guide"
-    report(name, f"The label curve ({args.protocol} protocol)", body)
+    name = "label_curve_payments" if payments else "label_curve" if args.protocol == "time" else "label_curve_guide"
+    report(name, f"The label curve ({what})", body)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(points[counts[0]], indent=2, default=str))

@@ -152,34 +152,13 @@ def ulb_replay(df, seed: int, args) -> Replay:
 
 
 def payments_replay(seed: int, args) -> Replay:
-    """The generated log: the autoencoder on the first `TRAIN_DAYS` days (cached), every row's
-    history from one pass over the log, the last days in windows."""
-    import pandas as pd
-    from bench_history import ENTITIES, EXCLUDE, periods
+    """The generated log (`bench_history.PaymentModel`): the last days in windows."""
+    from bench_history import PaymentModel
 
-    from aedetect.data.history import add_history
-    from aedetect.data.infer import infer_schema
-    from aedetect.model.detector import load_detector
-    from aedetect.training.config import TrainConfig
-    from aedetect.training.workflow import train_detector
-
-    first, later = periods(seed, PAYMENT_DAYS, TRAIN_DAYS, 2000, 400, 0.005)
-    path = CACHE / f"payments-{seed}"
-    if path.exists():
-        det = load_detector(path)
-    else:
-        schema = infer_schema(first).with_overrides(entity_columns=ENTITIES, exclude_columns=EXCLUDE)
-        det = train_detector(first, TrainConfig(seed=seed), schema).detector
-        det.save(path)
-    schema = det.dataset_schema
-    log = pd.concat([first, later], ignore_index=True)
-    X = add_history(log, schema)[0][list(schema.features)]
-    y = log["is_fraud"].to_numpy().astype(int)
-    ts = pd.to_datetime(log["timestamp"])
-    t = (ts - ts.min().normalize()).dt.total_seconds().to_numpy()
-    normals = np.flatnonzero((t < TRAIN_DAYS * DAY) & (y == 0))
+    pm = PaymentModel(seed, PAYMENT_DAYS, TRAIN_DAYS)
+    normals = np.flatnonzero((pm.t < TRAIN_DAYS * DAY) & (pm.y == 0))
     learn_base = np.random.default_rng(seed).choice(normals, min(args.day1_normals, len(normals)), replace=False)
-    return Replay(det, X, y, np.sort(learn_base), _windows(t, TRAIN_DAYS * DAY, args.window_hours))
+    return Replay(pm.det, pm.X, pm.y, np.sort(learn_base), _windows(pm.t, TRAIN_DAYS * DAY, args.window_hours))
 
 
 def one_seed(replay: Replay, seed: int, budgets: list[float], args, say=print) -> dict:

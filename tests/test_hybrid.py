@@ -112,11 +112,28 @@ def test_labels_the_folds_cannot_share_keep_the_raw_features_and_the_prior(data,
     made (raw features, the prior's weight) and the hybrid still scores."""
     det = trained["hybrid"].detector
     y_all = data["Class"].to_numpy()
-    rows = np.concatenate([np.flatnonzero(y_all == 0)[:3000], np.flatnonzero(y_all == 1)[:5]])
+    rows = np.concatenate([np.flatnonzero(y_all == 0)[:3000], np.flatnonzero(y_all == 1)[:12]])
     hybrid = HybridDetector(det).fit(data.iloc[rows][FEATURES], y_all[rows])
     assert hybrid.selection_["folds"] == 0 and hybrid.features_ == ("raw",)
-    assert hybrid.blend_["head_weight"] == pytest.approx(5 / 30)
+    assert hybrid.blend_["head_weight"] == pytest.approx(12 / 37)
     assert np.isfinite(hybrid.anomaly_score(data.iloc[:200][FEATURES])).all()
+
+
+def test_a_handful_of_labels_is_not_chosen_by_but_blended_by_the_prior(data, trained):
+    """Below MIN_CHOICE_ANOMALIES labelled anomalies the folds could share them, but average
+    precision over so few is noise: no choice, the prior's weight; from it on, a choice."""
+    from aedetect.model.hybrid import MIN_CHOICE_ANOMALIES
+
+    det = trained["hybrid"].detector
+    y_all = data["Class"].to_numpy()
+    normals, frauds = np.flatnonzero(y_all == 0)[:3000], np.flatnonzero(y_all == 1)
+    for n, folds in ((MIN_CHOICE_ANOMALIES - 1, 0), (MIN_CHOICE_ANOMALIES, 4)):
+        spread = frauds[np.linspace(0, len(frauds) - 1, n).astype(int)]  # in every fold
+        rows = np.sort(np.concatenate([normals[normals < spread.max()], spread]))
+        hybrid = HybridDetector(det).fit(data.iloc[rows][FEATURES], y_all[rows])
+        assert hybrid.n_anomalies_ == n and hybrid.selection_["folds"] == folds
+        if not folds:
+            assert hybrid.features_ == ("raw",) and hybrid.blend_["head_weight"] == pytest.approx(n / (n + 25))
 
 
 def test_save_load_round_trip_without_pickle(data, trained, tmp_path, monkeypatch):
