@@ -142,13 +142,16 @@ def _windows(t: np.ndarray, start: float, hours: float) -> list[np.ndarray]:
     return [w for w in windows if len(w)]
 
 
+def _known_normals(normals: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded sample of n of the normals before the replay (the known-normal history), in order."""
+    return np.sort(np.random.default_rng(seed).choice(normals, min(n, len(normals)), replace=False))
+
+
 def ulb_replay(df, seed: int, args) -> Replay:
     det = day1_autoencoder(df, seed)
     X, y, t = df[list(CREDITCARD.features)], df[CREDITCARD.label].to_numpy().astype(int), df["Time"].to_numpy()
-    day1_normals = np.flatnonzero((t < DAY) & (y == 0))
-    learn_base = np.random.default_rng(seed).choice(day1_normals, min(args.day1_normals, len(day1_normals)),
-                                                     replace=False)
-    return Replay(det, X, y, np.sort(learn_base), _windows(t, DAY, args.window_hours))
+    known = _known_normals(np.flatnonzero((t < DAY) & (y == 0)), args.day1_normals, seed)
+    return Replay(det, X, y, known, _windows(t, DAY, args.window_hours))
 
 
 def payments_replay(seed: int, args) -> Replay:
@@ -156,9 +159,8 @@ def payments_replay(seed: int, args) -> Replay:
     from bench_history import PaymentModel
 
     pm = PaymentModel(seed, PAYMENT_DAYS, TRAIN_DAYS)
-    normals = np.flatnonzero((pm.t < TRAIN_DAYS * DAY) & (pm.y == 0))
-    learn_base = np.random.default_rng(seed).choice(normals, min(args.day1_normals, len(normals)), replace=False)
-    return Replay(pm.det, pm.X, pm.y, np.sort(learn_base), _windows(pm.t, TRAIN_DAYS * DAY, args.window_hours))
+    known = _known_normals(np.flatnonzero((pm.t < TRAIN_DAYS * DAY) & (pm.y == 0)), args.day1_normals, seed)
+    return Replay(pm.det, pm.X, pm.y, known, _windows(pm.t, TRAIN_DAYS * DAY, args.window_hours))
 
 
 def one_seed(replay: Replay, seed: int, budgets: list[float], args, say=print) -> dict:
