@@ -247,8 +247,8 @@ class HybridDetector(HasThreshold, OutlierConventions):
         if len(sets) * len(weights) == 1:
             self.selection_ = None
             return sets[first], weights[0][1]
-        if self.n_anomalies_ < MIN_CHOICE_ANOMALIES or any(
-                not 0 < y[np.setdiff1d(np.arange(len(y)), f)].sum() < len(y) - len(f) for f in folds):
+        others = [(self.n_anomalies_ - y[f].sum(), len(y) - len(f)) for f in folds]  # outside each fold
+        if self.n_anomalies_ < MIN_CHOICE_ANOMALIES or any(not 0 < a < rows for a, rows in others):
             self.selection_ = {"metric": "out-of-fold average precision", "folds": 0, "chosen": first,
                                "head_weight": weights[0][0]}
             key, label = first, weights[0][0]
