@@ -37,7 +37,9 @@ longer than the longest window drop out, which bounds the state.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,18 +155,32 @@ def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.nda
     feature matrix, its column names, the state's rows after it (arrays by column) and when the
     history began. `past`: the state's rows by column ("time", "amount", the entities and the
     "new:<e>:<o>" flags; empty arrays for none)."""
-    names = list(entities)
     windows = sorted(float(w) for w in windows)
-    horizon = windows[-1]
     n = len(time)
     new_t = np.asarray(time, dtype="float64")
     new_amount = np.zeros(n) if amount is None else np.asarray(amount, dtype="float64")
     usable = ~np.isnan(new_t) & ~np.isnan(new_amount)
-    new_codes = {}
-    for e in names:
+    with ExitStack() as stack:
+        # From PARALLEL_ROWS rows (the state's and the new ones) the entities' work runs side by
+        # side in threads: NumPy and Arrow release the GIL.
+        parallel = n + len(past.get("time", ())) >= PARALLEL_ROWS and len(entities) > 1
+        pool = stack.enter_context(ThreadPoolExecutor(len(entities) + 1)) if parallel else None
+        return _compute(pool, new_t, new_amount, usable, entities, windows, past, start, continues)
+
+
+def _compute(pool, new_t, new_amount, usable, entities, windows, past, start, continues):
+    """`compute_arrays` with `pool` (or None) to run the entities' work in."""
+    names = list(entities)
+    horizon = windows[-1]
+    n = len(new_t)
+
+    def factorize(e):
         values = entities[e] if isinstance(entities[e], pd.Series) else _objects(entities[e])
         codes, uniques = pd.factorize(values, use_na_sentinel=True)  # Arrow text: one dictionary encoding
-        new_codes[e] = (codes, _objects(uniques))
+        return codes, _objects(uniques)
+
+    new_codes = dict(zip(names, (pool.map if pool else map)(factorize, names), strict=True))
+    for codes, _ in new_codes.values():
         usable &= codes >= 0
     first = float(new_t[usable].min()) if usable.any() else None
     start = start if start is not None else first
@@ -189,21 +205,16 @@ def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.nda
     log_amount = np.log1p(np.maximum(amounts, 0.0))
     columns = feature_names(names, windows)
     out = _Block(m, columns)  # every feature of every row, written in place
-    new_flags = _pair_flags(names, codes_of, t, order_in, horizon, past, k)
+    # The pairs' flags: in a thread of their own beside the entities' sorting, which needs them
+    # only later (`new_flags()` waits for them)
+    new_flags = _run(pool, _pair_flags, names, codes_of, t, order_in, horizon, past, k).result
     jobs = [(e, codes_of[e], [o for o in names if o != e]) for e in names]
 
     def entity(job) -> None:
         _entity_features(out, *job, t=t, ms=ms, width=width, order_in=order_in, log_amount=log_amount,
                          new_flags=new_flags, windows=windows, start=start)
 
-    if m >= PARALLEL_ROWS and len(jobs) > 1:  # NumPy releases the GIL: one thread per entity
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
-            list(pool.map(entity, jobs))
-    else:
-        for job in jobs:
-            entity(job)
+    list((pool.map if pool else map)(entity, jobs))
     if k == 0 and usable.all():  # the common case: no state, every row usable; no copy
         matrix = out.values
     else:
@@ -211,8 +222,17 @@ def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.nda
         matrix[usable] = out.values[k:]
     keep = t > t.max() - horizon if m else np.zeros(0, dtype=bool)
     kept = {"time": t[keep], "amount": amounts[keep], **{e: values_of[e][codes_of[e][keep]] for e in names},
-            **{key: flags[keep] for key, flags in new_flags.items()}}
+            **{key: flags[keep] for key, flags in new_flags().items()}}
     return matrix, columns, kept, start
+
+
+def _run(pool, fn, *args) -> Future:
+    """`fn(*args)` in `pool`, or at once without one."""
+    if pool is not None:
+        return pool.submit(fn, *args)
+    done: Future = Future()
+    done.set_result(fn(*args))
+    return done
 
 
 def _pair_flags(names: list[str], codes_of: dict, t, order_in, horizon: float, past: dict, k: int) -> dict:
@@ -237,7 +257,7 @@ def _pair_flags(names: list[str], codes_of: dict, t, order_in, horizon: float, p
 
 
 def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], *, t, ms, width: int,
-                     order_in, log_amount, new_flags: dict, windows: list[float], start) -> None:
+                     order_in, log_amount, new_flags: Callable[[], dict], windows: list[float], start) -> None:
     """Write entity `e`'s columns of every row into `out`.
 
     The rows are sorted by entity then time once; the windows' arithmetic then runs over blocks of
@@ -256,9 +276,10 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
     starts = np.flatnonzero(first)
     centred = log_amount[order]
     centred -= np.repeat(centred[starts], np.diff(np.append(starts, m)))
-    cs_amount = _after(0.0, np.cumsum(centred))
-    cs_square = _after(0.0, np.cumsum(centred ** 2))
-    cs_new = {o: _after(0.0, np.cumsum(new_flags[f"new:{e}:{o}"][order])) for o in others}
+    cs_amount = _running_sum(centred)
+    cs_square = _running_sum(np.square(centred))
+    flags = new_flags()  # waits for the pairs' flags
+    cs_new = {o: _running_sum(flags[f"new:{e}:{o}"][order]) for o in others}
     origin = start if start is not None else 0.0
     col = out.column
     for lo in range(0, m, CHUNK_ROWS):
@@ -269,8 +290,14 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
         # whole window (by the share of it since the history began, at least a day's worth),
         # so the first weeks do not look quieter than the rest.
         seen = st[lo:hi] - origin
+        block = keys[lo:hi]
         for w in windows:
-            q = np.searchsorted(keys, keys[lo:hi] - round(w * 1000), side="right")
+            # Each row's window starts within its entity's rows, at or after the first row's
+            # start: search only from there (a few cached blocks, not the whole array)
+            since = block - round(w * 1000)
+            q0 = int(np.searchsorted(keys[:lo], since[0], side="right")) if lo else 0
+            q = np.searchsorted(keys[q0:hi], since, side="right")
+            q += q0
             count = (pos - q).astype("float64")
             total = cs_amount[lo:hi] - cs_amount[q]  # the window's rows before this one
             wn = window_name(w)
@@ -289,7 +316,15 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
         gap = st[lo:hi] - st[lo - 1:hi - 1] if lo else _after(horizon, np.diff(st[:hi]))
         col(f"{e}.since_last")[rows] = np.where(first[lo:hi], horizon, np.minimum(gap, horizon))
         for o in others:
-            col(f"{e}.{o}_seen")[rows] = 1.0 - new_flags[f"new:{e}:{o}"][rows]
+            col(f"{e}.{o}_seen")[rows] = 1.0 - flags[f"new:{e}:{o}"][rows]
+
+
+def _running_sum(values: np.ndarray) -> np.ndarray:
+    """0, then the running sums of `values` (one array: no copy to put the 0 in front)."""
+    out = np.empty(len(values) + 1)
+    out[0] = 0.0
+    np.cumsum(values, out=out[1:])
+    return out
 
 
 def _after(first, values: np.ndarray) -> np.ndarray:
