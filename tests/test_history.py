@@ -193,6 +193,25 @@ def test_reasons_speak_the_teams_words(own_log_runs):
     assert "card.count_" not in reasons and "card.amount_ratio" not in reasons
 
 
+def test_reasons_built_in_parts_are_those_of_one_pass(own_log_runs, monkeypatch):
+    """The batch scorer's reasons come in parts, one per core, from `PARALLEL_ROWS` rows; the
+    parts' columns, contributions and texts (history, dates, categories) are one pass's."""
+    from aedetect.serving import explain
+    from aedetect.serving.runtime import load_scorer
+
+    later, _, d = own_log_runs
+    det = load_scorer(d / "history")
+    x = det._matrix(later)
+    _, contrib = det.score_matrix(x)
+    whole = explain.top_columns(det.preprocessor_, x, contrib, 4, arrow=True)
+    monkeypatch.setattr(explain, "PARALLEL_ROWS", 7)
+    monkeypatch.setattr(explain, "usable_cores", lambda: 3)
+    parts = explain.top_columns(det.preprocessor_, x, contrib, 4, arrow=True)
+    assert (parts[0] == whole[0]).all() and (parts[1] == whole[1]).all()
+    assert [a.to_pylist() for a in parts[2]] == [a.to_pylist() for a in whole[2]]
+    assert len(whole[2]) == 4 and len(whole[2][0]) == len(later)
+
+
 @pytest.mark.parametrize(("setting", "hint"), [(None, "False"), ("1", "True")])
 def test_the_command_turns_numpys_huge_page_hint_off_unless_asked(setting, hint):
     """The console script sets NUMPY_MADVISE_HUGEPAGE=0 before NumPy loads (the first history
