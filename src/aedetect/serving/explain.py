@@ -23,8 +23,8 @@ def top_columns(preprocessor, X, contributions: np.ndarray, k: int, *, arrow: bo
 
     Returns (columns [n, k], contributions [n, k], reasons [n, k]); row sums over all columns
     equal the scores. `arrow`: the reasons as k Arrow string arrays (first reasons, second...),
-    never Python strings: the batch scorer writes them as they are; from `PARALLEL_ROWS` rows
-    they are built in parts, one per core (NumPy and Arrow release the GIL)."""
+    never Python strings: the batch scorer writes them as they are, built in parts of at
+    least `PARALLEL_ROWS` rows, one per core (NumPy and Arrow release the GIL)."""
     n = len(contributions)
     parts = min(usable_cores(), n // PARALLEL_ROWS) if arrow else 1
     if parts < 2:
