@@ -37,6 +37,30 @@ def test_features_use_only_the_past_and_count_ties_by_order():
     pd.testing.assert_frame_equal(as_lists, f)
 
 
+def test_the_hour_against_the_entitys_usual_hours():
+    """A card that pays around 14:00 every day: a payment at 02:00 is far from its hours (near 2),
+    one at 14:00 near 0; the same from any origin of the time column; 0 before its third
+    payment; absent unless asked for, and from a folder saved before it existed."""
+    from aedetect.data.history import describe_feature
+    from aedetect.data.schema import HistorySpec
+
+    days = np.arange(10) * 86400.0
+    t = np.r_[days + 14 * 3600 + np.linspace(-1800, 1800, 10), 10 * 86400 + 2 * 3600, 11 * 86400 + 14 * 3600]
+    card = pd.Series(["a"] * len(t))
+    amount = np.full(len(t), 20.0)
+    f, _ = compute(t, {"card": card}, amount, WINDOWS + (30 * 86400.0,), hours=True)
+    hour = f["card.hour_unusual_30d"].to_numpy()
+    assert (hour[:3] == 0).all() and hour[3:10].max() < 0.05
+    assert hour[10] > 1.9 and hour[11] < 0.25  # (the 02:00 payment is in its window now)
+    shifted, _ = compute(t + 3 * 86400 + 5 * 3600, {"card": card}, amount, WINDOWS + (30 * 86400.0,), hours=True)
+    np.testing.assert_allclose(shifted["card.hour_unusual_30d"], hour, atol=1e-12)
+    assert describe_feature("card.hour_unusual_30d", hour[10:], {})[0] == (
+        "card: paid at an hour about 12h from its usual ones (30d)")
+    plain, _ = compute(t, {"card": card}, amount, WINDOWS)
+    assert not any("hour_unusual" in c for c in plain.columns)
+    assert "card.hour_unusual_1d" not in HistorySpec.model_validate({"entities": ["card"]}).feature_names
+
+
 def test_later_rows_from_the_state_equal_one_pass_over_both():
     rng = np.random.default_rng(0)
     n = 3000
@@ -44,16 +68,16 @@ def test_later_rows_from_the_state_equal_one_pass_over_both():
     ents = {"card": pd.Series(rng.integers(0, 80, n).astype(str)),
             "term": pd.Series(rng.integers(0, 30, n).astype(str))}
     amount = np.round(rng.lognormal(3, 1, n), 2)
-    whole, _ = compute(t, ents, amount)
+    whole, _ = compute(t, ents, amount, hours=True)
     cut = 1800
-    first, state = compute(t[:cut], {k: v[:cut] for k, v in ents.items()}, amount[:cut])
+    first, state = compute(t[:cut], {k: v[:cut] for k, v in ents.items()}, amount[:cut], hours=True)
     assert state.rows["time"].min() > t[cut - 1] - 30 * 86400  # bounded: the last 30 days only
     second, _ = compute(t[cut:], {k: v[cut:].reset_index(drop=True) for k, v in ents.items()},
-                        amount[cut:], state=state)
+                        amount[cut:], state=state, hours=True)
     np.testing.assert_allclose(pd.concat([first, second], ignore_index=True).to_numpy(), whole.to_numpy(),
                                rtol=1e-9, atol=1e-9)
     # the state's own rows again (a model scoring its training file) start afresh
-    again, _ = compute(t[:cut], {k: v[:cut] for k, v in ents.items()}, amount[:cut], state=state)
+    again, _ = compute(t[:cut], {k: v[:cut] for k, v in ents.items()}, amount[:cut], state=state, hours=True)
     np.testing.assert_allclose(again.to_numpy(), first.to_numpy(), rtol=1e-9, atol=1e-9)
     # rows with no card id after the state: no history for them, the others as in one pass
     no_card = {"card": pd.Series([None, "3"], dtype="str"), "term": ents["term"][cut:cut + 2].reset_index(drop=True)}
@@ -82,10 +106,11 @@ def test_blocks_and_threads_give_the_features_of_one_sequential_pass(monkeypatch
     amount[::101] = np.nan
     monkeypatch.setattr(history, "PARALLEL_ROWS", 10**9)
     monkeypatch.setattr(history, "CHUNK_ROWS", 10**9)
-    one, one_state = compute(t, ents, amount)
+    one, one_state = compute(t, ents, amount, hours=True)
     monkeypatch.setattr(history, "PARALLEL_ROWS", 0)
     monkeypatch.setattr(history, "CHUNK_ROWS", 7)
-    blocks, blocks_state = compute(t, ents, amount)
+    blocks, blocks_state = compute(t, ents, amount, hours=True)
+    assert np.nanmax(one.filter(like="hour_unusual").to_numpy()) > 0.5
     assert one.isna().any(axis=None) and blocks.columns.equals(one.columns)
     np.testing.assert_allclose(blocks.to_numpy(), one.to_numpy(), rtol=1e-12, atol=1e-12)
     pd.testing.assert_frame_equal(blocks_state.rows, one_state.rows)

@@ -195,7 +195,7 @@ def test_one_transaction_path_equals_the_general_one(entities):
                                         "terminal_id": ["x", "y", "z"], "device": ["d", "e", "f"],
                                         "amount": [1.0, 2.0, 3.0]}), time_column="timestamp")
     schema = schema.model_copy(update={"history": HistorySpec(entities=entities, amount="amount",
-                                                              windows=[600.0, 3600.0])})
+                                                              windows=[600.0, 3600.0], hours=True)})
     rng = np.random.default_rng(7)
     n = 1500
     t = np.sort(rng.uniform(0, 86400, n)).round()

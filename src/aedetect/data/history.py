@@ -14,6 +14,12 @@ and once per entity
                              entity's payments in the longest window (at least 0.1; 0 with
                              fewer than 3 payments): 4x the usual is far for a card that always
                              pays about the same, near for one whose amounts vary
+  `<entity>.hour_unusual_<longest>` (with `HistorySpec.hours`, the default of new models) how far
+                             the hour of day lies from the entity's hours over the longest
+                             window: 1 - the mean cosine of the angle between this payment's
+                             time of day and each earlier one's. 0 at its one usual hour, about
+                             1 for an entity with no usual hour, up to 2 at the opposite hour
+                             (0 with fewer than 3 payments): an account taken over pays at night
   `<entity>.since_last`      seconds since the entity's previous payment, capped at the longest
                              window (the cap when there is none)
 and, when there are two or more entities, per pair (e.g. card and terminal)
@@ -68,15 +74,18 @@ def window_name(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def feature_names(entities: list[str], windows) -> list[str]:
-    """The history columns, in the order they are added to a table."""
+def feature_names(entities: list[str], windows, hours: bool = False) -> list[str]:
+    """The history columns, in the order they are added to a table (`hours`: with the hour of
+    day against the entity's usual hours)."""
     names = []
+    longest = window_name(max(windows))
     for e in entities:
         others = [o for o in entities if o != e]
         for w in windows:
             names += [f"{e}.count_{window_name(w)}", f"{e}.amount_ratio_{window_name(w)}"]
             names += [f"{e}.new_{o}_{window_name(w)}" for o in others]
-        names += [f"{e}.amount_z_{window_name(max(windows))}", f"{e}.since_last"]
+        names += [f"{e}.amount_z_{longest}"] + ([f"{e}.hour_unusual_{longest}"] if hours else [])
+        names += [f"{e}.since_last"]
         names += [f"{e}.{o}_seen" for o in others]
     return names
 
@@ -131,25 +140,26 @@ def _keys(codes: np.ndarray, ms: np.ndarray, width: int) -> np.ndarray:
 
 
 def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray | None,
-            windows=DEFAULT_WINDOWS, state: HistoryState | None = None, *, continues: bool = False
-            ) -> tuple[pd.DataFrame, HistoryState]:
+            windows=DEFAULT_WINDOWS, state: HistoryState | None = None, *, continues: bool = False,
+            hours: bool = False) -> tuple[pd.DataFrame, HistoryState]:
     """History features of new rows (`time` seconds, entity values as text, `amount`) after the
     rows of `state`; and the state after them. Rows with a missing time or entity value get no
     history (NaN) and are not remembered. `continues`: the new rows follow the state's rows in
     the same file (the next chunk), so every state row is earlier; otherwise (a model's state and
-    new data) only state rows before the new rows' first time are."""
+    new data) only state rows before the new rows' first time are. `hours`: with the hour of day
+    against each entity's usual hours (`feature_names`)."""
     names = list(entities)
     state = state if state is not None else HistoryState.empty(names)
     past = {c: state.rows[c].to_numpy() for c in state.rows.columns}
     matrix, columns, kept, start = compute_arrays(time, entities, amount, windows, past, state.start,
-                                                  continues=continues)
+                                                  continues=continues, hours=hours)
     features = pd.DataFrame(matrix, columns=columns, copy=False)
     rows = pd.DataFrame({c: pd.Series(v, dtype=object) if c in names else v for c, v in kept.items()})
     return features, HistoryState(rows, start)
 
 
 def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.ndarray],
-                   start: float | None, *, continues: bool = False
+                   start: float | None, *, continues: bool = False, hours: bool = False
                    ) -> tuple[np.ndarray, list[str], dict[str, np.ndarray], float | None]:
     """`compute` on plain arrays (the service's per-request path, without pandas frames): the
     feature matrix, its column names, the state's rows after it (arrays by column) and when the
@@ -165,10 +175,10 @@ def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.nda
         # side in threads: NumPy and Arrow release the GIL.
         parallel = n + len(past.get("time", ())) >= PARALLEL_ROWS and len(entities) > 1
         pool = stack.enter_context(ThreadPoolExecutor(len(entities) + 1)) if parallel else None
-        return _compute(pool, new_t, new_amount, usable, entities, windows, past, start, continues)
+        return _compute(pool, new_t, new_amount, usable, entities, windows, past, start, continues, hours)
 
 
-def _compute(pool, new_t, new_amount, usable, entities, windows, past, start, continues):
+def _compute(pool, new_t, new_amount, usable, entities, windows, past, start, continues, hours):
     """`compute_arrays` with `pool` (or None) to run the entities' work in."""
     names = list(entities)
     horizon = windows[-1]
@@ -203,7 +213,7 @@ def _compute(pool, new_t, new_amount, usable, entities, windows, past, start, co
     ms = stamp - (stamp.min() if m else 0)
     width = int(ms.max(initial=0) + round(horizon * 1000) + 2)
     log_amount = np.log1p(np.maximum(amounts, 0.0))
-    columns = feature_names(names, windows)
+    columns = feature_names(names, windows, hours)
     out = _Block(m, columns)  # every feature of every row, written in place
     # The pairs' flags: in a thread of their own beside the entities' sorting, which needs them
     # only later (`new_flags()` waits for them)
@@ -212,7 +222,7 @@ def _compute(pool, new_t, new_amount, usable, entities, windows, past, start, co
 
     def entity(job) -> None:
         _entity_features(out, *job, t=t, ms=ms, width=width, order_in=order_in, log_amount=log_amount,
-                         new_flags=new_flags, windows=windows, start=start)
+                         new_flags=new_flags, windows=windows, start=start, hours=hours)
 
     list((pool.map if pool else map)(entity, jobs))
     if k == 0 and usable.all():  # the common case: no state, every row usable; no copy
@@ -257,7 +267,8 @@ def _pair_flags(names: list[str], codes_of: dict, t, order_in, horizon: float, p
 
 
 def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], *, t, ms, width: int,
-                     order_in, log_amount, new_flags: Callable[[], dict], windows: list[float], start) -> None:
+                     order_in, log_amount, new_flags: Callable[[], dict], windows: list[float], start,
+                     hours: bool = False) -> None:
     """Write entity `e`'s columns of every row into `out`.
 
     The rows are sorted by entity then time once; the windows' arithmetic then runs over blocks of
@@ -278,6 +289,15 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
     centred -= np.repeat(centred[starts], np.diff(np.append(starts, m)))
     cs_amount = _running_sum(centred)
     cs_square = _running_sum(np.square(centred))
+    if hours:  # the sine and cosine of each time of day, less the entity's first (as the amounts)
+        angle = _day_angle(st)
+        sines, cosines = np.sin(angle), np.cos(angle)
+        del angle
+        lengths = np.diff(np.append(starts, m))
+        sines -= np.repeat(sines[starts], lengths)
+        cosines -= np.repeat(cosines[starts], lengths)
+        cs_sin, cs_cos = _running_sum(sines), _running_sum(cosines)
+        del sines, cosines
     flags = new_flags()  # waits for the pairs' flags
     cs_new = {o: _running_sum(flags[f"new:{e}:{o}"][order]) for o in others}
     origin = start if start is not None else 0.0
@@ -313,10 +333,31 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
         spread = np.sqrt(np.maximum((cs_square[lo:hi] - cs_square[q]) / n_long - mean**2, 0.0))
         col(f"{e}.amount_z_{window_name(horizon)}")[rows] = np.where(
             count >= 3, (centred[lo:hi] - mean) / np.maximum(spread, Z_FLOOR), 0.0)
+        if hours:  # over the longest window, like the z-score
+            angle = _day_angle(st[lo:hi])
+            first_angle = _day_angle(st[starts[np.searchsorted(starts, pos, side="right") - 1]])
+            sin_sum = cs_sin[lo:hi] - cs_sin[q] + count * np.sin(first_angle)
+            cos_sum = cs_cos[lo:hi] - cs_cos[q] + count * np.cos(first_angle)
+            closeness = (np.sin(angle) * sin_sum + np.cos(angle) * cos_sum) / n_long
+            col(f"{e}.hour_unusual_{window_name(horizon)}")[rows] = np.where(count >= 3, 1.0 - closeness, 0.0)
         gap = st[lo:hi] - st[lo - 1:hi - 1] if lo else _after(horizon, np.diff(st[:hi]))
         col(f"{e}.since_last")[rows] = np.where(first[lo:hi], horizon, np.minimum(gap, horizon))
         for o in others:
             col(f"{e}.{o}_seen")[rows] = 1.0 - flags[f"new:{e}:{o}"][rows]
+
+
+def _day_angle(seconds: np.ndarray) -> np.ndarray:
+    """The time of day as an angle (radians): the same from any origin a whole number of days
+    away, so the feature does not depend on where the time column counts from."""
+    return np.mod(seconds, 86_400.0) * (2 * np.pi / 86_400.0)
+
+
+def hour_unusual(t: float, times: np.ndarray) -> float:
+    """`<entity>.hour_unusual_<longest>` of one payment at `t` after the entity's payments at
+    `times` in the longest window (the service's one-transaction path)."""
+    if len(times) < 3:
+        return 0.0
+    return float(1.0 - np.mean(np.cos(_day_angle(np.asarray(times)) - _day_angle(np.asarray(t)))))
 
 
 def _running_sum(values: np.ndarray) -> np.ndarray:
@@ -382,7 +423,8 @@ def add_history(df: pd.DataFrame, schema, state: HistoryState | None = None, *,
     if getattr(schema, "history", None) is None:
         return df, None
     time, entities, amount = table_inputs(df, schema)
-    features, state = compute(time, entities, amount, schema.history.windows, state, continues=continues)
+    features, state = compute(time, entities, amount, schema.history.windows, state, continues=continues,
+                              hours=schema.history.hours)
     features.index = df.index
     return pd.concat([df.drop(columns=[c for c in features.columns if c in df.columns]), features],
                      axis=1), state
@@ -465,6 +507,10 @@ def describe_feature(name: str, values: np.ndarray, others: dict[str, np.ndarray
     elif kind == "amount_z":
         for i, x in enumerate(v):
             out[i] = f"amount {x:+.2g} sd from {entity}'s usual ({window})"
+    elif kind == "hour_unusual":  # as hours: the angle whose cosine is the mean closeness
+        away = np.degrees(np.arccos(np.clip(1.0 - v, -1.0, 1.0))) / 15.0
+        for i, x in enumerate(away):
+            out[i] = f"{entity}: paid at an hour about {x:.0f}h from its usual ones ({window})"
     elif kind == "amount_ratio":
         for i, x in enumerate(v):
             out[i] = f"amount {np.exp(x):.2g}x {entity}'s usual ({window})"

@@ -186,6 +186,10 @@ class HistorySpec(BaseModel):
     amount: str | None = None  # the amount column compared with each entity's usual
     windows: list[float] = Field(default_factory=lambda: [3_600.0, 86_400.0, 604_800.0, 2_592_000.0],
                                  min_length=1)
+    # The hour of day against each entity's usual hours (`<entity>.hour_unusual_<longest>`).
+    # `--entity-columns` sets it; False when absent, so the model folders saved before it keep
+    # their features.
+    hours: bool = False
 
     @model_validator(mode="after")
     def _windows(self) -> HistorySpec:
@@ -199,7 +203,7 @@ class HistorySpec(BaseModel):
     def feature_names(self) -> list[str]:
         from aedetect.data.history import feature_names
 
-        return feature_names(self.entities, sorted(self.windows))
+        return feature_names(self.entities, sorted(self.windows), self.hours)
 
 
 class DatasetSchema(BaseModel):
@@ -353,7 +357,7 @@ class DatasetSchema(BaseModel):
         if entity_columns:
             amount = next((c.name for c in cols if c.role == "feature" and c.type in ("numeric", "integer")
                            and "amount" in c.name.lower()), None)
-            history = HistorySpec(entities=list(entity_columns), amount=amount)
+            history = HistorySpec(entities=list(entity_columns), amount=amount, hours=True)
         try:
             return DatasetSchema(columns=cols, time_feature=self.time_feature, missing=self.missing,
                                  max_categories=self.max_categories, history=history)

@@ -560,7 +560,7 @@ class _History:
         if np.isfinite(t).any():
             self.latest = max(self.latest, float(np.nanmax(t)))
         features, self.state = compute(t, entities, amount, self.schema.history.windows, self.state,
-                                       continues=self.continues)
+                                       continues=self.continues, hours=self.schema.history.hours)
         self.continues = True
         return attach_history(x, reasons, features, self.schema)
 

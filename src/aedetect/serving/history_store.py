@@ -37,7 +37,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aedetect.data.history import Z_FLOOR, HistoryState, compute_arrays, feature_names, table_inputs
+from aedetect.data.history import (
+    Z_FLOOR,
+    HistoryState,
+    compute_arrays,
+    feature_names,
+    hour_unusual,
+    table_inputs,
+)
 from aedetect.errors import ArtifactError, DataError
 from aedetect.files import atomic_file, check_output_path
 
@@ -90,7 +97,8 @@ class HistoryStore:
         self.horizon = self.windows[-1]
         self.flags = [f"new:{e}:{o}" for e in self.entities for o in self.entities if o != e]
         self.columns = ["time", "amount", *self.entities, *self.flags]
-        self.features = pd.Index(feature_names(self.entities, self.windows))  # built once, not per request
+        self.hours = spec.hours
+        self.features = pd.Index(feature_names(self.entities, self.windows, self.hours))  # once, not per request
         self.lock = threading.Lock()
         self.newest = -math.inf
         self.changes = 0  # rows stored since the last save
@@ -179,7 +187,7 @@ class HistoryStore:
                 return
             past = self._select(entities, retried)
             matrix, columns, kept, start = compute_arrays(time, entities, amount, self.windows, past,
-                                                          self.start, continues=True)
+                                                          self.start, continues=True, hours=self.hours)
             yield pd.DataFrame(matrix, columns=columns, copy=False)
             self._append(time, kept, start, keys)
 
@@ -239,6 +247,8 @@ class HistoryStore:
             mean = (cs[n] - cs[q]) / n_long
             spread = math.sqrt(max((cs2[n] - cs2[q]) / n_long - mean**2, 0.0))
             out.append((centred_t - mean) / max(spread, Z_FLOOR) if count >= 3 else 0.0)
+            if self.hours:
+                out.append(hour_unusual(t, times[q:]))
             out.append(min(t - times[-1], horizon) if n else horizon)
             out += [1.0 - pair_new[e, o] for o in others]
         row = (t, amount, *values, *(pair_new[e, o] for e in self.entities for o in self.entities if o != e))

@@ -316,7 +316,7 @@ def _history_inputs(schema) -> worker.HistoryInputs | None:
     windows = sorted(h.windows)
     kinds = ["datetime" if schema.column(schema.time).type == "datetime" else "number"]
     kinds += ["category"] * len(h.entities) + (["number"] if h.amount else [])
-    names = feature_names(h.entities, windows)
+    names = feature_names(h.entities, windows, h.hours)
     per = len(names) // len(h.entities)  # feature_names lists the entities' features in turn
     return worker.HistoryInputs(schema.time, tuple(h.entities), h.amount, tuple(kinds),  # roles: distinct
                                 tuple(tuple(names[i * per:(i + 1) * per]) for i in range(len(h.entities))))

@@ -327,8 +327,9 @@ def entity_history(table, shipped, entity, outputs):  # no annotations: applyInA
     entities = {e: pd.Series(table.column(entity_column(j)).to_pylist(), dtype=object)
                 for j, e in enumerate(h.entities)}
     amount = floats(AMOUNT) if h.amount else None
+    # the state is already cut at the first row's time
     features, _ = compute(floats(TIME), entities, amount, model.schema.history.windows, state,
-                          continues=True)  # the state is already cut at the first row's time
+                          continues=True, hours=model.schema.history.hours)
     for name, column in zip(h.features[i], outputs, strict=True):
         table = table.append_column(column, pa.array(features[name].to_numpy(), pa.float64(),
                                                    from_pandas=True))
