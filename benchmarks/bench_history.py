@@ -315,7 +315,7 @@ def speed(n: int, repeats: int, profile: bool) -> dict:
         load = os.getloadavg()
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         w0, c0 = time.perf_counter(), time.process_time()
-        features, state = compute(t, ents, amount)
+        features, state = compute(t, ents, amount, hours=True)  # as `--entity-columns` models compute them
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         if i == 0:

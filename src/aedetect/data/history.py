@@ -347,8 +347,8 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
 
 
 def _day_angle(seconds: np.ndarray) -> np.ndarray:
-    """The time of day as an angle (radians): the same from any origin a whole number of days
-    away, so the feature does not depend on where the time column counts from."""
+    """The time of day as an angle (radians). The feature compares angles only, so it does not
+    depend on where the time column counts from."""
     return np.mod(seconds, 86_400.0) * (2 * np.pi / 86_400.0)
 
 
