@@ -285,19 +285,15 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
     # Sums of each entity's log amounts less its first one: small numbers, so a window's sum
     # (a difference of running sums) keeps its digits whichever rows came before.
     starts = np.flatnonzero(first)
-    centred = log_amount[order]
-    centred -= np.repeat(centred[starts], np.diff(np.append(starts, m)))
+    lengths = np.diff(np.append(starts, m))
+    centred = _less_first(log_amount[order], starts, lengths)
     cs_amount = _running_sum(centred)
     cs_square = _running_sum(np.square(centred))
     if hours:  # the sine and cosine of each time of day, less the entity's first (as the amounts)
         angle = _day_angle(st)
-        sines, cosines = np.sin(angle), np.cos(angle)
+        cs_sin = _running_sum(_less_first(np.sin(angle), starts, lengths))
+        cs_cos = _running_sum(_less_first(np.cos(angle), starts, lengths))
         del angle
-        lengths = np.diff(np.append(starts, m))
-        sines -= np.repeat(sines[starts], lengths)
-        cosines -= np.repeat(cosines[starts], lengths)
-        cs_sin, cs_cos = _running_sum(sines), _running_sum(cosines)
-        del sines, cosines
     flags = new_flags()  # waits for the pairs' flags
     cs_new = {o: _running_sum(flags[f"new:{e}:{o}"][order]) for o in others}
     origin = start if start is not None else 0.0
@@ -358,6 +354,12 @@ def hour_unusual(t: float, times: np.ndarray) -> float:
     if len(times) < 3:
         return 0.0
     return float(1.0 - np.mean(np.cos(_day_angle(np.asarray(times)) - _day_angle(np.asarray(t)))))
+
+
+def _less_first(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """`values` (sorted by entity) less each entity's first value, in place."""
+    values -= np.repeat(values[starts], lengths)
+    return values
 
 
 def _running_sum(values: np.ndarray) -> np.ndarray:
