@@ -302,7 +302,7 @@ def _reset_peak() -> bool:
         return False
 
 
-def speed(n: int, repeats: int, profile: bool) -> dict:
+def speed(n: int, repeats: int, profile: bool, hours: bool = True) -> dict:
     from aedetect.data.history import compute
 
     start = time.perf_counter()
@@ -315,7 +315,7 @@ def speed(n: int, repeats: int, profile: bool) -> dict:
         load = os.getloadavg()
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         w0, c0 = time.perf_counter(), time.process_time()
-        features, state = compute(t, ents, amount, hours=True)  # as `--entity-columns` models compute them
+        features, state = compute(t, ents, amount, hours=hours)  # hours: as `--entity-columns` models
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         if i == 0:
@@ -333,7 +333,7 @@ def speed(n: int, repeats: int, profile: bool) -> dict:
                             "memory" if reset else "getrusage ru_maxrss (whole process, inputs' "
                             "generation included)"),
            "load_avg": os.getloadavg(), "cores": os.cpu_count(),
-           "numpy_madvise_hugepage": os.environ["NUMPY_MADVISE_HUGEPAGE"]}
+           "numpy_madvise_hugepage": os.environ["NUMPY_MADVISE_HUGEPAGE"], "hours": hours}
     print(f"history compute: {n:,} rows, {n // 10:,} cards, {n // 100:,} terminals (inputs generated in "
           f"{gen_s:.1f} s, not timed)")
     print(f"{'run':>4} {'wall s':>8} {'CPU s':>8} {'user s':>8} {'sys s':>8} {'page faults':>12} "
@@ -345,7 +345,8 @@ def speed(n: int, repeats: int, profile: bool) -> dict:
     print(f"best: {out['rows_per_s_wall']:,.0f} rows/s wall, {out['rows_per_s_cpu']:,.0f} rows/s CPU time; "
           f"peak RSS {out['peak_rss_mb']:,.0f} MB ({out['peak_rss_how']}; the inputs alone: "
           f"{out['inputs_rss_mb']:,.0f} MB); load average {' '.join(f'{v:.2f}' for v in out['load_avg'])} "
-          f"on {out['cores']} cores; NUMPY_MADVISE_HUGEPAGE={out['numpy_madvise_hugepage']}")
+          f"on {out['cores']} cores; NUMPY_MADVISE_HUGEPAGE={out['numpy_madvise_hugepage']}; "
+          f"{'with' if out['hours'] else 'without'} the hour feature")
     if max(f["load_before"] for f in figures) > 1.5:
         print("load average > 1.5 before a run: other work shared the machine; taken under load, no measurement")
     if profile:
@@ -355,7 +356,7 @@ def speed(n: int, repeats: int, profile: bool) -> dict:
 
         prof = cProfile.Profile()
         prof.enable()
-        compute(t, ents, amount)
+        compute(t, ents, amount, hours=hours)
         prof.disable()
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(18)
@@ -382,9 +383,11 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000, help="--speed: transactions")
     ap.add_argument("--repeats", type=int, default=1, help="--speed: calls timed (best wall time kept)")
     ap.add_argument("--profile", action="store_true", help="--speed: cProfile one more call")
+    ap.add_argument("--without-hours", action="store_true",
+                    help="--speed: without the hour against the usual hours (models saved before it)")
     args = ap.parse_args()
     if args.speed:
-        numbers = speed(args.rows, args.repeats, args.profile)
+        numbers = speed(args.rows, args.repeats, args.profile, not args.without_hours)
         text = (f"history.compute, {args.rows:,} rows: {numbers['rows_per_s_wall']:,.0f} rows/s wall, "
                 f"{numbers['rows_per_s_cpu']:,.0f} rows/s CPU; peak RSS {numbers['peak_rss_mb']:,.0f} MB; "
                 f"load average {numbers['load_avg'][0]:.2f}\n")

@@ -285,15 +285,14 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
     # Sums of each entity's log amounts less its first one: small numbers, so a window's sum
     # (a difference of running sums) keeps its digits whichever rows came before.
     starts = np.flatnonzero(first)
-    lengths = np.diff(np.append(starts, m))
-    centred = _less_first(log_amount[order], starts, lengths)
+    centred = log_amount[order]
+    centred -= np.repeat(centred[starts], np.diff(np.append(starts, m)))
     cs_amount = _running_sum(centred)
     cs_square = _running_sum(np.square(centred))
-    if hours:  # the sine and cosine of each time of day, less the entity's first (as the amounts)
-        angle = _day_angle(st)
-        cs_sin = _running_sum(_less_first(np.sin(angle), starts, lengths))
-        cs_cos = _running_sum(_less_first(np.cos(angle), starts, lengths))
-        del angle
+    if hours:  # running sums of each time of day's sine and cosine less the entity's first
+        # (as the amounts), filled block by block below: no full-size temporaries
+        cs_sin, cs_cos = np.empty(m + 1), np.empty(m + 1)
+        cs_sin[0] = cs_cos[0] = 0.0
     flags = new_flags()  # waits for the pairs' flags
     cs_new = {o: _running_sum(flags[f"new:{e}:{o}"][order]) for o in others}
     origin = start if start is not None else 0.0
@@ -307,6 +306,16 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
         # so the first weeks do not look quieter than the rest.
         seen = st[lo:hi] - origin
         block = keys[lo:hi]
+        if hours:
+            angle = _day_angle(st[lo:hi])
+            # each row's entity's first row: the last start at or before it (one search a block)
+            carry = starts[np.searchsorted(starts, lo, side="right") - 1]
+            first_angle = _day_angle(st[np.maximum(np.maximum.accumulate(np.where(first[lo:hi], pos, -1)), carry)])
+            sin_cos = np.sin(angle), np.cos(angle)
+            first_sin_cos = np.sin(first_angle), np.cos(first_angle)
+            for sums, now, then in zip((cs_sin, cs_cos), sin_cos, first_sin_cos, strict=True):
+                np.cumsum(now - then, out=sums[lo + 1:hi + 1])
+                sums[lo + 1:hi + 1] += sums[lo]
         for w in windows:
             # Each row's window starts within its entity's rows, at or after the first row's
             # start: search only from there (a few cached blocks, not the whole array)
@@ -330,11 +339,9 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
         col(f"{e}.amount_z_{window_name(horizon)}")[rows] = np.where(
             count >= 3, (centred[lo:hi] - mean) / np.maximum(spread, Z_FLOOR), 0.0)
         if hours:  # over the longest window, like the z-score
-            angle = _day_angle(st[lo:hi])
-            first_angle = _day_angle(st[starts[np.searchsorted(starts, pos, side="right") - 1]])
-            sin_sum = cs_sin[lo:hi] - cs_sin[q] + count * np.sin(first_angle)
-            cos_sum = cs_cos[lo:hi] - cs_cos[q] + count * np.cos(first_angle)
-            closeness = (np.sin(angle) * sin_sum + np.cos(angle) * cos_sum) / n_long
+            sin_sum = cs_sin[lo:hi] - cs_sin[q] + count * first_sin_cos[0]
+            cos_sum = cs_cos[lo:hi] - cs_cos[q] + count * first_sin_cos[1]
+            closeness = (sin_cos[0] * sin_sum + sin_cos[1] * cos_sum) / n_long
             col(f"{e}.hour_unusual_{window_name(horizon)}")[rows] = np.where(count >= 3, 1.0 - closeness, 0.0)
         gap = st[lo:hi] - st[lo - 1:hi - 1] if lo else _after(horizon, np.diff(st[:hi]))
         col(f"{e}.since_last")[rows] = np.where(first[lo:hi], horizon, np.minimum(gap, horizon))
@@ -354,12 +361,6 @@ def hour_unusual(t: float, times: np.ndarray) -> float:
     if len(times) < 3:
         return 0.0
     return float(1.0 - np.mean(np.cos(_day_angle(np.asarray(times)) - _day_angle(np.asarray(t)))))
-
-
-def _less_first(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """`values` (sorted by entity) less each entity's first value, in place."""
-    values -= np.repeat(values[starts], lengths)
-    return values
 
 
 def _running_sum(values: np.ndarray) -> np.ndarray:
