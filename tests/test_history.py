@@ -54,8 +54,9 @@ def test_the_hour_against_the_entitys_usual_hours():
     assert hour[10] > 1.9 and hour[11] < 0.25  # (the 02:00 payment is in its window now)
     shifted, _ = compute(t + 3 * 86400 + 5 * 3600, {"card": card}, amount, WINDOWS + (30 * 86400.0,), hours=True)
     np.testing.assert_allclose(shifted["card.hour_unusual_30d"], hour, atol=1e-12)
-    assert describe_feature("card.hour_unusual_30d", hour[10:], {})[0] == (
-        "card: paid at an hour about 12h from its usual ones (30d)")
+    assert describe_feature("card.hour_unusual_30d", hour[[10, 0]], {}).tolist() == [
+        "card: paid at an hour about 12h from its usual ones (30d)",
+        "card: fewer than 3 payments in the last 30d, no usual hours yet"]
     plain, _ = compute(t, {"card": card}, amount, WINDOWS)
     assert not any("hour_unusual" in c for c in plain.columns)
     assert "card.hour_unusual_1d" not in HistorySpec.model_validate({"entities": ["card"]}).feature_names

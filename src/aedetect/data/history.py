@@ -513,7 +513,10 @@ def describe_feature(name: str, values: np.ndarray, others: dict[str, np.ndarray
     elif kind == "hour_unusual":  # as hours: the angle whose cosine is the mean closeness
         away = np.degrees(np.arccos(np.clip(1.0 - v, -1.0, 1.0))) / 15.0
         for i, x in enumerate(away):
-            out[i] = f"{entity}: paid at an hour about {x:.0f}h from its usual ones ({window})"
+            # exactly 0: fewer than 3 earlier payments (with 3 or more it would take every one
+            # at the same second of the day)
+            out[i] = (f"{entity}: fewer than 3 payments in the last {window}, no usual hours yet"
+                      if v[i] == 0 else f"{entity}: paid at an hour about {x:.0f}h from its usual ones ({window})")
     elif kind == "amount_ratio":
         for i, x in enumerate(v):
             out[i] = f"amount {np.exp(x):.2g}x {entity}'s usual ({window})"
