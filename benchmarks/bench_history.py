@@ -128,8 +128,7 @@ class PaymentModel:
         config = TrainConfig(seed=seed)
         if path.exists():  # trained once, kept: the benchmarks that use it share it
             self.det = load_detector(path)
-            self.split = split_frame(add_history(first, self.det.dataset_schema)[0], config,
-                                     self.det.dataset_schema)
+            self.split = split_frame(first, config, self.det.dataset_schema)  # by time and label only
         else:
             schema = infer_schema(first).with_overrides(entity_columns=ENTITIES, exclude_columns=EXCLUDE)
             result = train_detector(first, config, schema)

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,11 +170,10 @@ def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.nda
     new_t = np.asarray(time, dtype="float64")
     new_amount = np.zeros(n) if amount is None else np.asarray(amount, dtype="float64")
     usable = ~np.isnan(new_t) & ~np.isnan(new_amount)
-    with ExitStack() as stack:
-        # From PARALLEL_ROWS rows (the state's and the new ones) the entities' work runs side by
-        # side in threads: NumPy and Arrow release the GIL.
-        parallel = n + len(past.get("time", ())) >= PARALLEL_ROWS and len(entities) > 1
-        pool = stack.enter_context(ThreadPoolExecutor(len(entities) + 1)) if parallel else None
+    # From PARALLEL_ROWS rows (the state's and the new ones) the entities' work runs side by side
+    # in threads: NumPy and Arrow release the GIL.
+    parallel = n + len(past.get("time", ())) >= PARALLEL_ROWS and len(entities) > 1
+    with ThreadPoolExecutor(len(entities) + 1) if parallel else nullcontext() as pool:
         return _compute(pool, new_t, new_amount, usable, entities, windows, past, start, continues, hours)
 
 

@@ -41,7 +41,6 @@ from aedetect.data.history import (
     Z_FLOOR,
     HistoryState,
     compute_arrays,
-    feature_names,
     hour_unusual,
     table_inputs,
 )
@@ -98,7 +97,7 @@ class HistoryStore:
         self.flags = [f"new:{e}:{o}" for e in self.entities for o in self.entities if o != e]
         self.columns = ["time", "amount", *self.entities, *self.flags]
         self.hours = spec.hours
-        self.features = pd.Index(feature_names(self.entities, self.windows, self.hours))  # once, not per request
+        self.features = pd.Index(spec.feature_names)  # built once, not per request
         self.lock = threading.Lock()
         self.newest = -math.inf
         self.changes = 0  # rows stored since the last save

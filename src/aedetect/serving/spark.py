@@ -306,17 +306,15 @@ def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
 
 
 def _history_inputs(schema) -> worker.HistoryInputs | None:
-    from aedetect.data.history import feature_names
     from aedetect.data.schema import DatasetSchema
 
     if schema is None or schema.get("history") is None:
         return None
     schema = DatasetSchema.model_validate(schema)
     h = schema.history
-    windows = sorted(h.windows)
     kinds = ["datetime" if schema.column(schema.time).type == "datetime" else "number"]
     kinds += ["category"] * len(h.entities) + (["number"] if h.amount else [])
-    names = feature_names(h.entities, windows, h.hours)
+    names = h.feature_names
     per = len(names) // len(h.entities)  # feature_names lists the entities' features in turn
     return worker.HistoryInputs(schema.time, tuple(h.entities), h.amount, tuple(kinds),  # roles: distinct
                                 tuple(tuple(names[i * per:(i + 1) * per]) for i in range(len(h.entities))))
