@@ -118,6 +118,77 @@ def test_blocks_and_threads_give_the_features_of_one_sequential_pass(monkeypatch
     pair = one_state.rows[["new:card:term", "new:term:card"]].to_numpy()
     assert (pair[:, 0] == pair[:, 1]).all() and 0 < pair[:, 0].mean() < 1  # one pair, either way round
 
+RISK = {"label_delay": 7 * 86400.0, "label_windows": [86400.0, 7 * 86400.0, 30 * 86400.0]}
+
+
+def _labelled_log(seed: int = 3, n: int = 4000):
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0, 60 * 86400, n)).round()
+    t[1::9] = t[0::9][:len(t[1::9])]  # ties
+    ents = {"card": pd.Series(rng.integers(0, 70, n).astype(str)),
+            "term": pd.Series(rng.integers(0, 15, n).astype(str))}
+    amount = np.round(rng.lognormal(3, 1, n), 2)
+    labels = (rng.random(n) < 0.08).astype("float64")
+    labels[rng.random(n) < 0.25] = np.nan  # not known
+    return t, ents, amount, labels
+
+
+def test_label_risk_reads_only_the_labels_known_by_then():
+    """`<e>.fraud_rate_<w>`: the share of fraud among the entity's labelled rows in
+    (t - delay - w, t - delay], `<e>.frauds_30d` their count, against a plain loop; a label
+    that arrives later (the row's own, any within the delay) changes nothing; unknown labels count
+    in neither; no labels at all give 0; absent without a delay."""
+    from aedetect.data.history import describe_feature
+
+    t, ents, amount, labels = _labelled_log()
+    f, _ = compute(t, ents, amount, labels=labels, **RISK)
+    kinds = ("fraud_rate_1d", "fraud_rate_7d", "fraud_rate_30d", "frauds_30d")
+    assert [c for c in f.columns if "fraud" in c] == [f"{e}.{k}" for e in ("card", "term") for k in kinds]
+    term = ents["term"].to_numpy()
+    for i in range(0, len(t), 37):
+        for w, name in ((86400.0, "1d"), (7 * 86400.0, "7d"), (30 * 86400.0, "30d")):
+            inside = (term == term[i]) & (t <= t[i] - 7 * 86400) & (t > t[i] - 7 * 86400 - w) & ~np.isnan(labels)
+            want = labels[inside].mean() if inside.any() else 0.0
+            assert f[f"term.fraud_rate_{name}"][i] == pytest.approx(want, abs=1e-12)
+        assert f["term.frauds_30d"][i] == (inside & (labels == 1)).sum()
+    assert f["term.fraud_rate_7d"].max() > 0.1 and (f["card.frauds_30d"] > 0).any()
+    # labels of rows later than t - delay: the last 7 days' labels all flipped change nothing there
+    late = t > t.max() - 7 * 86400
+    flipped = labels.copy()
+    flipped[late] = np.where(np.isnan(labels[late]), 1.0, 1.0 - np.nan_to_num(labels[late]))
+    g, _ = compute(t, ents, amount, labels=flipped, **RISK)
+    pd.testing.assert_frame_equal(g, f)
+    none, _ = compute(t, ents, amount, **RISK)  # no label known
+    assert (none.filter(like="fraud").to_numpy() == 0).all()
+    plain, _ = compute(t, ents, amount, labels=labels)
+    assert not any("fraud" in c for c in plain.columns)
+    pd.testing.assert_frame_equal(plain, f[plain.columns])  # the other features as without
+    assert describe_feature("term.fraud_rate_7d", np.array([0.25]), {}).tolist() == [
+        "term: 25% of its labelled payments fraud (7d before the label delay)"]
+
+
+def test_label_risk_from_the_state_and_in_blocks_equals_one_pass(monkeypatch):
+    """The state keeps the rows of the last delay + longest label window with their labels: a
+    later file scored from it gets the features of one pass over both; blocks and threads too."""
+    import aedetect.data.history as history
+
+    t, ents, amount, labels = _labelled_log(seed=4)
+    whole, _ = compute(t, ents, amount, labels=labels, hours=True, **RISK)
+    cut = 2600
+    first, state = compute(t[:cut], {k: v[:cut] for k, v in ents.items()}, amount[:cut], labels=labels[:cut],
+                           hours=True, **RISK)
+    assert "label" in state.rows and state.rows["time"].min() <= t[cut - 1] - 30 * 86400  # 37 days kept
+    assert state.rows["time"].min() > t[cut - 1] - 37 * 86400
+    second, _ = compute(t[cut:], {k: v[cut:].reset_index(drop=True) for k, v in ents.items()}, amount[cut:],
+                        state=state, labels=labels[cut:], hours=True, **RISK)
+    np.testing.assert_allclose(pd.concat([first, second], ignore_index=True).to_numpy(), whole.to_numpy(),
+                               rtol=1e-9, atol=1e-9)
+    monkeypatch.setattr(history, "PARALLEL_ROWS", 0)
+    monkeypatch.setattr(history, "CHUNK_ROWS", 7)
+    blocks, _ = compute(t, ents, amount, labels=labels, hours=True, **RISK)
+    np.testing.assert_allclose(blocks.to_numpy(), whole.to_numpy(), rtol=1e-12, atol=1e-12)
+
+
 def _own_log(seed: int, days: int = 60) -> pd.DataFrame:
     """A card log written here, not by the project's generator: each card has its own usual
     amount and pace; some cards are compromised (about 4x their usual, for days, at new

@@ -222,3 +222,126 @@ def _one_args(store, row, schema):
 
     t, ents, amount = table_inputs(row, schema)
     return float(t[0]), [ents[e].iloc[0] for e in store.entities], float(amount[0])
+
+
+def test_label_risk_in_the_store_equals_one_pass_after_the_labelled_state():
+    """A label-aware model's store starts from the training rows with their labels; transactions
+    sent one by one (no label known for them) get, by the short path and the general one alike,
+    the features of one pass over the training rows and them (1e-9), and the store keeps the
+    rows of the label delay plus the longest label window."""
+    from aedetect.data.history import compute, table_inputs, table_labels
+
+    rng = np.random.default_rng(11)
+    n = 1200
+    t = np.sort(rng.uniform(0, 20 * 86400, n)).round()
+    rows = pd.DataFrame({"timestamp": pd.to_datetime(t, unit="s").strftime("%Y-%m-%d %H:%M:%S"),
+                         "card_id": rng.integers(0, 40, n).astype(str),
+                         "terminal_id": rng.integers(0, 6, n).astype(str),
+                         "amount": rng.lognormal(3, 1, n).round(2),
+                         "is_fraud": (rng.random(n) < 0.1).astype(int)})
+    schema = infer_schema(rows.head(3), time_column="timestamp", label_column="is_fraud")
+    schema = schema.model_copy(update={"history": HistorySpec(
+        entities=["card_id", "terminal_id"], amount="amount", windows=[3600.0, 86400.0], hours=True,
+        label_delay=2 * 86400.0, label_windows=[86400.0, 3 * 86400.0])})
+    cut = 900
+    train, later = rows.iloc[:cut], rows.iloc[cut:].drop(columns="is_fraud").reset_index(drop=True)
+    _, state = add_history(train, schema)
+    assert state.rows["label"].notna().all() and state.rows["time"].min() <= t[cut - 1] - 86400
+    short, general = HistoryStore(schema, state), HistoryStore(schema, state)
+    general._one = lambda *args: None
+    got_short = pd.concat([short.add(later.iloc[[i]].reset_index(drop=True)) for i in range(len(later))])
+    got_general = pd.concat([general.add(later.iloc[[i]].reset_index(drop=True)) for i in range(len(later))])
+    time, ents, amount = table_inputs(rows, schema)
+    labels = table_labels(rows, schema)
+    labels[cut:] = np.nan  # the service knows no label of the transactions it scores
+    want, _ = compute(time, ents, amount, schema.history.windows, labels=labels, **schema.history.options)
+    want = want.iloc[cut:].to_numpy()
+    assert got_short.filter(like="fraud_rate").to_numpy().max() > 0
+    np.testing.assert_allclose(got_short.to_numpy(), want, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got_general.to_numpy(), want, rtol=0, atol=1e-9)
+    assert short.state().rows["time"].min() > t[-1] - 3 * 86400 - 2 * 86400 - 1
+
+
+@pytest.fixture(scope="module")
+def label_aware(tmp_path_factory):
+    """A label-aware model (`--use-labels`, labels known a day after the payment) trained on 14
+    days of a generated log; the next days' rows."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+
+    d = tmp_path_factory.mktemp("label_aware")
+    log = generate_payment_log(n_days=22, n_cards=200, n_terminals=30, seed=5, fraud_rate=0.05)
+    t = pd.to_datetime(log["timestamp"])
+    log[t < t.min() + pd.Timedelta(days=14)].to_csv(d / "first.csv", index=False)
+    res = CliRunner().invoke(app, ["train", "--data", str(d / "first.csv"), "--out", str(d / "m"), "--epochs", 2,
+                                   "--entity-columns", "card_id,terminal_id", "--label-column", "is_fraud",
+                                   "--exclude-columns", "fraud_kind", "--use-labels", "--set", "label_delay_days=1"])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    return d / "m", log[t >= t.min() + pd.Timedelta(days=14)].head(600).reset_index(drop=True)
+
+
+def test_verdicts_posted_to_the_service_count_as_a_file_with_those_labels(label_aware):
+    """Transactions scored one by one, then their verdicts posted to /v1/labels: the later
+    transactions score as `score_table` scores one table holding the verdicts as its labels (and
+    differ from a service that got none); an id the history does not hold is named; a model
+    without label-based risk has no such route."""
+    import pyarrow as pa
+
+    from aedetect.model.hybrid import open_model
+    from aedetect.serving.batch import score_table
+
+    model, later = label_aware
+    cut = 400  # the first rows get verdicts; the last ones come more than a day after them
+    assert (pd.to_datetime(later["timestamp"]).iloc[cut:] > pd.to_datetime(later["timestamp"]).iloc[0]
+            + pd.Timedelta(days=1)).any()
+    told, silent = (TestClient(create_app(model, ServiceSettings())) for _ in range(2))
+    with told, silent:
+        for client in (told, silent):
+            _score_v1(client, later, 1, 0, cut)
+        verdicts = [{"id": i, "label": int(y)} for i, y in zip(later["transaction_id"][:cut], later["is_fraud"][:cut],
+                                                               strict=True)]
+        r = told.post("/v1/labels", json={"labels": [*verdicts, {"id": "never-seen", "label": 1}]})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"updated": cut, "not_held": ["never-seen"]}
+        assert told.post("/v1/labels", json={"labels": [{"id": "x", "label": 2}]}).status_code == 422
+        got, without = (_score_v1(c, later, 1, cut) for c in (told, silent))
+    table = later.drop(columns=["fraud_kind"]).astype({"is_fraud": "float64"})
+    table.loc[cut:, "is_fraud"] = np.nan  # no verdict yet for the rows being scored
+    want = score_table(open_model(model), pa.Table.from_pandas(table, preserve_index=False))["score"].to_numpy()[cut:]
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-7)
+    assert not np.allclose(got, without, rtol=RTOL, atol=1e-7)
+
+
+def test_a_model_without_label_risk_has_no_labels_route(trained):
+    d, _, _ = trained
+    with TestClient(create_app(d / "m", ServiceSettings())) as client:
+        assert client.post("/v1/labels", json={"labels": [{"id": "a", "label": 1}]}).status_code == 404
+
+
+def test_label_risk_goes_to_the_head_only_and_scoring_without_labels_warns(label_aware, tmp_path):
+    """`train --use-labels` with entity columns: the autoencoder reads the history features, the
+    head the label-based risk beside them; `aedetect score` of a file without the label column
+    says its rates read the training labels only, and a file with it does not."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+    from aedetect.model.hybrid import open_model
+
+    model, later = label_aware
+    hybrid = open_model(model)
+    risk = hybrid.detector.dataset_schema.label_features
+    assert "terminal_id.fraud_rate_7d" in risk and "card_id.frauds_30d" in risk
+    assert not set(risk) & set(hybrid.detector.feature_names_in_)
+    assert list(hybrid.feature_names_in_[-len(risk):]) == risk and set(risk) <= set(hybrid.head_feature_names_)
+    later.to_csv(tmp_path / "with.csv", index=False)
+    later.drop(columns="is_fraud").to_csv(tmp_path / "without.csv", index=False)
+    outputs = {}
+    for name in ("with", "without"):
+        res = CliRunner().invoke(app, ["score", "--model", str(model), "--data", str(tmp_path / f"{name}.csv"),
+                                       "--out", str(tmp_path / f"{name}.scored.csv")])
+        assert res.exit_code == 0, res.output
+        outputs[name] = " ".join(res.output.split())
+    said = "no 'is_fraud' column: the label-based risk features read only the labels of the model's"
+    assert said in outputs["without"]
+    assert "label-based risk" not in outputs["with"]

@@ -331,3 +331,24 @@ def test_every_scoring_path_gives_the_same_probability(data, trained):
     s2, c2 = hybrid.score_with_contributions(x)
     np.testing.assert_allclose(s2, p, rtol=1e-9)
     np.testing.assert_allclose(c2, contrib, rtol=1e-9)
+
+
+def test_the_service_scores_a_label_aware_model_as_the_batch_scorer(data, trained):
+    """`aedetect serve` on a label-aware folder answers the fraud probability `score_table` gives
+    (its manifest, model and threshold routes too)."""
+    import pyarrow as pa
+    from fastapi.testclient import TestClient
+
+    from aedetect.model.hybrid import open_model
+    from aedetect.serving.app import ServiceSettings, create_app
+    from aedetect.serving.batch import score_table
+
+    rows = data.iloc[:40][FEATURES]
+    want = score_table(open_model(trained["model"]), pa.Table.from_pandas(rows, preserve_index=False))["score"]
+    with TestClient(create_app(trained["model"], ServiceSettings())) as client:
+        r = client.post("/v1/score", json={"transactions": rows.to_dict(orient="records")})
+        assert r.status_code == 200, r.text
+        got = [res["score"] for res in r.json()["results"]]
+        assert client.get("/v1/model").status_code == 200
+    np.testing.assert_allclose(got, want.to_numpy(), rtol=2e-5)
+    assert 0 <= min(got) and max(got) <= 1 and r.json()["threshold"] == pytest.approx(trained["hybrid"].threshold_)

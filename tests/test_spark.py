@@ -393,6 +393,49 @@ def test_cli_scores_a_history_model_on_spark(spark, history_model, tmp_path):
     assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
 
 
+def test_label_risk_on_spark_reads_the_labels_known_by_then_like_add_history(spark, tmp_path):
+    """A label-aware model (`train --use-labels`) with label-based risk: Spark's history of a
+    later file with its labels equals `add_history` (1e-9), labels counting from the delay; the
+    same file without its label column equals `add_history` without labels. Scoring such a model
+    on Spark is refused on the driver, naming why."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+    from aedetect.data.generate import generate_payment_log
+    from aedetect.data.history import add_history
+    from aedetect.errors import AedetectError
+    from aedetect.model.hybrid import open_model
+    from aedetect.serving.spark import history_features, score
+
+    log = generate_payment_log(n_days=30, n_cards=200, n_terminals=40, seed=2).drop(columns="fraud_kind")
+    day = (pd.to_datetime(log["timestamp"]) - pd.to_datetime(log["timestamp"]).min()).dt.days
+    log[day < 20].to_csv(tmp_path / "first.csv", index=False)
+    later = log[day >= 20].reset_index(drop=True)
+    later.to_parquet(tmp_path / "later.parquet", index=False)
+    later.drop(columns="is_fraud").to_parquet(tmp_path / "unlabelled.parquet", index=False)
+    model = tmp_path / "model"
+    res = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "first.csv"), "--out", str(model),
+                                   "--entity-columns", "card_id,terminal_id", "--label-column", "is_fraud",
+                                   "--use-labels", "--set", "label_delay_days=2", "--epochs", "2"])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    scorer = open_model(model).detector
+    names = scorer.schema.computed_features
+    risk = scorer.schema.label_features
+    assert scorer.schema.history.label_delay == 2 * 86400 and "terminal_id.fraud_rate_7d" in risk
+    wants = []
+    unlabelled = later.drop(columns="is_fraud")
+    for path, table in ((tmp_path / "later.parquet", later), (tmp_path / "unlabelled.parquet", unlabelled)):
+        want = add_history(table, scorer.schema, scorer.history_state_)[0].set_index("transaction_id")
+        got = history_features(spark.read.parquet(str(path)), model).toPandas().set_index("transaction_id")
+        np.testing.assert_allclose(got.loc[want.index, names].to_numpy(), want[names].to_numpy(), rtol=0, atol=1e-9)
+        wants.append(want[risk].to_numpy())
+    ts = pd.to_datetime(later["timestamp"])
+    late = (ts >= ts.min() + pd.Timedelta(days=3)).to_numpy()
+    assert (wants[0][late] != wants[1][late]).any()  # the later file's own labels count, from the delay on
+    with pytest.raises(AedetectError, match="label-aware model .* not scored on Spark"):
+        score(spark.read.parquet(str(tmp_path / "later.parquet")), model)
+
+
 @pytest.mark.slow
 def test_spark_connect_scores_a_history_model_like_the_batch_scorer(history_model, tmp_path):
     """`aedetect spark score --remote` through a local Spark Connect server on a model with entity

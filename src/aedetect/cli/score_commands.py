@@ -95,6 +95,8 @@ def score(
     if to_store is not None:
         console.print(f"alerts: {to_store.added:,} new in {escape(to_store.store.display_url)}, "
                       f"{to_store.seen - to_store.added:,} already there")
+    if s.labels_warning is not None:
+        console.print(f"[yellow]warning: {escape(s.labels_warning)}[/yellow]", highlight=False)
     if s.share_warning is not None:
         console.print(f"[yellow]warning: {escape(s.share_warning)}[/yellow]", highlight=False)
         if fail_on_drift:

@@ -27,6 +27,13 @@ and, when there are two or more entities, per pair (e.g. card and terminal)
                              with in the longest window before (new terminals per card, new
                              cards per terminal)
   `<entity>.<other>_seen`    1 when this pair occurred in the longest window before, else 0
+and, in the label-aware mode (`HistorySpec.label_delay`: labels arrive late), per label window
+  `<entity>.fraud_rate_<w>`  the share of fraud among the entity's labelled payments in the
+                             window that ends `label_delay` before the row, (t - d - w, t - d]
+                             (0 when none is labelled): a terminal that served frauds last week
+  `<entity>.frauds_<w>`      (the longest label window) how many of them were fraud
+A row's label is 1 (fraud), 0 (normal) or missing (not known: a scored file without its label
+column, a transaction the service has no verdict for), which counts in neither.
 
 Counts and seconds are heavy-tailed: the model reads them through log1p (`LOG_FEATURES`).
 
@@ -63,7 +70,12 @@ _UNITS = ((86_400.0, "d"), (3_600.0, "h"), (60.0, "m"), (1.0, "s"))
 def is_log_feature(name: str) -> bool:
     """Counts and seconds (read through log1p by the model), not the ratios and 0/1 flags."""
     tail = name.rsplit(".", 1)[-1]
-    return tail.startswith(("count_", "new_")) or tail == "since_last"
+    return tail.startswith(("count_", "new_", "frauds_")) or tail == "since_last"
+
+
+def is_label_feature(name: str) -> bool:
+    """The label-based risk columns (`<entity>.fraud_rate_<w>`, `<entity>.frauds_<w>`)."""
+    return name.rsplit(".", 1)[-1].startswith(("fraud_rate_", "frauds_"))
 
 
 def window_name(seconds: float) -> str:
@@ -74,11 +86,14 @@ def window_name(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def feature_names(entities: list[str], windows, hours: bool = False) -> list[str]:
+def feature_names(entities: list[str], windows, hours: bool = False, label_delay: float | None = None,
+                  label_windows=()) -> list[str]:
     """The history columns, in the order they are added to a table (`hours`: with the hour of
-    day against the entity's usual hours)."""
+    day against the entity's usual hours; `label_windows`: with the label-based risk, when
+    `label_delay` is set)."""
     names = []
     longest = window_name(max(windows))
+    label_windows = sorted(label_windows) if label_delay is not None else []
     for e in entities:
         others = [o for o in entities if o != e]
         for w in windows:
@@ -87,13 +102,16 @@ def feature_names(entities: list[str], windows, hours: bool = False) -> list[str
         names += [f"{e}.amount_z_{longest}"] + ([f"{e}.hour_unusual_{longest}"] if hours else [])
         names += [f"{e}.since_last"]
         names += [f"{e}.{o}_seen" for o in others]
+        names += [f"{e}.fraud_rate_{window_name(w)}" for w in label_windows]
+        names += [f"{e}.frauds_{window_name(label_windows[-1])}"] if label_windows else []
     return names
 
 
 @dataclass
 class HistoryState:
-    """The rows of the last longest window: `time` (seconds), one column per entity (text),
-    `amount`, and `new:<e>:<o>` flags (1.0 when the row's pair e-o was new)."""
+    """The rows of the last longest window (`HistorySpec.reach`): `time` (seconds), one column
+    per entity (text), `amount`, `new:<e>:<o>` flags (1.0 when the row's pair e-o was new) and,
+    with label-based risk, `label` (1.0, 0.0, NaN when not known)."""
 
     rows: pd.DataFrame
     start: float | None = None  # when the history began: the first row's time (see `compute`)
@@ -141,46 +159,69 @@ def _keys(codes: np.ndarray, ms: np.ndarray, width: int) -> np.ndarray:
 
 def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray | None,
             windows=DEFAULT_WINDOWS, state: HistoryState | None = None, *, continues: bool = False,
-            hours: bool = False) -> tuple[pd.DataFrame, HistoryState]:
+            hours: bool = False, labels: np.ndarray | None = None, label_delay: float | None = None,
+            label_windows=()) -> tuple[pd.DataFrame, HistoryState]:
     """History features of new rows (`time` seconds, entity values as text, `amount`) after the
     rows of `state`; and the state after them. Rows with a missing time or entity value get no
     history (NaN) and are not remembered. `continues`: the new rows follow the state's rows in
     the same file (the next chunk), so every state row is earlier; otherwise (a model's state and
     new data) only state rows before the new rows' first time are. `hours`: with the hour of day
-    against each entity's usual hours (`feature_names`)."""
+    against each entity's usual hours (`feature_names`). `label_delay` and `label_windows`: with
+    the label-based risk, from `labels` (1 fraud, 0 normal, NaN not known; None: none known) and
+    the state's."""
     names = list(entities)
     state = state if state is not None else HistoryState.empty(names)
     past = {c: state.rows[c].to_numpy() for c in state.rows.columns}
     matrix, columns, kept, start = compute_arrays(time, entities, amount, windows, past, state.start,
-                                                  continues=continues, hours=hours)
+                                                  continues=continues, hours=hours, labels=labels,
+                                                  label_delay=label_delay, label_windows=label_windows)
     features = pd.DataFrame(matrix, columns=columns, copy=False)
     rows = pd.DataFrame({c: pd.Series(v, dtype=object) if c in names else v for c, v in kept.items()})
     return features, HistoryState(rows, start)
 
 
 def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.ndarray],
-                   start: float | None, *, continues: bool = False, hours: bool = False
+                   start: float | None, *, continues: bool = False, hours: bool = False,
+                   labels=None, label_delay: float | None = None, label_windows=()
                    ) -> tuple[np.ndarray, list[str], dict[str, np.ndarray], float | None]:
     """`compute` on plain arrays (the service's per-request path, without pandas frames): the
     feature matrix, its column names, the state's rows after it (arrays by column) and when the
-    history began. `past`: the state's rows by column ("time", "amount", the entities and the
-    "new:<e>:<o>" flags; empty arrays for none)."""
+    history began. `past`: the state's rows by column ("time", "amount", the entities, the
+    "new:<e>:<o>" flags and, with label-based risk, "label"; empty arrays for none)."""
     windows = sorted(float(w) for w in windows)
+    risk = Risk(float(label_delay), sorted(float(w) for w in label_windows)) if label_delay is not None else None
     n = len(time)
     new_t = np.asarray(time, dtype="float64")
     new_amount = np.zeros(n) if amount is None else np.asarray(amount, dtype="float64")
+    new_labels = np.full(n, np.nan) if labels is None else np.asarray(labels, dtype="float64")
     usable = ~np.isnan(new_t) & ~np.isnan(new_amount)
     # From PARALLEL_ROWS rows (the state's and the new ones) the entities' work runs side by side
     # in threads: NumPy and Arrow release the GIL.
     parallel = n + len(past.get("time", ())) >= PARALLEL_ROWS and len(entities) > 1
     with ThreadPoolExecutor(len(entities) + 1) if parallel else nullcontext() as pool:
-        return _compute(pool, new_t, new_amount, usable, entities, windows, past, start, continues, hours)
+        return _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, past, start,
+                        continues, hours, risk)
 
 
-def _compute(pool, new_t, new_amount, usable, entities, windows, past, start, continues, hours):
+@dataclass(frozen=True)
+class Risk:
+    """The label-based risk's settings: labels known `delay` seconds after a payment; `windows`
+    (sorted) ending there."""
+
+    delay: float
+    windows: list[float]
+
+    @property
+    def reach(self) -> float:
+        return self.delay + self.windows[-1]
+
+
+def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, past, start, continues, hours,
+             risk: Risk | None):
     """`compute_arrays` with `pool` (or None) to run the entities' work in."""
     names = list(entities)
     horizon = windows[-1]
+    reach = max(horizon, risk.reach) if risk else horizon  # how far back the state keeps rows
     n = len(new_t)
 
     def factorize(e):
@@ -202,6 +243,9 @@ def _compute(pool, new_t, new_amount, usable, entities, windows, past, start, co
     t = np.concatenate([past_t, new_t[usable]])
     amounts = np.concatenate([np.asarray(past.get("amount", np.zeros(0)), dtype="float64"),
                               new_amount[usable]])
+    # the state's labels (none known in a state saved without them), then the new rows'
+    labels = np.concatenate([np.asarray(past.get("label", np.full(k, np.nan)), dtype="float64"),
+                             new_labels[usable]]) if risk else None
     codes_of, values_of = {}, {}
     for e in names:
         codes, values_of[e] = _merged_codes(past.get(e, np.zeros(0, dtype=object)), *new_codes[e])
@@ -210,9 +254,9 @@ def _compute(pool, new_t, new_amount, usable, entities, windows, past, start, co
     order_in = np.arange(m)  # state rows first, then the file's order
     stamp = np.round(t * 1000).astype("int64")  # milliseconds: exact integer windows
     ms = stamp - (stamp.min() if m else 0)
-    width = int(ms.max(initial=0) + round(horizon * 1000) + 2)
+    width = int(ms.max(initial=0) + round(reach * 1000) + 2)
     log_amount = np.log1p(np.maximum(amounts, 0.0))
-    columns = feature_names(names, windows, hours)
+    columns = feature_names(names, windows, hours, risk.delay if risk else None, risk.windows if risk else ())
     out = _Block(m, columns)  # every feature of every row, written in place
     # The pairs' flags: in a thread of their own beside the entities' sorting, which needs them
     # only later (`new_flags()` waits for them)
@@ -221,7 +265,8 @@ def _compute(pool, new_t, new_amount, usable, entities, windows, past, start, co
 
     def entity(job) -> None:
         _entity_features(out, *job, t=t, ms=ms, width=width, order_in=order_in, log_amount=log_amount,
-                         new_flags=new_flags, windows=windows, start=start, hours=hours)
+                         new_flags=new_flags, windows=windows, start=start, hours=hours, labels=labels,
+                         risk=risk)
 
     list((pool.map if pool else map)(entity, jobs))
     if k == 0 and usable.all():  # the common case: no state, every row usable; no copy
@@ -229,9 +274,10 @@ def _compute(pool, new_t, new_amount, usable, entities, windows, past, start, co
     else:
         matrix = np.full((n, len(columns)), np.nan)
         matrix[usable] = out.values[k:]
-    keep = t > t.max() - horizon if m else np.zeros(0, dtype=bool)
+    keep = t > t.max() - reach if m else np.zeros(0, dtype=bool)
     kept = {"time": t[keep], "amount": amounts[keep], **{e: values_of[e][codes_of[e][keep]] for e in names},
-            **{key: flags[keep] for key, flags in new_flags().items()}}
+            **{key: flags[keep] for key, flags in new_flags().items()},
+            **({"label": labels[keep]} if risk else {})}
     return matrix, columns, kept, start
 
 
@@ -267,7 +313,7 @@ def _pair_flags(names: list[str], codes_of: dict, t, order_in, horizon: float, p
 
 def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], *, t, ms, width: int,
                      order_in, log_amount, new_flags: Callable[[], dict], windows: list[float], start,
-                     hours: bool = False) -> None:
+                     hours: bool = False, labels: np.ndarray | None = None, risk: Risk | None = None) -> None:
     """Write entity `e`'s columns of every row into `out`.
 
     The rows are sorted by entity then time once; the windows' arithmetic then runs over blocks of
@@ -294,6 +340,11 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
         cs_sin[0] = cs_cos[0] = 0.0
     flags = new_flags()  # waits for the pairs' flags
     cs_new = {o: _running_sum(flags[f"new:{e}:{o}"][order]) for o in others}
+    if risk:  # running counts of the labelled rows and of the frauds among them
+        sorted_labels = labels[order]
+        cs_known = _running_sum(~np.isnan(sorted_labels))
+        cs_fraud = _running_sum(sorted_labels == 1.0)
+        del sorted_labels
     origin = start if start is not None else 0.0
     col = out.column
     for lo in range(0, m, CHUNK_ROWS):
@@ -346,6 +397,15 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
         col(f"{e}.since_last")[rows] = np.where(first[lo:hi], horizon, np.minimum(gap, horizon))
         for o in others:
             col(f"{e}.{o}_seen")[rows] = 1.0 - flags[f"new:{e}:{o}"][rows]
+        if risk:  # the labelled rows in (t - delay - w, t - delay]: known by now
+            end = block - round(risk.delay * 1000)
+            q_end = np.searchsorted(keys[:hi], end, side="right")
+            for w in risk.windows:
+                q_w = np.searchsorted(keys[:hi], end - round(w * 1000), side="right")
+                known = cs_known[q_end] - cs_known[q_w]
+                frauds = cs_fraud[q_end] - cs_fraud[q_w]
+                col(f"{e}.fraud_rate_{window_name(w)}")[rows] = np.where(known > 0, frauds / np.maximum(known, 1), 0.0)
+            col(f"{e}.frauds_{window_name(risk.windows[-1])}")[rows] = frauds
 
 
 def _day_angle(seconds: np.ndarray) -> np.ndarray:
@@ -418,6 +478,19 @@ def table_inputs(df: pd.DataFrame, schema) -> tuple[np.ndarray, dict[str, pd.Ser
     return time, entities, amount
 
 
+def table_labels(df: pd.DataFrame, schema) -> np.ndarray | None:
+    """The labels label-based risk reads from `df`: 1.0 fraud, 0.0 normal, NaN not known (an empty
+    or other value); None when the model has no such features or `df` has no label column."""
+    spec = schema.history
+    if spec is None or spec.label_delay is None or schema.label not in df.columns:
+        return None
+    from aedetect.data.values import read_numbers
+
+    raw = df[schema.label]
+    y = raw.to_numpy(dtype="float64", na_value=np.nan) if pd.api.types.is_bool_dtype(raw) else read_numbers(raw)[0]
+    return np.where((y == 0) | (y == 1), y, np.nan)
+
+
 def add_history(df: pd.DataFrame, schema, state: HistoryState | None = None, *,
                 continues: bool = False) -> tuple[pd.DataFrame, HistoryState | None]:
     """`df` with the schema's history columns added (computed after `state`, see `compute`), and
@@ -426,7 +499,7 @@ def add_history(df: pd.DataFrame, schema, state: HistoryState | None = None, *,
         return df, None
     time, entities, amount = table_inputs(df, schema)
     features, state = compute(time, entities, amount, schema.history.windows, state, continues=continues,
-                              hours=schema.history.hours)
+                              labels=table_labels(df, schema), **schema.history.options)
     features.index = df.index
     return pd.concat([df.drop(columns=[c for c in features.columns if c in df.columns]), features],
                      axis=1), state
@@ -448,13 +521,14 @@ def attach_history(x: pd.DataFrame, reasons: np.ndarray, features, schema) -> tu
     out) with the history columns `features` (a mapping of column to values) in the model's
     order, and `reasons` with `no_history_reason` for each good row that has no history. The
     batch scorer and Spark's workers both finish their rows here."""
-    for c in schema.history_features:
-        x[c] = np.asarray(features[c], dtype="float64")
+    for c in schema.computed_features:
+        if c in features:  # (Spark's workers give the autoencoder's alone)
+            x[c] = np.asarray(features[c], dtype="float64")
     none = np.isnan(x[schema.history_features[0]].to_numpy()) & (reasons == None)  # noqa: E711
     if none.any():
         reasons = reasons.copy()
         reasons[none] = no_history_reason(schema)
-    return x[list(schema.features)], reasons
+    return x[list(schema.features) + [c for c in schema.label_features if c in features]], reasons
 
 
 def ensure_history(X, schema, state: HistoryState | None):
@@ -519,6 +593,12 @@ def describe_feature(name: str, values: np.ndarray, others: dict[str, np.ndarray
     elif kind == "amount_ratio":
         for i, x in enumerate(v):
             out[i] = f"amount {np.exp(x):.2g}x {entity}'s usual ({window})"
+    elif kind == "fraud_rate":
+        for i, x in enumerate(v):
+            out[i] = f"{entity}: {x:.0%} of its labelled payments fraud ({window} before the label delay)"
+    elif kind == "frauds":
+        for i, x in enumerate(v):
+            out[i] = f"{entity}: {x:.0f} labelled frauds ({window} before the label delay)"
     elif kind.startswith("new_"):
         for i, x in enumerate(v):
             out[i] = f"{entity}: {x:.0f} payments at a new {kind[4:]} in the last {window}"

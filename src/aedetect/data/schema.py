@@ -190,11 +190,21 @@ class HistorySpec(BaseModel):
     # `--entity-columns` sets it; False when absent, so the model folders saved before it keep
     # their features.
     hours: bool = False
+    # Label-based risk (the label-aware mode; `train --use-labels` sets it): per entity, the share
+    # of fraud among its labelled payments in each of `label_windows` ending `label_delay` seconds
+    # before the row, since labels arrive late (`<entity>.fraud_rate_<w>`, `<entity>.frauds_<w>`).
+    # Needs the schema's label column; None: no such features.
+    label_delay: float | None = None
+    label_windows: list[float] = Field(default_factory=lambda: [86_400.0, 604_800.0, 2_592_000.0],
+                                       min_length=1)
 
     @model_validator(mode="after")
     def _windows(self) -> HistorySpec:
-        if any(not (w > 0 and w < 1e9) for w in self.windows):
-            raise ValueError(f"history windows must be seconds > 0; got {self.windows}")
+        if any(not (w > 0 and w < 1e9) for w in [*self.windows, *self.label_windows]):
+            raise ValueError(f"history windows must be seconds > 0; got {self.windows}, label windows "
+                             f"{self.label_windows}")
+        if self.label_delay is not None and not 0 < self.label_delay < 1e9:
+            raise ValueError(f"history label_delay must be seconds > 0; got {self.label_delay}")
         if len(set(self.entities)) != len(self.entities):
             raise ValueError(f"history entities repeat a column: {self.entities}")
         return self
@@ -203,7 +213,28 @@ class HistorySpec(BaseModel):
     def feature_names(self) -> list[str]:
         from aedetect.data.history import feature_names
 
-        return feature_names(self.entities, sorted(self.windows), self.hours)
+        return feature_names(self.entities, sorted(self.windows), **self.options)
+
+    @property
+    def label_feature_names(self) -> list[str]:
+        """The label-based risk columns among `feature_names` (none without `label_delay`)."""
+        from aedetect.data.history import is_label_feature
+
+        return [n for n in self.feature_names if is_label_feature(n)]
+
+    @property
+    def options(self) -> dict:
+        """The keyword arguments of `aedetect.data.history.compute` beyond the windows."""
+        risk = self.label_delay is not None
+        return {"hours": self.hours, "label_delay": self.label_delay,
+                "label_windows": sorted(self.label_windows) if risk else ()}
+
+    @property
+    def reach(self) -> float:
+        """How far back a row's features look (seconds): the longest window, or the label delay
+        and the longest label window."""
+        risk = 0.0 if self.label_delay is None else self.label_delay + max(self.label_windows)
+        return max(max(self.windows), risk)
 
 
 class DatasetSchema(BaseModel):
@@ -246,6 +277,8 @@ class DatasetSchema(BaseModel):
                 raise ValueError(f"history names column(s) {_quote(unknown)}, not in the schema")
             if self.time is None:
                 raise ValueError("history features need a time column (role: time)")
+            if h.label_delay is not None and self.label is None:
+                raise ValueError("history label_delay (label-based risk) needs a label column (role: label)")
             if h.amount is not None and self.column(h.amount).type not in ("numeric", "integer"):
                 raise ValueError(f"history amount column {h.amount!r} must hold numbers")
             clash = [c for c in h.feature_names if c in names]
@@ -284,12 +317,26 @@ class DatasetSchema(BaseModel):
 
     @property
     def features(self) -> list[str]:
-        """The columns the model reads: the table's, then the history features."""
+        """The columns the autoencoder reads: the table's, then the history features."""
         return [c.name for c in self.feature_columns] + self.history_features
 
     @property
     def history_features(self) -> list[str]:
-        """The history columns (`aedetect.data.history`), computed from the table, not read."""
+        """The history columns the autoencoder reads (`aedetect.data.history`), computed from
+        the table, not read: every computed one but the label-based risk."""
+        risk = set(self.label_features)
+        return [n for n in self.computed_features if n not in risk]
+
+    @property
+    def label_features(self) -> list[str]:
+        """The label-based risk columns (`HistorySpec.label_delay`): computed like the history
+        features, read by the label-aware head only (an autoencoder trained on normals would
+        take every payment at a terminal with a past fraud for an anomaly)."""
+        return self.history.label_feature_names if self.history is not None else []
+
+    @property
+    def computed_features(self) -> list[str]:
+        """Every column `aedetect.data.history.compute` adds, in its order."""
         return self.history.feature_names if self.history is not None else []
 
     @property

@@ -218,12 +218,38 @@ class HybridDetector(HasThreshold, OutlierConventions):
         return self
 
     def _inputs(self, X, groups, ae: np.ndarray | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """The head's input for `groups` (see `residual_features`), and the autoencoder's score
-        (`ae`, when the caller has already computed it)."""
+        """The head's input for `groups` (see `residual_features`) with the label-based risk
+        columns after the raw block (they go with every feature set), and the autoencoder's
+        score (`ae`, when the caller has already computed it)."""
+        from aedetect.data.history import add_history
+
+        risk = self.label_features
+        if risk and not all(c in X.columns for c in risk):  # a table without its history: after the state
+            X = add_history(X, self.detector.dataset_schema, self.detector.history_state_)[0]
         x, names = residual_features(self.detector, X, groups)
+        if risk:
+            at = len(self.detector.feature_names_out_) if "raw" in groups else 0
+            x = np.hstack([x[:, :at], np.asarray(X[risk], dtype="float64"), x[:, at:]])
+            names = [*names[:at], *risk, *names[at:]]
         if ae is None:
             ae = x[:, names.index("ae_score")] if "ae_score" in names else self.detector.anomaly_score(X)
         return x, names, ae
+
+    @property
+    def label_features(self) -> list[str]:
+        """The label-based risk columns the head reads beside the autoencoder's features (none
+        for a model without `HistorySpec.label_delay`)."""
+        schema = self.detector.dataset_schema if getattr(self.detector, "schema", None) is not None else None
+        return schema.label_features if schema is not None else []
+
+    @property
+    def feature_names_in_(self) -> np.ndarray:
+        """The columns the hybrid reads: the autoencoder's, then the label-based risk ones."""
+        return np.asarray([*self.detector.feature_names_in_, *self.label_features], dtype=object)
+
+    @property
+    def n_features_in_(self) -> int:
+        return len(self.feature_names_in_)
 
     def _choose(self, x, y, ae) -> tuple[slice, float]:
         """The head's columns of `x` and its weight in the blend, chosen on out-of-fold scores.
@@ -238,7 +264,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
         anomalies, or a fold whose other folds hold no anomaly or no normal, no choice is made:
         the raw features (or the fixed ones) and the prior's weight, with `selection_["folds"]` 0.
         """
-        n_raw = len(self.detector.feature_names_out_)  # the raw block comes first
+        n_raw = len(self.detector.feature_names_out_) + len(self.label_features)  # the raw block (and risk) first
         sets = {"raw": slice(0, n_raw), "all": slice(None)} if self.features == "auto" else {"given": slice(None)}
         prior = self.n_anomalies_ / (self.n_anomalies_ + self.prior_anomalies)
         weights = {"auto": (("prior", prior), ("head alone", 1.0)), "prior": (("prior", prior),)}.get(
@@ -334,15 +360,18 @@ class HybridDetector(HasThreshold, OutlierConventions):
         ae, contrib = self.detector.score_with_contributions(X)
         return (ae if self.head_ is None else self._calibrated(self._blended(X, ae))), contrib
 
-    def score_matrix(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and the autoencoder's contributions of a checked float matrix in the fitted
-        column order (the batch scorer's and the service's path)."""
+    def score_matrix(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and the autoencoder's contributions of checked rows in the fitted column order:
+        a float matrix (the batch scorer's path) or the columns by name (a frame or a mapping of
+        arrays: the service's path for a table model)."""
         import pandas as pd
 
         scores, contrib = self.detector.score_matrix(x)
         if self.head_ is not None:  # the network ran once: its scores go into the blend
-            names = [str(c) for c in self.detector.feature_names_in_]
-            frame = pd.DataFrame(np.asarray(x, dtype="float64"), columns=names)
+            if isinstance(x, np.ndarray):  # a numbers-only model's matrix
+                frame = pd.DataFrame(np.asarray(x, dtype="float64"), columns=[str(c) for c in self.feature_names_in_])
+            else:
+                frame = pd.DataFrame({c: x[c] for c in self.feature_names_in_})
             scores = self._calibrated(self._blended(frame, scores))
         return scores, contrib
 
@@ -356,8 +385,6 @@ class HybridDetector(HasThreshold, OutlierConventions):
 
     # The autoencoder's fitted state that callers read from any scorer (named here, not forwarded
     # wholesale: a typo on a hybrid is an AttributeError, not the autoencoder's attribute).
-    feature_names_in_ = _FromAutoencoder()
-    n_features_in_ = _FromAutoencoder()
     feature_names_out_ = _FromAutoencoder()
     preprocessor_ = _FromAutoencoder()
     schema = _FromAutoencoder()
@@ -497,7 +524,7 @@ def fit_hybrid(det, df, split, schema, *, min_anomalies: int = MIN_ANOMALIES, se
     """The hybrid for a trained detector and its split (see `label_rows`); no test row is used."""
     from aedetect.data.schema import as_dataset_schema
 
-    X, y = df[list(schema.features)], df[schema.label].to_numpy()
+    X, y = df[list(schema.features) + schema.label_features], df[schema.label].to_numpy()
     fit, cal = label_rows(split, len(df), y)
     ds = as_dataset_schema(schema)
     if ds.time:  # the head's folds follow time (ties: file order)

@@ -250,8 +250,10 @@ def build_reference(det, normals: pd.DataFrame, *, anomalies: pd.DataFrame | Non
     set) and `anomaly_rows` = (anomalies, rows) of the training file for the anomaly share."""
     names, kinds = input_names(det), schema_kinds(det)
     values = read_as_model(det, normals[names])
+    # the autoencoder's columns (`read_as_model` reads them; a label-aware model's label-based
+    # risk columns are not profiled)
     columns = {c: profile_column(values[c], seed=seed + i, sample_size=sample_size,
-                                 kind=kinds.get(c)) for i, c in enumerate(names)}
+                                 kind=kinds.get(c)) for i, c in enumerate(names) if c in values}
     scores = det.anomaly_score(normals[names])
     t = float(det.threshold_)
     tp = n_anom = 0

@@ -31,7 +31,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from operator import attrgetter
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
@@ -109,6 +109,19 @@ class ScoreResult(BaseModel):
 class ScoreResponse(BaseModel):
     threshold: float
     results: list[ScoreResult]
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictStr | StrictInt = Field(description="the transaction's id, as it was sent to /v1/score")
+    label: Literal[0, 1] = Field(description="1 fraud, 0 normal")
+
+
+class LabelsResponse(BaseModel):
+    updated: int = Field(description="stored transactions that took their label")
+    not_held: list[str | int] = Field(description="ids the history does not hold: never scored with "
+                                      "that id, or older than the label delay plus the longest label window")
 
 
 _FIELD_TYPES = {"numeric": float, "integer": float, "boolean": bool, "categorical": str,
@@ -401,7 +414,7 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
     names = list(det.feature_names_in_)
     table_model = getattr(det, "schema", None) is not None
     history = open_history(det, settings.history_state)  # None: a model without entity history
-    given = [c for c in names if history is None or c not in history.schema.history_features]
+    given = [c for c in names if history is None or c not in history.schema.computed_features]
     lo, hi = det.preprocessor_.limits()
     Transaction = transaction_model(given, (lo[:len(given)], hi[:len(given)]),
                                     det.dataset_schema if table_model else None,
@@ -415,7 +428,7 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
     m = _metrics(registry)
 
     alerts = _alert_writer(settings.alerts, det, folder, registry) if settings.alerts else None
-    app = FastAPI(title="aedetect", version=det.manifest_.versions.get("aedetect", ""),
+    app = FastAPI(title="aedetect", version=folder.manifest.versions.get("aedetect", ""),
                   docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=_lifespan(history, settings, alerts))
     app.state.detector, app.state.settings, app.state.api_key = det, settings, api_key
@@ -469,7 +482,7 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
 
     @app.get("/v1/model", dependencies=guarded, responses=_problems(*auth))
     def model_info() -> dict:
-        return _public_manifest(det.manifest_)
+        return _public_manifest(folder.manifest)
 
     @app.get("/metrics", dependencies=guarded, response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
@@ -485,6 +498,19 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
     # by hand, under its name, as FastAPI would put it there.
     request_schema = ScoreRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     _add_schemas(app, {"ScoreRequest": request_schema, **request_schema.pop("$defs", {})})
+
+    if history is not None and history.label_windows:
+        LabelsRequest = create_model(
+            "LabelsRequest", __config__=ConfigDict(extra="forbid"),
+            labels=(list[Verdict], Field(min_length=1, max_length=settings.max_batch)))
+
+        @app.post("/v1/labels", response_model=LabelsResponse, dependencies=guarded,
+                  responses=_problems(*auth, 422, 503))
+        def labels(body: LabelsRequest) -> LabelsResponse:
+            """Verdicts on transactions the service scored (by id): the label-based risk of later
+            transactions counts them once the label delay has passed."""
+            updated, not_held = history.set_labels({v.id: v.label for v in body.labels})
+            return LabelsResponse(updated=updated, not_held=not_held)
 
     @app.post("/v1/score", response_model=ScoreResponse, dependencies=guarded,
               responses=_problems(400, *auth, 411, 413, 422, 503),

@@ -58,6 +58,7 @@ class ScoreSummary:
     stale_removed: tuple[Path, ...] = ()  # temporary files of an earlier, killed run
     promise: dict | None = None  # the flagged share the model promises (`promised_share`)
     drivers: dict[str, int] = field(default_factory=dict)  # flagged rows per top-reason column
+    labels_warning: str | None = None  # label-based risk without the file's labels (`_History.labels_warning`)
 
     @property
     def rows_per_second(self) -> float:
@@ -461,7 +462,7 @@ def score_file(
                         side.path if side is not None else None, float(detector.threshold_),
                         time.perf_counter() - start, ignored_columns=ignored, stale_removed=tuple(stale),
                         promise=promised_share(reference, threshold) if threshold is not None else None,
-                        drivers=dict(drivers))
+                        drivers=dict(drivers), labels_warning=history.labels_warning(names))
 
 
 def _number_columns(detector, table_model: bool) -> frozenset[str]:
@@ -535,22 +536,37 @@ class _History:
             return
         from aedetect.data.history import input_columns
 
-        derived = set(self.schema.history_features)
+        derived = set(self.schema.computed_features)
         self.read = [c for c in features if c not in derived]
         self.read += [c for c in input_columns(self.schema) if c not in self.read]
         self.state = getattr(detector, "history_state_", None)
         self.continues = False
         self.latest = -np.inf
 
+    def labels_warning(self, names: list[str]) -> str | None:
+        """Set when the model has label-based risk and the file (columns `names`) has no label
+        column: its rows' fraud rates then read only the labels of the model's state."""
+        spec = self.schema.history if self.schema is not None else None
+        if spec is None or spec.label_delay is None or self.schema.label in names:
+            return None
+        days = spec.label_delay / 86_400
+        return (f"the file has no {self.schema.label!r} column: the label-based risk features read only the "
+                f"labels of the model's training data, so rows more than {days:g} days after its end see "
+                f"fewer of them and rows {days + max(spec.label_windows) / 86_400:g} days after it none; give "
+                "the file its known labels (1 fraud, 0 normal, empty where not known)")
+
     def add(self, batch: pa.RecordBatch, x, rows: np.ndarray, reasons: np.ndarray):
         """`x` with the history columns, and `reasons` with a reason for each good row that has
         no history (an empty entity value or amount)."""
         if self.schema is None:
             return x, reasons
-        from aedetect.data.history import attach_history, compute, input_columns, table_inputs
+        from aedetect.data.history import attach_history, compute, input_columns, table_inputs, table_labels
 
         cols = input_columns(self.schema)
-        frame = pa.table({c: batch.column(c) for c in cols}).to_pandas()
+        # the label column too, when the file has it (label-based risk: the labels known by now)
+        label = [c for c in [self.schema.label] if self.schema.history.label_delay is not None
+                 and c in batch.schema.names and c not in cols]
+        frame = pa.table({c: batch.column(c) for c in cols + label}).to_pandas()
         t, entities, amount = table_inputs(frame, self.schema)  # read once: the check and the history
         early = np.flatnonzero(t < self.latest)
         if early.size:
@@ -560,7 +576,8 @@ class _History:
         if np.isfinite(t).any():
             self.latest = max(self.latest, float(np.nanmax(t)))
         features, self.state = compute(t, entities, amount, self.schema.history.windows, self.state,
-                                       continues=self.continues, hours=self.schema.history.hours)
+                                       continues=self.continues, labels=table_labels(frame, self.schema),
+                                       **self.schema.history.options)
         self.continues = True
         return attach_history(x, reasons, features, self.schema)
 

@@ -43,6 +43,7 @@ from aedetect.data.history import (
     compute_arrays,
     hour_unusual,
     table_inputs,
+    table_labels,
 )
 from aedetect.errors import ArtifactError, DataError
 from aedetect.files import atomic_file, check_output_path
@@ -94,15 +95,18 @@ class HistoryStore:
         self.entities = list(spec.entities)
         self.windows = sorted(float(w) for w in spec.windows)
         self.horizon = self.windows[-1]
+        self.reach = spec.reach  # rows older than this before the newest are dropped
+        self.options = spec.options
+        self.label_windows = self.options["label_windows"]  # label-based risk, when not empty
         self.flags = [f"new:{e}:{o}" for e in self.entities for o in self.entities if o != e]
-        self.columns = ["time", "amount", *self.entities, *self.flags]
+        self.columns = ["time", "amount", *self.entities, *self.flags, *(["label"] if self.label_windows else [])]
         self.hours = spec.hours
         self.features = pd.Index(spec.feature_names)  # built once, not per request
         self.lock = threading.Lock()
         self.newest = -math.inf
         self.changes = 0  # rows stored since the last save
         self._rows: dict[int, tuple] = {}  # row number -> values in `columns` order
-        self._numbers: dict[int, tuple] = {}  # row number -> its time, amount and flags (floats)
+        self._numbers: dict[int, tuple] = {}  # row number -> its time, amount, flags (and label): floats
         self._txid: dict[int, str] = {}  # row number -> transaction id, when it had one
         self._by_txid: dict[str, int] = {}
         self._index: dict[str, dict[object, dict[int, None]]] = {e: {} for e in self.entities}
@@ -182,11 +186,12 @@ class HistoryStore:
                 self.changes += 1
                 self.start = row[0] if self.start is None else self.start
                 self.newest = max(self.newest, row[0])
-                self._drop_before(self.newest - self.horizon)
+                self._drop_before(self.newest - self.reach)
                 return
             past = self._select(entities, retried)
-            matrix, columns, kept, start = compute_arrays(time, entities, amount, self.windows, past,
-                                                          self.start, continues=True, hours=self.hours)
+            matrix, columns, kept, start = compute_arrays(time, entities, amount, self.windows, past, self.start,
+                                                          continues=True, labels=table_labels(df, self.schema),
+                                                          **self.options)
             yield pd.DataFrame(matrix, columns=columns, copy=False)
             self._append(time, kept, start, keys)
 
@@ -206,7 +211,7 @@ class HistoryStore:
             # time, amount and the new-pair flags of each row, gathered in C
             picked = itemgetter(*numbers)(self._numbers) if numbers else ()
             values_of = np.array(picked if len(numbers) != 1 else [picked], dtype="float64").reshape(
-                len(numbers), 2 + len(self.flags))
+                len(numbers), len(self.columns) - len(self.entities))
             numbers = np.array(numbers, dtype=np.int64)
             if len(numbers) and values_of[:, 0].max() > t:
                 return None
@@ -250,8 +255,38 @@ class HistoryStore:
                 out.append(hour_unusual(t, times[q:]))
             out.append(min(t - times[-1], horizon) if n else horizon)
             out += [1.0 - pair_new[e, o] for o in others]
-        row = (t, amount, *values, *(pair_new[e, o] for e in self.entities for o in self.entities if o != e))
+            if self.label_windows:  # the labelled rows in (t - delay - w, t - delay]
+                labels = block[:, -1]
+                known, fraud = (np.concatenate([[0.0], np.cumsum(v)]) for v in (~np.isnan(labels), labels == 1.0))
+                end = stamp - round(self.options["label_delay"] * 1000)
+                q_end = int(np.searchsorted(stamps, end, side="right"))
+                for w in self.label_windows:
+                    q_w = int(np.searchsorted(stamps, end - round(w * 1000), side="right"))
+                    n_known, frauds = known[q_end] - known[q_w], fraud[q_end] - fraud[q_w]
+                    out.append(frauds / n_known if n_known > 0 else 0.0)
+                out.append(frauds)
+        row = (t, amount, *values, *(pair_new[e, o] for e in self.entities for o in self.entities if o != e),
+               *([np.nan] if self.label_windows else []))
         return np.array(out, dtype="float64"), row
+
+    def set_labels(self, labels: dict) -> tuple[int, list]:
+        """Give stored transactions their labels (id -> 1 fraud, 0 normal): verdicts that arrive
+        after the scoring. Returns how many took one and the ids not held (never stored with that
+        id, or dropped as older than the history keeps)."""
+        if not self.label_windows:
+            raise DataError("the model has no label-based risk features; it reads no labels")
+        updated, not_held = 0, []
+        with self.lock:
+            for key, label in labels.items():
+                r = self._by_txid.get(str(key))
+                if r is None:
+                    not_held.append(key)
+                    continue
+                self._rows[r] = (*self._rows[r][:-1], float(label))  # the label is the last column
+                self._numbers[r] = (*self._numbers[r][:-1], float(label))
+                updated += 1
+            self.changes += updated
+        return updated, not_held
 
     def _check(self, df, time, entities, amount) -> None:
         """Every row needs its time, entity values and amount: a row without them has no history."""
@@ -282,7 +317,8 @@ class HistoryStore:
     def _frame(self, values: list[tuple]) -> pd.DataFrame:
         if not values:
             frame = HistoryState.empty(self.entities).rows
-            return frame.assign(**{f: pd.Series(dtype="float64") for f in self.flags})[self.columns]
+            floats = [*self.flags, *(["label"] if self.label_windows else [])]
+            return frame.assign(**{f: pd.Series(dtype="float64") for f in floats})[self.columns]
         frame = pd.DataFrame.from_records(values, columns=self.columns)
         for e in self.entities:
             frame[e] = frame[e].astype(object)
@@ -295,7 +331,7 @@ class HistoryStore:
         # `compute` keeps its rows in order, the request's last, less those a longest window
         # before the newest of them
         end = float(after["time"].max())
-        kept = time > end - self.horizon
+        kept = time > end - self.reach
         count = int(kept.sum())
         cols = [after[c][len(after["time"]) - count:] for c in self.columns]
         if not np.array_equal(cols[0], time[kept]):
@@ -305,13 +341,13 @@ class HistoryStore:
                 self._store(tuple(c[j] for c in cols), key)
                 self.changes += 1
         self.newest = max(self.newest, end)
-        self._drop_before(self.newest - self.horizon)
+        self._drop_before(self.newest - self.reach)
 
     def _store(self, row: tuple, key: str | None) -> None:
         r = self._next
         self._next += 1
         self._rows[r] = row
-        self._numbers[r] = row[:2] + row[2 + len(self.entities):]  # time, amount, flags: `_one` reads these
+        self._numbers[r] = row[:2] + row[2 + len(self.entities):]  # time, amount, flags, label: `_one` reads these
         for e, value in zip(self.entities, row[2:2 + len(self.entities)], strict=True):
             self._index[e].setdefault(value, {})[r] = None
         if key is not None:
@@ -348,4 +384,4 @@ class HistoryStore:
         for j in range(len(rows)):
             self._store(tuple(c[j] for c in cols), keys[j])
         self.newest = float(rows["time"].max())
-        self._drop_before(self.newest - self.horizon)
+        self._drop_before(self.newest - self.reach)

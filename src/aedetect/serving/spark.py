@@ -290,12 +290,18 @@ def _archive(model_dir: Path, digest: str) -> Path:
     return path
 
 
-def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
-    """Verify the model folder here (every file against the manifest) and describe it."""
+def prepare_model(model_dir: str | os.PathLike, *, scoring: bool = True) -> ShippedModel:
+    """Verify the model folder here (every file against the manifest) and describe it. A
+    label-aware model is refused for `scoring` (its head needs scikit-learn and TensorFlow on the
+    workers); its entity history (`history_features`) is not."""
     from aedetect.model.preprocessing import Preprocessor
-    from aedetect.store.folder import read_manifest
+    from aedetect.store.folder import HYBRID_FILE, read_manifest
 
     manifest = read_manifest(model_dir)  # refuses a tampered or incomplete folder
+    if scoring and HYBRID_FILE in manifest.files:
+        raise AedetectError(f"{model_dir}: a label-aware model (supervised head) is not scored on Spark; "
+                            "Spark scores autoencoder models, and history_features gives a label-aware "
+                            "model's history columns")
     digest = manifest_digest(model_dir)
     pre = Preprocessor.from_config(manifest.preprocessing)
     schema = manifest.detector_params.get("schema")
@@ -317,7 +323,8 @@ def _history_inputs(schema) -> worker.HistoryInputs | None:
     names = h.feature_names
     per = len(names) // len(h.entities)  # feature_names lists the entities' features in turn
     return worker.HistoryInputs(schema.time, tuple(h.entities), h.amount, tuple(kinds),  # roles: distinct
-                                tuple(tuple(names[i * per:(i + 1) * per]) for i in range(len(h.entities))))
+                                tuple(tuple(names[i * per:(i + 1) * per]) for i in range(len(h.entities))),
+                                schema.label if h.label_delay is not None else None)
 
 
 def ship_model(spark, model_dir: str | os.PathLike, shipped: ShippedModel | None = None) -> ShippedModel:
@@ -419,7 +426,7 @@ def history_features(df, model_dir: str | os.PathLike):
     `aedetect.data.history.add_history` on the whole DataFrame after the model's state. Lazy;
     the rows come back in no particular order (see `with_history`)."""
     _pyspark()
-    shipped = prepare_model(model_dir)
+    shipped = prepare_model(model_dir, scoring=False)
     if shipped.history is None:
         raise AedetectError(f"{model_dir}: the model has no entity history features (it was trained "
                             "without entity columns)")
@@ -456,7 +463,8 @@ def _history_frame(df, shipped: ShippedModel, columns) -> tuple:
     from pyspark.sql import types as T
 
     h = shipped.history
-    columns = list(dict.fromkeys([*columns, *h.columns]))
+    label = h.label if h.label in df.columns else None  # label-based risk: the labels known by now
+    columns = list(dict.fromkeys([*columns, *h.columns, *([label] if label else [])]))
     inner = {c: f"_aedetect_c{j}" for j, c in enumerate(columns)}
     names = tuple(inner[c] for c in h.columns)
     helpers = [T.StructField(worker.TIME, T.DoubleType(), True)]
@@ -465,8 +473,10 @@ def _history_frame(df, shipped: ShippedModel, columns) -> tuple:
         helpers.append(T.StructField(worker.AMOUNT, T.DoubleType(), True))
     base = df.select(*[_col(c).alias(inner[c]) for c in columns])
     base = base.withColumn(worker.ROW, F.monotonically_increasing_id())
-    rows = base.mapInArrow(partial(worker.history_inputs, shipped=shipped, names=names, keep=True),
-                           T.StructType([*base.schema.fields, *helpers]))
+    labels = [T.StructField(worker.LABEL, T.DoubleType(), True)] if label else []
+    rows = base.mapInArrow(partial(worker.history_inputs, shipped=shipped, names=names, keep=True,
+                                   label=inner[label] if label else None),
+                           T.StructType([*base.schema.fields, *helpers, *labels]))
     inputs = df.select(*[_col(c).alias(inner[c]) for c in h.columns]).mapInArrow(
         partial(worker.history_inputs, shipped=shipped, names=names, keep=False), T.StructType(helpers))
     usable = reduce(lambda a, b: a & b, [F.col(f.name).isNotNull() for f in helpers])

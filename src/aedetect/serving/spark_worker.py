@@ -40,6 +40,7 @@ class HistoryInputs:
     amount: str | None
     kinds: tuple[str, ...]                   # per input column: "datetime", "number" or "category"
     features: tuple[tuple[str, ...], ...]    # per entity, its history feature names
+    label: str | None = None                 # label-based risk: the label column, read when present
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -74,11 +75,21 @@ def load_model(model_dir: str | os.PathLike):
     Python worker never pays TensorFlow's start-up time and memory.
 
     The returned object has `score_matrix(x) -> (scores, contributions)` for a checked float
-    matrix and `threshold_`.
+    matrix and `threshold_`; for a label-aware folder (which the driver lets through only for
+    `history_features`) the schema and history state alone.
     """
     from aedetect.serving.runtime import load_scorer
+    from aedetect.store.folder import open_folder, read_history
 
-    return load_scorer(model_dir)
+    folder = open_folder(model_dir)
+    if folder.is_hybrid:
+        from types import SimpleNamespace
+
+        from aedetect.data.schema import DatasetSchema
+
+        schema = DatasetSchema.model_validate(folder.manifest.detector_params["schema"])
+        return SimpleNamespace(schema=schema, history_state_=read_history(folder))
+    return load_scorer(folder)
 
 
 def limit_threads(n: int) -> None:
@@ -245,6 +256,7 @@ def make_predict_fn(shipped: ShippedModel, top_k: int):
 ROW = "_aedetect_row"        # the row's position in the DataFrame: ties in time go by it
 TIME = "_aedetect_time"      # seconds, as `aedetect.data.history.table_inputs` reads the time column
 AMOUNT = "_aedetect_amount"
+LABEL = "_aedetect_label"    # 1.0 fraud, 0.0 normal, NaN not known (label-based risk)
 START = "_aedetect_start"    # the first time of the rows with history: the state before it counts
 
 
@@ -253,18 +265,20 @@ def entity_column(i: int) -> str:
     return f"_aedetect_entity{i}"
 
 
-def history_inputs(batches, shipped: ShippedModel, names: tuple[str, ...], keep: bool):
+def history_inputs(batches, shipped: ShippedModel, names: tuple[str, ...], keep: bool, label: str | None = None):
     """The `mapInArrow` function: each row's time, entity values and amount as the history reads
     them (`table_inputs`: missing where empty or unreadable), after the batch's own columns
-    (`keep`) or alone. `names`: the batch's columns holding `shipped.history.columns`."""
-    from aedetect.data.history import table_inputs
+    (`keep`) or alone. `names`: the batch's columns holding `shipped.history.columns`; `label`:
+    the one holding the label column (label-based risk), when the data has it."""
+    from aedetect.data.history import table_inputs, table_labels
 
     h = shipped.history
     model = None
     for batch in batches:
         if model is None:
             model = model_for(shipped)
-        frame = pa.table({c: batch.column(b) for c, b in zip(h.columns, names, strict=True)}).to_pandas()
+        columns = dict(zip(h.columns, names, strict=True)) | ({h.label: label} if label else {})
+        frame = pa.table({c: batch.column(b) for c, b in columns.items()}).to_pandas()
         time, entities, amount = table_inputs(frame, model.schema)
         out = {c: batch.column(c) for c in batch.schema.names} if keep else {}
         out[TIME] = pa.array(np.asarray(time, dtype="float64"), pa.float64(), from_pandas=True)
@@ -272,6 +286,8 @@ def history_inputs(batches, shipped: ShippedModel, names: tuple[str, ...], keep:
             out[entity_column(i)] = pa.array(entities[e].tolist(), pa.string())
         if h.amount:
             out[AMOUNT] = pa.array(np.asarray(amount, dtype="float64"), pa.float64(), from_pandas=True)
+        if label:
+            out[LABEL] = pa.array(table_labels(frame, model.schema), pa.float64(), from_pandas=True)
         yield pa.RecordBatch.from_pydict(out)
 
 
@@ -327,9 +343,10 @@ def entity_history(table, shipped, entity, outputs):  # no annotations: applyInA
     entities = {e: pd.Series(table.column(entity_column(j)).to_pylist(), dtype=object)
                 for j, e in enumerate(h.entities)}
     amount = floats(AMOUNT) if h.amount else None
+    labels = floats(LABEL) if LABEL in table.column_names else None
     # the state is already cut at the first row's time
     features, _ = compute(floats(TIME), entities, amount, model.schema.history.windows, state,
-                          continues=True, hours=model.schema.history.hours)
+                          continues=True, labels=labels, **model.schema.history.options)
     for name, column in zip(h.features[i], outputs, strict=True):
         table = table.append_column(column, pa.array(features[name].to_numpy(), pa.float64(),
                                                    from_pandas=True))

@@ -490,9 +490,9 @@ def create_v2_router(scorer, model_name: str, *, max_rows: int = 1000, auth: Cal
     if history is not None:  # the history columns come last; the entity, time and amount are given
         from aedetect.serving.history_store import history_inputs
 
-        derived = history.schema.history_features
-        kinds = kinds[:len(names) - len(derived)]
-        names = names[:len(names) - len(derived)]
+        derived = set(history.schema.computed_features)  # (a label-aware model's label-based risk too)
+        names, kinds = (list(v) for v in zip(*[(n, k) for n, k in zip(names, kinds, strict=False)
+                                               if n not in derived], strict=True))
         extra = history_inputs(history.schema)
         names, kinds = names + list(extra), kinds + list(extra.values())
     guarded = [Depends(auth)] if auth is not None else []

@@ -72,6 +72,9 @@ class TrainConfig(BaseModel):
     # Label-aware mode (aedetect.model.hybrid): a supervised head on the autoencoder's residual features.
     use_labels: bool = False
     min_anomalies: int = Field(3, ge=1)  # fewer labelled anomalies to learn from: autoencoder alone
+    # With --use-labels and entity history: each entity's fraud rate over windows ending this many
+    # days before the row (labels arrive late; `HistorySpec.label_delay`); null: no label-based risk.
+    label_delay_days: float | None = Field(7.0, gt=0, lt=10_000)
 
     @model_validator(mode="before")
     @classmethod

@@ -118,6 +118,7 @@ def train_detector(
         raise DataError(f"the schema names column(s) {', '.join(map(repr, absent))} that the data "
                         f"does not have; its columns are {', '.join(map(repr, map(str, df.columns)))}")
     fingerprint = frame_fingerprint(df)  # of the table as read: `evaluate` finds its test rows by it
+    schema = with_label_risk(schema, config)
     df, history = add_history(df, schema)  # each row's entity history, strictly from the past
     split = split_frame(df, config, schema)
     check_split(df, split, config, schema, source)
@@ -165,6 +166,18 @@ def train_detector(
     return TrainResult(det, split, config, fingerprint)
 
 
+def with_label_risk(schema: DatasetSchema, config: TrainConfig) -> DatasetSchema:
+    """`schema` with label-based risk in its history (`HistorySpec.label_delay`) for the
+    label-aware mode: with `use_labels`, entity history, a label column and `label_delay_days`,
+    unless the schema sets its own delay."""
+    h = schema.history
+    if not (config.use_labels and h is not None and h.label_delay is None and schema.label is not None
+            and config.label_delay_days is not None):
+        return schema
+    history = {**h.model_dump(), "label_delay": config.label_delay_days * 86_400.0}
+    return DatasetSchema.model_validate({**schema.model_dump(), "history": history})
+
+
 def flagged_share_warning(det, rows: pd.DataFrame, schema: DatasetSchema, where: str) -> str | None:
     """`share_warning` for `rows` (a stretch of the stream: the time protocol's selection window,
     a test file): set when the share `det` flags there is over 10 times the one it promises
@@ -172,7 +185,7 @@ def flagged_share_warning(det, rows: pd.DataFrame, schema: DatasetSchema, where:
     promise = promised_share(getattr(det, "reference_", None), det.threshold)
     if promise is None or not len(rows):
         return None
-    x = rows[list(schema.features)]
+    x = rows[list(det.feature_names_in_)]  # a label-aware model's: with the label-based risk
     flags = det.anomaly_score(x) > det.threshold_
     drivers: dict[str, int] = {}
     if flags.any():
@@ -251,7 +264,7 @@ def select_threshold(det, df, split: Split, config: TrainConfig, schema: Dataset
     """
     rule = get_rule(config.threshold_rule)
     schema = schema if schema is not None else det.dataset_schema
-    features = list(schema.features)
+    features = list(det.feature_names_in_)  # a label-aware model's: with the label-based risk
     ds = as_dataset_schema(schema)
     if split.protocol == "unlabelled" or not len(split.selection):  # no labelled rows to look at
         return _label_free_threshold(det, df, split, config, ds)
@@ -295,6 +308,6 @@ def _label_free_threshold(det, df, split: Split, config: TrainConfig, ds: Datase
                             "label column; use a label-free rule or pass --label-column")
     params = _stream_params(rule, params, ds, df)
     rows = split.validation
-    scores = det.anomaly_score(df.iloc[rows][list(ds.features)])
+    scores = det.anomaly_score(df.iloc[rows][list(det.feature_names_in_)])
     return choose_threshold(rule.name, scores=scores, source=f"validation rows ({len(rows)} rows)",
                             **params)
