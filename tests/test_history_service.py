@@ -278,6 +278,7 @@ def label_aware(tmp_path_factory):
                                    "--entity-columns", "card_id,terminal_id", "--label-column", "is_fraud",
                                    "--exclude-columns", "fraud_kind", "--use-labels", "--set", "label_delay_days=1"])
     assert res.exit_code == 0, res.output + str(res.exception)
+    assert "+ 8 label-based risk columns (label delay 1 d)" in " ".join(res.output.split())
     return d / "m", log[t >= t.min() + pd.Timedelta(days=14)].head(600).reset_index(drop=True)
 
 
@@ -345,3 +346,29 @@ def test_label_risk_goes_to_the_head_only_and_scoring_without_labels_warns(label
     said = "no 'is_fraud' column: the label-based risk features read only the labels of the model's"
     assert said in outputs["without"]
     assert "label-based risk" not in outputs["with"]
+
+
+@pytest.mark.parametrize("which", ["autoencoder", "label-aware"])
+def test_monitor_computes_the_history_as_score_does(trained, label_aware, which):
+    """`aedetect monitor` on a file of a history model (plain or label-aware): the history columns
+    are computed from the file after the model's state, as `aedetect score` computes them, so
+    every row is scored, with `score_table`'s scores."""
+    import pyarrow as pa
+
+    from aedetect.model.hybrid import open_model
+    from aedetect.monitoring.batch import monitor_frame
+    from aedetect.serving.batch import score_table
+
+    from aedetect.monitoring.reference import load_reference
+
+    if which == "autoencoder":
+        d, later, _ = trained
+        model = d / "m"
+        det = load_scorer(model)
+    else:
+        model, later = label_aware
+        det = open_model(model)
+    run = monitor_frame(det, load_reference(model), later, label_column="is_fraud")
+    assert run.summary["scored_rows"] == len(later) and run.summary["unscored"]["rows"] == 0
+    want = score_table(det, pa.Table.from_pandas(later.drop(columns=["fraud_kind"]), preserve_index=False))["score"]
+    np.testing.assert_allclose(run.window_scores[0], want.to_numpy(), rtol=RTOL, atol=1e-7)

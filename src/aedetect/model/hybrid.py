@@ -496,6 +496,10 @@ def describe_head(hybrid) -> str:
 
 def _features_line(hybrid) -> str:
     sel, names = hybrid.selection_, " + ".join(hybrid.features_)
+    risk = hybrid.label_features
+    if risk:
+        delay = hybrid.detector.dataset_schema.history.label_delay / 86_400
+        names += f" + {len(risk)} label-based risk columns (label delay {delay:g} d)"
     if not sel or not sel.get("scores"):  # fixed, or chosen in a version-1 folder's way
         return names
     return (f"{names}; {sel['head_weight']} weight (out-of-fold average precision "

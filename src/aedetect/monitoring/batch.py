@@ -42,15 +42,37 @@ def read_rows(det, df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, np.ndar
     parsed, dates as seconds, a missing value good where the model imputes it), and per row the
     reason it cannot be scored (None = good row), the batch scorer's reasons word for word."""
     names = input_names(det)
+    table = getattr(det, "schema", None) is not None
+    schema = det.dataset_schema if table else None
+    history = schema is not None and schema.history is not None
+    if history:  # the history columns are computed from the time, entities and amount (and labels)
+        from aedetect.data.history import input_columns
+
+        derived = set(schema.computed_features)
+        names = [c for c in names if c not in derived]
+        names += [c for c in input_columns(schema) if c not in names]
     missing = [c for c in names if c not in df.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {missing} that the model takes as input")
-    table = getattr(det, "schema", None) is not None
     x, reasons = parse_rows(frame_table(df, names), names, getattr(det, "preprocessor_", None),
                             table=table)
+    if history:
+        x, reasons = _with_history(det, df, x, reasons, schema)
     if table:  # categories as the model reads them (the reference profiled them so)
-        x = read_as_model(det, x)
+        risk = [c for c in getattr(schema, "label_features", []) if c in x]  # a label-aware model's
+        x = read_as_model(det, x).assign(**{c: x[c] for c in risk})
     return (x if table else pd.DataFrame(x, columns=names)), reasons
+
+
+def _with_history(det, df: pd.DataFrame, x, reasons, schema):
+    """The parsed rows with their history columns, computed after the model's state as
+    `aedetect score` computes them for a file (the label column's labels too, when `df` has it)."""
+    from aedetect.data.history import attach_history, compute, table_inputs, table_labels
+
+    time, entities, amount = table_inputs(df, schema)
+    features, _ = compute(time, entities, amount, schema.history.windows, getattr(det, "history_state_", None),
+                          labels=table_labels(df, schema), **schema.history.options)
+    return attach_history(x, reasons, features, schema)
 
 
 def row_times(df: pd.DataFrame, x: pd.DataFrame, column: str | None, source: str) -> np.ndarray:
