@@ -357,9 +357,8 @@ def test_monitor_computes_the_history_as_score_does(trained, label_aware, which)
 
     from aedetect.model.hybrid import open_model
     from aedetect.monitoring.batch import monitor_frame
-    from aedetect.serving.batch import score_table
-
     from aedetect.monitoring.reference import load_reference
+    from aedetect.serving.batch import score_table
 
     if which == "autoencoder":
         d, later, _ = trained
