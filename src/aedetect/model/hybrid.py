@@ -244,8 +244,11 @@ class HybridDetector(HasThreshold, OutlierConventions):
 
     @property
     def feature_names_in_(self) -> np.ndarray:
-        """The columns the hybrid reads: the autoencoder's, then the label-based risk ones."""
-        return np.asarray([*self.detector.feature_names_in_, *self.label_features], dtype=object)
+        """The columns the hybrid reads: the autoencoder's (its very array without label-based
+        risk), then the label-based risk ones."""
+        risk = self.label_features
+        names = self.detector.feature_names_in_
+        return np.asarray([*names, *risk], dtype=object) if risk else names
 
     @property
     def n_features_in_(self) -> int:
