@@ -60,6 +60,29 @@ def test_runtime_equals_keras_path(model_dir, guide_model_dir, which):
     np.testing.assert_array_equal(scorer.anomaly_score(X.to_numpy()), scorer.anomaly_score(X))
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_an_ensembles_member_major_pass_equals_the_row_major_one(model_dir, activation):
+    """An ensemble's contributions come from a member-major pass (`_stacked_contributions`); for
+    every score kind and activation they equal those of the row-major `reconstruct` and
+    `contributions` (the layout the Keras path shares) to 1e-12."""
+    from aedetect.model.scores import SCORES, contributions, fit_stats
+
+    scorer = load_scorer(model_dir)
+    assert scorer.members_ == 3 and scorer._stacked is not None
+    scorer.layers64 = [(k, b, activation if i < len(scorer.layers64) - 1 else a)
+                       for i, (k, b, a) in enumerate(scorer.layers64)]
+    scorer._stacked = [(k, b, activation if i < len(scorer._stacked) - 1 else a)
+                       for i, (k, b, a) in enumerate(scorer._stacked)]
+    x = scorer.preprocessor_.transform(generate_transactions(3000, 0.05, seed=4)[FEATURES])
+    d = scorer.preprocessor_.n_features_out
+    for kind in SCORES:
+        scorer.score_type = kind
+        scorer.score_stats_ = fit_stats(kind, scorer.residuals(x[:1500]), members=3)
+        want = contributions(kind, scorer.score_stats_, scorer.residuals(x), d)
+        got = scorer._contributions(x)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
 def test_runtime_checks_its_input(model_dir):
     scorer = load_scorer(model_dir)
     X = generate_transactions(10, 0.0, seed=1)[FEATURES]

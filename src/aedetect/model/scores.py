@@ -104,6 +104,29 @@ def contributions(kind: str, stats: dict, r: np.ndarray, n_features: int | None 
     return out if n_features is None else fold_members(out, n_features)
 
 
+def stacked_contributions(kind: str, stats: dict, r: np.ndarray) -> np.ndarray:
+    """`contributions(kind, stats, r', n_features)` of an ensemble's residuals held member-major,
+    `r` of shape (members, rows, features) (r' is the (rows, members x features) layout), folded
+    to (rows, features): each member's contributions in one contiguous block, then summed.
+    Computes in place on `r`."""
+    members, _, d = r.shape
+    if kind == "mse":
+        r *= r
+        r /= members * d
+        out = r
+    elif kind == "feature_normalized":
+        r *= r
+        r /= stats["scale"].reshape(members, 1, d) * (members * d)
+        out = r
+    else:
+        r -= stats["mean"].reshape(members, 1, d)
+        out = np.matmul(r, stats["precision"])  # one BLAS product per member
+        out *= r
+    out = out.sum(axis=0)
+    check_finite_scores(out)
+    return out
+
+
 def check_finite_scores(contrib: np.ndarray) -> None:
     """Raise DataError naming the first row whose contributions are not all finite."""
     with np.errstate(invalid="ignore", over="ignore"):
