@@ -111,7 +111,8 @@ class PaymentModel:
     card_id,terminal_id` builds it on the first `train_days` days, and the whole log's rows as
     the models read them (`X`: every row's history from one pass, strictly from the past),
     labels `y`, times `t` (seconds from the first day), the training split (indices into the
-    first period, which opens the log) and `n_first`, the first period's row count."""
+    first period, which opens the log), `n_first`, the first period's row count, and `log`, the
+    raw rows."""
 
     def __init__(self, seed: int, days: int = 60, train_days: int = 40):
         import numpy as np
@@ -142,6 +143,7 @@ class PaymentModel:
         self.t = (ts - ts.min().normalize()).dt.total_seconds().to_numpy()
         self.n_first = len(first)
         self.later = np.arange(self.n_first, len(log))
+        self.log = log  # the raw rows (bench_review_loop's label-based risk recomputes from them)
 
 def one_seed(seed: int, days: int, train_days: int, cards: int, terminals: int, fraud_rate: float,
              epochs, protocol: str = "auto") -> dict:

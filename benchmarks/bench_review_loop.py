@@ -31,9 +31,15 @@ Strategies (each one's verdicts are its own: what it reviewed is what it learns 
   explore      the label-aware mode, with `--explore` (20%) of each window's budget spent on the
                rows the autoencoder scores highest among those the label-aware ranking left out
                (alerts unlike the frauds found so far)
+  label risk   (`--data payments --label-risk DAYS`) the label-aware mode whose head also reads
+               each card's and terminal's fraud rate from the verdicts so far (the label-based
+               risk of `train --use-labels`, docs/history.md), counted DAYS after each payment:
+               before each window they are recomputed over the whole log from the verdicts of
+               the windows before it (rows nobody reviewed: not known) and the known normals
 
     python benchmarks/bench_review_loop.py --seeds 3 --budgets 0.001,0.002,0.005
     python benchmarks/bench_review_loop.py --data payments --seeds 3 --budgets 0.005,0.01
+    python benchmarks/bench_review_loop.py --data payments --seeds 3 --budgets 0.005,0.01 --label-risk 1
     python benchmarks/bench_review_loop.py --seeds 1 --budgets 0.002 --json loop.json --plot loop.png
 
 Prints, per budget, the frauds caught in total and per window by each strategy (mean over seeds;
@@ -84,11 +90,27 @@ class Loop:
     """One strategy's state over the windows: its verdicts so far and its current scorer."""
 
     def __init__(self, name: str, det, X, y, raw: np.ndarray, ae: np.ndarray, learn_base: np.ndarray,
-                 explore: float, seed: int):
+                 explore: float, seed: int, risk=None):
         self.name, self.det, self.X, self.y, self.raw, self.ae = name, det, X, y, raw, ae
         self.learn_base, self.explore, self.seed = learn_base, explore, seed
         self.reviewed: list[np.ndarray] = []
         self.scorer = None  # None: the autoencoder's score
+        self.risk = risk  # "label risk": (the autoencoder under a schema with label-based risk, the raw log)
+        if risk is not None:
+            self.det = risk[0]
+            self._with_risk(learn_base)
+
+    def _with_risk(self, known: np.ndarray) -> None:
+        """`X` with the label-based risk columns computed from the labels of the rows `known`
+        (the known normals, the reviewed rows: their verdicts), every other row's not known."""
+        from aedetect.data.history import add_history
+
+        det, log = self.risk
+        schema = det.dataset_schema
+        labelled = log.assign(is_fraud=np.nan)
+        labelled.loc[labelled.index[known], "is_fraud"] = self.y[known]
+        features = add_history(labelled, schema)[0][schema.label_features]
+        self.X = self.X.drop(columns=schema.label_features, errors="ignore").join(features)
 
     def rank(self, rows: np.ndarray) -> np.ndarray:
         if self.scorer is None:
@@ -118,6 +140,8 @@ class Loop:
         labels = self.y[rows]
         if labels.sum() < 3:
             return
+        if self.risk is not None:  # this window's verdicts count from the next window on
+            self._with_risk(rows)
         hyb = HybridDetector(self.det, seed=self.seed)
         if self.name == "supervised":
             from threadpoolctl import threadpool_limits
@@ -132,8 +156,9 @@ class Replay:
     """What a loop replays: the autoencoder, the rows (a table the detectors read), their labels,
     the learners' known normals and the windows (row indices, in time order)."""
 
-    def __init__(self, det, X, y: np.ndarray, learn_base: np.ndarray, windows: list[np.ndarray]):
+    def __init__(self, det, X, y: np.ndarray, learn_base: np.ndarray, windows: list[np.ndarray], risk=None):
         self.det, self.X, self.y, self.learn_base, self.windows = det, X, y, learn_base, windows
+        self.risk = risk  # for "label risk": (the autoencoder under a schema with label-based risk, the raw log)
 
 
 def _windows(t: np.ndarray, start: float, hours: float) -> list[np.ndarray]:
@@ -160,7 +185,18 @@ def payments_replay(seed: int, args) -> Replay:
 
     pm = PaymentModel(seed, PAYMENT_DAYS, TRAIN_DAYS)
     known = _known_normals(np.flatnonzero((pm.t < TRAIN_DAYS * DAY) & (pm.y == 0)), args.day1_normals, seed)
-    return Replay(pm.det, pm.X, pm.y, known, _windows(pm.t, TRAIN_DAYS * DAY, args.window_hours))
+    risk = None
+    if args.label_risk:  # the same network, its schema with label-based risk (read by the head only)
+        import copy
+
+        from aedetect.data.schema import DatasetSchema
+
+        schema = pm.det.dataset_schema
+        history = {**schema.history.model_dump(), "label_delay": args.label_risk * DAY}
+        det = copy.copy(pm.det)
+        det.schema = DatasetSchema.model_validate({**schema.model_dump(), "history": history})
+        risk = (det, pm.log)
+    return Replay(pm.det, pm.X, pm.y, known, _windows(pm.t, TRAIN_DAYS * DAY, args.window_hours), risk)
 
 
 def one_seed(replay: Replay, seed: int, budgets: list[float], args, say=print) -> dict:
@@ -168,9 +204,11 @@ def one_seed(replay: Replay, seed: int, budgets: list[float], args, say=print) -
     raw = residual_features(det, X, ("raw",))[0]
     ae = det.anomaly_score(X)
     out = {}
+    names = strategies(args)
     for budget in budgets:
-        loops = {name: Loop(name, det, X, y, raw, ae, learn_base, args.explore, seed) for name in STRATEGIES}
-        caught = {name: [] for name in STRATEGIES}
+        loops = {name: Loop(name, det, X, y, raw, ae, learn_base, args.explore, seed,
+                            replay.risk if name == "label risk" else None) for name in names}
+        caught = {name: [] for name in names}
         reviews = []
         for i, rows in enumerate(windows):
             k = max(1, int(round(budget * len(rows))))
@@ -187,7 +225,11 @@ def one_seed(replay: Replay, seed: int, budgets: list[float], args, say=print) -
     return out
 
 
-def plot(per_seed: list[dict], budget: float, path: Path, what: str, window: str) -> None:
+def strategies(args) -> tuple[str, ...]:
+    return STRATEGIES + (("label risk",) if args.label_risk else ())
+
+
+def plot(per_seed: list[dict], budget: float, path: Path, what: str, window: str, names) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,7 +239,7 @@ def plot(per_seed: list[dict], budget: float, path: Path, what: str, window: str
     # every review a fraud while the window has any left (mean over seeds: each may have its own data)
     best = np.mean([np.cumsum(np.minimum(s[budget]["frauds"], s[budget]["reviews"])) for s in per_seed], 0)
     x = np.arange(1, len(best) + 1)
-    for name in STRATEGIES:
+    for name in names:
         ax.plot(x, np.mean([np.cumsum(s[budget]["caught"][name]) for s in per_seed], 0), marker="o", label=name)
     ax.plot(x, best, "k:", label="at most (every review a fraud)")
     ax.set_xlabel(f"window ({window} each)")
@@ -219,11 +261,16 @@ def main() -> None:
     ap.add_argument("--explore", type=float, default=0.2, help="share of the budget the explore strategy spends")
     ap.add_argument("--day1-normals", type=int, default=None,
                     help="known normals the learners see (40,000 of ULB day 1; 10,000 of the log's first 40 days)")
+    ap.add_argument("--label-risk", type=float, default=None, metavar="DAYS",
+                    help="--data payments: add the 'label risk' strategy, verdicts counted DAYS after each payment")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None, help="cumulative catch at the 0.2%% budget (or the first)")
     args = ap.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
     payments = args.data == "payments"
+    if args.label_risk and not payments:
+        raise SystemExit("--label-risk needs --data payments (entity history)")
+    names = strategies(args)
     args.window_hours = args.window_hours or (48.0 if payments else 4.0)
     args.day1_normals = args.day1_normals or (10_000 if payments else 40_000)
     if payments:
@@ -237,14 +284,14 @@ def main() -> None:
     parts, summary = [], {}
     for budget in budgets:
         runs = [s[budget] for s in per_seed]
-        total = {n: statistics.mean(sum(r["caught"][n]) for r in runs) for n in STRATEGIES}
-        totals = {n: [sum(r["caught"][n]) for r in runs] for n in STRATEGIES}
+        total = {n: statistics.mean(sum(r["caught"][n]) for r in runs) for n in names}
+        totals = {n: [sum(r["caught"][n]) for r in runs] for n in names}
         lo_hi = {n: (min(v), max(v)) for n, v in totals.items()}
         summary[budget] = {"frauds": sum(runs[0]["frauds"]), "reviews": sum(runs[0]["reviews"]), "total": total,
                            "range": lo_hi, "per_seed": runs}
         rows = [[n, f"{total[n]:.1f} [{lo_hi[n][0]}-{lo_hi[n][1]}]", f"{total[n] / total['static']:.2f}x",
                  *(f"{statistics.mean(r['caught'][n][i] for r in runs):.1f}" for i in range(len(runs[0]["frauds"])))]
-                for n in STRATEGIES]
+                for n in names]
         parts.append(f"**Budget {budget:.1%}** of each window's transactions: {sum(runs[0]['reviews'])} reviews "
                      f"for {sum(runs[0]['frauds'])} frauds (seed 0); frauds per window "
                      f"{runs[0]['frauds']}, reviews per window {runs[0]['reviews']}\n\n"
@@ -253,12 +300,14 @@ def main() -> None:
     load = os.getloadavg()[0]
     body = (f"{what} in {args.window_hours:g}-hour windows, {args.seeds} seeds (0-{args.seeds - 1}), "
             f"explore share {args.explore:g}; load average at the end {load:.2f}\n\n" + "\n\n".join(parts))
-    report("review_loop" + ("_payments" if payments else ""), f"The review loop: {what}", body)
+    name = "review_loop" + ("_payments" if payments else "") + (f"_risk{args.label_risk:g}d" if args.label_risk else "")
+    report(name, f"The review loop: {what}", body)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({str(b): v for b, v in summary.items()}, indent=2, default=str))
     if args.plot is not None:
-        plot(per_seed, 0.002 if 0.002 in budgets else budgets[0], args.plot, what, f"{args.window_hours:g} hours")
+        plot(per_seed, 0.002 if 0.002 in budgets else budgets[0], args.plot, what, f"{args.window_hours:g} hours",
+             names)
 
 
 if __name__ == "__main__":
