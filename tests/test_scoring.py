@@ -102,6 +102,34 @@ def test_bad_rows_skip_writes_side_file(detector, frame, tmp_path):
     np.testing.assert_allclose(out["score"], detector.anomaly_score(kept[FEATURES]), rtol=1e-5)
 
 
+@pytest.mark.parametrize("case", ["plain", "line break in a quoted value", "a row with too few fields"])
+def test_a_large_chunk_keeps_quoted_line_breaks_and_names_a_short_row(detector, frame, tmp_path, case):
+    """One chunk over 2 MiB: a quoted value holding a line break keeps it, a row with the wrong
+    number of fields is named and skipped; every other row comes back with its id as written
+    and its score."""
+    big = pd.concat([frame] * 2, ignore_index=True)
+    big["tx_id"] = [f"t{i}" for i in range(len(big))]
+    if case == "line break in a quoted value":
+        big.loc[4321, "tx_id"] = "two\nlines"
+    big.to_csv(tmp_path / "in.csv", index=False)
+    if case == "a row with too few fields":
+        lines = (tmp_path / "in.csv").read_text().splitlines()
+        lines[5001] = ",".join(lines[5001].split(",")[:-3])  # data row 5001
+        (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    assert (tmp_path / "in.csv").stat().st_size > 2 << 20
+    s = score_file(detector, tmp_path / "in.csv", tmp_path / "out.parquet", id_columns=["tx_id"],
+                   chunk_rows=len(big), on_bad_rows="skip")
+    out = pd.read_parquet(s.output)
+    kept = big.drop(index=[5000]) if case == "a row with too few fields" else big
+    assert (out["tx_id"].to_numpy() == kept["tx_id"].to_numpy()).all()
+    np.testing.assert_allclose(out["score"].to_numpy(), detector.anomaly_score(kept[FEATURES]), rtol=1e-5)
+    if case == "a row with too few fields":
+        side = pd.read_csv(bad_rows_path(s.output))
+        assert side["row"].tolist() == [5001] and "expected 32 fields, found 29" in side["reason"][0]
+    else:
+        assert s.rows_skipped == 0
+
+
 def test_missing_column_is_reported(detector, frame, tmp_path):
     src = write_table(frame.drop(columns=["V7"]).head(20), tmp_path / "in.csv")
     with pytest.raises(DataError, match=r"missing column\(s\) \['V7'\]"):
