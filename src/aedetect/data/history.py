@@ -211,9 +211,12 @@ class Risk:
     delay: float
     windows: list[float]
 
-    @property
-    def reach(self) -> float:
-        return self.delay + self.windows[-1]
+
+def reach(windows, label_delay: float | None = None, label_windows=()) -> float:
+    """How far back a row's features look (seconds), so how long the state keeps a row: the
+    longest window, or the label delay and the longest label window when longer."""
+    risk = label_delay + max(label_windows) if label_delay is not None else 0.0
+    return max(max(windows), risk)
 
 
 def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, past, start, continues, hours,
@@ -221,7 +224,7 @@ def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, pas
     """`compute_arrays` with `pool` (or None) to run the entities' work in."""
     names = list(entities)
     horizon = windows[-1]
-    reach = max(horizon, risk.reach) if risk else horizon  # how far back the state keeps rows
+    keep_for = reach(windows, risk.delay, risk.windows) if risk else horizon  # how long the state keeps a row
     n = len(new_t)
 
     def factorize(e):
@@ -254,7 +257,7 @@ def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, pas
     order_in = np.arange(m)  # state rows first, then the file's order
     stamp = np.round(t * 1000).astype("int64")  # milliseconds: exact integer windows
     ms = stamp - (stamp.min() if m else 0)
-    width = int(ms.max(initial=0) + round(reach * 1000) + 2)
+    width = int(ms.max(initial=0) + round(keep_for * 1000) + 2)
     log_amount = np.log1p(np.maximum(amounts, 0.0))
     columns = feature_names(names, windows, hours, risk.delay if risk else None, risk.windows if risk else ())
     out = _Block(m, columns)  # every feature of every row, written in place
@@ -274,7 +277,7 @@ def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, pas
     else:
         matrix = np.full((n, len(columns)), np.nan)
         matrix[usable] = out.values[k:]
-    keep = t > t.max() - reach if m else np.zeros(0, dtype=bool)
+    keep = t > t.max() - keep_for if m else np.zeros(0, dtype=bool)
     kept = {"time": t[keep], "amount": amounts[keep], **{e: values_of[e][codes_of[e][keep]] for e in names},
             **{key: flags[keep] for key, flags in new_flags().items()},
             **({"label": labels[keep]} if risk else {})}

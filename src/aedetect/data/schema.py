@@ -231,10 +231,10 @@ class HistorySpec(BaseModel):
 
     @property
     def reach(self) -> float:
-        """How far back a row's features look (seconds): the longest window, or the label delay
-        and the longest label window."""
-        risk = 0.0 if self.label_delay is None else self.label_delay + max(self.label_windows)
-        return max(max(self.windows), risk)
+        """How far back a row's features look (seconds; `aedetect.data.history.reach`)."""
+        from aedetect.data.history import reach
+
+        return reach(self.windows, self.label_delay, self.label_windows)
 
 
 class DatasetSchema(BaseModel):

@@ -241,7 +241,7 @@ def _datetime_field(spec) -> tuple[Any, dict]:
 _V2_ROUTES = [(re.compile(r"/v2/models/[^/]+/infer"), "/v2/models/{name}/infer"),
               (re.compile(r"/v2/models/[^/]+/ready"), "/v2/models/{name}/ready"),
               (re.compile(r"/v2/models/[^/]+"), "/v2/models/{name}")]
-_PLAIN_ROUTES = {"/v1/score", "/v1/model", "/healthz", "/metrics", "/v2", "/v2/health/live",
+_PLAIN_ROUTES = {"/v1/score", "/v1/labels", "/v1/model", "/healthz", "/metrics", "/v2", "/v2/health/live",
                  "/v2/health/ready"}
 SCORING_ROUTES = ("/v1/score", "/v2/models/{name}/infer")  # behind the back-pressure gate
 
@@ -505,7 +505,7 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
             labels=(list[Verdict], Field(min_length=1, max_length=settings.max_batch)))
 
         @app.post("/v1/labels", response_model=LabelsResponse, dependencies=guarded,
-                  responses=_problems(*auth, 422, 503))
+                  responses=_problems(*auth, 411, 413, 422))
         def labels(body: LabelsRequest) -> LabelsResponse:
             """Verdicts on transactions the service scored (by id): the label-based risk of later
             transactions counts them once the label delay has passed."""
