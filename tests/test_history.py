@@ -189,6 +189,29 @@ def test_label_risk_from_the_state_and_in_blocks_equals_one_pass(monkeypatch):
     np.testing.assert_allclose(blocks.to_numpy(), whole.to_numpy(), rtol=1e-12, atol=1e-12)
 
 
+def test_times_far_apart_with_many_entities_keep_every_window():
+    """Rows 30 million years after the others (a request's extreme but valid timestamps): the
+    entity-and-time keys would overflow int64, so gaps longer than any window are shortened;
+    the earlier rows' features, those of the late rows among themselves, and the state are
+    as without the other group, labels included."""
+    rng = np.random.default_rng(5)
+    n = 400
+    t = np.sort(rng.uniform(0, 10 * 86400, n)).round()
+    ents = {"card": pd.Series(rng.integers(0, 60, n).astype(str)), "term": pd.Series(rng.integers(0, 9, n).astype(str))}
+    amount = np.round(rng.lognormal(3, 1, n), 2)
+    labels = (rng.random(n) < 0.1).astype(float)
+    far = 9e14  # seconds: the keys of 60 cards over this span pass 2**63 milliseconds
+    both = {k: pd.concat([v, v], ignore_index=True) for k, v in ents.items()}
+    together, _ = compute(np.r_[t, t + far], both, np.r_[amount, amount], labels=np.r_[labels, labels],
+                          hours=True, **RISK)
+    alone, _ = compute(t, ents, amount, labels=labels, hours=True, **RISK)
+    np.testing.assert_allclose(together.to_numpy()[:n], alone.to_numpy(), rtol=1e-12, atol=1e-12)
+    late = together.iloc[n:].reset_index(drop=True)
+    for c in [c for c in alone.columns if not c.split(".")[1].startswith("count_")]:  # counts: scaled from the start
+        if not c.endswith("since_last"):
+            np.testing.assert_allclose(late[c].to_numpy()[1:], alone[c].to_numpy()[1:], rtol=1e-9, atol=1e-9, err_msg=c)
+
+
 def _own_log(seed: int, days: int = 60) -> pd.DataFrame:
     """A card log written here, not by the project's generator: each card has its own usual
     amount and pace; some cards are compromised (about 4x their usual, for days, at new

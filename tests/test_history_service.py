@@ -371,3 +371,17 @@ def test_monitor_computes_the_history_as_score_does(trained, label_aware, which)
     assert run.summary["scored_rows"] == len(later) and run.summary["unscored"]["rows"] == 0
     want = score_table(det, pa.Table.from_pandas(later.drop(columns=["fraud_kind"]), preserve_index=False))["score"]
     np.testing.assert_allclose(run.window_scores[0], want.to_numpy(), rtol=RTOL, atol=1e-7)
+
+
+@pytest.mark.parametrize("examples", [6, pytest.param(60, marks=pytest.mark.slow)])
+def test_schemathesis_all_checks_pass_on_a_label_aware_history_model(label_aware, examples):
+    """A label-aware model with entity history: its request model (the time, entity and amount
+    columns instead of the history ones) and /v1/labels hold the service's contract. A history
+    model refuses two transactions with one id in a request (422), which JSON Schema cannot state,
+    so /v1/score is spared only the "schema-valid data is accepted" check."""
+    from contract import schemathesis_failures
+
+    model, _ = label_aware
+    failures = schemathesis_failures(create_app(model, ServiceSettings(max_batch=20)), {}, examples,
+                                     semantic={("POST", "/v1/score")})
+    assert not failures, "\n\n".join(failures)

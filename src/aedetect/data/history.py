@@ -150,6 +150,18 @@ def _merged_codes(past_values, new_codes: np.ndarray, new_values: np.ndarray) ->
     return np.concatenate([merged[past_codes], new]).astype("int64", copy=False), _objects(values)
 
 
+def _without_long_gaps(ms: np.ndarray, reach_ms: int) -> tuple[np.ndarray, int]:
+    """`ms` with every gap between consecutive times longer than `reach_ms` shortened to
+    `reach_ms + 1`, and the key width for it: no window reaches across such a gap either way,
+    so every window holds the same rows, and the keys (entity code x width + ms) fit in int64
+    whatever the times span (a request's times centuries apart)."""
+    order = np.argsort(ms, kind="stable")
+    gaps = np.minimum(np.diff(ms[order]), reach_ms + 1)
+    out = np.empty_like(ms)
+    out[order] = np.concatenate([[0], np.cumsum(gaps)])
+    return out, int(out.max(initial=0) + reach_ms + 2)
+
+
 def _keys(codes: np.ndarray, ms: np.ndarray, width: int) -> np.ndarray:
     """One sortable int64 per row: entity code, then time (ms since the first row)."""
     if codes.max(initial=0) + 1 > np.iinfo("int64").max // max(width, 1):
@@ -258,6 +270,8 @@ def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, pas
     stamp = np.round(t * 1000).astype("int64")  # milliseconds: exact integer windows
     ms = stamp - (stamp.min() if m else 0)
     width = int(ms.max(initial=0) + round(keep_for * 1000) + 2)
+    if max((int(c.max(initial=0)) for c in codes_of.values()), default=0) + 1 > np.iinfo("int64").max // width:
+        ms, width = _without_long_gaps(ms, round(keep_for * 1000))
     log_amount = np.log1p(np.maximum(amounts, 0.0))
     columns = feature_names(names, windows, hours, risk.delay if risk else None, risk.windows if risk else ())
     out = _Block(m, columns)  # every feature of every row, written in place

@@ -141,7 +141,7 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
     (`Preprocessor.limits`), so the schema states exactly what the model scores. Numbers are
     strict: a boolean is not a number, nor an id. `history`: the columns entity history reads
     beside the features (`history_store.history_inputs`), required and not null: an entity id
-    (text or an integer), the time, the amount.
+    (non-empty text or an integer), the time, the amount.
     """
     history = history or {}
     lo, hi = limits if limits is not None else ([-MAX_ABS_VALUE] * len(feature_names),
@@ -150,7 +150,9 @@ def transaction_model(feature_names: list[str], limits=None, schema=None, nullab
     fields = {}
     for j, c in enumerate(schema.columns if schema is not None else []):
         if c.name in history:
-            kind = {"category": StrictStr | StrictInt, "number": float}.get(history[c.name])
+            # an entity id: empty text is no id (as an empty cell in a file)
+            kind = {"category": Annotated[StrictStr, Field(min_length=1)] | StrictInt,
+                    "number": float}.get(history[c.name])
             extra = {"allow_inf_nan": False, "ge": -MAX_ABS_VALUE, "le": MAX_ABS_VALUE,
                      "strict": True} if kind is float else {}
             fields[f"h{j}"] = (kind or _datetime_field(c)[0], Field(
@@ -505,7 +507,7 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
             labels=(list[Verdict], Field(min_length=1, max_length=settings.max_batch)))
 
         @app.post("/v1/labels", response_model=LabelsResponse, dependencies=guarded,
-                  responses=_problems(*auth, 411, 413, 422))
+                  responses=_problems(400, *auth, 411, 413, 422))
         def labels(body: LabelsRequest) -> LabelsResponse:
             """Verdicts on transactions the service scored (by id): the label-based risk of later
             transactions counts them once the label delay has passed."""
