@@ -385,3 +385,43 @@ def test_schemathesis_all_checks_pass_on_a_label_aware_history_model(label_aware
     failures = schemathesis_failures(create_app(model, ServiceSettings(max_batch=20)), {}, examples,
                                      semantic={("POST", "/v1/score")})
     assert not failures, "\n\n".join(failures)
+
+
+def test_score_takes_verdicts_for_the_label_based_risk(label_aware, trained, tmp_path):
+    """`aedetect score --labels verdicts.csv` on a file without its label column: the verdicts,
+    found by transaction id, are the labels the risk counts, so the scores equal those of the
+    file holding them as its label column; verdicts found by no row are warned about; a model
+    without label-based risk refuses them."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+
+    model, later = label_aware
+    cut = 400
+    later.drop(columns="is_fraud").to_csv(tmp_path / "later.csv", index=False)
+    pd.DataFrame({"transaction_id": later["transaction_id"][:cut],
+                  "label": later["is_fraud"][:cut].astype(int)}).to_csv(tmp_path / "verdicts.csv", index=False)
+    with_labels = later.drop(columns="fraud_kind").astype({"is_fraud": "float64"})
+    with_labels.loc[cut:, "is_fraud"] = np.nan
+    with_labels.to_csv(tmp_path / "labelled.csv", index=False)
+
+    def score(*args, model=model):
+        out = tmp_path / f"scored-{len(list(tmp_path.iterdir()))}.csv"
+        res = CliRunner().invoke(app, ["score", "--model", str(model), "--out", str(out), *map(str, args)])
+        return res, " ".join(res.output.split()), (pd.read_csv(out)["score"].to_numpy() if out.exists() else None)
+
+    res, said, by_verdicts = score("--data", tmp_path / "later.csv", "--labels", tmp_path / "verdicts.csv")
+    assert res.exit_code == 0, res.output
+    assert f"verdicts: {cut} row(s) of the file given one of the {cut}, by column 'transaction_id'" in said
+    assert "label-based risk" not in said
+    _, _, by_column = score("--data", tmp_path / "labelled.csv")
+    _, said, without = score("--data", tmp_path / "later.csv")
+    assert "label-based risk" in said
+    np.testing.assert_allclose(by_verdicts, by_column, rtol=1e-9)
+    assert not np.allclose(by_verdicts, without, rtol=1e-6)
+    res, said, _ = score("--data", tmp_path / "later.csv", "--labels", tmp_path / "verdicts.csv",
+                         "--labels-id-column", "card_id")
+    assert res.exit_code == 0 and "none matched" in said
+    d, _, _ = trained
+    res, said, _ = score("--data", tmp_path / "later.csv", "--labels", tmp_path / "verdicts.csv", model=d / "m")
+    assert res.exit_code != 0 and "the model reads no labels" in str(res.exception)  # the CLI prints it: one line

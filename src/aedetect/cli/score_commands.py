@@ -41,6 +41,14 @@ def score(
     alerts: Annotated[str | None, typer.Option(
         help="review store URL (sqlite:///alerts.db, postgresql+psycopg://...): every flagged row "
         "becomes an alert there, with all its columns; the id is the first --id-columns")] = None,
+    labels_file: Annotated[Path | None, typer.Option(
+        "--labels", help="a label-aware model with entity history: verdicts (`aedetect alerts export`: "
+        "transaction_id, label) its label-based risk counts from the label delay on, joined to --data "
+        "by transaction id; a verdict overrides the file's label column")] = None,
+    labels_db: LabelsDbOpt = None,
+    labels_id_column: Annotated[str | None, typer.Option(
+        help="--data's transaction id column, for --labels [default: the column transaction_id, else "
+        "the model's id column]")] = None,
     overwrite: OverwriteOpt = False,
 ):
     """Score a file of any size in chunks: row, ids, score, flag and top features per row.
@@ -60,9 +68,13 @@ def score(
     if on_bad_rows == "skip":  # the bad rows' file is written only then
         check_output(bad_rows_path(out_file), inputs=[data], folders=[model_dir], overwrite=overwrite,
                      what="bad-rows file")
+    if labels_id_column is not None and labels_file is None and labels_db is None:
+        raise UsageError("--labels-id-column names the id column for --labels or --labels-db")
+    from aedetect.cli.review_commands import read_verdicts
     from aedetect.serving.runtime import open_scorer
     from aedetect.store.folder import open_folder
 
+    verdicts = read_verdicts(labels_file, labels_db)  # before the model loads
     folder = open_folder(model_dir)
     if folder.is_hybrid:  # a supervised head needs its estimator
         need_tensorflow()
@@ -76,7 +88,9 @@ def score(
         with ScoringProgress(console) as progress:
             s = score_file(det, data, out_file, id_columns=ids, all_columns=all_columns, top_k=top_k,
                            chunk_rows=chunk_rows, on_bad_rows=on_bad_rows, progress=progress,
-                           reference=reference, on_flagged=to_store)
+                           reference=reference, on_flagged=to_store,
+                           verdicts=verdicts[0] if verdicts is not None else None,
+                           verdicts_id_column=labels_id_column)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; no output was written ({escape(str(out_file))} is "
                       "unchanged)[/yellow]")
@@ -95,6 +109,10 @@ def score(
     if to_store is not None:
         console.print(f"alerts: {to_store.added:,} new in {escape(to_store.store.display_url)}, "
                       f"{to_store.seen - to_store.added:,} already there")
+    if s.verdicts is not None:
+        found, given, by = s.verdicts
+        line = f"verdicts: {found:,} row(s) of the file given one of the {given:,}, by column {by!r}"
+        console.print(line if found else f"[yellow]warning: {escape(line)}: none matched[/yellow]", highlight=False)
     if s.labels_warning is not None:
         console.print(f"[yellow]warning: {escape(s.labels_warning)}[/yellow]", highlight=False)
     if s.share_warning is not None:

@@ -59,6 +59,7 @@ class ScoreSummary:
     promise: dict | None = None  # the flagged share the model promises (`promised_share`)
     drivers: dict[str, int] = field(default_factory=dict)  # flagged rows per top-reason column
     labels_warning: str | None = None  # label-based risk without the file's labels (`_History.labels_warning`)
+    verdicts: tuple[int, int, str] | None = None  # (rows given a verdict, verdicts, the file's id column)
 
     @property
     def rows_per_second(self) -> float:
@@ -355,6 +356,8 @@ def score_file(
     progress: Progress | None = None,
     reference=None,
     on_flagged: Callable[[pd.DataFrame], None] | None = None,
+    verdicts: pd.DataFrame | None = None,
+    verdicts_id_column: str | None = None,
 ) -> ScoreSummary:
     """Score `data` chunk by chunk with `detector` and write `out` (.csv or .parquet).
 
@@ -364,6 +367,10 @@ def score_file(
     (the model folder's `load_reference`), else the threshold rule's own share.
     `on_flagged` is called with each chunk's flagged rows (every input column, the history
     features, score, flag and the top-k columns), e.g. to write them to the review store.
+    `verdicts` (transaction_id, label: `aedetect.data.labels.read_labels`, `AlertStore.labels()`)
+    give a label-aware model's label-based risk the labels of the rows they name, found by the
+    file's `verdicts_id_column` (default: transaction_id, else the model's one id column); a
+    verdict overrides the file's label column.
     """
     from collections import Counter
 
@@ -382,10 +389,18 @@ def score_file(
     start = time.perf_counter()
     history = _History(detector, data)
     table_model = getattr(detector, "schema", None) is not None
+    if verdicts is not None:
+        history.take_verdicts(verdicts)
     numbers = _number_columns(detector, table_model)
     source = _Source(data, history.read, chunk_rows, numbers)
     names = source.schema.names
     missing = [c for c in history.read + list(id_columns) if c not in names]
+    if verdicts is not None and not missing:
+        try:
+            history.find_verdicts(names, verdicts_id_column)
+        except DataError:
+            source.close()
+            raise
     if missing:
         source.close()
         raise DataError(f"{data}: missing column(s) {missing}; the model needs {features}"
@@ -462,7 +477,9 @@ def score_file(
                         side.path if side is not None else None, float(detector.threshold_),
                         time.perf_counter() - start, ignored_columns=ignored, stale_removed=tuple(stale),
                         promise=promised_share(reference, threshold) if threshold is not None else None,
-                        drivers=dict(drivers), labels_warning=history.labels_warning(names))
+                        drivers=dict(drivers), labels_warning=history.labels_warning(names),
+                        verdicts=None if history.verdicts is None else
+                        (history.matched, len(history.verdicts), history.verdicts_by))
 
 
 def _number_columns(detector, table_model: bool) -> frozenset[str]:
@@ -542,12 +559,33 @@ class _History:
         self.state = getattr(detector, "history_state_", None)
         self.continues = False
         self.latest = -np.inf
+        self.verdicts = self.verdicts_by = None  # label -> per transaction id; the file's id column
+        self.matched = 0  # rows given a verdict
+
+    def take_verdicts(self, verdicts: pd.DataFrame) -> None:
+        """Verdicts (`check_labels`' columns) for the label-based risk; refused for a model that
+        reads no labels."""
+        from aedetect.data.labels import check_labels
+
+        if self.schema is None or self.schema.history.label_delay is None:
+            raise DataError("the model reads no labels (it has no label-based risk: train it with "
+                            "--use-labels and --entity-columns)")
+        self.verdicts = check_labels(verdicts, "the verdicts")
+
+    def find_verdicts(self, names: list[str], id_column: str | None) -> None:
+        """The file's id column (of `names`) the verdicts are found by."""
+        import pandas as pd
+
+        from aedetect.data.labels import labels_id_column
+
+        self.verdicts_by = labels_id_column(pd.DataFrame(columns=names), self.schema, id_column,
+                                            source=str(self.data))
 
     def labels_warning(self, names: list[str]) -> str | None:
         """Set when the model has label-based risk and the file (columns `names`) has no label
         column: its rows' fraud rates then read only the labels of the model's state."""
         spec = self.schema.history if self.schema is not None else None
-        if spec is None or spec.label_delay is None or self.schema.label in names:
+        if spec is None or spec.label_delay is None or self.schema.label in names or self.verdicts is not None:
             return None
         days = spec.label_delay / 86_400
         return (f"the file has no {self.schema.label!r} column: the label-based risk features read only the "
@@ -563,10 +601,12 @@ class _History:
         from aedetect.data.history import attach_history, compute, input_columns, table_inputs, table_labels
 
         cols = input_columns(self.schema)
-        # the label column too, when the file has it (label-based risk: the labels known by now)
+        # the label column too, when the file has it (label-based risk: the labels known by now),
+        # and the id column the verdicts are found by
         label = [c for c in [self.schema.label] if self.schema.history.label_delay is not None
                  and c in batch.schema.names and c not in cols]
-        frame = pa.table({c: batch.column(c) for c in cols + label}).to_pandas()
+        by = [c for c in [self.verdicts_by] if c is not None and c not in cols + label]
+        frame = pa.table({c: batch.column(c) for c in cols + label + by}).to_pandas()
         t, entities, amount = table_inputs(frame, self.schema)  # read once: the check and the history
         early = np.flatnonzero(t < self.latest)
         if early.size:
@@ -575,9 +615,15 @@ class _History:
                             "order (sort it by time, or raise --chunk-rows above its row count)")
         if np.isfinite(t).any():
             self.latest = max(self.latest, float(np.nanmax(t)))
+        labels = table_labels(frame, self.schema)
+        if self.verdicts_by is not None:  # a verdict overrides the file's label
+            from aedetect.data.labels import row_verdicts
+
+            given = row_verdicts(frame, self.verdicts_by, self.verdicts)
+            self.matched += int((~np.isnan(given)).sum())
+            labels = given if labels is None else np.where(np.isnan(given), labels, given)
         features, self.state = compute(t, entities, amount, self.schema.history.windows, self.state,
-                                       continues=self.continues, labels=table_labels(frame, self.schema),
-                                       **self.schema.history.options)
+                                       continues=self.continues, labels=labels, **self.schema.history.options)
         self.continues = True
         return attach_history(x, reasons, features, self.schema)
 
