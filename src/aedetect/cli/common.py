@@ -56,6 +56,9 @@ OverwriteOpt = Annotated[bool, typer.Option(
 LabelsDbOpt = Annotated[str | None, typer.Option(
     "--labels-db", help="the review store's verdicts as --labels, read from its database URL "
     "(sqlite:///alerts.db, postgresql+psycopg://...)")]
+LabelsIdOpt = Annotated[str | None, typer.Option(
+    help="--data's transaction id column, for --labels or --labels-db [default: the column "
+    "transaction_id, else the table's one id column]")]
 SchemaOpt = Annotated[Path | None, typer.Option(
     "--schema", help="schema file (.yaml/.json, see `aedetect schema infer`) instead of inference")]
 SeedOpt = Annotated[int, typer.Option(help="seed for the split, the weights and the shuffling")]

@@ -13,6 +13,7 @@ from rich.markup import escape
 from aedetect.cli.common import (
     JsonOpt,
     LabelsDbOpt,
+    LabelsIdOpt,
     OverwriteOpt,
     UsageError,
     console,
@@ -46,9 +47,7 @@ def score(
         "transaction_id, label) its label-based risk counts from the label delay on, joined to --data "
         "by transaction id; a verdict overrides the file's label column")] = None,
     labels_db: LabelsDbOpt = None,
-    labels_id_column: Annotated[str | None, typer.Option(
-        help="--data's transaction id column, for --labels [default: the column transaction_id, else "
-        "the model's id column]")] = None,
+    labels_id_column: LabelsIdOpt = None,
     overwrite: OverwriteOpt = False,
 ):
     """Score a file of any size in chunks: row, ids, score, flag and top features per row.

@@ -22,6 +22,7 @@ from aedetect.cli.common import (
     JsonOpt,
     LabelOpt,
     LabelsDbOpt,
+    LabelsIdOpt,
     OverwriteOpt,
     ProtocolOpt,
     SchemaOpt,
@@ -201,9 +202,7 @@ def train(
         "row, as it does without labels). The labels serve --use-labels, the threshold rules and "
         "the test metrics")] = None,
     labels_db: LabelsDbOpt = None,
-    labels_id_column: Annotated[str | None, typer.Option(
-        help="--data's transaction id column, for --labels [default: the column transaction_id, else "
-        "the table's id column]")] = None,
+    labels_id_column: LabelsIdOpt = None,
     overwrite: OverwriteOpt = False,
 ):
     """Train on the training normals of a split and write the model folder.

@@ -547,6 +547,8 @@ class _History:
         schema = detector.dataset_schema if getattr(detector, "schema", None) is not None else None
         self.schema = schema if schema is not None and schema.history is not None else None
         self.data = data
+        self.verdicts = self.verdicts_by = None  # label -> per transaction id; the file's id column
+        self.matched = 0  # rows given a verdict
         features = list(detector.feature_names_in_)
         if self.schema is None:
             self.read = features
@@ -559,8 +561,6 @@ class _History:
         self.state = getattr(detector, "history_state_", None)
         self.continues = False
         self.latest = -np.inf
-        self.verdicts = self.verdicts_by = None  # label -> per transaction id; the file's id column
-        self.matched = 0  # rows given a verdict
 
     def take_verdicts(self, verdicts: pd.DataFrame) -> None:
         """Verdicts (`check_labels`' columns) for the label-based risk; refused for a model that
