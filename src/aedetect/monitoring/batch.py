@@ -56,23 +56,15 @@ def read_rows(det, df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, np.ndar
         raise DataError(f"{source}: missing column(s) {missing} that the model takes as input")
     x, reasons = parse_rows(frame_table(df, names), names, getattr(det, "preprocessor_", None),
                             table=table)
-    if history:
-        x, reasons = _with_history(det, df, x, reasons, schema)
+    if history:  # computed after the model's state, as `aedetect score` computes a file's
+        from aedetect.data.history import add_history, attach_history
+
+        x, reasons = attach_history(x, reasons, add_history(df, schema, getattr(det, "history_state_", None))[0],
+                                    schema)
     if table:  # categories as the model reads them (the reference profiled them so)
         risk = [c for c in getattr(schema, "label_features", []) if c in x]  # a label-aware model's
         x = read_as_model(det, x).assign(**{c: x[c] for c in risk})
     return (x if table else pd.DataFrame(x, columns=names)), reasons
-
-
-def _with_history(det, df: pd.DataFrame, x, reasons, schema):
-    """The parsed rows with their history columns, computed after the model's state as
-    `aedetect score` computes them for a file (the label column's labels too, when `df` has it)."""
-    from aedetect.data.history import attach_history, compute, table_inputs, table_labels
-
-    time, entities, amount = table_inputs(df, schema)
-    features, _ = compute(time, entities, amount, schema.history.windows, getattr(det, "history_state_", None),
-                          labels=table_labels(df, schema), **schema.history.options)
-    return attach_history(x, reasons, features, schema)
 
 
 def row_times(df: pd.DataFrame, x: pd.DataFrame, column: str | None, source: str) -> np.ndarray:

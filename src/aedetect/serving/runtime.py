@@ -90,15 +90,13 @@ class Scorer(OutlierConventions):
             raise ArtifactError(f"{path}: the network maps {layers[0][0].shape[0]} to "
                                 f"{layers[-1][0].shape[1]} features; the preprocessing gives {d}")
         self.members_ = layers[-1][0].shape[1] // d  # an ensemble: one reconstruction per member
-        # an ensemble's kernels after the first are block-diagonal: only the blocks are kept apart
-        self._member_kernels = [None if i == 0 or self.members_ == 1 else member_blocks(w, self.members_)
-                                for i, (w, _, _) in enumerate(self.layers64)]
-        # The same, member-major (`_stacked_contributions`): the first kernel's columns and every
-        # later kernel's blocks stacked per member, the biases per member.
+        # An ensemble's kernels after the first are block-diagonal. `_stacked_contributions`
+        # keeps them member-major: the first kernel's columns and every later kernel's diagonal
+        # blocks stacked per member, the biases per member.
         m = self.members_
         self._stacked = None if m == 1 else [
-            (np.stack(np.split(w, m, axis=1)) if i == 0 else np.stack(blocks), b.reshape(m, 1, -1), a)
-            for i, ((w, b, a), blocks) in enumerate(zip(self.layers64, self._member_kernels, strict=True))]
+            (np.stack(np.split(w, m, axis=1)) if i == 0 else np.stack(member_blocks(w, m)), b.reshape(m, 1, -1), a)
+            for i, (w, b, a) in enumerate(self.layers64)]
         if self.members_ != manifest.training.members:
             raise ArtifactError(f"{path}: the network holds {self.members_} reconstruction(s); the "
                                 f"manifest says {manifest.training.members} member(s)")
@@ -124,18 +122,12 @@ class Scorer(OutlierConventions):
     # -- the computation --------------------------------------------------------------------
     def reconstruct(self, x_pre: np.ndarray) -> np.ndarray:
         """The network's output (float64) for preprocessed rows (float32, as the preprocessing
-        gives). An ensemble's kernels after the first are block-diagonal: only the members'
-        blocks are multiplied (the zeros between them add nothing)."""
+        gives), row-major: an ensemble's members side by side, through its whole block-diagonal
+        kernels. Scoring takes it for one network; an ensemble is scored member-major
+        (`_stacked_contributions`), which tests hold to this one."""
         h = np.asarray(x_pre, dtype="float64")
-        for (kernel, bias, activation), blocks in zip(self.layers64, self._member_kernels, strict=True):
-            if blocks is None:
-                h = h @ kernel
-            else:
-                a, b = blocks[0].shape
-                out = np.empty((len(h), kernel.shape[1]))
-                for m, block in enumerate(blocks):
-                    np.matmul(h[:, m * a:(m + 1) * a], block, out=out[:, m * b:(m + 1) * b])
-                h = out
+        for kernel, bias, activation in self.layers64:
+            h = h @ kernel
             h += bias
             h = ACTIVATIONS[activation](h)
         return h
