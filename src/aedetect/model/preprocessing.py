@@ -510,6 +510,18 @@ class Preprocessor:
         if names == list(sources):  # one feature per column (numbers only): nothing to sum
             return names, contributions
         index = {c: i for i, c in enumerate(names)}
+        if len(sources) - len(names) <= 64:  # a few columns with several features (times, a
+            # small one-hot): each column's first feature, then the others added. A product with a
+            # 0/1 matrix would wake BLAS's thread pool, which then spins on the cores the callers'
+            # threads score with.
+            first: dict[str, int] = {}
+            for j, c in enumerate(sources):
+                first.setdefault(c, j)
+            out = contributions[:, list(first.values())]
+            for j, c in enumerate(sources):
+                if j != first[c]:
+                    out[:, index[c]] += contributions[:, j]
+            return names, out
         to_col = np.zeros((len(sources), len(names)), dtype=contributions.dtype)
         to_col[np.arange(len(sources)), [index[s] for s in sources]] = 1.0
         return names, contributions @ to_col

@@ -104,25 +104,27 @@ def contributions(kind: str, stats: dict, r: np.ndarray, n_features: int | None 
     return out if n_features is None else fold_members(out, n_features)
 
 
-def stacked_contributions(kind: str, stats: dict, r: np.ndarray) -> np.ndarray:
+def stacked_contributions(kind: str, stats: dict, r: np.ndarray, work: np.ndarray | None = None,
+                          out: np.ndarray | None = None) -> np.ndarray:
     """`contributions(kind, stats, r', n_features)` of an ensemble's residuals held member-major,
     `r` of shape (members, rows, features) (r' is the (rows, members x features) layout), folded
     to (rows, features): each member's contributions in one contiguous block, then summed.
-    Computes in place on `r`."""
+    Computes in place on `r`; `work`, an array shaped like `r`, takes the Mahalanobis product
+    (else a new one); `out` (rows, features) the result (else a new one)."""
     members, _, d = r.shape
     if kind == "mse":
         r *= r
         r /= members * d
-        out = r
+        prod = r
     elif kind == "feature_normalized":
         r *= r
         r /= stats["scale"].reshape(members, 1, d) * (members * d)
-        out = r
+        prod = r
     else:
         r -= stats["mean"].reshape(members, 1, d)
-        out = np.matmul(r, stats["precision"])  # one BLAS product per member
-        out *= r
-    out = out.sum(axis=0)
+        prod = np.matmul(r, stats["precision"], out=work)  # one BLAS product per member
+        prod *= r
+    out = prod.sum(axis=0, out=out)
     check_finite_scores(out)
     return out
 

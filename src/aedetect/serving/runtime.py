@@ -144,25 +144,40 @@ class Scorer(OutlierConventions):
         return contributions(self.score_type, self.score_stats_, self.residuals(x_pre),
                              self.preprocessor_.n_features_out).astype("float64")
 
-    def _stacked_contributions(self, x_pre: np.ndarray) -> np.ndarray:
+    def _stacked_contributions(self, x_pre: np.ndarray, work: dict | None = None,
+                               out: np.ndarray | None = None) -> np.ndarray:
         """An ensemble's contributions with each member's activations in one contiguous block,
         (members, rows, width): one BLAS product per member and layer on contiguous memory, and
         bias and activation in place, where `reconstruct`'s (rows, members x width) layout
         multiplies strided column blocks (1.3x slower on the 3-network default). The same
-        figures: tests/test_runtime.py holds the two to each other."""
-        x = np.asarray(x_pre, dtype="float64")
+        figures: tests/test_runtime.py holds the two to each other.
+
+        `work`: a dict the caller keeps between blocks of the same size (one per thread), where
+        the activations live from block to block: fresh arrays for every block cost page faults
+        and their zeroing, a sixth of the CPU time on this VM. `out`: where the (rows, features)
+        contributions go (a new array when None)."""
+        n = len(x_pre)
+        bufs = self._buffers(n) if work is None else work.get(n) or work.setdefault(n, self._buffers(n))
+        x = bufs[0]
+        x[...] = x_pre
         h = None
-        for kernel, bias, activation in self._stacked:
+        for (kernel, bias, activation), buf in zip(self._stacked, bufs[1:], strict=False):
             if h is None:  # the first layer: every member reads the same input
-                h = np.empty((len(kernel), len(x), kernel.shape[2]))
                 for k, part in enumerate(kernel):
-                    np.matmul(x, part, out=h[k])
+                    np.matmul(x, part, out=buf[k])
             else:
-                h = np.matmul(h, kernel)
+                np.matmul(h, kernel, out=buf)
+            h = buf
             h += bias
             h = ACTIVATIONS[activation](h)
         h -= x  # residuals, member-major
-        return stacked_contributions(self.score_type, self.score_stats_, h)
+        return stacked_contributions(self.score_type, self.score_stats_, h, work=bufs[-1], out=out)
+
+    def _buffers(self, n: int) -> list[np.ndarray]:
+        """The input, each layer's activations and a last product's arrays for `n` rows."""
+        m, d = self.members_, self.preprocessor_.n_features_out
+        return ([np.empty((n, d))] + [np.empty((m, n, kernel.shape[2])) for kernel, _, _ in self._stacked]
+                + [np.empty((m, n, d))])
 
     def _matrix(self, X):
         """Checked input: a float64 matrix, or for a schema model the table of feature columns
@@ -209,19 +224,40 @@ class Scorer(OutlierConventions):
         """Contributions of checked rows `x`.
 
         The rows are preprocessed at once (column by column, vectorised); the network then runs
-        on large inputs in blocks of `CHUNK` rows, one block per core at a time, with BLAS on
-        one thread: the blocks stay in the CPU caches, and a threaded BLAS on these narrow
-        matrices spends its time synchronising (several times slower on a busy machine).
+        on large inputs in blocks of `CHUNK` rows, one thread per core taking the next block
+        until none is left, with BLAS on one thread: the blocks stay in the CPU caches, and a
+        threaded BLAS on these narrow matrices spends its time synchronising (several times
+        slower on a busy machine). Each thread keeps its activations from block to block, and
+        writes its blocks' contributions into the one output array.
         """
         x_pre = self.preprocessor_.transform(x)
         if len(x_pre) <= CHUNK:
             return self._contributions(x_pre)
+        import threading
+
         from threadpoolctl import threadpool_limits
 
-        starts = range(0, len(x_pre), CHUNK)
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(min(usable_cores(), len(starts))) as pool:
-            parts = list(pool.map(lambda s: self._contributions(x_pre[s:s + CHUNK]), starts))
-        return np.concatenate(parts)
+        n = len(x_pre)
+        out = np.empty((n, self.preprocessor_.n_features_out))
+        starts, lock = iter(range(0, n, CHUNK)), threading.Lock()
+
+        def work() -> None:  # blocks, taken one at a time, until none is left
+            buffers: dict = {}
+            while True:
+                with lock:
+                    s = next(starts, None)
+                if s is None:
+                    return
+                if self._stacked is not None:
+                    self._stacked_contributions(x_pre[s:s + CHUNK], buffers, out[s:s + CHUNK])
+                else:
+                    out[s:s + CHUNK] = self._contributions(x_pre[s:s + CHUNK])
+
+        threads = min(usable_cores(), -(-n // CHUNK))
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+            for done in [pool.submit(work) for _ in range(threads)]:
+                done.result()
+        return out
 
     def score_with_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
         c = self.feature_contributions(X)
