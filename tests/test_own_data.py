@@ -134,6 +134,9 @@ def test_preprocessing_of_categories_and_missing_values(table):
     c = np.abs(x)
     cols_, per_col = pre.column_contributions(c)
     np.testing.assert_allclose(per_col.sum(axis=1), c.sum(axis=1), rtol=1e-6)
+    own = [[j for j, s in enumerate(pre.sources) if s == name] for name in cols_]
+    assert any(len(j) > 1 for j in own)  # a column of several features (the one-hot, the dates)
+    np.testing.assert_allclose(per_col, np.stack([c[:, j].sum(axis=1) for j in own], axis=1), rtol=1e-6)
     assert pre.describe(new, np.array([["merchant_category"]]))[0, 0] == \
         "merchant_category='spaceflight' (unseen)"
     with pytest.raises(DataError, match=r"missing column\(s\) 'amount'"):

@@ -290,3 +290,36 @@ def test_a_datetime_reason_is_a_date_however_it_arrives():
              for k, v in forms.items()}
     assert shown["text"] == ["when=2024-03-04 01:04:00", "when=2024-03-05 13:30:00", "when=2024-03-06 23:59:00"]
     assert shown["seconds"] == shown["text"] and shown["timestamp"] == shown["text"]
+
+
+def test_typed_and_text_number_columns_read_alike(log_model, log_files):
+    """The batch scorer takes a number column as the CSV reader typed it when every value is in
+    range, and by the per-value rules otherwise: the same values and the same reasons as the
+    column read as text, for floats, integers, a gap and values the model refuses."""
+    import pyarrow as pa
+
+    from aedetect.data.arrow import parse_rows
+
+    df, _, _ = log_files
+    scorer = load_scorer(log_model)
+    features = list(scorer.feature_names_in_)
+    assert "amount" in features
+    rows = pa.Table.from_pandas(df.head(50), preserve_index=False)
+
+    def parsed(amount: pa.Array):
+        return parse_rows(rows.set_column(rows.column_names.index("amount"), "amount", amount),
+                          features, scorer.preprocessor_, table=True)
+
+    cases = {
+        "floats": df["amount"].head(50).to_numpy(),
+        "integers": np.round(df["amount"].head(50).to_numpy()).astype("int64"),
+        "a gap and refused values": np.r_[df["amount"].head(47).to_numpy(), np.nan, -5.0, 1e16],
+    }
+    for name, values in cases.items():
+        typed = pa.array(values, from_pandas=True)
+        text = pa.array([None if v != v else repr(v.item()) for v in values], pa.string())
+        (x_typed, why_typed), (x_text, why_text) = parsed(typed), parsed(text)
+        pd.testing.assert_frame_equal(x_typed, x_text, obj=name)
+        assert list(why_typed) == list(why_text), name
+        refused = [w for w in why_typed if w is not None]
+        assert len(refused) == (3 if name.startswith("a gap") else 0), (name, refused)
