@@ -223,3 +223,41 @@ def test_number_text_the_reader_would_take_is_refused_as_written(detector, frame
     why = "not finite" if "nf" in text.lower() else "not a number"
     with pytest.raises(DataError, match=rf"row 120: column 'V5': value '{text}' is {why}"):
         score_file(detector, src, tmp_path / "out.csv", chunk_rows=100)
+
+
+@pytest.mark.parametrize("case", ["plain", "quoted line breaks at every cut", "no final line end", "CRLF",
+                                  "lines longer than a block"])
+def test_chunked_csv_reading_gives_the_rows_of_one_read(tmp_path, case):
+    """The batch reader cuts a CSV into blocks of whole lines in one reused buffer: whatever the
+    cuts meet (a quoted value with line breaks, a last line without its end, CRLF, lines longer
+    than a block), the chunks hold the rows of one whole-file read, in order, each once."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from aedetect.serving.batch import _Source
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    notes = np.array([f"n{i}" for i in range(n)], dtype=object)
+    if case == "quoted line breaks at every cut":
+        notes[::7] = "two\nlines, and a comma"
+    if case == "lines longer than a block":
+        notes[::50] = "x" * 300_000
+    frame = pd.DataFrame({"a": rng.normal(size=n), "note": notes, "b": rng.integers(0, 9, n)})
+    text = frame.to_csv(index=False, lineterminator="\r\n" if case == "CRLF" else "\n")
+    if case == "no final line end":
+        text = text.rstrip("\n")
+    path = tmp_path / "in.csv"
+    path.write_bytes(text.encode())
+    source = _Source(path, ["a", "b"], chunk_rows=97, numbers=frozenset({"a", "b"}))
+    try:
+        chunks = [table for table, bad in source]
+    finally:
+        source.close()
+    assert len(chunks) > 5
+    got = pa.concat_tables([t.cast(chunks[0].schema) for t in chunks])
+    whole = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={"note": pa.string()}))
+    assert got.num_rows == n
+    assert got.column("note").to_pylist() == whole.column("note").to_pylist()
+    np.testing.assert_array_equal(got.column("a").to_numpy(), whole.column("a").to_numpy())
+    np.testing.assert_array_equal(got.column("b").to_numpy(), whole.column("b").to_numpy())

@@ -102,6 +102,13 @@ class _Source:
                 self._file = _Lines(pa.CompressedInputStream(self._raw, codec)) if codec else self._raw
                 self._header = self._file.readline()
                 self._block = _block_size(path, chunk_rows, codec)
+                # A plain file is read into one buffer that holds the header and then a block of
+                # lines, reused chunk after chunk: no copy of a chunk's bytes, no fresh memory
+                # per chunk (a compressed stream goes line by line through `_Lines`).
+                self._buf = None if codec else bytearray(len(self._header) + self._block + (1 << 16))
+                if self._buf is not None:
+                    self._buf[:len(self._header)] = self._header
+                self._cut = self._end = len(self._header)  # the last chunk's end, and the bytes read
                 # Number columns are typed by the reader; a chunk where one does not parse is
                 # read again with them as text, so the per-value rules name the bad value.
                 self._types = {c: pa.string() for c in features}
@@ -117,10 +124,34 @@ class _Source:
             raise DataError(f"{path}: cannot read as {self.fmt.upper()}: {short_error(exc)}") from None
         check_column_names(self.schema.names, path)
 
-    def _read_chunk(self) -> tuple[pa.Table, list] | None:
-        data = self._file.read(self._block)
-        if not data and self._first_done():
+    def _lines(self) -> pa.Buffer | None:
+        """The header and the next block of whole lines, never cut inside a quoted value; None
+        at the end of the file."""
+        buf = self._buf
+        if buf is None:
+            data = self._file.read(self._block)
+            return None if not data and self._first_done() else self._whole(data)
+        h = len(self._header)
+        rest = self._end - self._cut  # the last block's partial line goes first
+        buf[h:h + rest] = buf[self._cut:self._end]
+        start = h + rest
+        want = min(self._block, len(buf) - start)
+        if want < self._block // 2:  # lines longer than the buffer's slack: read them as bytes
+            self._cut = self._end = h
+            return self._whole(bytes(buf[h:start]) + self._file.read(self._block))
+        got = self._file.readinto(memoryview(buf)[start:start + want])
+        end = start + got
+        if end == h and self._first_done():
             return None
+        cut = end if got < want else buf.rfind(b"\n", h, end) + 1  # the file's end: all of it
+        self._cut, self._end = h, h
+        if cut <= h or buf.count(b'"', h, cut) % 2:  # no whole line, or the cut in a quoted value
+            return self._whole(bytes(buf[h:end]))
+        self._cut, self._end = cut, end
+        return pa.py_buffer(memoryview(buf)[:cut])  # the CSV reader copies what it keeps
+
+    def _whole(self, data: bytes) -> pa.Buffer:
+        """The header and `data` read on to the end of its line and of any quoted value."""
         if data and not data.endswith(b"\n"):
             data += self._file.readline()
         while data.count(b'"') % 2:  # the cut fell inside a quoted value: read to its end
@@ -128,7 +159,12 @@ class _Source:
             if not more:
                 break
             data += more
-        buffer = pa.py_buffer(self._header + data)
+        return pa.py_buffer(self._header + data)
+
+    def _read_chunk(self) -> tuple[pa.Table, list] | None:
+        buffer = self._lines()
+        if buffer is None:
+            return None
         try:
             table, bad = self._parse(buffer, {**self._types, **dict.fromkeys(self._numbers, pa.float64())})
         except pa.ArrowInvalid:  # a number column holds something that is no number
