@@ -12,7 +12,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from aedetect.data.creditcard import CREDITCARD
 from aedetect.data.schema import DatasetSchema, validate_frame
@@ -121,7 +120,7 @@ def read_raw(path: str | os.PathLike, schema: DatasetSchema | None = None) -> pd
                 opts.column_types = {**opts.column_types, **{c: pa.string() for c in nan_cols}}
                 table = _csv(path, convert_options=opts)
         else:
-            table = pq.read_table(path)
+            table = parquet().read_table(path)
             check_column_names(table.schema.names, path)
             for c in _float_columns_with_nan(table):  # NaN is not missing: show it as 'nan'
                 i = table.schema.get_field_index(c)
@@ -194,7 +193,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         else:
             # Dictionary encoding pays for repeated values, not for measured floats: trying it on
             # every float column made writing several times slower and the file larger.
-            pq.write_table(table, tmp, use_dictionary=[
+            parquet().write_table(table, tmp, use_dictionary=[
                 f.name for f in table.schema if not pa.types.is_floating(f.type)])
     return path
 
@@ -209,3 +208,11 @@ def frame_fingerprint(df: pd.DataFrame) -> str:
         text = df.astype(str).where(df.notna(), "")
         h.update(pd.util.hash_pandas_object(text, index=False).to_numpy().tobytes())
     return "sha256:" + h.hexdigest()
+
+
+def parquet():
+    """pyarrow.parquet, imported when a Parquet file is read or written: it brings pyarrow's
+    file systems and TLS (25 ms), which a CSV never needs."""
+    import pyarrow.parquet
+
+    return pyarrow.parquet

@@ -22,14 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 if TYPE_CHECKING:
     import pandas as pd
 
 from aedetect.data.arrow import parse_rows
-from aedetect.data.io import check_column_names, check_input_file, compression, short_error, table_format
+from aedetect.data.io import check_column_names, check_input_file, compression, parquet, short_error, table_format
 from aedetect.errors import DataError
 from aedetect.files import (
     apply_umask,
@@ -117,7 +116,7 @@ class _Source:
                 self._types = {**dict(zip(self.schema.names, self.schema.types, strict=True)),
                                **{c: pa.string() for c in features}}
             else:
-                self._pf = pq.ParquetFile(path)
+                self._pf = parquet().ParquetFile(path)
                 self.schema = self._pf.schema_arrow
                 self._reader = self._pf.iter_batches(batch_size=chunk_rows)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
@@ -269,7 +268,7 @@ class _AtomicWriter:
     def write(self, table: pa.Table) -> None:
         with writing(self.path):  # a full disk names the output, not a temporary file
             if self._writer is None:
-                cls = pacsv.CSVWriter if self.fmt == "csv" else pq.ParquetWriter
+                cls = pacsv.CSVWriter if self.fmt == "csv" else parquet().ParquetWriter
                 self._writer = cls(str(self.tmp), table.schema)
             self._writer.write_table(table)
 
@@ -685,3 +684,4 @@ def _bad_table(batch, bad, rows, reasons, passed, schema) -> pa.Table:
     for c in batch.schema.names:
         cols[c] = pc.cast(picked.column(c), pa.string()).to_pylist() + [None] * len(passed)
     return pa.table(cols, schema=schema)
+
