@@ -684,4 +684,3 @@ def _bad_table(batch, bad, rows, reasons, passed, schema) -> pa.Table:
     for c in batch.schema.names:
         cols[c] = pc.cast(picked.column(c), pa.string()).to_pylist() + [None] * len(passed)
     return pa.table(cols, schema=schema)
-

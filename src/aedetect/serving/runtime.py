@@ -153,9 +153,8 @@ class Scorer(OutlierConventions):
         figures: tests/test_runtime.py holds the two to each other.
 
         `work`: a dict the caller keeps between blocks of the same size (one per thread), where
-        the activations live from block to block: fresh arrays for every block cost page faults
-        and their zeroing, a sixth of the CPU time on this VM. `out`: where the (rows, features)
-        contributions go (a new array when None)."""
+        the activations live from block to block instead of fresh arrays per block. `out`: where
+        the (rows, features) contributions go (a new array when None)."""
         n = len(x_pre)
         bufs = self._buffers(n) if work is None else work.get(n) or work.setdefault(n, self._buffers(n))
         x = bufs[0]
