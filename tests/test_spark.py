@@ -303,11 +303,11 @@ def history_model(tmp_path_factory):
     return d, log, later
 
 
-def _batch_scores(model, data, out, **kw) -> pd.DataFrame:
+def _batch_scores(model, data, out, opener=None, **kw) -> pd.DataFrame:
     from aedetect.serving.batch import score_file
     from aedetect.serving.runtime import load_scorer
 
-    score_file(load_scorer(model), data, out, id_columns=["transaction_id"], top_k=2, **kw)
+    score_file((opener or load_scorer)(model), data, out, id_columns=["transaction_id"], top_k=2, **kw)
     return pd.read_parquet(out).set_index("transaction_id")
 
 
@@ -396,14 +396,13 @@ def test_cli_scores_a_history_model_on_spark(spark, history_model, tmp_path):
 def test_label_risk_on_spark_reads_the_labels_known_by_then_like_add_history(spark, tmp_path):
     """A label-aware model (`train --use-labels`) with label-based risk: Spark's history of a
     later file with its labels equals `add_history` (1e-9), labels counting from the delay; the
-    same file without its label column equals `add_history` without labels. Scoring such a model
-    on Spark is refused on the driver, naming why."""
+    same file without its label column equals `add_history` without labels. Spark scores such a
+    model with its supervised head as `aedetect score` does, the risk from the file's labels."""
     from typer.testing import CliRunner
 
     from aedetect.cli.app import app
     from aedetect.data.generate import generate_payment_log
     from aedetect.data.history import add_history
-    from aedetect.errors import AedetectError
     from aedetect.model.hybrid import open_model
     from aedetect.serving.spark import history_features, score
 
@@ -432,8 +431,13 @@ def test_label_risk_on_spark_reads_the_labels_known_by_then_like_add_history(spa
     ts = pd.to_datetime(later["timestamp"])
     late = (ts >= ts.min() + pd.Timedelta(days=3)).to_numpy()
     assert (wants[0][late] != wants[1][late]).any()  # the later file's own labels count, from the delay on
-    with pytest.raises(AedetectError, match="label-aware model .* not scored on Spark"):
-        score(spark.read.parquet(str(tmp_path / "later.parquet")), model)
+    batch = _batch_scores(model, tmp_path / "later.parquet", tmp_path / "batch.parquet", opener=open_model)
+    got = score(spark.read.parquet(str(tmp_path / "later.parquet")), model, id_columns=["transaction_id"],
+                top_k=2).toPandas().set_index("transaction_id").loc[batch.index]
+    assert batch["score"].between(0, 1).all()  # the head's fraud probability, not the autoencoder's score
+    np.testing.assert_allclose(got["score"].to_numpy(), batch["score"].to_numpy(), rtol=1e-9, atol=1e-12)
+    assert (got["flag"].to_numpy() == batch["flag"].to_numpy()).all() and batch["flag"].any()
+    assert (got["top1_feature"] == batch["top1_feature"]).all()
 
 
 @pytest.mark.slow

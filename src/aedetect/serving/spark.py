@@ -211,22 +211,23 @@ def write_parquet(df, out: str | os.PathLike, *, overwrite: bool, option: str = 
             raise
 
 
-_checked: dict[int, tuple] = {}
+_checked: dict[tuple, tuple] = {}
 
 
-def check_workers(spark) -> dict:
-    """Import on one of `spark`'s Python workers what scoring needs (`spark_worker.IMPORTS`),
-    once per session, with a plain (pickled, not Arrow) UDF that needs nothing but PySpark on
-    the worker. Returns the worker's Python, its version and the versions it found; raises an
-    AedetectError of one line naming the Python, what it lacks and how to fix it."""
+def check_workers(spark, label_aware: bool = False) -> dict:
+    """Import on one of `spark`'s Python workers what scoring needs (`spark_worker.IMPORTS`,
+    and `LABEL_AWARE_IMPORTS` for a `label_aware` model), once per session, with a plain
+    (pickled, not Arrow) UDF that needs nothing but PySpark on the worker. Returns the worker's
+    Python, its version and the versions it found; raises an AedetectError of one line naming
+    the Python, what it lacks and how to fix it."""
     from pyspark.sql import functions as F
 
     from aedetect import __version__
 
-    key = id(spark)
+    key = (id(spark), label_aware)
     if key in _checked:
         return _checked[key][1]
-    imports = worker.IMPORTS
+    imports = worker.IMPORTS + (worker.LABEL_AWARE_IMPORTS if label_aware else ())
 
     def probe(_):  # nested: cloudpickle ships it by value, so a worker without aedetect runs it
         import importlib
@@ -249,6 +250,9 @@ def check_workers(spark) -> dict:
     fix = ("install aedetect[spark] in the Python the workers run (spark.pyspark.python or "
            "PYSPARK_PYTHON), or ship the package with --py-files / spark.submit.pyFiles (a zip of the "
            "aedetect folder; numpy, pandas, pyarrow and pydantic must be installed there)")
+    if label_aware:
+        fix = ("a label-aware model's supervised head needs the train extra on the workers: install "
+               "aedetect[spark,train] in the Python they run (spark.pyspark.python or PYSPARK_PYTHON)")
     try:
         udf = F.udf(probe, "string", useArrow=False)
         report = json.loads(spark.range(1).select(udf(F.col("id"))).first()[0])
@@ -290,25 +294,22 @@ def _archive(model_dir: Path, digest: str) -> Path:
     return path
 
 
-def prepare_model(model_dir: str | os.PathLike, *, scoring: bool = True) -> ShippedModel:
+def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
     """Verify the model folder here (every file against the manifest) and describe it. A
-    label-aware model is refused for `scoring` (its head needs scikit-learn and TensorFlow on the
-    workers); its entity history (`history_features`) is not."""
+    label-aware folder is scored with its supervised head: its workers need what `aedetect
+    score` needs for it (the `train` extra: scikit-learn, skops and TensorFlow); its entity
+    history (`history_features`) needs neither."""
     from aedetect.model.preprocessing import Preprocessor
     from aedetect.store.folder import HYBRID_FILE, read_manifest
 
     manifest = read_manifest(model_dir)  # refuses a tampered or incomplete folder
-    if scoring and HYBRID_FILE in manifest.files:
-        raise AedetectError(f"{model_dir}: a label-aware model (supervised head) is not scored on Spark; "
-                            "Spark scores autoencoder models, and history_features gives a label-aware "
-                            "model's history columns")
     digest = manifest_digest(model_dir)
     pre = Preprocessor.from_config(manifest.preprocessing)
     schema = manifest.detector_params.get("schema")
     kinds = tuple(pre.input_kinds) if schema is not None else ()
     return ShippedModel(f"aedetect-model-{digest[:16]}.zip", digest,
                         tuple(manifest.input_schema.feature_names), tuple(pre.output_names), kinds,
-                        _history_inputs(schema))
+                        _history_inputs(schema), label_aware=HYBRID_FILE in manifest.files)
 
 
 def _history_inputs(schema) -> worker.HistoryInputs | None:
@@ -327,13 +328,15 @@ def _history_inputs(schema) -> worker.HistoryInputs | None:
                                 schema.label if h.label_delay is not None else None)
 
 
-def ship_model(spark, model_dir: str | os.PathLike, shipped: ShippedModel | None = None) -> ShippedModel:
+def ship_model(spark, model_dir: str | os.PathLike, shipped: ShippedModel | None = None, *,
+               scoring: bool = True) -> ShippedModel:
     """Add the verified model folder to `spark` as an archive (once per session), after
-    checking that its workers can import what scoring needs (`check_workers`)."""
+    checking that its workers can import what scoring needs (`check_workers`; a label-aware
+    model's head too, unless only its history is computed: `scoring` False)."""
     shipped = shipped or prepare_model(model_dir)
+    check_workers(spark, label_aware=scoring and shipped.label_aware)
     key = (id(spark), shipped.digest)
     if key not in _shipped:
-        check_workers(spark)
         spark.addArtifacts(str(_archive(Path(model_dir), shipped.digest)), archive=True)
         _shipped[key] = (spark, shipped)  # holding the session keeps its id from being reused
     return shipped
@@ -382,6 +385,8 @@ def score_shipped(df, shipped: ShippedModel, id_columns=(), top_k: int = 3):
         read = dict.fromkeys([*id_columns, *shipped.features, *shipped.history.columns])
         df, names = _history_frame(df, shipped, [c for c in read if c not in derived])
         inner = {name: n for n, name in names.items()}
+        if shipped.label_aware:  # the head reads the label-based risk beside the autoencoder's columns
+            columns += [n for names_ in shipped.history.features for n in names_ if n not in columns]
         fn = partial(score_batches, shipped=shipped, id_columns=id_columns, top_k=top_k, names=names)
         return df.select(*[inner[c] for c in columns]).mapInArrow(fn, schema)
     fn = partial(score_batches, shipped=shipped, id_columns=id_columns, top_k=top_k)
@@ -426,12 +431,12 @@ def history_features(df, model_dir: str | os.PathLike):
     `aedetect.data.history.add_history` on the whole DataFrame after the model's state. Lazy;
     the rows come back in no particular order (see `with_history`)."""
     _pyspark()
-    shipped = prepare_model(model_dir, scoring=False)
+    shipped = prepare_model(model_dir)
     if shipped.history is None:
         raise AedetectError(f"{model_dir}: the model has no entity history features (it was trained "
                             "without entity columns)")
     check_columns(df.schema, shipped)
-    ship_model(df.sparkSession, model_dir, shipped)
+    ship_model(df.sparkSession, model_dir, shipped, scoring=False)
     return with_history(df, shipped)
 
 

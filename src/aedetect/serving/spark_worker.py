@@ -28,6 +28,8 @@ THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THRE
 # worker before any job (`aedetect.serving.spark.check_workers`).
 IMPORTS = ("aedetect", "numpy", "pyarrow", "pandas", "pydantic", "aedetect.serving.spark_worker",
            "aedetect.serving.runtime", "aedetect.store.folder", "aedetect.data.arrow", "aedetect.data.history")
+# and what a label-aware model's supervised head needs beside them (the `train` extra)
+LABEL_AWARE_IMPORTS = ("sklearn", "skops", "tensorflow")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class ShippedModel:
     # empty for a numbers-only model
     input_kinds: tuple[str, ...] = ()
     history: HistoryInputs | None = None  # entity history features, computed before scoring
+    # a label-aware folder: scoring loads its supervised head (scikit-learn, and TensorFlow for
+    # the autoencoder) on the workers; its history needs neither
+    label_aware: bool = False
 
 
 _lock = threading.Lock()
@@ -70,18 +75,23 @@ def manifest_digest(model_dir: str | os.PathLike) -> str:
     return hashlib.sha256((Path(model_dir) / "manifest.json").read_bytes()).hexdigest()
 
 
-def load_model(model_dir: str | os.PathLike):
+def load_model(model_dir: str | os.PathLike, *, scoring: bool = True):
     """The one place the worker builds a model: the TensorFlow-free runtime (NumPy), so a
-    Python worker never pays TensorFlow's start-up time and memory.
+    Python worker never pays TensorFlow's start-up time and memory for an autoencoder.
 
     The returned object has `score_matrix(x) -> (scores, contributions)` for a checked float
-    matrix and `threshold_`; for a label-aware folder (which the driver lets through only for
-    `history_features`) the schema and history state alone.
+    matrix and `threshold_`. A label-aware folder is the `HybridDetector` for `scoring` (its
+    head needs scikit-learn and TensorFlow on the worker, as `aedetect score` does); for its
+    history alone (`scoring` False), the schema and history state only.
     """
     from aedetect.serving.runtime import load_scorer
     from aedetect.store.folder import open_folder, read_history
 
     folder = open_folder(model_dir)
+    if folder.is_hybrid and scoring:
+        from aedetect.model.hybrid import open_model
+
+        return open_model(folder)
     if folder.is_hybrid:
         from types import SimpleNamespace
 
@@ -137,11 +147,13 @@ def _unpacked(archive: str) -> Path:
                         f"{', '.join(str(p) for p in candidates)}); was it added with addArtifacts?")
 
 
-def model_for(shipped: ShippedModel, model_dir: str | os.PathLike | None = None):
-    """The verified model for `shipped`, loaded at most once per Python worker."""
+def model_for(shipped: ShippedModel, model_dir: str | os.PathLike | None = None, *, scoring: bool = True):
+    """The verified model for `shipped`, loaded at most once per Python worker (a label-aware
+    folder's history alone, `scoring` False, apart from its scorer: `load_model`)."""
     global _loads
+    key = shipped.digest if scoring or not shipped.label_aware else shipped.digest + ":history"
     with _lock:
-        model = _models.get(shipped.digest)
+        model = _models.get(key)
         if model is not None:
             return model
         if "tensorflow" not in sys.modules:
@@ -154,8 +166,8 @@ def model_for(shipped: ShippedModel, model_dir: str | os.PathLike | None = None)
         from aedetect.store.folder import read_manifest
 
         read_manifest(path)  # every file's sha256 against the (now trusted) manifest
-        model = load_model(path)
-        _models[shipped.digest] = model
+        model = load_model(path, scoring=scoring)
+        _models[key] = model
         _loads += 1
         return model
 
@@ -213,7 +225,8 @@ def _with_history_columns(model, batch: pa.RecordBatch):
     from aedetect.data.history import attach_history
 
     x, reasons = parse_table(batch, model.preprocessor_)  # leaves the history columns out
-    features = {c: batch.column(c).to_numpy(zero_copy_only=False) for c in model.schema.history_features}
+    features = {c: batch.column(c).to_numpy(zero_copy_only=False) for c in model.schema.computed_features
+                if c in batch.schema.names}  # a label-aware model's head reads the label-based risk too
     return attach_history(x, reasons, features, model.schema)
 
 
@@ -276,7 +289,7 @@ def history_inputs(batches, shipped: ShippedModel, names: tuple[str, ...], keep:
     model = None
     for batch in batches:
         if model is None:
-            model = model_for(shipped)
+            model = model_for(shipped, scoring=False)
         columns = dict(zip(h.columns, names, strict=True)) | ({h.label: label} if label else {})
         frame = pa.table({c: batch.column(b) for c, b in columns.items()}).to_pandas()
         time, entities, amount = table_inputs(frame, model.schema)
@@ -332,7 +345,7 @@ def entity_history(table, shipped, entity, outputs):  # no annotations: applyInA
     h = shipped.history
     i = h.entities.index(entity)
     table = table.take(pc.sort_indices(table, [(ROW, "ascending")]))
-    model = model_for(shipped)
+    model = model_for(shipped, scoring=False)
     value = table.column(entity_column(i))[0].as_py() if table.num_rows else None
     start = table.column(START)[0].as_py() if table.num_rows else None
     state = _entity_state(model, shipped.digest, entity, value, start) if value is not None else None
