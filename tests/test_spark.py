@@ -440,6 +440,39 @@ def test_label_risk_on_spark_reads_the_labels_known_by_then_like_add_history(spa
     assert (got["top1_feature"] == batch["top1_feature"]).all()
 
 
+
+def test_a_label_aware_model_scores_like_the_batch_scorer_in_both_apis(spark, tmp_path):
+    """A numbers-only label-aware model (`train --use-labels`): `score` and `score_udf` give the
+    head's fraud probability of `aedetect score` (1e-9), its flags and first reasons."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+    from aedetect.model.hybrid import open_model
+    from aedetect.serving.batch import score_file
+    from aedetect.serving.spark import score, score_udf
+
+    data = generate_transactions(6000, 0.03, seed=5)
+    data.to_csv(tmp_path / "train.csv", index=False)
+    later = generate_transactions(1500, 0.03, seed=6).drop(columns="Class")
+    later.insert(0, "txn_id", np.arange(len(later), dtype="int64"))
+    later.to_parquet(tmp_path / "later.parquet")
+    model = tmp_path / "model"
+    res = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "train.csv"), "--out", str(model),
+                                   "--use-labels", "--epochs", "2", "--hidden-units", "16,6,16"])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    assert "supervised head" in res.output
+    score_file(open_model(model), tmp_path / "later.parquet", tmp_path / "batch.parquet", id_columns=["txn_id"],
+               top_k=2)
+    want = pd.read_parquet(tmp_path / "batch.parquet").set_index("txn_id")
+    assert want["score"].between(0, 1).all() and want["flag"].any()
+    df = spark.read.parquet(str(tmp_path / "later.parquet"))
+    by_udf = df.select("txn_id", score_udf(df, model, top_k=2).alias("s")).select("txn_id", "s.*")
+    for got in (score(df, model, id_columns=["txn_id"], top_k=2).toPandas(), by_udf.toPandas()):
+        got = got.set_index("txn_id").loc[want.index]
+        np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-9, atol=1e-12)
+        assert (got["flag"].to_numpy() == want["flag"].to_numpy()).all()
+        assert (got["top1_feature"] == want["top1_feature"]).all() and got["reason"].isna().all()
+
 @pytest.mark.slow
 def test_spark_connect_scores_a_history_model_like_the_batch_scorer(history_model, tmp_path):
     """`aedetect spark score --remote` through a local Spark Connect server on a model with entity
