@@ -137,3 +137,20 @@ def test_an_id_beyond_64_bits_is_echoed_back(client, rows):
     r = client.post("/v1/score", json={"transactions": [tx]})
     assert r.status_code == 200, r.text
     assert r.json()["results"][0]["id"] == 2**70
+
+
+def test_a_worker_process_puts_its_start_up_objects_out_of_the_collectors_reach(model_dir, monkeypatch):
+    """`app_from_env` (each worker of `serve --workers N`) freezes what start-up built, so a full
+    collection in the middle of a request does not walk the modules and the model again."""
+    import gc
+    import json
+
+    from aedetect.serving.app import SERVE_ENV, ServiceSettings, app_from_env
+
+    monkeypatch.setenv(SERVE_ENV, json.dumps({"model": str(model_dir), "settings": ServiceSettings().model_dump()}))
+    gc.unfreeze()
+    try:
+        app_from_env()
+        assert gc.get_freeze_count() > 10_000  # the modules, the app and the model, at least
+    finally:
+        gc.unfreeze()  # the test process's objects go back to the collector

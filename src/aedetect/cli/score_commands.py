@@ -213,7 +213,7 @@ def serve(
 
     import uvicorn
 
-    from aedetect.serving.app import ServiceSettings, create_app
+    from aedetect.serving.app import ServiceSettings, create_app, settle_heap
 
     settings = make_settings(ServiceSettings, max_batch=max_batch, max_body_bytes=max_body_bytes,
                          api_key_env=api_key_env, top_k=top_k, public_docs=public_docs,
@@ -240,6 +240,7 @@ def serve(
     # limit_concurrency counts open connections, so 30 keep-alive clients, idle or not, would get
     # its plain 503 on every request.
     if n == 1:
+        settle_heap()
         uvicorn.Server(uvicorn.Config(api, log_level="warning")).run(sockets=[sock])
     else:
         if api.state.alerts is not None:  # each worker writes its own alerts
