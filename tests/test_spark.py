@@ -393,19 +393,17 @@ def test_cli_scores_a_history_model_on_spark(spark, history_model, tmp_path):
     assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
 
 
-def test_label_risk_on_spark_reads_the_labels_known_by_then_like_add_history(spark, tmp_path):
-    """A label-aware model (`train --use-labels`) with label-based risk: Spark's history of a
-    later file with its labels equals `add_history` (1e-9), labels counting from the delay; the
-    same file without its label column equals `add_history` without labels. Spark scores such a
-    model with its supervised head as `aedetect score` does, the risk from the file's labels."""
+@pytest.fixture(scope="module")
+def label_aware_history(tmp_path_factory):
+    """A label-aware model (`train --use-labels`) with card and terminal history and label-based
+    risk (a 2-day label delay), trained on the first 20 days of a generated payments log; the
+    later 10 days as Parquet, with and without their labels."""
     from typer.testing import CliRunner
 
     from aedetect.cli.app import app
     from aedetect.data.generate import generate_payment_log
-    from aedetect.data.history import add_history
-    from aedetect.model.hybrid import open_model
-    from aedetect.serving.spark import history_features, score
 
+    tmp_path = tmp_path_factory.mktemp("label-aware")
     log = generate_payment_log(n_days=30, n_cards=200, n_terminals=40, seed=2).drop(columns="fraud_kind")
     day = (pd.to_datetime(log["timestamp"]) - pd.to_datetime(log["timestamp"]).min()).dt.days
     log[day < 20].to_csv(tmp_path / "first.csv", index=False)
@@ -417,6 +415,19 @@ def test_label_risk_on_spark_reads_the_labels_known_by_then_like_add_history(spa
                                    "--entity-columns", "card_id,terminal_id", "--label-column", "is_fraud",
                                    "--use-labels", "--set", "label_delay_days=2", "--epochs", "2"])
     assert res.exit_code == 0, res.output + str(res.exception)
+    return tmp_path, model, later
+
+
+def test_label_risk_on_spark_reads_the_labels_known_by_then_like_add_history(spark, label_aware_history):
+    """A label-aware model (`train --use-labels`) with label-based risk: Spark's history of a
+    later file with its labels equals `add_history` (1e-9), labels counting from the delay; the
+    same file without its label column equals `add_history` without labels. Spark scores such a
+    model with its supervised head as `aedetect score` does, the risk from the file's labels."""
+    from aedetect.data.history import add_history
+    from aedetect.model.hybrid import open_model
+    from aedetect.serving.spark import history_features, score
+
+    tmp_path, model, later = label_aware_history
     scorer = open_model(model).detector
     names = scorer.schema.computed_features
     risk = scorer.schema.label_features
@@ -491,6 +502,28 @@ def test_spark_connect_scores_a_history_model_like_the_batch_scorer(history_mode
     np.testing.assert_allclose(got["score"].to_numpy(), ref["score"].to_numpy(), rtol=1e-6)
     assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
 
+
+
+@pytest.mark.slow
+def test_spark_connect_scores_a_label_aware_model_like_the_batch_scorer(label_aware_history, tmp_path):
+    """`aedetect spark score --remote` through a local Spark Connect server on a label-aware model
+    with label-based risk: the server's Python workers load its head and give `aedetect score`'s
+    fraud probabilities and flags."""
+    from aedetect.model.hybrid import open_model
+
+    d, model, _ = label_aware_history
+    ref = _batch_scores(model, d / "later.parquet", tmp_path / "ref.parquet", opener=open_model)
+    out = tmp_path / "scored"
+    proc = subprocess.run([sys.executable, "-m", "aedetect.cli", "spark", "score", "--model", str(model),
+                           "--data", str(d / "later.parquet"), "--out", out.as_uri(), "--remote", "local[2]",
+                           "--id-columns", "transaction_id", "--top-k", "2"], capture_output=True, text=True,
+                          timeout=900,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYSPARK_PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = pd.read_parquet(out).set_index("transaction_id").loc[ref.index]
+    assert ref["score"].between(0, 1).all() and ref["flag"].any()
+    np.testing.assert_allclose(got["score"].to_numpy(), ref["score"].to_numpy(), rtol=1e-9, atol=1e-12)
+    assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
 
 # -- writing outputs, Spark Connect and the workers' Python -------------------------------------
 def test_an_existing_output_is_refused_by_the_session_without_errorifexists(spark, lake, model_dir, tmp_path):
