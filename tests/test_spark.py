@@ -491,17 +491,9 @@ def test_spark_connect_scores_a_history_model_like_the_batch_scorer(history_mode
     scores and flags of `aedetect score`."""
     d, _, _ = history_model
     ref = _batch_scores(d / "model", d / "later.parquet", tmp_path / "ref.parquet")
-    out = tmp_path / "scored"
-    proc = subprocess.run([sys.executable, "-m", "aedetect.cli", "spark", "score", "--model", str(d / "model"),
-                           "--data", str(d / "later.parquet"), "--out", out.as_uri(), "--remote", "local[2]",
-                           "--id-columns", "transaction_id", "--top-k", "2"], capture_output=True, text=True,
-                          timeout=900,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYSPARK_PYTHON": sys.executable})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    got = pd.read_parquet(out).set_index("transaction_id").loc[ref.index]
+    got = _connect_scores(d / "model", d / "later.parquet", tmp_path / "scored").loc[ref.index]
     np.testing.assert_allclose(got["score"].to_numpy(), ref["score"].to_numpy(), rtol=1e-6)
     assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
-
 
 
 @pytest.mark.slow
@@ -513,17 +505,23 @@ def test_spark_connect_scores_a_label_aware_model_like_the_batch_scorer(label_aw
 
     d, model, _ = label_aware_history
     ref = _batch_scores(model, d / "later.parquet", tmp_path / "ref.parquet", opener=open_model)
-    out = tmp_path / "scored"
+    got = _connect_scores(model, d / "later.parquet", tmp_path / "scored").loc[ref.index]
+    assert ref["score"].between(0, 1).all() and ref["flag"].any()
+    np.testing.assert_allclose(got["score"].to_numpy(), ref["score"].to_numpy(), rtol=1e-9, atol=1e-12)
+    assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
+
+
+def _connect_scores(model, data, out) -> pd.DataFrame:
+    """`aedetect spark score --remote local[2]` (a local Spark Connect server) of `data`, by
+    transaction id."""
     proc = subprocess.run([sys.executable, "-m", "aedetect.cli", "spark", "score", "--model", str(model),
-                           "--data", str(d / "later.parquet"), "--out", out.as_uri(), "--remote", "local[2]",
+                           "--data", str(data), "--out", out.as_uri(), "--remote", "local[2]",
                            "--id-columns", "transaction_id", "--top-k", "2"], capture_output=True, text=True,
                           timeout=900,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYSPARK_PYTHON": sys.executable})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    got = pd.read_parquet(out).set_index("transaction_id").loc[ref.index]
-    assert ref["score"].between(0, 1).all() and ref["flag"].any()
-    np.testing.assert_allclose(got["score"].to_numpy(), ref["score"].to_numpy(), rtol=1e-9, atol=1e-12)
-    assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
+    return pd.read_parquet(out).set_index("transaction_id")
+
 
 # -- writing outputs, Spark Connect and the workers' Python -------------------------------------
 def test_an_existing_output_is_refused_by_the_session_without_errorifexists(spark, lake, model_dir, tmp_path):
