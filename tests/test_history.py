@@ -348,3 +348,25 @@ def test_the_command_turns_numpys_huge_page_hint_off_unless_asked(setting, hint)
             "from numpy._core.multiarray import _get_madvise_hugepage; print(_get_madvise_hugepage())")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == hint
+
+
+def test_reasons_in_words_are_each_rows_own_value():
+    """`describe_feature` puts each distinct value in words once and hands it to every row that
+    has it: each row's text is its own value's, as a per-row loop writes it (counts with the
+    usual rate, time since the previous payment up to the longest window, a gap)."""
+    from aedetect.data.history import describe_feature
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    counts = rng.integers(0, 6, n).astype(float)
+    longest = rng.integers(0, 400, n).astype(float)
+    counts[7] = np.nan
+    got = describe_feature("card.count_1h", counts, {"card.count_1h": counts, "card.count_30d": longest})
+    want = [f"card: {c:.0f} payments in the last 1h (usual {m * 3600.0 / (30 * 86400.0):.2g})"
+            for c, m in zip(counts, longest, strict=True)]
+    assert got.tolist() == want and got[7].startswith("card: nan payments")
+    since = np.r_[rng.exponential(86400.0 * 5, n - 1), np.inf]
+    got = describe_feature("card.since_last", since, {"card.count_30d": longest})
+    assert got[-1] == "card: no payment in the last 30 d"
+    alone = [describe_feature("card.since_last", since[i:i + 1], {"card.count_30d": longest})[0] for i in range(300)]
+    assert got[:300].tolist() == alone and len(set(alone)) > 100

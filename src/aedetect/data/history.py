@@ -571,16 +571,16 @@ def describe_feature(name: str, values: np.ndarray, others: dict[str, np.ndarray
     """A history feature's value on each row in the team's words, e.g. `card_id: 9 payments in
     the last 1h (usual 0.4)`, `amount 4.1x card_id's usual (7d)`, `card_id: first payment at this
     terminal_id in 30d`. `others`: the entity's other history columns on the same rows (the
-    usual rate comes from the longest window's count)."""
+    usual rate comes from the longest window's count). Each distinct value is put in words once
+    (`_each`): a file's reasons repeat a few counts and rates many times."""
     entity, tail = name.rsplit(".", 1)
     v = np.asarray(values, dtype="float64")
     out = np.empty(len(v), dtype=object)
     if tail == "since_last":
         windows = [_seconds(c.rsplit("_", 1)[1]) for c in others if c.rsplit(".", 1)[1].startswith("count_")]
         cap = max(windows, default=np.inf)
-        for i, x in enumerate(v):
-            out[i] = (f"{entity}: no payment in the last {_duration(cap)}" if x >= cap else
-                      f"{entity}: previous payment {_duration(x)} before")
+        out[:] = _each(v, lambda x: f"{entity}: no payment in the last {_duration(cap)}" if x >= cap else
+                       f"{entity}: previous payment {_duration(x)} before")
         return out
     if tail.endswith("_seen"):
         other = tail[:-len("_seen")]
@@ -591,37 +591,38 @@ def describe_feature(name: str, values: np.ndarray, others: dict[str, np.ndarray
     if kind == "count":
         longest = max((c for c in others if c.rsplit(".", 1)[1].startswith("count_")),
                       key=lambda c: _seconds(c.rsplit("_", 1)[1]), default=None)
-        for i, x in enumerate(v):
-            usual = ""
-            if longest is not None and longest != name:
-                rate = others[longest][i] * _seconds(window) / _seconds(longest.rsplit("_", 1)[1])
-                usual = f" (usual {rate:.2g})"
-            out[i] = f"{entity}: {x:.0f} payments in the last {window}{usual}"
+        out[:] = _each(v, lambda x: f"{entity}: {x:.0f} payments in the last {window}")
+        if longest is not None and longest != name:
+            rate = np.asarray(others[longest], dtype="float64") * _seconds(window) / _seconds(longest.rsplit("_", 1)[1])
+            out += _each(rate, lambda r: f" (usual {r:.2g})")
     elif kind == "amount_z":
-        for i, x in enumerate(v):
-            out[i] = f"amount {x:+.2g} sd from {entity}'s usual ({window})"
+        out[:] = _each(v, lambda x: f"amount {x:+.2g} sd from {entity}'s usual ({window})")
     elif kind == "hour_unusual":  # as hours: the angle whose cosine is the mean closeness
         away = np.degrees(np.arccos(np.clip(1.0 - v, -1.0, 1.0))) / 15.0
-        for i, x in enumerate(away):
-            # exactly 0: fewer than 3 earlier payments (with 3 or more it would take every one
-            # at the same second of the day)
-            out[i] = (f"{entity}: fewer than 3 payments in the last {window}, no usual hours yet"
-                      if v[i] == 0 else f"{entity}: paid at an hour about {x:.0f}h from its usual ones ({window})")
+        # exactly 0: fewer than 3 earlier payments (with 3 or more it would take every one at the
+        # same second of the day)
+        out[:] = np.where(v == 0, f"{entity}: fewer than 3 payments in the last {window}, no usual hours yet",
+                          _each(away, lambda x: f"{entity}: paid at an hour about {x:.0f}h from its usual "
+                                                f"ones ({window})"))
     elif kind == "amount_ratio":
-        for i, x in enumerate(v):
-            out[i] = f"amount {np.exp(x):.2g}x {entity}'s usual ({window})"
+        out[:] = _each(v, lambda x: f"amount {np.exp(x):.2g}x {entity}'s usual ({window})")
     elif kind == "fraud_rate":
-        for i, x in enumerate(v):
-            out[i] = f"{entity}: {x:.0%} of its labelled payments fraud ({window} before the label delay)"
+        out[:] = _each(v, lambda x: f"{entity}: {x:.0%} of its labelled payments fraud ({window} before the "
+                                    "label delay)")
     elif kind == "frauds":
-        for i, x in enumerate(v):
-            out[i] = f"{entity}: {x:.0f} labelled frauds ({window} before the label delay)"
+        out[:] = _each(v, lambda x: f"{entity}: {x:.0f} labelled frauds ({window} before the label delay)")
     elif kind.startswith("new_"):
-        for i, x in enumerate(v):
-            out[i] = f"{entity}: {x:.0f} payments at a new {kind[4:]} in the last {window}"
+        out[:] = _each(v, lambda x: f"{entity}: {x:.0f} payments at a new {kind[4:]} in the last {window}")
     else:
-        out[:] = [f"{name}={x:.7g}" for x in v]
+        out[:] = _each(v, lambda x: f"{name}={x:.7g}")
     return out
+
+
+def _each(values: np.ndarray, text) -> np.ndarray:
+    """`text(x)` for each of `values` (Python strings in an object array), called once per
+    distinct value."""
+    distinct, at = np.unique(values, return_inverse=True)
+    return np.array([text(x) for x in distinct.tolist()] + [None], dtype=object)[:-1][at.reshape(-1)]
 
 
 def _duration(seconds: float) -> str:

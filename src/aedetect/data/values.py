@@ -345,7 +345,10 @@ def read_datetimes(values, fmt: str | None = None) -> tuple[np.ndarray, np.ndarr
     else:
         v = np.full(n, np.nan)
         empty = _empty(s)
-        for i in np.flatnonzero(~empty):
+        # Python objects other than text (booleans, numbers, timestamps) are read one by one by
+        # their kind; a column of text alone (as a CSV gives) skips that per-row pass.
+        objects = s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty")
+        for i in np.flatnonzero(~empty) if objects else ():
             x = s.iloc[i]
             if isinstance(x, (bool, np.bool_)):
                 problems[i] = _boolean_date(x)
