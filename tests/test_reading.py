@@ -323,3 +323,15 @@ def test_typed_and_text_number_columns_read_alike(log_model, log_files):
         assert list(why_typed) == list(why_text), name
         refused = [w for w in why_typed if w is not None]
         assert len(refused) == (3 if name.startswith("a gap") else 0), (name, refused)
+
+
+@pytest.mark.parametrize("dtype", [object, "string", "str"])
+def test_a_text_category_column_reads_as_each_value_alone(dtype):
+    """`category_text` of a column of text (the vectorised path) gives each value what the
+    one-value rule gives it: codes written as floats lose their `.0`, empty text is missing,
+    anything else (spaces, other digits, dots elsewhere) stays as written."""
+    values = ["C1", "7.0", "", None, "x.y", "+3.00", "\u0667.0", " 5.0", "5.0 ", "-0.0", "a", "   ", "1.5"] * 40
+    got = category_text(pd.Series(values, dtype=dtype)).tolist()
+    alone = [category_text(pd.Series([v], dtype=dtype)).tolist()[0] for v in values[:13]] * 40
+    assert got == alone
+    assert got[:13] == ["C1", "7", None, None, "x.y", "+3", "\u0667", " 5.0", "5.0 ", "-0", "a", "   ", "1.5"]

@@ -259,6 +259,15 @@ def category_text(values) -> pd.Series:
         return pd.Series(out, dtype=object)
 
     missing = s.isna().to_numpy()
+    if isinstance(s.dtype, pd.StringDtype) or pd.api.types.infer_dtype(s, skipna=True) == "string":
+        # text alone (ids, codes, as a CSV gives them): `_category_value` changes only the empty
+        # text and a text with a dot ("7.0"), so only those take its per-value rule
+        out = np.array(s.to_numpy(dtype=object, na_value=None), dtype=object)  # writable
+        dotted = s.str.contains(".", regex=False).to_numpy(dtype=bool, na_value=False)
+        for i in np.flatnonzero(dotted):
+            out[i] = _category_value(out[i])
+        out[s.eq("").to_numpy(dtype=bool, na_value=False) | missing] = None
+        return pd.Series(out, dtype=object)
     out = np.empty(len(s), dtype=object)
     values = s.to_numpy(dtype=object)
     out[~missing] = [_category_value(x) for x in values[~missing]]
