@@ -603,8 +603,7 @@ class Preprocessor:
         if b.get("history"):  # in the team's words: "card_id: 9 payments in the last 1h"
             from aedetect.data.history import describe_feature
 
-            others = {c: np.asarray(cols[c])[rows] for c in self.feature_names
-                      if c.startswith(name.rsplit(".", 1)[0] + ".")}
+            others = _Rows(cols, rows, [c for c in self.feature_names if c.startswith(name.rsplit(".", 1)[0] + ".")])
             return pa.array(np.asarray(describe_feature(name, v, others), dtype=str), pa.string())
         return _number_reasons([name], [v])  # numbers given as text or objects
 
@@ -638,6 +637,25 @@ class Preprocessor:
                 f"preprocessing config holds {len(p.mean_)} means for {p.n_features_out} features"
             )
         return p
+
+
+class _Rows(Mapping):
+    """Columns `names` of `cols` on `rows`, each taken when read: a history reason reads its
+    entity's other columns by name, and one of them at most."""
+
+    def __init__(self, cols, rows: np.ndarray, names: list[str]):
+        self._cols, self._rows, self._names = cols, rows, names
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        return np.asarray(self._cols[name])[self._rows]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def _number_reasons(names: list[str], values: list[np.ndarray]):
