@@ -406,7 +406,8 @@ def settle_heap() -> None:
     the garbage collector's reach (`gc.freeze`). Otherwise each full collection walks all of it:
     one fell, every few 1,000-transaction requests, in the middle of a request, and made their
     p90 3 times their median (docs/performance.md). Collections still run, over the objects
-    created since."""
+    created since. The cost: a start-up object that later becomes garbage in a reference cycle
+    is not freed (reference counting still frees the rest), so at most what start-up built."""
     import gc
 
     gc.collect()
