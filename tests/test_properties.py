@@ -166,9 +166,9 @@ def test_vectorised_number_reading_equals_the_per_value_rules(cells):
     value and problem equals the per-value rules' (`read_numbers` on Python objects)."""
     import pyarrow as pa
 
-    from aedetect.data.values import _clean_numbers, _read_numbers_by_value
+    from aedetect.data.values import _read_numbers_by_value, clean_numbers
 
-    fast = _clean_numbers(pa.array(cells, pa.string()))
+    fast = clean_numbers(pa.array(cells, pa.string()))
     slow, problems = _read_numbers_by_value(pd.Series(cells, dtype=object))
     if fast is not None:
         assert all(p is None for p in problems)

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aedetect.data.schema import column_problems
-from aedetect.data.values import MAX_ABS_VALUE
+from aedetect.data.values import MAX_ABS_VALUE, clean_numbers
 
 
 def parse_features(batch: pa.RecordBatch, features: list[str], preprocessor=None
@@ -71,8 +71,8 @@ def parse_table(batch: pa.RecordBatch, preprocessor) -> tuple:
         if b["kind"] in ("onehot", "frequency"):
             frame[col] = raw.to_pandas()
             continue
-        v = _typed_numbers(raw, lo[j], hi[j]) if not (b.get("datetime") or b.get("boolean")) else None
-        if v is not None:  # the usual column: numbers as the reader typed them, every one in range
+        v = _in_range_numbers(raw, lo[j], hi[j]) if not (b.get("datetime") or b.get("boolean")) else None
+        if v is not None:  # the usual column: plain numbers, every one in range
             frame[col] = v
             continue
         v, problems = preprocessor.read_input(j, raw)  # Arrow as read: clean numbers skip pandas
@@ -108,21 +108,17 @@ def parse_rows(batch: pa.RecordBatch | pa.Table, features: list[str], preprocess
     return parse_features(batch, features, preprocessor)
 
 
-def _typed_numbers(arr, lo: float, hi: float) -> np.ndarray | None:
-    """Float64 values of a column Arrow already holds as numbers (integers or floats, no
-    missing value), when every one lies within [lo, hi] (NaN and infinities do not); else None,
-    and the column goes through `Preprocessor.read_input`, which reads it by the per-value rules
-    and names each problem. The same values that path gives a clean column, without its
+def _in_range_numbers(arr, lo: float, hi: float) -> np.ndarray | None:
+    """Float64 values of a column whose every value is a plain number within [lo, hi], read
+    the way `read_numbers` reads a clean column (`values.clean_numbers`: one Arrow cast), else
+    None: a gap, an out-of-range value or text that is no number goes through
+    `Preprocessor.read_input`, which names each problem. A clean column so skips that path's
     per-row problem arrays of Python objects (a fifth of a chunk's parsing)."""
-    kind = arr.type
-    if arr.null_count or not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
+    v = clean_numbers(arr)
+    if v is None:
         return None
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    v = arr.to_numpy(zero_copy_only=False).astype("float64", copy=False)
-    with np.errstate(invalid="ignore"):
-        inside = bool(np.logical_and(v >= lo, v <= hi).all())
-    return v if inside else None
+    with np.errstate(invalid="ignore"):  # NaN (a gap) is outside any range
+        return v if bool(np.logical_and(v >= lo, v <= hi).all()) else None
 
 
 def frame_table(df, columns: list[str]) -> pa.Table:

@@ -622,7 +622,7 @@ def _each(values: np.ndarray, text) -> np.ndarray:
     """`text(x)` for each of `values` (Python strings in an object array), called once per
     distinct value."""
     distinct, at = np.unique(values, return_inverse=True)
-    return np.array([text(x) for x in distinct.tolist()] + [None], dtype=object)[:-1][at.reshape(-1)]
+    return np.array([text(x) for x in distinct.tolist()], dtype=object)[at.reshape(-1)]
 
 
 def _duration(seconds: float) -> str:

@@ -74,7 +74,7 @@ def _series(values) -> pd.Series:
     return s.reset_index(drop=True)
 
 
-def _clean_numbers(values) -> np.ndarray | None:
+def clean_numbers(values) -> np.ndarray | None:
     """Float64 values of a column whose every value is a plain finite number or missing, in one
     vectorised Arrow cast; None when any value needs the per-value rules of `read_numbers`.
 
@@ -149,7 +149,7 @@ def read_numbers(values) -> tuple[np.ndarray, np.ndarray]:
     Arrow array (read without pandas when every value is clean), or anything array-like."""
     if isinstance(values, pd.Series) and len(values) <= SMALL and values.dtype.kind in "iuf":
         values = values.to_numpy()  # a request's few numbers: NumPy's checks, not Arrow's set-up
-    fast = _clean_numbers(values)
+    fast = clean_numbers(values)
     if fast is not None:
         return fast, np.full(len(fast), None, dtype=object)
     return _read_numbers_by_value(_series(values))
