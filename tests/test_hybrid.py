@@ -293,7 +293,7 @@ def test_a_format_1_folder_scores_as_it_did(data, trained, tmp_path):
     import hashlib
     import shutil
 
-    from aedetect.model.hybrid import _apply_calibration, residual_features
+    from aedetect.model.hybrid import CODE_KERAS, _apply_calibration, residual_features
     from aedetect.store.folder import MANIFEST_FILE
 
     path = shutil.copytree(trained["model"], tmp_path / "model")
@@ -308,14 +308,15 @@ def test_a_format_1_folder_scores_as_it_did(data, trained, tmp_path):
     old = load_model(path)
     assert old.blend_ is None
     x = data.iloc[:1000][FEATURES]
-    head_input = residual_features(old.detector, x, old.features_)[0]
+    assert old.code_ == CODE_KERAS  # before format 3: the code layer as Keras computed it
+    head_input = residual_features(old.detector, x, old.features_, old.code_)[0]
     expected = _apply_calibration(old.calibrator_, old.head_.decision_function(head_input))
     np.testing.assert_allclose(old.anomaly_score(x), expected, rtol=1e-12)
-    doc["format_version"] = 3
+    doc["format_version"] = 4
     (path / HYBRID_FILE).write_text(json.dumps(doc))
     manifest["files"][HYBRID_FILE] = hashlib.sha256((path / HYBRID_FILE).read_bytes()).hexdigest()
     (path / MANIFEST_FILE).write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="version 1 or 2"):
+    with pytest.raises(ArtifactError, match="version 1, 2 or 3"):
         load_model(path)
 
 
@@ -352,3 +353,104 @@ def test_the_service_scores_a_label_aware_model_as_the_batch_scorer(data, traine
         assert client.get("/v1/model").status_code == 200
     np.testing.assert_allclose(got, want.to_numpy(), rtol=2e-5)
     assert 0 <= min(got) and max(got) <= 1 and r.json()["threshold"] == pytest.approx(trained["hybrid"].threshold_)
+
+
+@pytest.fixture(scope="module")
+def coded(data, trained, tmp_path_factory):
+    """A label-aware folder whose head reads every feature group, the code layer included (the
+    CLI's choice on the fixture's data may be the raw features alone)."""
+    hybrid, split = trained["hybrid"], trained["split"]
+    y = data["Class"].to_numpy()
+    fit, cal = label_rows(split, len(data), y)
+    coded = HybridDetector(hybrid.detector, features=FEATURE_GROUPS).fit(
+        data.iloc[fit][FEATURES], y[fit], data.iloc[cal][FEATURES], y[cal])
+    assert coded.head_ is not None and any(n.startswith("ae_code_") for n in coded.head_feature_names_)
+    path = coded.save(tmp_path_factory.mktemp("coded") / "model")
+    return {"hybrid": coded, "model": path}
+
+
+def test_the_code_layer_is_one_numpy_computation_in_every_engine(data, coded):
+    """The head's code features come from `store.weights.bottleneck` in float64, from the stored
+    float32 weights, for the Keras detector and the NumPy runtime alike; the Keras layer's
+    float32 output is close to it but not equal (so folders before format 3 keep it)."""
+    from aedetect.model.hybrid import CODE_KERAS, CODE_NUMPY, residual_features
+    from aedetect.serving.runtime import load_scorer
+
+    hybrid = coded["hybrid"]
+    assert hybrid.code_ == CODE_NUMPY
+    assert json.loads((coded["model"] / HYBRID_FILE).read_text())["code"] == CODE_NUMPY
+    x = data.iloc[:3000][FEATURES]
+    keras_side, names = residual_features(hybrid.detector, x, FEATURE_GROUPS)
+    numpy_side, names2 = residual_features(load_scorer(coded["model"]), x, FEATURE_GROUPS)
+    assert names == names2
+    code = [i for i, n in enumerate(names) if n.startswith("ae_code_")]
+    np.testing.assert_array_equal(numpy_side[:, code], keras_side[:, code])
+    np.testing.assert_allclose(numpy_side, keras_side, rtol=1e-9, atol=1e-12)
+    in_keras = residual_features(hybrid.detector, x, ("code",), CODE_KERAS)[0]
+    np.testing.assert_allclose(in_keras, keras_side[:, code], rtol=1e-4, atol=1e-5)
+    assert not np.array_equal(in_keras, keras_side[:, code])
+
+
+def test_a_label_aware_model_scores_without_tensorflow(data, coded, tmp_path):
+    """`open_scorer` (batch scoring, the service, Spark's workers) gives a label-aware folder's
+    head the NumPy runtime: the same probabilities as the Keras hybrid, and `aedetect score`
+    in a process where TensorFlow and Keras cannot be imported."""
+    import subprocess
+    import sys
+
+    from aedetect.serving.runtime import Scorer, open_scorer
+
+    hybrid = coded["hybrid"]
+    lean = open_scorer(coded["model"])
+    assert isinstance(lean, HybridDetector) and isinstance(lean.detector, Scorer) and not lean.needs_keras
+    x = data.iloc[:2500][FEATURES]
+    want = hybrid.anomaly_score(x)
+    np.testing.assert_allclose(lean.anomaly_score(x), want, rtol=1e-9)
+    scores, contrib = lean.score_matrix(x.to_numpy())
+    np.testing.assert_allclose(scores, want, rtol=1e-9)
+    np.testing.assert_allclose(contrib, hybrid.feature_contributions(x), rtol=1e-9)
+    assert lean.threshold_ == hybrid.threshold_
+
+    csv, out = tmp_path / "rows.csv", tmp_path / "scored.csv"
+    x.to_csv(csv, index=False)
+    code = ("import sys\n"
+            "class Hide:\n"  # TensorFlow and Keras cannot be found, as in aedetect's default install
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('tensorflow', 'keras'):\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, Hide())\n"
+            "from aedetect.cli.app import main\n"
+            f"sys.argv = ['aedetect', 'score', '--model', {str(coded['model'])!r}, '--data', {str(csv)!r}, "
+            f"'--out', {str(out)!r}]\n"
+            "main()")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "TensorFlow" not in res.stdout + res.stderr
+    np.testing.assert_allclose(pd.read_csv(out)["score"], want, rtol=1e-9)
+
+
+def test_a_folder_whose_head_reads_keras_code_is_scored_with_keras(data, coded, tmp_path):
+    """A folder written before format 3 whose head reads the code layer learnt Keras' float32
+    codes: `open_scorer` keeps the Keras autoencoder for it, and the runtime is refused."""
+    import hashlib
+    import shutil
+
+    from aedetect.model.hybrid import CODE_KERAS, scoring_needs_keras
+    from aedetect.serving.runtime import load_scorer, open_scorer
+    from aedetect.store.folder import MANIFEST_FILE, open_folder
+
+    path = shutil.copytree(coded["model"], tmp_path / "model")
+    doc = json.loads((path / HYBRID_FILE).read_text())
+    doc.pop("code")
+    doc["format_version"] = 2
+    (path / HYBRID_FILE).write_text(json.dumps(doc))
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    manifest["files"][HYBRID_FILE] = hashlib.sha256((path / HYBRID_FILE).read_bytes()).hexdigest()
+    (path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert scoring_needs_keras(open_folder(path))
+    old = open_scorer(path)
+    assert old.code_ == CODE_KERAS and old.needs_keras and hasattr(old.detector, "model_")
+    x = data.iloc[:500][FEATURES]
+    np.testing.assert_allclose(old.anomaly_score(x), load_model(path).anomaly_score(x), rtol=1e-12)
+    with pytest.raises(ArtifactError, match="as Keras computed it"):
+        HybridDetector.load(path, load_scorer(path))

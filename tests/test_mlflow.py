@@ -67,12 +67,36 @@ def history_model(tmp_path_factory):
     return d / "model", d / "later.csv"
 
 
-@pytest.fixture(params=["numbers", "history"])
+@pytest.fixture(scope="module")
+def label_aware_model(tmp_path_factory):
+    """A label-aware model (its head over every feature group, the code layer included) on a
+    CLI-trained autoencoder, and later rows to score, as CSV."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+    from aedetect.data.creditcard import CREDITCARD
+    from aedetect.data.generate import generate_transactions
+    from aedetect.model.hybrid import FEATURE_GROUPS, HybridDetector, open_model
+
+    d = tmp_path_factory.mktemp("label-aware")
+    data = generate_transactions(6000, 0.03, seed=5)
+    data.to_csv(d / "train.csv", index=False)
+    generate_transactions(800, 0.03, seed=6).to_csv(d / "later.csv", index=False)
+    res = CliRunner().invoke(app, ["train", "--data", str(d / "train.csv"), "--out", str(d / "ae"),
+                                   "--epochs", "2", "--hidden-units", "16,6,16"])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    x, y = data[list(CREDITCARD.features)], data["Class"].to_numpy()
+    hybrid = HybridDetector(open_model(d / "ae"), features=FEATURE_GROUPS).fit(x[:4500], y[:4500], x[4500:], y[4500:])
+    assert hybrid.head_ is not None and any(n.startswith("ae_code_") for n in hybrid.head_feature_names_)
+    return hybrid.save(d / "model"), d / "later.csv"
+
+
+@pytest.fixture(params=["numbers", "history", "label-aware"])
 def case(request, model_dir, numbers_data):
     """(model folder, CSV of rows to score) for each kind of model."""
     if request.param == "numbers":
         return model_dir, numbers_data
-    return request.getfixturevalue("history_model")
+    return request.getfixturevalue({"history": "history_model", "label-aware": "label_aware_model"}[request.param])
 
 
 def aedetect_score(model, data, out) -> pd.DataFrame:
@@ -182,24 +206,71 @@ def test_a_bad_row_fails_the_call_naming_its_row_and_reason(tracking, model_dir,
         loaded.predict(frame)
 
 
-def test_a_label_aware_model_is_refused(model_dir, monkeypatch):
+def test_a_label_aware_model_that_needs_keras_is_refused(label_aware_model, model_dir, monkeypatch):
+    import aedetect.model.hybrid
     from aedetect.errors import ArtifactError
     from aedetect.serving.mlflow import log_model
-    from aedetect.store.folder import ModelFolder
 
-    monkeypatch.setattr(ModelFolder, "is_hybrid", property(lambda self: True))
-    with pytest.raises(ArtifactError, match="label-aware model .* needs TensorFlow"):
-        log_model(model_dir, name="hybrid")
+    monkeypatch.setattr(aedetect.model.hybrid, "scoring_needs_keras", lambda folder, doc=None: True)
+    with pytest.raises(ArtifactError, match="as Keras computed it .* needs TensorFlow"):
+        log_model(label_aware_model[0], name="hybrid")
     with pytest.raises(TypeError, match="code_paths"):
         log_model(model_dir, name="x", code_paths=[])
 
 
-def test_requirements_are_the_pyproject_pins_and_cover_what_scoring_imports(model_dir, history_model, tmp_path):
-    """The logged requirements equal pyproject.toml's pins, and every package a fresh process
-    imports to score (both model kinds, a block of more than 2,048 rows) is one of them or one
-    of their own requirements."""
+def _covered_by(logged) -> set[str]:
+    """The distributions `logged` requirements install: themselves and their own requirements."""
     from importlib.metadata import requires
 
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    covered, todo = set(), [Requirement(r).name for r in logged]
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name not in covered:
+            covered.add(name)
+            todo += [Requirement(r).name for r in requires(name) or []
+                     if Requirement(r).marker is None or Requirement(r).marker.evaluate({"extra": ""})]
+    return covered
+
+
+# A fresh process that scores with only the distributions it is given importable: any other
+# installed one (here: the dev tools) is hidden, as in an environment built from the logged
+# requirements. Some libraries import optional packages when they find them (scikit-learn rich,
+# joblib psutil, skops pytest); hidden, they must do without.
+_LEAN_SCORING = """
+import json, sys
+from importlib.metadata import packages_distributions
+from packaging.utils import canonicalize_name
+allowed, runs = set(json.loads(sys.argv[1])), json.loads(sys.argv[2])
+dists = {k: {canonicalize_name(d) for d in v} for k, v in packages_distributions().items()}
+
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in dists and not dists[top] & allowed:
+            raise ModuleNotFoundError(f"No module named {top!r} (hidden)", name=top)
+
+sys.meta_path.insert(0, Hide())
+started = set(sys.modules)  # the interpreter's own start-up (site, .pth hooks)
+import pandas as pd
+from aedetect.data.arrow import frame_table
+from aedetect.serving.batch import needed_columns, score_table
+from aedetect.serving.runtime import open_scorer
+for model, data in runs:
+    scorer = open_scorer(model)
+    score_table(scorer, frame_table(pd.read_csv(data), needed_columns(scorer)))
+print(json.dumps(sorted({d for m in set(sys.modules) - started for d in dists.get(m.split(".")[0], [])})))
+"""
+
+
+def test_requirements_are_the_pyproject_pins_and_cover_what_scoring_imports(model_dir, history_model,
+                                                                          label_aware_model, tmp_path):
+    """The logged requirements equal pyproject.toml's pins, and a fresh process where only they
+    (and what they require) can be imported scores: both autoencoder kinds (a block of more
+    than 2,048 rows) with `requirements()`, a label-aware model with its own, importing no
+    TensorFlow."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
@@ -208,38 +279,23 @@ def test_requirements_are_the_pyproject_pins_and_cover_what_scoring_imports(mode
 
     pins = {canonicalize_name(Requirement(r).name): r  # every "name==version" of pyproject.toml
             for r in re.findall(r'"([\w.\-]+==[^"]+)"', (ROOT / "pyproject.toml").read_text())}
-    logged = requirements()
-    for r in logged:
+    for r in requirements(label_aware=True):
         assert pins[canonicalize_name(Requirement(r).name)] == r
     generate_transactions(3000, 0.01, seed=4).to_csv(tmp_path / "rows.csv", index=False)
-    code = f"""
-import json, sys
-started = set(sys.modules)  # the interpreter's own start-up (site, .pth hooks)
-import pandas as pd
-from importlib.metadata import packages_distributions
-from aedetect.data.arrow import frame_table
-from aedetect.serving.batch import needed_columns, score_table
-from aedetect.serving.runtime import load_scorer
-for model, data in (({str(model_dir)!r}, {str(tmp_path / "rows.csv")!r}), ({str(history_model[0])!r},
-                    {str(history_model[1])!r})):
-    scorer = load_scorer(model)
-    score_table(scorer, frame_table(pd.read_csv(data), needed_columns(scorer)))
-dists = packages_distributions()
-print(json.dumps(sorted({{d for m in set(sys.modules) - started for d in dists.get(m.split(".")[0], [])}})))
-"""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    imported = {canonicalize_name(d) for d in json.loads(proc.stdout.splitlines()[-1])} - {"aedetect"}
-    covered, todo = set(), [Requirement(r).name for r in logged]
-    while todo:
-        name = canonicalize_name(todo.pop())
-        if name not in covered:
-            covered.add(name)
-            todo += [Requirement(r).name for r in requires(name) or []
-                     if Requirement(r).marker is None or Requirement(r).marker.evaluate({"extra": ""})]
-    assert imported <= covered, imported - covered
-    assert {"numpy", "pandas", "pyarrow", "pydantic", "threadpoolctl"} <= imported
+    cases = {False: [(str(model_dir), str(tmp_path / "rows.csv")), tuple(map(str, history_model))],
+             True: [tuple(map(str, label_aware_model))]}
+    for label_aware, runs in cases.items():
+        allowed = _covered_by(requirements(label_aware)) | {"aedetect", "packaging"}  # packaging: the check's own
+        proc = subprocess.run([sys.executable, "-c", _LEAN_SCORING, json.dumps(sorted(allowed)), json.dumps(runs)],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        imported = set(json.loads(proc.stdout.splitlines()[-1])) - {"aedetect"}
+        assert {"numpy", "pandas", "pyarrow", "pydantic", "threadpoolctl"} <= imported
+        if label_aware:
+            assert {"scikit-learn", "skops"} <= imported and not {"tensorflow", "keras"} & imported
+        else:
+            assert not {"scikit-learn", "skops", "tensorflow"} & imported
 
 
 # -- outside this process -----------------------------------------------------------------------

@@ -460,7 +460,7 @@ def test_a_label_aware_model_scores_like_the_batch_scorer_in_both_apis(spark, tm
     from aedetect.cli.app import app
     from aedetect.model.hybrid import open_model
     from aedetect.serving.batch import score_file
-    from aedetect.serving.spark import score, score_udf
+    from aedetect.serving.spark import prepare_model, score, score_udf
 
     data = generate_transactions(6000, 0.03, seed=5)
     data.to_csv(tmp_path / "train.csv", index=False)
@@ -483,6 +483,21 @@ def test_a_label_aware_model_scores_like_the_batch_scorer_in_both_apis(spark, tm
         np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-9, atol=1e-12)
         assert (got["flag"].to_numpy() == want["flag"].to_numpy()).all()
         assert (got["top1_feature"] == want["top1_feature"]).all() and got["reason"].isna().all()
+    # the workers scored it with the NumPy runtime: no TensorFlow there
+    assert not prepare_model(model).needs_keras
+
+    def probe(batches):
+        import pyarrow as pa
+
+        from aedetect.serving.spark_worker import worker_stats
+
+        for _ in batches:
+            s = worker_stats()
+            yield pa.RecordBatch.from_pydict({"loads": [s["loads"]], "tensorflow": [s["tensorflow"]]})
+
+    stats = spark.range(0, 64, numPartitions=8).mapInArrow(probe, "loads long, tensorflow boolean").toPandas()
+    assert (stats["loads"] > 0).any() and not stats["tensorflow"].any(), stats
+
 
 @pytest.mark.slow
 def test_spark_connect_scores_a_history_model_like_the_batch_scorer(history_model, tmp_path):

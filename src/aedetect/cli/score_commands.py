@@ -75,8 +75,11 @@ def score(
 
     verdicts = read_verdicts(labels_file, labels_db)  # before the model loads
     folder = open_folder(model_dir)
-    if folder.is_hybrid:  # a supervised head needs its estimator
-        need_tensorflow()
+    if folder.is_hybrid:
+        from aedetect.model.hybrid import scoring_needs_keras
+
+        if scoring_needs_keras(folder):  # a head that reads Keras' code layer (before hybrid format 3)
+            need_tensorflow()
     det = open_scorer(folder)  # else NumPy only: scoring never imports TensorFlow
     from aedetect.monitoring.reference import load_reference
 
@@ -378,8 +381,10 @@ def monitor(
     With --labels-db (or --labels) and a file without labels: the precision of the flagged rows
     that were reviewed."""
     from aedetect.data.io import read_raw
+    from aedetect.model.hybrid import scoring_needs_keras
     from aedetect.monitoring.batch import monitor_frame, parse_window, rich_table, write_outputs
     from aedetect.monitoring.reference import DriftSettings, load_reference
+    from aedetect.store.folder import open_folder
 
     settings = make_settings(DriftSettings, alpha=alpha, psi_alarm=psi_alarm, share_ratio=share_ratio)
     if min_rows < 1:
@@ -404,7 +409,12 @@ def monitor(
     if ref is None and reference is None:
         raise UsageError(f"{model_dir} has no reference.json (trained before drift monitoring); "
                             "pass --reference DATA to take one from a file of rows like the training data")
-    det = load_model(model_dir)
+    from aedetect.serving.runtime import open_scorer
+
+    folder = open_folder(model_dir)
+    if folder.is_hybrid and scoring_needs_keras(folder):  # a head that reads Keras' code layer
+        need_tensorflow()
+    det = open_scorer(folder)  # scored as `aedetect score` scores: NumPy, no TensorFlow
     schema = det.dataset_schema
     df = read_raw(data, schema)  # categories, booleans and dates as text, as `score` reads them
     ref_df = read_raw(reference, schema) if reference is not None else None

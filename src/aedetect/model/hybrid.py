@@ -33,6 +33,13 @@ Too few labels: with fewer than `min_anomalies` (3) labelled anomalies among the
 the head is not trained, and the hybrid scores with the autoencoder alone (`fallback_` says
 why). From 3 labelled frauds the blend already gains on the ULB time protocol (docs/hybrid.md).
 
+Scoring without TensorFlow: the head reads the preprocessed features, the autoencoder's score
+and contributions and the code layer, which the NumPy runtime computes as the Keras path does
+(the code layer by one NumPy function for both, `aedetect.store.weights.bottleneck`), and its
+inputs rounded to float32 (`HEAD_INPUTS`), so `aedetect.serving.runtime.open_scorer` scores a
+folder over the runtime (`load(folder, detector=scorer)`) with the probabilities of the Keras
+one, except a folder before format 3 whose head reads Keras' code layer (`scoring_needs_keras`).
+
 Storage, never a pickle: the autoencoder folder as usual, the head as `head.skops` (skops.io,
 loaded with an explicit list of trusted types: the one scikit-learn class the tree predictor
 needs), the blend, calibration and threshold as numbers in `hybrid.json`; the manifest holds the
@@ -67,8 +74,20 @@ SELECTION_FOLDS = 4
 MIN_CHOICE_ANOMALIES = 5
 CALIBRATIONS = ("sigmoid", "isotonic", "none")
 FORMAT = "aedetect-hybrid"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # 1: the head's probability alone (no "blend")
+FORMAT_VERSION = 3
+# 1: the head's probability alone (no "blend"); 1 and 2: the code layer from Keras in float32
+# (`CODE_KERAS`), 3: `code` names it
+READABLE_VERSIONS = (1, 2, 3)
+# How the head's code features were computed: NumPy in float64 from the stored weights
+# (`aedetect.store.weights.bottleneck`, any engine, no TensorFlow), or the Keras layer in float32
+# (folders before format 3, and networks whose activations the NumPy runtime lacks).
+CODE_NUMPY, CODE_KERAS = "numpy float64", "keras float32"
+# The head reads its inputs rounded to float32 (format 3 on). A tree splits at values of its
+# training rows, and the Keras path and the NumPy runtime compute the autoencoder's features in
+# float64 a few units of 1e-12 apart: unrounded, a training row that sits on a split could land
+# on either side in another engine (52 of 8,400 head-training rows did in a test; no unseen row).
+# Rounded, both engines give the head the same numbers.
+HEAD_INPUTS = "float32"
 # The only non-builtin type a saved HistGradientBoostingClassifier holds beyond skops' defaults.
 TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
@@ -78,12 +97,14 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def residual_features(det, X, groups=DEFAULT_FEATURES) -> tuple[np.ndarray, list[str]]:
+def residual_features(det, X, groups=DEFAULT_FEATURES, code: str = CODE_NUMPY) -> tuple[np.ndarray, list[str]]:
     """The head's input for rows `X`: the chosen feature groups side by side, and their names.
 
     raw: the preprocessed features (hour of day for Time, log amount; standardised);
     score: the autoencoder's anomaly score; contributions: each preprocessed feature's share of
-    it; code: the bottleneck layer's activations.
+    it; code: the bottleneck layer's activations, computed as `code` says (`CODE_NUMPY` or
+    `CODE_KERAS`). `det`: a fitted AutoencoderDetector or the NumPy runtime's `Scorer`, which
+    give the same features (the code in NumPy needs no TensorFlow).
     """
     unknown = [g for g in groups if g not in FEATURE_GROUPS]
     if unknown or not groups:
@@ -103,17 +124,44 @@ def residual_features(det, X, groups=DEFAULT_FEATURES) -> tuple[np.ndarray, list
             blocks.append(contrib)
             names += [f"ae_contribution_{n}" for n in names_out]
     if "code" in groups:
-        encoder = _encoder(det)
-        # Called eagerly in chunks: a fresh Model's predict() would trace a new function each time.
-        code = np.vstack([np.asarray(encoder(x_pre[i:i + 65_536].astype("float32"), training=False))
-                          for i in range(0, len(x_pre), 65_536)]).astype("float64")
-        blocks.append(code)
-        names += [f"ae_code_{i}" for i in range(code.shape[1])]
+        if code == CODE_NUMPY:
+            from aedetect.store.weights import bottleneck
+
+            codes = bottleneck(_dense_layers(det), x_pre)
+        else:
+            encoder = _encoder(det)
+            # Called eagerly in chunks: a fresh Model's predict() would trace a new function each time.
+            codes = np.vstack([np.asarray(encoder(x_pre[i:i + 65_536].astype("float32"), training=False))
+                               for i in range(0, len(x_pre), 65_536)]).astype("float64")
+        blocks.append(codes)
+        names += [f"ae_code_{i}" for i in range(codes.shape[1])]
     return np.hstack(blocks), names
 
 
+def _dense_layers(det) -> list:
+    """The network's dense layers as stored (float32): the runtime's own, or read from Keras."""
+    layers = getattr(det, "layers", None)  # the NumPy runtime's `Scorer`
+    if layers is None:
+        from aedetect.store.weights import dense_layers
+
+        layers = dense_layers(det.model_)
+    return layers
+
+
+def numpy_code_engine(det) -> str:
+    """`CODE_NUMPY` when the NumPy runtime computes every layer of `det`'s network, else
+    `CODE_KERAS`."""
+    from aedetect.store.weights import ACTIVATIONS
+
+    try:
+        layers = _dense_layers(det)
+    except ValueError:  # a layer with no NumPy counterpart
+        return CODE_KERAS
+    return CODE_NUMPY if all(a in ACTIVATIONS for _, _, a in layers) else CODE_KERAS
+
+
 def _encoder(det):
-    """The autoencoder's input-to-bottleneck part (the narrowest hidden layer)."""
+    """The autoencoder's input-to-bottleneck part (the narrowest hidden layer), in Keras."""
     import keras
 
     model = det.model_
@@ -183,6 +231,8 @@ class HybridDetector(HasThreshold, OutlierConventions):
         self.n_calibration_ = self.n_calibration_anomalies_ = 0
         self.selection_ = None
         self.features_ = DEFAULT_FEATURES if self.features == "auto" else tuple(self.features)
+        self.code_ = numpy_code_engine(self.detector)
+        self.head_inputs_ = HEAD_INPUTS
         self.threshold = self.detector.threshold
         if self.n_anomalies_ < self.min_anomalies:
             self.fallback_ = (f"{self.n_anomalies_} labelled anomalies in the training rows, fewer than "
@@ -226,13 +276,15 @@ class HybridDetector(HasThreshold, OutlierConventions):
         risk = self.label_features
         if risk and not all(c in X.columns for c in risk):  # a table without its history: after the state
             X = add_history(X, self.detector.dataset_schema, self.detector.history_state_)[0]
-        x, names = residual_features(self.detector, X, groups)
+        x, names = residual_features(self.detector, X, groups, self.code_)
         if risk:
             at = len(self.detector.feature_names_out_) if "raw" in groups else 0
             x = np.hstack([x[:, :at], np.asarray(X[risk], dtype="float64"), x[:, at:]])
             names = [*names[:at], *risk, *names[at:]]
         if ae is None:
             ae = x[:, names.index("ae_score")] if "ae_score" in names else self.detector.anomaly_score(X)
+        if self.head_inputs_ == "float32":  # see HEAD_INPUTS
+            x = x.astype("float32").astype("float64")
         return x, names, ae
 
     @property
@@ -397,6 +449,13 @@ class HybridDetector(HasThreshold, OutlierConventions):
     history_state_ = _FromAutoencoder()
     n_epochs_ = _FromAutoencoder()
     best_epoch_ = _FromAutoencoder()
+    manifest_ = _FromAutoencoder()  # a loaded folder's (the alert store's model version)
+
+    @property
+    def needs_keras(self) -> bool:
+        """Whether scoring needs the Keras network: a head that reads the code layer as Keras
+        computed it (`CODE_KERAS`). Otherwise the NumPy runtime scores the same probabilities."""
+        return self.head_ is not None and "code" in self.features_ and self.code_ != CODE_NUMPY
 
 
     def describe(self) -> dict:
@@ -406,11 +465,12 @@ class HybridDetector(HasThreshold, OutlierConventions):
                 "feature_selection": self.selection_,
                 "min_anomalies": int(self.min_anomalies),
                 "prior_anomalies": float(self.prior_anomalies), "head_weight": self.head_weight,
-                "blend": self.blend_,
+                "blend": self.blend_, "code": self.code_,
                 "head": None if self.head_ is None else {
                     "model": "HistGradientBoostingClassifier", "max_iter": int(self.max_iter),
                     "learning_rate": float(self.learning_rate),
                     "l2_regularization": float(self.l2_regularization), "seed": int(self.seed),
+                    "inputs": self.head_inputs_,
                     "input_names": list(self.head_feature_names_)},
                 "calibration": self.calibrator_,
                 "rows": {"train": int(self.n_train_), "train_anomalies": int(self.n_anomalies_),
@@ -419,18 +479,23 @@ class HybridDetector(HasThreshold, OutlierConventions):
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
-        """One model folder: the autoencoder's files, head.skops and hybrid.json, all hashed in
-        the manifest and written atomically (`aedetect.store.folder.write_folder`)."""
+        """One model folder: the autoencoder's files (model.keras, weights.npz, the history
+        state), head.skops and hybrid.json, all hashed in the manifest and written atomically
+        (`aedetect.store.folder.write_folder`)."""
         import sklearn
         import skops
         import skops.io as sio
 
         from aedetect.store.folder import HISTORY_FILE, MODEL_FILE, REFERENCE_FILE, write_folder
+        from aedetect.store.weights import WEIGHTS_FILE, save_weights
 
         doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.describe(),
                "threshold": self.threshold.to_dict(),
                "versions": {"scikit-learn": sklearn.__version__, "skops": skops.__version__}}
         writers = {MODEL_FILE: self.detector.model_.save,
+                   # the NumPy runtime's network: `aedetect.serving.runtime.open_scorer` scores
+                   # the folder without TensorFlow (unless `scoring_needs_keras`)
+                   WEIGHTS_FILE: lambda p: save_weights(self.detector.model_, p),
                    HYBRID_FILE: lambda p: p.write_text(json.dumps(doc, indent=2, default=_plain))}
         if self.head_ is not None:
             writers[HEAD_FILE] = lambda p: sio.dump(self.head_, p)
@@ -443,17 +508,31 @@ class HybridDetector(HasThreshold, OutlierConventions):
         return write_folder(path, self.detector.get_state(), writers, metadata=metadata, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike | ModelFolder) -> HybridDetector:
+    def load(cls, path: str | os.PathLike | ModelFolder, detector=None) -> HybridDetector:
         """Load a verified folder (the manifest checks every file's sha256, head and hybrid.json
-        included); skops rebuilds the head from trusted types only."""
-        from aedetect.model.detector import AutoencoderDetector
+        included); skops rebuilds the head from trusted types only.
 
+        `detector`: the folder's autoencoder already loaded, else the Keras one is. The NumPy
+        runtime's `Scorer` scores the same probabilities without TensorFlow wherever
+        `scoring_needs_keras` is False (`aedetect.serving.runtime.open_scorer` passes it then);
+        it scores only: it has no Keras network to train or export.
+        """
         folder = open_folder(path)
         path, files = folder.path, folder.manifest.files
         if not folder.is_hybrid:
             raise ArtifactError(f"{path}: the manifest does not list {HYBRID_FILE}; not a hybrid model")
         doc = read_hybrid(path)
-        det = AutoencoderDetector.load(folder)
+        code = code_of(doc)
+        if detector is not None and code != CODE_NUMPY and "code" in doc["features"] and doc.get("head") \
+                and not hasattr(detector, "model_"):
+            raise ArtifactError(f"{path}: the head reads the code layer as Keras computed it; score "
+                                "it with the Keras autoencoder (AutoencoderDetector.load)")
+        if detector is None:
+            from aedetect.model.detector import AutoencoderDetector
+
+            det = AutoencoderDetector.load(folder)
+        else:
+            det = detector
         head = doc.get("head") or {}
         hybrid = cls(det, features=tuple(doc["features"]), min_anomalies=doc["min_anomalies"],
                      prior_anomalies=doc.get("prior_anomalies", PRIOR_ANOMALIES),
@@ -472,7 +551,10 @@ class HybridDetector(HasThreshold, OutlierConventions):
             except Exception as exc:  # untrusted types or a damaged file: refuse, do not guess
                 raise ArtifactError(f"{path / HEAD_FILE}: cannot load the supervised head: {exc}") from None
             hybrid.head_feature_names_ = list(head["input_names"])
+        # before format 3: unrounded
+        hybrid.head_inputs_ = head.get("inputs", "float64") if doc["format_version"] >= 3 else "float64"
         hybrid.features_ = tuple(doc["features"])
+        hybrid.code_ = code
         hybrid.selection_ = doc.get("feature_selection")
         hybrid.fallback_ = doc.get("fallback_reason")
         hybrid.blend_ = doc.get("blend")  # None in format 1: the head's log-odds alone
@@ -553,13 +635,30 @@ def open_model(path: str | os.PathLike | ModelFolder):
 load_model = open_model  # the name docs/hybrid.md has used
 
 
+def code_of(doc: dict) -> str:
+    """How the head of a hybrid.json's folder reads the code layer (before format 3: Keras)."""
+    return doc.get("code", CODE_KERAS) if doc.get("format_version", 1) >= 3 else CODE_KERAS
+
+
+def scoring_needs_keras(folder: ModelFolder, doc: dict | None = None) -> bool:
+    """Whether scoring the label-aware `folder` needs TensorFlow: its head reads a code layer
+    only Keras computed (`CODE_KERAS`: folders before format 3, or a network the NumPy runtime
+    cannot run), or the folder lacks the runtime's weights. `doc`: its hybrid.json, when read."""
+    from aedetect.store.weights import ACTIVATIONS, WEIGHTS_FILE
+
+    doc = read_hybrid(folder.path) if doc is None else doc
+    reads_keras_code = bool(doc.get("head")) and "code" in doc["features"] and code_of(doc) != CODE_NUMPY
+    return (reads_keras_code or WEIGHTS_FILE not in folder.manifest.files
+            or folder.manifest.detector_params.get("activation", "relu") not in ACTIVATIONS)
+
+
 def read_hybrid(path: Path) -> dict:
     """Parse hybrid.json (its sha256 is checked with the manifest's files)."""
     fpath = Path(path) / HYBRID_FILE
     doc = read_json_file(fpath, "label-aware head")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") not in READABLE_VERSIONS:
-        raise ArtifactError(f"{fpath}: not an {FORMAT} file of version "
-                            f"{' or '.join(map(str, READABLE_VERSIONS))}")
+        *first, last = map(str, READABLE_VERSIONS)
+        raise ArtifactError(f"{fpath}: not an {FORMAT} file of version {', '.join(first)} or {last}")
     return doc
 
 

@@ -4,7 +4,8 @@
 unpickle a pickled model unless told to): its one artifact is the verified model folder, and the
 aedetect package's own source goes with it (`code_paths`), so `mlflow.pyfunc.load_model` and
 `mlflow models serve --env-manager local` score in a process where aedetect is not installed.
-`load_context` opens the folder with `aedetect.serving.runtime.load_scorer` (no TensorFlow);
+`load_context` opens the folder with `aedetect.serving.runtime.open_scorer` (no TensorFlow; a
+label-aware folder: its scikit-learn head over the NumPy runtime);
 `predict` is `aedetect.serving.batch.score_table`: the columns `aedetect score` writes (`score`,
 `flag`, `top1_feature`, `top1_reason`, `top1_contribution`, ...), with the same numbers.
 
@@ -15,8 +16,9 @@ call with its row number and reason (HTTP 400 under `mlflow models serve`).
 
 The logged requirements are the packages scoring imports, pinned to the versions of this
 process (those of pyproject.toml in an aedetect install), and mlflow-skinny: aedetect itself is
-not on PyPI, its source is in the model. A label-aware model (a folder with a supervised head)
-needs TensorFlow to score and is refused.
+not on PyPI, its source is in the model; a label-aware model (a folder with a supervised head)
+adds scikit-learn and skops. Such a folder written before hybrid format 3 whose head reads the
+code layer as Keras computed it needs TensorFlow to score and is refused.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ ARTIFACT = "aedetect_model"  # the name of the model folder among the MLflow mod
 CODE_FILE = "aedetect_pyfunc.py"  # the models-from-code file, written at log time
 # What scoring imports (`tests/test_mlflow.py` checks the list in a fresh process), and MLflow.
 REQUIREMENTS = ("numpy", "pandas", "pyarrow", "pydantic", "threadpoolctl", "mlflow-skinny")
+LABEL_AWARE_REQUIREMENTS = ("scikit-learn", "skops")  # a label-aware model's head, beside them
 MLFLOW_TYPES = {"numeric": "double", "integer": "double", "boolean": "boolean", "categorical": "string",
                 "datetime": "datetime"}
 
@@ -62,9 +65,9 @@ class AedetectModel(PythonModel):
     """The pyfunc model: the NumPy runtime on the logged model folder."""
 
     def load_context(self, context) -> None:
-        from aedetect.serving.runtime import load_scorer
+        from aedetect.serving.runtime import open_scorer
 
-        self.scorer = load_scorer(context.artifacts[ARTIFACT])
+        self.scorer = open_scorer(context.artifacts[ARTIFACT])
         self.top_k = int((context.model_config or {}).get("top_k", 3))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
@@ -94,9 +97,9 @@ def signature(model_dir: str | os.PathLike, top_k: int = 3):
     from mlflow.types import ColSpec, Schema
 
     from aedetect.serving.batch import needed_columns
-    from aedetect.serving.runtime import load_scorer
+    from aedetect.serving.runtime import open_scorer
 
-    scorer = load_scorer(model_dir)
+    scorer = open_scorer(model_dir)
     inputs = [ColSpec(input_type(scorer.schema, c), c) for c in needed_columns(scorer)]
     outputs = [ColSpec("double", "score"), ColSpec("long", "flag")]
     columns = len(dict.fromkeys(scorer.preprocessor_.sources))  # the input columns behind a score
@@ -119,12 +122,13 @@ def input_type(schema, column: str) -> str:
     return MLFLOW_TYPES[spec.type]
 
 
-def requirements() -> list[str]:
-    """`REQUIREMENTS` pinned to the versions installed here."""
+def requirements(label_aware: bool = False) -> list[str]:
+    """`REQUIREMENTS` (and `LABEL_AWARE_REQUIREMENTS` for a `label_aware` model) pinned to the
+    versions installed here."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
-    for name in REQUIREMENTS:
+    for name in REQUIREMENTS + (LABEL_AWARE_REQUIREMENTS if label_aware else ()):
         try:
             out.append(f"{name}=={version(name)}")
         except PackageNotFoundError:
@@ -149,10 +153,14 @@ def log_model(model_dir: str | os.PathLike, name: str = "model", *, top_k: int =
         raise TypeError(f"log_model sets {sorted(taken)} itself")
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0; got {top_k}")
+    from aedetect.model.hybrid import scoring_needs_keras
+
     folder = open_folder(model_dir)  # verified: every file against the manifest
-    if folder.is_hybrid:
-        raise ArtifactError(f"{folder.path}: a label-aware model (supervised head) needs TensorFlow to "
-                            "score; MLflow logging takes models scored by the NumPy runtime only")
+    if folder.is_hybrid and scoring_needs_keras(folder):
+        raise ArtifactError(f"{folder.path}: this label-aware model's head reads the network's code layer "
+                            "as Keras computed it (a folder written before hybrid format 3), so it needs "
+                            "TensorFlow to score; MLflow logging takes models scored by the NumPy runtime "
+                            "only: retrain it with this aedetect")
     import aedetect
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,5 +169,5 @@ def log_model(model_dir: str | os.PathLike, name: str = "model", *, top_k: int =
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(code), artifacts={ARTIFACT: str(folder.path)},
             code_paths=[str(Path(aedetect.__file__).parent)], signature=signature(folder.path, top_k),
-            pip_requirements=requirements(), model_config={"top_k": top_k},
+            pip_requirements=requirements(folder.is_hybrid), model_config={"top_k": top_k},
             registered_model_name=registered_model_name, **kwargs)

@@ -209,6 +209,11 @@ class Scorer(OutlierConventions):
                             f"{float(arr[r, c])} is not a finite number")
         return arr
 
+    def preprocess(self, X) -> np.ndarray:
+        """`X` checked against the model's columns and preprocessed: what the network sees (as
+        `AutoencoderDetector.preprocess` gives it)."""
+        return self.preprocessor_.transform(self._matrix(X))
+
     def feature_contributions(self, X) -> np.ndarray:
         """Each preprocessed feature's share of the score: rows sum to `anomaly_score(X)`."""
         return self._blocks(self._matrix(X))
@@ -284,10 +289,12 @@ def load_scorer(model_dir: str | os.PathLike | ModelFolder) -> Scorer:
 
 def open_scorer(model_dir: str | os.PathLike | ModelFolder):
     """A model folder ready to score, its manifest read once: the NumPy runtime, or for a folder
-    with a label-aware head the HybridDetector (the head needs its estimator and TensorFlow)."""
+    with a label-aware head the HybridDetector (its head needs scikit-learn), over the NumPy
+    runtime too unless the head reads a code layer only Keras computed (folders before hybrid
+    format 3: `HybridDetector.load(runtime=True)`)."""
     folder = open_folder(model_dir)
     if folder.is_hybrid:
-        from aedetect.model.hybrid import open_model
+        from aedetect.model.hybrid import HybridDetector, scoring_needs_keras
 
-        return open_model(folder)
+        return HybridDetector.load(folder, None if scoring_needs_keras(folder) else load_scorer(folder))
     return load_scorer(folder)

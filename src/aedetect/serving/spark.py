@@ -214,9 +214,10 @@ def write_parquet(df, out: str | os.PathLike, *, overwrite: bool, option: str = 
 _checked: dict[tuple, tuple] = {}
 
 
-def check_workers(spark, label_aware: bool = False) -> dict:
+def check_workers(spark, label_aware: bool = False, keras: bool = False) -> dict:
     """Import on one of `spark`'s Python workers what scoring needs (`spark_worker.IMPORTS`,
-    and `LABEL_AWARE_IMPORTS` for a `label_aware` model), once per session, with a plain
+    and `LABEL_AWARE_IMPORTS` for a `label_aware` model, TensorFlow too for one whose head
+    reads Keras' code layer: `keras`), once per session, with a plain
     (pickled, not Arrow) UDF that needs nothing but PySpark on the worker. Returns the worker's
     Python, its version and the versions it found; raises an AedetectError of one line naming
     the Python, what it lacks and how to fix it."""
@@ -224,10 +225,12 @@ def check_workers(spark, label_aware: bool = False) -> dict:
 
     from aedetect import __version__
 
-    key = (id(spark), label_aware)
+    keras = keras and label_aware
+    key = (id(spark), label_aware, keras)
     if key in _checked:
         return _checked[key][1]
-    imports = worker.IMPORTS + (worker.LABEL_AWARE_IMPORTS if label_aware else ())
+    imports = (worker.IMPORTS + (worker.LABEL_AWARE_IMPORTS if label_aware else ())
+               + (("tensorflow",) if keras else ()))
 
     def probe(_):  # nested: cloudpickle ships it by value, so a worker without aedetect runs it
         import importlib
@@ -250,9 +253,15 @@ def check_workers(spark, label_aware: bool = False) -> dict:
     fix = ("install aedetect[spark] in the Python the workers run (spark.pyspark.python or "
            "PYSPARK_PYTHON), or ship the package with --py-files / spark.submit.pyFiles (a zip of the "
            "aedetect folder; numpy, pandas, pyarrow and pydantic must be installed there)")
-    if label_aware:
-        fix = ("a label-aware model's supervised head needs the train extra on the workers: install "
-               "aedetect[spark,train] in the Python they run (spark.pyspark.python or PYSPARK_PYTHON)")
+    if keras:
+        fix = ("this label-aware model's head reads the network's code layer as Keras computed it "
+               "(a folder trained before aedetect wrote it in NumPy), so its workers need the train "
+               "extra: install aedetect[spark,train] in the Python they run (spark.pyspark.python or "
+               "PYSPARK_PYTHON), or retrain the model with this aedetect")
+    elif label_aware:
+        fix = ("a label-aware model's supervised head needs scikit-learn and skops on the workers "
+               "(aedetect's default install): install aedetect[spark] in the Python they run "
+               "(spark.pyspark.python or PYSPARK_PYTHON)")
     try:
         udf = F.udf(probe, "string", useArrow=False)
         report = json.loads(spark.range(1).select(udf(F.col("id"))).first()[0])
@@ -297,19 +306,23 @@ def _archive(model_dir: Path, digest: str) -> Path:
 def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
     """Verify the model folder here (every file against the manifest) and describe it. A
     label-aware folder is scored with its supervised head: its workers need what `aedetect
-    score` needs for it (the `train` extra: scikit-learn, skops and TensorFlow); its entity
-    history (`history_features`) needs neither."""
+    score` needs for it (scikit-learn and skops; TensorFlow only for a head that reads Keras'
+    code layer: `needs_keras`); its entity history (`history_features`) needs neither."""
+    from aedetect.model.hybrid import scoring_needs_keras
     from aedetect.model.preprocessing import Preprocessor
-    from aedetect.store.folder import HYBRID_FILE, read_manifest
+    from aedetect.store.folder import HYBRID_FILE, open_folder
 
-    manifest = read_manifest(model_dir)  # refuses a tampered or incomplete folder
+    folder = open_folder(model_dir)  # refuses a tampered or incomplete folder
+    manifest = folder.manifest
+    label_aware = HYBRID_FILE in manifest.files
     digest = manifest_digest(model_dir)
     pre = Preprocessor.from_config(manifest.preprocessing)
     schema = manifest.detector_params.get("schema")
     kinds = tuple(pre.input_kinds) if schema is not None else ()
     return ShippedModel(f"aedetect-model-{digest[:16]}.zip", digest,
                         tuple(manifest.input_schema.feature_names), tuple(pre.output_names), kinds,
-                        _history_inputs(schema), label_aware=HYBRID_FILE in manifest.files)
+                        _history_inputs(schema), label_aware=label_aware,
+                        needs_keras=label_aware and scoring_needs_keras(folder))
 
 
 def _history_inputs(schema) -> worker.HistoryInputs | None:
@@ -334,7 +347,7 @@ def ship_model(spark, model_dir: str | os.PathLike, shipped: ShippedModel | None
     checking that its workers can import what scoring needs (`check_workers`; a label-aware
     model's head too, unless only its history is computed: `scoring` False)."""
     shipped = shipped or prepare_model(model_dir)
-    check_workers(spark, label_aware=scoring and shipped.label_aware)
+    check_workers(spark, label_aware=scoring and shipped.label_aware, keras=shipped.needs_keras)
     key = (id(spark), shipped.digest)
     if key not in _shipped:
         spark.addArtifacts(str(_archive(Path(model_dir), shipped.digest)), archive=True)

@@ -28,8 +28,9 @@ THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THRE
 # worker before any job (`aedetect.serving.spark.check_workers`).
 IMPORTS = ("aedetect", "numpy", "pyarrow", "pandas", "pydantic", "aedetect.serving.spark_worker",
            "aedetect.serving.runtime", "aedetect.store.folder", "aedetect.data.arrow", "aedetect.data.history")
-# and what a label-aware model's supervised head needs beside them (the `train` extra)
-LABEL_AWARE_IMPORTS = ("sklearn", "skops", "tensorflow")
+# and what a label-aware model's supervised head needs beside them; TensorFlow too (the `train`
+# extra) for a head that reads a code layer only Keras computed (`ShippedModel.needs_keras`)
+LABEL_AWARE_IMPORTS = ("sklearn", "skops")
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,11 @@ class ShippedModel:
     # empty for a numbers-only model
     input_kinds: tuple[str, ...] = ()
     history: HistoryInputs | None = None  # entity history features, computed before scoring
-    # a label-aware folder: scoring loads its supervised head (scikit-learn, and TensorFlow for
-    # the autoencoder) on the workers; its history needs neither
+    # a label-aware folder: scoring loads its supervised head (scikit-learn) on the workers over
+    # the NumPy runtime, or over Keras where `needs_keras` (`hybrid.scoring_needs_keras`); its
+    # history needs neither
     label_aware: bool = False
+    needs_keras: bool = False
 
 
 _lock = threading.Lock()
@@ -81,17 +84,18 @@ def load_model(model_dir: str | os.PathLike, *, scoring: bool = True):
 
     The returned object has `score_matrix(x) -> (scores, contributions)` for a checked float
     matrix and `threshold_`. A label-aware folder is the `HybridDetector` for `scoring` (its
-    head needs scikit-learn and TensorFlow on the worker, as `aedetect score` does); for its
-    history alone (`scoring` False), the schema and history state only.
+    head needs scikit-learn on the worker, and TensorFlow only where `aedetect score` needs it:
+    `hybrid.scoring_needs_keras`); for its history alone (`scoring` False), the schema and
+    history state only.
     """
     from aedetect.serving.runtime import load_scorer
     from aedetect.store.folder import open_folder, read_history
 
     folder = open_folder(model_dir)
     if folder.is_hybrid and scoring:
-        from aedetect.model.hybrid import open_model
+        from aedetect.serving.runtime import open_scorer
 
-        return open_model(folder)
+        return open_scorer(folder)
     if folder.is_hybrid:
         from types import SimpleNamespace
 
@@ -173,8 +177,10 @@ def model_for(shipped: ShippedModel, model_dir: str | os.PathLike | None = None,
 
 
 def worker_stats() -> dict:
-    """This worker's process id, how many models it has loaded, and which."""
-    return {"pid": os.getpid(), "loads": _loads, "models": sorted(_models)}
+    """This worker's process id, how many models it has loaded, which, and whether it has
+    imported TensorFlow (only a label-aware head that reads Keras' code layer needs it)."""
+    return {"pid": os.getpid(), "loads": _loads, "models": sorted(_models),
+            "tensorflow": "tensorflow" in sys.modules}
 
 
 # -- scoring ----------------------------------------------------------------------------------

@@ -102,3 +102,23 @@ def read_weights(path: Path) -> list[tuple[np.ndarray, np.ndarray, str]]:
     if not layers:
         raise ArtifactError(f"{path}: holds no dense layers")
     return layers
+
+
+def bottleneck(layers, x: np.ndarray) -> np.ndarray:
+    """The narrowest hidden layer's activations (the code; an ensemble's: every member's side
+    by side) for preprocessed rows `x`, in float64 from the stored float32 weights.
+
+    The label-aware head reads these codes; training and every scoring engine compute them with
+    this one function, so the head sees the same numbers wherever it runs (the Keras layer's
+    float32 output differed from it by about 1e-7, enough to move a row across a tree's split).
+    """
+    hidden = layers[:-1]  # the last dense layer is the reconstruction
+    if not hidden:
+        raise ValueError("the network has no hidden layer, so no code")
+    stop = min(range(len(hidden)), key=lambda i: hidden[i][0].shape[1])  # the first of the narrowest
+    h = np.asarray(x, dtype="float64")
+    for kernel, bias, activation in layers[:stop + 1]:
+        h = h @ np.asarray(kernel, dtype="float64")
+        h += np.asarray(bias, dtype="float64")
+        h = ACTIVATIONS[activation](h)
+    return h
