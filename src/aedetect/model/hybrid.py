@@ -88,6 +88,8 @@ CODE_NUMPY, CODE_KERAS = "numpy float64", "keras float32"
 # on either side in another engine (52 of 8,400 head-training rows did in a test; no unseen row).
 # Rounded, both engines give the head the same numbers.
 HEAD_INPUTS = "float32"
+# The head's settings that hybrid.json keeps (`describe`) and `load` passes back.
+HEAD_SETTINGS = ("max_iter", "learning_rate", "l2_regularization", "min_samples_leaf", "seed")
 # The only non-builtin type a saved HistGradientBoostingClassifier holds beyond skops' defaults.
 TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
@@ -200,7 +202,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
     def __init__(self, detector, *, features="auto", min_anomalies: int = MIN_ANOMALIES,
                  prior_anomalies: float = PRIOR_ANOMALIES, head_weight="auto", calibration: str = "sigmoid",
                  max_iter: int = 200, learning_rate: float = 0.05, l2_regularization: float = 1.0,
-                 seed: int = 0):
+                 min_samples_leaf: int = 20, seed: int = 0):
         self.detector = detector
         self.features = features
         self.min_anomalies = min_anomalies
@@ -210,6 +212,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.l2_regularization = l2_regularization
+        self.min_samples_leaf = min_samples_leaf
         self.seed = seed
 
     # -- training ---------------------------------------------------------------------------
@@ -374,7 +377,8 @@ class HybridDetector(HasThreshold, OutlierConventions):
 
         return HistGradientBoostingClassifier(
             max_iter=self.max_iter, learning_rate=self.learning_rate,
-            l2_regularization=self.l2_regularization, early_stopping=False, random_state=self.seed)
+            l2_regularization=self.l2_regularization, min_samples_leaf=self.min_samples_leaf,
+            early_stopping=False, random_state=self.seed)
 
     # -- scoring ----------------------------------------------------------------------------
     def _blended(self, X, ae: np.ndarray | None = None) -> np.ndarray:
@@ -469,7 +473,8 @@ class HybridDetector(HasThreshold, OutlierConventions):
                 "head": None if self.head_ is None else {
                     "model": "HistGradientBoostingClassifier", "max_iter": int(self.max_iter),
                     "learning_rate": float(self.learning_rate),
-                    "l2_regularization": float(self.l2_regularization), "seed": int(self.seed),
+                    "l2_regularization": float(self.l2_regularization),
+                    "min_samples_leaf": int(self.min_samples_leaf), "seed": int(self.seed),
                     "inputs": self.head_inputs_,
                     "input_names": list(self.head_feature_names_)},
                 "calibration": self.calibrator_,
@@ -538,8 +543,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
                      prior_anomalies=doc.get("prior_anomalies", PRIOR_ANOMALIES),
                      head_weight=doc.get("head_weight", "auto"),
                      calibration=doc["calibration"].get("method", "none"),
-                     **{k: head[k] for k in ("max_iter", "learning_rate", "l2_regularization", "seed")
-                        if k in head})
+                     **{k: head[k] for k in HEAD_SETTINGS if k in head})
         hybrid.head_ = None
         if head:
             import skops.io as sio
