@@ -99,14 +99,16 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def residual_features(det, X, groups=DEFAULT_FEATURES, code: str = CODE_NUMPY) -> tuple[np.ndarray, list[str]]:
+def residual_features(det, X, groups=DEFAULT_FEATURES, code: str = CODE_NUMPY,
+                      contributions: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
     """The head's input for rows `X`: the chosen feature groups side by side, and their names.
 
     raw: the preprocessed features (hour of day for Time, log amount; standardised);
     score: the autoencoder's anomaly score; contributions: each preprocessed feature's share of
     it; code: the bottleneck layer's activations, computed as `code` says (`CODE_NUMPY` or
     `CODE_KERAS`). `det`: a fitted AutoencoderDetector or the NumPy runtime's `Scorer`, which
-    give the same features (the code in NumPy needs no TensorFlow).
+    give the same features (the code in NumPy needs no TensorFlow). `contributions`: `det`'s
+    contributions of X when the caller has them (no second pass through the network).
     """
     unknown = [g for g in groups if g not in FEATURE_GROUPS]
     if unknown or not groups:
@@ -118,7 +120,7 @@ def residual_features(det, X, groups=DEFAULT_FEATURES, code: str = CODE_NUMPY) -
         blocks.append(x_pre)
         names += names_out
     if "score" in groups or "contributions" in groups:
-        contrib = det.feature_contributions(X)
+        contrib = det.feature_contributions(X) if contributions is None else contributions
         if "score" in groups:
             blocks.append(contrib.sum(axis=1, keepdims=True))
             names.append("ae_score")
@@ -270,16 +272,17 @@ class HybridDetector(HasThreshold, OutlierConventions):
                                        f"{source} ({ref_normals.size} rows)")
         return self
 
-    def _inputs(self, X, groups, ae: np.ndarray | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
+    def _inputs(self, X, groups, ae: np.ndarray | None = None,
+                contributions: np.ndarray | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
         """The head's input for `groups` (see `residual_features`) with the label-based risk
         columns after the raw block (they go with every feature set), and the autoencoder's
-        score (`ae`, when the caller has already computed it)."""
+        score (`ae`) and contributions, when the caller has already computed them."""
         from aedetect.data.history import add_history
 
         risk = self.label_features
         if risk and not all(c in X.columns for c in risk):  # a table without its history: after the state
             X = add_history(X, self.detector.dataset_schema, self.detector.history_state_)[0]
-        x, names = residual_features(self.detector, X, groups, self.code_)
+        x, names = residual_features(self.detector, X, groups, self.code_, contributions)
         if risk:
             at = len(self.detector.feature_names_out_) if "raw" in groups else 0
             x = np.hstack([x[:, :at], np.asarray(X[risk], dtype="float64"), x[:, at:]])
@@ -381,10 +384,10 @@ class HybridDetector(HasThreshold, OutlierConventions):
             early_stopping=False, random_state=self.seed)
 
     # -- scoring ----------------------------------------------------------------------------
-    def _blended(self, X, ae: np.ndarray | None = None) -> np.ndarray:
-        """The blended score (format 1 folders: the head's log-odds alone); `ae`: the
-        autoencoder's scores of X, when already computed."""
-        x, _, ae = self._inputs(X, self.features_, ae)
+    def _blended(self, X, ae: np.ndarray | None = None, contributions: np.ndarray | None = None) -> np.ndarray:
+        """The blended score (format 1 folders: the head's log-odds alone); `ae` and
+        `contributions`: the autoencoder's scores and contributions of X, when already computed."""
+        x, _, ae = self._inputs(X, self.features_, ae, contributions)
         return self._blended_inputs(x, ae)
 
     def _blended_inputs(self, x: np.ndarray, ae: np.ndarray) -> np.ndarray:
@@ -417,7 +420,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
 
     def score_with_contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
         ae, contrib = self.detector.score_with_contributions(X)
-        return (ae if self.head_ is None else self._calibrated(self._blended(X, ae))), contrib
+        return (ae if self.head_ is None else self._calibrated(self._blended(X, ae, contrib))), contrib
 
     def score_matrix(self, x) -> tuple[np.ndarray, np.ndarray]:
         """Scores and the autoencoder's contributions of checked rows in the fitted column order:
@@ -431,7 +434,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
                 frame = pd.DataFrame(np.asarray(x, dtype="float64"), columns=[str(c) for c in self.feature_names_in_])
             else:
                 frame = pd.DataFrame({c: x[c] for c in self.feature_names_in_})
-            scores = self._calibrated(self._blended(frame, scores))
+            scores = self._calibrated(self._blended(frame, scores, contrib))
         return scores, contrib
 
     def score_and_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
