@@ -185,6 +185,26 @@ def train_config(preset: str = "default", config_file: Path | None = None, setti
         raise UsageError(str(exc)) from None
 
 
+def need_tensorflow_to_score(folder) -> None:
+    """Load TensorFlow (or stop with the one-line error) when scoring the verified `folder`
+    needs it: a label-aware head that reads Keras' code layer (a folder before hybrid format 3).
+    Every other folder scores with NumPy alone."""
+    if folder.is_hybrid:
+        from aedetect.model.hybrid import scoring_needs_keras
+
+        if scoring_needs_keras(folder):
+            need_tensorflow()
+
+
+def scoring_model(folder):
+    """A verified model folder ready to score (`aedetect.serving.runtime.open_scorer`): NumPy
+    only, a label-aware head over it (`need_tensorflow_to_score` first)."""
+    from aedetect.serving.runtime import open_scorer
+
+    need_tensorflow_to_score(folder)
+    return open_scorer(folder)
+
+
 def load_model(model_dir):
     """Verify the folder first (fast, no TensorFlow), then load it (with its supervised head,
     if it has one: aedetect.model.hybrid); the manifest is read once."""

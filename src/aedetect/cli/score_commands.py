@@ -19,8 +19,9 @@ from aedetect.cli.common import (
     console,
     load_model,
     make_settings,
-    need_tensorflow,
+    need_tensorflow_to_score,
     out,
+    scoring_model,
 )
 from aedetect.errors import AedetectError
 
@@ -70,17 +71,11 @@ def score(
     if labels_id_column is not None and labels_file is None and labels_db is None:
         raise UsageError("--labels-id-column names the id column for --labels or --labels-db")
     from aedetect.cli.review_commands import read_verdicts
-    from aedetect.serving.runtime import open_scorer
     from aedetect.store.folder import open_folder
 
     verdicts = read_verdicts(labels_file, labels_db)  # before the model loads
     folder = open_folder(model_dir)
-    if folder.is_hybrid:
-        from aedetect.model.hybrid import scoring_needs_keras
-
-        if scoring_needs_keras(folder):  # a head that reads Keras' code layer (before hybrid format 3)
-            need_tensorflow()
-    det = open_scorer(folder)  # else NumPy only: scoring never imports TensorFlow
+    det = scoring_model(folder)
     from aedetect.monitoring.reference import load_reference
 
     reference = load_reference(folder)
@@ -228,7 +223,8 @@ def serve(
 
     folder = open_folder(model_dir)
     sock = listening_socket(host, port)  # bound before the model loads and before saying "serving"
-    api = create_app(folder, settings)  # loads no TensorFlow for a plain folder; checks it all
+    need_tensorflow_to_score(folder)
+    api = create_app(folder, settings)  # loads no TensorFlow (see need_tensorflow_to_score); checks it all
     auth = "on" if api.state.api_key else f"off (set {api_key_env} to turn it on)"
     stateful = api.state.history is not None
     if workers is not None and workers > 1 and stateful:
@@ -381,7 +377,6 @@ def monitor(
     With --labels-db (or --labels) and a file without labels: the precision of the flagged rows
     that were reviewed."""
     from aedetect.data.io import read_raw
-    from aedetect.model.hybrid import scoring_needs_keras
     from aedetect.monitoring.batch import monitor_frame, parse_window, rich_table, write_outputs
     from aedetect.monitoring.reference import DriftSettings, load_reference
     from aedetect.store.folder import open_folder
@@ -409,12 +404,8 @@ def monitor(
     if ref is None and reference is None:
         raise UsageError(f"{model_dir} has no reference.json (trained before drift monitoring); "
                             "pass --reference DATA to take one from a file of rows like the training data")
-    from aedetect.serving.runtime import open_scorer
-
     folder = open_folder(model_dir)
-    if folder.is_hybrid and scoring_needs_keras(folder):  # a head that reads Keras' code layer
-        need_tensorflow()
-    det = open_scorer(folder)  # scored as `aedetect score` scores: NumPy, no TensorFlow
+    det = scoring_model(folder)  # scored as `aedetect score` scores
     schema = det.dataset_schema
     df = read_raw(data, schema)  # categories, booleans and dates as text, as `score` reads them
     ref_df = read_raw(reference, schema) if reference is not None else None

@@ -531,8 +531,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
             raise ArtifactError(f"{path}: the manifest does not list {HYBRID_FILE}; not a hybrid model")
         doc = read_hybrid(path)
         code = code_of(doc)
-        if detector is not None and code != CODE_NUMPY and "code" in doc["features"] and doc.get("head") \
-                and not hasattr(detector, "model_"):
+        if detector is not None and not hasattr(detector, "model_") and scoring_needs_keras(folder, doc):
             raise ArtifactError(f"{path}: the head reads the code layer as Keras computed it; score "
                                 "it with the Keras autoencoder (AutoencoderDetector.load)")
         if detector is None:

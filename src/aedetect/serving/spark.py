@@ -308,7 +308,6 @@ def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
     label-aware folder is scored with its supervised head: its workers need what `aedetect
     score` needs for it (scikit-learn and skops; TensorFlow only for a head that reads Keras'
     code layer: `needs_keras`); its entity history (`history_features`) needs neither."""
-    from aedetect.model.hybrid import scoring_needs_keras
     from aedetect.model.preprocessing import Preprocessor
     from aedetect.store.folder import HYBRID_FILE, open_folder
 
@@ -322,7 +321,13 @@ def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
     return ShippedModel(f"aedetect-model-{digest[:16]}.zip", digest,
                         tuple(manifest.input_schema.feature_names), tuple(pre.output_names), kinds,
                         _history_inputs(schema), label_aware=label_aware,
-                        needs_keras=label_aware and scoring_needs_keras(folder))
+                        needs_keras=label_aware and _needs_keras(folder))
+
+
+def _needs_keras(folder) -> bool:
+    from aedetect.model.hybrid import scoring_needs_keras  # scikit-learn: for label-aware folders only
+
+    return scoring_needs_keras(folder)
 
 
 def _history_inputs(schema) -> worker.HistoryInputs | None:
