@@ -374,14 +374,14 @@ def test_the_code_layer_is_one_numpy_computation_in_every_engine(data, coded):
     float32 weights, for the Keras detector and the NumPy runtime alike; the Keras layer's
     float32 output is close to it but not equal (so folders before format 3 keep it)."""
     from aedetect.model.hybrid import CODE_KERAS, CODE_NUMPY, residual_features
-    from aedetect.serving.runtime import load_scorer
+    from aedetect.serving.runtime import open_scorer
 
     hybrid = coded["hybrid"]
     assert hybrid.code_ == CODE_NUMPY
     assert json.loads((coded["model"] / HYBRID_FILE).read_text())["code"] == CODE_NUMPY
     x = data.iloc[:3000][FEATURES]
     keras_side, names = residual_features(hybrid.detector, x, FEATURE_GROUPS)
-    numpy_side, names2 = residual_features(load_scorer(coded["model"]), x, FEATURE_GROUPS)
+    numpy_side, names2 = residual_features(open_scorer(coded["model"]).detector, x, FEATURE_GROUPS)
     assert names == names2
     code = [i for i, n in enumerate(names) if n.startswith("ae_code_")]
     np.testing.assert_array_equal(numpy_side[:, code], keras_side[:, code])
@@ -453,4 +453,7 @@ def test_a_folder_whose_head_reads_keras_code_is_scored_with_keras(data, coded, 
     x = data.iloc[:500][FEATURES]
     np.testing.assert_allclose(old.anomaly_score(x), load_model(path).anomaly_score(x), rtol=1e-12)
     with pytest.raises(ArtifactError, match="as Keras computed it"):
-        HybridDetector.load(path, load_scorer(path))
+        HybridDetector.load(path, open_scorer(coded["model"]).detector)  # the same network, in NumPy
+    # the runtime alone would score the autoencoder, not the head's probability: refused
+    with pytest.raises(ArtifactError, match="label-aware model .*open_scorer"):
+        load_scorer(coded["model"])

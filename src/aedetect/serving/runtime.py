@@ -273,8 +273,19 @@ class Scorer(OutlierConventions):
 
 
 def load_scorer(model_dir: str | os.PathLike | ModelFolder) -> Scorer:
-    """Verify a model folder and load its scoring runtime (NumPy only; never imports TensorFlow)."""
+    """Verify a model folder and load its scoring runtime (NumPy only; never imports TensorFlow).
+
+    A label-aware folder is refused: its score is the head's fraud probability, not the
+    autoencoder's, and `open_scorer` loads it (its head over this runtime)."""
     folder = open_folder(model_dir)
+    if folder.is_hybrid:
+        raise ArtifactError(f"{folder.path}: a label-aware model (supervised head); its score is the head's "
+                            "fraud probability: load it with aedetect.serving.runtime.open_scorer")
+    return _runtime(folder)
+
+
+def _runtime(folder: ModelFolder) -> Scorer:
+    """The NumPy runtime of a verified folder (a label-aware folder's autoencoder too)."""
     path, manifest = folder.path, folder.manifest
     if WEIGHTS_FILE not in manifest.files:
         raise ArtifactError(f"{path}: the manifest lists no {WEIGHTS_FILE} (a folder saved by an "
@@ -296,5 +307,5 @@ def open_scorer(model_dir: str | os.PathLike | ModelFolder):
     if folder.is_hybrid:
         from aedetect.model.hybrid import HybridDetector, scoring_needs_keras
 
-        return HybridDetector.load(folder, None if scoring_needs_keras(folder) else load_scorer(folder))
+        return HybridDetector.load(folder, None if scoring_needs_keras(folder) else _runtime(folder))
     return load_scorer(folder)
