@@ -189,11 +189,10 @@ def need_tensorflow_to_score(folder) -> None:
     """Load TensorFlow (or stop with the one-line error) when scoring the verified `folder`
     needs it: a label-aware head that reads Keras' code layer (a folder before hybrid format 3).
     Every other folder scores with NumPy alone."""
-    if folder.is_hybrid:
-        from aedetect.model.hybrid import scoring_needs_keras
+    from aedetect.serving.runtime import needs_tensorflow
 
-        if scoring_needs_keras(folder):
-            need_tensorflow()
+    if needs_tensorflow(folder):
+        need_tensorflow()
 
 
 def scoring_model(folder):

@@ -153,10 +153,10 @@ def log_model(model_dir: str | os.PathLike, name: str = "model", *, top_k: int =
         raise TypeError(f"log_model sets {sorted(taken)} itself")
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0; got {top_k}")
-    from aedetect.model.hybrid import scoring_needs_keras
+    from aedetect.serving.runtime import needs_tensorflow
 
     folder = open_folder(model_dir)  # verified: every file against the manifest
-    if folder.is_hybrid and scoring_needs_keras(folder):
+    if needs_tensorflow(folder):
         raise ArtifactError(f"{folder.path}: this label-aware model's head reads the network's code layer "
                             "as Keras computed it (a folder written before hybrid format 3), so it needs "
                             "TensorFlow to score; MLflow logging takes models scored by the NumPy runtime "

@@ -298,14 +298,24 @@ def _runtime(folder: ModelFolder) -> Scorer:
     return scorer
 
 
+def needs_tensorflow(folder: ModelFolder) -> bool:
+    """Whether scoring the verified `folder` needs TensorFlow: only a label-aware head that reads
+    a code layer only Keras computed (`aedetect.model.hybrid.scoring_needs_keras`)."""
+    if not folder.is_hybrid:
+        return False
+    from aedetect.model.hybrid import scoring_needs_keras  # scikit-learn: for label-aware folders only
+
+    return scoring_needs_keras(folder)
+
+
 def open_scorer(model_dir: str | os.PathLike | ModelFolder):
     """A model folder ready to score, its manifest read once: the NumPy runtime, or for a folder
     with a label-aware head the HybridDetector (its head needs scikit-learn), over the NumPy
-    runtime too unless the head reads a code layer only Keras computed (folders before hybrid
-    format 3: `HybridDetector.load(runtime=True)`)."""
+    runtime too unless the head reads a code layer only Keras computed (some folders before
+    hybrid format 3: `aedetect.model.hybrid.scoring_needs_keras`)."""
     folder = open_folder(model_dir)
     if folder.is_hybrid:
-        from aedetect.model.hybrid import HybridDetector, scoring_needs_keras
+        from aedetect.model.hybrid import HybridDetector
 
-        return HybridDetector.load(folder, None if scoring_needs_keras(folder) else _runtime(folder))
+        return HybridDetector.load(folder, None if needs_tensorflow(folder) else _runtime(folder))
     return load_scorer(folder)

@@ -309,6 +309,7 @@ def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
     score` needs for it (scikit-learn and skops; TensorFlow only for a head that reads Keras'
     code layer: `needs_keras`); its entity history (`history_features`) needs neither."""
     from aedetect.model.preprocessing import Preprocessor
+    from aedetect.serving.runtime import needs_tensorflow
     from aedetect.store.folder import HYBRID_FILE, open_folder
 
     folder = open_folder(model_dir)  # refuses a tampered or incomplete folder
@@ -321,13 +322,7 @@ def prepare_model(model_dir: str | os.PathLike) -> ShippedModel:
     return ShippedModel(f"aedetect-model-{digest[:16]}.zip", digest,
                         tuple(manifest.input_schema.feature_names), tuple(pre.output_names), kinds,
                         _history_inputs(schema), label_aware=label_aware,
-                        needs_keras=label_aware and _needs_keras(folder))
-
-
-def _needs_keras(folder) -> bool:
-    from aedetect.model.hybrid import scoring_needs_keras  # scikit-learn: for label-aware folders only
-
-    return scoring_needs_keras(folder)
+                        needs_keras=needs_tensorflow(folder))
 
 
 def _history_inputs(schema) -> worker.HistoryInputs | None:
