@@ -85,7 +85,8 @@ CODE_NUMPY, CODE_KERAS = "numpy float64", "keras float32"
 # The head reads its inputs rounded to float32 (format 3 on). A tree splits at values of its
 # training rows, and the Keras path and the NumPy runtime compute the autoencoder's features in
 # float64 a few units of 1e-12 apart: unrounded, a training row that sits on a split could land
-# on either side in another engine (52 of 8,400 head-training rows did in a test; no unseen row).
+# on either side in another engine (52 of 8,400 head-training rows did on the
+# test fixture's data; no unseen row).
 # Rounded, both engines give the head the same numbers.
 HEAD_INPUTS = "float32"
 # The head's settings that hybrid.json keeps (`describe`) and `load` passes back.
