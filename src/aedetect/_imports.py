@@ -15,8 +15,9 @@ import sys
 
 def import_tensorflow_quietly():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:  # already imported (None there means "cannot be imported": the import says so)
+        return tf
     sys.stderr.flush()
     saved = os.dup(2)
     try:

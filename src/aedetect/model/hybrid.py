@@ -463,7 +463,7 @@ class HybridDetector(HasThreshold, OutlierConventions):
     def needs_keras(self) -> bool:
         """Whether scoring needs the Keras network: a head that reads the code layer as Keras
         computed it (`CODE_KERAS`). Otherwise the NumPy runtime scores the same probabilities."""
-        return self.head_ is not None and "code" in self.features_ and self.code_ != CODE_NUMPY
+        return _reads_keras_code(self.head_ is not None, self.features_, self.code_)
 
 
     def describe(self) -> dict:
@@ -647,6 +647,11 @@ def code_of(doc: dict) -> str:
     return doc.get("code", CODE_KERAS) if doc.get("format_version", 1) >= 3 else CODE_KERAS
 
 
+def _reads_keras_code(has_head: bool, features, code: str) -> bool:
+    """Whether a head reads a code layer that only Keras computed."""
+    return has_head and "code" in features and code != CODE_NUMPY
+
+
 def scoring_needs_keras(folder: ModelFolder, doc: dict | None = None) -> bool:
     """Whether scoring the label-aware `folder` needs TensorFlow: its head reads a code layer
     only Keras computed (`CODE_KERAS`: folders before format 3, or a network the NumPy runtime
@@ -654,8 +659,8 @@ def scoring_needs_keras(folder: ModelFolder, doc: dict | None = None) -> bool:
     from aedetect.store.weights import ACTIVATIONS, WEIGHTS_FILE
 
     doc = read_hybrid(folder.path) if doc is None else doc
-    reads_keras_code = bool(doc.get("head")) and "code" in doc["features"] and code_of(doc) != CODE_NUMPY
-    return (reads_keras_code or WEIGHTS_FILE not in folder.manifest.files
+    return (_reads_keras_code(bool(doc.get("head")), doc["features"], code_of(doc))
+            or WEIGHTS_FILE not in folder.manifest.files
             or folder.manifest.detector_params.get("activation", "relu") not in ACTIVATIONS)
 
 

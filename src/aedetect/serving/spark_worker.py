@@ -15,11 +15,15 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from aedetect.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from aedetect.store.folder import ModelFolder
 
 THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -63,7 +67,7 @@ class ShippedModel:
     input_kinds: tuple[str, ...] = ()
     history: HistoryInputs | None = None  # entity history features, computed before scoring
     # a label-aware folder: scoring loads its supervised head (scikit-learn) on the workers over
-    # the NumPy runtime, or over Keras where `needs_keras` (`hybrid.scoring_needs_keras`); its
+    # the NumPy runtime, or over Keras where `needs_keras` (`runtime.needs_tensorflow`); its
     # history needs neither
     label_aware: bool = False
     needs_keras: bool = False
@@ -78,32 +82,28 @@ def manifest_digest(model_dir: str | os.PathLike) -> str:
     return hashlib.sha256((Path(model_dir) / "manifest.json").read_bytes()).hexdigest()
 
 
-def load_model(model_dir: str | os.PathLike, *, scoring: bool = True):
+def load_model(model_dir: str | os.PathLike | ModelFolder, *, scoring: bool = True):
     """The one place the worker builds a model: the TensorFlow-free runtime (NumPy), so a
     Python worker never pays TensorFlow's start-up time and memory for an autoencoder.
 
     The returned object has `score_matrix(x) -> (scores, contributions)` for a checked float
-    matrix and `threshold_`. A label-aware folder is the `HybridDetector` for `scoring` (its
-    head needs scikit-learn on the worker, and TensorFlow only where `aedetect score` needs it:
-    `hybrid.scoring_needs_keras`); for its history alone (`scoring` False), the schema and
-    history state only.
+    matrix and `threshold_` (`aedetect.serving.runtime.open_scorer`). A label-aware folder is the
+    `HybridDetector` for `scoring` (its head needs scikit-learn on the worker, and TensorFlow
+    only where `aedetect score` needs it: `runtime.needs_tensorflow`); for its history alone
+    (`scoring` False), the schema and history state only.
     """
-    from aedetect.serving.runtime import load_scorer
+    from aedetect.serving.runtime import open_scorer
     from aedetect.store.folder import open_folder, read_history
 
     folder = open_folder(model_dir)
-    if folder.is_hybrid and scoring:
-        from aedetect.serving.runtime import open_scorer
-
+    if scoring or not folder.is_hybrid:
         return open_scorer(folder)
-    if folder.is_hybrid:
-        from types import SimpleNamespace
+    from types import SimpleNamespace
 
-        from aedetect.data.schema import DatasetSchema
+    from aedetect.data.schema import DatasetSchema
 
-        schema = DatasetSchema.model_validate(folder.manifest.detector_params["schema"])
-        return SimpleNamespace(schema=schema, history_state_=read_history(folder))
-    return load_scorer(folder)
+    schema = DatasetSchema.model_validate(folder.manifest.detector_params["schema"])
+    return SimpleNamespace(schema=schema, history_state_=read_history(folder))
 
 
 def limit_threads(n: int) -> None:
@@ -167,10 +167,10 @@ def model_for(shipped: ShippedModel, model_dir: str | os.PathLike | None = None,
         if actual != shipped.digest:
             raise ArtifactError(f"{path}: manifest sha256 {actual} does not match the model the "
                                 f"driver checked ({shipped.digest}); refusing to score with it")
-        from aedetect.store.folder import read_manifest
+        from aedetect.store.folder import open_folder
 
-        read_manifest(path)  # every file's sha256 against the (now trusted) manifest
-        model = load_model(path, scoring=scoring)
+        # every file's sha256 against the (now trusted) manifest, once
+        model = load_model(open_folder(path), scoring=scoring)
         _models[key] = model
         _loads += 1
         return model
@@ -180,7 +180,7 @@ def worker_stats() -> dict:
     """This worker's process id, how many models it has loaded, which, and whether it has
     imported TensorFlow (only a label-aware head that reads Keras' code layer needs it)."""
     return {"pid": os.getpid(), "loads": _loads, "models": sorted(_models),
-            "tensorflow": "tensorflow" in sys.modules}
+            "tensorflow": sys.modules.get("tensorflow") is not None}
 
 
 # -- scoring ----------------------------------------------------------------------------------
