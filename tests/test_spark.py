@@ -133,6 +133,21 @@ def test_schema_problems_fail_on_the_driver_naming_the_column(spark, lake, model
         score(df, model_dir, id_columns=ids)
 
 
+def workers_stats(spark) -> pd.DataFrame:
+    """`spark_worker.worker_stats()` of the Python workers that run 8 small tasks: pid, models
+    loaded, TensorFlow imported."""
+    def probe(batches):
+        import pyarrow as pa
+
+        from aedetect.serving.spark_worker import worker_stats
+
+        for _ in batches:
+            s = worker_stats()
+            yield pa.RecordBatch.from_pydict({k: [s[k]] for k in ("pid", "loads", "tensorflow")})
+
+    return spark.range(0, 64, numPartitions=8).mapInArrow(probe, "pid long, loads long, tensorflow boolean").toPandas()
+
+
 def test_model_loads_once_per_worker_across_jobs(spark, lake, model_dir):
     from aedetect.serving.spark import score
 
@@ -141,16 +156,7 @@ def test_model_loads_once_per_worker_across_jobs(spark, lake, model_dir):
     for _ in range(2):
         assert score(df, model_dir, id_columns=["txn_id"]).count() == 3000
 
-    def probe(batches):
-        import pyarrow as pa
-
-        from aedetect.serving.spark_worker import worker_stats
-
-        for _ in batches:
-            s = worker_stats()
-            yield pa.RecordBatch.from_pydict({"pid": [s["pid"]], "loads": [s["loads"]]})
-
-    stats = spark.range(0, 64, numPartitions=8).mapInArrow(probe, "pid long, loads long").toPandas()
+    stats = workers_stats(spark)
     per_worker = stats.groupby("pid")["loads"].max()
     assert (per_worker <= 1).all(), per_worker
     assert (per_worker == 1).any(), per_worker
@@ -485,17 +491,7 @@ def test_a_label_aware_model_scores_like_the_batch_scorer_in_both_apis(spark, tm
         assert (got["top1_feature"] == want["top1_feature"]).all() and got["reason"].isna().all()
     # the workers scored it with the NumPy runtime: no TensorFlow there
     assert not prepare_model(model).needs_keras
-
-    def probe(batches):
-        import pyarrow as pa
-
-        from aedetect.serving.spark_worker import worker_stats
-
-        for _ in batches:
-            s = worker_stats()
-            yield pa.RecordBatch.from_pydict({"loads": [s["loads"]], "tensorflow": [s["tensorflow"]]})
-
-    stats = spark.range(0, 64, numPartitions=8).mapInArrow(probe, "loads long, tensorflow boolean").toPandas()
+    stats = workers_stats(spark)
     assert (stats["loads"] > 0).any() and not stats["tensorflow"].any(), stats
 
 
