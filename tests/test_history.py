@@ -189,6 +189,37 @@ def test_label_risk_from_the_state_and_in_blocks_equals_one_pass(monkeypatch):
     np.testing.assert_allclose(blocks.to_numpy(), whole.to_numpy(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 9, 3000])
+def test_rows_sort_by_entity_then_time_then_order(n):
+    """The sort every entity's windows run over: by entity, then time, a tie by the rows' order;
+    for a log in time order or not, and for entity codes too large to pack beside the place."""
+    from aedetect.data.history import _TimeOrder
+
+    rng = np.random.default_rng(n)
+    for in_order in (True, False):
+        t = rng.integers(0, 40, n).astype("float64")  # many ties
+        t = np.sort(t) if in_order else t
+        for group in (rng.integers(0, 25, n), rng.integers(0, 25, n) + (1 << 61)):
+            expected = np.lexsort((np.arange(n), t, group))
+            order, sorted_group = _TimeOrder(t).by(group)
+            assert order.tolist() == expected.tolist()
+            assert sorted_group.tolist() == group[expected].tolist()
+
+
+def test_rows_out_of_time_order_get_the_features_they_have_in_order():
+    rng = np.random.default_rng(2)
+    n = 2000
+    t = rng.permutation(n) * 97.0 + rng.uniform(0, 1, n)  # distinct times, shuffled
+    ents = {"card": pd.Series(rng.integers(0, 40, n).astype(str)), "term": pd.Series(rng.integers(0, 15, n).astype(str))}
+    amount = np.round(rng.lognormal(3, 1, n), 2)
+    shuffled, _ = compute(t, ents, amount, hours=True)
+    order = np.argsort(t)
+    in_order, _ = compute(t[order], {k: v[order].reset_index(drop=True) for k, v in ents.items()}, amount[order],
+                          hours=True)
+    np.testing.assert_allclose(shuffled.to_numpy()[order], in_order.to_numpy(), rtol=1e-9, atol=1e-9)
+    assert in_order["card.count_7d"].max() > 5
+
+
 def test_times_far_apart_with_many_entities_keep_every_window():
     """Rows 30 million years after the others (a request's extreme but valid timestamps): the
     entity-and-time keys would overflow int64, so gaps longer than any window are shortened;
