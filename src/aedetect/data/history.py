@@ -245,7 +245,13 @@ def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, pas
         codes, uniques = pd.factorize(values, use_na_sentinel=True)  # Arrow text: one dictionary encoding
         return codes, _objects(uniques)
 
-    new_codes = dict(zip(names, (pool.map if pool else map)(factorize, names), strict=True))
+    encoding = [_run(pool, factorize, e) for e in names]  # in threads with a pool
+    # While the ids are encoded: the new rows' time order, milliseconds and log amounts, kept when
+    # they are every row (no state rows before them, every row usable: the common case)
+    ahead = None
+    if pool is not None and not len(past.get("time", ())) and usable.all():
+        ahead = _TimeOrder(new_t), np.round(new_t * 1000).astype("int64"), np.log1p(np.maximum(new_amount, 0.0))
+    new_codes = dict(zip(names, (job.result() for job in encoding), strict=True))
     for codes, _ in new_codes.values():
         usable &= codes >= 0
     first = float(new_t[usable].min()) if usable.any() else None
@@ -270,13 +276,16 @@ def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, pas
         codes, values_of[e] = _merged_codes(past.get(e, np.zeros(0, dtype=object)), *new_codes[e])
         codes_of[e] = joined(codes[:k], codes[k:])
     m = len(t)
-    in_time = _TimeOrder(t)  # state rows first, then the file's order, where times tie
-    stamp = np.round(t * 1000).astype("int64")  # milliseconds: exact integer windows
+    if ahead is not None and k == 0 and every:
+        in_time, stamp, log_amount = ahead
+    else:
+        in_time = _TimeOrder(t)  # state rows first, then the file's order, where times tie
+        stamp = np.round(t * 1000).astype("int64")  # milliseconds: exact integer windows
+        log_amount = np.log1p(np.maximum(amounts, 0.0))
     ms = stamp - (stamp.min() if m else 0)
     width = int(ms.max(initial=0) + round(keep_for * 1000) + 2)
     if max((int(c.max(initial=0)) for c in codes_of.values()), default=0) + 1 > np.iinfo("int64").max // width:
         ms, width = _without_long_gaps(ms, round(keep_for * 1000))
-    log_amount = np.log1p(np.maximum(amounts, 0.0))
     columns = feature_names(names, windows, hours, risk.delay if risk else None, risk.windows if risk else ())
     out = _Block(m, columns)  # every feature of every row, written in place
     # The pairs' flags: in a thread of their own beside the entities' sorting, which needs them
