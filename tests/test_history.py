@@ -210,7 +210,8 @@ def test_rows_out_of_time_order_get_the_features_they_have_in_order():
     rng = np.random.default_rng(2)
     n = 2000
     t = rng.permutation(n) * 97.0 + rng.uniform(0, 1, n)  # distinct times, shuffled
-    ents = {"card": pd.Series(rng.integers(0, 40, n).astype(str)), "term": pd.Series(rng.integers(0, 15, n).astype(str))}
+    ents = {"card": pd.Series(rng.integers(0, 40, n).astype(str)),
+            "term": pd.Series(rng.integers(0, 15, n).astype(str))}
     amount = np.round(rng.lognormal(3, 1, n), 2)
     shuffled, _ = compute(t, ents, amount, hours=True)
     order = np.argsort(t)
