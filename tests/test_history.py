@@ -221,6 +221,27 @@ def test_rows_out_of_time_order_get_the_features_they_have_in_order():
     assert in_order["card.count_7d"].max() > 5
 
 
+def test_the_amount_z_score_keeps_its_digits_after_many_rows():
+    """A card's z-score over its window equals a direct computation within 1e-9 after 400,000
+    rows of other cards with widely swinging amounts: the running sums start afresh with each
+    entity (summed over every row before, the squares reached 1e7 and the z-score was 6e-9 off,
+    so a state carried across files and one pass disagreed)."""
+    rng = np.random.default_rng(7)
+    n_busy, n_quiet = 400_000, 600
+    t = np.r_[np.sort(rng.uniform(0, 20 * 86400, n_busy)), np.sort(rng.uniform(20 * 86400, 25 * 86400, n_quiet))]
+    card = np.r_[rng.integers(0, 3000, n_busy).astype(str), np.char.add("q", rng.integers(0, 5, n_quiet).astype(str))]
+    amount = np.r_[np.exp(rng.uniform(0, 9, n_busy)),  # then about 100, now and then 4x
+                   100 * np.exp(rng.normal(0, 0.12, n_quiet)) * np.where(rng.random(n_quiet) < 0.05, 4, 1)]
+    z = compute(t.round(), {"card": pd.Series(card)}, amount.round(2))[0]["card.amount_z_30d"].to_numpy()[n_busy:]
+    x, quiet, tq = np.log1p(amount.round(2))[n_busy:], card[n_busy:], t.round()[n_busy:]
+    direct = np.zeros(n_quiet)
+    for i in range(n_quiet):
+        w = x[:i][(quiet[:i] == quiet[i]) & (tq[:i] > tq[i] - 30 * 86400)]
+        direct[i] = (x[i] - w.mean()) / max(w.std(), 0.1) if len(w) >= 3 else 0.0
+    assert np.abs(direct).max() > 10  # the 4x payments stand out
+    np.testing.assert_allclose(z, direct, rtol=1e-9, atol=1e-12)
+
+
 def test_times_far_apart_with_many_entities_keep_every_window():
     """Rows 30 million years after the others (a request's extreme but valid timestamps): the
     entity-and-time keys would overflow int64, so gaps longer than any window are shortened;

@@ -393,13 +393,14 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
     st = t[order]
     first = _after(True, sorted_codes[1:] != sorted_codes[:-1]) if m else np.zeros(0, bool)
     del sorted_codes
-    # Sums of each entity's log amounts less its first one: small numbers, so a window's sum
-    # (a difference of running sums) keeps its digits whichever rows came before.
+    # Sums of each entity's log amounts less its first one, and of their squares, starting afresh
+    # with each entity: small numbers, so a window's sum (a difference of running sums) keeps its
+    # digits whichever rows came before (the state's or a whole log's).
     starts = np.flatnonzero(first)
     centred = log_amount[order]
     centred -= np.repeat(centred[starts], np.diff(np.append(starts, m)))
-    cs_amount = _running_sum(centred)
-    cs_square = _running_sum(np.square(centred))
+    cs_amount = _running_sum(centred, restart=starts)
+    cs_square = _running_sum(np.square(centred), restart=starts, own=True)
     if hours:  # running sums of each time of day's sine and cosine less the entity's first
         # (as the amounts), filled block by block below: no full-size temporaries
         cs_sin, cs_cos = np.empty(m + 1), np.empty(m + 1)
@@ -492,8 +493,18 @@ def hour_unusual(t: float, times: np.ndarray) -> float:
     return float(1.0 - np.mean(np.cos(_day_angle(np.asarray(times)) - _day_angle(np.asarray(t)))))
 
 
-def _running_sum(values: np.ndarray) -> np.ndarray:
-    """0, then the running sums of `values` (one array: no copy to put the 0 in front)."""
+def _running_sum(values: np.ndarray, restart: np.ndarray | None = None, own: bool = False) -> np.ndarray:
+    """0, then the running sums of `values` (one array: no copy to put the 0 in front): entry i
+    sums the values before row i. With `restart`, the first row of each group (sorted, the first
+    0), the sums start afresh with each group: each group's last value also takes off the group's
+    total, so the entry at the next group's first row is 0 (up to rounding), and a sum over a
+    group's rows does not carry the rounding of a sum as large as every row before it (the
+    squares of 10M rows add up to 1e7, where a float64 keeps about 1e-9). `own`: `values` may be
+    changed in place."""
+    if restart is not None and len(restart) > 1:
+        totals = np.add.reduceat(values, restart)
+        values = values if own else values.copy()
+        values[np.append(restart[1:], len(values)) - 1] -= totals
     out = np.empty(len(values) + 1)
     out[0] = 0.0
     np.cumsum(values, out=out[1:])
