@@ -400,7 +400,7 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
     centred = log_amount[order]
     centred -= np.repeat(centred[starts], np.diff(np.append(starts, m)))
     cs_amount = _running_sum(centred, restart=starts)
-    cs_square = _running_sum(np.square(centred), restart=starts, own=True)
+    cs_square = _running_sum(np.square(centred), restart=starts)
     if hours:  # running sums of each time of day's sine and cosine less the entity's first
         # (as the amounts), filled block by block below: no full-size temporaries
         cs_sin, cs_cos = np.empty(m + 1), np.empty(m + 1)
@@ -493,21 +493,24 @@ def hour_unusual(t: float, times: np.ndarray) -> float:
     return float(1.0 - np.mean(np.cos(_day_angle(np.asarray(times)) - _day_angle(np.asarray(t)))))
 
 
-def _running_sum(values: np.ndarray, restart: np.ndarray | None = None, own: bool = False) -> np.ndarray:
+def _running_sum(values: np.ndarray, restart: np.ndarray | None = None) -> np.ndarray:
     """0, then the running sums of `values` (one array: no copy to put the 0 in front): entry i
     sums the values before row i. With `restart`, the first row of each group (sorted, the first
     0), the sums start afresh with each group: each group's last value also takes off the group's
-    total, so the entry at the next group's first row is 0 (up to rounding), and a sum over a
-    group's rows does not carry the rounding of a sum as large as every row before it (the
-    squares of 10M rows add up to 1e7, where a float64 keeps about 1e-9). `own`: `values` may be
-    changed in place."""
-    if restart is not None and len(restart) > 1:
-        totals = np.add.reduceat(values, restart)
-        values = values if own else values.copy()
-        values[np.append(restart[1:], len(values)) - 1] -= totals
+    total while summing, so the entry at the next group's first row is 0 (up to rounding), and a
+    sum over a group's rows does not carry the rounding of a sum as large as every row before it
+    (the squares of 10M rows add up to 1e7, where a float64 keeps about 1e-9). `values` is as it
+    was after the call."""
     out = np.empty(len(values) + 1)
     out[0] = 0.0
+    if restart is None or len(restart) < 2:
+        np.cumsum(values, out=out[1:])
+        return out
+    ends = np.append(restart[1:], len(values)) - 1
+    kept = values[ends]
+    values[ends] -= np.add.reduceat(values, restart)
     np.cumsum(values, out=out[1:])
+    values[ends] = kept
     return out
 
 
