@@ -189,6 +189,26 @@ def test_label_risk_from_the_state_and_in_blocks_equals_one_pass(monkeypatch):
     np.testing.assert_allclose(blocks.to_numpy(), whole.to_numpy(), rtol=1e-12, atol=1e-12)
 
 
+def test_rows_after_a_state_in_blocks_and_threads_get_the_features_of_one_pass(monkeypatch):
+    """After a state only the new rows' blocks are computed (the state's rows are history): in
+    blocks of 7 sorted rows and in threads, with the hour and the label-based risk, a later file
+    gets the features of one pass over both."""
+    import aedetect.data.history as history
+
+    t, ents, amount, labels = _labelled_log(seed=5)
+    ents["card"] = ents["card"].where(np.arange(len(t)) % 53 != 0)  # some rows without history
+    whole, _ = compute(t, ents, amount, labels=labels, hours=True, **RISK)
+    cut = 2900
+    _, state = compute(t[:cut], {k: v[:cut] for k, v in ents.items()}, amount[:cut], labels=labels[:cut],
+                       hours=True, **RISK)
+    monkeypatch.setattr(history, "PARALLEL_ROWS", 0)
+    monkeypatch.setattr(history, "CHUNK_ROWS", 7)
+    later, _ = compute(t[cut:], {k: v[cut:].reset_index(drop=True) for k, v in ents.items()}, amount[cut:],
+                       state=state, labels=labels[cut:], hours=True, **RISK)
+    assert later.isna().any(axis=None) and np.nanmax(later.filter(like="hour_unusual").to_numpy()) > 0.5
+    np.testing.assert_allclose(later.to_numpy(), whole.to_numpy()[cut:], rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("n", [0, 1, 2, 9, 3000])
 def test_rows_sort_by_entity_then_time_then_order(n):
     """The sort every entity's windows run over: by entity, then time, a tie by the rows' order;

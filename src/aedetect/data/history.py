@@ -287,14 +287,14 @@ def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, pas
     if max((int(c.max(initial=0)) for c in codes_of.values()), default=0) + 1 > np.iinfo("int64").max // width:
         ms, width = _without_long_gaps(ms, round(keep_for * 1000))
     columns = feature_names(names, windows, hours, risk.delay if risk else None, risk.windows if risk else ())
-    out = _Block(m, columns)  # every feature of every row, written in place
+    out = _Block(m - k, columns)  # every feature of every new row, written in place
     # The pairs' flags: in a thread of their own beside the entities' sorting, which needs them
     # only later (`new_flags()` waits for them)
     new_flags = _run(pool, _pair_flags, names, codes_of, t, in_time, horizon, past, k).result
     jobs = [(e, codes_of[e], [o for o in names if o != e]) for e in names]
 
     def entity(job) -> None:
-        _entity_features(out, *job, t=t, ms=ms, width=width, in_time=in_time, log_amount=log_amount,
+        _entity_features(out, *job, k=k, t=t, ms=ms, width=width, in_time=in_time, log_amount=log_amount,
                          new_flags=new_flags, windows=windows, start=start, hours=hours, labels=labels,
                          risk=risk)
 
@@ -313,7 +313,7 @@ def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, pas
         matrix = out.values
     else:
         matrix = np.full((n, len(columns)), np.nan)
-        matrix[usable] = out.values[k:]
+        matrix[usable] = out.values
     return matrix, columns, kept.result(), start
 
 
@@ -378,14 +378,18 @@ def _pair_flags(names: list[str], codes_of: dict, t, in_time: _TimeOrder, horizo
     return flags_of
 
 
-def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], *, t, ms, width: int,
+def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], *, k: int, t, ms, width: int,
                      in_time: _TimeOrder, log_amount, new_flags: Callable[[], dict], windows: list[float], start,
                      hours: bool = False, labels: np.ndarray | None = None, risk: Risk | None = None) -> None:
-    """Write entity `e`'s columns of every row into `out`.
+    """Write entity `e`'s columns of every new row (the rows after the state's `k`) into `out`
+    (its row 0 is row `k`).
 
     The rows are sorted by entity then time once; the windows' arithmetic then runs over blocks of
     `CHUNK_ROWS` sorted rows, so its temporaries stay small and are reused rather than fresh
-    memory for every step (on 10M rows, fresh memory cost more system time than the arithmetic)."""
+    memory for every step (on 10M rows, fresh memory cost more system time than the arithmetic).
+    The state's rows are only history: their running sums are needed, their features are not, so
+    after a state the blocks hold the new rows alone (a chunk of a file after a month of state
+    costs its own rows' arithmetic, not the month's)."""
     m = len(t)
     horizon = windows[-1]
     order, sorted_codes = in_time.by(codes)
@@ -407,7 +411,7 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
         cs_sin[0] = cs_cos[0] = 0.0
     flags = new_flags()  # waits for the pairs' flags
     for o in others:  # in the rows' own order: no sorting either way
-        np.subtract(1.0, flags[f"new:{e}:{o}"], out=out.column(f"{e}.{o}_seen"))
+        np.subtract(1.0, flags[f"new:{e}:{o}"][k:], out=out.column(f"{e}.{o}_seen"))
     cs_new = {o: _running_sum(flags[f"new:{e}:{o}"][order]) for o in others}
     if risk:  # running counts of the labelled rows and of the frauds among them
         sorted_labels = labels[order]
@@ -416,28 +420,23 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
         del sorted_labels
     origin = start if start is not None else 0.0
     col = out.column
-    for lo in range(0, m, CHUNK_ROWS):
-        hi = min(lo + CHUNK_ROWS, m)
-        rows = order[lo:hi]
-        pos = np.arange(lo, hi)
+    if hours and k:  # the state's rows' running sums of the hour first, over every row
+        for _ in _hour_sums(st, first, starts, cs_sin, cs_cos):
+            pass
+    hour_blocks = _hour_sums(st, first, starts, cs_sin, cs_cos) if hours and not k else None
+    for lo, hi, ix in _blocks(order, k):
+        rows = order[ix] - k if k else order[ix]
+        pos = np.arange(lo, hi) if isinstance(ix, slice) else ix
         # Early rows see less than a whole window of history: their counts are scaled to a
         # whole window (by the share of it since the history began, at least a day's worth),
         # so the first weeks do not look quieter than the rest.
-        seen = st[lo:hi] - origin
-        block = keys[lo:hi]
-        if hours:
-            angle = _day_angle(st[lo:hi])
-            sin_cos = np.sin(angle), np.cos(angle)
-            # each row's entity's first row: the last start at or before it, in this block
-            # (its sine and cosine are the block's) or, before the block's first start, the start
-            # carried in from before it (one search a block)
-            local = np.maximum.accumulate(np.where(first[lo:hi], pos - lo, -1))
-            carried = _day_angle(st[starts[np.searchsorted(starts, lo, side="right") - 1]])
-            first_sin_cos = tuple(np.where(local >= 0, now[local], then)
-                                  for now, then in zip(sin_cos, (np.sin(carried), np.cos(carried)), strict=True))
-            for sums, now, then in zip((cs_sin, cs_cos), sin_cos, first_sin_cos, strict=True):
-                np.cumsum(now - then, out=sums[lo + 1:hi + 1])
-                sums[lo + 1:hi + 1] += sums[lo]
+        seen = st[ix] - origin
+        block = keys[ix]
+        if hour_blocks is not None:  # the block's sums filled here, with its rows' sines and cosines
+            sin_cos, first_sin_cos = next(hour_blocks)
+        elif hours:  # after a state: the new rows' own, and their entities' first rows'
+            angle, first_angle = _day_angle(st[ix]), _day_angle(st[starts[np.searchsorted(starts, pos, "right") - 1]])
+            sin_cos, first_sin_cos = (np.sin(angle), np.cos(angle)), (np.sin(first_angle), np.cos(first_angle))
         for w in windows:
             # Each row's window starts within its entity's rows, at or after the first row's
             # start: search only from there (a few cached blocks, not the whole array)
@@ -446,28 +445,31 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
             q = np.searchsorted(keys[q0:hi], since, side="right")
             q += q0
             count = (pos - q).astype("float64")
-            total = cs_amount[lo:hi] - cs_amount[q]  # the window's rows before this one
+            total = cs_amount[ix] - cs_amount[q]  # the window's rows before this one
             wn = window_name(w)
             # (a window of a day or less is whole from the start: no scaling)
             col(f"{e}.count_{wn}")[rows] = count * (w / np.clip(seen, 86_400.0, w)) if w > 86_400.0 else count
             mean_log = total / np.maximum(count, 1)
-            col(f"{e}.amount_ratio_{wn}")[rows] = np.where(count > 0, centred[lo:hi] - mean_log, 0.0)
+            col(f"{e}.amount_ratio_{wn}")[rows] = np.where(count > 0, centred[ix] - mean_log, 0.0)
             for o in others:
-                col(f"{e}.new_{o}_{wn}")[rows] = cs_new[o][lo:hi] - cs_new[o][q]
+                col(f"{e}.new_{o}_{wn}")[rows] = cs_new[o][ix] - cs_new[o][q]
         # the amount against the entity's own spread over the longest window (3 payments or more;
         # `count`, `total` and `q` are the loop's last window's: the longest)
         n_long = np.maximum(count, 1)
         mean = total / n_long
-        spread = np.sqrt(np.maximum((cs_square[lo:hi] - cs_square[q]) / n_long - mean**2, 0.0))
+        spread = np.sqrt(np.maximum((cs_square[ix] - cs_square[q]) / n_long - mean**2, 0.0))
         col(f"{e}.amount_z_{window_name(horizon)}")[rows] = np.where(
-            count >= 3, (centred[lo:hi] - mean) / np.maximum(spread, Z_FLOOR), 0.0)
+            count >= 3, (centred[ix] - mean) / np.maximum(spread, Z_FLOOR), 0.0)
         if hours:  # over the longest window, like the z-score
-            sin_sum = cs_sin[lo:hi] - cs_sin[q] + count * first_sin_cos[0]
-            cos_sum = cs_cos[lo:hi] - cs_cos[q] + count * first_sin_cos[1]
+            sin_sum = cs_sin[ix] - cs_sin[q] + count * first_sin_cos[0]
+            cos_sum = cs_cos[ix] - cs_cos[q] + count * first_sin_cos[1]
             closeness = (sin_cos[0] * sin_sum + sin_cos[1] * cos_sum) / n_long
             col(f"{e}.hour_unusual_{window_name(horizon)}")[rows] = np.where(count >= 3, 1.0 - closeness, 0.0)
-        gap = st[lo:hi] - st[lo - 1:hi - 1] if lo else _after(horizon, np.diff(st[:hi]))
-        col(f"{e}.since_last")[rows] = np.where(first[lo:hi], horizon, np.minimum(gap, horizon))
+        if isinstance(ix, slice):
+            gap = st[lo:hi] - st[lo - 1:hi - 1] if lo else _after(horizon, np.diff(st[:hi]))
+        else:  # (an entity's first row takes the cap below, whatever its gap)
+            gap = st[ix] - st[np.maximum(ix - 1, 0)]
+        col(f"{e}.since_last")[rows] = np.where(first[ix], horizon, np.minimum(gap, horizon))
         if risk:  # the labelled rows in (t - delay - w, t - delay]: known by now
             end = block - round(risk.delay * 1000)
             q_end = np.searchsorted(keys[:hi], end, side="right")
@@ -477,6 +479,43 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
                 frauds = cs_fraud[q_end] - cs_fraud[q_w]
                 col(f"{e}.fraud_rate_{window_name(w)}")[rows] = np.where(known > 0, frauds / np.maximum(known, 1), 0.0)
             col(f"{e}.frauds_{window_name(risk.windows[-1])}")[rows] = frauds
+
+
+def _blocks(order: np.ndarray, k: int):
+    """(lo, hi, index) per block of `CHUNK_ROWS` sorted rows whose features are wanted: every row
+    (index a slice lo:hi) without a state; after one, the new rows' sorted places (an array,
+    between lo and hi)."""
+    m = len(order)
+    if not k:
+        for lo in range(0, m, CHUNK_ROWS):
+            yield lo, min(lo + CHUNK_ROWS, m), slice(lo, min(lo + CHUNK_ROWS, m))
+        return
+    wanted = np.flatnonzero(order >= k)
+    for a in range(0, len(wanted), CHUNK_ROWS):
+        places = wanted[a:a + CHUNK_ROWS]
+        yield int(places[0]), int(places[-1]) + 1, places
+
+
+def _hour_sums(st: np.ndarray, first: np.ndarray, starts: np.ndarray, cs_sin: np.ndarray, cs_cos: np.ndarray):
+    """Fill the running sums of each sorted row's time of day's sine and cosine less its entity's
+    first row's, block by block (`CHUNK_ROWS`: no full-size temporaries), yielding each block's
+    (sine, cosine) and (its rows' first rows' sine, cosine)."""
+    m = len(st)
+    for lo in range(0, m, CHUNK_ROWS):
+        hi = min(lo + CHUNK_ROWS, m)
+        angle = _day_angle(st[lo:hi])
+        sin_cos = np.sin(angle), np.cos(angle)
+        # each row's entity's first row: the last start at or before it, in this block (its
+        # sine and cosine are the block's) or, before the block's first start, the start carried
+        # in from before it (one search a block)
+        local = np.maximum.accumulate(np.where(first[lo:hi], np.arange(hi - lo), -1))
+        carried = _day_angle(st[starts[np.searchsorted(starts, lo, side="right") - 1]])
+        first_sin_cos = tuple(np.where(local >= 0, now[local], then)
+                              for now, then in zip(sin_cos, (np.sin(carried), np.cos(carried)), strict=True))
+        for sums, now, then in zip((cs_sin, cs_cos), sin_cos, first_sin_cos, strict=True):
+            np.cumsum(now - then, out=sums[lo + 1:hi + 1])
+            sums[lo + 1:hi + 1] += sums[lo]
+        yield sin_cos, first_sin_cos
 
 
 def _day_angle(seconds: np.ndarray) -> np.ndarray:
