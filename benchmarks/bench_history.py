@@ -37,6 +37,13 @@ before a call means other work shared the machine and the timing is no measureme
 huge-page hint is off, as the `aedetect` command runs (`NUMPY_MADVISE_HUGEPAGE=1` to compare).
 
     python benchmarks/bench_history.py --speed --rows 10000000 [--profile]
+
+After a state (`--after-state DAYS`): 6 days of payments (`--rows-per-day`, 33,000) after DAYS days
+of state, their history in one call and in chunks of `--chunk-rows` (20,000) with the state carried
+from chunk to chunk, as `aedetect score` computes it. Prints both times, their ratio, how many
+feature values of the two are more than 1e-9 apart (none is the promise), and the load average.
+
+    python benchmarks/bench_history.py --after-state 30
 """
 
 from __future__ import annotations
@@ -366,6 +373,51 @@ def speed(n: int, repeats: int, profile: bool, hours: bool = True) -> dict:
     return out
 
 
+def after_state(state_days: int, days: int, chunk_rows: int, per_day: int) -> dict:
+    """`aedetect score`'s way after a state: the later rows' history in one call, then in chunks of
+    `chunk_rows` (the state carried from chunk to chunk), after `state_days` days of state; the
+    two must give the same features (within 1e-9)."""
+    import numpy as np
+    import pandas as pd
+
+    from aedetect.data.history import compute
+
+    rng = np.random.default_rng(0)
+    n = per_day * (state_days + days)
+    t = np.sort(rng.integers(0, (state_days + days) * 86_400, n)).astype("float64")
+    ents = {"card_id": pd.Series(rng.integers(0, max(1, per_day * 3), n)).astype(str),
+            "terminal_id": pd.Series(rng.integers(0, max(1, per_day // 6), n)).astype(str)}
+    amount = np.round(rng.lognormal(3.5, 1.0, n), 2)
+    cut = int(np.searchsorted(t, state_days * 86_400))
+
+    def rows(a, b):
+        return {k: v.iloc[a:b].reset_index(drop=True) for k, v in ents.items()}
+
+    _, state = compute(t[:cut], rows(0, cut), amount[:cut], hours=True)
+    load = os.getloadavg()[0]
+    w = time.perf_counter()
+    whole, _ = compute(t[cut:], rows(cut, n), amount[cut:], state=state, hours=True)
+    one_s = time.perf_counter() - w
+    w, parts, s = time.perf_counter(), [], state
+    for i, a in enumerate(range(cut, n, chunk_rows)):
+        b = min(a + chunk_rows, n)
+        f, s = compute(t[a:b], rows(a, b), amount[a:b], state=s, continues=i > 0, hours=True)
+        parts.append(f)
+    chunks_s = time.perf_counter() - w
+    chunked, one = pd.concat(parts, ignore_index=True).to_numpy(), whole.to_numpy()
+    close = np.isclose(chunked, one, rtol=1e-9, atol=1e-9) | (np.isnan(chunked) & np.isnan(one))
+    out = {"state_rows": len(state.rows), "rows": n - cut, "chunk_rows": chunk_rows, "one_call_s": one_s,
+           "chunks_s": chunks_s, "values_apart": int((~close).sum()), "load_before": load,
+           "load_after": os.getloadavg()[0]}
+    print(f"after {len(state.rows):,} rows of state ({state_days} days): {n - cut:,} rows in one call "
+          f"{one_s:.2f} s, in chunks of {chunk_rows:,} {chunks_s:.2f} s ({chunks_s / one_s:.1f}x); "
+          f"{out['values_apart']:,} of {close.size:,} feature values more than 1e-9 apart between the two; "
+          f"load average {load:.2f} before, {out['load_after']:.2f} after")
+    if load > 1.5:
+        print("load average > 1.5 before the run: other work shared the machine; no measurement")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
@@ -386,8 +438,19 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="--speed: cProfile one more call")
     ap.add_argument("--without-hours", action="store_true",
                     help="--speed: without the hour against the usual hours (models saved before it)")
+    ap.add_argument("--after-state", type=int, default=None, metavar="DAYS",
+                    help="time the history of --rows-per-day x 6 days after DAYS days of state, in one "
+                    "call and in chunks of --chunk-rows (as `aedetect score` computes it)")
+    ap.add_argument("--rows-per-day", type=int, default=33_000)
+    ap.add_argument("--chunk-rows", type=int, default=20_000)
     args = ap.parse_args()
-    if args.speed:
+    if args.after_state is not None:
+        numbers = after_state(args.after_state, 6, args.chunk_rows, args.rows_per_day)
+        text = (f"history after {numbers['state_rows']:,} rows of state: {numbers['rows']:,} rows, one call "
+                f"{numbers['one_call_s']:.2f} s, chunks of {args.chunk_rows:,} {numbers['chunks_s']:.2f} s; load "
+                f"average {numbers['load_before']:.2f}\n")
+        out = args.out or OUT_DIR / "history-after-state.md"
+    elif args.speed:
         numbers = speed(args.rows, args.repeats, args.profile, not args.without_hours)
         text = (f"history.compute, {args.rows:,} rows: {numbers['rows_per_s_wall']:,.0f} rows/s wall, "
                 f"{numbers['rows_per_s_cpu']:,.0f} rows/s CPU; peak RSS {numbers['peak_rss_mb']:,.0f} MB; "
