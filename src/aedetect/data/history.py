@@ -388,8 +388,9 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
     `CHUNK_ROWS` sorted rows, so its temporaries stay small and are reused rather than fresh
     memory for every step (on 10M rows, fresh memory cost more system time than the arithmetic).
     The state's rows are only history: their running sums are needed, their features are not, so
-    after a state the blocks hold the new rows alone (a chunk of a file after a month of state
-    costs its own rows' arithmetic, not the month's)."""
+    after a state the blocks hold the new rows alone (a chunk of a file after a month of state runs
+    the windows' arithmetic for its own rows; the sort and the running sums still cover the
+    month's)."""
     m = len(t)
     horizon = windows[-1]
     order, sorted_codes = in_time.by(codes)
@@ -420,8 +421,8 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
         del sorted_labels
     origin = start if start is not None else 0.0
     col = out.column
-    if hours and k:  # the state's rows' running sums of the hour first, over every row
-        for _ in _hour_sums(st, first, starts, cs_sin, cs_cos):
+    if hours and k:  # the running sums of the hour first, over every row (the state's too)
+        for _ in _hour_sums(st, first, starts, cs_sin, cs_cos):  # (each block's values unused)
             pass
     hour_blocks = _hour_sums(st, first, starts, cs_sin, cs_cos) if hours and not k else None
     for lo, hi, ix in _blocks(order, k):
