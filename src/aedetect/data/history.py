@@ -309,7 +309,7 @@ def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, pas
     done = (pool.map if pool else map)(entity, jobs)  # (pool.map submits every job at once)
     kept = _run(pool, state_rows)  # beside the entities' work, once the pairs' thread is free
     list(done)
-    if k == 0 and usable.all():  # the common case: no state, every row usable; no copy
+    if k == 0 and every:  # the common case: no state, every row usable; no copy
         matrix = out.values
     else:
         matrix = np.full((n, len(columns)), np.nan)
@@ -489,7 +489,8 @@ def _blocks(order: np.ndarray, k: int):
     m = len(order)
     if not k:
         for lo in range(0, m, CHUNK_ROWS):
-            yield lo, min(lo + CHUNK_ROWS, m), slice(lo, min(lo + CHUNK_ROWS, m))
+            hi = min(lo + CHUNK_ROWS, m)
+            yield lo, hi, slice(lo, hi)
         return
     wanted = np.flatnonzero(order >= k)
     for a in range(0, len(wanted), CHUNK_ROWS):
