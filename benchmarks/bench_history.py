@@ -35,6 +35,9 @@ high-water mark VmHWM, reset through /proc/self/clear_refs just before the call,
 own memory is part of it and printed beside it) and the load average; a load average above 1.5
 before a call means other work shared the machine and the timing is no measurement. NumPy's
 huge-page hint is off, as the `aedetect` command runs (`NUMPY_MADVISE_HUGEPAGE=1` to compare).
+`state table s`: building the returned state's table (`HistoryState.rows`) after the timed call;
+`compute` keeps the state's ids encoded and builds the table when something reads it (saving a
+model). Code before that change built it inside the call, in the thread pool.
 
     python benchmarks/bench_history.py --speed --rows 10000000 [--profile]
 
@@ -326,10 +329,14 @@ def speed(n: int, repeats: int, profile: bool, hours: bool = True) -> dict:
         features, state = compute(t, ents, amount, hours=hours)  # hours: as `--entity-columns` models
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         r1 = resource.getrusage(resource.RUSAGE_SELF)
+        w1 = time.perf_counter()
+        len(state.rows)  # the state's table: built when read (saving a model), not by `compute`
+        table_s = time.perf_counter() - w1
         if i == 0:
             peak_kb = _proc_kb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         figures.append({"wall_s": wall, "cpu_s": cpu, "user_s": r1.ru_utime - r0.ru_utime,
                         "sys_s": r1.ru_stime - r0.ru_stime, "minor_faults": r1.ru_minflt - r0.ru_minflt,
+                        "state_table_s": table_s,
                         "load_before": load[0], "load_after": os.getloadavg()[0]})
         del features, state
     best = min(figures, key=lambda f: f["wall_s"])
@@ -345,11 +352,11 @@ def speed(n: int, repeats: int, profile: bool, hours: bool = True) -> dict:
     print(f"history compute: {n:,} rows, {n // 10:,} cards, {n // 100:,} terminals (inputs generated in "
           f"{gen_s:.1f} s, not timed)")
     print(f"{'run':>4} {'wall s':>8} {'CPU s':>8} {'user s':>8} {'sys s':>8} {'page faults':>12} "
-          f"{'rows/s wall':>12} {'rows/s CPU':>12} {'load before':>12}")
+          f"{'rows/s wall':>12} {'rows/s CPU':>12} {'load before':>12} {'state table s':>14}")
     for i, f in enumerate(figures):
         print(f"{i + 1:>4} {f['wall_s']:>8.2f} {f['cpu_s']:>8.2f} {f['user_s']:>8.2f} {f['sys_s']:>8.2f} "
               f"{f['minor_faults']:>12,} {n / f['wall_s']:>12,.0f} {n / f['cpu_s']:>12,.0f} "
-              f"{f['load_before']:>12.2f}")
+              f"{f['load_before']:>12.2f} {f['state_table_s']:>14.2f}")
     print(f"best: {out['rows_per_s_wall']:,.0f} rows/s wall, {out['rows_per_s_cpu']:,.0f} rows/s CPU time; "
           f"peak RSS {out['peak_rss_mb']:,.0f} MB ({out['peak_rss_how']}; the inputs alone: "
           f"{out['inputs_rss_mb']:,.0f} MB); load average {' '.join(f'{v:.2f}' for v in out['load_avg'])} "

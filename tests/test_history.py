@@ -209,6 +209,49 @@ def test_rows_after_a_state_in_blocks_and_threads_get_the_features_of_one_pass(m
     np.testing.assert_allclose(later.to_numpy(), whole.to_numpy()[cut:], rtol=1e-9, atol=1e-9)
 
 
+def test_a_file_in_chunks_after_a_state_gets_the_features_and_state_of_one_pass(monkeypatch):
+    """`aedetect score`'s way: chunk after chunk, each continuing from the state the one before
+    left (its ids kept encoded, only the new rows' entities read, the values no kept row uses
+    dropped); the features and the final state are those of one pass. Most cards pay once and
+    drop out of the state; a few pay all along."""
+    import aedetect.data.history as history
+
+    rng = np.random.default_rng(8)
+    n = 6000
+    t = np.sort(rng.uniform(0, 20 * 86400, n)).round()
+    card = np.where(rng.random(n) < 0.7, np.arange(n) + 1000, rng.integers(0, 40, n)).astype(str)
+    ents = {"card": pd.Series(card).where(np.arange(n) % 61 != 0),
+            "term": pd.Series(rng.integers(0, 25, n).astype(str))}
+    amount = np.round(rng.lognormal(3, 1, n), 2)
+    labels = (rng.random(n) < 0.05).astype("float64")
+    windows = (3600.0, 86400.0)
+    risk = {"label_delay": 86400.0, "label_windows": [86400.0, 2 * 86400.0]}
+    whole, whole_state = compute(t, ents, amount, windows, labels=labels, hours=True, **risk)
+    monkeypatch.setattr(history, "PARALLEL_ROWS", 0)
+    monkeypatch.setattr(history, "CHUNK_ROWS", 11)
+    parts, state, sizes = [], None, []
+    for i, a in enumerate(range(0, n, 500)):
+        rows = slice(a, a + 500)
+        part, state = compute(t[rows], {k: v[rows].reset_index(drop=True) for k, v in ents.items()}, amount[rows],
+                              windows, state, continues=i > 0, labels=labels[rows], hours=True, **risk)
+        parts.append(part)
+        sizes.append((len(state._encoded.values["card"]), len(state._encoded.codes["card"])))
+    np.testing.assert_allclose(pd.concat(parts, ignore_index=True).to_numpy(), whole.to_numpy(),
+                               rtol=1e-9, atol=1e-9)
+    pd.testing.assert_frame_equal(state.rows, whole_state.rows)
+    assert max(v for v, _ in sizes) < 2 * max(r for _, r in sizes) + 1025  # the card values stay bounded
+    # a state built from its table (a saved model's) continues the same way as an encoded one
+    from aedetect.data.history import HistoryState
+
+    cut = 3000
+    _, encoded = compute(t[:cut], {k: v[:cut] for k, v in ents.items()}, amount[:cut], windows, labels=labels[:cut],
+                         hours=True, **risk)
+    later = {k: v[cut:].reset_index(drop=True) for k, v in ents.items()}
+    for s in (encoded, HistoryState(encoded.rows.copy(), encoded.start)):
+        after, _ = compute(t[cut:], later, amount[cut:], windows, s, labels=labels[cut:], hours=True, **risk)
+        np.testing.assert_allclose(after.to_numpy(), whole.to_numpy()[cut:], rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("n", [0, 1, 2, 9, 3000])
 def test_rows_sort_by_entity_then_time_then_order(n):
     """The sort every entity's windows run over: by entity, then time, a tie by the rows' order;
@@ -222,6 +265,11 @@ def test_rows_sort_by_entity_then_time_then_order(n):
         for group in (rng.integers(0, 25, n), rng.integers(0, 25, n) + (1 << 61)):
             expected = np.lexsort((np.arange(n), t, group))
             order, sorted_group = _TimeOrder(t).by(group)
+            assert order.tolist() == expected.tolist()
+            assert sorted_group.tolist() == group[expected].tolist()
+            rows = np.flatnonzero(rng.random(n) < 0.4)  # some of the rows (after a state: the new rows' entities)
+            expected = rows[np.lexsort((rows, t[rows], group[rows]))]
+            order, sorted_group = _TimeOrder(t).by(group, rows)
             assert order.tolist() == expected.tolist()
             assert sorted_group.tolist() == group[expected].tolist()
 

@@ -159,7 +159,8 @@ def test_labels_out(store):
     assert sum(d["alerts"] for d in days) == 5 and sum(d["verdicts"] for d in days) == 4
     assert sum(d["fraud"] for d in days) == 2 and sum(d["legit"] for d in days) == 1
     for d in days:
-        assert d["precision"] == (pytest.approx(d["fraud"] / (d["fraud"] + d["legit"])) if d["fraud"] + d["legit"] else None)
+        judged = d["fraud"] + d["legit"]
+        assert d["precision"] == (pytest.approx(d["fraud"] / judged) if judged else None)
 
 
 def test_users_passwords_tokens_and_sessions(store):

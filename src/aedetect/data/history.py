@@ -107,14 +107,30 @@ def feature_names(entities: list[str], windows, hours: bool = False, label_delay
     return names
 
 
-@dataclass
 class HistoryState:
     """The rows of the last longest window (`HistorySpec.reach`): `time` (seconds), one column
     per entity (text), `amount`, `new:<e>:<o>` flags (1.0 when the row's pair e-o was new) and,
-    with label-based risk, `label` (1.0, 0.0, NaN when not known)."""
+    with label-based risk, `label` (1.0, 0.0, NaN when not known).
 
-    rows: pd.DataFrame
-    start: float | None = None  # when the history began: the first row's time (see `compute`)
+    A state that `compute` returns keeps its entity values encoded (one integer code per row and
+    the values by code), so that the next chunk of a file reads the codes instead of encoding a
+    million strings again; `rows` builds the table when something reads it (saving, the service)."""
+
+    def __init__(self, rows: pd.DataFrame | None, start: float | None = None, *, encoded: _Encoded | None = None):
+        if rows is None and encoded is None:
+            raise ValueError("a HistoryState needs its rows or their encoded form")
+        self._rows, self._encoded = rows, encoded
+        self.start = start  # when the history began: the first row's time (see `compute`)
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        if self._rows is None:
+            self._rows = self._encoded.frame()
+        return self._rows
+
+    def __repr__(self) -> str:
+        n = len(self._rows) if self._rows is not None else len(self._encoded.columns["time"])
+        return f"HistoryState({n:,} rows, start={self.start!r})"
 
     @classmethod
     def empty(cls, entities: list[str]) -> HistoryState:
@@ -139,15 +155,46 @@ class HistoryState:
         return cls(table.to_pandas(), None if start == "None" else float(start))
 
 
+@dataclass
+class _Encoded:
+    """A state's rows with the entity values encoded: `columns` ("time", "amount", the
+    "new:<e>:<o>" flags, "label") as arrays, and per entity `codes` (int64, one per row) into
+    `values` (an object array of the distinct values)."""
+
+    columns: dict[str, np.ndarray]
+    codes: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as `HistoryState.rows`: time, amount, the entities, the flags, the label."""
+        c = self.columns
+        cols = {"time": c["time"], "amount": c["amount"]}
+        cols.update({e: pd.Series(self.values[e][codes], dtype=object) for e, codes in self.codes.items()})
+        cols.update({k: v for k, v in c.items() if k not in ("time", "amount", "label")})
+        cols.update({"label": c["label"]} if "label" in c else {})
+        return pd.DataFrame(cols)
+
+
 def _merged_codes(past_values, new_codes: np.ndarray, new_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One code per value over the state's rows then the new rows (-1 where a new row's value is
     missing; the state holds none), and the values by code (an object array)."""
     past_codes, past_uniques = pd.factorize(_objects(past_values), use_na_sentinel=True)
-    if not len(past_uniques):
+    return _codes_after(past_codes, _objects(past_uniques), new_codes, new_values)
+
+
+def _codes_after(past_codes: np.ndarray, past_values: np.ndarray, new_codes: np.ndarray,
+                 new_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_merged_codes` from the state's rows already encoded (`past_codes` into `past_values`):
+    the state's codes stay, the new rows' values not among them get the next codes. The work
+    grows with the distinct values, not with the state's rows."""
+    if not len(past_values):
         return new_codes.astype("int64", copy=False), new_values
-    merged, values = pd.factorize(np.concatenate([_objects(past_uniques), new_values]))
-    new = np.append(merged[len(past_uniques):], -1)[new_codes]  # code -1 (missing) picks the -1 after them
-    return np.concatenate([merged[past_codes], new]).astype("int64", copy=False), _objects(values)
+    found = pd.Index(past_values, dtype=object).get_indexer(new_values)
+    unseen = found < 0
+    found[unseen] = len(past_values) + np.arange(int(unseen.sum()))
+    new = np.append(found, -1)[new_codes]  # code -1 (missing) picks the -1 after them
+    values = np.concatenate([past_values, new_values[unseen]]) if unseen.any() else past_values
+    return np.concatenate([past_codes, new]).astype("int64", copy=False), values
 
 
 def _without_long_gaps(ms: np.ndarray, reach_ms: int) -> tuple[np.ndarray, int]:
@@ -183,24 +230,43 @@ def compute(time: np.ndarray, entities: dict[str, pd.Series], amount: np.ndarray
     the state's."""
     names = list(entities)
     state = state if state is not None else HistoryState.empty(names)
-    past = {c: state.rows[c].to_numpy() for c in state.rows.columns}
+    encoded = state._encoded if state._encoded is not None and set(state._encoded.codes) == set(names) else None
+    if encoded is not None:
+        past = {**encoded.columns, **{e: _Codes(encoded.codes[e], encoded.values[e]) for e in names}}
+    else:
+        past = {c: state.rows[c].to_numpy() for c in state.rows.columns}
     matrix, columns, rows, start = compute_arrays(time, entities, amount, windows, past, state.start,
                                                   continues=continues, hours=hours, labels=labels,
                                                   label_delay=label_delay, label_windows=label_windows,
-                                                  frame=True)
+                                                  encoded=True)
     features = pd.DataFrame(matrix, columns=columns, copy=False)
-    return features, HistoryState(rows, start)
+    return features, HistoryState(None, start, encoded=rows)
+
+
+@dataclass(frozen=True)
+class _Codes:
+    """An entity's values in a state's rows, encoded: `codes` (one per row) into `values`."""
+
+    codes: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, rows) -> _Codes:
+        return _Codes(self.codes[rows], self.values)
 
 
 def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.ndarray],
                    start: float | None, *, continues: bool = False, hours: bool = False,
-                   labels=None, label_delay: float | None = None, label_windows=(), frame: bool = False
-                   ) -> tuple[np.ndarray, list[str], dict[str, np.ndarray] | pd.DataFrame, float | None]:
+                   labels=None, label_delay: float | None = None, label_windows=(), encoded: bool = False
+                   ) -> tuple[np.ndarray, list[str], dict[str, np.ndarray] | _Encoded, float | None]:
     """`compute` on plain arrays (the service's per-request path, without pandas frames): the
     feature matrix, its column names, the state's rows after it (arrays by column) and when the
     history began. `past`: the state's rows by column ("time", "amount", the entities, the
-    "new:<e>:<o>" flags and, with label-based risk, "label"; empty arrays for none). `frame`: the
-    state's rows as a DataFrame (`HistoryState.rows`), built beside the entities' work."""
+    "new:<e>:<o>" flags and, with label-based risk, "label"; empty arrays for none; an entity's
+    values may come encoded, as `_Codes`). `encoded`: the state's rows after it with the entity
+    values encoded (`_Encoded`), as `compute` keeps them."""
     windows = sorted(float(w) for w in windows)
     risk = Risk(float(label_delay), sorted(float(w) for w in label_windows)) if label_delay is not None else None
     n = len(time)
@@ -213,7 +279,7 @@ def compute_arrays(time, entities: dict, amount, windows, past: dict[str, np.nda
     parallel = n + len(past.get("time", ())) >= PARALLEL_ROWS and len(entities) > 1
     with ThreadPoolExecutor(len(entities) + 1) if parallel else nullcontext() as pool:
         return _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, past, start,
-                        continues, hours, risk, frame)
+                        continues, hours, risk, encoded)
 
 
 @dataclass(frozen=True)
@@ -233,7 +299,7 @@ def reach(windows, label_delay: float | None = None, label_windows=()) -> float:
 
 
 def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, past, start, continues, hours,
-             risk: Risk | None, frame: bool = False):
+             risk: Risk | None, encoded: bool = False):
     """`compute_arrays` with `pool` (or None) to run the entities' work in."""
     names = list(entities)
     horizon = windows[-1]
@@ -259,7 +325,7 @@ def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, pas
     past_t = np.asarray(past.get("time", np.zeros(0)), dtype="float64")
     if first is not None and len(past_t) and not continues:  # history before the new rows' first time
         before = past_t < first
-        past = {c: np.asarray(v)[before] for c, v in past.items()}
+        past = {c: v[before] if isinstance(v, _Codes) else np.asarray(v)[before] for c, v in past.items()}
         past_t = past_t[before]
     k = len(past_t)
     every = bool(usable.all())
@@ -273,7 +339,9 @@ def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, pas
     labels = joined(np.asarray(past.get("label", np.full(k, np.nan)), dtype="float64"), new_labels) if risk else None
     codes_of, values_of = {}, {}
     for e in names:
-        codes, values_of[e] = _merged_codes(past.get(e, np.zeros(0, dtype=object)), *new_codes[e])
+        p = past.get(e, np.zeros(0, dtype=object))
+        codes, values_of[e] = (_codes_after(p.codes, p.values, *new_codes[e]) if isinstance(p, _Codes)
+                               else _merged_codes(p, *new_codes[e]))
         codes_of[e] = joined(codes[:k], codes[k:])
     m = len(t)
     if ahead is not None and k == 0 and every:
@@ -298,13 +366,21 @@ def _compute(pool, new_t, new_amount, new_labels, usable, entities, windows, pas
                          new_flags=new_flags, windows=windows, start=start, hours=hours, labels=labels,
                          risk=risk)
 
-    def state_rows() -> dict[str, np.ndarray] | pd.DataFrame:  # the rows the state keeps: the last `keep_for`
+    def state_rows() -> dict[str, np.ndarray] | _Encoded:  # the rows the state keeps: the last `keep_for`
         keep = t > t.max() - keep_for if m else np.zeros(0, dtype=bool)
-        rows = {"time": t[keep], "amount": amounts[keep], **{e: values_of[e][codes_of[e][keep]] for e in names},
-                **{key: flags[keep] for key, flags in new_flags().items()},
-                **({"label": labels[keep]} if risk else {})}
-        return pd.DataFrame({c: pd.Series(v, dtype=object) if c in names else v for c, v in rows.items()}) \
-            if frame else rows
+        columns = {"time": t[keep], "amount": amounts[keep], **{key: flags[keep] for key, flags in new_flags().items()},
+                   **({"label": labels[keep]} if risk else {})}
+        if not encoded:
+            return {"time": columns["time"], "amount": columns["amount"],
+                    **{e: values_of[e][codes_of[e][keep]] for e in names},
+                    **{c: v for c, v in columns.items() if c not in ("time", "amount")}}
+        codes, values = {}, {}
+        for e in names:
+            codes[e], values[e] = codes_of[e][keep], values_of[e]
+            if len(values[e]) > 2 * len(codes[e]) + 1024:  # values the kept rows no longer use: drop them
+                used, codes[e] = np.unique(codes[e], return_inverse=True)
+                values[e] = values[e][used]
+        return _Encoded(columns, codes, values)
 
     done = (pool.map if pool else map)(entity, jobs)  # (pool.map submits every job at once)
     kept = _run(pool, state_rows)  # beside the entities' work, once the pairs' thread is free
@@ -342,14 +418,18 @@ class _TimeOrder:
             self.place = np.empty(len(t), dtype="int64")
             self.place[self.order] = np.arange(len(t))
 
-    def by(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The rows' order by `group` (non-negative integers) then time, and `group` in that order."""
+    def by(self, group: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The rows' order by `group` (non-negative integers) then time, and `group` in that order;
+        of `rows` alone when given (row numbers, ascending)."""
         top = int(group.max(initial=0))
         if top >= 1 << (62 - self.bits):  # does not pack into 63 bits
-            order = np.lexsort((np.arange(len(self.t)), self.t, group))
+            if rows is None:
+                order = np.lexsort((np.arange(len(self.t)), self.t, group))
+            else:
+                order = rows[np.lexsort((rows, self.t[rows], group[rows]))]
             return order, group[order]
-        packed = group.astype("int64") << self.bits
-        packed |= self.place
+        packed = (group if rows is None else group[rows]).astype("int64") << self.bits
+        packed |= self.place if rows is None else self.place[rows]
         packed.sort()
         sorted_group = packed >> self.bits
         packed &= (1 << self.bits) - 1
@@ -364,7 +444,10 @@ def _pair_flags(names: list[str], codes_of: dict, t, in_time: _TimeOrder, horizo
     for i, e in enumerate(names):
         for o in names[i + 1:]:
             pair = codes_of[e] * (int(codes_of[o].max(initial=0)) + 1) + codes_of[o]
-            order, sp = in_time.by(pair)
+            # after a state that holds the pair's flags, only the rows of the new rows' entities `e`
+            # are read (the flags of the state's rows are the state's own)
+            stored = all(key in past for key in (f"new:{e}:{o}", f"new:{o}:{e}"))
+            order, sp = in_time.by(pair, _with_new(codes_of[e], k) if stored else None)
             st = t[order]
             same = _after(False, sp[1:] == sp[:-1])
             gap = _after(np.inf, st[1:] - st[:-1])
@@ -391,9 +474,12 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
     after a state the blocks hold the new rows alone (a chunk of a file after a month of state runs
     the windows' arithmetic for its own rows; the sort and the running sums still cover the
     month's)."""
-    m = len(t)
     horizon = windows[-1]
-    order, sorted_codes = in_time.by(codes)
+    # After a state, only the state's rows of the entities that the new rows have are read: an
+    # entity's features come from its own rows (a chunk of 20,000 rows after a month of state
+    # touches a fifth of the cards)
+    order, sorted_codes = in_time.by(codes, _with_new(codes, k))
+    m = len(order)
     keys = _keys(sorted_codes, ms[order], width)
     st = t[order]
     first = _after(True, sorted_codes[1:] != sorted_codes[:-1]) if m else np.zeros(0, bool)
@@ -480,6 +566,17 @@ def _entity_features(out: _Block, e: str, codes: np.ndarray, others: list[str], 
                 frauds = cs_fraud[q_end] - cs_fraud[q_w]
                 col(f"{e}.fraud_rate_{window_name(w)}")[rows] = np.where(known > 0, frauds / np.maximum(known, 1), 0.0)
             col(f"{e}.frauds_{window_name(risk.windows[-1])}")[rows] = frauds
+
+
+def _with_new(codes: np.ndarray, k: int) -> np.ndarray | None:
+    """The rows (ascending) whose code some row after the first `k` has; None when that is every
+    row, or when there is no state (`k` 0)."""
+    if not k or k == len(codes):
+        return None
+    present = np.zeros(int(codes.max(initial=0)) + 1, dtype=bool)
+    present[codes[k:]] = True
+    wanted = present[codes]
+    return None if wanted.all() else np.flatnonzero(wanted)
 
 
 def _blocks(order: np.ndarray, k: int):
