@@ -373,6 +373,52 @@ def test_monitor_computes_the_history_as_score_does(trained, label_aware, which)
     np.testing.assert_allclose(run.window_scores[0], want.to_numpy(), rtol=RTOL, atol=1e-7)
 
 
+def test_history_columns_the_reference_was_too_young_for_are_shown_and_never_alarm(trained):
+    """Trained on 14 days, the reference's validation rows have 10-14 days of history: columns
+    that compare with 30 days (the longest window) are not yet what they will be later, so they
+    and the score are profiled but never alarm; the settled ones (1 hour and 1 day) are profiled
+    on their settled rows and alarm as any column does. A reference taken from a raw log file
+    (`--reference`) computes its history after the model's state."""
+    from aedetect.monitoring.batch import monitor_frame, read_rows, rich_table, young_hint
+    from aedetect.monitoring.reference import compare_batch, load_reference, reference_from_frame
+
+    d, later, _ = trained
+    det, ref = load_scorer(d / "m"), load_reference(d / "m")
+    young = {c for c, p in ref.columns.items() if p.get("young")}
+    settled = {c for c, p in ref.columns.items() if p.get("settled")}
+    assert {"card_id.new_terminal_id_1d", "card_id.count_30d", "card_id.since_last", "terminal_id.card_id_seen",
+            "terminal_id.amount_z_30d"} <= young
+    assert {"card_id.count_1h", "card_id.count_1d", "terminal_id.count_1d", "card_id.amount_ratio_1d"} <= settled
+    assert not young & settled and ref.columns["amount"].keys().isdisjoint({"young", "settled"})
+    assert ref.columns["card_id.count_1d"]["settled"]["rows"] >= 200 and ref.score["young"]["needs_days"] == 60
+    assert 9 < ref.columns["card_id.count_30d"]["young"]["history_days"] < 14
+
+    x, reasons = read_rows(det, later, "later.csv")
+    scores = det.score_matrix(x)[0]
+    moved = x.assign(**{"card_id.since_last": x["card_id.since_last"] * 50 + 1e6,
+                        "card_id.count_1d": x["card_id.count_1d"] + 40})
+    res = compare_batch(ref, moved, scores * 10)
+    young_move, settled_move = res["columns"]["card_id.since_last"], res["columns"]["card_id.count_1d"]
+    assert young_move["psi"] > 1 and not young_move["alarm"] and young_move["young"]["needs_days"] == 30
+    assert settled_move["psi"] > 1 and settled_move["alarm"] and "young" not in settled_move
+    assert res["score"]["psi"] > 1 and not res["score"]["alarm"] and res["score"]["young"]
+    assert "card_id.count_1d" in res["drifted_columns"] and not young & set(res["drifted_columns"])
+    assert res["young_columns"] == sorted(young)
+
+    run = monitor_frame(det, ref, later)
+    cells = [str(c) for c in rich_table(run.summary).columns[4].cells]
+    drifted = len(run.summary["windows"][0]["drifted_columns"])
+    assert cells == [f"{drifted}/{len(ref.columns) - len(young)} ({len(young)} young)"]
+    assert run.summary["reference"]["young_columns"] == sorted(young) and run.summary["reference"]["score_young"]
+    hint = young_hint(ref)[0]
+    assert hint == run.summary["hint"][0] and f"{len(young)} history column(s) and the score" in hint
+    assert "need up to 60 days" in hint and "--reference" in hint
+
+    from_file = reference_from_frame(det, later, "is_fraud", source="later.csv")
+    assert set(from_file.columns) == set(ref.columns)  # the history columns computed from the raw log
+    assert from_file.columns["card_id.count_1h"].get("young")  # 120 rows: too few settled ones
+
+
 @pytest.mark.parametrize("examples", [6, pytest.param(60, marks=pytest.mark.slow)])
 def test_schemathesis_all_checks_pass_on_a_label_aware_history_model(label_aware, examples):
     """A label-aware model with entity history: its request model (the time, entity and amount

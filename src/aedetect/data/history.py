@@ -762,6 +762,32 @@ def ensure_history(X, schema, state: HistoryState | None):
     return add_history(X, schema, state)[0]
 
 
+def settle_seconds(name: str, spec) -> float | None:
+    """How much history (seconds since it began) column `name` needs before its values look as
+    they will on any later row; None when `name` is not one of `spec`'s history columns. A
+    window's counts and amounts need the window (counts are scaled to a whole one, amounts are
+    not); what compares with the longest window (the z-score, the usual hours, the gap since the
+    last payment, whether a pair was seen) needs it whole; payments at new counterparties in a
+    window need that window after a whole longest one (a pair is new against the longest window
+    before it); the label-based risk needs the label delay and its window."""
+    if "." not in name or name.split(".", 1)[0] not in spec.entities:
+        return None
+    tail = name.split(".", 1)[1]
+    horizon = max(spec.windows)
+    if tail == "since_last" or tail.endswith("_seen"):
+        return horizon
+    kind, _, window = tail.rpartition("_")
+    try:
+        w = _seconds(window)
+    except (KeyError, ValueError, IndexError):
+        return None
+    if kind.startswith("new_"):
+        return horizon + w
+    if kind in ("fraud_rate", "frauds"):
+        return (spec.label_delay or 0.0) + w
+    return w
+
+
 def _per_window(name: str) -> tuple[str, str, str]:
     entity, tail = name.rsplit(".", 1)
     kind, _, window = tail.rpartition("_")

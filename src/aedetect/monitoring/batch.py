@@ -191,7 +191,7 @@ def monitor_frame(det, ref: Reference, df: pd.DataFrame, *, window: float | None
             "reference": reference_summary(ref), "rows": len(df), "scored_rows": int(good.sum()),
             "unscored": unscored, "windows": windows, "alarm": any(w["alarm"] for w in windows),
             "windows_not_judged": sum(w["status"] == "not judged" for w in windows),
-            "hint": retraining_hint(windows)}, window_scores)
+            "hint": young_hint(ref) + retraining_hint(windows)}, window_scores)
 
 
 RECALL_FROM_VERDICTS = ("not computed: only flagged rows are reviewed, so the frauds among the "
@@ -215,7 +215,25 @@ def reference_summary(ref: Reference) -> dict:
     f = ref.flagged
     return {"source": ref.source, "threshold": ref.threshold, "columns": len(ref.columns),
             "flagged_share": {k: f[k] for k in ("value", "low", "high", "level")},
-            "anomaly_share": f.get("anomaly_share"), "validation_rows": ref.score["n"]}
+            "anomaly_share": f.get("anomaly_share"), "validation_rows": ref.score["n"],
+            "young_columns": sorted(c for c, p in ref.columns.items() if p.get("young")),
+            "score_young": bool(ref.score.get("young"))}
+
+
+def young_hint(ref: Reference) -> list[str]:
+    """A line when the reference's rows had too little entity history for some columns (their
+    drift is shown and never alarms), saying what would let them be judged."""
+    young = {c: p["young"] for c, p in ref.columns.items() if p.get("young")}
+    if not young:
+        return []
+    need = max(y["needs_days"] for y in young.values())
+    had = max(y["history_days"] for y in young.values())
+    names = ", ".join(sorted(young)[:3]) + (f" and {len(young) - 3} more" if len(young) > 3 else "")
+    score = " and the score" if ref.score.get("young") else ""
+    return [f"{len(young)} history column(s){score} are shown but never alarm: the reference rows had at most "
+            f"{had:.1f} days of entity history and these columns need up to {need:g} days before their values "
+            f"settle ({names}); to judge them, train on a log with {need:g} days before its validation rows, "
+            "or pass --reference with normal rows from a period that long after the log began"]
 
 
 def _pct(v) -> str:
@@ -231,7 +249,8 @@ def retraining_hint(windows: list[dict], top: int = 3) -> list[str]:
         cols = sorted(w["columns"].items(), key=lambda kv: -kv[1]["psi"])[:top]
         moved = ", ".join(f"{c} (PSI {t['psi']:.2f}" + (f", median {t['median_shift']:+.2f} IQR"
                                                          if t.get("median_shift") is not None else "")
-                          + ("" if t["alarm"] else ", below the alarm") + ")" for c, t in cols)
+                          + ("" if t["alarm"] else ", young reference" if t.get("young") else ", below the alarm")
+                          + ")" for c, t in cols)
         f = w["flagged"]
         line = (f"{w['window']}: columns that moved most: {moved}; score PSI {w['score']['psi']:.2f}; "
                 f"flagged {_pct(f['share'])} ({f['k']:,} of {f['n']:,} rows) against the promised "
@@ -247,7 +266,8 @@ def table_rows(result: dict) -> list[list[str]]:
     rows = []
     for w in result["windows"]:
         cols = w["columns"]
-        worst = max(cols, key=lambda c: cols[c]["psi"]) if cols else None
+        judged = [c for c in cols if not cols[c].get("young")] or list(cols)  # the young only when all are
+        worst = max(judged, key=lambda c: cols[c]["psi"]) if cols else None
         f, lab = w["flagged"], w.get("labels") or {}
         pr = "-"
         if lab:
@@ -260,8 +280,10 @@ def table_rows(result: dict) -> list[list[str]]:
                   else "- (no flagged row)")
         rows.append([
             w["window"], f"{w['rows']:,}", f"{w['scored_rows']:,}", f"{w['unscored_rows']:,}",
-            f"{len(w['drifted_columns'])}/{len(cols)}",
-            f"{worst} {cols[worst]['psi']:.2f}" if worst else "-", f"{w['score']['psi']:.2f}",
+            f"{len(w['drifted_columns'])}/{len(cols) - len(w.get('young_columns', []))}"
+            + (f" ({len(w['young_columns'])} young)" if w.get("young_columns") else ""),
+            f"{worst} {cols[worst]['psi']:.2f}" + (" (young)" if cols[worst].get("young") else "") if worst else "-",
+            f"{w['score']['psi']:.2f}" + (" (young)" if w["score"].get("young") else ""),
             f"{_pct(f['share'])} vs {_pct(f['low'])}-{_pct(f['high'])}", pr,
             "ALARM" if w["alarm"] else w["status"]])
     return rows

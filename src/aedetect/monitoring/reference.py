@@ -54,6 +54,7 @@ MAX_CATEGORIES = 100
 PSI_FLOOR = 1e-4  # empty bins count as this share, so one empty bin does not make the PSI infinite
 MAX_NAME_CHARS = 100  # a category name kept or shown longer than this is cut and hashed
 MAX_NEW_NAMES = 10  # new categories named per column in a comparison (all are counted)
+MIN_SETTLED_ROWS = 200  # a history column is profiled on its settled reference rows when there are this many
 
 
 class DriftSettings(BaseModel):
@@ -244,16 +245,35 @@ def flagged_promise(fp: int, n_normal: int, tp: int = 0, n_anomaly: int = 0,
 def build_reference(det, normals: pd.DataFrame, *, anomalies: pd.DataFrame | None = None,
                     anomaly_rows: tuple[int, int] = (0, 0), source: str = "", seed: int = 0,
                     sample_size: int = SAMPLE_SIZE, level: float = 0.95,
-                    time_column: str | None = None) -> Reference:
+                    time_column: str | None = None, ages: np.ndarray | None = None) -> Reference:
     """Profile the model's input columns and score on `normals` (validation normals), and the
     flagged share at `det.threshold_` with `anomalies` (labelled anomalies, e.g. of the selection
-    set) and `anomaly_rows` = (anomalies, rows) of the training file for the anomaly share."""
+    set) and `anomaly_rows` = (anomalies, rows) of the training file for the anomaly share.
+
+    `ages`: for a model with entity history, each normal row's seconds of history (since the
+    history began). A history column is profiled on the rows whose history is long enough for
+    it (`aedetect.data.history.settle_seconds`): in its first weeks a log has only new pairs and
+    short gaps, which no later row has. With fewer than `MIN_SETTLED_ROWS` such rows the column
+    is profiled on every row and marked `young`: a comparison shows it and never alarms on it;
+    the score likewise when any column is young."""
     names, kinds = input_names(det), schema_kinds(det)
     values = read_as_model(det, normals[names])
+    settle = _settle(det, names, ages)
     # the autoencoder's columns (`read_as_model` reads them; a label-aware model's label-based
     # risk columns are not profiled)
-    columns = {c: profile_column(values[c], seed=seed + i, sample_size=sample_size,
-                                 kind=kinds.get(c)) for i, c in enumerate(names) if c in values}
+    columns = {}
+    for i, c in enumerate(names):
+        if c not in values:
+            continue
+        settled = ages >= settle[c] if c in settle else None
+        if settled is not None and settled.sum() >= MIN_SETTLED_ROWS:
+            columns[c] = {**profile_column(values[c][settled], seed=seed + i, sample_size=sample_size,
+                                           kind=kinds.get(c)),
+                          "settled": {"needs_days": settle[c] / 86_400, "rows": int(settled.sum())}}
+        else:
+            columns[c] = profile_column(values[c], seed=seed + i, sample_size=sample_size, kind=kinds.get(c))
+            if settled is not None:
+                columns[c]["young"] = _young(settle[c], ages)
     scores = det.anomaly_score(normals[names])
     t = float(det.threshold_)
     tp = n_anom = 0
@@ -261,13 +281,50 @@ def build_reference(det, normals: pd.DataFrame, *, anomalies: pd.DataFrame | Non
         tp, n_anom = int((det.anomaly_score(anomalies[names]) > t).sum()), len(anomalies)
     flagged = flagged_promise(int((scores > t).sum()), len(scores), tp, n_anom, *anomaly_rows,
                               level=level)
-    return Reference(columns, numeric_profile(scores, sample_size=sample_size, seed=seed), t,
-                     flagged, source=source, level=level, time_column=time_column)
+    score = numeric_profile(scores, sample_size=sample_size, seed=seed)
+    if settle:  # the score reads every column: settled where every column is
+        need = max(settle.values())
+        settled = ages >= need
+        if settled.sum() >= MIN_SETTLED_ROWS:
+            score = {**numeric_profile(scores[settled], sample_size=sample_size, seed=seed),
+                     "settled": {"needs_days": need / 86_400, "rows": int(settled.sum())}}
+        else:
+            score["young"] = _young(need, ages)
+    return Reference(columns, score, t, flagged, source=source, level=level, time_column=time_column)
 
 
-def training_reference(det, df: pd.DataFrame, split, schema, seed: int = 0) -> Reference:
+def _settle(det, names: list[str], ages: np.ndarray | None) -> dict[str, float]:
+    """Seconds of history each of `names` needs (`settle_seconds`): its history columns', for a
+    model with entity history and `ages`; else nothing."""
+    schema = det.dataset_schema if getattr(det, "schema", None) is not None else None
+    if ages is None or schema is None or schema.history is None:
+        return {}
+    from aedetect.data.history import settle_seconds
+
+    return {c: need for c in names if (need := settle_seconds(c, schema.history)) is not None}
+
+
+def _young(need: float, ages: np.ndarray) -> dict:
+    oldest = float(np.nanmax(ages)) if np.isfinite(ages).any() else 0.0
+    return {"needs_days": need / 86_400, "history_days": max(oldest, 0.0) / 86_400}
+
+
+def history_ages(det, df: pd.DataFrame, start: float | None) -> np.ndarray | None:
+    """Each row's seconds of entity history (its time less `start`, when the history began);
+    None for a model without entity history or an unknown start."""
+    schema = det.dataset_schema if getattr(det, "schema", None) is not None else None
+    if start is None or schema is None or schema.history is None:
+        return None
+    from aedetect.data.history import table_inputs
+
+    return table_inputs(df, schema)[0] - start
+
+
+def training_reference(det, df: pd.DataFrame, split, schema, seed: int = 0,
+                       history_start: float | None = None) -> Reference:
     """The reference of a model trained on `df` with `split`: columns and score from the
-    validation normals, recall from the selection set's anomalies, anomaly share from `df`."""
+    validation normals, recall from the selection set's anomalies, anomaly share from `df`.
+    `history_start`: when the rows' entity history began (`HistoryState.start`)."""
     normals = df.iloc[split.validation]
     anomalies, rows = None, (0, 0)
     if schema.label and schema.label in df.columns:
@@ -275,16 +332,25 @@ def training_reference(det, df: pd.DataFrame, split, schema, seed: int = 0) -> R
         anomalies = sel[sel[schema.label] == 1]
         rows = (int(df[schema.label].sum()), len(df))
     return build_reference(det, normals, anomalies=anomalies, anomaly_rows=rows, seed=seed,
-                           time_column=schema.time, source=(
+                           time_column=schema.time, ages=history_ages(det, normals, history_start), source=(
         f"{len(normals):,} validation normals, {0 if anomalies is None else len(anomalies)} "
         f"selection-set anomalies, anomaly share of {rows[1]:,} training-file rows"))
 
 
 def reference_from_frame(det, df: pd.DataFrame, label: str | None, *, source: str = "",
                          seed: int = 0, time_column: str | None = None) -> Reference:
-    """A reference from a file of rows like the training data, for a model folder without one:
-    its normal rows (every row when it has no `label` column, or `label` is None), and its
-    anomalies for recall."""
+    """A reference from a file of rows like the training data, for a model folder without one
+    (or instead of its own): its normal rows (every row when it has no `label` column, or
+    `label` is None), and its anomalies for recall. A model with entity history computes the
+    file's history columns after its state, as scoring does."""
+    from aedetect.data.history import add_history
+
+    schema = det.dataset_schema if getattr(det, "schema", None) is not None else None
+    ages = None
+    if schema is not None and schema.history is not None:
+        state = getattr(det, "history_state_", None)
+        df = add_history(df, schema, state)[0]
+        ages = history_ages(det, df, getattr(state, "start", None))
     names = input_names(det)
     missing = [c for c in names if c not in df.columns]
     if missing:
@@ -292,9 +358,10 @@ def reference_from_frame(det, df: pd.DataFrame, label: str | None, *, source: st
     if label and label in df.columns:
         y = pd.to_numeric(df[label], errors="coerce").to_numpy()
         normals, anomalies, rows = df[y == 0], df[y == 1], (int((y == 1).sum()), len(df))
+        ages = None if ages is None else ages[y == 0]
     else:
         normals, anomalies, rows = df, None, (0, 0)
-    return build_reference(det, normals, anomalies=anomalies, anomaly_rows=rows, seed=seed,
+    return build_reference(det, normals, anomalies=anomalies, anomaly_rows=rows, seed=seed, ages=ages,
                            time_column=time_column, source=f"{source} ({len(normals):,} normal rows)")
 
 
@@ -478,6 +545,11 @@ def compare_batch(ref: Reference, x: pd.DataFrame, scores, y=None,
         t["alarm"] = bool(t["p_adjusted"] < settings.alpha and (t["ratio"] or 0) >= settings.share_ratio)
         if t["ratio"] == float("inf"):
             t["ratio"] = None  # the share moved from or to zero: no finite ratio (JSON has no inf)
+    # a column (or the score) whose reference rows had too little history: shown, never alarms
+    for t, profile in [*((columns[c], ref.columns[c]) for c in columns), (score, ref.score)]:
+        if profile.get("young"):
+            t["young"], t["alarm"] = profile["young"], False
+    out["young_columns"] = sorted(c for c, t in columns.items() if t.get("young"))
     out["drifted_columns"] = sorted((c for c, t in columns.items() if t["alarm"]),
                                     key=lambda c: -columns[c]["psi"])
     out["alarm"] = bool(any(t["alarm"] for t in tests))

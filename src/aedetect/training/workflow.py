@@ -146,7 +146,8 @@ def train_detector(
         det.fit(df.iloc[split.train][features], validation_data=df.iloc[split.validation][features],
                 callbacks=callbacks)
     det.threshold = select_threshold(det, df, split, config, schema)
-    det.reference_ = training_reference(det, df, split, schema, seed=config.seed)  # drift monitoring
+    det.reference_ = training_reference(det, df, split, schema, seed=config.seed,
+                                        history_start=getattr(history, "start", None))  # drift monitoring
     det.history_state_ = history  # scoring later data continues from the end of this one
     # What `evaluate_model(..., rows="test")` needs to find the test rows again.
     det.split_ = {"protocol": split.protocol, "seed": config.seed, "data_fingerprint": fingerprint,
@@ -158,7 +159,8 @@ def train_detector(
         det.threshold = select_threshold(det, df, split, config, schema)
         # The drift reference again, on what the hybrid scores (a fraud probability) and its
         # threshold: kept with the autoencoder's state, which the hybrid's folder saves.
-        det.detector.reference_ = training_reference(det, df, split, schema, seed=config.seed)
+        det.detector.reference_ = training_reference(det, df, split, schema, seed=config.seed,
+                                                     history_start=getattr(history, "start", None))
     if split.protocol == "time" and len(split.selection):  # a stretch of the stream, as scored later
         warning = flagged_share_warning(det, df.iloc[split.selection], schema, "the selection window")
         if warning is not None:
