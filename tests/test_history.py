@@ -414,6 +414,55 @@ def test_scoring_in_chunks_gives_the_features_of_one_pass(own_log_runs, tmp_path
     np.testing.assert_allclose(scorer.anomaly_score(table), chunked, rtol=2e-5)
 
 
+def test_files_scored_one_after_another_carry_the_history_with_history_state(own_log_runs, tmp_path):
+    """A team scores each period's file as it comes: with --history-state each continues from the
+    one before and scores as one file of both would; without it, a file that starts days after
+    the model's history ends is warned about; a state that is not one is refused, untouched."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+
+    later, out, d = own_log_runs
+    day = (pd.to_datetime(later["ts"]) - pd.Timestamp("2024-01-01")).dt.days
+    (tmp_path / "a.csv").write_text(later[day < 50].to_csv(index=False))
+    (tmp_path / "b.csv").write_text(later[day >= 50].to_csv(index=False))
+    state = tmp_path / "state.parquet"
+
+    def score(name: str, *extra) -> tuple[object, np.ndarray]:
+        res = CliRunner().invoke(app, ["score", "--model", str(d / "history"), "--data", str(tmp_path / f"{name}.csv"),
+                                       "--out", str(tmp_path / f"{name}-out.csv"), "--overwrite", *map(str, extra)])
+        scores = pd.read_csv(tmp_path / f"{name}-out.csv")["score"].to_numpy() if res.exit_code == 0 else None
+        return res, scores
+
+    res_a, a = score("a", "--history-state", state)
+    assert res_a.exit_code == 0 and "continued from the model's training data" in res_a.output
+    first_state = state.read_bytes()
+    res_b, b = score("b", "--history-state", state)
+    assert res_b.exit_code == 0 and f"continued from {state}" in " ".join(res_b.output.split())
+    assert "days after the last row" not in res_a.output + res_b.output  # no gap: no warning of one
+    np.testing.assert_allclose(np.concatenate([a, b]), out["history"]["score"].to_numpy(), rtol=2e-5)
+
+    res, alone = score("b")  # from the model's state, 10 days before b's first row
+    assert res.exit_code == 0 and "10.0 days after the last row" in " ".join(res.output.split())
+    assert "--history-state" in res.output and not np.allclose(alone, b, rtol=1e-3)
+
+    state.write_bytes(first_state)
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    pd.DataFrame({"time": [1.0], "amount": [2.0]}).to_parquet(tmp_path / "other.parquet")
+    from aedetect.errors import AedetectError
+
+    for bad, why in (("bad.parquet", "bad.parquet: cannot read the history state"),
+                     ("other.parquet", "other.parquet: not a history state of this model: no column(s) ['card'")):
+        res, _ = score("b", "--history-state", tmp_path / bad)
+        # an AedetectError: `aedetect` prints its one line, no traceback (tests/test_cli_hostile.py)
+        assert isinstance(res.exception, AedetectError) and why in str(res.exception), res.exception
+    assert (tmp_path / "bad.parquet").read_bytes() == b"not parquet"
+    res = CliRunner().invoke(app, ["score", "--model", str(d / "plain"), "--data", str(tmp_path / "a.csv"),
+                                   "--out", str(tmp_path / "p.csv"), "--history-state", str(state)])
+    assert isinstance(res.exception, AedetectError) and "has no entity history" in str(res.exception)
+    assert state.read_bytes() == first_state  # no run that failed wrote it
+
+
 def test_rows_out_of_time_order_across_chunks_are_refused(own_log_runs, tmp_path):
     from aedetect.errors import DataError
     from aedetect.serving.batch import score_file

@@ -49,6 +49,11 @@ def score(
         "by transaction id; a verdict overrides the file's label column")] = None,
     labels_db: LabelsDbOpt = None,
     labels_id_column: LabelsIdOpt = None,
+    history_state: Annotated[Path | None, typer.Option(
+        help="a model with entity history: Parquet file of the history to continue from (the model's "
+        "own when the file does not exist yet), rewritten with the history after --data, so that files "
+        "scored one after another each continue from the one before (the service's --history-state "
+        "file reads the same)")] = None,
     overwrite: OverwriteOpt = False,
 ):
     """Score a file of any size in chunks: row, ids, score, flag and top features per row.
@@ -73,9 +78,20 @@ def score(
     from aedetect.cli.review_commands import read_verdicts
     from aedetect.store.folder import open_folder
 
+    if history_state is not None and history_state.resolve() in (data.resolve(), out_file.resolve()):
+        raise UsageError(f"--history-state {history_state} is also --data or --out; give it a file of its own")
     verdicts = read_verdicts(labels_file, labels_db)  # before the model loads
     folder = open_folder(model_dir)
     det = scoring_model(folder)
+    carried, carried_from = None, "the model's training data"
+    if history_state is not None:
+        schema = det.dataset_schema if getattr(det, "schema", None) is not None else None
+        if schema is None or schema.history is None:
+            raise UsageError(f"--history-state: {model_dir} has no entity history (train it with --entity-columns)")
+        if history_state.exists():
+            from aedetect.data.history import read_state
+
+            carried, carried_from = read_state(history_state, schema), str(history_state)
     from aedetect.monitoring.reference import load_reference
 
     reference = load_reference(folder)
@@ -87,7 +103,8 @@ def score(
                            chunk_rows=chunk_rows, on_bad_rows=on_bad_rows, progress=progress,
                            reference=reference, on_flagged=to_store,
                            verdicts=verdicts[0] if verdicts is not None else None,
-                           verdicts_id_column=labels_id_column)
+                           verdicts_id_column=labels_id_column, history_state=carried,
+                           history_source=carried_from)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; no output was written ({escape(str(out_file))} is "
                       "unchanged)[/yellow]")
@@ -112,6 +129,16 @@ def score(
         console.print(line if found else f"[yellow]warning: {escape(line)}: none matched[/yellow]", highlight=False)
     if s.labels_warning is not None:
         console.print(f"[yellow]warning: {escape(s.labels_warning)}[/yellow]", highlight=False)
+    if s.history_warning is not None:
+        console.print(f"[yellow]warning: {escape(s.history_warning)}[/yellow]", highlight=False)
+    if history_state is not None:
+        from aedetect.files import atomic_file
+
+        with atomic_file(history_state) as tmp:
+            s.history_state.to_parquet(tmp)
+        console.print(f"history: continued from {escape(carried_from)}; the history after "
+                      f"{escape(str(data))} ({len(s.history_state.rows):,} rows) written to "
+                      f"{escape(str(history_state))}", highlight=False)
     if s.share_warning is not None:
         console.print(f"[yellow]warning: {escape(s.share_warning)}[/yellow]", highlight=False)
         if fail_on_drift:

@@ -727,6 +727,54 @@ def add_history(df: pd.DataFrame, schema, state: HistoryState | None = None, *,
                      axis=1), state
 
 
+def read_state(path, schema) -> HistoryState:
+    """A history state saved to Parquet (`HistoryState.to_parquet`: `aedetect score
+    --history-state`, the service's `--history-state`), checked against `schema`'s history."""
+    import pyarrow as pa
+
+    try:
+        state = HistoryState.from_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise DataError(f"{path}: cannot read the history state ({exc})") from None
+    cols = list(state.rows.columns)
+    missing = [c for c in ["time", "amount", *schema.history.entities] if c not in cols]
+    if missing:
+        raise DataError(f"{path}: not a history state of this model: no column(s) {missing} (it has "
+                        f"{cols[:8]}{' ...' if len(cols) > 8 else ''})")
+    if not pd.api.types.is_numeric_dtype(state.rows["time"]):
+        raise DataError(f"{path}: not a history state: its 'time' column holds {state.rows['time'].dtype}, "
+                        "not seconds")
+    return state
+
+
+def gap_warning(state: HistoryState | None, first: float, schema, *, source: str, continues_from: str
+                ) -> str | None:
+    """Set when rows starting at `first` (seconds) come well after the last row of the `state`
+    they continue from: more than a day, and more than three times the longest quiet spell
+    between the state's own rows. The payments in between are missing from every entity's
+    history, so windows reaching back over the gap count too few and pairs look new."""
+    if state is None or not np.isfinite(first):
+        return None
+    t = np.sort(state.rows["time"].to_numpy(dtype="float64", na_value=np.nan))
+    t = t[np.isfinite(t)]
+    if not len(t):
+        return None
+    gap, quiet = first - t[-1], float(np.diff(t).max(initial=0.0))
+    if gap <= max(86_400.0, 3 * quiet):
+        return None
+    dated = schema.column(schema.time).type == "datetime"
+
+    def when(x: float) -> str:
+        return f"{pd.Timestamp(x, unit='s'):%Y-%m-%d %H:%M}" if dated else f"time {x:g}"
+
+    horizon = max(schema.history.windows) / 86_400
+    return (f"{source}: its first row ({when(first)}) comes {gap / 86_400:.1f} days after the last row of the "
+            f"history it continues from ({continues_from}, ending {when(t[-1])}); the payments in between are "
+            f"missing from every entity's history, so for up to {horizon:g} days its counts read low and its "
+            "pairs new. Score the files in between first, carrying the history from each to the next with "
+            "--history-state FILE")
+
+
 def input_columns(schema) -> list[str]:
     """The columns the history is computed from: the time, the entities and the amount."""
     h = schema.history

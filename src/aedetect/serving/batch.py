@@ -59,6 +59,8 @@ class ScoreSummary:
     promise: dict | None = None  # the flagged share the model promises (`promised_share`)
     drivers: dict[str, int] = field(default_factory=dict)  # flagged rows per top-reason column
     labels_warning: str | None = None  # label-based risk without the file's labels (`_History.labels_warning`)
+    history_warning: str | None = None  # the file starts long after its history ends (`history.gap_warning`)
+    history_state: object = None  # a history model's `HistoryState` after the file's rows
     verdicts: tuple[int, int, str] | None = None  # (rows given a verdict, verdicts, the file's id column)
 
     @property
@@ -394,6 +396,8 @@ def score_file(
     on_flagged: Callable[[pd.DataFrame], None] | None = None,
     verdicts: pd.DataFrame | None = None,
     verdicts_id_column: str | None = None,
+    history_state=None,
+    history_source: str = "the model's training data",
 ) -> ScoreSummary:
     """Score `data` chunk by chunk with `detector` and write `out` (.csv or .parquet).
 
@@ -406,7 +410,10 @@ def score_file(
     `verdicts` (transaction_id, label: `aedetect.data.labels.read_labels`, `AlertStore.labels()`)
     give a label-aware model's label-based risk the labels of the rows they name, found by the
     file's `verdicts_id_column` (default: transaction_id, else the model's one id column); a
-    verdict overrides the file's label column.
+    verdict overrides the file's label column. `history_state`: a history model's
+    `HistoryState` to continue from instead of the model's own (the state after an earlier file;
+    `history_source` names it in the warning about a gap); the summary's `history_state` is the
+    state after this file.
     """
     from collections import Counter
 
@@ -423,7 +430,7 @@ def score_file(
     check_output_path(out)
     features = list(detector.feature_names_in_)
     start = time.perf_counter()
-    history = _History(detector, data)
+    history = _History(detector, data, history_state, history_source)
     table_model = getattr(detector, "schema", None) is not None
     if verdicts is not None:
         history.take_verdicts(verdicts)
@@ -517,6 +524,8 @@ def score_file(
                         time.perf_counter() - start, ignored_columns=ignored, stale_removed=tuple(stale),
                         promise=promised_share(reference, threshold) if threshold is not None else None,
                         drivers=dict(drivers), labels_warning=history.labels_warning(names),
+                        history_warning=history.gap_warning,
+                        history_state=history.state if history.schema is not None else None,
                         verdicts=None if history.verdicts is None else
                         (history.matched, len(history.verdicts), history.verdicts_by))
 
@@ -582,12 +591,13 @@ class _History:
     model's state, each later one from the chunks before it (`aedetect.data.history`). The rows
     must come in time order across chunks, or a chunk could not see its past."""
 
-    def __init__(self, detector, data: Path):
+    def __init__(self, detector, data: Path, state=None, source: str = "the model's training data"):
         schema = detector.dataset_schema if getattr(detector, "schema", None) is not None else None
         self.schema = schema if schema is not None and schema.history is not None else None
         self.data = data
         self.verdicts = self.verdicts_by = None  # label -> per transaction id; the file's id column
         self.matched = 0  # rows given a verdict
+        self.gap_warning: str | None = None  # set by the first chunk (`gap_warning`)
         features = list(detector.feature_names_in_)
         if self.schema is None:
             self.read = features
@@ -597,7 +607,8 @@ class _History:
         derived = set(self.schema.computed_features)
         self.read = [c for c in features if c not in derived]
         self.read += [c for c in input_columns(self.schema) if c not in self.read]
-        self.state = getattr(detector, "history_state_", None)
+        self.state = state if state is not None else getattr(detector, "history_state_", None)
+        self.source = source  # what the state is, for `gap_warning`
         self.continues = False
         self.latest = -np.inf
 
@@ -654,6 +665,11 @@ class _History:
                             "order (sort it by time, or raise --chunk-rows above its row count)")
         if np.isfinite(t).any():
             self.latest = max(self.latest, float(np.nanmax(t)))
+            if not self.continues:
+                from aedetect.data.history import gap_warning
+
+                self.gap_warning = gap_warning(self.state, float(np.nanmin(t)), self.schema,
+                                               source=str(self.data), continues_from=self.source)
         labels = table_labels(frame, self.schema)
         if self.verdicts_by is not None:  # a verdict overrides the file's label
             from aedetect.data.labels import row_verdicts
