@@ -462,6 +462,22 @@ def test_files_scored_one_after_another_carry_the_history_with_history_state(own
     assert isinstance(res.exception, AedetectError) and "has no entity history" in str(res.exception)
     assert state.read_bytes() == first_state  # no run that failed wrote it
 
+    # `monitor` reads the same state (never writes it) and warns of the same gap without it
+    from aedetect.data.history import read_state
+    from aedetect.monitoring.batch import monitor_frame
+    from aedetect.monitoring.reference import load_reference
+    from aedetect.serving.runtime import load_scorer
+
+    det, ref = load_scorer(d / "history"), load_reference(d / "history")
+    rows = later[day >= 50].reset_index(drop=True)
+    carried = monitor_frame(det, ref, rows, history_state=read_state(state, det.dataset_schema),
+                            history_source=str(state), source="b.csv")
+    plain = monitor_frame(det, ref, rows, source="b.csv")
+    np.testing.assert_allclose(carried.window_scores[0], b, rtol=2e-5)
+    assert not any("days after the last row" in h for h in carried.summary["hint"])
+    assert plain.summary["hint"][0].startswith("b.csv: its first row") and "--history-state" in plain.summary["hint"][0]
+    assert state.read_bytes() == first_state
+
 
 def test_rows_out_of_time_order_across_chunks_are_refused(own_log_runs, tmp_path):
     from aedetect.errors import DataError

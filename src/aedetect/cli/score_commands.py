@@ -83,15 +83,7 @@ def score(
     verdicts = read_verdicts(labels_file, labels_db)  # before the model loads
     folder = open_folder(model_dir)
     det = scoring_model(folder)
-    carried, carried_from = None, "the model's training data"
-    if history_state is not None:
-        schema = det.dataset_schema if getattr(det, "schema", None) is not None else None
-        if schema is None or schema.history is None:
-            raise UsageError(f"--history-state: {model_dir} has no entity history (train it with --entity-columns)")
-        if history_state.exists():
-            from aedetect.data.history import read_state
-
-            carried, carried_from = read_state(history_state, schema), str(history_state)
+    carried, carried_from = carried_history(det, model_dir, history_state)
     from aedetect.monitoring.reference import load_reference
 
     reference = load_reference(folder)
@@ -143,6 +135,21 @@ def score(
         console.print(f"[yellow]warning: {escape(s.share_warning)}[/yellow]", highlight=False)
         if fail_on_drift:
             raise typer.Exit(3)
+
+
+def carried_history(det, model_dir: Path, path: Path | None) -> tuple[object, str]:
+    """`--history-state`: the `HistoryState` in `path` when it exists (else None: the model's
+    own) and what it is, in words; refused for a model without entity history."""
+    if path is None:
+        return None, "the model's training data"
+    schema = det.dataset_schema if getattr(det, "schema", None) is not None else None
+    if schema is None or schema.history is None:
+        raise UsageError(f"--history-state: {model_dir} has no entity history (train it with --entity-columns)")
+    if not path.exists():
+        return None, "the model's training data"
+    from aedetect.data.history import read_state
+
+    return read_state(path, schema), str(path)
 
 
 class _AlertSink:
@@ -393,6 +400,9 @@ def monitor(
     id_column: Annotated[str | None, typer.Option(
         help="the transaction id column, for --labels [default: transaction_id, else the model's "
         "id column]")] = None,
+    history_state: Annotated[Path | None, typer.Option(
+        help="a model with entity history: Parquet file of the history to continue from, as `aedetect "
+        "score --history-state` writes it (read, never written here) [default: the model's own]")] = None,
     overwrite: OverwriteOpt = False,
 ):
     """Compare new rows (per time window) with the model's reference: column and score drift,
@@ -433,6 +443,10 @@ def monitor(
                             "pass --reference DATA to take one from a file of rows like the training data")
     folder = open_folder(model_dir)
     det = scoring_model(folder)  # scored as `aedetect score` scores
+    if history_state is not None and not history_state.exists():
+        raise UsageError(f"--history-state {history_state}: no such file (monitor reads it; `aedetect score "
+                         "--history-state` writes it)")
+    carried, carried_from = carried_history(det, model_dir, history_state)
     schema = det.dataset_schema
     df = read_raw(data, schema)  # categories, booleans and dates as text, as `score` reads them
     ref_df = read_raw(reference, schema) if reference is not None else None
@@ -447,7 +461,7 @@ def monitor(
         run = monitor_frame(det, ref, df, window=seconds, time_column=time_column,
                             label_column=label_column, settings=settings, source=str(data),
                             min_rows=min_rows, labels=verdicts[0] if verdicts else None,
-                            id_column=id_column)
+                            id_column=id_column, history_state=carried, history_source=carried_from)
     if as_json:
         import json
 

@@ -37,10 +37,11 @@ def parse_window(text: str) -> float:
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
-def read_rows(det, df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, np.ndarray]:
+def read_rows(det, df: pd.DataFrame, source: str, history_state=None) -> tuple[pd.DataFrame, np.ndarray]:
     """The model's input columns of `df` as `aedetect score` reads them (`parse_rows`: numbers
     parsed, dates as seconds, a missing value good where the model imputes it), and per row the
-    reason it cannot be scored (None = good row), the batch scorer's reasons word for word."""
+    reason it cannot be scored (None = good row), the batch scorer's reasons word for word.
+    A model with entity history computes it after `history_state` (default: the model's own)."""
     names = input_names(det)
     table = getattr(det, "schema", None) is not None
     schema = det.dataset_schema if table else None
@@ -59,8 +60,8 @@ def read_rows(det, df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, np.ndar
     if history:  # computed after the model's state, as `aedetect score` computes a file's
         from aedetect.data.history import add_history, attach_history
 
-        x, reasons = attach_history(x, reasons, add_history(df, schema, getattr(det, "history_state_", None))[0],
-                                    schema)
+        state = history_state if history_state is not None else getattr(det, "history_state_", None)
+        x, reasons = attach_history(x, reasons, add_history(df, schema, state)[0], schema)
     if table:  # categories as the model reads them (the reference profiled them so)
         risk = [c for c in getattr(schema, "label_features", []) if c in x]  # a label-aware model's
         x = read_as_model(det, x).assign(**{c: x[c] for c in risk})
@@ -113,7 +114,8 @@ def monitor_frame(det, ref: Reference, df: pd.DataFrame, *, window: float | None
                   time_column: str | None = None, label_column: str | None = None,
                   settings: DriftSettings | None = None, source: str = "data",
                   min_rows: int = MIN_ROWS, labels: pd.DataFrame | None = None,
-                  id_column: str | None = None) -> MonitorResult:
+                  id_column: str | None = None, history_state=None,
+                  history_source: str = "the model's training data") -> MonitorResult:
     """Score `df` with `det` as `aedetect score` does, cut it into windows of `window` seconds
     of `time_column` (aligned to multiples of the window: 4h windows of the ULB `Time` start at
     0, 14400, ...), or treat it as one batch, and compare each window with `ref`.
@@ -126,11 +128,16 @@ def monitor_frame(det, ref: Reference, df: pd.DataFrame, *, window: float | None
     `labels`: verdicts of reviewed alerts (transaction_id, label: `aedetect.data.labels`), found
     by `id_column` (default: transaction_id, else the model's id column); each window's
     "verdicts" (`verdict_precision`) then gives the precision of its flagged rows that were
-    reviewed."""
+    reviewed.
+
+    A model with entity history computes the file's after `history_state` (`history_source`
+    names it), by default the model's own; a file that starts days after it is warned about in
+    the hints (`aedetect.data.history.gap_warning`)."""
     settings = settings or DriftSettings()
     if len(df) == 0:
         raise DataError(f"{source}: the file has no data rows")
-    x, reasons = read_rows(det, df, source)
+    x, reasons = read_rows(det, df, source, history_state)
+    gap = _history_gap(det, df, history_state, source, history_source)
     missing = [c for c in ref.columns if c not in x.columns]
     if missing:
         raise DataError(f"{source}: the reference has column(s) {missing} that the model does not take")
@@ -191,7 +198,20 @@ def monitor_frame(det, ref: Reference, df: pd.DataFrame, *, window: float | None
             "reference": reference_summary(ref), "rows": len(df), "scored_rows": int(good.sum()),
             "unscored": unscored, "windows": windows, "alarm": any(w["alarm"] for w in windows),
             "windows_not_judged": sum(w["status"] == "not judged" for w in windows),
-            "hint": young_hint(ref) + retraining_hint(windows)}, window_scores)
+            "hint": ([gap] if gap else []) + young_hint(ref) + retraining_hint(windows)}, window_scores)
+
+
+def _history_gap(det, df: pd.DataFrame, state, source: str, continues_from: str) -> str | None:
+    """`gap_warning` for a history model's file: its first time against the state it continues from."""
+    schema = det.dataset_schema if getattr(det, "schema", None) is not None else None
+    if schema is None or schema.history is None:
+        return None
+    from aedetect.data.history import gap_warning, table_inputs
+
+    t = table_inputs(df, schema)[0]
+    state = state if state is not None else getattr(det, "history_state_", None)
+    first = float(np.nanmin(t)) if np.isfinite(t).any() else float("nan")
+    return gap_warning(state, first, schema, source=source, continues_from=continues_from)
 
 
 RECALL_FROM_VERDICTS = ("not computed: only flagged rows are reviewed, so the frauds among the "
