@@ -120,6 +120,36 @@ def test_a_restart_continues_from_the_saved_history(trained, tmp_path):
     np.testing.assert_allclose(np.r_[first, second], expected, rtol=RTOL)
 
 
+def test_the_service_continues_from_the_state_score_wrote_and_warns_of_a_gap(trained, tmp_path, caplog):
+    """`aedetect score --history-state` over the first 60 rows writes the history the service then
+    starts from: the next rows score as in one file. A first request days after the history it
+    continues from is logged once and shown at /v1/model."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+
+    d, later, expected = trained
+    later.head(60).to_csv(tmp_path / "first60.csv", index=False)
+    state = tmp_path / "state.parquet"
+    res = CliRunner().invoke(app, ["score", "--model", str(d / "m"), "--data", str(tmp_path / "first60.csv"),
+                                   "--out", str(tmp_path / "s.csv"), "--history-state", str(state)])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    with TestClient(create_app(d / "m", ServiceSettings(history_state=str(state)))) as client:
+        np.testing.assert_allclose(_score_v1(client, later, 5, 60), expected[60:], rtol=RTOL)
+        info = client.get("/v1/model").json()["history_state"]
+        assert info["source"] == f"the history state {state}" and info["gap_warning"] is None
+
+    late = later.iloc[[0]].assign(timestamp=(pd.to_datetime(later["timestamp"].iloc[0]) + pd.Timedelta(days=9))
+                                  .strftime("%Y-%m-%d %H:%M:%S"))
+    with caplog.at_level("WARNING", logger="uvicorn.error"), TestClient(create_app(d / "m")) as client:
+        for _ in range(2):
+            assert client.post("/v1/score", json={"transactions": _txs(late, 0, 1)}).status_code == 200
+        gap = client.get("/v1/model").json()["history_state"]["gap_warning"]
+    assert gap.startswith("the first request: its first row") and "after the last row" in gap
+    assert "the model's training data" in gap and "aedetect serve --history-state" in gap
+    assert [r.getMessage() for r in caplog.records if "first request" in r.getMessage()] == [gap]  # once
+
+
 def test_a_retry_with_the_same_id_scores_the_same_and_counts_once(trained):
     d, later, expected = trained
     app = create_app(d / "m")

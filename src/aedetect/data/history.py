@@ -747,15 +747,19 @@ def read_state(path, schema) -> HistoryState:
     return state
 
 
-def gap_warning(state: HistoryState | None, first: float, schema, *, source: str, continues_from: str
-                ) -> str | None:
-    """Set when rows starting at `first` (seconds) come well after the last row of the `state`
-    they continue from: more than a day, and more than three times the longest quiet spell
-    between the state's own rows. The payments in between are missing from every entity's
-    history, so windows reaching back over the gap count too few and pairs look new."""
-    if state is None or not np.isfinite(first):
+BATCH_GAP_ADVICE = ("Score the files in between first, carrying the history from each to the next with "
+                    "--history-state FILE")
+
+
+def gap_warning(times: np.ndarray | None, first: float, schema, *, source: str, continues_from: str,
+                advice: str = BATCH_GAP_ADVICE) -> str | None:
+    """Set when rows starting at `first` (seconds) come well after the last of `times` (the
+    rows of the history they continue from): more than a day, and more than three times the
+    longest quiet spell between those rows. The payments in between are missing from every
+    entity's history, so windows reaching back over the gap count too few and pairs look new."""
+    if times is None or not np.isfinite(first):
         return None
-    t = np.sort(state.rows["time"].to_numpy(dtype="float64", na_value=np.nan))
+    t = np.sort(np.asarray(times, dtype="float64"))
     t = t[np.isfinite(t)]
     if not len(t):
         return None
@@ -771,8 +775,12 @@ def gap_warning(state: HistoryState | None, first: float, schema, *, source: str
     return (f"{source}: its first row ({when(first)}) comes {gap / 86_400:.1f} days after the last row of the "
             f"history it continues from ({continues_from}, ending {when(t[-1])}); the payments in between are "
             f"missing from every entity's history, so for up to {horizon:g} days its counts read low and its "
-            "pairs new. Score the files in between first, carrying the history from each to the next with "
-            "--history-state FILE")
+            f"pairs new. {advice}")
+
+
+def state_times(state: HistoryState | None) -> np.ndarray | None:
+    """The times of a state's rows (None for no state), for `gap_warning`."""
+    return None if state is None else state.rows["time"].to_numpy(dtype="float64", na_value=np.nan)
 
 
 def input_columns(schema) -> list[str]:

@@ -206,12 +206,12 @@ def _history_gap(det, df: pd.DataFrame, state, source: str, continues_from: str)
     schema = det.dataset_schema if getattr(det, "schema", None) is not None else None
     if schema is None or schema.history is None:
         return None
-    from aedetect.data.history import gap_warning, table_inputs
+    from aedetect.data.history import gap_warning, state_times, table_inputs
 
     t = table_inputs(df, schema)[0]
     state = state if state is not None else getattr(det, "history_state_", None)
     first = float(np.nanmin(t)) if np.isfinite(t).any() else float("nan")
-    return gap_warning(state, first, schema, source=source, continues_from=continues_from)
+    return gap_warning(state_times(state), first, schema, source=source, continues_from=continues_from)
 
 
 RECALL_FROM_VERDICTS = ("not computed: only flagged rows are reviewed, so the frauds among the "

@@ -499,7 +499,11 @@ def create_app(model_dir: str | os.PathLike | ModelFolder, settings: ServiceSett
 
     @app.get("/v1/model", dependencies=guarded, responses=_problems(*auth))
     def model_info() -> dict:
-        return _public_manifest(folder.manifest)
+        info = _public_manifest(folder.manifest)
+        if history is not None:  # where the entity history continues from, and a gap before the first request
+            info["history_state"] = {"source": history.source, "rows": len(history),
+                                     "gap_warning": history.gap_warning}
+        return info
 
     @app.get("/metrics", dependencies=guarded, response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},

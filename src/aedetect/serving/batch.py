@@ -666,9 +666,9 @@ class _History:
         if np.isfinite(t).any():
             self.latest = max(self.latest, float(np.nanmax(t)))
             if not self.continues:
-                from aedetect.data.history import gap_warning
+                from aedetect.data.history import gap_warning, state_times
 
-                self.gap_warning = gap_warning(self.state, float(np.nanmin(t)), self.schema,
+                self.gap_warning = gap_warning(state_times(self.state), float(np.nanmin(t)), self.schema,
                                                source=str(self.data), continues_from=self.source)
         labels = table_labels(frame, self.schema)
         if self.verdicts_by is not None:  # a verdict overrides the file's label

@@ -41,6 +41,7 @@ from aedetect.data.history import (
     Z_FLOOR,
     HistoryState,
     compute_arrays,
+    gap_warning,
     hour_unusual,
     table_inputs,
     table_labels,
@@ -62,7 +63,9 @@ def open_history(det, path: str | os.PathLike | None = None) -> HistoryStore | N
     if path is not None:
         check_output_path(path, what="the history state")  # refused at start, not at the first save
         if os.path.exists(path):
-            return HistoryStore.load(schema, path)
+            store = HistoryStore.load(schema, path)
+            store.source = f"the history state {path}"
+            return store
     return HistoryStore(schema, getattr(det, "history_state_", None))
 
 
@@ -104,6 +107,9 @@ class HistoryStore:
         self.features = pd.Index(spec.feature_names)  # built once, not per request
         self.lock = threading.Lock()
         self.newest = -math.inf
+        self.source = "the model's training data"  # where the stored history comes from, in words
+        self.gap_warning: str | None = None  # the first request came days after the stored history
+        self._gap_checked = False
         self.changes = 0  # rows stored since the last save
         self._rows: dict[int, tuple] = {}  # row number -> values in `columns` order
         self._numbers: dict[int, tuple] = {}  # row number -> its time, amount, flags (and label): floats
@@ -176,6 +182,8 @@ class HistoryStore:
             raise DataError(f"id {twice!r} appears more than once in the request; a transaction "
                             "updates the entity history once")
         with self.lock:
+            if not self._gap_checked and np.isfinite(time).any():
+                self._check_gap(float(np.nanmin(time)))
             retried = {self._by_txid[k] for k in given if k in self._by_txid}
             one = self._one(float(time[0]), [entities[e].iloc[0] for e in self.entities], float(amount[0])) \
                 if len(df) == 1 and not retried else None
@@ -287,6 +295,20 @@ class HistoryStore:
                 updated += 1
             self.changes += updated
         return updated, not_held
+
+    def _check_gap(self, first: float) -> None:
+        """Once, at the first request: `gap_warning` against the stored rows, logged to the server's
+        log (uvicorn's) and kept in `gap_warning` (/v1/model's "history")."""
+        self._gap_checked = True
+        times = np.fromiter((v[0] for v in self._numbers.values()), dtype="float64", count=len(self._numbers))
+        self.gap_warning = gap_warning(
+            times, first, self.schema, source="the first request", continues_from=self.source,
+            advice="Start the service from a history state with those payments in it: `aedetect score "
+                   "--history-state FILE` over them, then `aedetect serve --history-state FILE`")
+        if self.gap_warning is not None:
+            import logging
+
+            logging.getLogger("uvicorn.error").warning(self.gap_warning)
 
     def _check(self, df, time, entities, amount) -> None:
         """Every row needs its time, entity values and amount: a row without them has no history."""
