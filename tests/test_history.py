@@ -479,6 +479,35 @@ def test_files_scored_one_after_another_carry_the_history_with_history_state(own
     assert state.read_bytes() == first_state
 
 
+def test_a_warm_start_continues_the_parents_history(own_log_runs):
+    """`aedetect train --warm-start PARENT --data NEWER.csv` (what `monitor` advises): the newer
+    file's history continues from the parent's state, so its first weeks are not young history;
+    a file that starts days after the parent's data is warned about."""
+    from aedetect.data.history import add_history
+    from aedetect.model.detector import load_detector
+    from aedetect.training.config import TrainConfig
+    from aedetect.training.workflow import train_detector
+
+    later, _, d = own_log_runs
+    day = (pd.to_datetime(later["ts"]) - pd.Timestamp("2024-01-01")).dt.days
+    config = TrainConfig(epochs=1, seed=1)
+    parent = load_detector(d / "history")
+    schema = parent.dataset_schema
+    a = later[day < 50].reset_index(drop=True)
+    res = train_detector(a, config, warm_start=parent)
+    names = schema.history_features
+    want = add_history(a, schema, load_detector(d / "history").history_state_)[0][names]
+    fresh = add_history(a, schema)[0][names]
+    np.testing.assert_allclose(res.table[names].to_numpy(), want.to_numpy(), rtol=1e-9, atol=1e-9)
+    assert not np.allclose(want.to_numpy(), fresh.to_numpy(), equal_nan=True)
+    assert res.warnings == [] and res.detector.history_state_.start == parent.history_state_.start
+
+    b = later[day >= 50].reset_index(drop=True)
+    res = train_detector(b, config, warm_start=load_detector(d / "history"), source="b.csv")
+    assert len(res.warnings) == 1 and res.warnings[0].startswith("b.csv: its first row")
+    assert "10.0 days after" in res.warnings[0] and "parent model's training data" in res.warnings[0]
+
+
 def test_rows_out_of_time_order_across_chunks_are_refused(own_log_runs, tmp_path):
     from aedetect.errors import DataError
     from aedetect.serving.batch import score_file

@@ -102,7 +102,7 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
 
         console.print(f"expected on the {est['rows']}: precision {interval(est['precision'])}, "
                       f"recall {interval(est['recall'])} (95% exact binomial intervals)")
-    for w in det.threshold.warnings:
+    for w in [*run.warnings, *det.threshold.warnings]:
         console.print(f"[yellow]warning: {escape(str(w))}[/yellow]")
     if run.test is not None:
         m = run.test["metrics"]

@@ -40,6 +40,7 @@ class TrainingRun:
     metadata: dict = field(default_factory=dict)
     split: Split | None = None  # None when trained from a folder of shards
     out: Path | None = None  # the model folder, once saved
+    warnings: list[str] = field(default_factory=list)  # about the data (`TrainResult.warnings`)
 
     @property
     def comparison(self) -> dict | None:
@@ -128,11 +129,12 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
         result = train_detector(df, config, schema, callbacks=callbacks, work_dir=work,
                                 warm_start=warm_start.detector if warm_start is not None else None,
                                 source=str(data_file) if data_file is not None else "the data")
-    run = TrainingRun(result.detector, config, run_metadata(result, data_file), result.split)
+    run = TrainingRun(result.detector, config, run_metadata(result, data_file), result.split,
+                      warnings=list(result.warnings))
     if labels is not None:
         run.metadata["labels"] = labels
-    if warm_start is not None:
-        run.metadata["warm_start"] = compare_with_parent(warm_start.folder, run.detector, df,
+    if warm_start is not None:  # on the rows as trained on: their history continued from the parent's
+        run.metadata["warm_start"] = compare_with_parent(warm_start.folder, run.detector, result.table,
                                                          result.split, schema)
     if test_data is not None:
         run.metadata["test_data"] = evaluate_test_data(run, test_data, schema, test_file)

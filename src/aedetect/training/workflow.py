@@ -6,7 +6,7 @@ Every command of the CLI is a thin wrapper over one of these, so each is callabl
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,8 @@ class TrainResult:
     split: Split
     config: TrainConfig
     data_fingerprint: str
+    table: pd.DataFrame | None = None  # the data as trained on: with its entity history columns
+    warnings: list[str] = field(default_factory=list)  # about the data (a gap before its history)
 
 
 def split_frame(df: pd.DataFrame, config: TrainConfig, schema: DatasetSchema) -> Split:
@@ -119,7 +121,19 @@ def train_detector(
                         f"does not have; its columns are {', '.join(map(repr, map(str, df.columns)))}")
     fingerprint = frame_fingerprint(df)  # of the table as read: `evaluate` finds its test rows by it
     schema = with_label_risk(schema, config)
-    df, history = add_history(df, schema)  # each row's entity history, strictly from the past
+    # Each row's entity history, strictly from the past: after a warm start, continuing from the
+    # parent's (a newer file's first weeks are not young history then)
+    parent = _parent_history(warm_start, schema)
+    warnings = []
+    if parent is not None:
+        from aedetect.data.history import gap_warning, state_times, table_inputs
+
+        t = table_inputs(df, schema)[0]
+        gap = gap_warning(state_times(parent), float(np.nanmin(t)) if np.isfinite(t).any() else float("nan"),
+                          schema, source=source, continues_from="the parent model's training data",
+                          advice="Train on a file that follows the parent's data, or without --warm-start")
+        warnings += [gap] if gap else []
+    df, history = add_history(df, schema, parent)
     split = split_frame(df, config, schema)
     check_split(df, split, config, schema, source)
     features = list(schema.features)
@@ -165,7 +179,18 @@ def train_detector(
         warning = flagged_share_warning(det, df.iloc[split.selection], schema, "the selection window")
         if warning is not None:
             det.threshold = replace(det.threshold, warnings=[*det.threshold.warnings, warning])
-    return TrainResult(det, split, config, fingerprint)
+    return TrainResult(det, split, config, fingerprint, df, warnings)
+
+
+def _parent_history(warm_start, schema: DatasetSchema):
+    """The parent's entity history state when `schema` computes the same history (entities,
+    windows, hours and label-based risk); else None: the history starts with the data."""
+    state = getattr(warm_start, "history_state_", None) if warm_start is not None else None
+    parent = getattr(warm_start, "dataset_schema", None) if state is not None else None
+    if state is None or parent is None or parent.history is None or schema.history is None:
+        return None
+    same = parent.history.model_dump() == schema.history.model_dump()
+    return state if same else None
 
 
 def with_label_risk(schema: DatasetSchema, config: TrainConfig) -> DatasetSchema:
