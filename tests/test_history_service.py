@@ -444,6 +444,12 @@ def test_history_columns_the_reference_was_too_young_for_are_shown_and_never_ala
     assert hint == run.summary["hint"][0] and f"{len(young)} history column(s) and the score" in hint
     assert "need up to 60 days" in hint and "--reference" in hint
 
+    from aedetect.training.workflow import young_reference_warning
+
+    said = young_reference_warning(ref)  # what `train` warns of
+    assert said.startswith("the validation rows have at most 9.") and f"{len(young)} history column(s)" in said
+    assert young_reference_warning(None) is None
+
     from_file = reference_from_frame(det, later, "is_fraud", source="later.csv")
     assert set(from_file.columns) == set(ref.columns)  # the history columns computed from the raw log
     assert from_file.columns["card_id.count_1h"].get("young")  # 120 rows: too few settled ones

@@ -175,11 +175,29 @@ def train_detector(
         # threshold: kept with the autoencoder's state, which the hybrid's folder saves.
         det.detector.reference_ = training_reference(det, df, split, schema, seed=config.seed,
                                                      history_start=getattr(history, "start", None))
+    young = young_reference_warning(getattr(det, "detector", det).reference_)
+    warnings += [young] if young else []
     if split.protocol == "time" and len(split.selection):  # a stretch of the stream, as scored later
         warning = flagged_share_warning(det, df.iloc[split.selection], schema, "the selection window")
         if warning is not None:
             det.threshold = replace(det.threshold, warnings=[*det.threshold.warnings, warning])
     return TrainResult(det, split, config, fingerprint, df, warnings)
+
+
+def young_reference_warning(reference) -> str | None:
+    """Set when the drift reference's rows had too little entity history for some columns
+    (`aedetect.monitoring.reference.build_reference`): `monitor` shows those and never alarms on
+    them, nor on the score."""
+    young = {c: p["young"] for c, p in (reference.columns if reference is not None else {}).items()
+             if p.get("young")}
+    if not young:
+        return None
+    need = max(y["needs_days"] for y in young.values())
+    had = max(y["history_days"] for y in young.values())
+    return (f"the validation rows have at most {had:.1f} days of entity history; {len(young)} history column(s) "
+            f"need up to {need:g} days before their values settle, so `aedetect monitor` shows their drift "
+            "(and the score's) without alarming on it; train on a longer log to have them judged "
+            "(docs/monitoring.md)")
 
 
 def _parent_history(warm_start, schema: DatasetSchema):
