@@ -399,6 +399,50 @@ def test_cli_scores_a_history_model_on_spark(spark, history_model, tmp_path):
     assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
 
 
+def test_spark_continues_from_the_history_state_batch_scoring_wrote(spark, history_model, tmp_path):
+    """Day files scored one after another: `aedetect score --history-state` over the first days
+    writes the state, and Spark (the CLI and `history_features`) continues from it as batch
+    scoring does, as one file of both would; a file that is no such state stops on the driver."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+    from aedetect.data.history import add_history, read_state
+    from aedetect.errors import DataError
+    from aedetect.serving.runtime import load_scorer
+    from aedetect.serving.spark import history_features
+
+    d, _, later = history_model
+    day = (pd.to_datetime(later["timestamp"]) - pd.to_datetime(later["timestamp"]).min()).dt.days
+    later[day < 3].to_parquet(tmp_path / "a.parquet", index=False)
+    rest = later[day >= 3].reset_index(drop=True)
+    rest.to_parquet(tmp_path / "b.parquet", index=False)
+    state = tmp_path / "state.parquet"
+    res = CliRunner().invoke(app, ["score", "--model", str(d / "model"), "--data", str(tmp_path / "a.parquet"),
+                                   "--out", str(tmp_path / "a-out.parquet"), "--history-state", str(state)])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    whole = _batch_scores(d / "model", d / "later.parquet", tmp_path / "whole.parquet")
+    out = tmp_path / "scored"
+    res = CliRunner().invoke(app, ["spark", "score", "--model", str(d / "model"), "--data", str(tmp_path / "b.parquet"),
+                                   "--out", str(out), "--master", "local[2]", "--id-columns", "transaction_id",
+                                   "--top-k", "2", "--history-state", str(state)])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    got = pd.read_parquet(out).set_index("transaction_id")
+    want = whole.loc[got.index]
+    assert len(got) == len(rest) and got["reason"].isna().all()
+    np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-6)
+
+    scorer = load_scorer(d / "model")
+    names = scorer.schema.history_features
+    expect = add_history(rest, scorer.schema, read_state(state, scorer.schema))[0].set_index("transaction_id")
+    feats = history_features(spark.read.parquet(str(tmp_path / "b.parquet")), d / "model",
+                             history_state=state).toPandas().set_index("transaction_id").loc[expect.index]
+    np.testing.assert_allclose(feats[names].to_numpy(), expect[names].to_numpy(), rtol=1e-9, atol=1e-9)
+    pd.DataFrame({"time": [1.0]}).to_parquet(tmp_path / "other.parquet")
+    with pytest.raises(DataError, match="other.parquet: not a history state of this model"):
+        history_features(spark.read.parquet(str(tmp_path / "b.parquet")), d / "model",
+                         history_state=tmp_path / "other.parquet")
+
+
 @pytest.fixture(scope="module")
 def label_aware_history(tmp_path_factory):
     """A label-aware model (`train --use-labels`) with card and terminal history and label-based
@@ -499,12 +543,28 @@ def test_a_label_aware_model_scores_like_the_batch_scorer_in_both_apis(spark, tm
 def test_spark_connect_scores_a_history_model_like_the_batch_scorer(history_model, tmp_path):
     """`aedetect spark score --remote` through a local Spark Connect server on a model with entity
     history: each entity's rows grouped after the model's state, as on classic Spark, give the
-    scores and flags of `aedetect score`."""
-    d, _, _ = history_model
+    scores and flags of `aedetect score`; with `--history-state` (the state archive shipped to
+    the server's workers too), those of the rows after the state, as in one file."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+
+    d, _, later = history_model
     ref = _batch_scores(d / "model", d / "later.parquet", tmp_path / "ref.parquet")
     got = _connect_scores(d / "model", d / "later.parquet", tmp_path / "scored").loc[ref.index]
     np.testing.assert_allclose(got["score"].to_numpy(), ref["score"].to_numpy(), rtol=1e-6)
     assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
+
+    day = (pd.to_datetime(later["timestamp"]) - pd.to_datetime(later["timestamp"]).min()).dt.days
+    later[day < 3].to_parquet(tmp_path / "a.parquet", index=False)
+    later[day >= 3].to_parquet(tmp_path / "b.parquet", index=False)
+    state = tmp_path / "state.parquet"
+    res = CliRunner().invoke(app, ["score", "--model", str(d / "model"), "--data", str(tmp_path / "a.parquet"),
+                                   "--out", str(tmp_path / "a-out.parquet"), "--history-state", str(state)])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    rest = _connect_scores(d / "model", tmp_path / "b.parquet", tmp_path / "b-scored", "--history-state", state)
+    assert len(rest) == int((day >= 3).sum()) and rest["reason"].isna().all()
+    np.testing.assert_allclose(rest["score"].to_numpy(), ref.loc[rest.index, "score"].to_numpy(), rtol=1e-6)
 
 
 @pytest.mark.slow
@@ -522,12 +582,13 @@ def test_spark_connect_scores_a_label_aware_model_like_the_batch_scorer(label_aw
     assert (got["flag"].to_numpy() == ref["flag"].to_numpy()).all() and got["reason"].isna().all()
 
 
-def _connect_scores(model, data, out) -> pd.DataFrame:
+def _connect_scores(model, data, out, *extra) -> pd.DataFrame:
     """`aedetect spark score --remote local[2]` (a local Spark Connect server) of `data`, by
     transaction id."""
     proc = subprocess.run([sys.executable, "-m", "aedetect.cli", "spark", "score", "--model", str(model),
                            "--data", str(data), "--out", out.as_uri(), "--remote", "local[2]",
-                           "--id-columns", "transaction_id", "--top-k", "2"], capture_output=True, text=True,
+                           "--id-columns", "transaction_id", "--top-k", "2", *map(str, extra)],
+                          capture_output=True, text=True,
                           timeout=900,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYSPARK_PYTHON": sys.executable})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

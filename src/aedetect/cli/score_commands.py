@@ -316,6 +316,9 @@ def spark_score(
     remote: Annotated[str | None, typer.Option(help="Spark Connect URL, e.g. sc://host:15002")] = None,
     id_columns: Annotated[str, typer.Option(help="comma-separated columns to copy to the output")] = "",
     top_k: Annotated[int, typer.Option(help="top contributing features per row")] = 3,
+    history_state: Annotated[Path | None, typer.Option(
+        help="a model with entity history: Parquet file of the history to continue from, as `aedetect "
+        "score --history-state` writes it (read, never written here) [default: the model's own]")] = None,
     overwrite: OverwriteOpt = False,
 ):
     """Score Parquet on Spark and write Parquet: ids, score, flag, top features, reason."""
@@ -327,6 +330,9 @@ def spark_score(
     if master and remote:
         raise UsageError("give --master or --remote, not both")
     read_manifest(model_dir)  # a bad folder fails before a Spark session starts
+    if history_state is not None and not history_state.is_file():
+        raise UsageError(f"--history-state {history_state}: no such file (`aedetect score --history-state` "
+                         "writes it)")
     local = "://" not in out_dir
     if local:  # Spark's overwrite mode deletes the whole folder: only one aedetect wrote
         from aedetect.files import check_output
@@ -338,7 +344,7 @@ def spark_score(
         spark = session(master, remote)
     with console.status(f"scoring {data} on Spark"):
         s = score_parquet(spark, model_dir, data, out_dir, id_columns=ids, top_k=top_k,
-                          overwrite=overwrite)
+                          overwrite=overwrite, history_state=history_state)
     if local:
         from aedetect.files import mark_folder
 

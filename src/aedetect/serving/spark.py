@@ -28,6 +28,7 @@ docs/scale.md): `sample_normals` writes a seeded sample of normal rows as Parque
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import re
@@ -287,12 +288,17 @@ _shipped: dict[tuple, tuple] = {}
 _archive_dir: list[Path] = []
 
 
-def _archive(model_dir: Path, digest: str) -> Path:
+def _archive_dir_path() -> Path:
+    """This process's folder of archives to ship, removed at exit."""
     if not _archive_dir:
         tmp = Path(tempfile.mkdtemp(prefix="aedetect-spark-"))
         atexit.register(shutil.rmtree, tmp, ignore_errors=True)
         _archive_dir.append(tmp)
-    path = _archive_dir[0] / f"aedetect-model-{digest[:16]}.zip"
+    return _archive_dir[0]
+
+
+def _archive(model_dir: Path, digest: str) -> Path:
+    path = _archive_dir_path() / f"aedetect-model-{digest[:16]}.zip"
     if not path.exists():
         part = path.with_suffix(".part")
         with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as z:
@@ -375,17 +381,55 @@ def _check_args(top_k: int) -> None:
         raise ValueError(f"top_k must be >= 0; got {top_k}")
 
 
-def score(df, model_dir: str | os.PathLike, *, id_columns=(), top_k: int = 3):
+def score(df, model_dir: str | os.PathLike, *, id_columns=(), top_k: int = 3,
+          history_state: str | os.PathLike | None = None):
     """Score a Spark DataFrame: the id columns, `score`, `flag` (1 = above the threshold), the
     `top_k` contributing features with their contributions, and `reason` (why a row has a null
-    score; null for scored rows). Lazy, like any DataFrame transformation."""
+    score; null for scored rows). Lazy, like any DataFrame transformation. `history_state`: a
+    model with entity history continues from this state file (`aedetect score --history-state`
+    writes one) instead of the model's own."""
     _pyspark()
     _check_args(top_k)
     id_columns = tuple(id_columns)
     shipped = prepare_model(model_dir)
     check_columns(df.schema, shipped, id_columns)
     ship_model(df.sparkSession, model_dir, shipped)
+    shipped = ship_history_state(df.sparkSession, shipped, model_dir, history_state)
     return score_shipped(df, shipped, id_columns, top_k)
+
+
+def ship_history_state(spark, shipped: ShippedModel, model_dir, path) -> ShippedModel:
+    """`shipped` continuing from the history state file `path` (checked here against the model's
+    schema, then added to `spark` as an archive whose sha256 each worker checks); `shipped`
+    itself when `path` is None."""
+    if path is None:
+        return shipped
+    from dataclasses import replace
+
+    from aedetect.data.history import read_state
+    from aedetect.store.folder import open_folder
+
+    folder = open_folder(model_dir)
+    schema = folder.manifest.detector_params.get("schema")
+    if shipped.history is None or schema is None:
+        raise AedetectError(f"--history-state: {model_dir} has no entity history (train it with --entity-columns)")
+    from aedetect.data.schema import DatasetSchema
+
+    read_state(path, DatasetSchema.model_validate(schema))  # a clear error here, not on a worker
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"aedetect-history-{digest[:16]}.zip"
+    key = (id(spark), "history", digest)
+    if key not in _shipped:
+        archive = _archive_dir_path() / name
+        if not archive.exists():
+            part = archive.with_suffix(".part")
+            with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr("history.parquet", data)
+            os.replace(part, archive)
+        spark.addArtifacts(str(archive), archive=True)
+        _shipped[key] = (spark, shipped)
+    return replace(shipped, history_state=name, history_state_digest=digest)
 
 
 def score_shipped(df, shipped: ShippedModel, id_columns=(), top_k: int = 3):
@@ -439,10 +483,11 @@ def score_udf(df, model_dir: str | os.PathLike, *, top_k: int = 3, batch_size: i
 
 
 # -- entity history ---------------------------------------------------------------------------
-def history_features(df, model_dir: str | os.PathLike):
+def history_features(df, model_dir: str | os.PathLike, *, history_state: str | os.PathLike | None = None):
     """`df` with the model's entity history columns added (`card_id.count_1h`, ...): those of
-    `aedetect.data.history.add_history` on the whole DataFrame after the model's state. Lazy;
-    the rows come back in no particular order (see `with_history`)."""
+    `aedetect.data.history.add_history` on the whole DataFrame after the model's state (or the
+    state file `history_state`). Lazy; the rows come back in no particular order (see
+    `with_history`)."""
     _pyspark()
     shipped = prepare_model(model_dir)
     if shipped.history is None:
@@ -450,7 +495,7 @@ def history_features(df, model_dir: str | os.PathLike):
                             "without entity columns)")
     check_columns(df.schema, shipped)
     ship_model(df.sparkSession, model_dir, shipped, scoring=False)
-    return with_history(df, shipped)
+    return with_history(df, ship_history_state(df.sparkSession, shipped, model_dir, history_state))
 
 
 def with_history(df, shipped: ShippedModel, columns=None):
@@ -535,7 +580,7 @@ def session(master: str | None = None, remote: str | None = None, app_name: str 
 
 
 def score_parquet(spark, model_dir, data: str, out: str, *, id_columns=(), top_k: int = 3,
-                  overwrite: bool = False) -> dict:
+                  overwrite: bool = False, history_state: str | os.PathLike | None = None) -> dict:
     """Read Parquet at `data`, score it and write Parquet to `out` with Spark's committer: the
     output is committed (with `_SUCCESS`) only when every task succeeded, so a failed job
     leaves nothing committed. Returns row, flagged and unscored counts read from the output."""
@@ -547,7 +592,7 @@ def score_parquet(spark, model_dir, data: str, out: str, *, id_columns=(), top_k
     except Exception as exc:  # noqa: BLE001 - Spark raises its own analysis errors
         raise DataError(f"{data}: cannot read as Parquet: {error_line(exc)}") from None
     with spark_errors(f"score {data}"):
-        scored = score(df, model_dir, id_columns=id_columns, top_k=top_k)
+        scored = score(df, model_dir, id_columns=id_columns, top_k=top_k, history_state=history_state)
     write_parquet(scored, out, overwrite=overwrite)
     with spark_errors(f"read back {out}"):
         row = spark.read.parquet(out).agg(

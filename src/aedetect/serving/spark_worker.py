@@ -71,6 +71,10 @@ class ShippedModel:
     # history needs neither
     label_aware: bool = False
     needs_keras: bool = False
+    # a history state to continue from instead of the model's own (`aedetect score
+    # --history-state`'s file), shipped as an archive of its own: its name and sha256
+    history_state: str | None = None
+    history_state_digest: str | None = None
 
 
 _lock = threading.Lock()
@@ -133,9 +137,9 @@ def _task_cpus() -> int:
         return 1
 
 
-def _unpacked(archive: str) -> Path:
-    """Where Spark unpacked the archive on this worker (classic: SparkFiles root; Connect: the
-    session's working folder)."""
+def _unpacked(archive: str, marker: str = "manifest.json") -> Path:
+    """Where Spark unpacked the archive (holding the file `marker`) on this worker (classic:
+    SparkFiles root; Connect: the session's working folder)."""
     candidates = []
     try:
         from pyspark import SparkFiles
@@ -145,9 +149,9 @@ def _unpacked(archive: str) -> Path:
         pass
     candidates.append(Path.cwd() / archive)
     for path in candidates:
-        if (path / "manifest.json").is_file():
+        if (path / marker).is_file():
             return path
-    raise ArtifactError(f"model archive {archive!r} is not on this worker (looked in "
+    raise ArtifactError(f"archive {archive!r} is not on this worker (looked in "
                         f"{', '.join(str(p) for p in candidates)}); was it added with addArtifacts?")
 
 
@@ -311,22 +315,37 @@ def history_inputs(batches, shipped: ShippedModel, names: tuple[str, ...], keep:
 
 
 _state_lock = threading.Lock()
-_states: dict[tuple[str, str], dict] = {}
+_states: dict[tuple, tuple] = {}  # (model, state digest, entity) -> (state, its rows by entity value)
 
 
-def _entity_state(model, digest: str, entity: str, value, start):
-    """The model's state rows of one entity value before `start` (a `HistoryState`); the state
-    is indexed by entity value once per worker."""
+def carried_state(shipped: ShippedModel):
+    """The shipped history state (`ShippedModel.history_state`), checked against the sha256 the
+    driver computed; None when the model's own state is used."""
+    if shipped.history_state is None:
+        return None
     from aedetect.data.history import HistoryState
 
+    path = _unpacked(shipped.history_state, "history.parquet") / "history.parquet"
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != shipped.history_state_digest:
+        raise ArtifactError(f"{path}: sha256 {actual} does not match the history state the driver checked "
+                            f"({shipped.history_state_digest}); refusing to compute history from it")
+    return HistoryState.from_parquet(path)
+
+
+def _entity_state(model, shipped: ShippedModel, entity: str, value, start):
+    """The state rows of one entity value before `start` (a `HistoryState`): the shipped
+    state's, else the model's; the state is indexed by entity value once per worker."""
+    from aedetect.data.history import HistoryState
+
+    key = (shipped.digest, shipped.history_state_digest, entity)
     with _state_lock:
-        index = _states.get((digest, entity))
-        if index is None:
-            state = model.history_state_
+        cached = _states.get(key)
+        if cached is None:
+            state = carried_state(shipped) if shipped.history_state is not None else model.history_state_
             rows = state.rows if state is not None else HistoryState.empty(model.schema.history.entities).rows
-            index = {k: g for k, g in rows.groupby(entity, sort=False)}
-            _states[(digest, entity)] = index
-    state = model.history_state_
+            cached = _states[key] = (state, {k: g for k, g in rows.groupby(entity, sort=False)})
+    state, index = cached
     began = state.start if state is not None and state.start is not None else start  # as `compute`
     rows = index.get(value)
     if rows is None:
@@ -354,7 +373,7 @@ def entity_history(table, shipped, entity, outputs):  # no annotations: applyInA
     model = model_for(shipped, scoring=False)
     value = table.column(entity_column(i))[0].as_py() if table.num_rows else None
     start = table.column(START)[0].as_py() if table.num_rows else None
-    state = _entity_state(model, shipped.digest, entity, value, start) if value is not None else None
+    state = _entity_state(model, shipped, entity, value, start) if value is not None else None
 
     def floats(name):
         return pc.fill_null(table.column(name), np.nan).to_numpy().astype("float64")
