@@ -500,12 +500,53 @@ def test_a_warm_start_continues_the_parents_history(own_log_runs):
     fresh = add_history(a, schema)[0][names]
     np.testing.assert_allclose(res.table[names].to_numpy(), want.to_numpy(), rtol=1e-9, atol=1e-9)
     assert not np.allclose(want.to_numpy(), fresh.to_numpy(), equal_nan=True)
-    assert res.warnings == [] and res.detector.history_state_.start == parent.history_state_.start
+    assert not any("days after the last row" in w for w in res.warnings)  # no gap
+    assert res.detector.history_state_.start == parent.history_state_.start
 
     b = later[day >= 50].reset_index(drop=True)
     res = train_detector(b, config, warm_start=load_detector(d / "history"), source="b.csv")
-    assert len(res.warnings) == 1 and res.warnings[0].startswith("b.csv: its first row")
+    assert res.warnings[0].startswith("b.csv: its first row")
     assert "10.0 days after" in res.warnings[0] and "parent model's training data" in res.warnings[0]
+
+
+def test_training_continues_from_a_history_state(own_log_runs, tmp_path):
+    """`train --history-state FILE` (the history `score --history-state` wrote over the rows
+    before): the training file's history continues from it, as after a warm start."""
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+    from aedetect.cli.common import UsageError
+    from aedetect.data.history import add_history, read_state
+    from aedetect.model.detector import load_detector
+
+    later, _, d = own_log_runs
+    day = (pd.to_datetime(later["ts"]) - pd.Timestamp("2024-01-01")).dt.days
+    later[day < 50].to_csv(tmp_path / "a.csv", index=False)
+    later[day >= 50].to_csv(tmp_path / "b.csv", index=False)
+    state = tmp_path / "state.parquet"
+
+    def cli(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    res = cli("score", "--model", d / "history", "--data", tmp_path / "a.csv", "--out", tmp_path / "a-out.csv",
+              "--history-state", state)
+    assert res.exit_code == 0, res.output + str(res.exception)
+    res = cli("train", "--data", tmp_path / "b.csv", "--out", tmp_path / "m", "--epochs", 1, "--label-column", "fraud",
+              "--entity-columns", "card,terminal", "--history-state", state)
+    assert res.exit_code == 0, res.output + str(res.exception)
+    assert "days after the last row" not in res.output
+    model = load_detector(tmp_path / "m")
+    schema = model.dataset_schema
+    b = pd.read_csv(tmp_path / "b.csv", dtype={"card": str, "terminal": str, "ts": str})
+    carried = read_state(state, schema)
+    assert model.history_state_.start == carried.start  # the history began with the first model's data
+    after = add_history(b, schema, carried)[1]
+    pd.testing.assert_frame_equal(model.history_state_.rows, after.rows, check_dtype=False)  # (text: str or object)
+    for extra, why in ((("--entity-columns", "card,terminal", "--warm-start", d / "history"), "not both"),
+                       ((), "needs entity history")):
+        res = cli("train", "--data", tmp_path / "b.csv", "--out", tmp_path / "m2", "--epochs", 1,
+                  "--label-column", "fraud", "--history-state", state, *extra)
+        assert isinstance(res.exception, UsageError) and why in str(res.exception), res.exception
 
 
 def test_rows_out_of_time_order_across_chunks_are_refused(own_log_runs, tmp_path):

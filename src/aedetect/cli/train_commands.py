@@ -46,7 +46,7 @@ from aedetect.cli.common import (
 
 def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Path | None = None,
            schema_opts: dict | None = None, test_data: Path | None = None, labels=None,
-           labels_id_column: str | None = None):
+           labels_id_column: str | None = None, history_state: Path | None = None):
     from aedetect.cli.ui import schema_table
     from aedetect.files import sigterm_raises
     from aedetect.training.run import Parent, check_before_training
@@ -64,6 +64,13 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
             if labels is not None:  # (frame, source) of --labels or --labels-db
                 df, schema, joined = _join_labels(df, schema, path, *labels, labels_id_column)
             console.print(schema_table(schema, title=f"schema of {escape(str(path))}"))
+            state = None
+            if history_state is not None:  # the history before the data, checked before training
+                if schema.history is None:
+                    raise UsageError("--history-state needs entity history (--entity-columns)")
+                from aedetect.data.history import read_state
+
+                state = read_state(history_state, schema)
             test_df = None
             if test_data is not None:  # read as the training data is, and checked before training
                 from aedetect.training.run import check_test_data
@@ -81,7 +88,8 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
             with TrainingProgress(config.param("epochs"), console) as progress:
                 run = train_from_table(df, config, schema, data_file=path, out=model_dir,
                                        overwrite=overwrite, warm_start=parent, callbacks=[progress],
-                                       test_data=test_df, test_file=test_data, labels=joined)
+                                       test_data=test_df, test_file=test_data, labels=joined,
+                                       history_state=state, history_source=str(history_state))
             _print_comparison(run.comparison)
     except KeyboardInterrupt:
         where = f" ({escape(str(model_dir))} is unchanged)" if model_dir is not None else ""
@@ -203,6 +211,10 @@ def train(
         "the test metrics")] = None,
     labels_db: LabelsDbOpt = None,
     labels_id_column: LabelsIdOpt = None,
+    history_state: Annotated[Path | None, typer.Option(
+        help="with --entity-columns: Parquet file of the entity history before --data (as `aedetect "
+        "score --history-state` writes it): the data's history continues from it, so its first weeks "
+        "are not young history (docs/history.md)")] = None,
     overwrite: OverwriteOpt = False,
 ):
     """Train on the training normals of a split and write the model folder.
@@ -218,14 +230,16 @@ def train(
                        categorical_columns=categorical_columns, entity_columns=entity_columns)
     from aedetect.files import check_output
 
-    check_output(model_dir, inputs=[input_path(data), schema_file, config_file, test_data, labels_file],
+    check_output(model_dir, inputs=[input_path(data), schema_file, config_file, test_data, labels_file,
+                                    history_state],
                  folders=[warm_start], overwrite=overwrite, folder=True, what="model folder")
     if labels_id_column is not None and labels_file is None and labels_db is None:
         raise UsageError("--labels-id-column names the id column for --labels or --labels-db")
     if Path(data).is_dir():
-        if warm_start is not None or use_labels or test_data is not None or labels_file or labels_db:
-            raise UsageError("--warm-start, --use-labels, --labels and --test-data read one table; "
-                             "they do not take a folder of shards")
+        if (warm_start is not None or use_labels or test_data is not None or labels_file or labels_db
+                or history_state is not None):
+            raise UsageError("--warm-start, --use-labels, --labels, --test-data and --history-state read one "
+                             "table; they do not take a folder of shards")
         if any(v for v in schema_opts.values()):
             raise UsageError("a folder of shards is read with the credit-card columns; the schema "
                              "options (--schema, --label-column, ...) take one table")
@@ -234,8 +248,10 @@ def train(
         from aedetect.cli.review_commands import read_verdicts
 
         labels = read_verdicts(labels_file, labels_db)  # before the data loads
+        if history_state is not None and warm_start is not None:
+            raise UsageError("give --warm-start (its history continues) or --history-state, not both")
         _train(data, config, model_dir, overwrite, warm_start, schema_opts, test_data, labels,
-               labels_id_column)
+               labels_id_column, history_state)
     console.print(f"model written to {escape(str(model_dir))}")
 
 

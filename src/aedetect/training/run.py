@@ -105,7 +105,8 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
                      data_file: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
                      overwrite: bool = False, warm_start: Parent | str | os.PathLike | None = None,
                      callbacks=(), test_data: pd.DataFrame | None = None,
-                     test_file: str | os.PathLike | None = None, labels: dict | None = None) -> TrainingRun:
+                     test_file: str | os.PathLike | None = None, labels: dict | None = None,
+                     history_state=None, history_source: str = "the history state") -> TrainingRun:
     """Train on `df` (`train_detector`), describe the run in its metadata, save it to `out`.
 
     `schema`: the table's (default with `warm_start`: the parent's).
@@ -115,7 +116,8 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
     `df`'s split trains, validates and chooses the threshold, and the model is evaluated on every
     row of `test_data` instead of `df`'s test part (`metadata["test_data"]`, `TrainingRun.test`).
     `labels`: what `aedetect.data.labels.join_labels` joined into `df` (its `summary`), kept as
-    `metadata["labels"]`.
+    `metadata["labels"]`. `history_state`: the entity history before `df` (`HistoryState`;
+    `history_source` names it), which `df`'s continues from.
     """
     check_before_training(out, overwrite)
     if warm_start is not None and not isinstance(warm_start, Parent):
@@ -128,7 +130,8 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
     with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
         result = train_detector(df, config, schema, callbacks=callbacks, work_dir=work,
                                 warm_start=warm_start.detector if warm_start is not None else None,
-                                source=str(data_file) if data_file is not None else "the data")
+                                source=str(data_file) if data_file is not None else "the data",
+                                history_state=history_state, history_source=history_source)
     run = TrainingRun(result.detector, config, run_metadata(result, data_file), result.split,
                       warnings=list(result.warnings))
     if labels is not None:

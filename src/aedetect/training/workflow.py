@@ -100,6 +100,8 @@ def train_detector(
     work_dir: str | os.PathLike | None = None,
     warm_start: AutoencoderDetector | None = None,
     source: str = "the data",
+    history_state=None,
+    history_source: str = "the history state",
 ) -> TrainResult:
     """Split `df`, train on the training normals, then apply the configured threshold rule.
 
@@ -109,7 +111,10 @@ def train_detector(
     and preprocessing are kept; `config` gives the seed, the threshold rule and, when given, the
     `WARM_START_PARAMS`. `schema` describes `df` (e.g. `aedetect.data.creditcard.CREDITCARD`,
     or `aedetect.data.infer.infer_schema(df)`); with `warm_start`, the parent's by default.
-    `source` names `df` in errors (`check_split`, before any training).
+    `source` names `df` in errors (`check_split`, before any training). `history_state`: the
+    entity history before `df` (a `HistoryState`, `history_source` naming it); without it, after
+    a warm start the parent's when it computes the same history, else none (the history starts
+    with `df`).
     """
     if schema is None and warm_start is not None:
         schema = warm_start.dataset_schema
@@ -123,15 +128,16 @@ def train_detector(
     schema = with_label_risk(schema, config)
     # Each row's entity history, strictly from the past: after a warm start, continuing from the
     # parent's (a newer file's first weeks are not young history then)
-    parent = _parent_history(warm_start, schema)
+    parent = history_state if history_state is not None else _parent_history(warm_start, schema)
+    continues_from = history_source if history_state is not None else "the parent model's training data"
     warnings = []
     if parent is not None:
         from aedetect.data.history import gap_warning, state_times, table_inputs
 
         t = table_inputs(df, schema)[0]
         gap = gap_warning(state_times(parent), float(np.nanmin(t)) if np.isfinite(t).any() else float("nan"),
-                          schema, source=source, continues_from="the parent model's training data",
-                          advice="Train on a file that follows the parent's data, or without --warm-start")
+                          schema, source=source, continues_from=continues_from,
+                          advice="Train on a file that follows that history, or without it")
         warnings += [gap] if gap else []
     df, history = add_history(df, schema, parent)
     split = split_frame(df, config, schema)
