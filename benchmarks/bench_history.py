@@ -135,17 +135,27 @@ class PaymentModel:
         from aedetect.training.workflow import split_frame, train_detector
 
         first, later = periods(seed, days, train_days, 2000, 400, 0.005)
-        path = OUT_DIR / "payments-cache" / f"{days}d-{train_days}d-seed{seed}"
         config = TrainConfig(seed=seed)
+        warm = f"-w{config.history_warmup_days:g}" if config.history_warmup_days else ""
+        path = OUT_DIR / "payments-cache" / f"{days}d-{train_days}d-seed{seed}{warm}"
         if path.exists():  # trained once, kept: the benchmarks that use it share it
             self.det = load_detector(path)
-            self.split = split_frame(first, config, self.det.dataset_schema)  # by time and label only
         else:
             schema = infer_schema(first).with_overrides(entity_columns=ENTITIES, exclude_columns=EXCLUDE)
-            result = train_detector(first, config, schema)
-            self.det, self.split = result.detector, result.split
+            self.det = train_detector(first, config, schema).detector
             self.det.save(path)
         schema = self.det.dataset_schema
+        # the training split, as indices into the first period: the warm-up's rows (history only)
+        # are left out before splitting (`history_warmup`), by time and label only
+        from aedetect.training.workflow import history_warmup
+
+        first_h, first_state = add_history(first, schema)
+        warmup = history_warmup(first_h, schema, first_state, config.history_warmup_days)
+        kept = np.arange(len(first)) if warmup is None else np.flatnonzero(warmup["keep"])
+        split = split_frame(first_h.iloc[kept].reset_index(drop=True), config, schema)
+        from dataclasses import replace
+
+        self.split = replace(split, **{f: kept[getattr(split, f)] for f in ("train", "validation", "selection", "test")})
         log = pd.concat([first, later], ignore_index=True)
         self.X = add_history(log, schema)[0][list(schema.features)]
         self.y = log["is_fraud"].to_numpy().astype(int)
@@ -188,9 +198,9 @@ def one_seed(seed: int, days: int, train_days: int, cards: int, terminals: int, 
         notes[name] = (f"{len(schema.features)} features, {det.n_epochs_} epochs on "
                        f"{len(res.split.train):,} training normals in {train_s:.0f} s")
         if name == "history":  # the forest: the same rows, the same features, the same state
-            hist_schema, split, state = schema, res.split, det.history_state_
+            hist_schema, split, state, table = schema, res.split, det.history_state_, res.table
     start = time.perf_counter()
-    first_h, _ = add_history(first, hist_schema)
+    first_h = table  # the first period as trained on: its history columns, without the warm-up's rows
     later_h, _ = add_history(later, hist_schema, state)
     forest = IsolationForest(random_state=seed).fit(forest_matrix(first_h.iloc[split.train], hist_schema))
     scores["IsolationForest"] = -forest.score_samples(forest_matrix(later_h, hist_schema))

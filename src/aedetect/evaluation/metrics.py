@@ -188,12 +188,21 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
             raise AedetectError("the data is not the table this model was trained on, so its test "
                                 "split is unknown; evaluate with rows='all' (--rows all)")
         protocol, seed = split_info["protocol"], split_info["seed"]
-        idx = split_table(df, schema, protocol, seed).test
     elif rows == "all":
         idx, protocol, seed = None, "all rows", (split_info or {}).get("seed", det.seed)
     else:
         raise AedetectError(f"rows must be 'test' or 'all'; got {rows!r}")
     df = ensure_history(df, schema, getattr(det, "history_state_", None))  # over every row, then the split
+    if rows == "test":
+        warmup = split_info.get("history_warmup_s")
+        if warmup:  # the first days' rows were history only in training (`history_warmup`)
+            from aedetect.data.history import table_inputs
+
+            t = table_inputs(df, schema)[0]
+            state = getattr(det, "history_state_", None)
+            start = state.start if state is not None and state.start is not None else np.nanmin(t)
+            df = df[~(t - start < warmup)]
+        idx = split_table(df, schema, protocol, seed).test
     ev = evaluate_detector(det, df, idx, schema, alerts_per_day=alerts_per_day, seed=seed, full=True)
     ev.metrics["protocol"] = protocol
     return ev

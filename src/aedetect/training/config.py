@@ -75,6 +75,11 @@ class TrainConfig(BaseModel):
     # With --use-labels and entity history: each entity's fraud rate over windows ending this many
     # days before the row (labels arrive late; `HistorySpec.label_delay`); null: no label-based risk.
     label_delay_days: float | None = Field(7.0, gt=0, lt=10_000)
+    # With entity history: the rows of the history's first days (at most half the table's span)
+    # serve as history only, not as training, validation, selection or test rows. In its first
+    # weeks every pair is new and every window short of a month; a model trained on such rows
+    # reads later rows wrongly (docs/history.md, "Why: the young history of a 40-day log").
+    history_warmup_days: float = Field(20.0, ge=0, lt=10_000)
 
     @model_validator(mode="before")
     @classmethod

@@ -140,6 +140,9 @@ def train_detector(
                           advice="Train on a file that follows that history, or without it")
         warnings += [gap] if gap else []
     df, history = add_history(df, schema, parent)
+    warmup = history_warmup(df, schema, history, config.history_warmup_days)
+    if warmup is not None:  # the first days' rows: history only
+        df = df[warmup["keep"]]
     split = split_frame(df, config, schema)
     check_split(df, split, config, schema, source)
     features = list(schema.features)
@@ -171,7 +174,9 @@ def train_detector(
     det.history_state_ = history  # scoring later data continues from the end of this one
     # What `evaluate_model(..., rows="test")` needs to find the test rows again.
     det.split_ = {"protocol": split.protocol, "seed": config.seed, "data_fingerprint": fingerprint,
-                  "sizes": split.sizes()}
+                  "sizes": split.sizes(),
+                  **({"history_warmup_s": warmup["seconds"], "history_warmup_rows": warmup["rows"]}
+                     if warmup is not None else {})}
     if config.use_labels:  # the same rule again, on the hybrid's fraud probability
         from aedetect.model.hybrid import fit_hybrid
 
@@ -204,6 +209,26 @@ def young_reference_warning(reference) -> str | None:
             f"need up to {need:g} days before their values settle, so `aedetect monitor` shows their drift "
             "(and the score's) without alarming on it; train on a longer log to have them judged "
             "(docs/monitoring.md)")
+
+
+def history_warmup(df: pd.DataFrame, schema: DatasetSchema, state, days: float) -> dict | None:
+    """The rows of `df` (with its history columns, computed from `state`'s start on) to train on:
+    those at least `days` days (at most half of `df`'s span) after the history began, and rows
+    without a time. None when nothing is left out: no entity history, `days` 0, or every row old
+    enough (a history carried from before `df`)."""
+    if schema.history is None or not days or state is None or state.start is None:
+        return None
+    from aedetect.data.history import table_inputs
+
+    t = table_inputs(df, schema)[0]
+    finite = t[np.isfinite(t)]
+    if not len(finite):
+        return None
+    seconds = min(days * 86_400.0, (finite.max() - finite.min()) / 2)
+    keep = ~(t - state.start < seconds)  # (NaN times kept: they are the split's to judge)
+    if keep.all():
+        return None
+    return {"keep": keep, "seconds": float(seconds), "rows": int((~keep).sum())}
 
 
 def _parent_history(warm_start, schema: DatasetSchema):
