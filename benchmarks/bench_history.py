@@ -155,7 +155,8 @@ class PaymentModel:
         split = split_frame(first_h.iloc[kept].reset_index(drop=True), config, schema)
         from dataclasses import replace
 
-        self.split = replace(split, **{f: kept[getattr(split, f)] for f in ("train", "validation", "selection", "test")})
+        parts = ("train", "validation", "selection", "test")
+        self.split = replace(split, **{f: kept[getattr(split, f)] for f in parts})
         log = pd.concat([first, later], ignore_index=True)
         self.X = add_history(log, schema)[0][list(schema.features)]
         self.y = log["is_fraud"].to_numpy().astype(int)
