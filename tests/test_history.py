@@ -383,6 +383,8 @@ def own_log_runs(tmp_path_factory):
                      ["score", "--model", d / name, "--data", d / "later.csv", "--out", d / f"{name}.csv"]):
             res = CliRunner().invoke(app, [str(a) for a in args])
             assert res.exit_code == 0, res.output + str(res.exception)
+            if args[0] == "train":
+                (d / f"{name}-train.txt").write_text(res.output)
         out[name] = pd.read_csv(d / f"{name}.csv")
     return later, out, d
 
@@ -433,6 +435,9 @@ def test_the_first_days_of_a_log_are_history_only(own_log_runs, monkeypatch):
     tested = pd.to_datetime(seen["df"]["ts"].iloc[seen["idx"]])
     assert tested.min() >= pd.to_datetime(first["ts"]).min() + pd.Timedelta(days=warmup)
     assert "history_warmup_s" not in load_detector(d / "plain").split_  # no history: every row splits
+    said = " ".join((d / "history-train.txt").read_text().split())
+    assert f"the rows of its first {warmup:.1f} days ({det.split_['history_warmup_rows']:,}) give" in said
+    assert "give the later rows" not in (d / "plain-train.txt").read_text()
 
 
 def test_scoring_in_chunks_gives_the_features_of_one_pass(own_log_runs, tmp_path):
@@ -570,7 +575,7 @@ def test_training_continues_from_a_history_state(own_log_runs, tmp_path):
     res = cli("train", "--data", tmp_path / "b.csv", "--out", tmp_path / "m", "--epochs", 1, "--label-column", "fraud",
               "--entity-columns", "card,terminal", "--history-state", state)
     assert res.exit_code == 0, res.output + str(res.exception)
-    assert "days after the last row" not in res.output
+    assert "days after the last row" not in res.output and "give the later rows" not in res.output  # none young
     model = load_detector(tmp_path / "m")
     schema = model.dataset_schema
     b = pd.read_csv(tmp_path / "b.csv", dtype={"card": str, "terminal": str, "ts": str})

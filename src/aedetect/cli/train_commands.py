@@ -100,6 +100,11 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
     console.print(f"trained {ae.network_}, {ae.n_epochs_} epochs (best {ae.best_epoch_}) on "
                   f"{ae.n_train_:,} normal rows; threshold {det.threshold_:.4g} "
                   f"({det.threshold.rule}, {det.threshold.source})")
+    warm = (getattr(ae, "split_", None) or {}).get("history_warmup_rows")
+    if warm:
+        days = ae.split_["history_warmup_s"] / 86_400
+        console.print(f"entity history: the rows of its first {days:.1f} days ({warm:,}) give the later rows their "
+                      "history and are not split (--set history_warmup_days=0 to train on them too)")
     if config.use_labels:
         from aedetect.model.hybrid import describe_head
 
