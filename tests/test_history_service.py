@@ -309,6 +309,8 @@ def label_aware(tmp_path_factory):
                                    "--exclude-columns", "fraud_kind", "--use-labels", "--set", "label_delay_days=1"])
     assert res.exit_code == 0, res.output + str(res.exception)
     assert "+ 8 label-based risk columns (label delay 1 d)" in " ".join(res.output.split())
+    # every row splits: the head needs every labelled fraud, so no first days are history only
+    assert "give the later rows" not in res.output
     return d / "m", log[t >= t.min() + pd.Timedelta(days=14)].head(600).reset_index(drop=True)
 
 

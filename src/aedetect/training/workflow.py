@@ -140,7 +140,9 @@ def train_detector(
                           advice="Train on a file that follows that history, or without it")
         warnings += [gap] if gap else []
     df, history = add_history(df, schema, parent)
-    warmup = history_warmup(df, schema, history, config.history_warmup_days)
+    # (the label-aware mode keeps every row: its head needs every labelled fraud, and left out the
+    # first 20 days cost it 0.836 -> 0.735 PR-AUC on a generated log's first seed, 1-day label delay)
+    warmup = None if config.use_labels else history_warmup(df, schema, history, config.history_warmup_days)
     if warmup is not None:  # the first days' rows: history only
         df = df[warmup["keep"]]
     split = split_frame(df, config, schema)
