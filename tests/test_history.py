@@ -481,7 +481,16 @@ def test_files_scored_one_after_another_carry_the_history_with_history_state(own
     res_b, b = score("b", "--history-state", state)
     assert res_b.exit_code == 0 and f"continued from {state}" in " ".join(res_b.output.split())
     assert "days after the last row" not in res_a.output + res_b.output  # no gap: no warning of one
+    assert "ends before the history" not in res_b.output
     np.testing.assert_allclose(np.concatenate([a, b]), out["history"]["score"].to_numpy(), rtol=2e-5)
+
+    # an earlier file scored with the state after a later one: written back, the history ends with
+    # the earlier file, which the command says
+    after_b = state.read_bytes()
+    res, _ = score("a", "--history-state", state)
+    assert res.exit_code == 0 and "ends before the history in" in " ".join(res.output.split())
+    assert state.read_bytes() != after_b
+    state.write_bytes(after_b)
 
     res, alone = score("b")  # from the model's state, 10 days before b's first row
     assert res.exit_code == 0 and "10.0 days after the last row" in " ".join(res.output.split())

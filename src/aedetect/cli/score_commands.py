@@ -124,8 +124,17 @@ def score(
     if s.history_warning is not None:
         console.print(f"[yellow]warning: {escape(s.history_warning)}[/yellow]", highlight=False)
     if history_state is not None:
+        import numpy as np
+
+        from aedetect.data.history import state_times
         from aedetect.files import atomic_file
 
+        ends = [np.nanmax(state_times(x), initial=-np.inf) for x in (carried, s.history_state) if x is not None]
+        if len(ends) == 2 and ends[1] < ends[0]:  # an earlier file: the history written back ends with it
+            console.print(f"[yellow]warning: {escape(str(data))} ends before the history in "
+                          f"{escape(str(history_state))} did; the history written back ends with this file, so "
+                          "the rows after it are no longer in it (score the later files again to restore "
+                          "them)[/yellow]", highlight=False)
         with atomic_file(history_state) as tmp:
             s.history_state.to_parquet(tmp)
         console.print(f"history: continued from {escape(carried_from)}; the history after "
