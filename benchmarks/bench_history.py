@@ -147,10 +147,11 @@ class PaymentModel:
         schema = self.det.dataset_schema
         # the training split, as indices into the first period: the warm-up's rows (history only)
         # are left out before splitting (`history_warmup`), by time and label only
+        from aedetect.data.history import table_inputs
         from aedetect.training.workflow import history_warmup
 
         first_h, first_state = add_history(first, schema)
-        warmup = history_warmup(first_h, schema, first_state, config.history_warmup_days)
+        warmup = history_warmup(table_inputs(first, schema)[0], first_state, config.history_warmup_days)
         kept = np.arange(len(first)) if warmup is None else np.flatnonzero(warmup["keep"])
         split = split_frame(first_h.iloc[kept].reset_index(drop=True), config, schema)
         from dataclasses import replace

@@ -520,7 +520,7 @@ def test_files_scored_one_after_another_carry_the_history_with_history_state(own
 
     det, ref = load_scorer(d / "history"), load_reference(d / "history")
     rows = later[day >= 50].reset_index(drop=True)
-    carried = monitor_frame(det, ref, rows, history_state=read_state(state, det.dataset_schema),
+    carried = monitor_frame(det, ref, rows, history_state=read_state(state, det.dataset_schema.history.entities),
                             history_source=str(state), source="b.csv")
     plain = monitor_frame(det, ref, rows, source="b.csv")
     np.testing.assert_allclose(carried.window_scores[0], b, rtol=2e-5)
@@ -588,7 +588,7 @@ def test_training_continues_from_a_history_state(own_log_runs, tmp_path):
     model = load_detector(tmp_path / "m")
     schema = model.dataset_schema
     b = pd.read_csv(tmp_path / "b.csv", dtype={"card": str, "terminal": str, "ts": str})
-    carried = read_state(state, schema)
+    carried = read_state(state, schema.history.entities)
     assert model.history_state_.start == carried.start  # the history began with the first model's data
     after = add_history(b, schema, carried)[1]
     pd.testing.assert_frame_equal(model.history_state_.rows, after.rows, check_dtype=False)  # (text: str or object)

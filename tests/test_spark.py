@@ -433,7 +433,8 @@ def test_spark_continues_from_the_history_state_batch_scoring_wrote(spark, histo
 
     scorer = load_scorer(d / "model")
     names = scorer.schema.history_features
-    expect = add_history(rest, scorer.schema, read_state(state, scorer.schema))[0].set_index("transaction_id")
+    carried = read_state(state, scorer.schema.history.entities)
+    expect = add_history(rest, scorer.schema, carried)[0].set_index("transaction_id")
     feats = history_features(spark.read.parquet(str(tmp_path / "b.parquet")), d / "model",
                              history_state=state).toPandas().set_index("transaction_id").loc[expect.index]
     np.testing.assert_allclose(feats[names].to_numpy(), expect[names].to_numpy(), rtol=1e-9, atol=1e-9)

@@ -158,7 +158,7 @@ def carried_history(det, model_dir: Path, path: Path | None) -> tuple[object, st
         return None, "the model's training data"
     from aedetect.data.history import read_state
 
-    return read_state(path, schema), str(path)
+    return read_state(path, schema.history.entities), str(path)
 
 
 class _AlertSink:

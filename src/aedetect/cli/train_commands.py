@@ -70,7 +70,7 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
                     raise UsageError("--history-state needs entity history (--entity-columns)")
                 from aedetect.data.history import read_state
 
-                state = read_state(history_state, schema)
+                state = read_state(history_state, schema.history.entities)
             test_df = None
             if test_data is not None:  # read as the training data is, and checked before training
                 from aedetect.training.run import check_test_data

@@ -727,9 +727,10 @@ def add_history(df: pd.DataFrame, schema, state: HistoryState | None = None, *,
                      axis=1), state
 
 
-def read_state(path, schema) -> HistoryState:
+def read_state(path, entities: list[str]) -> HistoryState:
     """A history state saved to Parquet (`HistoryState.to_parquet`: `aedetect score
-    --history-state`, the service's `--history-state`), checked against `schema`'s history."""
+    --history-state`, the service's `--history-state`), checked to hold the time, the amount and
+    the model's `entities`."""
     import pyarrow as pa
 
     try:
@@ -737,7 +738,7 @@ def read_state(path, schema) -> HistoryState:
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise DataError(f"{path}: cannot read the history state ({exc})") from None
     cols = list(state.rows.columns)
-    missing = [c for c in ["time", "amount", *schema.history.entities] if c not in cols]
+    missing = [c for c in ["time", "amount", *entities] if c not in cols]
     if missing:
         raise DataError(f"{path}: not a history state of this model: no column(s) {missing} (it has "
                         f"{cols[:8]}{' ...' if len(cols) > 8 else ''})")
@@ -776,6 +777,12 @@ def gap_warning(times: np.ndarray | None, first: float, schema, *, source: str, 
             f"history it continues from ({continues_from}, ending {when(t[-1])}); the payments in between are "
             f"missing from every entity's history, so for up to {horizon:g} days its counts read low and its "
             f"pairs new. {advice}")
+
+
+def settled_rows(t: np.ndarray, start: float, seconds: float) -> np.ndarray:
+    """True for the rows (times `t`) whose history, begun at `start`, is at least `seconds` old,
+    and for rows without a time (they are the split's to judge)."""
+    return ~(t - start < seconds)
 
 
 def state_times(state: HistoryState | None) -> np.ndarray | None:
@@ -828,11 +835,10 @@ def settle_seconds(name: str, spec) -> float | None:
     before it); the label-based risk needs the label delay and its window."""
     if "." not in name or name.split(".", 1)[0] not in spec.entities:
         return None
-    tail = name.split(".", 1)[1]
     horizon = max(spec.windows)
-    if tail == "since_last" or tail.endswith("_seen"):
+    if name.endswith((".since_last", "_seen")):
         return horizon
-    kind, _, window = tail.rpartition("_")
+    _, kind, window = _per_window(name)
     try:
         w = _seconds(window)
     except (KeyError, ValueError, IndexError):

@@ -196,12 +196,12 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
     if rows == "test":
         warmup = split_info.get("history_warmup_s")
         if warmup:  # the first days' rows were history only in training (`history_warmup`)
-            from aedetect.data.history import table_inputs
+            from aedetect.data.history import settled_rows, table_inputs
 
             t = table_inputs(df, schema)[0]
             state = getattr(det, "history_state_", None)
             start = state.start if state is not None and state.start is not None else np.nanmin(t)
-            df = df[~(t - start < warmup)]
+            df = df[settled_rows(t, start, warmup)]
         idx = split_table(df, schema, protocol, seed).test
     ev = evaluate_detector(det, df, idx, schema, alerts_per_day=alerts_per_day, seed=seed, full=True)
     ev.metrics["protocol"] = protocol

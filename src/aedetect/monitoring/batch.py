@@ -23,6 +23,7 @@ from aedetect.monitoring.reference import (
     input_names,
     numeric_counts,
     read_as_model,
+    young_columns,
 )
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -236,19 +237,18 @@ def reference_summary(ref: Reference) -> dict:
     return {"source": ref.source, "threshold": ref.threshold, "columns": len(ref.columns),
             "flagged_share": {k: f[k] for k in ("value", "low", "high", "level")},
             "anomaly_share": f.get("anomaly_share"), "validation_rows": ref.score["n"],
-            "young_columns": sorted(c for c, p in ref.columns.items() if p.get("young")),
+            "young_columns": (young_columns(ref) or ([],))[0],
             "score_young": bool(ref.score.get("young"))}
 
 
 def young_hint(ref: Reference) -> list[str]:
     """A line when the reference's rows had too little entity history for some columns (their
     drift is shown and never alarms), saying what would let them be judged."""
-    young = {c: p["young"] for c, p in ref.columns.items() if p.get("young")}
-    if not young:
+    found = young_columns(ref)
+    if found is None:
         return []
-    need = max(y["needs_days"] for y in young.values())
-    had = max(y["history_days"] for y in young.values())
-    names = ", ".join(sorted(young)[:3]) + (f" and {len(young) - 3} more" if len(young) > 3 else "")
+    young, need, had = found
+    names = ", ".join(young[:3]) + (f" and {len(young) - 3} more" if len(young) > 3 else "")
     score = " and the score" if ref.score.get("young") else ""
     return [f"{len(young)} history column(s){score} are shown but never alarm: the reference rows had at most "
             f"{had:.1f} days of entity history and these columns need up to {need:g} days before their values "

@@ -309,6 +309,16 @@ def _young(need: float, ages: np.ndarray) -> dict:
     return {"needs_days": need / 86_400, "history_days": max(oldest, 0.0) / 86_400}
 
 
+def young_columns(ref: Reference | None) -> tuple[list[str], float, float] | None:
+    """The reference's young history columns (`build_reference`), the most history days any of
+    them needs and the most its rows had; None when there is none."""
+    young = {c: p["young"] for c, p in (ref.columns if ref is not None else {}).items() if p.get("young")}
+    if not young:
+        return None
+    return (sorted(young), max(y["needs_days"] for y in young.values()),
+            max(y["history_days"] for y in young.values()))
+
+
 def history_ages(det, df: pd.DataFrame, start: float | None) -> np.ndarray | None:
     """Each row's seconds of entity history (its time less `start`, when the history began);
     None for a model without entity history or an unknown start."""

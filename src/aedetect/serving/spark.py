@@ -407,15 +407,10 @@ def ship_history_state(spark, shipped: ShippedModel, model_dir, path) -> Shipped
     from dataclasses import replace
 
     from aedetect.data.history import read_state
-    from aedetect.store.folder import open_folder
 
-    folder = open_folder(model_dir)
-    schema = folder.manifest.detector_params.get("schema")
-    if shipped.history is None or schema is None:
+    if shipped.history is None:
         raise AedetectError(f"--history-state: {model_dir} has no entity history (train it with --entity-columns)")
-    from aedetect.data.schema import DatasetSchema
-
-    read_state(path, DatasetSchema.model_validate(schema))  # a clear error here, not on a worker
+    read_state(path, list(shipped.history.entities))  # a clear error here, not on a worker
     data = Path(path).read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     name = f"aedetect-history-{digest[:16]}.zip"

@@ -131,18 +131,19 @@ def train_detector(
     parent = history_state if history_state is not None else _parent_history(warm_start, schema)
     continues_from = history_source if history_state is not None else "the parent model's training data"
     warnings = []
-    if parent is not None:
+    t = None
+    if schema.history is not None:  # the rows' times, read once for the gap and the warm-up
         from aedetect.data.history import gap_warning, state_times, table_inputs
 
         t = table_inputs(df, schema)[0]
-        gap = gap_warning(state_times(parent), float(np.nanmin(t)) if np.isfinite(t).any() else float("nan"),
-                          schema, source=source, continues_from=continues_from,
+        first = float(np.nanmin(t)) if np.isfinite(t).any() else float("nan")
+        gap = gap_warning(state_times(parent), first, schema, source=source, continues_from=continues_from,
                           advice="Train on a file that follows that history, or without it")
         warnings += [gap] if gap else []
     df, history = add_history(df, schema, parent)
     # (the label-aware mode keeps every row: its head needs every labelled fraud, and left out the
     # first 20 days cost it 0.836 -> 0.735 PR-AUC on a generated log's first seed, 1-day label delay)
-    warmup = None if config.use_labels else history_warmup(df, schema, history, config.history_warmup_days)
+    warmup = None if config.use_labels or t is None else history_warmup(t, history, config.history_warmup_days)
     if warmup is not None:  # the first days' rows: history only
         df = df[warmup["keep"]]
     split = split_frame(df, config, schema)
@@ -201,33 +202,32 @@ def young_reference_warning(reference) -> str | None:
     """Set when the drift reference's rows had too little entity history for some columns
     (`aedetect.monitoring.reference.build_reference`): `monitor` shows those and never alarms on
     them, nor on the score."""
-    young = {c: p["young"] for c, p in (reference.columns if reference is not None else {}).items()
-             if p.get("young")}
-    if not young:
+    from aedetect.monitoring.reference import young_columns
+
+    found = young_columns(reference)
+    if found is None:
         return None
-    need = max(y["needs_days"] for y in young.values())
-    had = max(y["history_days"] for y in young.values())
+    young, need, had = found
     return (f"the validation rows have at most {had:.1f} days of entity history; {len(young)} history column(s) "
             f"need up to {need:g} days before their values settle, so `aedetect monitor` shows their drift "
             "(and the score's) without alarming on it; train on a longer log to have them judged "
             "(docs/monitoring.md)")
 
 
-def history_warmup(df: pd.DataFrame, schema: DatasetSchema, state, days: float) -> dict | None:
-    """The rows of `df` (with its history columns, computed from `state`'s start on) to train on:
-    those at least `days` days (at most half of `df`'s span) after the history began, and rows
-    without a time. None when nothing is left out: no entity history, `days` 0, or every row old
-    enough (a history carried from before `df`)."""
-    if schema.history is None or not days or state is None or state.start is None:
+def history_warmup(t: np.ndarray, state, days: float) -> dict | None:
+    """The rows (times `t`, their history computed from `state`'s start on) to train on: those
+    at least `days` days (at most half of their span) after the history began, and rows without
+    a time. None when nothing is left out: `days` 0, or every row old enough (a history carried
+    from before them)."""
+    if not days or state is None or state.start is None:
         return None
-    from aedetect.data.history import table_inputs
+    from aedetect.data.history import settled_rows
 
-    t = table_inputs(df, schema)[0]
     finite = t[np.isfinite(t)]
     if not len(finite):
         return None
     seconds = min(days * 86_400.0, (finite.max() - finite.min()) / 2)
-    keep = ~(t - state.start < seconds)  # (NaN times kept: they are the split's to judge)
+    keep = settled_rows(t, state.start, seconds)
     if keep.all():
         return None
     return {"keep": keep, "seconds": float(seconds), "rows": int((~keep).sum())}
