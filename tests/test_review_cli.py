@@ -7,6 +7,7 @@ import sqlite3
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from aedetect.cli.app import app
@@ -91,6 +92,12 @@ def test_score_writes_every_flagged_row_once(payments, tmp_path):
     assert one["entity"].startswith("card_id=c") and one["amount"] == pytest.approx(float(one["transaction"]["amount"]))
     assert "card_id.count_1d" in one["history"] and "terminal_id.amount_z_30d" in one["history"]
     assert set(one["transaction"]) >= {"transaction_id", "timestamp", "card_id", "terminal_id", "amount"}
+    # each alert keeps when its transaction happened (the rates per day of `alerts threshold`)
+    with store.engine.connect() as c:
+        kept = dict(c.execute(text("SELECT transaction_id, event_time FROM alerts")).all())
+    new = pd.read_csv(payments / "new.csv", dtype={"transaction_id": str}).set_index("transaction_id")
+    when = (pd.to_datetime(new["timestamp"]) - pd.Timestamp("1970-01-01")).dt.total_seconds()
+    assert kept == pytest.approx(when.loc[list(kept)].to_dict())
     store.close()
 
 
@@ -155,7 +162,7 @@ def test_users_add_export_and_migrate(tmp_path):
     url = f"sqlite:///{tmp_path}/alerts.db"
     out = run("review", "migrate", "--db", url, "--revision", "0001").output
     assert "revision 0001 (was empty)" in out
-    assert "revision 0002 (was 0001)" in run("review", "migrate", "--db", url).output
+    assert "revision 0003 (was 0001)" in run("review", "migrate", "--db", url).output
     added = run("review", "users", "add", "ann", "--role", "lead", "--db", url, env={"AEDETECT_PASSWORD": "password1"})
     token = added.stdout.strip().splitlines()[-1]
     store = AlertStore(url)

@@ -212,7 +212,7 @@ def test_migrations_from_empty_and_from_the_previous_schema(review_url):
     with store.engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
     assert diff == [], diff
-    # and back: 0002's downgrade keeps the 0001 data, and the upgrade after it works again
+    # and back: the downgrades keep the 0001 data, and the upgrade after it works again
     from alembic import command
     from alembic.config import Config
 

@@ -42,6 +42,20 @@ def test_a_budget_takes_the_lowest_threshold_within_it():
     assert a.threshold == 6.5 and a.alerts_above == 4 and (a.reviewed_above, a.fraud_above) == (4, 3)
 
 
+def test_a_budget_counts_the_days_its_transactions_span():
+    """A week's file scored at once makes its alerts within a second: a day's budget reads the
+    days of the transactions (event_time), and says so when an alert has no such time."""
+    week = ten_alerts().assign(created_at=T0, event_time=[i * 5 * 86_400 / 9 for i in range(10)])
+    a = advise(week, per_day=1)
+    assert (a.days, a.days_from) == (5.0, "transaction times")
+    assert a.alerts_above == 5 and a.threshold == 5.5 and a.alerts_per_day == 1.0 and a.notes == []
+    week.loc[3, "event_time"] = None  # one alert stored before its time was kept
+    old = advise(week, per_day=1)
+    assert (old.days, old.days_from) == (1.0, "when the alerts were made") and old.alerts_above == 1
+    assert any("counted from when the alerts were made" in n for n in old.notes)
+    assert advise(ten_alerts(), per_day=2).days == 2.0  # no event_time column: the store's two days
+
+
 def test_what_the_verdicts_cannot_say_is_said():
     every = advise(ten_alerts(), per_day=100)  # all ten: the model's own threshold stays
     assert every.threshold == 0.5 and every.alerts_above == 10 and every.reviewed_above == 7

@@ -234,7 +234,7 @@ def alerts_threshold(
         return
     p = a.precision
     out.print(f"threshold {a.threshold:.6g} ({a.rule}): {a.alerts_above:,} alerts at or above, "
-              f"{a.alerts_per_day:.1f} a day")
+              f"{a.alerts_per_day:.1f} a day (over {a.days:.1f} days, from {a.days_from})")
     if p is not None:
         out.print(f"precision of the {a.reviewed_above:,} reviewed: {p['value']:.3f} "
                   f"(95% interval {p['low']:.3f}-{p['high']:.3f}); {a.more_verdicts:,} more verdicts "

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from aedetect.errors import DataError
 from aedetect.review.store import jsonable
 
@@ -29,11 +31,24 @@ class AlertSource:
     amount_column: str | None = None
     entity_columns: tuple[str, ...] = ()
     history_columns: tuple[str, ...] = field(default=())
+    time_column: str | None = None  # the model's time column: when a transaction happened
+    time_format: str | None = None  # its date format, when the schema names one
+
+    def event_times(self, values) -> np.ndarray:
+        """Seconds of the time column's `values`, read as the model reads its time column
+        (`aedetect.data.values.read_datetimes`); NaN where a value is missing or unreadable:
+        the alert then keeps no time rather than failing to be made."""
+        from aedetect.data.values import read_datetimes
+
+        return read_datetimes(values, self.time_format)[0]
 
     def alert(self, transaction: dict, score: float, reasons: list[dict], tx_id=None,
-              history: dict | None = None) -> dict:
+              history: dict | None = None, event_time: float | None = None) -> dict:
         """One alert's columns for `AlertStore.add_alerts`. A row without an id gets one from its
-        values ("sha256:..."), the same each time it is sent."""
+        values ("sha256:..."), the same each time it is sent. `event_time`: the transaction's
+        time in seconds, else read from its time column."""
+        if event_time is None and self.time_column is not None and transaction.get(self.time_column) is not None:
+            event_time = float(self.event_times([transaction[self.time_column]])[0])
         transaction = {k: jsonable(v) for k, v in transaction.items()}
         if tx_id is None:
             tx_id = transaction.get(self.id_column) if self.id_column else None
@@ -50,7 +65,8 @@ class AlertSource:
                 "model_version": self.model_version, "reasons": reasons,
                 "top_reason": reasons[0]["feature"] if reasons else None,
                 "entity": None if entity is None else entity[:300],
-                "history": None if not history else {k: jsonable(v) for k, v in history.items()}}
+                "history": None if not history else {k: jsonable(v) for k, v in history.items()},
+                "event_time": event_time if event_time is not None and np.isfinite(event_time) else None}
 
 
 def describe_history(history: dict | None) -> list[tuple[str, object, str]]:
@@ -97,7 +113,8 @@ def source_for(detector, model_dir: str | os.PathLike, id_column: str | None = N
     """The alert source of a loaded model (`serving.runtime.open_scorer` or the estimator) from
     folder `model_dir`. The transaction id is `id_column`, else a column named transaction_id,
     tx_id or id among `columns`, else the schema's first id column that is no entity (a card);
-    the amount is the history's amount column, else a column named amount."""
+    the amount is the history's amount column, else a column named amount; the time is the
+    schema's time column."""
     schema = detector.dataset_schema
     names = list(columns) if columns is not None else schema.names
     history = schema.history
@@ -109,7 +126,9 @@ def source_for(detector, model_dir: str | os.PathLike, id_column: str | None = N
                        threshold=float(detector.threshold_), id_column=id_column,
                        amount_column=amount if amount in names else None,
                        entity_columns=tuple(history.entities) if history is not None else (),
-                       history_columns=tuple(schema.history_features) if history is not None else ())
+                       history_columns=tuple(schema.history_features) if history is not None else (),
+                       time_column=schema.time,
+                       time_format=schema.column(schema.time).format if schema.time is not None else None)
 
 
 def reason_columns(names: list[str]) -> list[int]:
@@ -133,14 +152,17 @@ def alerts_from_table(frame, source: AlertSource) -> list[dict]:
     skip = set(SCORED_COLUMNS) | {f"top{k}_{part}" for k in ks for part in ("feature", "reason", "contribution")}
     history = [c for c in source.history_columns if c in names]
     tx_cols = [c for c in names if c not in skip and c not in history]
+    flagged = frame.loc[flags.to_numpy()]
+    times = (source.event_times(flagged[source.time_column]) if source.time_column in names
+             else np.full(len(flagged), np.nan))
     out = []
-    for rec in frame.loc[flags.to_numpy()].to_dict("records"):
+    for rec, when in zip(flagged.to_dict("records"), times.tolist(), strict=True):
         reasons = [{"feature": rec[f"top{k}_feature"], "reason": rec.get(f"top{k}_reason") or "",
                     "contribution": jsonable(rec.get(f"top{k}_contribution"))}
                    for k in ks if rec.get(f"top{k}_feature") not in (None, "")]
         reasons = [{k: jsonable(v) for k, v in r.items()} for r in reasons]
         out.append(source.alert({c: rec[c] for c in tx_cols}, rec["score"], reasons,
-                                history={c: rec[c] for c in history} or None))
+                                history={c: rec[c] for c in history} or None, event_time=when))
     return out
 
 

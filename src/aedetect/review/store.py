@@ -41,10 +41,10 @@ from aedetect.review.tables import (
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0002"
+HEAD = "0003"
 SESSION_HOURS = 12
 INSERT_COLUMNS = ("transaction_id", "transaction", "score", "threshold", "amount", "priority", "model_id",
-                  "model_version", "reasons", "top_reason", "entity", "history", "created_at")
+                  "model_version", "reasons", "top_reason", "entity", "history", "event_time", "created_at")
 JSON_COLUMNS = ("transaction", "reasons", "history")
 ORDERS = ("score", "value")  # the queue's orders: by score, or by score x amount
 
@@ -220,7 +220,7 @@ class AlertStore:
         if not alerts:
             return 0
         now = utcnow()
-        rows = [{**a, "created_at": now, "transaction": json.dumps(a["transaction"]),
+        rows = [{**a, "event_time": a.get("event_time"), "created_at": now, "transaction": json.dumps(a["transaction"]),
                  "reasons": json.dumps(a["reasons"]), "history": None if a.get("history") is None
                  else json.dumps(a["history"]),
                  "priority": a["score"] * (a["amount"] if a.get("amount") is not None else 1.0)} for a in alerts]
@@ -466,15 +466,17 @@ class AlertStore:
 
     def scored_alerts(self, model_id: str | None = None):
         """Every alert's score, the model threshold it was flagged at, its latest verdict (None
-        while undecided) and when it was made, of one model or all (`review.thresholds`)."""
+        while undecided), when it was made and when its transaction happened (`event_time`,
+        None without a time column), of one model or all (`review.thresholds`)."""
         import pandas as pd
 
-        query = select(Alert.score, Alert.threshold, Alert.verdict, Alert.created_at, Alert.model_id)
+        query = select(Alert.score, Alert.threshold, Alert.verdict, Alert.created_at, Alert.model_id,
+                       Alert.event_time)
         if model_id is not None:
             query = query.where(Alert.model_id == model_id)
         with self.transaction() as c:
             rows = c.execute(query).all()
-        return pd.DataFrame(rows, columns=["score", "threshold", "verdict", "created_at", "model_id"])
+        return pd.DataFrame(rows, columns=["score", "threshold", "verdict", "created_at", "model_id", "event_time"])
 
     def daily(self, days: int = 30) -> list[dict]:
         """Per day (UTC): alerts created, verdicts given, fraud and legit verdicts, the precision

@@ -62,6 +62,11 @@ class Alert(Base):
     top_reason: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     entity: Mapped[str | None] = mapped_column(String(300), nullable=True)  # "card_id=C17"
     history: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the row's history features
+    # When the transaction happened, in seconds (a datetime column: since 1970; a number column such
+    # as ULB's Time: its own seconds), from the model's time column; None without one. A file
+    # scored a week at a time makes its alerts within a second: rates per day read this, not
+    # created_at (`review.thresholds`).
+    event_time: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     status: Mapped[str] = mapped_column(String(16), default="open")
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)

@@ -5,8 +5,11 @@ verdicts given so far. Two questions a team asks of them:
 
 - **a precision**: the lowest threshold whose reviewed alerts above it are at least this share
   fraud (more alerts caught while precision holds);
-- **a budget**: the lowest threshold that makes no more than this many alerts a day, on the days
-  the store has seen.
+- **a budget**: the lowest threshold that makes no more than this many alerts a day, over the days
+  the alerts' transactions span (`alerts.event_time`, from the model's time column). Alerts
+  without a transaction time (a model with no time column, alerts stored before it was kept)
+  count the days between the first and the last alert made instead: a file scored a week at a
+  time makes a week's alerts within a second, so that count is one day.
 
 Each answer comes with the precision of the reviewed alerts above the threshold and its exact
 binomial (Clopper-Pearson) interval (`aedetect.model.uncertainty`), and with how many verdicts,
@@ -33,7 +36,9 @@ class ThresholdAdvice:
     threshold: float  # flags `score > threshold`
     rule: str  # what was asked, in words
     alerts_above: int  # alerts with a score at or above the threshold
-    alerts_per_day: float  # of those, per day of the store's alerts
+    alerts_per_day: float  # of those, per day (`days`)
+    days: float  # the days the alerts cover (`days_from`)
+    days_from: str  # "transaction times" (event_time) or "when the alerts were made" (created_at)
     reviewed_above: int  # fraud or legit verdicts among them
     fraud_above: int
     precision: dict | None  # {"value", "low", "high", "level"} of the reviewed alerts above, or None
@@ -69,11 +74,24 @@ def verdicts_needed(precision: float, reviewed: int, half_width: float, level: f
     return hi - reviewed
 
 
+def alert_days(alerts: pd.DataFrame) -> tuple[float, str]:
+    """The days `alerts` cover, and from what: the span of their transactions' times when every
+    alert has one (at least an hour), else the span of when they were made (at least a day, as
+    a store fed by a service makes them as the transactions come)."""
+    times = (pd.to_numeric(alerts["event_time"], errors="coerce").to_numpy(dtype="float64")
+             if "event_time" in alerts else np.full(len(alerts), np.nan))
+    if len(times) and np.isfinite(times).all():
+        return max((times.max() - times.min()) / 86_400, 1 / 24), "transaction times"
+    created = pd.to_datetime(alerts["created_at"])
+    return max((created.max() - created.min()).total_seconds() / 86_400, 1.0), "when the alerts were made"
+
+
 def advise(alerts: pd.DataFrame, *, precision: float | None = None, per_day: float | None = None,
            half_width: float = 0.05, level: float = 0.95) -> ThresholdAdvice:
     """The threshold for a target `precision` or a budget of `per_day` alerts, from `alerts`
     (columns `score`, `threshold` (the model's when the alert was made), `verdict`: "fraud",
-    "legit", "unsure" or None, and `created_at`). The threshold flags exactly the alerts chosen
+    "legit", "unsure" or None, `created_at`, and `event_time`: the transaction's time in seconds
+    or None). The threshold flags exactly the alerts chosen
     (`score > threshold`: halfway to the next lower alert)."""
     if (precision is None) == (per_day is None):
         raise ValueError("give one of precision and per_day")
@@ -85,8 +103,7 @@ def advise(alerts: pd.DataFrame, *, precision: float | None = None, per_day: flo
         raise DataError("the store has no alerts for this model")
     scores = alerts["score"].to_numpy(dtype="float64")
     verdict = alerts["verdict"].to_numpy(dtype=object)
-    created = pd.to_datetime(alerts["created_at"])
-    days = max((created.max() - created.min()).total_seconds() / 86_400, 1.0)
+    days, days_from = alert_days(alerts)
     order = np.argsort(-scores, kind="stable")
     s, v = scores[order], verdict[order]
     fraud = np.cumsum(v == "fraud")  # at or above s[i], counting down from the highest score
@@ -107,6 +124,10 @@ def advise(alerts: pd.DataFrame, *, precision: float | None = None, per_day: flo
             i = int(np.flatnonzero(ok)[-1])  # the lowest such threshold: the most alerts
         rule = f"precision >= {precision:g} among the reviewed alerts"
     else:
+        if days_from != "transaction times":
+            notes.append(f"not every alert has its transaction's time (a model without a time column, or "
+                         f"alerts stored before aedetect kept it): the {days:.1f} days are counted from when "
+                         "the alerts were made, which is one day for a file scored at once")
         per_day_at = (np.arange(len(s)) + 1) / days
         ok = last_of_score & (per_day_at <= per_day)
         if not ok.any():
@@ -129,5 +150,6 @@ def advise(alerts: pd.DataFrame, *, precision: float | None = None, per_day: flo
                      "precision is that of the reviewed ones (the queue reviews the highest scores first)")
     return ThresholdAdvice(
         threshold=float(threshold), rule=rule, alerts_above=i + 1, alerts_per_day=(i + 1) / days,
+        days=days, days_from=days_from,
         reviewed_above=n, fraud_above=k, precision=ci, more_verdicts=more, half_width=half_width,
         lowest_alert=float(s[-1]), notes=notes)
