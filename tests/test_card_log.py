@@ -112,6 +112,24 @@ def test_train_on_one_period_and_test_on_the_next(trained):
     assert meta["test_data"]["rows"] == len(later)
     assert meta["test_data"]["metrics"]["n_test"] == len(later)
     assert meta["protocol"] == "time"  # a time column: the split is time-ordered by default
+    # the test file is the test: no row of the training file is left unused (90% train, the
+    # latest 10% choose), and `evaluate --rows test` cannot find test rows there
+    from aedetect.model.detector import load_detector
+
+    det = load_detector(d / "model")
+    n = 1_200  # card_log's rows
+    assert det.split_["sizes"]["test"] == 0 and det.split_["sizes"]["selection"] == round(0.1 * n)
+    assert det.split_["test_data"] == str(d / "later.csv")
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+
+    res = CliRunner().invoke(app, [str(a) for a in ("evaluate", "--model", d / "model", "--data", d / "first.csv",
+                                                    "--out", d / "m.json")])
+    from aedetect.errors import AedetectError  # a user's mistake: main() prints it as one line
+
+    assert isinstance(res.exception, AedetectError), res.output
+    assert "tested on another file" in str(res.exception) and "--rows all" in str(res.exception)
 
 
 def test_scoring_warns_when_the_flagged_share_is_far_over_the_promise(trained):

@@ -68,3 +68,21 @@ def test_time_split_trains_on_earlier_rows_only():
 def test_make_split_rejects_unknown_protocol():
     with pytest.raises(ValueError, match="protocol must be one of"):
         make_split("random", np.zeros(10))
+
+
+def test_the_time_protocols_test_window_is_a_share_and_can_be_none():
+    """`test_share` (`TrainConfig.test_share`, 0 with `train --test-data`): the default cuts the
+    same rows as ever (70 / 10 / 20, row counts included, at sizes where 0.7 rounds either way),
+    and 0 trains on the earliest 90% and chooses on the latest 10%, testing nothing."""
+    from aedetect.data.splits import make_split, time_split
+
+    for n in (15, 25, 35, 101, 1_000):
+        t, y = np.arange(n, dtype="float64"), (np.arange(n) % 7 == 0).astype(int)
+        default, old = make_split("time", y, t, seed=1), time_split(t, y, seed=1)
+        for part in ("train", "validation", "selection", "test"):
+            assert np.array_equal(getattr(default, part), getattr(old, part)), (n, part)
+        none = make_split("time", y, t, seed=1, test_share=0.0)
+        cut = round(0.9 * n)
+        assert len(none.test) == 0 and np.array_equal(none.selection, np.arange(cut, n))  # the latest choose
+        learn = np.concatenate([none.train, none.validation, none.selection])
+        assert len(learn) == n - int(y[:cut].sum())  # every row used, less the earlier anomalies

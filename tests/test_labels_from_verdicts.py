@@ -106,6 +106,34 @@ def test_export_then_train_use_labels_learns_from_the_verdicts(reviewed):
     assert hybrid["rows"]["calibration_anomalies"] == int(joined["label"].to_numpy()[cal].sum())
 
 
+def test_verdicts_on_the_latest_rows_only_need_no_test_window(reviewed, tmp_path):
+    """The usual loop: last week's alerts were reviewed, so every verdict sits on the latest
+    rows, which the time protocol's test window holds. Training says where they went and how to
+    learn from them; with `--set test_share=0` the head does, and no test rows are claimed."""
+    d, df = reviewed["dir"], reviewed["df"]
+    labels = pd.read_csv(reviewed["labels"], dtype=str)
+    late = set(df["transaction_id"].iloc[int(0.85 * len(df)):])  # within the latest 20% in time
+    labels[labels["transaction_id"].isin(late)].to_csv(tmp_path / "late.csv", index=False)
+    n_late = int(df[df["transaction_id"].isin(late)]["Class"].sum())
+    assert n_late >= 3
+    res = invoke("train", "--data", d / "data.csv", "--out", tmp_path / "m", "--use-labels", "--labels",
+                 tmp_path / "late.csv", *FAST)
+    assert res.exit_code == 0, res.output
+    flat = " ".join(res.output.split())
+    assert "0 labelled anomalies in the training rows" in flat
+    assert f"{n_late} more are in the test window" in flat and "--set test_share=0" in flat
+    res = invoke("train", "--data", d / "data.csv", "--out", tmp_path / "all", "--use-labels", "--labels",
+                 tmp_path / "late.csv", "--set", "test_share=0", *FAST)
+    assert res.exit_code == 0, res.output
+    hybrid = json.loads((tmp_path / "all" / "hybrid.json").read_text())
+    rows = hybrid["rows"]
+    assert hybrid["mode"] == "supervised head" and rows["train_anomalies"] + rows["calibration_anomalies"] == n_late
+    from aedetect.model.hybrid import HybridDetector
+
+    sizes = HybridDetector.load(tmp_path / "all").detector.split_["sizes"]
+    assert sizes["test"] == 0 and sizes["selection"] == round(0.1 * len(df))
+
+
 def test_labels_db_gives_the_same_join(reviewed):
     """--labels-db reads the store itself: the same labels, the same join, as the export's."""
     from aedetect.review.store import AlertStore

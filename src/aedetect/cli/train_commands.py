@@ -205,7 +205,8 @@ def train(
         "refitted; both models are then compared on the test rows")] = None,
     test_data: Annotated[Path | None, typer.Option(
         "--test-data", help="a labelled table of a later period to test on (read with the "
-        "training data's schema): --data's split trains, validates and chooses the threshold, "
+        "training data's schema): --data's split trains, validates and chooses the threshold "
+        "(the time protocol: its earliest 90% train, its latest 10% choose; no test window), "
         "and the metrics printed are this file's")] = None,
     labels_file: Annotated[Path | None, typer.Option(
         "--labels", help="labels from reviewed alerts (`aedetect alerts export`: transaction_id, label 1 "

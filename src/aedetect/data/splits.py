@@ -123,24 +123,35 @@ def resolve_protocol(protocol: str, has_time: bool) -> str:
     return protocol
 
 
-def make_split(protocol: str, y: np.ndarray, time: np.ndarray | None = None, seed: int = 0) -> Split:
+TEST_SHARE = 0.2  # the time protocol's test window: the latest 20% of rows
+SELECTION_SHARE = 0.1  # then the 10% before it choose the threshold
+
+
+def make_split(protocol: str, y: np.ndarray, time: np.ndarray | None = None, seed: int = 0,
+               test_share: float = TEST_SHARE) -> Split:
+    """The protocol's split. The time protocol tests on the latest `test_share` of rows, chooses
+    on the 10% before them and trains on the rest; `test_share=0` leaves no test window (the
+    test rows are another table, or the labels are on the latest rows only). The guide
+    protocol's shares are the guide's, test set included, whatever `test_share`."""
     protocol = resolve_protocol(protocol, time is not None)
     if protocol == "guide":
         return guide_split(y, seed)
     if protocol == "time":
         if time is None:
             raise ValueError("the time protocol needs a time column")
-        return time_split(time, y, seed)
+        # rounded: 0.7 exactly for the default, so the row counts stay those of earlier models
+        return time_split(time, y, seed, train_share=round(1 - SELECTION_SHARE - test_share, 10),
+                          selection_share=SELECTION_SHARE)
     raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}")
 
 
-def split_table(df, schema, protocol: str, seed: int) -> Split:
+def split_table(df, schema, protocol: str, seed: int, test_share: float = TEST_SHARE) -> Split:
     """The split of a table under its schema; without a label column, every row trains
-    (`unlabelled_split`)."""
+    (`unlabelled_split`). `test_share`: see `make_split`."""
     from aedetect.data.schema import as_dataset_schema, has_labels
 
     ds = as_dataset_schema(schema)
     if not has_labels(df, ds):
         return unlabelled_split(len(df), seed)
     time = ds.time_seconds(df) if ds.time else None
-    return make_split(protocol, df[ds.label].to_numpy(), time, seed)
+    return make_split(protocol, df[ds.label].to_numpy(), time, seed, test_share)

@@ -166,7 +166,7 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
     from aedetect.data.history import ensure_history
     from aedetect.data.io import frame_fingerprint, read_raw
     from aedetect.data.schema import check_table
-    from aedetect.data.splits import split_table
+    from aedetect.data.splits import TEST_SHARE, split_table
     from aedetect.errors import AedetectError
     from aedetect.model.hybrid import open_model
 
@@ -187,6 +187,11 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
         if split_info.get("data_fingerprint") != frame_fingerprint(df):
             raise AedetectError("the data is not the table this model was trained on, so its test "
                                 "split is unknown; evaluate with rows='all' (--rows all)")
+        if split_info["protocol"] == "time" and not split_info.get("sizes", {}).get("test", 1):  # no test window
+            where = (f"it was tested on another file ({split_info['test_data']})" if split_info.get("test_data")
+                     else "it was trained with test_share 0")
+            raise AedetectError(f"this model's training data has no test rows ({where}: every row trained it "
+                                "or chose its threshold); evaluate it on later data with rows='all' (--rows all)")
         protocol, seed = split_info["protocol"], split_info["seed"]
     elif rows == "all":
         idx, protocol, seed = None, "all rows", (split_info or {}).get("seed", det.seed)
@@ -202,7 +207,7 @@ def evaluate_model(model, data, rows: str = "test", *, alerts_per_day: float = 5
             state = getattr(det, "history_state_", None)
             start = state.start if state is not None and state.start is not None else np.nanmin(t)
             df = df[settled_rows(t, start, warmup)]
-        idx = split_table(df, schema, protocol, seed).test
+        idx = split_table(df, schema, protocol, seed, split_info.get("test_share", TEST_SHARE)).test
     ev = evaluate_detector(det, df, idx, schema, alerts_per_day=alerts_per_day, seed=seed, full=True)
     ev.metrics["protocol"] = protocol
     return ev

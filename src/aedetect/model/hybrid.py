@@ -626,7 +626,13 @@ def fit_hybrid(det, df, split, schema, *, min_anomalies: int = MIN_ANOMALIES, se
     if ds.time:  # the head's folds follow time (ties: file order)
         fit = fit[np.argsort(ds.time_seconds(df)[fit], kind="stable")]
     hybrid = HybridDetector(det, min_anomalies=min_anomalies, seed=seed)
-    return hybrid.fit(X.iloc[fit], y[fit], X.iloc[cal], y[cal])
+    hybrid.fit(X.iloc[fit], y[fit], X.iloc[cal], y[cal])
+    unseen = int(np.asarray(y)[split.test].sum()) if len(split.test) else 0
+    if hybrid.fallback_ is not None and unseen:  # verdicts on the latest alerts: all in the test window
+        hybrid.fallback_ += (f"; {unseen} more are in the test window, the latest rows, which the head never "
+                             "sees: to learn from them, train with no test window (--set test_share=0, or a "
+                             "later labelled file as --test-data)")
+    return hybrid
 
 
 def open_model(path: str | os.PathLike | ModelFolder):

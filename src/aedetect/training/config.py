@@ -81,6 +81,11 @@ class TrainConfig(BaseModel):
     # reads later rows wrongly (docs/history.md, "Why: the young history of a 40-day log"). Not in
     # the label-aware mode (`use_labels`), whose head needs every labelled row.
     history_warmup_days: float = Field(20.0, ge=0, lt=10_000)
+    # The time protocol's test window: the latest share of rows, evaluated after training and
+    # never trained on. 0: no test window (labels only on the latest rows, e.g. the verdicts on
+    # last week's alerts, which the label-aware head should learn from; judge the model on later
+    # data). `--test-data` takes 0: its file is the test.
+    test_share: float = Field(0.2, ge=0, le=0.5)
 
     @model_validator(mode="before")
     @classmethod

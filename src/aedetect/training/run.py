@@ -114,7 +114,8 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
     with it on the new split's test rows, in `metadata["warm_start"]`.
     `test_data`: a labelled table of a later period (`test_file`, its name) read with `schema`:
     `df`'s split trains, validates and chooses the threshold, and the model is evaluated on every
-    row of `test_data` instead of `df`'s test part (`metadata["test_data"]`, `TrainingRun.test`).
+    row of `test_data` (`metadata["test_data"]`, `TrainingRun.test`); `df` keeps no test part
+    then (the time protocol: its earliest 90% train, its latest 10% choose).
     `labels`: what `aedetect.data.labels.join_labels` joined into `df` (its `summary`), kept as
     `metadata["labels"]`. `history_state`: the entity history before `df` (`HistoryState`;
     `history_source` names it), which `df`'s continues from.
@@ -131,7 +132,8 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
         result = train_detector(df, config, schema, callbacks=callbacks, work_dir=work,
                                 warm_start=warm_start.detector if warm_start is not None else None,
                                 source=str(data_file) if data_file is not None else "the data",
-                                history_state=history_state, history_source=history_source)
+                                history_state=history_state, history_source=history_source,
+                                test_elsewhere=None if test_data is None else str(test_file or "the test data"))
     run = TrainingRun(result.detector, config, run_metadata(result, data_file), result.split,
                       warnings=list(result.warnings))
     if labels is not None:
@@ -182,7 +184,10 @@ def compare_with_parent(parent_dir: str | os.PathLike, det, df: pd.DataFrame, sp
     from aedetect.monitoring.reference import load_reference
 
     if schema.label is None or not len(split.test):
-        return {"from": str(parent_dir), "compared_on": "nothing: the new data has no labelled test rows"}
+        elsewhere = (getattr(getattr(det, "detector", det), "split_", None) or {}).get("test_data")
+        why = ("the new data keeps no test rows (tested on another file: evaluate both models there)"
+               if elsewhere else "the new data has no labelled test rows")
+        return {"from": str(parent_dir), "compared_on": f"nothing: {why}"}
     part = df.iloc[split.test]
     # A fresh copy of the parent: the warm start trained the loaded one in place.
     rows = compare_models({f"before: {parent_dir}": (load_detector(parent_dir), load_reference(parent_dir)),

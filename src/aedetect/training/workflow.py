@@ -15,7 +15,7 @@ import pandas as pd
 from aedetect.data.history import add_history
 from aedetect.data.io import frame_fingerprint
 from aedetect.data.schema import DatasetSchema, as_dataset_schema, has_labels  # noqa: F401 (re-exported)
-from aedetect.data.splits import Split, split_table
+from aedetect.data.splits import TEST_SHARE, Split, split_table
 from aedetect.errors import AedetectError, DataError
 from aedetect.evaluation.metrics import evaluate_detector  # noqa: F401  (the evaluation's home)
 from aedetect.model.detector import AutoencoderDetector
@@ -38,9 +38,10 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)  # about the data (a gap before its history)
 
 
-def split_frame(df: pd.DataFrame, config: TrainConfig, schema: DatasetSchema) -> Split:
-    """The configured split (`aedetect.data.splits.split_table` with the config's protocol and seed)."""
-    return split_table(df, schema, config.protocol, config.seed)
+def split_frame(df: pd.DataFrame, config: TrainConfig, schema: DatasetSchema, test: bool = True) -> Split:
+    """The configured split (`aedetect.data.splits.split_table` with the config's protocol, seed
+    and test share); `test=False` when the test rows are another table (no test window)."""
+    return split_table(df, schema, config.protocol, config.seed, config.test_share if test else 0.0)
 
 
 def new_detector(config: TrainConfig, schema: DatasetSchema, verbose: int = 0):
@@ -102,6 +103,7 @@ def train_detector(
     source: str = "the data",
     history_state=None,
     history_source: str = "the history state",
+    test_elsewhere: str | None = None,
 ) -> TrainResult:
     """Split `df`, train on the training normals, then apply the configured threshold rule.
 
@@ -114,7 +116,9 @@ def train_detector(
     `source` names `df` in errors (`check_split`, before any training). `history_state`: the
     entity history before `df` (a `HistoryState`, `history_source` naming it); without it, after
     a warm start the parent's when it computes the same history, else none (the history starts
-    with `df`).
+    with `df`). `test_elsewhere`: the name of the table the model is tested on instead of a part
+    of `df` (`train --test-data`): the time protocol then leaves no test window in `df` (its
+    earliest 90% train, its latest 10% choose), and `evaluate --rows test` is refused.
     """
     if schema is None and warm_start is not None:
         schema = warm_start.dataset_schema
@@ -146,7 +150,7 @@ def train_detector(
     warmup = None if config.use_labels or t is None else history_warmup(t, history, config.history_warmup_days)
     if warmup is not None:  # the first days' rows: history only
         df = df[warmup["keep"]]
-    split = split_frame(df, config, schema)
+    split = split_frame(df, config, schema, test=test_elsewhere is None)
     check_split(df, split, config, schema, source)
     features = list(schema.features)
     if warm_start is not None:
@@ -178,6 +182,8 @@ def train_detector(
     # What `evaluate_model(..., rows="test")` needs to find the test rows again.
     det.split_ = {"protocol": split.protocol, "seed": config.seed, "data_fingerprint": fingerprint,
                   "sizes": split.sizes(),
+                  **({"test_data": str(test_elsewhere)} if test_elsewhere is not None else {}),
+                  **({"test_share": config.test_share} if config.test_share != TEST_SHARE else {}),
                   **({"history_warmup_s": warmup["seconds"], "history_warmup_rows": warmup["rows"]}
                      if warmup is not None else {})}
     if config.use_labels:  # the same rule again, on the hybrid's fraud probability
