@@ -309,8 +309,9 @@ def label_aware(tmp_path_factory):
                                    "--exclude-columns", "fraud_kind", "--use-labels", "--set", "label_delay_days=1"])
     assert res.exit_code == 0, res.output + str(res.exception)
     assert "+ 8 label-based risk columns (label delay 1 d)" in " ".join(res.output.split())
-    # every row splits: the head needs every labelled fraud, so no first days are history only
-    assert "give the later rows" not in res.output
+    # the first days are history only for the autoencoder; the head still learns from their labels
+    flat = " ".join(res.output.split())
+    assert "give the later rows their history" in flat and "the supervised head still learns from their labels" in flat
     return d / "m", log[t >= t.min() + pd.Timedelta(days=14)].head(600).reset_index(drop=True)
 
 
@@ -344,6 +345,24 @@ def test_verdicts_posted_to_the_service_count_as_a_file_with_those_labels(label_
     want = score_table(open_model(model), pa.Table.from_pandas(table, preserve_index=False))["score"].to_numpy()[cut:]
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-7)
     assert not np.allclose(got, without, rtol=RTOL, atol=1e-7)
+
+
+def test_the_head_learns_from_the_warm_ups_rows_that_the_autoencoder_leaves_out(label_aware):
+    """The first days are history only for the autoencoder (its split leaves them out); the head
+    learns from every row outside the selection and test windows, theirs included."""
+    import json
+
+    from aedetect.model.hybrid import HybridDetector
+
+    model, _ = label_aware
+    hybrid = HybridDetector.load(model)
+    split = hybrid.detector.split_
+    warm, sizes = split["history_warmup_rows"], split["sizes"]
+    assert warm > 0
+    rows = json.loads((model / "hybrid.json").read_text())["rows"]
+    every = len(pd.read_csv(model.parent / "first.csv"))
+    assert rows["train"] == every - sizes["selection"] - sizes["test"]  # the early frauds too
+    assert rows["train"] > warm + sizes["train"] + sizes["validation"]
 
 
 def test_a_model_without_label_risk_has_no_labels_route(trained):

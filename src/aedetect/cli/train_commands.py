@@ -103,8 +103,9 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
     warm = (getattr(ae, "split_", None) or {}).get("history_warmup_rows")
     if warm:
         days = ae.split_["history_warmup_s"] / 86_400
+        head = "; the supervised head still learns from their labels" if config.use_labels else ""
         console.print(f"entity history: the rows of its first {days:.1f} days ({warm:,}) give the later rows their "
-                      "history and are not split (--set history_warmup_days=0 to train on them too)")
+                      f"history and are not split (--set history_warmup_days=0 to train on them too){head}")
     if config.use_labels:
         from aedetect.model.hybrid import describe_head
 

@@ -78,8 +78,8 @@ class TrainConfig(BaseModel):
     # With entity history: the rows of the history's first days (at most half the table's span)
     # serve as history only, not as training, validation, selection or test rows. In its first
     # weeks every pair is new and every window short of a month; a model trained on such rows
-    # reads later rows wrongly (docs/history.md, "Why: the young history of a 40-day log"). Not in
-    # the label-aware mode (`use_labels`), whose head needs every labelled row.
+    # reads later rows wrongly (docs/history.md, "Why: the young history of a 40-day log"). The
+    # label-aware head (`use_labels`) still learns from those rows: their labels are real.
     history_warmup_days: float = Field(20.0, ge=0, lt=10_000)
     # The time protocol's test window: the latest share of rows, evaluated after training and
     # never trained on. 0: no test window (labels only on the latest rows, e.g. the verdicts on
