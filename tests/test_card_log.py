@@ -171,3 +171,22 @@ def test_a_rule_only_promise_does_not_call_labelled_frauds_meaningless():
     text = share_warning(185, 4000, promise, {"merchant_country": 82})
     assert "promised for normal rows" in text and "either the data holds that many anomalies" in text
     assert "mean little" not in text
+
+
+def test_evaluate_finds_the_test_window_of_a_set_test_share(tmp_path):
+    """`--set test_share=0.3`: the model folder records it, and `evaluate` cuts the same latest
+    30% of rows as its test rows (not the default 20%); `test_share=0` keeps none to evaluate."""
+    import json
+
+    df = card_log(seed=4)
+    write_table(df, tmp_path / "log.csv")
+    run("train", "--data", tmp_path / "log.csv", "--label-column", "TX_FRAUD", "--out", tmp_path / "m",
+        "--set", "test_share=0.3", *SMALL)
+    run("evaluate", "--model", tmp_path / "m", "--data", tmp_path / "log.csv", "--out", tmp_path / "m.json")
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["n_test"] == len(df) - round(0.7 * len(df))
+    run("train", "--data", tmp_path / "log.csv", "--label-column", "TX_FRAUD", "--out", tmp_path / "none",
+        "--set", "test_share=0", *SMALL)
+    from aedetect.model.detector import load_detector
+
+    assert load_detector(tmp_path / "none").split_["sizes"]["test"] == 0
