@@ -107,6 +107,7 @@ def test_train_on_one_period_and_test_on_the_next(trained):
     d, later, out = trained
     flat = " ".join(out.split())
     assert f"test file {d / 'later.csv'} (1,200 rows;" in flat
+    assert "trained and threshold chosen on every row (its earliest 90% train, its latest 10% choose)" in flat
     assert f"test rows / anomalies │ {len(later):,} / {int(later['TX_FRAUD'].sum())} │" in flat
     meta = json.loads((d / "model" / "manifest.json").read_text())["metadata"]
     assert meta["test_data"]["rows"] == len(later)

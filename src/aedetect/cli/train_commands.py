@@ -123,8 +123,12 @@ def _train(data, config, model_dir: Path | None, overwrite: bool, warm_start: Pa
         from aedetect.data.creditcard import CREDITCARD
         from aedetect.data.splits import describe_split
 
-        split = (f"the {m['protocol']} split" if det.dataset_schema.features == list(CREDITCARD.features)
-                 else f"the rows outside {describe_split(m['protocol'])}")
+        if m["protocol"] == "time":  # no test window in the training file then (`test_share` 0)
+            split = "every row (its earliest 90% train, its latest 10% choose)"
+        elif det.dataset_schema.features == list(CREDITCARD.features):
+            split = f"the {m['protocol']} split"
+        else:
+            split = f"the rows outside {describe_split(m['protocol'])}"
         print_metrics(m, None, schema=det.dataset_schema, title=(
             f"test file {run.test['file']} ({run.test['rows']:,} rows; trained and threshold chosen on "
             f"{split} of {path}, seed {m['seed']})"))
