@@ -24,7 +24,6 @@ from aedetect.cli.common import (
     LabelsDbOpt,
     LabelsIdOpt,
     OverwriteOpt,
-    ProtocolOpt,
     SchemaOpt,
     SeedOpt,
     SetOpt,
@@ -347,8 +346,13 @@ def _default_data(folder, model_dir: Path) -> str:
 
 
 def compare(
-    data: CreditDataOpt = "creditcard",
-    protocol: ProtocolOpt = "guide",
+    data: Annotated[str, typer.Option(
+        "--data", help="'creditcard' to fetch the real ULB file, or a labelled .csv/.parquet table: "
+        "its columns (Time, V1..V28, Amount, Class), or any table read as `train` reads it (the "
+        "schema options below)")] = "creditcard",
+    protocol: Annotated[str | None, typer.Option(
+        help="split protocol: 'guide', 'time' or 'auto' (time-ordered with a time column) "
+        "[default: guide on the ULB columns, else auto]")] = None,
     seed: SeedOpt = 0,
     seeds: Annotated[int, typer.Option(help="repeat split and training for this many seeds")] = 1,
     epochs: Annotated[int | None, typer.Option(help="at most [default: 100]")] = None,
@@ -357,32 +361,58 @@ def compare(
                                                "many normals")] = 20_000,
     report_dir: Annotated[Path | None, typer.Option(
         "--report", help="folder for report.html, compare.md and metrics.json")] = None,
+    label_column: LabelOpt = None,
+    time_column: TimeOpt = None,
+    id_columns: IdsOpt = "",
+    exclude_columns: ExcludeOpt = "",
+    categorical_columns: CategoricalOpt = "",
+    entity_columns: EntityOpt = "",
+    schema_file: SchemaOpt = None,
     as_json: JsonOpt = False,
     overwrite: OverwriteOpt = False,
 ):
-    """The autoencoder beside IsolationForest, PCA, LocalOutlierFactor and a supervised ceiling."""
+    """The autoencoder beside IsolationForest, PCA, LocalOutlierFactor and a supervised ceiling.
+
+    On the ULB data, or on any labelled table: its schema is inferred (and printed) or read from
+    --schema, as `train` reads it; with --entity-columns every method reads the same history
+    features, on the rows the autoencoder trains and tests on."""
     from rich.table import Table
 
     from aedetect.data.creditcard import CREDITCARD
     from aedetect.training.compare import METRICS, compare_methods, comparison_report, markdown_table, table_rows
 
-    config = train_config(protocol=protocol, seed=seed, epochs=epochs)
+    schema_opts = dict(schema_file=schema_file, label_column=label_column, time_column=time_column,
+                       id_columns=id_columns, exclude_columns=exclude_columns,
+                       categorical_columns=categorical_columns, entity_columns=entity_columns)
     if report_dir is not None:
         from aedetect.files import check_output
 
-        check_output(report_dir, inputs=[input_path(data)], overwrite=overwrite, folder=True,
+        check_output(report_dir, inputs=[input_path(data), schema_file], overwrite=overwrite, folder=True,
                      what="report", option="--report")
-    df, _ = load_credit_table(data)
+    ulb = data == "creditcard" or (not any(schema_opts.values()) and _has_ulb_columns(Path(data)))
+    if ulb:  # the credit-card columns, read as the guide does
+        df, _ = load_credit_table(data)
+        schema = CREDITCARD
+    else:
+        from aedetect.cli.ui import schema_table
+
+        df, path, schema = load_table(data, **schema_opts)
+        console.print(schema_table(schema, title=f"schema of {escape(str(path))}"))
+        if schema.label is None:
+            raise UsageError(f"{data}: compare needs a label column (0 normal, 1 anomaly) to score every "
+                             "method; name it with --label-column")
+    protocol = protocol or ("guide" if ulb else "auto")
+    config = train_config(protocol=protocol, seed=seed, epochs=epochs)
     need_tensorflow()
     with console.status("comparing") as status:
-        cmp = compare_methods(df, config, seeds, schema=CREDITCARD, alerts_per_day=alerts_per_day,
+        cmp = compare_methods(df, config, seeds, schema=schema, alerts_per_day=alerts_per_day,
                               lof_max_train=lof_max_train, progress=status.update)
     if as_json:
         import json
 
         print(json.dumps(cmp.to_dict(), indent=2))
     else:
-        table = Table(title=f"test set, {protocol} protocol, seeds {cmp.seeds}")
+        table = Table(title=f"test set, {cmp.protocol} protocol, seeds {cmp.seeds}")
         for h in ["method", *METRICS.values(), "how it was run"]:
             table.add_column(h, justify="left" if h in ("method", "how it was run") else "right")
         for row in table_rows(cmp):
@@ -394,6 +424,18 @@ def compare(
                          overwrite=overwrite)
         console.print(f"report written to {escape(str(path))}")
 
+
+
+def _has_ulb_columns(path: Path) -> bool:
+    """Whether the table at `path` holds the credit-card columns (its header only); False when it
+    cannot be read (the full read then names the problem)."""
+    from aedetect.data.creditcard import CREDITCARD
+    from aedetect.data.io import column_names
+
+    try:
+        return set(CREDITCARD.names) <= set(column_names(path))
+    except Exception:  # noqa: BLE001 - unreadable here: the full read says why
+        return False
 
 
 def demo(

@@ -39,6 +39,20 @@ def compression(path: str | os.PathLike) -> str | None:
     return COMPRESSION.get(Path(path).suffix.lower())
 
 
+def column_names(path: str | os.PathLike) -> list[str]:
+    """The column names of a CSV (its header row, plain or compressed) or Parquet file (its
+    schema), without reading the rows."""
+    if table_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(str(path)).names)
+    with pa.input_stream(str(path), compression=compression(path)) as f:
+        reader = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=1 << 20))
+        names = list(reader.schema.names)
+        reader.close()
+    return names
+
+
 MAX_BLOCK_BYTES = 1 << 30  # pyarrow's block size is a 32-bit count
 
 

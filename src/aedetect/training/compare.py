@@ -58,18 +58,24 @@ class Comparison:
 def _metrics(y, scores, fit_s: float, score_s: float, alerts_per_day: float, per_day: float) -> dict:
     return {"pr_auc": float(average_precision_score(y, scores)), "roc_auc": float(roc_auc_score(y, scores)),
             "recall_at_precision_0_93": recall_at_precision(y, scores, GUIDE_PRECISION),
-            "alert_precision": at_alert_budget(y, scores, alerts_per_day, per_day)["precision"],
+            "alert_precision": (at_alert_budget(y, scores, alerts_per_day, per_day)["precision"]
+                                if per_day is not None else float("nan")),
             "fit_seconds": fit_s, "score_seconds": score_s}
 
 
 def compare_methods(df: pd.DataFrame, config: TrainConfig, seeds: int = 1, *, schema: DatasetSchema,
                     alerts_per_day: float = 50.0, lof_max_train: int = 20_000, baselines=BASELINES,
                     progress=None) -> Comparison:
-    """Train the autoencoder and every baseline for seeds config.seed .. config.seed + seeds - 1."""
+    """Train the autoencoder and every baseline for seeds config.seed .. config.seed + seeds - 1.
+
+    Any labelled table: with entity history, every method reads the rows as the autoencoder
+    trained on them (`TrainResult.table`: the history features, less the warm-up's first days),
+    so the baselines see the same features and the same split. Without a time column the
+    precision of the daily alerts is not computed (NaN)."""
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1; got {seeds!r}")
     features = list(schema.features)
-    per_day = rows_per_day(df[schema.time].to_numpy())
+    per_day = rows_per_day(schema.time_seconds(df)) if schema.time else None
     result = Comparison(resolve_protocol(config.protocol, bool(schema.time)),
                         [config.seed + i for i in range(seeds)], alerts_per_day)
     say = progress or (lambda text: None)
@@ -79,12 +85,12 @@ def compare_methods(df: pd.DataFrame, config: TrainConfig, seeds: int = 1, *, sc
         start = time.perf_counter()
         trained = train_detector(df, cfg, schema)
         fit_s = time.perf_counter() - start
-        det, split = trained.detector, trained.split
-        test = df.iloc[split.test]
+        det, split, table = trained.detector, trained.split, trained.table  # the rows as trained on
+        test = table.iloc[split.test]
         y = test[schema.label].to_numpy().astype(int)
         start = time.perf_counter()
         if i == 0:  # one network pass gives the metrics and the report's inputs
-            ev = evaluate_detector(det, df, split.test, schema, alerts_per_day=alerts_per_day,
+            ev = evaluate_detector(det, table, split.test, schema, alerts_per_day=alerts_per_day,
                                    seed=seed, full=True)
             scores = ev.scores
         else:
@@ -100,18 +106,18 @@ def compare_methods(df: pd.DataFrame, config: TrainConfig, seeds: int = 1, *, sc
                             "feature_errors": ev.errors}
             result.curves[AUTOENCODER] = (y, scores)
         pre = Preprocessor.from_schema(schema)
-        pre.fit(df.iloc[split.train][features].to_numpy())
+        pre.fit(table.iloc[split.train][features].to_numpy())
         x_test = pre.transform(test[features].to_numpy())
         for b in baselines:
             say(f"seed {seed}: {b.name}")
             model = b.factory(seed=seed, max_train=lof_max_train) if b.factory is LOFScorer else b.factory(seed=seed)
             start = time.perf_counter()
             if b.uses_labels:
-                outside = np.setdiff1d(np.arange(len(df)), split.test)
-                model.fit(pre.transform(df.iloc[outside][features].to_numpy()),
-                          df.iloc[outside][schema.label].to_numpy().astype(int))
+                outside = np.setdiff1d(np.arange(len(table)), split.test)
+                model.fit(pre.transform(table.iloc[outside][features].to_numpy()),
+                          table.iloc[outside][schema.label].to_numpy().astype(int))
             else:
-                model.fit(pre.transform(df.iloc[split.train][features].to_numpy()))
+                model.fit(pre.transform(table.iloc[split.train][features].to_numpy()))
             b_fit = time.perf_counter() - start
             start = time.perf_counter()
             b_scores = model.score_samples(x_test)
@@ -127,6 +133,8 @@ def compare_methods(df: pd.DataFrame, config: TrainConfig, seeds: int = 1, *, sc
 
 
 def _cell(s: dict, key: str) -> str:
+    if s["mean"] != s["mean"]:  # not computed (a daily budget needs a time column)
+        return "-"
     digits = 1 if key.endswith("seconds") else 3
     text = f"{s['mean']:.{digits}f}"
     return text if s["std"] is None else f"{text} ± {s['std']:.{digits}f}"
