@@ -127,6 +127,7 @@ def train_from_table(df: pd.DataFrame, config: TrainConfig, schema=None, *,
         schema = warm_start.schema
     if test_data is not None:  # before training, which can take an hour
         check_test_data(test_data, schema, test_file)
+        config = config.model_copy(update={"test_share": 0.0})  # the file is the test: no test window
     # The tfrecord pipeline's shards live here; removed however training ends (Ctrl-C included).
     with tempfile.TemporaryDirectory(prefix="aedetect-shards-") as work:
         result = train_detector(df, config, schema, callbacks=callbacks, work_dir=work,

@@ -38,10 +38,10 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)  # about the data (a gap before its history)
 
 
-def split_frame(df: pd.DataFrame, config: TrainConfig, schema: DatasetSchema, test: bool = True) -> Split:
+def split_frame(df: pd.DataFrame, config: TrainConfig, schema: DatasetSchema) -> Split:
     """The configured split (`aedetect.data.splits.split_table` with the config's protocol, seed
-    and test share); `test=False` when the test rows are another table (no test window)."""
-    return split_table(df, schema, config.protocol, config.seed, config.test_share if test else 0.0)
+    and test share)."""
+    return split_table(df, schema, config.protocol, config.seed, config.test_share)
 
 
 def new_detector(config: TrainConfig, schema: DatasetSchema, verbose: int = 0):
@@ -117,8 +117,7 @@ def train_detector(
     entity history before `df` (a `HistoryState`, `history_source` naming it); without it, after
     a warm start the parent's when it computes the same history, else none (the history starts
     with `df`). `test_elsewhere`: the name of the table the model is tested on instead of a part
-    of `df` (`train --test-data`): the time protocol then leaves no test window in `df` (its
-    earliest 90% train, its latest 10% choose), and `evaluate --rows test` is refused.
+    of `df` (`train --test-data`, which trains with `test_share` 0), recorded in `split_`.
     """
     if schema is None and warm_start is not None:
         schema = warm_start.dataset_schema
@@ -149,7 +148,7 @@ def train_detector(
     every = df  # every row, the warm-up's too: the label-aware head learns from all of them
     if warmup is not None:  # the first days' rows: history only (for the autoencoder and the split)
         df = df[warmup["keep"]]
-    split = split_frame(df, config, schema, test=test_elsewhere is None)
+    split = split_frame(df, config, schema)
     check_split(df, split, config, schema, source)
     features = list(schema.features)
     if warm_start is not None:
