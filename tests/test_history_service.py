@@ -528,3 +528,32 @@ def test_score_takes_verdicts_for_the_label_based_risk(label_aware, trained, tmp
     d, _, _ = trained
     res, said, _ = score("--data", tmp_path / "later.csv", "--labels", tmp_path / "verdicts.csv", model=d / "m")
     assert res.exit_code != 0 and "the model reads no labels" in str(res.exception)  # the CLI prints it: one line
+
+
+def test_a_label_aware_history_model_exports_to_onnx(label_aware, tmp_path):
+    """The ONNX export of a label-aware model with entity history takes the history features
+    and the label-based risk columns as inputs (computed by the caller, as `aedetect score`
+    computes them) and gives the runtime's fraud probability within EXPORT_RTOL."""
+    import onnxruntime as ort
+
+    from aedetect.data.schema import as_seconds
+    from aedetect.serving.export import EXPORT_RTOL, export_onnx, input_dtypes
+    from aedetect.serving.runtime import open_scorer
+
+    model, later = label_aware
+    hybrid = open_scorer(model)
+    risk = hybrid.label_features
+    assert risk
+    table = add_history(later, hybrid.dataset_schema, hybrid.history_state_)[0]
+    assert table[risk].to_numpy().max() > 0  # the state's labels reach these rows
+    path = export_onnx(hybrid, tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    assert names == list(hybrid.feature_names_in_) and names[-len(risk):] == risk
+    dtypes = {**input_dtypes(hybrid.detector), **{c: "float64" for c in risk}}
+    feed = {c: (as_seconds(table[c]) if c == "timestamp" else table[c].to_numpy("float64")) for c in names}
+    assert dtypes["timestamp"] == "float64"
+    score, flag = sess.run(["score", "flag"], feed)
+    want = hybrid.anomaly_score(table)
+    assert np.max(np.abs(score - want) / want) <= EXPORT_RTOL
+    np.testing.assert_array_equal(flag, (want > hybrid.threshold_).astype("int32"))

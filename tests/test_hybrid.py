@@ -454,3 +454,38 @@ def test_a_folder_whose_head_reads_keras_code_is_scored_with_keras(data, coded, 
     # the runtime alone would score the autoencoder, not the head's probability: refused
     with pytest.raises(ArtifactError, match="label-aware model .*open_scorer"):
         load_scorer(coded["model"])
+
+
+@pytest.mark.parametrize("which", ["trained", "coded"])
+def test_a_label_aware_model_exports_to_onnx(data, trained, coded, which, tmp_path):
+    """`aedetect export --format onnx` carries the head: the raw features, or every feature group
+    (the autoencoder's score, contributions and code), the trees, the blend and the calibration.
+    ONNX Runtime gives each row the NumPy runtime's fraud probability within EXPORT_RTOL and the
+    same flag; a SavedModel, which cannot hold the trees, is refused with the way out."""
+    import onnxruntime as ort
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+    from aedetect.serving.export import EXPORT_RTOL
+    from aedetect.serving.runtime import open_scorer
+
+    model = {"trained": trained["model"], "coded": coded["model"]}[which]
+    out = tmp_path / "m.onnx"
+    res = CliRunner().invoke(app, ["export", "--model", str(model), "--format", "onnx", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "'score' is the fraud probability" in " ".join(res.output.split())
+    hybrid = open_scorer(model)
+    assert hybrid.head_ is not None and hybrid.blend_ is not None
+    if which == "coded":
+        assert hybrid.features_ == FEATURE_GROUPS
+    x = data[FEATURES]  # rows the head learnt from, calibration rows and later rows
+    want = hybrid.anomaly_score(x)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == FEATURES
+    score, flag = sess.run(["score", "flag"], {c: x[c].to_numpy("float64") for c in FEATURES})
+    assert np.max(np.abs(score - want) / want) <= EXPORT_RTOL
+    np.testing.assert_array_equal(flag, (want > hybrid.threshold_).astype("int32"))
+    assert 0 < flag.sum() < len(x)
+    res = CliRunner().invoke(app, ["export", "--model", str(model), "--out", str(tmp_path / "sm")])
+    assert res.exit_code != 0 and "export it with --format onnx" in str(res.exception)
+    assert not (tmp_path / "sm").exists()

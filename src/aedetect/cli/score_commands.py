@@ -524,9 +524,10 @@ def export(
     from aedetect.store.folder import open_folder
 
     folder = open_folder(model_dir)
-    if folder.is_hybrid:
-        raise AedetectError(f"{model_dir} holds a supervised head (--use-labels), which the exports do "
-                            "not carry; export a model trained without --use-labels")
+    if folder.is_hybrid and fmt == "savedmodel":
+        raise AedetectError(f"{model_dir} holds a supervised head (--use-labels), which a SavedModel "
+                            "cannot carry (TensorFlow has no gradient-boosted trees); export it with "
+                            "--format onnx")
     from aedetect.files import check_output
 
     check_output(out_dir, folders=[model_dir], overwrite=overwrite, folder=fmt == "savedmodel",
@@ -539,9 +540,18 @@ def export(
             import onnx  # noqa: F401
         except ModuleNotFoundError:
             raise AedetectError("--format onnx needs the onnx package: pip install 'aedetect[onnx]'") from None
-        det = load_scorer(folder)  # the ONNX graph is built from the NumPy weights: no TensorFlow
+        if folder.is_hybrid:  # the head over the NumPy runtime
+            from aedetect.serving.runtime import open_scorer
+
+            det = open_scorer(folder)
+            if det.needs_keras:
+                raise AedetectError(f"{model_dir}: the head reads the code layer as Keras computed it (a "
+                                    "folder before hybrid format 3); retrain with --use-labels to export it")
+        else:
+            det = load_scorer(folder)  # the ONNX graph is built from the NumPy weights: no TensorFlow
         export_onnx(det, out_dir, overwrite=overwrite)
-        what = "ONNX model"
+        what = "ONNX model" + (" (the label-aware mode: 'score' is the fraud probability)"
+                               if getattr(det, "head_", None) is not None else "")
     else:
         det = load_model(folder)
         from aedetect.serving.export import export_savedmodel

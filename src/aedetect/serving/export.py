@@ -15,8 +15,11 @@ category lookup tables) are tracked the way TF Serving's loader (the TF1 session
 
 ONNX: built node by node with the `onnx` package from the TensorFlow-free runtime's weights
 (`aedetect.serving.runtime.Scorer`), so it needs neither TensorFlow nor a converter. Opset 17, plus the
-`ai.onnx.ml` LabelEncoder for categories. Outputs are written under a temporary name and renamed
-into place; permissions follow the umask.
+`ai.onnx.ml` LabelEncoder for categories. A label-aware model (`HybridDetector` over the runtime,
+from `open_scorer`) exports with its head: the head's inputs, its gradient-boosted trees as one
+`ai.onnx.ml` TreeEnsemble with float64 splits and leaves (opset 21, `ai.onnx.ml` 5), the blend
+and the calibration; `score` is then the fraud probability. Outputs are written under a
+temporary name and renamed into place; permissions follow the umask.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from aedetect.store.layout import MISSING
 EXPORT_INFO = "aedetect-export.json"
 ONNX_OPSET = 17
 ONNX_ML_OPSET = 2  # LabelEncoder with string keys and float or int64 values
+# A label-aware model's trees need ai.onnx.ml's TreeEnsemble (opset 5: float64 splits and leaves),
+# which comes with opset 21 and IR 10.
+LABEL_AWARE_OPSETS = (21, 5, 10)
 # The documented bound (docs/serving.md) on |export - Python path| / |Python path| per row score.
 EXPORT_RTOL = 1e-9
 
@@ -55,8 +61,9 @@ def describe_inputs(detector) -> str:
     `30 float64 ('Time', 'V1', ..., 'Amount')` or `7 string ('merchant_category', ...; "" = missing),
     1 float64 seconds since 1970 ('timestamp'), 6 float64 (...)`."""
     pre = detector.preprocessor_
+    risk = getattr(detector, "label_features", [])  # a label-aware model's label-based risk columns
     groups: dict[str, list[str]] = {}
-    for name, kind in zip(pre.feature_names, pre.input_kinds, strict=True):
+    for name, kind in [*zip(pre.feature_names, pre.input_kinds, strict=True), *((c, "number") for c in risk)]:
         groups.setdefault(INPUT_KINDS[kind], []).append(name)
     parts = []
     for dtype, names in groups.items():
@@ -138,15 +145,14 @@ class _Graph:
         return out
 
 
-def onnx_model(scorer):
-    """The ONNX ModelProto of a `Scorer` (see the module docstring)."""
-    from onnx import TensorProto, checker, helper
+def _autoencoder_nodes(g: _Graph, scorer) -> dict[str, str]:
+    """The autoencoder's part of the graph, from the raw columns to the score: the names of the
+    standardised preprocessed rows (`x`, float32, as the head reads them), the per-feature
+    contributions (`per`: [n, members x features], member by member), the score and the code
+    layer's activations (`code`, float64, as `store.weights.bottleneck` computes them)."""
+    from onnx import TensorProto
 
-    from aedetect import __version__
-
-    g, pre = _Graph(), scorer.preprocessor_
-    names = list(scorer.feature_names_in_)
-    dtypes = input_dtypes(scorer)
+    pre = scorer.preprocessor_
     axis1 = g.const([1], "int64")
     cols = []
     for b in pre.blocks:
@@ -192,12 +198,17 @@ def onnx_model(scorer):
             cols += [g.op("Max", freq, g.const(0.0, "float64")),
                      g.op("Cast", g.op("Less", freq, g.const(0.0, "float64")), to=TensorProto.DOUBLE)]
     x = g.op("Cast", g.op("Concat", *cols, axis=1), to=TensorProto.FLOAT)
-    x = g.op("Div", g.op("Sub", x, g.const(pre.mean_, "float32")), g.const(pre.scale_, "float32"))
-    h = x = g.op("Cast", x, to=TensorProto.DOUBLE)  # the network in float64, as in the runtime
-    for kernel, bias, activation in scorer.layers:
+    x32 = g.op("Div", g.op("Sub", x, g.const(pre.mean_, "float32")), g.const(pre.scale_, "float32"))
+    h = x = g.op("Cast", x32, to=TensorProto.DOUBLE)  # the network in float64, as in the runtime
+    hidden = scorer.layers[:-1]  # the code: the first of the narrowest hidden layers (`bottleneck`)
+    stop = min(range(len(hidden)), key=lambda i: hidden[i][0].shape[1]) if hidden else None
+    code = None
+    for i, (kernel, bias, activation) in enumerate(scorer.layers):
         h = g.op("Add", g.op("MatMul", h, g.const(kernel, "float64")), g.const(bias, "float64"))
         if activation != "linear":
             h = g.op({"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}[activation], h)
+        if i == stop:
+            code = h
     if scorer.members_ > 1:  # an ensemble: each member's reconstruction against the input
         x = g.op("Tile", x, g.const([1, scorer.members_], "int64"))
     r = g.op("Sub", h, x)
@@ -215,8 +226,127 @@ def onnx_model(scorer):
             per = g.op("Reshape", g.op("Transpose", per, perm=[1, 0, 2]), g.const([0, -1], "int64"))
         else:
             per = g.op("Mul", g.op("MatMul", c, g.const(p, "float64")), c)
-    score = g.op("ReduceSum", per, axis1, keepdims=0, out="score")
-    g.op("Cast", g.op("Greater", score, g.const(scorer.threshold_, "float64")),
+    return {"x": x32, "per": per, "score": g.op("ReduceSum", per, axis1, keepdims=0), "code": code}
+
+
+def _tree_ensemble(g: _Graph, head, x: str) -> str:
+    """A fitted binary HistGradientBoostingClassifier's log-odds (`decision_function`) of the
+    float64 rows `x`: one ai.onnx.ml TreeEnsemble (opset 5) with float64 splits and leaves,
+    plus the baseline. A row goes left when its value is at most the split, or when it is NaN
+    and the node sends missing values left, as scikit-learn's predictor does."""
+    from onnx import numpy_helper
+
+    if getattr(head, "n_trees_per_iteration_", 1) != 1 or getattr(head, "is_categorical_", None) is not None:
+        raise ArtifactError("the ONNX export takes a binary head on numeric features only")
+    roots, modes, feats, splits, missing = [], [], [], [], []
+    true_ids, true_leaf, false_ids, false_leaf, weights = [], [], [], [], []
+
+    def add_node(feature, split, left, right, left_leaf, right_leaf, miss_left):
+        modes.append(0)  # BRANCH_LEQ
+        feats.append(int(feature))
+        splits.append(float(split))
+        true_ids.append(int(left))
+        true_leaf.append(int(left_leaf))
+        false_ids.append(int(right))
+        false_leaf.append(int(right_leaf))
+        missing.append(int(miss_left))
+
+    for (predictor,) in head._predictors:
+        nodes = predictor.nodes
+        if nodes["is_categorical"].any():
+            raise ArtifactError("the ONNX export takes a head without categorical splits")
+        leaf = nodes["is_leaf"].astype(bool)
+        index = np.empty(len(nodes), dtype=np.int64)  # a node's place among the interior nodes or leaves
+        index[~leaf] = len(modes) + np.arange((~leaf).sum())
+        index[leaf] = len(weights) + np.arange(leaf.sum())
+        weights.extend(nodes["value"][leaf].tolist())
+        roots.append(len(modes))
+        if leaf[0]:  # a tree that is a single leaf: a split whose two branches reach it
+            add_node(0, 0.0, index[0], index[0], True, True, True)
+            continue
+        for i in np.flatnonzero(~leaf):
+            left, right = nodes["left"][i], nodes["right"][i]
+            add_node(nodes["feature_idx"][i], nodes["num_threshold"][i], index[left], index[right],
+                     leaf[left], leaf[right], nodes["missing_go_to_left"][i])
+    out = g.op("TreeEnsemble", x, domain="ai.onnx.ml", aggregate_function=1, post_transform=0, n_targets=1,
+               tree_roots=roots, nodes_modes=numpy_helper.from_array(np.asarray(modes, np.uint8)),
+               nodes_featureids=feats, nodes_splits=numpy_helper.from_array(np.asarray(splits, np.float64)),
+               nodes_truenodeids=true_ids, nodes_trueleafs=true_leaf, nodes_falsenodeids=false_ids,
+               nodes_falseleafs=false_leaf, nodes_missing_value_tracks_true=missing,
+               leaf_targetids=[0] * len(weights),
+               leaf_weights=numpy_helper.from_array(np.asarray(weights, np.float64)))
+    baseline = float(np.ravel(head._baseline_prediction)[0])
+    return g.op("Add", g.op("Squeeze", out, g.const([1], "int64")), g.const(baseline, "float64"))
+
+
+def _label_aware_nodes(g: _Graph, hybrid, ae: dict[str, str]) -> str:
+    """The label-aware mode's fraud probability: the head's inputs assembled as
+    `HybridDetector._inputs` does (rounded to float32), its log-odds, the blend with the
+    autoencoder's log score and the calibration."""
+    from onnx import TensorProto
+
+    from aedetect.model.hybrid import CODE_NUMPY, HEAD_INPUTS
+
+    det = hybrid.detector
+    groups = hybrid.features_
+    if "code" in groups and hybrid.code_ != CODE_NUMPY:
+        raise ArtifactError("the head reads the code layer as Keras computed it (a folder before hybrid "
+                            "format 3): retrain with --use-labels to export it")
+    if hybrid.calibrator_["method"] not in ("sigmoid", "none"):
+        raise ArtifactError(f"the ONNX export takes a sigmoid calibration, not {hybrid.calibrator_['method']!r}")
+    f = det.preprocessor_.n_features_out
+    blocks = []
+    if "raw" in groups:
+        blocks.append(g.op("Cast", ae["x"], to=TensorProto.DOUBLE))
+    for name in hybrid.label_features:  # the label-based risk columns, after the raw block
+        blocks.append(g.op("Unsqueeze", name, g.const([1], "int64")))
+    if "score" in groups:
+        blocks.append(g.op("Unsqueeze", ae["score"], g.const([1], "int64")))
+    if "contributions" in groups:
+        per = ae["per"]
+        if det.members_ > 1:  # each feature's contribution summed over the members
+            per = g.op("ReduceSum", g.op("Reshape", per, g.const([0, det.members_, f], "int64")),
+                       g.const([1], "int64"), keepdims=0)
+        blocks.append(per)
+    if "code" in groups:
+        blocks.append(ae["code"])
+    x = g.op("Concat", *blocks, axis=1) if len(blocks) > 1 else blocks[0]
+    if hybrid.head_inputs_ == HEAD_INPUTS:  # float32, as the head learnt them
+        x = g.op("Cast", g.op("Cast", x, to=TensorProto.FLOAT), to=TensorProto.DOUBLE)
+    z = _tree_ensemble(g, hybrid.head_, x)
+    if hybrid.blend_ is not None:  # w (head - c) / s + (1 - w) (log1p(score) - c) / s
+        b = hybrid.blend_
+        w, h, a = b["head_weight"], b["head"], b["autoencoder"]
+        head_part = g.op("Div", g.op("Sub", z, g.const(h["center"], "float64")), g.const(h["scale"], "float64"))
+        log = g.op("Log", g.op("Add", ae["score"], g.const(1.0, "float64")))
+        ae_part = g.op("Div", g.op("Sub", log, g.const(a["center"], "float64")), g.const(a["scale"], "float64"))
+        z = g.op("Add", g.op("Mul", head_part, g.const(w, "float64")), g.op("Mul", ae_part, g.const(1 - w, "float64")))
+    cal = hybrid.calibrator_
+    if cal["method"] == "sigmoid":
+        z = g.op("Add", g.op("Mul", z, g.const(cal["a"], "float64")), g.const(cal["b"], "float64"))
+    return g.op("Sigmoid", z)
+
+
+def onnx_model(scorer):
+    """The ONNX ModelProto of a `Scorer`, or of a label-aware model scored by one (see the module
+    docstring)."""
+    from onnx import TensorProto, checker, helper
+
+    from aedetect import __version__
+
+    g = _Graph()
+    hybrid = scorer if hasattr(scorer, "head_") else None
+    det = scorer if hybrid is None else hybrid.detector
+    if not hasattr(det, "layers"):
+        raise ArtifactError("the ONNX graph is built from the NumPy runtime's weights: load the model "
+                            "with aedetect.serving.runtime.open_scorer")
+    names = list(scorer.feature_names_in_)
+    dtypes = {**{c: "float64" for c in names}, **input_dtypes(det)}  # label-based risk columns: numbers
+    ae = _autoencoder_nodes(g, det)
+    head = hybrid is not None and hybrid.head_ is not None
+    score = _label_aware_nodes(g, hybrid, ae) if head else ae["score"]
+    g.op("Identity", score, out="score")
+    g.op("Cast", g.op("Greater", "score", g.const(scorer.threshold_, "float64")),
          to=TensorProto.INT32, out="flag")
     graph = helper.make_graph(
         g.nodes, "aedetect",
@@ -225,12 +355,14 @@ def onnx_model(scorer):
         [helper.make_tensor_value_info("score", TensorProto.DOUBLE, ["n"]),
          helper.make_tensor_value_info("flag", TensorProto.INT32, ["n"])],
         g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
-                                                             helper.make_opsetid("ai.onnx.ml", ONNX_ML_OPSET)],
+    opsets = (ONNX_OPSET, ONNX_ML_OPSET, 8) if not head else LABEL_AWARE_OPSETS
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opsets[0]),
+                                                    helper.make_opsetid("ai.onnx.ml", opsets[1])],
                               producer_name="aedetect", producer_version=__version__)
-    model.ir_version = 8  # the IR of opset 17: older ONNX Runtimes load it too
+    model.ir_version = opsets[2]  # the IR of the opset: older ONNX Runtimes load a plain model too
     helper.set_model_props(model, {"threshold": repr(scorer.threshold_), "score": scorer.score_type,
-                                   "features": json.dumps(names), "n_preprocessed": str(pre.n_features_out)})
+                                   "features": json.dumps(names),
+                                   "n_preprocessed": str(det.preprocessor_.n_features_out)})
     checker.check_model(model, full_check=True)
     return model
 
