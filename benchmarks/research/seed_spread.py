@@ -28,14 +28,22 @@ ap.add_argument("--variant", default="base")
 ap.add_argument("--params", default="{}", help="JSON of TrainConfig updates")
 ap.add_argument("--ens", type=int, default=1, help="average residuals of N networks (post hoc)")
 ap.add_argument("--out", default="/tmp/seed_spread.jsonl")
+ap.add_argument("--selection-share", type=float, default=None,
+                help="the time protocol's selection window (default 0.1): smaller trains on later rows")
+ap.add_argument("--no-time-feature", action="store_true", help="Time is not a feature (no hour of day)")
 args = ap.parse_args()
 
 df = read_table(fetch_creditcard())
+if args.selection_share is not None:
+    import aedetect.data.splits as splits_module
+
+    splits_module.SELECTION_SHARE = args.selection_share
+schema = CREDITCARD.model_copy(update={"time_feature": False}) if args.no_time_feature else CREDITCARD
 feats = list(CREDITCARD.features)
 for seed in map(int, args.seeds.split(",")):
     start = time.perf_counter()
     config = TrainConfig(protocol=args.protocol, seed=seed, **json.loads(args.params))
-    dets = [train_detector(df, config, CREDITCARD)]
+    dets = [train_detector(df, config, schema)]
     split = dets[0].split
     for k in range(1, args.ens):  # the same split, another network seed
         det = clone(dets[0].detector).set_params(seed=seed + 1000 * k)
