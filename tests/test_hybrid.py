@@ -93,7 +93,7 @@ def test_no_test_row_is_used(data, trained):
     assert data["Class"].to_numpy()[seen["fit"]].sum() == trained["hybrid"].n_anomalies_
 
 
-def test_too_few_labels_fall_back_to_the_autoencoder(data, trained):
+def test_too_few_labels_fall_back_to_the_autoencoder(data, trained, tmp_path):
     det = trained["hybrid"].detector
     fit = np.flatnonzero(data["Class"].to_numpy() == 0)[:3000]
     frauds = np.flatnonzero(data["Class"].to_numpy() == 1)[:2]
@@ -105,6 +105,19 @@ def test_too_few_labels_fall_back_to_the_autoencoder(data, trained):
     assert hybrid.threshold == det.threshold
     with pytest.raises(RuntimeError, match="no supervised head"):
         hybrid.predict_proba(x)
+    # its ONNX export is the autoencoder's graph with the autoencoder's threshold
+    import onnxruntime as ort
+
+    from aedetect.serving.export import EXPORT_RTOL, export_onnx
+    from aedetect.serving.runtime import open_scorer
+
+    lean = open_scorer(hybrid.save(tmp_path / "model"))
+    assert lean.head_ is None
+    sess = ort.InferenceSession(str(export_onnx(lean, tmp_path / "m.onnx")), providers=["CPUExecutionProvider"])
+    score, flag = sess.run(["score", "flag"], {c: x[c].to_numpy("float64") for c in FEATURES})
+    want = det.anomaly_score(x)
+    assert np.max(np.abs(score - want) / want) <= EXPORT_RTOL
+    np.testing.assert_array_equal(flag, (want > det.threshold_).astype("int32"))
 
 
 def test_labels_the_folds_cannot_share_keep_the_raw_features_and_the_prior(data, trained):
