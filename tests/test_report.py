@@ -174,18 +174,29 @@ def test_cli_train_rejects_bad_rule_options_before_reading_data(tmp_path, option
 def test_cli_compare_takes_any_labelled_table_with_its_entity_history(tmp_path):
     """A raw payment log, read as `train` reads it: every method sees the same history features
     on the rows the autoencoder trains and tests on (the warm-up's first days left out), split in
-    time order (auto: the log has a time column); a table without a label is a clear error."""
+    time order (auto: the log has a time column); --use-labels adds the label-aware mode on the
+    same autoencoder (its label-based risk columns included); a table without a label is a clear
+    error."""
     from aedetect.data.generate import generate_payment_log
 
     log = generate_payment_log(n_days=30, n_cards=300, n_terminals=60, seed=2, fraud_rate=0.02)
     log.to_csv(tmp_path / "log.csv", index=False)
     args = ["compare", "--data", str(tmp_path / "log.csv"), "--entity-columns", "card_id,terminal_id",
             "--exclude-columns", "fraud_kind,transaction_id", "--epochs", "2", "--lof-max-train", "500"]
-    run = CliRunner().invoke(app, [*args, "--report", str(tmp_path / "rep")])
+    run = CliRunner().invoke(app, [*args, "--use-labels", "--report", str(tmp_path / "rep")])
     assert run.exit_code == 0, run.output + str(run.exception)
     assert "entity: history" in " ".join(run.output.split())  # the schema, printed as train prints it
     got = json.loads((tmp_path / "rep" / "metrics.json").read_text())
-    assert got["protocol"] == "time" and len(got["summary"]) == 6
+    assert got["protocol"] == "time" and len(got["summary"]) == 7
+    # the label-aware row: labels used, its head described, the autoencoder's fit and the head's
+    assert got["uses_labels"]["label-aware"] is True and got["uses_labels"]["autoencoder"] is False
+    assert "gradient-boosted head on" in got["notes"]["label-aware"]
+    assert "the history warm-up's" in got["notes"]["label-aware"]  # its head learns from those rows too
+    summary = got["summary"]
+    assert summary["label-aware"]["fit_seconds"]["mean"] > summary["autoencoder"]["fit_seconds"]["mean"]
+    # with every label outside the test rows it finds far more than the autoencoder alone
+    assert summary["label-aware"]["pr_auc"]["mean"] > summary["autoencoder"]["pr_auc"]["mean"] + 0.1
+    assert "label-aware (uses labels)" in (tmp_path / "rep" / "compare.md").read_text()
     ae = got["autoencoder_first_seed"]
     # the test rows are the latest 20% of the rows after the warm-up (15 days of this 30-day log)
     t = pd.to_datetime(log["timestamp"])

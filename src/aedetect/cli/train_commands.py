@@ -359,6 +359,9 @@ def compare(
     alerts_per_day: Annotated[float, typer.Option(help="daily alert budget")] = 50.0,
     lof_max_train: Annotated[int, typer.Option(help="LocalOutlierFactor trains on at most this "
                                                "many normals")] = 20_000,
+    use_labels: Annotated[bool, typer.Option(
+        "--use-labels", help="also the label-aware mode (`train --use-labels`) on the same autoencoder: "
+        "the labels outside the test rows, as the supervised ceiling uses them")] = False,
     report_dir: Annotated[Path | None, typer.Option(
         "--report", help="folder for report.html, compare.md and metrics.json")] = None,
     label_column: LabelOpt = None,
@@ -375,7 +378,8 @@ def compare(
 
     On the ULB data, or on any labelled table: its schema is inferred (and printed) or read from
     --schema, as `train` reads it; with --entity-columns every method reads the same history
-    features, on the rows the autoencoder trains and tests on."""
+    features, on the rows the autoencoder trains and tests on. With --use-labels, the
+    label-aware mode too, on the same autoencoder."""
     from rich.table import Table
 
     from aedetect.data.creditcard import CREDITCARD
@@ -402,7 +406,7 @@ def compare(
             raise UsageError(f"{data}: compare needs a label column (0 normal, 1 anomaly) to score every "
                              "method; name it with --label-column")
     protocol = protocol or ("guide" if ulb else "auto")
-    config = train_config(protocol=protocol, seed=seed, epochs=epochs)
+    config = train_config(protocol=protocol, seed=seed, epochs=epochs, use_labels=use_labels or None)
     need_tensorflow()
     with console.status("comparing") as status:
         cmp = compare_methods(df, config, seeds, schema=schema, alerts_per_day=alerts_per_day,

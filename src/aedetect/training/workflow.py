@@ -6,6 +6,7 @@ Every command of the CLI is a thin wrapper over one of these, so each is callabl
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class TrainResult:
     data_fingerprint: str
     table: pd.DataFrame | None = None  # the data as trained on: with its entity history columns
     warnings: list[str] = field(default_factory=list)  # about the data (a gap before its history)
+    head_seconds: float | None = None  # with use_labels: the label-aware head's fit and threshold
 
 
 def split_frame(df: pd.DataFrame, config: TrainConfig, schema: DatasetSchema) -> Split:
@@ -190,6 +192,7 @@ def train_detector(
         # The head learns from the warm-up's rows too: their labels are real (leaving them out of
         # the label-aware mode altogether cost it 0.836 -> 0.735 PR-AUC on a generated log's first
         # seed, 1-day label delay). The split's parts are the same rows, as positions in every row.
+        head_start = time.perf_counter()
         hdf, hsplit = df, split
         if warmup is not None:
             kept = np.flatnonzero(warmup["keep"])
@@ -202,13 +205,15 @@ def train_detector(
         # threshold: kept with the autoencoder's state, which the hybrid's folder saves.
         det.detector.reference_ = training_reference(det, hdf, hsplit, schema, seed=config.seed,
                                                      history_start=getattr(history, "start", None))
+        head_seconds = time.perf_counter() - head_start
     young = young_reference_warning(getattr(det, "detector", det).reference_)
     warnings += [young] if young else []
     if split.protocol == "time" and len(split.selection):  # a stretch of the stream, as scored later
         warning = flagged_share_warning(det, df.iloc[split.selection], schema, "the selection window")
         if warning is not None:
             det.threshold = replace(det.threshold, warnings=[*det.threshold.warnings, warning])
-    return TrainResult(det, split, config, fingerprint, df, warnings)
+    return TrainResult(det, split, config, fingerprint, df, warnings,
+                       head_seconds if config.use_labels else None)
 
 
 def young_reference_warning(reference) -> str | None:
