@@ -236,7 +236,8 @@ def _tree_ensemble(g: _Graph, head, x: str) -> str:
     and the node sends missing values left, as scikit-learn's predictor does."""
     from onnx import numpy_helper
 
-    if getattr(head, "n_trees_per_iteration_", 1) != 1 or getattr(head, "is_categorical_", None) is not None:
+    categorical = getattr(head, "is_categorical_", None)
+    if getattr(head, "n_trees_per_iteration_", 1) != 1 or (categorical is not None and np.any(categorical)):
         raise ArtifactError("the ONNX export takes a binary head on numeric features only")
     roots, modes, feats, splits, missing = [], [], [], [], []
     true_ids, true_leaf, false_ids, false_leaf, weights = [], [], [], [], []
