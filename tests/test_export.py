@@ -166,3 +166,37 @@ def test_a_negative_value_in_a_log_column_scores_nan_in_both_exports(model_dir, 
     tf_score = saved(**{c: tf.constant(X[c].to_numpy()) for c in names})["score"].numpy()
     for score in (onnx_score, tf_score):
         assert np.isnan(score[0]) and np.isfinite(score[1:]).all()
+
+
+@pytest.mark.parametrize("min_leaf", [2, 31])
+def test_a_heads_trees_score_as_scikit_learn_in_both_exports(min_leaf):
+    """A label-aware head's log-odds from its fitted predictors, as ONNX's TreeEnsemble and as
+    the SavedModel's level-by-level walk: scikit-learn's `decision_function` on every row, with
+    missing values routed as it routes them, and trees that are a single leaf (min_samples_leaf
+    above half the rows: no split is allowed)."""
+    import onnxruntime as ort
+    import tensorflow as tf
+    from onnx import TensorProto, helper
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from aedetect.serving.export import LABEL_AWARE_OPSETS, _Graph, _tree_arrays, _tree_ensemble, _walk_trees_tf
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    x[::7, 1] = np.nan  # missing values go where each node learnt to send them
+    head = HistGradientBoostingClassifier(max_iter=6, min_samples_leaf=min_leaf, random_state=0).fit(x, y)
+    lone = [bool(p.nodes["is_leaf"][0]) for (p,) in head._predictors]
+    assert all(lone) if min_leaf == 31 else not any(lone)
+    want = head.decision_function(x)
+    g = _Graph()
+    g.op("Identity", _tree_ensemble(g, head, "x"), out="z")
+    graph = helper.make_graph(g.nodes, "trees", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["n", 3])],
+                              [helper.make_tensor_value_info("z", TensorProto.DOUBLE, ["n"])], g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", LABEL_AWARE_OPSETS[0]),
+                                                    helper.make_opsetid("ai.onnx.ml", LABEL_AWARE_OPSETS[1])])
+    model.ir_version = LABEL_AWARE_OPSETS[2]
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(["z"], {"x": x})[0], want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_walk_trees_tf(_tree_arrays(head), tf.constant(x)).numpy(), want,
+                               rtol=1e-12, atol=1e-12)

@@ -530,10 +530,10 @@ def test_score_takes_verdicts_for_the_label_based_risk(label_aware, trained, tmp
     assert res.exit_code != 0 and "the model reads no labels" in str(res.exception)  # the CLI prints it: one line
 
 
-def test_a_label_aware_history_model_exports_to_onnx(label_aware, tmp_path):
-    """The ONNX export of a label-aware model with entity history takes the history features
-    and the label-based risk columns as inputs (computed by the caller, as `aedetect score`
-    computes them) and gives the runtime's fraud probability within EXPORT_RTOL."""
+def test_a_label_aware_history_model_exports_to_onnx_and_a_savedmodel(label_aware, tmp_path):
+    """Both exports of a label-aware model with entity history take the history features and
+    the label-based risk columns as inputs (computed by the caller, as `aedetect score`
+    computes them) and give the runtime's fraud probability within EXPORT_RTOL."""
     import onnxruntime as ort
 
     from aedetect.data.schema import as_seconds
@@ -557,3 +557,14 @@ def test_a_label_aware_history_model_exports_to_onnx(label_aware, tmp_path):
     want = hybrid.anomaly_score(table)
     assert np.max(np.abs(score - want) / want) <= EXPORT_RTOL
     np.testing.assert_array_equal(flag, (want > hybrid.threshold_).astype("int32"))
+    # the SavedModel too (the head over the Keras autoencoder), through tf.saved_model.load
+    import tensorflow as tf
+
+    from aedetect.model.hybrid import open_model
+    from aedetect.serving.export import _safe, export_savedmodel
+
+    keras_side = open_model(model)
+    signature = tf.saved_model.load(str(export_savedmodel(keras_side, tmp_path / "sm"))).signatures["serving_default"]
+    out = signature(**{_safe(c): tf.constant(v) for c, v in feed.items()})
+    assert np.max(np.abs(out["score"].numpy() - want) / want) <= EXPORT_RTOL
+    np.testing.assert_array_equal(out["flag"].numpy(), flag)

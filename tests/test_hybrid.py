@@ -474,7 +474,7 @@ def test_a_label_aware_model_exports_to_onnx(data, trained, coded, which, tmp_pa
     """`aedetect export --format onnx` carries the head: the raw features, or every feature group
     (the autoencoder's score, contributions and code), the trees, the blend and the calibration.
     ONNX Runtime gives each row the NumPy runtime's fraud probability within EXPORT_RTOL and the
-    same flag; a SavedModel, which cannot hold the trees, is refused with the way out."""
+    same flag."""
     import onnxruntime as ort
     from typer.testing import CliRunner
 
@@ -499,6 +499,45 @@ def test_a_label_aware_model_exports_to_onnx(data, trained, coded, which, tmp_pa
     assert np.max(np.abs(score - want) / want) <= EXPORT_RTOL
     np.testing.assert_array_equal(flag, (want > hybrid.threshold_).astype("int32"))
     assert 0 < flag.sum() < len(x)
-    res = CliRunner().invoke(app, ["export", "--model", str(model), "--out", str(tmp_path / "sm")])
-    assert res.exit_code != 0 and "export it with --format onnx" in str(res.exception)
-    assert not (tmp_path / "sm").exists()
+
+
+# every feature group (coded) in `make test`; the raw features alone, a subset of its graph, in the slow run
+@pytest.mark.parametrize("which", [pytest.param("trained", marks=pytest.mark.slow), "coded"])
+def test_a_label_aware_model_exports_to_a_savedmodel(data, trained, coded, which, tmp_path):
+    """`aedetect export` writes a SavedModel with the head: the trees walked level by level in
+    TensorFlow ops, the blend and the calibration. TF Serving's TF1 session loader, in a process
+    that never imports aedetect, gives each row the runtime's fraud probability within
+    EXPORT_RTOL and the same flag."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from test_export import TF1_LOADER
+    from typer.testing import CliRunner
+
+    from aedetect.cli.app import app
+    from aedetect.serving.export import EXPORT_RTOL
+    from aedetect.serving.runtime import open_scorer
+
+    model = {"trained": trained["model"], "coded": coded["model"]}[which]
+    path = tmp_path / "sm"
+    res = CliRunner().invoke(app, ["export", "--model", str(model), "--out", str(path)])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    assert "'score' is the fraud probability" in " ".join(res.output.split())
+    assert json.loads((path / "aedetect-export.json").read_text())["score_is"].startswith("fraud probability")
+    hybrid = open_scorer(model)
+    x = data[FEATURES]
+    want = hybrid.anomaly_score(x)
+    np.save(tmp_path / "x.npy", x.to_numpy("float64"))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-c", TF1_LOADER, str(path), str(tmp_path / "x.npy"),
+                           json.dumps(FEATURES), str(out)], cwd=tmp_path, capture_output=True, text=True,
+                          env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    score, flag = np.load(out / "score.npy"), np.load(out / "flag.npy")
+    assert np.max(np.abs(score - want) / want) <= EXPORT_RTOL
+    np.testing.assert_array_equal(flag, (want > hybrid.threshold_).astype("int32"))
+    assert 0 < flag.sum() < len(x)

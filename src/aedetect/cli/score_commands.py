@@ -524,10 +524,6 @@ def export(
     from aedetect.store.folder import open_folder
 
     folder = open_folder(model_dir)
-    if folder.is_hybrid and fmt == "savedmodel":
-        raise AedetectError(f"{model_dir} holds a supervised head (--use-labels), which a SavedModel "
-                            "cannot carry (TensorFlow has no gradient-boosted trees); export it with "
-                            "--format onnx")
     from aedetect.files import check_output
 
     check_output(out_dir, folders=[model_dir], overwrite=overwrite, folder=fmt == "savedmodel",
@@ -550,15 +546,16 @@ def export(
         else:
             det = load_scorer(folder)  # the ONNX graph is built from the NumPy weights: no TensorFlow
         export_onnx(det, out_dir, overwrite=overwrite)
-        what = "ONNX model" + (" (the label-aware mode: 'score' is the fraud probability)"
-                               if getattr(det, "head_", None) is not None else "")
+        what = "ONNX model"
     else:
-        det = load_model(folder)
+        det = load_model(folder)  # a label-aware folder: its head over the Keras autoencoder
         from aedetect.serving.export import export_savedmodel
 
         with console.status("writing SavedModel"):
             export_savedmodel(det, out_dir, overwrite=overwrite)
         what = "SavedModel (signature 'serving_default')"
+    if getattr(det, "head_", None) is not None:
+        what += " (the label-aware mode: 'score' is the fraud probability)"
     from aedetect.serving.export import describe_inputs
 
     console.print(f"{what} written to {escape(str(out_dir))}; inputs: {escape(describe_inputs(det))}; "

@@ -11,14 +11,16 @@ check each against the Python path within `EXPORT_RTOL` relative on every row.
 
 SavedModel: written with `keras.export.ExportArchive`, so the Keras model's variables (and the
 category lookup tables) are tracked the way TF Serving's loader (the TF1 session loader) and
-`saved_model_cli run` expect; the `serve` endpoint is also the `serving_default` signature.
+`saved_model_cli run` expect; the `serve` endpoint is also the `serving_default` signature. A
+label-aware model (`HybridDetector` over the Keras autoencoder) exports with its head: the
+trees walked level by level in TensorFlow ops (`_walk_trees_tf`), the blend and the calibration.
 
 ONNX: built node by node with the `onnx` package from the TensorFlow-free runtime's weights
 (`aedetect.serving.runtime.Scorer`), so it needs neither TensorFlow nor a converter. Opset 17, plus the
 `ai.onnx.ml` LabelEncoder for categories. A label-aware model (`HybridDetector` over the runtime,
 from `open_scorer`) exports with its head: the head's inputs, its gradient-boosted trees as one
 `ai.onnx.ml` TreeEnsemble with float64 splits and leaves (opset 21, `ai.onnx.ml` 5), the blend
-and the calibration; `score` is then the fraud probability. Outputs are written under a
+and the calibration. In both exports a label-aware model's `score` is the fraud probability. Outputs are written under a
 temporary name and renamed into place; permissions follow the umask.
 """
 
@@ -89,20 +91,28 @@ def _safe(name: str) -> str:
 
 # -- SavedModel -----------------------------------------------------------------------------
 def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write `detector` as a SavedModel folder at `path` (see the module docstring)."""
+    """Write `detector` (an AutoencoderDetector, or a HybridDetector over one) as a SavedModel
+    folder at `path` (see the module docstring)."""
     import keras
     import tensorflow as tf
 
     from aedetect.model.scores import score_tf
 
+    hybrid = detector if hasattr(detector, "head_") and detector.head_ is not None else None
+    det = detector.detector if hasattr(detector, "head_") else detector
     names = list(detector.feature_names_in_)
-    model, pre = detector.model_, detector.preprocessor_
-    kind, stats, threshold = detector.score_type, detector.score_stats_, float(detector.threshold_)
-    dtypes = input_dtypes(detector)
+    model, pre = det.model_, det.preprocessor_
+    kind, stats, threshold = det.score_type, det.score_stats_, float(detector.threshold_)
+    dtypes = {**{c: "float64" for c in names}, **input_dtypes(det)}  # label-based risk columns: numbers
     spec = {name: tf.TensorSpec([None], getattr(tf, dtypes[name]), name=_safe(name)) for name in names}
+    head = None if hybrid is None else _label_aware_tf(hybrid)
 
     def serve(columns):
-        score = score_tf(kind, stats, detector.residuals_tf(pre.transform_tf(columns)))
+        x = pre.transform_tf(columns)
+        r = det.residuals_tf(x)
+        score = score_tf(kind, stats, r)
+        if head is not None:
+            score = head(columns, x, r, score)
         return {"score": score, "flag": tf.cast(score > threshold, tf.int32)}
 
     path = Path(path)
@@ -117,9 +127,118 @@ def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = Fa
         info = {"format": "tensorflow-savedmodel", "signature": "serving_default",
                 "inputs": {name: f"{dtype} [None]" for name, dtype in dtypes.items()},
                 "outputs": {"score": "float64 [None]", "flag": "int32 [None]"},
-                "threshold": threshold}
+                "threshold": threshold,
+                **({"score_is": "fraud probability (label-aware)"} if hybrid is not None else {})}
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
     return path
+
+
+def _label_aware_tf(hybrid):
+    """The label-aware mode's fraud probability in TensorFlow ops, as a function of the input
+    columns, the preprocessed rows, the residuals and the autoencoder's score: the head's inputs
+    assembled as `HybridDetector._inputs` does (rounded to float32), the trees walked level by
+    level (a row goes left at a value at most the split, or when it is missing and the node
+    sends missing values left), the blend and the calibration, all in float64."""
+    import tensorflow as tf
+
+    from aedetect.model.hybrid import CODE_NUMPY, HEAD_INPUTS
+
+    det, groups, cal = hybrid.detector, hybrid.features_, hybrid.calibrator_
+    if "code" in groups and hybrid.code_ != CODE_NUMPY:
+        raise ArtifactError("the head reads the code layer as Keras computed it (a folder before hybrid "
+                            "format 3): retrain with --use-labels to export it")
+    if cal["method"] not in ("sigmoid", "none"):
+        raise ArtifactError(f"the exports take a sigmoid calibration, not {cal['method']!r}")
+    trees = _tree_arrays(hybrid.head_)
+    f, members, stats = det.preprocessor_.n_features_out, det.members_, det.score_stats_
+    dense = [(np.asarray(layer.kernel, "float64"), np.asarray(layer.bias, "float64"), layer.activation)
+             for layer in det._dense]
+    hidden = dense[:-1]  # the code: the first of the narrowest hidden layers (`bottleneck`)
+    stop = min(range(len(hidden)), key=lambda i: hidden[i][0].shape[1]) if hidden else None
+
+    def contributions(r):  # each preprocessed feature's share of the score, summed over members
+        if det.score_type == "mse":
+            per = tf.square(r) / float(f * members)
+        elif det.score_type == "feature_normalized":
+            per = tf.square(r) / tf.constant(stats["scale"] * float(f * members), tf.float64)
+        else:
+            c = r - tf.constant(stats["mean"], tf.float64)
+            p = stats["precision"]
+            if p.ndim == 3:
+                c = tf.reshape(c, [-1, p.shape[0], p.shape[1]])
+                per = tf.einsum("rki,kij->rkj", c, tf.constant(p, tf.float64)) * c
+            else:
+                per = tf.matmul(c, tf.constant(p, tf.float64)) * c
+        return tf.reduce_sum(tf.reshape(per, [-1, members, f]), axis=1)
+
+    def head(columns, x, r, score):
+        x64 = tf.cast(x, tf.float64)
+        blocks = []
+        if "raw" in groups:
+            blocks.append(x64)
+        blocks += [tf.cast(columns[c], tf.float64)[:, None] for c in hybrid.label_features]
+        if "score" in groups:
+            blocks.append(score[:, None])
+        if "contributions" in groups:
+            blocks.append(contributions(tf.cast(r, tf.float64)))
+        if "code" in groups:
+            h = x64
+            for kernel, bias, activation in dense[:stop + 1]:
+                h = activation(tf.matmul(h, tf.constant(kernel)) + tf.constant(bias))
+            blocks.append(h)
+        m = tf.concat(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+        if hybrid.head_inputs_ == HEAD_INPUTS:  # float32, as the head learnt them
+            m = tf.cast(tf.cast(m, tf.float32), tf.float64)
+        z = _walk_trees_tf(trees, m)
+        if hybrid.blend_ is not None:
+            b = hybrid.blend_
+            w, hd, a = b["head_weight"], b["head"], b["autoencoder"]
+            z = (w * (z - hd["center"]) / hd["scale"]
+                 + (1 - w) * (tf.math.log1p(score) - a["center"]) / a["scale"])
+        if cal["method"] == "sigmoid":
+            z = cal["a"] * z + cal["b"]
+        return tf.math.sigmoid(z)
+
+    return head
+
+
+def _tree_arrays(head) -> dict:
+    """A binary HistGradientBoostingClassifier's trees as flat arrays: every tree's nodes one
+    after the other, children as positions in them, each tree's root, its depth and the
+    baseline."""
+    categorical = getattr(head, "is_categorical_", None)
+    if getattr(head, "n_trees_per_iteration_", 1) != 1 or (categorical is not None and np.any(categorical)):
+        raise ArtifactError("the exports take a binary head on numeric features only")
+    parts, roots, start = [], [], 0
+    for (predictor,) in head._predictors:
+        nodes = predictor.nodes
+        if nodes["is_categorical"].any():
+            raise ArtifactError("the exports take a head without categorical splits")
+        parts.append(nodes)
+        roots.append(start)
+        start += len(nodes)
+    offsets = np.repeat(roots, [len(n) for n in parts])
+    nodes = np.concatenate(parts)
+    return {"feature": nodes["feature_idx"].astype("int64"), "split": nodes["num_threshold"].astype("float64"),
+            "left": nodes["left"].astype("int64") + offsets, "right": nodes["right"].astype("int64") + offsets,
+            "leaf": nodes["is_leaf"].astype(bool), "missing_left": nodes["missing_go_to_left"].astype(bool),
+            "value": nodes["value"].astype("float64"), "roots": np.asarray(roots, "int64"),
+            "depth": int(nodes["depth"].max()), "baseline": float(np.ravel(head._baseline_prediction)[0])}
+
+
+def _walk_trees_tf(trees: dict, x):
+    """The log-odds of rows `x` (float64 [n, features]): every tree walked one level at a time,
+    all trees side by side, as many levels as the deepest leaf."""
+    import tensorflow as tf
+
+    t = {k: tf.constant(v) for k, v in trees.items() if isinstance(v, np.ndarray)}
+    idx = tf.tile(t["roots"][None, :], [tf.shape(x)[0], 1])  # [n, trees]: each row's node in each tree
+    for _ in range(trees["depth"]):
+        value = tf.gather(x, tf.gather(t["feature"], idx), batch_dims=1)
+        left = tf.where(tf.math.is_nan(value), tf.gather(t["missing_left"], idx), value <= tf.gather(t["split"], idx))
+        step = tf.where(left, tf.gather(t["left"], idx), tf.gather(t["right"], idx))
+        idx = tf.where(tf.gather(t["leaf"], idx), idx, step)
+    return tf.reduce_sum(tf.gather(t["value"], idx), axis=1) + trees["baseline"]
 
 
 # -- ONNX -----------------------------------------------------------------------------------
@@ -236,48 +355,37 @@ def _tree_ensemble(g: _Graph, head, x: str) -> str:
     and the node sends missing values left, as scikit-learn's predictor does."""
     from onnx import numpy_helper
 
-    categorical = getattr(head, "is_categorical_", None)
-    if getattr(head, "n_trees_per_iteration_", 1) != 1 or (categorical is not None and np.any(categorical)):
-        raise ArtifactError("the ONNX export takes a binary head on numeric features only")
-    roots, modes, feats, splits, missing = [], [], [], [], []
-    true_ids, true_leaf, false_ids, false_leaf, weights = [], [], [], [], []
-
-    def add_node(feature, split, left, right, left_leaf, right_leaf, miss_left):
-        modes.append(0)  # BRANCH_LEQ
-        feats.append(int(feature))
-        splits.append(float(split))
-        true_ids.append(int(left))
-        true_leaf.append(int(left_leaf))
-        false_ids.append(int(right))
-        false_leaf.append(int(right_leaf))
-        missing.append(int(miss_left))
-
-    for (predictor,) in head._predictors:
-        nodes = predictor.nodes
-        if nodes["is_categorical"].any():
-            raise ArtifactError("the ONNX export takes a head without categorical splits")
-        leaf = nodes["is_leaf"].astype(bool)
-        index = np.empty(len(nodes), dtype=np.int64)  # a node's place among the interior nodes or leaves
-        index[~leaf] = len(modes) + np.arange((~leaf).sum())
-        index[leaf] = len(weights) + np.arange(leaf.sum())
-        weights.extend(nodes["value"][leaf].tolist())
-        roots.append(len(modes))
-        if leaf[0]:  # a tree that is a single leaf: a split whose two branches reach it
-            add_node(0, 0.0, index[0], index[0], True, True, True)
-            continue
-        for i in np.flatnonzero(~leaf):
-            left, right = nodes["left"][i], nodes["right"][i]
-            add_node(nodes["feature_idx"][i], nodes["num_threshold"][i], index[left], index[right],
-                     leaf[left], leaf[right], nodes["missing_go_to_left"][i])
+    t = _tree_arrays(head)
+    leaf = t["leaf"]
+    index = np.empty(len(leaf), dtype=np.int64)  # a node's place among the interior nodes, or the leaves
+    index[~leaf] = np.arange((~leaf).sum())
+    index[leaf] = np.arange(leaf.sum())
+    inner = np.flatnonzero(~leaf)
+    modes = np.zeros(len(inner), np.uint8)  # BRANCH_LEQ
+    feats, splits, missing = t["feature"][inner], t["split"][inner], t["missing_left"][inner]
+    left, right = t["left"][inner], t["right"][inner]
+    true_ids, true_leaf, false_ids, false_leaf = index[left], leaf[left], index[right], leaf[right]
+    roots = index[t["roots"]]
+    lone = leaf[t["roots"]]  # a tree that is a single leaf: a split whose two branches reach it
+    if lone.any():
+        extra = len(inner) + np.arange(lone.sum())
+        lone_leaf = index[t["roots"][lone]]
+        modes = np.concatenate([modes, np.zeros(lone.sum(), np.uint8)])
+        feats = np.concatenate([feats, np.zeros(lone.sum(), np.int64)])
+        splits = np.concatenate([splits, np.zeros(lone.sum())])
+        missing = np.concatenate([missing, np.ones(lone.sum(), bool)])
+        true_ids, false_ids = np.concatenate([true_ids, lone_leaf]), np.concatenate([false_ids, lone_leaf])
+        true_leaf = np.concatenate([true_leaf, np.ones(lone.sum(), bool)])
+        false_leaf = np.concatenate([false_leaf, np.ones(lone.sum(), bool)])
+        roots[lone] = extra
     out = g.op("TreeEnsemble", x, domain="ai.onnx.ml", aggregate_function=1, post_transform=0, n_targets=1,
-               tree_roots=roots, nodes_modes=numpy_helper.from_array(np.asarray(modes, np.uint8)),
-               nodes_featureids=feats, nodes_splits=numpy_helper.from_array(np.asarray(splits, np.float64)),
-               nodes_truenodeids=true_ids, nodes_trueleafs=true_leaf, nodes_falsenodeids=false_ids,
-               nodes_falseleafs=false_leaf, nodes_missing_value_tracks_true=missing,
-               leaf_targetids=[0] * len(weights),
-               leaf_weights=numpy_helper.from_array(np.asarray(weights, np.float64)))
-    baseline = float(np.ravel(head._baseline_prediction)[0])
-    return g.op("Add", g.op("Squeeze", out, g.const([1], "int64")), g.const(baseline, "float64"))
+               tree_roots=roots.tolist(), nodes_modes=numpy_helper.from_array(modes),
+               nodes_featureids=feats.tolist(), nodes_splits=numpy_helper.from_array(splits.astype(np.float64)),
+               nodes_truenodeids=true_ids.tolist(), nodes_trueleafs=true_leaf.astype(int).tolist(),
+               nodes_falsenodeids=false_ids.tolist(), nodes_falseleafs=false_leaf.astype(int).tolist(),
+               nodes_missing_value_tracks_true=missing.astype(int).tolist(),
+               leaf_targetids=[0] * int(leaf.sum()), leaf_weights=numpy_helper.from_array(t["value"][leaf]))
+    return g.op("Add", g.op("Squeeze", out, g.const([1], "int64")), g.const(t["baseline"], "float64"))
 
 
 def _label_aware_nodes(g: _Graph, hybrid, ae: dict[str, str]) -> str:
