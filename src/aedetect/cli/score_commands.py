@@ -536,13 +536,10 @@ def export(
             import onnx  # noqa: F401
         except ModuleNotFoundError:
             raise AedetectError("--format onnx needs the onnx package: pip install 'aedetect[onnx]'") from None
-        if folder.is_hybrid:  # the head over the NumPy runtime
+        if folder.is_hybrid:  # the head over the NumPy runtime (an old head on Keras' code: refused)
             from aedetect.serving.runtime import open_scorer
 
             det = open_scorer(folder)
-            if det.needs_keras:
-                raise AedetectError(f"{model_dir}: the head reads the code layer as Keras computed it (a "
-                                    "folder before hybrid format 3); retrain with --use-labels to export it")
         else:
             det = load_scorer(folder)  # the ONNX graph is built from the NumPy weights: no TensorFlow
         export_onnx(det, out_dir, overwrite=overwrite)

@@ -596,15 +596,27 @@ class AutoencoderDetector(HasThreshold, OutlierMixin, OutlierConventions, BaseEs
         residual of a well-reconstructed row loses most of its float32 digits to cancellation.
         The scoring path, the SavedModel export and the NumPy runtime all compute it this way.
         An ensemble's residuals are each member's, member after member (`members_` x features)."""
+        return self.network_tf(x_preprocessed)[0]
+
+    def network_tf(self, x_preprocessed):
+        """(`residuals_tf`, the code layer's activations) in one pass of the network: the code
+        in float64 from the float32 weights, as `store.weights.bottleneck` computes it (None
+        for a network without a hidden layer)."""
         import tensorflow as tf
+
+        from aedetect.store.weights import code_layer
 
         def f64(value):
             return tf.cast(value, tf.float64)
 
+        stop = code_layer([int(layer.kernel.shape[1]) for layer in self._dense])
         x = h = f64(x_preprocessed)
-        for layer in self._dense:
+        code = None
+        for i, layer in enumerate(self._dense):
             h = layer.activation(tf.matmul(h, f64(layer.kernel)) + f64(layer.bias))
-        return h - (x if self.members_ == 1 else tf.tile(x, [1, self.members_]))
+            if i == stop:
+                code = h
+        return h - (x if self.members_ == 1 else tf.tile(x, [1, self.members_])), code
 
     # -- scoring ----------------------------------------------------------------------------
     def _residuals(self, x: np.ndarray) -> np.ndarray:

@@ -141,27 +141,33 @@ def check_finite_scores(contrib: np.ndarray) -> None:
                         f"this row's values); {int((~ok).sum())} such row(s) were not scored")
 
 
-def score_tf(kind: str, stats: dict, r):
-    """The same row scores as `contributions(...).sum(1)`, in TensorFlow ops (for exports).
-
-    Computed in float64 like the NumPy path: a Mahalanobis score reaches the hundreds, where
-    float32 alone would differ from it in the fifth significant digit.
-    """
+def contributions_tf(kind: str, stats: dict, r):
+    """The same per-feature contributions as `contributions`, in TensorFlow ops (for exports):
+    [rows, members x features], member after member; an ensemble's Mahalanobis parts each with
+    its member's precision. Computed in float64 like the NumPy path: a Mahalanobis score
+    reaches the hundreds, where float32 alone would differ from it in the fifth significant
+    digit."""
     import tensorflow as tf
 
     r = tf.cast(r, tf.float64)
     d = float(r.shape[-1])
     if kind == "mse":
-        return tf.reduce_sum(tf.square(r), axis=1) / d
+        return tf.square(r) / d
     if kind == "feature_normalized":
-        scale = tf.constant(stats["scale"], tf.float64)
-        return tf.reduce_sum(tf.square(r) / scale, axis=1) / d
+        return tf.square(r) / tf.constant(stats["scale"], tf.float64) / d
     c = r - tf.constant(stats["mean"], tf.float64)
     p = tf.constant(stats["precision"], tf.float64)
     if len(p.shape) == 3:  # an ensemble: member k's residuals with member k's precision
         c = tf.reshape(c, [-1, p.shape[0], p.shape[1]])
-        return tf.reduce_sum(tf.einsum("rki,kij->rkj", c, p) * c, axis=[1, 2])
-    return tf.reduce_sum(tf.matmul(c, p) * c, axis=1)
+        return tf.reshape(tf.einsum("rki,kij->rkj", c, p) * c, [-1, p.shape[0] * p.shape[1]])
+    return tf.matmul(c, p) * c
+
+
+def score_tf(kind: str, stats: dict, r):
+    """The same row scores as `contributions(...).sum(1)`, in TensorFlow ops (for exports)."""
+    import tensorflow as tf
+
+    return tf.reduce_sum(contributions_tf(kind, stats, r), axis=1)
 
 
 def stats_to_config(stats: dict) -> dict:

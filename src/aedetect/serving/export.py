@@ -48,10 +48,16 @@ EXPORT_RTOL = 1e-9
 
 def input_dtypes(detector) -> dict[str, str]:
     """The dtype of each input column in both exports: strings for categories ("" = missing),
-    float64 for numbers (NaN = missing) and datetimes (seconds since 1970)."""
+    float64 for numbers (NaN = missing) and datetimes (seconds since 1970); a label-aware
+    model's label-based risk columns after them, numbers."""
+    return {c: "string" if k == "category" else "float64" for c, k in _input_kinds(detector)}
+
+
+def _input_kinds(detector) -> list[tuple[str, str]]:
+    """(column, kind) of every input: the preprocessor's, then label-based risk columns."""
     pre = detector.preprocessor_
-    return {c: "string" if k == "category" else "float64"
-            for c, k in zip(pre.feature_names, pre.input_kinds, strict=True)}
+    risk = getattr(detector, "label_features", [])
+    return [*zip(pre.feature_names, pre.input_kinds, strict=True), *((c, "number") for c in risk)]
 
 
 INPUT_KINDS = {"number": "float64", "boolean": "float64 0/1", "datetime": "float64 seconds since 1970",
@@ -62,10 +68,8 @@ def describe_inputs(detector) -> str:
     """What both exports take, in one line: one [None] tensor per column, counted by dtype, e.g.
     `30 float64 ('Time', 'V1', ..., 'Amount')` or `7 string ('merchant_category', ...; "" = missing),
     1 float64 seconds since 1970 ('timestamp'), 6 float64 (...)`."""
-    pre = detector.preprocessor_
-    risk = getattr(detector, "label_features", [])  # a label-aware model's label-based risk columns
     groups: dict[str, list[str]] = {}
-    for name, kind in [*zip(pre.feature_names, pre.input_kinds, strict=True), *((c, "number") for c in risk)]:
+    for name, kind in _input_kinds(detector):
         groups.setdefault(INPUT_KINDS[kind], []).append(name)
     parts = []
     for dtype, names in groups.items():
@@ -96,23 +100,24 @@ def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = Fa
     import keras
     import tensorflow as tf
 
-    from aedetect.model.scores import score_tf
+    from aedetect.model.scores import contributions_tf
 
-    hybrid = detector if hasattr(detector, "head_") and detector.head_ is not None else None
+    hybrid = detector if getattr(detector, "head_", None) is not None else None
     det = detector.detector if hasattr(detector, "head_") else detector
     names = list(detector.feature_names_in_)
     model, pre = det.model_, det.preprocessor_
     kind, stats, threshold = det.score_type, det.score_stats_, float(detector.threshold_)
-    dtypes = {**{c: "float64" for c in names}, **input_dtypes(det)}  # label-based risk columns: numbers
+    dtypes = input_dtypes(detector)
     spec = {name: tf.TensorSpec([None], getattr(tf, dtypes[name]), name=_safe(name)) for name in names}
     head = None if hybrid is None else _label_aware_tf(hybrid)
 
     def serve(columns):
         x = pre.transform_tf(columns)
-        r = det.residuals_tf(x)
-        score = score_tf(kind, stats, r)
+        r, code = det.network_tf(x)
+        per = contributions_tf(kind, stats, r)
+        score = tf.reduce_sum(per, axis=1)
         if head is not None:
-            score = head(columns, x, r, score)
+            score = head(columns, x, per, code, score)
         return {"score": score, "flag": tf.cast(score > threshold, tf.int32)}
 
     path = Path(path)
@@ -135,57 +140,30 @@ def export_savedmodel(detector, path: str | os.PathLike, *, overwrite: bool = Fa
 
 def _label_aware_tf(hybrid):
     """The label-aware mode's fraud probability in TensorFlow ops, as a function of the input
-    columns, the preprocessed rows, the residuals and the autoencoder's score: the head's inputs
-    assembled as `HybridDetector._inputs` does (rounded to float32), the trees walked level by
-    level (a row goes left at a value at most the split, or when it is missing and the node
-    sends missing values left), the blend and the calibration, all in float64."""
+    columns, the preprocessed rows, the autoencoder's contributions (`contributions_tf`), its
+    code layer and its score: the head's inputs assembled as `HybridDetector._inputs` does
+    (rounded to float32), the trees walked level by level (`_walk_trees_tf`), the blend and the
+    calibration, all in float64."""
     import tensorflow as tf
 
-    from aedetect.model.hybrid import CODE_NUMPY, HEAD_INPUTS
+    from aedetect.model.hybrid import HEAD_INPUTS
 
+    _check_head(hybrid)
     det, groups, cal = hybrid.detector, hybrid.features_, hybrid.calibrator_
-    if "code" in groups and hybrid.code_ != CODE_NUMPY:
-        raise ArtifactError("the head reads the code layer as Keras computed it (a folder before hybrid "
-                            "format 3): retrain with --use-labels to export it")
-    if cal["method"] not in ("sigmoid", "none"):
-        raise ArtifactError(f"the exports take a sigmoid calibration, not {cal['method']!r}")
     trees = _tree_arrays(hybrid.head_)
-    f, members, stats = det.preprocessor_.n_features_out, det.members_, det.score_stats_
-    dense = [(np.asarray(layer.kernel, "float64"), np.asarray(layer.bias, "float64"), layer.activation)
-             for layer in det._dense]
-    hidden = dense[:-1]  # the code: the first of the narrowest hidden layers (`bottleneck`)
-    stop = min(range(len(hidden)), key=lambda i: hidden[i][0].shape[1]) if hidden else None
+    f, members = det.preprocessor_.n_features_out, det.members_
 
-    def contributions(r):  # each preprocessed feature's share of the score, summed over members
-        if det.score_type == "mse":
-            per = tf.square(r) / float(f * members)
-        elif det.score_type == "feature_normalized":
-            per = tf.square(r) / tf.constant(stats["scale"] * float(f * members), tf.float64)
-        else:
-            c = r - tf.constant(stats["mean"], tf.float64)
-            p = stats["precision"]
-            if p.ndim == 3:
-                c = tf.reshape(c, [-1, p.shape[0], p.shape[1]])
-                per = tf.einsum("rki,kij->rkj", c, tf.constant(p, tf.float64)) * c
-            else:
-                per = tf.matmul(c, tf.constant(p, tf.float64)) * c
-        return tf.reduce_sum(tf.reshape(per, [-1, members, f]), axis=1)
-
-    def head(columns, x, r, score):
-        x64 = tf.cast(x, tf.float64)
+    def head(columns, x, per, code, score):
         blocks = []
         if "raw" in groups:
-            blocks.append(x64)
+            blocks.append(tf.cast(x, tf.float64))
         blocks += [tf.cast(columns[c], tf.float64)[:, None] for c in hybrid.label_features]
         if "score" in groups:
             blocks.append(score[:, None])
-        if "contributions" in groups:
-            blocks.append(contributions(tf.cast(r, tf.float64)))
+        if "contributions" in groups:  # each preprocessed feature's share, summed over the members
+            blocks.append(tf.reduce_sum(tf.reshape(per, [-1, members, f]), axis=1))
         if "code" in groups:
-            h = x64
-            for kernel, bias, activation in dense[:stop + 1]:
-                h = activation(tf.matmul(h, tf.constant(kernel)) + tf.constant(bias))
-            blocks.append(h)
+            blocks.append(code)
         m = tf.concat(blocks, axis=1) if len(blocks) > 1 else blocks[0]
         if hybrid.head_inputs_ == HEAD_INPUTS:  # float32, as the head learnt them
             m = tf.cast(tf.cast(m, tf.float32), tf.float64)
@@ -200,6 +178,17 @@ def _label_aware_tf(hybrid):
         return tf.math.sigmoid(z)
 
     return head
+
+
+def _check_head(hybrid) -> None:
+    """Refuse, with its reason, a label-aware model that neither export can carry."""
+    from aedetect.model.hybrid import CODE_NUMPY
+
+    if "code" in hybrid.features_ and hybrid.code_ != CODE_NUMPY:
+        raise ArtifactError("the head reads the code layer as Keras computed it (a folder before hybrid "
+                            "format 3): retrain with --use-labels to export it")
+    if hybrid.calibrator_["method"] not in ("sigmoid", "none"):
+        raise ArtifactError(f"the exports take a sigmoid calibration, not {hybrid.calibrator_['method']!r}")
 
 
 def _tree_arrays(head) -> dict:
@@ -271,6 +260,8 @@ def _autoencoder_nodes(g: _Graph, scorer) -> dict[str, str]:
     layer's activations (`code`, float64, as `store.weights.bottleneck` computes them)."""
     from onnx import TensorProto
 
+    from aedetect.store.weights import code_layer
+
     pre = scorer.preprocessor_
     axis1 = g.const([1], "int64")
     cols = []
@@ -319,8 +310,7 @@ def _autoencoder_nodes(g: _Graph, scorer) -> dict[str, str]:
     x = g.op("Cast", g.op("Concat", *cols, axis=1), to=TensorProto.FLOAT)
     x32 = g.op("Div", g.op("Sub", x, g.const(pre.mean_, "float32")), g.const(pre.scale_, "float32"))
     h = x = g.op("Cast", x32, to=TensorProto.DOUBLE)  # the network in float64, as in the runtime
-    hidden = scorer.layers[:-1]  # the code: the first of the narrowest hidden layers (`bottleneck`)
-    stop = min(range(len(hidden)), key=lambda i: hidden[i][0].shape[1]) if hidden else None
+    stop = code_layer([kernel.shape[1] for kernel, _, _ in scorer.layers])  # as `bottleneck` reads it
     code = None
     for i, (kernel, bias, activation) in enumerate(scorer.layers):
         h = g.op("Add", g.op("MatMul", h, g.const(kernel, "float64")), g.const(bias, "float64"))
@@ -394,15 +384,10 @@ def _label_aware_nodes(g: _Graph, hybrid, ae: dict[str, str]) -> str:
     autoencoder's log score and the calibration."""
     from onnx import TensorProto
 
-    from aedetect.model.hybrid import CODE_NUMPY, HEAD_INPUTS
+    from aedetect.model.hybrid import HEAD_INPUTS
 
     det = hybrid.detector
     groups = hybrid.features_
-    if "code" in groups and hybrid.code_ != CODE_NUMPY:
-        raise ArtifactError("the head reads the code layer as Keras computed it (a folder before hybrid "
-                            "format 3): retrain with --use-labels to export it")
-    if hybrid.calibrator_["method"] not in ("sigmoid", "none"):
-        raise ArtifactError(f"the ONNX export takes a sigmoid calibration, not {hybrid.calibrator_['method']!r}")
     f = det.preprocessor_.n_features_out
     blocks = []
     if "raw" in groups:
@@ -446,13 +431,15 @@ def onnx_model(scorer):
     g = _Graph()
     hybrid = scorer if hasattr(scorer, "head_") else None
     det = scorer if hybrid is None else hybrid.detector
+    head = hybrid is not None and hybrid.head_ is not None
+    if head:
+        _check_head(hybrid)
     if not hasattr(det, "layers"):
         raise ArtifactError("the ONNX graph is built from the NumPy runtime's weights: load the model "
                             "with aedetect.serving.runtime.open_scorer")
     names = list(scorer.feature_names_in_)
-    dtypes = {**{c: "float64" for c in names}, **input_dtypes(det)}  # label-based risk columns: numbers
+    dtypes = input_dtypes(scorer)
     ae = _autoencoder_nodes(g, det)
-    head = hybrid is not None and hybrid.head_ is not None
     score = _label_aware_nodes(g, hybrid, ae) if head else ae["score"]
     g.op("Identity", score, out="score")
     g.op("Cast", g.op("Greater", "score", g.const(scorer.threshold_, "float64")),

@@ -104,6 +104,13 @@ def read_weights(path: Path) -> list[tuple[np.ndarray, np.ndarray, str]]:
     return layers
 
 
+def code_layer(widths: list[int]) -> int | None:
+    """Which dense layer gives the code, from the layers' output widths: the first of the
+    narrowest hidden layers (the last layer is the reconstruction); None without a hidden one."""
+    hidden = widths[:-1]
+    return min(range(len(hidden)), key=lambda i: hidden[i]) if hidden else None
+
+
 def bottleneck(layers, x: np.ndarray) -> np.ndarray:
     """The narrowest hidden layer's activations (the code; an ensemble's: every member's side
     by side) for preprocessed rows `x`, in float64 from the stored float32 weights.
@@ -112,10 +119,9 @@ def bottleneck(layers, x: np.ndarray) -> np.ndarray:
     this one function, so the head sees the same numbers wherever it runs (the Keras layer's
     float32 output differed from it by about 1e-7, enough to move a row across a tree's split).
     """
-    hidden = layers[:-1]  # the last dense layer is the reconstruction
-    if not hidden:
+    stop = code_layer([kernel.shape[1] for kernel, _, _ in layers])
+    if stop is None:
         raise ValueError("the network has no hidden layer, so no code")
-    stop = min(range(len(hidden)), key=lambda i: hidden[i][0].shape[1])  # the first of the narrowest
     h = np.asarray(x, dtype="float64")
     for kernel, bias, activation in layers[:stop + 1]:
         h = h @ np.asarray(kernel, dtype="float64")
