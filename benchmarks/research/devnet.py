@@ -17,13 +17,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
-from bench_hybrid import trained_autoencoder  # noqa: E402
 from common import real_data  # noqa: E402
-from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
+from label_draws import head, seed_draws, z  # noqa: E402
 from sklearn.metrics import average_precision_score  # noqa: E402
 
 from aedetect.data.creditcard import CREDITCARD  # noqa: E402
-from aedetect.model.hybrid import label_rows, residual_features  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--seeds", default="0,1,2")
@@ -67,27 +65,13 @@ def devnet(m, yy, seed, epochs, batch=512, steps=20, margin=5.0):
     return model
 
 
-def z(ref, s):
-    return (s - np.median(ref)) / ref.std()
-
-
 for seed in map(int, args.seeds.split(",")):
-    det, split = trained_autoencoder(df, "time", seed)
-    fit, _ = label_rows(split, len(df))
-    test = split.test
-    raw = residual_features(det, X, ("raw",))[0]
-    ae = np.log(det.anomaly_score(X))
+    det, test, fit, raw, ae, draws = seed_draws(df, seed, args.labels)
     m = np.column_stack([raw, (ae - np.median(ae[fit])) / ae[fit].std()]).astype("float32")
-    frauds, normals = fit[y[fit] == 1], fit[y[fit] == 0]
-    order = np.random.default_rng(seed).permutation(frauds)
-    for lab in args.labels.split(","):
-        n = len(frauds) if lab == "all" else int(lab)
-        keep = np.sort(np.concatenate([normals, order[:n]]))
+    for lab, n, keep in draws:
         nref = keep[y[keep] == 0]
         w = n / (n + 25)
-        head = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, l2_regularization=1.0,
-                                              early_stopping=False, random_state=0).fit(raw[keep], y[keep])
-        lo = head.decision_function(raw)
+        lo = head(det).fit(raw[keep], y[keep]).decision_function(raw)
         net = devnet(m[keep], y[keep], seed, args.epochs)
         dv = np.asarray(net.predict(m, batch_size=65536, verbose=0)).ravel()
         row = {"seed": seed, "labels": lab, "ae": float(average_precision_score(y[test], ae[test])),
